@@ -1,0 +1,27 @@
+//! osbuild: a pipeline-based OS image builder, the engine behind `osbuild`, `osbuildd` and
+//! `osbuildctl`.
+//!
+//! A v1 manifest describes a pipeline (an optional build pipeline, stages, an optional
+//! assembler). Every stage and assembler is an executable from the libdir, run in a sandboxed
+//! build root; results are cached in a content-addressed object store.
+//!
+//! Where to look:
+//! - [`id`]: typed identifiers (stage/tree/output ids, treesums).
+//! - [`json`]: JSON values and the encoder byte-identical to Python's `json.dumps(sort_keys=True)`,
+//!   on which every id rests.
+//! - [`modules`]: what a libdir provides (stages, assemblers, runners, sources, their schemas)
+//!   and runner selection.
+//! - [`manifest`]: loading and validating v1 manifests, computing ids, `--inspect`.
+//! - [`store`]: the object store (objects, refs, treesum, copy-on-write objects, pruning).
+//! - [`mount`]: bind mounts with owners, and the private mount namespace.
+//! - [`buildroot`]: the bubblewrap sandbox and the API sockets a stage talks to.
+//! - [`pipeline`]: running a manifest: caching, checkpoints, results.
+
+pub mod buildroot;
+pub mod id;
+pub mod json;
+pub mod manifest;
+pub mod modules;
+pub mod mount;
+pub mod pipeline;
+pub mod store;
