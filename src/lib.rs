@@ -16,8 +16,10 @@
 //! - [`mount`]: bind mounts with owners, and the private mount namespace.
 //! - [`buildroot`]: the bubblewrap sandbox and the API sockets a stage talks to.
 //! - [`pipeline`]: running a manifest: caching, checkpoints, results.
+//! - [`cli`]: the command-line front ends (`osbuild`).
 
 pub mod buildroot;
+pub mod cli;
 pub mod id;
 pub mod json;
 pub mod manifest;

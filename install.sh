@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Builds and installs osbuild from this checkout.
+#
+#   ./install.sh libdir DIR              lay out a libdir (stages, assemblers, runners) in DIR,
+#                                        for tests and development: osbuild --libdir DIR ...
+#   ./install.sh install [--prefix P] [--destdir D]
+#                                        install the binaries into P/bin and the libdir into
+#                                        P/lib/osbuild (P defaults to /usr/local)
+#   ./install.sh uninstall [--prefix P] [--destdir D]
+#
+# The stage-side executables run inside build roots that may be another distribution, so they
+# are linked statically (glibc's static libc, no NSS) and shared by name through symlinks:
+#   DIR/libexec/osbuild-{stages,assemblers,runners}   the multi-call binaries
+#   DIR/stages/org.osbuild.NAME -> ../libexec/osbuild-stages (+ NAME.meta.json beside it)
+#   DIR/assemblers/...  DIR/runners/... likewise; runner aliases link to the runner they share.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+die() { echo "install.sh: $*" >&2; exit 1; }
+
+target=$(rustc -vV | sed -n 's/^host: //p')
+stage_side=(osbuild-stages osbuild-assemblers osbuild-runners)
+
+build_stage_side() {
+    local pkgs=()
+    for p in "${stage_side[@]}"; do pkgs+=(-p "$p"); done
+    # An explicit --target keeps these flags away from build scripts and proc macros.
+    RUSTFLAGS="-C target-feature=+crt-static" \
+        cargo build --quiet --release --target "$target" "${pkgs[@]}"
+}
+
+# lay_out_libdir DIR: populate DIR from the freshly built binaries and the meta files.
+lay_out_libdir() {
+    local dir=$1 bin="target/$target/release"
+    mkdir -p "$dir"/{libexec,stages,assemblers,runners,sources}
+    for b in "${stage_side[@]}"; do
+        install -m 0755 "$bin/$b" "$dir/libexec/$b"
+    done
+    local kind meta name
+    for kind in stages assemblers; do
+        for meta in "$kind"/meta/*.meta.json; do
+            name=$(basename "$meta" .meta.json)
+            install -m 0644 "$meta" "$dir/$kind/$name.meta.json"
+            ln -sfn "../libexec/osbuild-$kind" "$dir/$kind/$name"
+        done
+    done
+    local alias target_name
+    while read -r alias target_name; do
+        [ -n "$alias" ] || continue
+        case "$alias" in \#*) continue ;; esac
+        if [ -n "${target_name:-}" ]; then
+            ln -sfn "$target_name" "$dir/runners/$alias"
+        else
+            ln -sfn ../libexec/osbuild-runners "$dir/runners/$alias"
+        fi
+    done < runners/names.txt
+}
+
+parse_prefix() {
+    prefix=/usr/local destdir=
+    while [ $# -gt 0 ]; do
+        case "$1" in
+            --prefix) prefix=$2; shift 2 ;;
+            --destdir) destdir=$2; shift 2 ;;
+            *) die "unknown option $1" ;;
+        esac
+    done
+}
+
+case "${1:-}" in
+    libdir)
+        [ $# -eq 2 ] || die "usage: ./install.sh libdir DIR"
+        build_stage_side
+        rm -rf "$2.new" && lay_out_libdir "$2.new"
+        rm -rf "$2" && mv "$2.new" "$2"
+        echo "libdir ready: $2"
+        ;;
+    install)
+        shift; parse_prefix "$@"
+        build_stage_side
+        cargo build --quiet --release --bins -p osbuild
+        install -d "$destdir$prefix/bin"
+        for b in osbuild; do install -m 0755 "target/release/$b" "$destdir$prefix/bin/$b"; done
+        rm -rf "$destdir$prefix/lib/osbuild"
+        lay_out_libdir "$destdir$prefix/lib/osbuild"
+        echo "installed under $destdir$prefix"
+        ;;
+    uninstall)
+        shift; parse_prefix "$@"
+        rm -f "$destdir$prefix/bin/osbuild"
+        rm -rf "$destdir$prefix/lib/osbuild"
+        echo "uninstalled from $destdir$prefix"
+        ;;
+    *)
+        sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
+        exit 2
+        ;;
+esac

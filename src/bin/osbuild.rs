@@ -1,0 +1,8 @@
+//! `osbuild`: build a manifest in-process (osbuild v10's command line).
+
+use clap::Parser;
+
+fn main() {
+    let args = osbuild::cli::osbuild::Args::parse();
+    std::process::exit(osbuild::cli::osbuild::main(args));
+}

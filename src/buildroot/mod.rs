@@ -1,0 +1,492 @@
+//! The build root: runs one stage or assembler inside a bubblewrap sandbox.
+//!
+//! The sandbox's `/usr` (and `bin sbin lib lib64`) come read-only from the *build tree*: the
+//! host's `/` or the tree of the manifest's build pipeline. It has new mount, PID, IPC and
+//! network namespaces, a private `/dev` with only the basic nodes, `/proc`, a read-only `/sys`,
+//! tmpfs `/run` and `/tmp`, a private `/var`, the libdir read-only at `/run/osbuild/lib`, the API
+//! sockets at `/run/osbuild/api`, and the tree at `/run/osbuild/tree` (read-write for stages,
+//! read-only for assemblers, which get `/run/osbuild/output`). Capabilities are cut to
+//! osbuild's default set.
+//!
+//! Inside, the runner (`runners/<name>`) asks the `osbuild` API socket for its stdio
+//! (`setup-stdio`, v10's protocol) and executes the module. stdin is the arguments JSON;
+//! stdout and stderr are one pipe that [`BuildRoot::run`] reads line by line as the module runs.
+//!
+//! The argv is plain data ([`Sandbox::argv`]) so the plan is tested without root.
+
+mod api;
+mod dev;
+
+use std::ffi::OsString;
+use std::io::Read;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::modules::ModuleKind;
+
+pub use api::ApiServer;
+
+/// Capabilities a module keeps (osbuild's `DEFAULT_CAPABILITIES`); all others are dropped.
+pub const DEFAULT_CAPABILITIES: &[&str] = &[
+    "CAP_AUDIT_WRITE",
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_IPC_LOCK",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MKNOD",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SETFCAP",
+    "CAP_SETGID",
+    "CAP_SETPCAP",
+    "CAP_SETUID",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+];
+
+/// Where things appear inside the sandbox.
+pub const LIB_DIR: &str = "/run/osbuild/lib";
+pub const API_DIR: &str = "/run/osbuild/api";
+pub const TREE_DIR: &str = "/run/osbuild/tree";
+pub const OUTPUT_DIR: &str = "/run/osbuild/output";
+pub const SOURCES_DIR: &str = "/run/osbuild/sources";
+
+/// The directories of the build tree that make up the sandbox's root filesystem.
+const ROOT_DIRS: &[&str] = &["usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32"];
+
+/// Single configuration files of the build tree that tools in the sandbox need.
+const ROOT_FILES: &[&str] = &["etc/mke2fs.conf", "etc/selinux"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildRootError {
+    #[error("the build root has no /usr at {0}: is the build pipeline's tree a real OS tree?")]
+    NoUsr(PathBuf),
+    #[error("cannot start bubblewrap (is the 'bubblewrap' package installed?): {0}")]
+    Spawn(#[source] std::io::Error),
+    #[error("build root set-up failed: {context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cancelled")]
+    Cancelled,
+}
+
+pub(crate) fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> BuildRootError {
+    let context = context.into();
+    move |source| BuildRootError::Io { context, source }
+}
+
+/// A shared flag that stops a running module: the sandbox is killed, nothing is committed.
+///
+/// It may also follow a process-wide flag that a signal handler sets ([`Cancel::with_signal`]),
+/// since a handler can only store to a static.
+#[derive(Debug, Clone, Default)]
+pub struct Cancel {
+    flag: Arc<AtomicBool>,
+    signal: Option<&'static AtomicBool>,
+}
+
+impl Cancel {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// A token that is also cancelled when `flag` becomes true.
+    pub fn with_signal(flag: &'static AtomicBool) -> Self {
+        Self { flag: Arc::default(), signal: Some(flag) }
+    }
+    pub fn cancel(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+    }
+    pub fn is_cancelled(&self) -> bool {
+        self.flag.load(Ordering::SeqCst) || self.signal.is_some_and(|s| s.load(Ordering::SeqCst))
+    }
+}
+
+/// Everything that describes one sandboxed run; the argv follows from it alone.
+#[derive(Debug, Clone)]
+pub struct Sandbox {
+    /// The build tree whose `/usr` etc. form the sandbox's root.
+    pub root: PathBuf,
+    /// True when `root` is a build pipeline's tree (then its `/boot` is visible too, as in HEAD).
+    pub root_is_build_tree: bool,
+    pub libdir: PathBuf,
+    /// The runner's file name in `libdir/runners`.
+    pub runner: String,
+    pub kind: ModuleKind,
+    pub module: String,
+    /// Prepared private `/dev` (see [`dev::DevDir`]).
+    pub dev: PathBuf,
+    /// Private `/var`.
+    pub var: PathBuf,
+    /// Directory holding the API sockets.
+    pub api: PathBuf,
+    /// The tree: read-write for a stage, read-only for an assembler.
+    pub tree: PathBuf,
+    /// The assembler's output directory.
+    pub output: Option<PathBuf>,
+    /// The sources output directory (stages).
+    pub sources: Option<PathBuf>,
+    /// Whether the module may reach the network (declared by the module, never by a manifest).
+    pub network: bool,
+}
+
+impl Sandbox {
+    /// The bubblewrap command line, program name first.
+    pub fn argv(&self) -> Vec<OsString> {
+        let mut a: Vec<OsString> = Vec::new();
+        let mut push = |items: &[&dyn AsRef<std::ffi::OsStr>]| {
+            a.extend(items.iter().map(|i| i.as_ref().to_owned()));
+        };
+        push(&[&"bwrap", &"--chdir", &"/", &"--die-with-parent", &"--new-session"]);
+        push(&[&"--unshare-ipc", &"--unshare-pid"]);
+        if !self.network {
+            push(&[&"--unshare-net"]);
+        }
+        push(&[&"--cap-drop", &"ALL"]);
+        for cap in DEFAULT_CAPABILITIES {
+            push(&[&"--cap-add", cap]);
+        }
+        for dir in ROOT_DIRS {
+            let src = self.root.join(dir);
+            let dst = format!("/{dir}");
+            match std::fs::symlink_metadata(&src) {
+                Ok(m) if m.file_type().is_symlink() => {
+                    if let Ok(target) = std::fs::read_link(&src) {
+                        push(&[&"--symlink", &target, &dst]);
+                    }
+                }
+                Ok(m) if m.is_dir() => push(&[&"--ro-bind", &src, &dst]),
+                _ => {}
+            }
+        }
+        if self.root_is_build_tree && self.root.join("boot").is_dir() {
+            push(&[&"--ro-bind", &self.root.join("boot"), &"/boot"]);
+        }
+        push(&[&"--dev-bind", &self.dev, &"/dev", &"--tmpfs", &"/dev/shm"]);
+        push(&[&"--dir", &"/etc", &"--tmpfs", &"/run", &"--tmpfs", &"/tmp"]);
+        push(&[&"--bind", &self.var, &"/var"]);
+        push(&[&"--proc", &"/proc", &"--ro-bind", &"/sys", &"/sys"]);
+        push(&[&"--ro-bind-try", &"/sys/fs/selinux", &"/sys/fs/selinux"]);
+        for file in ROOT_FILES {
+            let dst = format!("/{file}");
+            push(&[&"--ro-bind-try", &self.root.join(file), &dst]);
+        }
+        push(&[&"--ro-bind", &self.libdir, &LIB_DIR]);
+        push(&[&"--ro-bind", &self.api, &API_DIR]);
+        match self.kind {
+            ModuleKind::Assembler => {
+                push(&[&"--ro-bind", &self.tree, &TREE_DIR]);
+                if let Some(output) = &self.output {
+                    push(&[&"--bind", output, &OUTPUT_DIR]);
+                }
+            }
+            _ => push(&[&"--bind", &self.tree, &TREE_DIR]),
+        }
+        if let Some(sources) = &self.sources {
+            push(&[&"--ro-bind", sources, &SOURCES_DIR]);
+        }
+        let runner = format!("{LIB_DIR}/runners/{}", self.runner);
+        let module = format!("{LIB_DIR}/{}/{}", self.kind.dir_name(), self.module);
+        push(&[&"--", &runner, &module]);
+        a
+    }
+
+    /// The environment of the sandbox; nothing is inherited from the engine.
+    pub fn env(&self) -> Vec<(&'static str, &'static str)> {
+        vec![
+            ("PATH", "/usr/sbin:/usr/bin"),
+            ("LC_CTYPE", "C.UTF-8"),
+            ("container", "bwrap-osbuild"),
+            ("PYTHONPATH", LIB_DIR),
+            ("PYTHONUNBUFFERED", "1"),
+            ("TERM", "dumb"),
+        ]
+    }
+}
+
+/// How a module ended.
+#[derive(Debug, Clone)]
+pub struct RunResult {
+    pub status: ExitStatus,
+    /// Everything the module (and the runner, and bubblewrap itself) printed.
+    pub output: String,
+    /// False when the runner never asked for its stdio (it could not start).
+    pub connected: bool,
+}
+
+impl RunResult {
+    pub fn success(&self) -> bool {
+        self.status.success()
+    }
+
+    /// "exit status 3" / "killed by signal 9", for error messages.
+    pub fn describe_status(&self) -> String {
+        match (self.status.code(), self.status.signal()) {
+            (Some(code), _) => format!("exit status {code}"),
+            (None, Some(sig)) => format!("killed by signal {sig}"),
+            _ => "unknown status".into(),
+        }
+    }
+}
+
+/// Runs modules in sandboxes built from one [`Sandbox`] plan.
+pub struct BuildRoot;
+
+impl BuildRoot {
+    /// Runs the plan with `args` (the module's arguments JSON) on its stdin, calling `on_line`
+    /// for each line of output as it arrives. Returns when the sandbox is gone: every process
+    /// in it has died (PID namespace), and its API sockets are closed.
+    pub fn run(
+        sandbox: &Sandbox,
+        args: &str,
+        cancel: &Cancel,
+        on_line: &mut dyn FnMut(&str),
+    ) -> Result<RunResult, BuildRootError> {
+        if !sandbox.root.join("usr").is_dir() {
+            return Err(BuildRootError::NoUsr(sandbox.root.clone()));
+        }
+        let (reader, writer) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| io_err("creating the output pipe")(e.into()))?;
+        let server = ApiServer::start(&sandbox.api, args, &writer)?;
+
+        let argv = sandbox.argv();
+        let mut cmd = Command::new(&argv[0]);
+        cmd.args(&argv[1..])
+            .env_clear()
+            .envs(sandbox.env())
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(dup(&writer)?))
+            .stderr(Stdio::from(writer));
+        // SAFETY: prctl is async-signal-safe; it only ties bwrap's life to this thread's.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().map_err(BuildRootError::Spawn)?;
+        drop(cmd); // closes our copies of the pipe's write end
+
+        let mut output = OutputReader::new(reader)?;
+        let status = loop {
+            output.poll(Duration::from_millis(100), on_line);
+            if cancel.is_cancelled() {
+                let _ = child.kill();
+                let _ = child.wait();
+                drop(server);
+                return Err(BuildRootError::Cancelled);
+            }
+            match child.try_wait() {
+                Ok(Some(status)) => break status,
+                Ok(None) => {}
+                Err(e) => return Err(io_err("waiting for bubblewrap")(e)),
+            }
+        };
+        let connected = server.stdio_requested();
+        // The server holds the last write end outside the sandbox: once it is gone, EOF comes
+        // as soon as the (already dead) sandbox processes have released theirs.
+        drop(server);
+        output.drain(on_line);
+        Ok(RunResult { status, output: output.text, connected })
+    }
+}
+
+fn dup(fd: &OwnedFd) -> Result<OwnedFd, BuildRootError> {
+    fd.try_clone().map_err(io_err("duplicating the output pipe"))
+}
+
+/// Reads the output pipe without blocking the cancellation checks, splitting it into lines.
+struct OutputReader {
+    file: std::fs::File,
+    pending: Vec<u8>,
+    text: String,
+}
+
+impl OutputReader {
+    fn new(fd: OwnedFd) -> Result<Self, BuildRootError> {
+        nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK))
+            .map_err(|e| io_err("making the output pipe non-blocking")(e.into()))?;
+        Ok(Self { file: fd.into(), pending: Vec::new(), text: String::new() })
+    }
+
+    /// Waits up to `timeout` for output and consumes what is there. Returns false at EOF.
+    fn poll(&mut self, timeout: Duration, on_line: &mut dyn FnMut(&str)) -> bool {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        use std::os::fd::BorrowedFd;
+        // SAFETY: the fd is owned by self.file for the duration of this call.
+        let fd = unsafe { BorrowedFd::borrow_raw(self.file.as_raw_fd()) };
+        let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+        let ms = PollTimeout::try_from(timeout.as_millis() as i32).unwrap_or(PollTimeout::MAX);
+        match poll(&mut fds, ms) {
+            Ok(0) => true,
+            Ok(_) => self.read_available(on_line),
+            Err(_) => true,
+        }
+    }
+
+    fn read_available(&mut self, on_line: &mut dyn FnMut(&str)) -> bool {
+        let mut buf = [0u8; 32 * 1024];
+        loop {
+            match self.file.read(&mut buf) {
+                Ok(0) => {
+                    self.flush_partial(on_line);
+                    return false;
+                }
+                Ok(n) => self.feed(&buf[..n], on_line),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return false,
+            }
+        }
+    }
+
+    fn feed(&mut self, data: &[u8], on_line: &mut dyn FnMut(&str)) {
+        self.pending.extend_from_slice(data);
+        while let Some(pos) = self.pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.pending.drain(..=pos).collect();
+            let line = String::from_utf8_lossy(&line);
+            self.text.push_str(&line);
+            on_line(line.trim_end_matches('\n'));
+        }
+    }
+
+    fn flush_partial(&mut self, on_line: &mut dyn FnMut(&str)) {
+        if !self.pending.is_empty() {
+            let line = String::from_utf8_lossy(&self.pending).into_owned();
+            self.pending.clear();
+            self.text.push_str(&line);
+            on_line(&line);
+        }
+    }
+
+    /// Reads to EOF, bounded in time in case a process escaped with the pipe (it cannot: the
+    /// PID namespace is gone, but an engine must never hang on it).
+    fn drain(&mut self, on_line: &mut dyn FnMut(&str)) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while std::time::Instant::now() < deadline {
+            if !self.poll(Duration::from_millis(100), on_line) {
+                return;
+            }
+        }
+        self.flush_partial(on_line);
+    }
+}
+
+pub use dev::DevDir;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(kind: ModuleKind) -> Sandbox {
+        Sandbox {
+            root: PathBuf::from("/"),
+            root_is_build_tree: false,
+            libdir: "/usr/lib/osbuild".into(),
+            runner: "org.osbuild.linux".into(),
+            kind,
+            module: "org.osbuild.noop".into(),
+            dev: "/s/tmp/dev".into(),
+            var: "/s/tmp/var".into(),
+            api: "/s/tmp/api".into(),
+            tree: "/s/tmp/tree".into(),
+            output: (kind == ModuleKind::Assembler).then(|| "/s/tmp/out".into()),
+            sources: (kind == ModuleKind::Stage).then(|| "/s/tmp/src".into()),
+            network: false,
+        }
+    }
+
+    fn strings(argv: &[OsString]) -> Vec<String> {
+        argv.iter().map(|a| a.to_string_lossy().into_owned()).collect()
+    }
+
+    /// The index of `[flag, a, b]` in argv, if present.
+    fn find(argv: &[String], triple: [&str; 3]) -> Option<usize> {
+        argv.windows(3).position(|w| w[0] == triple[0] && w[1] == triple[1] && w[2] == triple[2])
+    }
+
+    #[test]
+    fn stage_gets_tree_read_write_and_no_network() {
+        let argv = strings(&plan(ModuleKind::Stage).argv());
+        assert!(find(&argv, ["--bind", "/s/tmp/tree", TREE_DIR]).is_some());
+        assert!(find(&argv, ["--ro-bind", "/s/tmp/src", SOURCES_DIR]).is_some());
+        assert!(find(&argv, ["--ro-bind", "/usr/lib/osbuild", LIB_DIR]).is_some());
+        assert!(argv.contains(&"--unshare-net".to_string()));
+        assert!(!argv.iter().any(|a| a == OUTPUT_DIR));
+        let tail = &argv[argv.len() - 3..];
+        assert_eq!(
+            tail,
+            ["--", "/run/osbuild/lib/runners/org.osbuild.linux", "/run/osbuild/lib/stages/org.osbuild.noop"]
+        );
+    }
+
+    #[test]
+    fn assembler_gets_tree_read_only_and_output() {
+        let argv = strings(&plan(ModuleKind::Assembler).argv());
+        assert!(find(&argv, ["--ro-bind", "/s/tmp/tree", TREE_DIR]).is_some());
+        assert!(find(&argv, ["--bind", "/s/tmp/tree", TREE_DIR]).is_none());
+        assert!(find(&argv, ["--bind", "/s/tmp/out", OUTPUT_DIR]).is_some());
+        assert!(argv.last().unwrap().ends_with("/assemblers/org.osbuild.noop"));
+    }
+
+    #[test]
+    fn capabilities_are_dropped_then_the_default_set_added() {
+        let argv = strings(&plan(ModuleKind::Stage).argv());
+        let drop_at = argv.iter().position(|a| a == "--cap-drop").unwrap();
+        assert_eq!(argv[drop_at + 1], "ALL");
+        let added: Vec<&str> = argv
+            .windows(2)
+            .filter(|w| w[0] == "--cap-add")
+            .map(|w| w[1].as_str())
+            .collect();
+        assert_eq!(added, DEFAULT_CAPABILITIES);
+        assert!(argv.iter().position(|a| a == "--cap-add").unwrap() > drop_at);
+    }
+
+    #[test]
+    fn network_only_when_declared() {
+        let mut p = plan(ModuleKind::Stage);
+        p.network = true;
+        assert!(!strings(&p.argv()).contains(&"--unshare-net".to_string()));
+    }
+
+    #[test]
+    fn root_dirs_follow_the_build_tree() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join("usr")).unwrap();
+        std::fs::create_dir(root.path().join("lib64")).unwrap();
+        std::fs::create_dir(root.path().join("boot")).unwrap();
+        std::os::unix::fs::symlink("usr/bin", root.path().join("bin")).unwrap();
+        let mut p = plan(ModuleKind::Stage);
+        p.root = root.path().to_owned();
+        p.root_is_build_tree = true;
+        let argv = strings(&p.argv());
+        let r = root.path().display();
+        assert!(find(&argv, ["--ro-bind", &format!("{r}/usr"), "/usr"]).is_some());
+        assert!(find(&argv, ["--ro-bind", &format!("{r}/lib64"), "/lib64"]).is_some());
+        assert!(find(&argv, ["--symlink", "usr/bin", "/bin"]).is_some());
+        assert!(find(&argv, ["--ro-bind", &format!("{r}/boot"), "/boot"]).is_some());
+        assert!(!argv.iter().any(|a| a == "/sbin"), "absent dirs are not mounted");
+    }
+
+    #[test]
+    fn environment_is_fixed() {
+        let env = plan(ModuleKind::Stage).env();
+        assert!(env.contains(&("PATH", "/usr/sbin:/usr/bin")));
+        assert!(env.iter().all(|(k, _)| *k != "HOME"));
+    }
+}

@@ -1,0 +1,3 @@
+//! The command-line front ends; `src/bin/*` only call into these.
+
+pub mod osbuild;

@@ -1,0 +1,342 @@
+//! Running a manifest: what is cached, where to resume, which sandbox runs what, and the result.
+//!
+//! The semantics are osbuild v10's (the seed's design):
+//! - if the output is in the store, return at once;
+//! - build the build pipeline (recursively) and use its tree as the build root; the innermost
+//!   pipeline runs on the host;
+//! - if the tree is in the store, run no stage; otherwise resume after the last stage whose id
+//!   is in the store;
+//! - commit a checkpoint only after its stage succeeded; always commit the assembler's output;
+//! - stop at the first failure and commit nothing for it.
+//!
+//! One deliberate difference: a build pipeline is only built when something will run in it
+//! (v10 built it even when the tree was cached and no assembler followed).
+
+mod result;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::buildroot::{BuildRoot, BuildRootError, Cancel, DevDir, Sandbox};
+use crate::id::ObjectId;
+use crate::json::{self, Value};
+use crate::manifest::{Manifest, Pipeline, Stage};
+use crate::modules::{Index, ModuleKind, RunnerError};
+use crate::store::{Object, ObjectKind, Store, StoreError};
+
+pub use result::{ModuleResult, PipelineResult};
+
+/// What happens during a build, for progress displays, logs and D-Bus signals.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// A stage or assembler is about to run. `index` counts from 0 within its pipeline;
+    /// `depth` is 0 for the main pipeline, 1 for its build pipeline, and so on.
+    ModuleStarted { kind: ModuleKind, name: &'a str, id: &'a ObjectId, options: &'a Value, depth: usize, index: usize, total: usize },
+    /// One line the module printed.
+    Output { line: &'a str },
+    /// The module ended.
+    ModuleFinished { kind: ModuleKind, name: &'a str, id: &'a ObjectId, success: bool, seconds: f64 },
+}
+
+/// Receives [`Event`]s.
+pub trait Monitor {
+    fn event(&mut self, event: Event<'_>);
+}
+
+/// A monitor that ignores everything.
+pub struct NullMonitor;
+
+impl Monitor for NullMonitor {
+    fn event(&mut self, _: Event<'_>) {}
+}
+
+/// Why a build could not be carried out (a stage that fails is not an error: it is a result).
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Runner(#[from] RunnerError),
+    #[error(transparent)]
+    BuildRoot(#[from] BuildRootError),
+    #[error("{} {name} is not in the libdir {}", kind.noun(), libdir.display())]
+    MissingModule { kind: ModuleKind, name: String, libdir: PathBuf },
+    #[error("checkpoint {0} not found in the manifest")]
+    UnknownCheckpoint(ObjectId),
+    #[error("aborted")]
+    Cancelled,
+}
+
+/// Everything a build needs besides the manifest.
+pub struct Builder<'a> {
+    pub store: &'a Store,
+    pub index: &'a Index,
+    /// Stage ids after which the tree is committed.
+    pub checkpoints: BTreeSet<ObjectId>,
+    pub cancel: Cancel,
+}
+
+impl Builder<'_> {
+    /// Builds `manifest`. `Ok` with `success: false` when a stage or the assembler failed.
+    pub fn build(&self, manifest: &Manifest, monitor: &mut dyn Monitor) -> Result<PipelineResult, BuildError> {
+        let known: BTreeSet<&ObjectId> = manifest.stage_ids().collect();
+        if let Some(missing) = self.checkpoints.iter().find(|c| !known.contains(c)) {
+            return Err(BuildError::UnknownCheckpoint(missing.clone()));
+        }
+        let pipeline = &manifest.pipeline;
+        if let Some(output_id) = pipeline.output_id() {
+            if self.store.contains(output_id) {
+                let tree_id = pipeline.tree_id().filter(|t| self.store.contains(t)).cloned();
+                return Ok(PipelineResult::cached_output(output_id.clone(), tree_id));
+            }
+        }
+        let runner = self.runner_for(pipeline)?;
+        let mut run = Run { b: self, monitor };
+        let (mut result, built) = run.build_tree(pipeline, &runner, 0, pipeline.assembler.is_some())?;
+        let Some((build_root, tree)) = built else { return Ok(result) };
+        if let Some(assembler) = &pipeline.assembler {
+            let r = run.assemble(assembler, &build_root, &tree, &runner)?;
+            result.success = r.success;
+            if r.success {
+                result.output_id = Some(assembler.id.clone());
+            }
+            result.assembler = Some(r);
+        }
+        Ok(result)
+    }
+
+    /// The runner file for a pipeline's stages: the build section's, else the host's.
+    fn runner_for(&self, pipeline: &Pipeline) -> Result<String, RunnerError> {
+        match &pipeline.build {
+            Some(build) => self.index.resolve_runner(&build.runner),
+            None => self.index.host_runner(),
+        }
+    }
+}
+
+/// The build root a pipeline runs in: the host, or a build pipeline's tree (kept alive here).
+enum BuildRootTree {
+    Host,
+    Tree(Object),
+}
+
+struct Run<'a, 'm> {
+    b: &'a Builder<'a>,
+    monitor: &'m mut dyn Monitor,
+}
+
+impl Run<'_, '_> {
+    /// Builds a pipeline's tree. Returns its result and, when the caller needs them (`need`),
+    /// the build root and the tree object; `None` for them after a failure.
+    #[allow(clippy::type_complexity)]
+    fn build_tree(
+        &mut self,
+        pipeline: &Pipeline,
+        runner: &str,
+        depth: usize,
+        need: bool,
+    ) -> Result<(PipelineResult, Option<(BuildRootTree, Object)>), BuildError> {
+        let store = self.b.store;
+        let mut result = PipelineResult::success();
+        let tree_cached = pipeline.tree_id().is_none_or(|t| store.contains(t));
+        if pipeline.stages.is_empty() || (tree_cached && !need) {
+            result.tree_id = pipeline.tree_id().cloned();
+            let tree = store.new_object(pipeline.tree_id())?;
+            return Ok((result, Some((BuildRootTree::Host, tree))));
+        }
+
+        let build_root = match &pipeline.build {
+            None => BuildRootTree::Host,
+            Some(build) => {
+                let inner_runner = self.b.runner_for(&build.pipeline)?;
+                let (r, built) = self.build_tree(&build.pipeline, &inner_runner, depth + 1, true)?;
+                let ok = r.success;
+                result.build = Some(Box::new(r));
+                match built {
+                    Some((_, tree)) if ok => BuildRootTree::Tree(tree),
+                    _ => {
+                        result.success = false;
+                        return Ok((result, None));
+                    }
+                }
+            }
+        };
+
+        if tree_cached {
+            result.tree_id = pipeline.tree_id().cloned();
+            let tree = store.new_object(pipeline.tree_id())?;
+            return Ok((result, Some((build_root, tree))));
+        }
+
+        let resume = pipeline.stages.iter().rposition(|s| store.contains(&s.id));
+        let tree = store.new_object(resume.map(|i| &pipeline.stages[i].id))?;
+        let first = resume.map_or(0, |i| i + 1);
+        let mut stages = Vec::new();
+        for (index, stage) in pipeline.stages.iter().enumerate().skip(first) {
+            let r = self.run_stage(stage, &build_root, &tree, runner, depth, index, pipeline.stages.len())?;
+            let ok = r.success;
+            stages.push(r);
+            if !ok {
+                result.success = false;
+                result.stages = Some(stages);
+                return Ok((result, None));
+            }
+            if self.b.checkpoints.contains(&stage.id) {
+                store.commit(&tree, &stage.id, ObjectKind::Tree)?;
+            }
+        }
+        result.stages = Some(stages);
+        result.tree_id = pipeline.tree_id().cloned();
+        Ok((result, Some((build_root, tree))))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn run_stage(
+        &mut self,
+        stage: &Stage,
+        build_root: &BuildRootTree,
+        tree: &Object,
+        runner: &str,
+        depth: usize,
+        index: usize,
+        total: usize,
+    ) -> Result<ModuleResult, BuildError> {
+        let args = json::dumps(&stage_args(&stage.options));
+        let build_guard = match build_root {
+            BuildRootTree::Host => None,
+            BuildRootTree::Tree(o) => Some(o.read()?),
+        };
+        let root = build_guard.as_ref().map_or(Path::new("/"), |g| g.path());
+        let tree_guard = tree.write()?;
+        self.run_module(ModuleKind::Stage, stage, root, build_guard.is_some(), tree_guard.path(), None, runner, &args, depth, index, total)
+    }
+
+    fn assemble(
+        &mut self,
+        assembler: &Stage,
+        build_root: &BuildRootTree,
+        tree: &Object,
+        runner: &str,
+    ) -> Result<ModuleResult, BuildError> {
+        let store = self.b.store;
+        let mut options = json::Map::new();
+        options.insert("tree".into(), Value::String(crate::buildroot::TREE_DIR.into()));
+        options.insert("options".into(), assembler.options.clone());
+        options.insert("output_dir".into(), Value::String(crate::buildroot::OUTPUT_DIR.into()));
+        let args = json::dumps(&Value::Object(options));
+        let output = store.new_object(None)?;
+        let r = {
+            let build_guard = match build_root {
+                BuildRootTree::Host => None,
+                BuildRootTree::Tree(o) => Some(o.read()?),
+            };
+            let root = build_guard.as_ref().map_or(Path::new("/"), |g| g.path());
+            let tree_guard = tree.read()?;
+            let out_guard = output.write()?;
+            self.run_module(
+                ModuleKind::Assembler,
+                assembler,
+                root,
+                build_guard.is_some(),
+                tree_guard.path(),
+                Some(out_guard.path()),
+                runner,
+                &args,
+                0,
+                0,
+                1,
+            )?
+        };
+        if r.success {
+            store.commit(&output, &assembler.id, ObjectKind::Output)?;
+        }
+        Ok(r)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn run_module(
+        &mut self,
+        kind: ModuleKind,
+        module: &Stage,
+        root: &Path,
+        root_is_build_tree: bool,
+        tree: &Path,
+        output: Option<&Path>,
+        runner: &str,
+        args: &str,
+        depth: usize,
+        index: usize,
+        total: usize,
+    ) -> Result<ModuleResult, BuildError> {
+        let index_ = self.b.index;
+        if index_.path(kind, &module.name).is_none() {
+            return Err(BuildError::MissingModule { kind, name: module.name.clone(), libdir: index_.libdir().to_owned() });
+        }
+        let network = index_.meta(kind, &module.name).map(|m| m.network).unwrap_or(false);
+        let scratch = self.b.store.tempdir("buildroot")?;
+        let mk = |name: &str| -> Result<PathBuf, BuildError> {
+            let p = scratch.path().join(name);
+            std::fs::create_dir(&p).map_err(crate::buildroot::io_err(format!("creating {}", p.display())))?;
+            Ok(p)
+        };
+        let (dev_path, var, api) = (mk("dev")?, mk("var")?, mk("api")?);
+        std::fs::create_dir(var.join("tmp")).map_err(crate::buildroot::io_err("creating /var/tmp"))?;
+        std::fs::set_permissions(var.join("tmp"), std::os::unix::fs::PermissionsExt::from_mode(0o1777))
+            .map_err(crate::buildroot::io_err("chmod /var/tmp"))?;
+        let sources = (kind == ModuleKind::Stage).then(|| mk("sources")).transpose()?;
+        let dev = DevDir::new(&dev_path)?;
+        let sandbox = Sandbox {
+            root: root.to_owned(),
+            root_is_build_tree,
+            libdir: index_.libdir().to_owned(),
+            runner: runner.to_owned(),
+            kind,
+            module: module.name.clone(),
+            dev: dev.path().to_owned(),
+            var,
+            api,
+            tree: tree.to_owned(),
+            output: output.map(Path::to_owned),
+            sources,
+            network,
+        };
+        self.monitor.event(Event::ModuleStarted {
+            kind,
+            name: &module.name,
+            id: &module.id,
+            options: &module.options,
+            depth,
+            index,
+            total,
+        });
+        let started = Instant::now();
+        let monitor = &mut *self.monitor;
+        let run = BuildRoot::run(&sandbox, args, &self.b.cancel, &mut |line| monitor.event(Event::Output { line }));
+        drop(dev);
+        let run = match run {
+            Err(BuildRootError::Cancelled) => return Err(BuildError::Cancelled),
+            other => other?,
+        };
+        self.monitor.event(Event::ModuleFinished {
+            kind,
+            name: &module.name,
+            id: &module.id,
+            success: run.success(),
+            seconds: started.elapsed().as_secs_f64(),
+        });
+        if !run.success() {
+            tracing::warn!(module = %module.name, id = %module.id, "{} {} failed: {}", kind.noun(), module.name, run.describe_status());
+        }
+        Ok(ModuleResult::new(module, &run))
+    }
+}
+
+/// `{"tree", "sources", "options"}` as v10 hands it to a stage.
+fn stage_args(options: &Value) -> Value {
+    let mut m = json::Map::new();
+    m.insert("tree".into(), Value::String(crate::buildroot::TREE_DIR.into()));
+    m.insert("sources".into(), Value::String(crate::buildroot::SOURCES_DIR.into()));
+    m.insert("options".into(), options.clone());
+    Value::Object(m)
+}

@@ -1,0 +1,136 @@
+//! Shared set-up for the integration tests: a libdir, a store, running the `osbuild` binary.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// Returns false (and says why) when a privileged test cannot run here.
+pub fn privileged(test: &str) -> bool {
+    if is_root() {
+        return true;
+    }
+    eprintln!("skipping {test}: needs root (mounts, namespaces); CI runs it as root");
+    false
+}
+
+/// The libdir laid out by `./install.sh libdir target/libdir` (tests/run does it).
+pub fn built_libdir() -> PathBuf {
+    let dir = std::env::var_os("OSBUILD_TEST_LIBDIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/libdir"));
+    assert!(
+        dir.join("stages/org.osbuild.noop").exists(),
+        "no libdir at {}: run `./install.sh libdir target/libdir` first (tests/run does)",
+        dir.display()
+    );
+    dir
+}
+
+/// A scratch directory with a private libdir (the built one plus the test stages of
+/// tests/stages) and a store path.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub libdir: PathBuf,
+    pub store: PathBuf,
+}
+
+impl Env {
+    pub fn new() -> Env {
+        let dir = tempfile::Builder::new().prefix("osbuild-test-").tempdir_in("/var/tmp").unwrap();
+        let libdir = dir.path().join("lib");
+        let status = Command::new("cp")
+            .arg("-a")
+            .arg(built_libdir())
+            .arg(&libdir)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let test_stages = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/stages");
+        for entry in std::fs::read_dir(test_stages).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), libdir.join("stages").join(entry.file_name())).unwrap();
+        }
+        let store = dir.path().join("store");
+        Env { dir, libdir, store }
+    }
+
+    pub fn osbuild_cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_osbuild"));
+        cmd.arg("--store").arg(&self.store).arg("--libdir").arg(&self.libdir).args(args);
+        cmd
+    }
+
+    /// Runs `osbuild ARGS -` with `manifest` on stdin.
+    pub fn osbuild(&self, args: &[&str], manifest: &str) -> Output {
+        let mut child = self
+            .osbuild_cmd(args)
+            .arg("-")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(manifest.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    /// Runs a build with `--json` and returns the parsed result and the exit code.
+    pub fn build_json(&self, args: &[&str], manifest: &str) -> (serde_json::Value, i32) {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = self.osbuild(&all, manifest);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let result = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+            panic!(
+                "not a JSON result ({e}); stdout:\n{stdout}\nstderr:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        (result, out.status.code().unwrap_or(-1))
+    }
+
+    /// Names in a store directory (objects, refs, tmp), sorted.
+    pub fn store_entries(&self, sub: &str) -> Vec<String> {
+        let mut names: Vec<String> = match std::fs::read_dir(self.store.join(sub)) {
+            Ok(rd) => rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect(),
+            Err(_) => Vec::new(),
+        };
+        names.sort();
+        names
+    }
+
+    /// A path in the store's copy of the tree or output committed under `id`.
+    pub fn committed(&self, id: &str, path: &str) -> PathBuf {
+        self.store.join("refs").join(id).join(path)
+    }
+}
+
+/// Mount points of this (host) mount namespace under `dir`.
+pub fn mounts_under(dir: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let prefix = dir.to_string_lossy().into_owned();
+    text.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|m| m.starts_with(&prefix))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Processes whose command line contains `needle`.
+pub fn processes_matching(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if cmdline.contains(needle) {
+                found.push(format!("{}: {cmdline}", entry.file_name().to_string_lossy()));
+            }
+        }
+    }
+    found
+}

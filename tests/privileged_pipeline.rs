@@ -1,0 +1,233 @@
+//! End-to-end builds through the `osbuild` binary, as root: the sandbox, the stage protocol,
+//! caching, checkpoints, failures and interruption.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::{mounts_under, privileged, processes_matching, Env};
+use serde_json::{json, Value};
+
+fn ids(result: &Value) -> Vec<String> {
+    result["stages"]
+        .as_array()
+        .map(|s| s.iter().map(|r| r["id"].as_str().unwrap().to_owned()).collect())
+        .unwrap_or_default()
+}
+
+/// Stage ids of a manifest, from `osbuild --inspect`.
+fn inspect(env: &Env, manifest: &Value) -> Value {
+    let out = env.osbuild(&["--inspect"], &manifest.to_string());
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn assert_store_clean(env: &Env) {
+    assert_eq!(env.store_entries("tmp"), Vec::<String>::new(), "tmp/ must be empty after a build");
+    assert_eq!(mounts_under(&env.store), Vec::<String>::new(), "no mount may remain on the host");
+}
+
+#[test]
+fn privileged_foreign_stage_gets_v10_arguments_in_a_sandbox() {
+    if !privileged("privileged_foreign_stage_gets_v10_arguments_in_a_sandbox") {
+        return;
+    }
+    let env = Env::new();
+    let manifest = json!({"pipeline": {"stages": [
+        {"name": "org.osbuild.test.record", "options": {"x": 1, "u": "caf\u{e9}", "f": 1.0}}
+    ]}});
+    let described = inspect(&env, &manifest);
+    let id = described["pipeline"]["stages"][0]["id"].as_str().unwrap().to_owned();
+
+    let (result, code) = env.build_json(&["--checkpoint", &id], &manifest.to_string());
+    assert_eq!(code, 0, "{result}");
+    assert_eq!(result["success"], true);
+    assert_eq!(result["tree_id"], id.as_str());
+    let output = result["stages"][0]["output"].as_str().unwrap();
+    assert!(output.contains("recorded to stdout\n"), "{output}");
+    assert!(output.contains("recorded to stderr\n"), "{output}");
+
+    // Byte for byte what osbuild v10 hands a stage: Python's json.dumps of the arguments.
+    let args = std::fs::read_to_string(env.committed(&id, "args.json")).unwrap();
+    assert_eq!(
+        args,
+        r#"{"options": {"f": 1.0, "u": "caf\u00e9", "x": 1}, "sources": "/run/osbuild/sources", "tree": "/run/osbuild/tree"}"#
+    );
+    let facts = std::fs::read_to_string(env.committed(&id, "sandbox.txt")).unwrap();
+    assert!(facts.contains("pid=1\n") || facts.contains("pid=2\n"), "own PID namespace:\n{facts}");
+    assert!(facts.contains("usr=ro\n"), "{facts}");
+    assert!(facts.contains("sources=yes\n"), "{facts}");
+    assert!(facts.contains("net=lo\n"), "only loopback in the network namespace:\n{facts}");
+    // osbuild's DEFAULT_CAPABILITIES and nothing else.
+    assert!(facts.contains("CapBnd:\t00000001a9a447df\n"), "{facts}");
+    assert_store_clean(&env);
+}
+
+/// A build pipeline that makes a tiny build root, three stages, a gzip tarball.
+fn tar_manifest(hostname: &str) -> Value {
+    json!({"pipeline": {
+        "build": {
+            "pipeline": {"stages": [{"name": "org.osbuild.test.minimal-root"}]},
+            "runner": "org.osbuild.linux"
+        },
+        "stages": [
+            {"name": "org.osbuild.kernel-cmdline", "options": {"root_fs_uuid": "6e4ff95f-f662-45ee-a82a-bdf44a2d0b75", "kernel_opts": "ro"}},
+            {"name": "org.osbuild.fstab", "options": {"filesystems": [{"uuid": "6e4ff95f-f662-45ee-a82a-bdf44a2d0b75", "vfs_type": "ext4", "path": "/"}]}},
+            {"name": "org.osbuild.hostname", "options": {"hostname": hostname}}
+        ],
+        "assembler": {"name": "org.osbuild.tar", "options": {"filename": "tree.tar.gz", "compression": "gzip"}}
+    }})
+}
+
+fn tar_list(path: &std::path::Path) -> String {
+    let out = std::process::Command::new("tar").arg("-tvzf").arg(path).output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn tar_file(path: &std::path::Path, member: &str) -> String {
+    let out = std::process::Command::new("tar").arg("-xzOf").arg(path).arg(member).output().unwrap();
+    assert!(out.status.success(), "{member} missing");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn privileged_build_pipeline_stages_tar_cache_and_resume() {
+    if !privileged("privileged_build_pipeline_stages_tar_cache_and_resume") {
+        return;
+    }
+    let env = Env::new();
+    let manifest = tar_manifest("builder");
+    let described = inspect(&env, &manifest);
+    let stage_ids: Vec<String> = described["pipeline"]["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_owned())
+        .collect();
+    let output_id = described["pipeline"]["assembler"]["id"].as_str().unwrap().to_owned();
+
+    // First build: checkpoint the stage before the last.
+    let (result, code) = env.build_json(&["--checkpoint", &stage_ids[1]], &manifest.to_string());
+    assert_eq!(code, 0, "{result}");
+    assert_eq!(ids(&result), stage_ids);
+    assert_eq!(result["build"]["success"], true);
+    assert_eq!(result["output_id"], output_id.as_str());
+    let tarball = env.committed(&output_id, "tree.tar.gz");
+    let listing = tar_list(&tarball);
+    assert!(listing.contains("./etc/hostname"), "{listing}");
+    assert!(listing.contains("root/root"), "owners kept: {listing}");
+    assert_eq!(tar_file(&tarball, "./etc/hostname"), "builder\n");
+    assert_eq!(
+        tar_file(&tarball, "./etc/kernel/cmdline"),
+        "root=UUID=6e4ff95f-f662-45ee-a82a-bdf44a2d0b75 ro"
+    );
+    assert!(env.store.join("refs").join(&stage_ids[1]).exists(), "checkpoint committed");
+    assert!(!env.store.join("refs").join(&stage_ids[2]).exists(), "no implicit commit of the tree");
+    assert_store_clean(&env);
+
+    // Same manifest again: the output is cached, nothing runs.
+    let (again, code) = env.build_json(&[], &manifest.to_string());
+    assert_eq!(code, 0);
+    assert_eq!(again, json!({"success": true, "output_id": output_id}));
+
+    // Change the last stage: only it runs, from the checkpoint before it.
+    let changed = tar_manifest("changed");
+    let (result, code) = env.build_json(&[], &changed.to_string());
+    assert_eq!(code, 0, "{result}");
+    let ran = ids(&result);
+    assert_eq!(ran.len(), 1, "only the changed stage runs: {result}");
+    assert_ne!(ran[0], stage_ids[2]);
+    assert_eq!(result["assembler"]["success"], true);
+    let new_output = result["output_id"].as_str().unwrap();
+    assert_eq!(tar_file(&env.committed(new_output, "tree.tar.gz"), "./etc/hostname"), "changed\n");
+    assert_store_clean(&env);
+}
+
+#[test]
+fn privileged_failing_stage_leaves_the_store_as_it_was() {
+    if !privileged("privileged_failing_stage_leaves_the_store_as_it_was") {
+        return;
+    }
+    let env = Env::new();
+    let good = json!({"pipeline": {"stages": [{"name": "org.osbuild.noop", "options": {"n": 1}}]}});
+    let id = inspect(&env, &good)["pipeline"]["stages"][0]["id"].as_str().unwrap().to_owned();
+    let (_, code) = env.build_json(&["--checkpoint", &id], &good.to_string());
+    assert_eq!(code, 0);
+    let before = (env.store_entries("objects"), env.store_entries("refs"));
+
+    let bad = json!({"pipeline": {"stages": [
+        {"name": "org.osbuild.noop", "options": {"n": 1}},
+        {"name": "org.osbuild.test.record"},
+        {"name": "org.osbuild.error", "options": {"returncode": 3}}
+    ]}});
+    let described = inspect(&env, &bad);
+    let all: Vec<&str> = described["pipeline"]["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    let (result, code) = env.build_json(&["--checkpoint", all[2]], &bad.to_string());
+    assert_eq!(code, 1, "{result}");
+    assert_eq!(result["success"], false);
+    let stages = result["stages"].as_array().unwrap();
+    assert_eq!(stages.len(), 2, "resumed after the cached noop, stopped at the error: {result}");
+    assert_eq!(stages[1]["success"], false);
+    assert_eq!((env.store_entries("objects"), env.store_entries("refs")), before);
+    assert_store_clean(&env);
+}
+
+#[test]
+fn privileged_unknown_checkpoint_fails_before_anything_runs() {
+    if !privileged("privileged_unknown_checkpoint_fails_before_anything_runs") {
+        return;
+    }
+    let env = Env::new();
+    let manifest = json!({"pipeline": {"stages": [{"name": "org.osbuild.test.record"}]}});
+    let bogus = "0".repeat(64);
+    let out = env.osbuild(&["--checkpoint", &bogus], &manifest.to_string());
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(&format!("Checkpoint {bogus} not found!")) || stdout.contains(&bogus), "{stdout}");
+    assert!(stdout.contains("Failed"), "{stdout}");
+    assert_eq!(env.store_entries("objects"), Vec::<String>::new());
+}
+
+#[test]
+fn privileged_sigterm_kills_the_stage_cleans_up_and_exits_130() {
+    if !privileged("privileged_sigterm_kills_the_stage_cleans_up_and_exits_130") {
+        return;
+    }
+    let env = Env::new();
+    let manifest = json!({"pipeline": {"stages": [{"name": "org.osbuild.test.sleep", "options": {"tag": env.dir.path().to_string_lossy()}}]}});
+    let path = env.dir.path().join("sleep.json");
+    std::fs::write(&path, manifest.to_string()).unwrap();
+    let mut child = env
+        .osbuild_cmd(&[])
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let line = lines.next().expect("osbuild ended before the stage slept").unwrap();
+        if line.contains("sleeping") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the stage never started");
+    }
+    assert!(!processes_matching("sleep 600").is_empty(), "the stage's child is running");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{rest:?}");
+    assert!(rest.iter().any(|l| l.contains("Aborted")), "{rest:?}");
+    assert_eq!(processes_matching("sleep 600"), Vec::<String>::new(), "no stray process");
+    assert_eq!(env.store_entries("refs"), Vec::<String>::new());
+    assert_store_clean(&env);
+}
