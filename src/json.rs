@@ -610,11 +610,8 @@ impl Parser<'_> {
                         }
                         None => return Err(self.error_at(start, "unterminated string".to_owned())),
                         Some(_) => {
-                            self.pos = esc + 1;
-                            return Err(self.error_at(
-                                esc,
-                                format!("invalid escape '\\{}'", &self.describe_here()),
-                            ));
+                            let c = self.text[self.pos..].chars().next().unwrap_or('?');
+                            return Err(self.error_at(esc, format!("invalid escape '\\{c}'")));
                         }
                     };
                     self.pos += 1;
@@ -904,7 +901,7 @@ mod tests {
             ("{\"a\": 1 \"b\"}", 1, 9, "expected ',' or '}'"),
             ("\"abc", 1, 1, "unterminated string"),
             ("\"a\nb\"", 1, 3, "invalid control character U+000A"),
-            ("\"\\x\"", 1, 2, "invalid escape '\\'x''"),
+            ("\"\\x\"", 1, 2, "invalid escape '\\x'"),
             ("\"\\u12\"", 1, 2, "invalid \\uXXXX escape"),
             ("\"\\ud800\"", 1, 2, "lone surrogate \\ud800"),
             ("\"\\ud800\\u0041\"", 1, 2, "lone surrogate \\ud800"),
