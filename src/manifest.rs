@@ -505,10 +505,7 @@ impl<'a> Checker<'a> {
                         None
                     }
                     Ok(meta) => meta.schema.and_then(|schema| {
-                        match jsonschema::options()
-                            .with_draft(jsonschema::Draft::Draft4)
-                            .build(&schema)
-                        {
+                        match crate::modules::options_validator(&schema) {
                             Ok(v) => Some(v),
                             Err(e) => {
                                 self.error(

@@ -312,21 +312,29 @@ fn invalid(path: &Path, message: impl Into<String>) -> ModuleError {
     }
 }
 
+/// Compiles a module's options schema as osbuild does: JSON schema draft 4, `format` not
+/// asserted (osbuild's Draft4Validator has no format checker).
+pub(crate) fn options_validator(
+    schema: &serde_json::Value,
+) -> Result<jsonschema::Validator, String> {
+    jsonschema::options()
+        .with_draft(jsonschema::Draft::Draft4)
+        .should_validate_formats(false)
+        .build(schema)
+        .map_err(|e| e.to_string())
+}
+
 /// Checks that `schema` compiles as a draft-4 JSON schema.
 fn check_schema(schema: &serde_json::Value, path: &Path) -> Result<(), ModuleError> {
     if !schema.is_object() {
         return Err(invalid(path, "the options schema must be an object"));
     }
-    jsonschema::options()
-        .with_draft(jsonschema::Draft::Draft4)
-        .build(schema)
-        .map(drop)
-        .map_err(|e| {
-            invalid(
-                path,
-                format!("the options schema is not a valid JSON schema: {e}"),
-            )
-        })
+    options_validator(schema).map(drop).map_err(|e| {
+        invalid(
+            path,
+            format!("the options schema is not a valid JSON schema: {e}"),
+        )
+    })
 }
 
 fn parse_meta_file(text: &str, path: &Path) -> Result<ModuleMeta, ModuleError> {
@@ -794,6 +802,20 @@ def main(tree, options):
                 .starts_with("no stage 'org.osbuild.missing' in "),
             "{e}"
         );
+    }
+
+    #[test]
+    fn options_validator_is_draft4_without_formats() {
+        let v = options_validator(&serde_json::json!({
+            "properties": {
+                "ip": {"type": "string", "format": "ipv4"},
+                "n": {"type": "number", "minimum": 1, "exclusiveMinimum": true}
+            }
+        }))
+        .unwrap();
+        assert!(v.is_valid(&serde_json::json!({"ip": "not an address", "n": 2})));
+        // Draft 4's boolean exclusiveMinimum.
+        assert!(!v.is_valid(&serde_json::json!({"n": 1})));
     }
 
     #[test]
