@@ -13,20 +13,37 @@ use serde_json::{json, Value};
 fn ids(result: &Value) -> Vec<String> {
     result["stages"]
         .as_array()
-        .map(|s| s.iter().map(|r| r["id"].as_str().unwrap().to_owned()).collect())
+        .map(|s| {
+            s.iter()
+                .map(|r| r["id"].as_str().unwrap().to_owned())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 /// Stage ids of a manifest, from `osbuild --inspect`.
 fn inspect(env: &Env, manifest: &Value) -> Value {
     let out = env.osbuild(&["--inspect"], &manifest.to_string());
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
 fn assert_store_clean(env: &Env) {
-    assert_eq!(env.store_entries("tmp"), Vec::<String>::new(), "tmp/ must be empty after a build");
-    assert_eq!(mounts_under(&env.store), Vec::<String>::new(), "no mount may remain on the host");
+    assert_eq!(
+        env.store_entries("tmp"),
+        Vec::<String>::new(),
+        "tmp/ must be empty after a build"
+    );
+    assert_eq!(
+        mounts_under(&env.store),
+        Vec::<String>::new(),
+        "no mount may remain on the host"
+    );
 }
 
 #[test]
@@ -39,7 +56,10 @@ fn privileged_foreign_stage_gets_v10_arguments_in_a_sandbox() {
         {"name": "org.osbuild.test.record", "options": {"x": 1, "u": "caf\u{e9}", "f": 1.0}}
     ]}});
     let described = inspect(&env, &manifest);
-    let id = described["pipeline"]["stages"][0]["id"].as_str().unwrap().to_owned();
+    let id = described["pipeline"]["stages"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
 
     let (result, code) = env.build_json(&["--checkpoint", &id], &manifest.to_string());
     assert_eq!(code, 0, "{result}");
@@ -56,10 +76,16 @@ fn privileged_foreign_stage_gets_v10_arguments_in_a_sandbox() {
         r#"{"options": {"f": 1.0, "u": "caf\u00e9", "x": 1}, "sources": "/run/osbuild/sources", "tree": "/run/osbuild/tree"}"#
     );
     let facts = std::fs::read_to_string(env.committed(&id, "sandbox.txt")).unwrap();
-    assert!(facts.contains("pid=1\n") || facts.contains("pid=2\n"), "own PID namespace:\n{facts}");
+    assert!(
+        facts.contains("pid=1\n") || facts.contains("pid=2\n"),
+        "own PID namespace:\n{facts}"
+    );
     assert!(facts.contains("usr=ro\n"), "{facts}");
     assert!(facts.contains("sources=yes\n"), "{facts}");
-    assert!(facts.contains("net=lo\n"), "only loopback in the network namespace:\n{facts}");
+    assert!(
+        facts.contains("net=lo\n"),
+        "only loopback in the network namespace:\n{facts}"
+    );
     // osbuild's DEFAULT_CAPABILITIES and nothing else.
     assert!(facts.contains("CapBnd:\t00000001a9a447df\n"), "{facts}");
     assert_store_clean(&env);
@@ -82,13 +108,22 @@ fn tar_manifest(hostname: &str) -> Value {
 }
 
 fn tar_list(path: &std::path::Path) -> String {
-    let out = std::process::Command::new("tar").arg("-tvzf").arg(path).output().unwrap();
+    let out = std::process::Command::new("tar")
+        .arg("-tvzf")
+        .arg(path)
+        .output()
+        .unwrap();
     assert!(out.status.success());
     String::from_utf8(out.stdout).unwrap()
 }
 
 fn tar_file(path: &std::path::Path, member: &str) -> String {
-    let out = std::process::Command::new("tar").arg("-xzOf").arg(path).arg(member).output().unwrap();
+    let out = std::process::Command::new("tar")
+        .arg("-xzOf")
+        .arg(path)
+        .arg(member)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{member} missing");
     String::from_utf8(out.stdout).unwrap()
 }
@@ -107,7 +142,10 @@ fn privileged_build_pipeline_stages_tar_cache_and_resume() {
         .iter()
         .map(|s| s["id"].as_str().unwrap().to_owned())
         .collect();
-    let output_id = described["pipeline"]["assembler"]["id"].as_str().unwrap().to_owned();
+    let output_id = described["pipeline"]["assembler"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
 
     // First build: checkpoint the stage before the last.
     let (result, code) = env.build_json(&["--checkpoint", &stage_ids[1]], &manifest.to_string());
@@ -124,8 +162,14 @@ fn privileged_build_pipeline_stages_tar_cache_and_resume() {
         tar_file(&tarball, "./etc/kernel/cmdline"),
         "root=UUID=6e4ff95f-f662-45ee-a82a-bdf44a2d0b75 ro"
     );
-    assert!(env.store.join("refs").join(&stage_ids[1]).exists(), "checkpoint committed");
-    assert!(!env.store.join("refs").join(&stage_ids[2]).exists(), "no implicit commit of the tree");
+    assert!(
+        env.store.join("refs").join(&stage_ids[1]).exists(),
+        "checkpoint committed"
+    );
+    assert!(
+        !env.store.join("refs").join(&stage_ids[2]).exists(),
+        "no implicit commit of the tree"
+    );
     assert_store_clean(&env);
 
     // Same manifest again: the output is cached, nothing runs.
@@ -142,7 +186,10 @@ fn privileged_build_pipeline_stages_tar_cache_and_resume() {
     assert_ne!(ran[0], stage_ids[2]);
     assert_eq!(result["assembler"]["success"], true);
     let new_output = result["output_id"].as_str().unwrap();
-    assert_eq!(tar_file(&env.committed(new_output, "tree.tar.gz"), "./etc/hostname"), "changed\n");
+    assert_eq!(
+        tar_file(&env.committed(new_output, "tree.tar.gz"), "./etc/hostname"),
+        "changed\n"
+    );
     assert_store_clean(&env);
 }
 
@@ -153,7 +200,10 @@ fn privileged_failing_stage_leaves_the_store_as_it_was() {
     }
     let env = Env::new();
     let good = json!({"pipeline": {"stages": [{"name": "org.osbuild.noop", "options": {"n": 1}}]}});
-    let id = inspect(&env, &good)["pipeline"]["stages"][0]["id"].as_str().unwrap().to_owned();
+    let id = inspect(&env, &good)["pipeline"]["stages"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let (_, code) = env.build_json(&["--checkpoint", &id], &good.to_string());
     assert_eq!(code, 0);
     let before = (env.store_entries("objects"), env.store_entries("refs"));
@@ -174,9 +224,16 @@ fn privileged_failing_stage_leaves_the_store_as_it_was() {
     assert_eq!(code, 1, "{result}");
     assert_eq!(result["success"], false);
     let stages = result["stages"].as_array().unwrap();
-    assert_eq!(stages.len(), 2, "resumed after the cached noop, stopped at the error: {result}");
+    assert_eq!(
+        stages.len(),
+        2,
+        "resumed after the cached noop, stopped at the error: {result}"
+    );
     assert_eq!(stages[1]["success"], false);
-    assert_eq!((env.store_entries("objects"), env.store_entries("refs")), before);
+    assert_eq!(
+        (env.store_entries("objects"), env.store_entries("refs")),
+        before
+    );
     assert_store_clean(&env);
 }
 
@@ -191,7 +248,10 @@ fn privileged_unknown_checkpoint_fails_before_anything_runs() {
     let out = env.osbuild(&["--checkpoint", &bogus], &manifest.to_string());
     assert_eq!(out.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains(&format!("Checkpoint {bogus} not found!")) || stdout.contains(&bogus), "{stdout}");
+    assert!(
+        stdout.contains(&format!("Checkpoint {bogus} not found!")) || stdout.contains(&bogus),
+        "{stdout}"
+    );
     assert!(stdout.contains("Failed"), "{stdout}");
     assert_eq!(env.store_entries("objects"), Vec::<String>::new());
 }
@@ -215,19 +275,33 @@ fn privileged_sigterm_kills_the_stage_cleans_up_and_exits_130() {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let line = lines.next().expect("osbuild ended before the stage slept").unwrap();
+        let line = lines
+            .next()
+            .expect("osbuild ended before the stage slept")
+            .unwrap();
         if line.contains("sleeping") {
             break;
         }
         assert!(Instant::now() < deadline, "the stage never started");
     }
-    assert!(!processes_matching("sleep 600").is_empty(), "the stage's child is running");
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    assert!(
+        !processes_matching("sleep 600").is_empty(),
+        "the stage's child is running"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130), "{rest:?}");
     assert!(rest.iter().any(|l| l.contains("Aborted")), "{rest:?}");
-    assert_eq!(processes_matching("sleep 600"), Vec::<String>::new(), "no stray process");
+    assert_eq!(
+        processes_matching("sleep 600"),
+        Vec::<String>::new(),
+        "no stray process"
+    );
     assert_eq!(env.store_entries("refs"), Vec::<String>::new());
     assert_store_clean(&env);
 }

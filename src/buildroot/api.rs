@@ -14,8 +14,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use nix::sys::socket::{
-    bind, recvfrom, sendmsg, setsockopt, socket, sockopt, AddressFamily, ControlMessage,
-    MsgFlags, SockFlag, SockType, UnixAddr,
+    bind, recvfrom, sendmsg, setsockopt, socket, sockopt, AddressFamily, ControlMessage, MsgFlags,
+    SockFlag, SockType, UnixAddr,
 };
 
 use super::{io_err, BuildRootError};
@@ -33,9 +33,16 @@ impl ApiServer {
     pub fn start(dir: &Path, args: &str, output: &OwnedFd) -> Result<Self, BuildRootError> {
         let path = dir.join("osbuild");
         let stdin = args_fd(args)?;
-        let stdout = output.try_clone().map_err(io_err("duplicating the output pipe"))?;
-        let sock = socket(AddressFamily::Unix, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)
-            .map_err(|e| io_err("creating the API socket")(e.into()))?;
+        let stdout = output
+            .try_clone()
+            .map_err(io_err("duplicating the output pipe"))?;
+        let sock = socket(
+            AddressFamily::Unix,
+            SockType::Datagram,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .map_err(|e| io_err("creating the API socket")(e.into()))?;
         let addr = UnixAddr::new(&path).map_err(|e| io_err("API socket path")(e.into()))?;
         bind(sock.as_raw_fd(), &addr)
             .map_err(|e| io_err(format!("binding {}", path.display()))(e.into()))?;
@@ -52,7 +59,12 @@ impl ApiServer {
                 .spawn(move || serve(sock, stdin, stdout, &stop, &requested))
                 .map_err(io_err("starting the API thread"))?
         };
-        Ok(Self { stop, requested, thread: Some(thread), path })
+        Ok(Self {
+            stop,
+            requested,
+            thread: Some(thread),
+            path,
+        })
     }
 
     /// Whether the runner asked for its stdio (it started and reached the API).
@@ -74,14 +86,22 @@ impl Drop for ApiServer {
 /// The arguments as an unlinked file, re-opened read-only so the module cannot change them.
 fn args_fd(args: &str) -> Result<OwnedFd, BuildRootError> {
     let mut file = tempfile::tempfile().map_err(io_err("creating the arguments file"))?;
-    file.write_all(args.as_bytes()).map_err(io_err("writing the arguments file"))?;
-    file.rewind().map_err(io_err("writing the arguments file"))?;
+    file.write_all(args.as_bytes())
+        .map_err(io_err("writing the arguments file"))?;
+    file.rewind()
+        .map_err(io_err("writing the arguments file"))?;
     let ro = std::fs::File::open(format!("/proc/self/fd/{}", file.as_raw_fd()))
         .map_err(io_err("re-opening the arguments file"))?;
     Ok(ro.into())
 }
 
-fn serve(sock: OwnedFd, stdin: OwnedFd, stdout: OwnedFd, stop: &AtomicBool, requested: &AtomicBool) {
+fn serve(
+    sock: OwnedFd,
+    stdin: OwnedFd,
+    stdout: OwnedFd,
+    stop: &AtomicBool,
+    requested: &AtomicBool,
+) {
     let mut buf = [0u8; 1024];
     while !stop.load(Ordering::SeqCst) {
         let (len, peer) = match recvfrom::<UnixAddr>(sock.as_raw_fd(), &mut buf) {
@@ -101,13 +121,21 @@ fn serve(sock: OwnedFd, stdin: OwnedFd, stdout: OwnedFd, stop: &AtomicBool, requ
                 let reply = br#"{"stdin": 0, "stdout": 1, "stderr": 2}"#;
                 let fds = [stdin.as_raw_fd(), stdout.as_raw_fd(), stdout.as_raw_fd()];
                 let cmsg = [ControlMessage::ScmRights(&fds)];
-                match sendmsg(sock.as_raw_fd(), &[IoSlice::new(reply)], &cmsg, MsgFlags::empty(), Some(&peer)) {
+                match sendmsg(
+                    sock.as_raw_fd(),
+                    &[IoSlice::new(reply)],
+                    &cmsg,
+                    MsgFlags::empty(),
+                    Some(&peer),
+                ) {
                     Ok(_) => requested.store(true, Ordering::SeqCst),
                     Err(e) => tracing::warn!("API socket: replying to setup-stdio: {e}"),
                 }
             }
             (Some("setup-stdio"), None) => {
-                tracing::warn!("API socket: setup-stdio from an unbound socket (SO_PASSCRED not set?)")
+                tracing::warn!(
+                    "API socket: setup-stdio from an unbound socket (SO_PASSCRED not set?)"
+                )
             }
             (other, _) => tracing::warn!("API socket: unknown request {other:?}"),
         }

@@ -37,7 +37,9 @@ impl DevDir {
             Some("mode=0755,size=1m"),
         )
         .map_err(|e| io_err(format!("mounting a tmpfs on {}", path.display()))(e.into()))?;
-        let dev = Self { path: path.to_owned() };
+        let dev = Self {
+            path: path.to_owned(),
+        };
         dev.populate()?;
         Ok(dev)
     }
@@ -45,8 +47,13 @@ impl DevDir {
     fn populate(&self) -> Result<(), BuildRootError> {
         let p = &self.path;
         for (name, major, minor) in NODES {
-            mknod(&p.join(name), SFlag::S_IFCHR, Mode::from_bits_truncate(0o666), makedev(*major, *minor))
-                .map_err(|e| io_err(format!("creating /dev/{name}"))(e.into()))?;
+            mknod(
+                &p.join(name),
+                SFlag::S_IFCHR,
+                Mode::from_bits_truncate(0o666),
+                makedev(*major, *minor),
+            )
+            .map_err(|e| io_err(format!("creating /dev/{name}"))(e.into()))?;
         }
         for (link, target) in [
             ("fd", "/proc/self/fd"),

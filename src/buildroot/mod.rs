@@ -21,7 +21,7 @@ use std::ffi::OsString;
 use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -104,7 +104,10 @@ impl Cancel {
     }
     /// A token that is also cancelled when `flag` becomes true.
     pub fn with_signal(flag: &'static AtomicBool) -> Self {
-        Self { flag: Arc::default(), signal: Some(flag) }
+        Self {
+            flag: Arc::default(),
+            signal: Some(flag),
+        }
     }
     pub fn cancel(&self) {
         self.flag.store(true, Ordering::SeqCst);
@@ -149,7 +152,13 @@ impl Sandbox {
         let mut push = |items: &[&dyn AsRef<std::ffi::OsStr>]| {
             a.extend(items.iter().map(|i| i.as_ref().to_owned()));
         };
-        push(&[&"bwrap", &"--chdir", &"/", &"--die-with-parent", &"--new-session"]);
+        push(&[
+            &"bwrap",
+            &"--chdir",
+            &"/",
+            &"--die-with-parent",
+            &"--new-session",
+        ]);
         push(&[&"--unshare-ipc", &"--unshare-pid"]);
         if !self.network {
             push(&[&"--unshare-net"]);
@@ -301,12 +310,17 @@ impl BuildRoot {
         // as soon as the (already dead) sandbox processes have released theirs.
         drop(server);
         output.drain(on_line);
-        Ok(RunResult { status, output: output.text, connected })
+        Ok(RunResult {
+            status,
+            output: output.text,
+            connected,
+        })
     }
 }
 
 fn dup(fd: &OwnedFd) -> Result<OwnedFd, BuildRootError> {
-    fd.try_clone().map_err(io_err("duplicating the output pipe"))
+    fd.try_clone()
+        .map_err(io_err("duplicating the output pipe"))
 }
 
 /// Reads the output pipe without blocking the cancellation checks, splitting it into lines.
@@ -318,9 +332,16 @@ struct OutputReader {
 
 impl OutputReader {
     fn new(fd: OwnedFd) -> Result<Self, BuildRootError> {
-        nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK))
-            .map_err(|e| io_err("making the output pipe non-blocking")(e.into()))?;
-        Ok(Self { file: fd.into(), pending: Vec::new(), text: String::new() })
+        nix::fcntl::fcntl(
+            &fd,
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+        )
+        .map_err(|e| io_err("making the output pipe non-blocking")(e.into()))?;
+        Ok(Self {
+            file: fd.into(),
+            pending: Vec::new(),
+            text: String::new(),
+        })
     }
 
     /// Waits up to `timeout` for output and consumes what is there. Returns false at EOF.
@@ -411,12 +432,15 @@ mod tests {
     }
 
     fn strings(argv: &[OsString]) -> Vec<String> {
-        argv.iter().map(|a| a.to_string_lossy().into_owned()).collect()
+        argv.iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
     }
 
     /// The index of `[flag, a, b]` in argv, if present.
     fn find(argv: &[String], triple: [&str; 3]) -> Option<usize> {
-        argv.windows(3).position(|w| w[0] == triple[0] && w[1] == triple[1] && w[2] == triple[2])
+        argv.windows(3)
+            .position(|w| w[0] == triple[0] && w[1] == triple[1] && w[2] == triple[2])
     }
 
     #[test]
@@ -430,7 +454,11 @@ mod tests {
         let tail = &argv[argv.len() - 3..];
         assert_eq!(
             tail,
-            ["--", "/run/osbuild/lib/runners/org.osbuild.linux", "/run/osbuild/lib/stages/org.osbuild.noop"]
+            [
+                "--",
+                "/run/osbuild/lib/runners/org.osbuild.linux",
+                "/run/osbuild/lib/stages/org.osbuild.noop"
+            ]
         );
     }
 
@@ -440,7 +468,10 @@ mod tests {
         assert!(find(&argv, ["--ro-bind", "/s/tmp/tree", TREE_DIR]).is_some());
         assert!(find(&argv, ["--bind", "/s/tmp/tree", TREE_DIR]).is_none());
         assert!(find(&argv, ["--bind", "/s/tmp/out", OUTPUT_DIR]).is_some());
-        assert!(argv.last().unwrap().ends_with("/assemblers/org.osbuild.noop"));
+        assert!(argv
+            .last()
+            .unwrap()
+            .ends_with("/assemblers/org.osbuild.noop"));
     }
 
     #[test]
@@ -480,7 +511,10 @@ mod tests {
         assert!(find(&argv, ["--ro-bind", &format!("{r}/lib64"), "/lib64"]).is_some());
         assert!(find(&argv, ["--symlink", "usr/bin", "/bin"]).is_some());
         assert!(find(&argv, ["--ro-bind", &format!("{r}/boot"), "/boot"]).is_some());
-        assert!(!argv.iter().any(|a| a == "/sbin"), "absent dirs are not mounted");
+        assert!(
+            !argv.iter().any(|a| a == "/sbin"),
+            "absent dirs are not mounted"
+        );
     }
 
     #[test]

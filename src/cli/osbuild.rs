@@ -30,7 +30,12 @@ pub struct Args {
     #[arg(long, value_name = "DIRECTORY", default_value = ".osbuild")]
     pub store: PathBuf,
     /// Directory containing stages, assemblers, runners and sources.
-    #[arg(short = 'l', long, value_name = "DIRECTORY", default_value = "/usr/lib/osbuild")]
+    #[arg(
+        short = 'l',
+        long,
+        value_name = "DIRECTORY",
+        default_value = "/usr/lib/osbuild"
+    )]
     pub libdir: PathBuf,
     /// Stage id after which the tree is committed to the store (repeatable).
     #[arg(long, value_name = "ID")]
@@ -77,7 +82,9 @@ pub fn main(args: Args) -> i32 {
 fn read_input(path: &str) -> anyhow::Result<String> {
     let mut text = String::new();
     if path == "-" {
-        std::io::stdin().read_to_string(&mut text).context("reading the manifest from stdin")?;
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("reading the manifest from stdin")?;
     } else {
         text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
     }
@@ -85,7 +92,8 @@ fn read_input(path: &str) -> anyhow::Result<String> {
 }
 
 fn read_json_file(path: &PathBuf, what: &str) -> anyhow::Result<Value> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {what} {}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading {what} {}", path.display()))?;
     json::parse(&text).map_err(|e| anyhow::anyhow!("{what} {}: invalid JSON: {e}", path.display()))
 }
 
@@ -97,7 +105,8 @@ fn run(args: Args) -> anyhow::Result<i32> {
         Err(e) => return Ok(report_invalid(&e, args.json || args.inspect)),
     };
     if let Some(path) = &args.build_env {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         match manifest::parse_build_env(&text) {
             Ok(build) => manifest.prepend_build_env(build),
             Err(e) => return Ok(report_invalid(&e, args.json)),
@@ -119,7 +128,7 @@ fn run(args: Args) -> anyhow::Result<i32> {
     }
 
     let mut checkpoints = BTreeSet::new();
-    let known: BTreeSet<&ObjectId> = manifest.stage_ids().collect();
+    let known: BTreeSet<&ObjectId> = manifest.ids().into_iter().collect();
     let mut missed = false;
     for c in &args.checkpoint {
         match ObjectId::parse(c) {
@@ -146,9 +155,18 @@ fn run(args: Args) -> anyhow::Result<i32> {
     crate::mount::enter_private_namespace().context("entering a private mount namespace")?;
     install_signal_handlers();
 
-    let store = Store::open(&args.store).with_context(|| format!("opening the store {}", args.store.display()))?;
-    let builder = Builder { store: &store, index: &index, checkpoints, cancel: Cancel::with_signal(&INTERRUPTED) };
-    let mut log = HumanLog { enabled: !args.json, color: std::io::stdout().is_terminal() };
+    let store = Store::open(&args.store)
+        .with_context(|| format!("opening the store {}", args.store.display()))?;
+    let builder = Builder {
+        store: &store,
+        index: &index,
+        checkpoints,
+        cancel: Cancel::with_signal(&INTERRUPTED),
+    };
+    let mut log = HumanLog {
+        enabled: !args.json,
+        color: std::io::stdout().is_terminal(),
+    };
     match builder.build(&manifest, &mut log) {
         Ok(result) => {
             if args.json {
@@ -196,7 +214,11 @@ fn report_invalid(e: &ManifestError, as_json: bool) -> i32 {
 
 fn install_signal_handlers() {
     use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
-    let action = SigAction::new(SigHandler::Handler(on_signal), SaFlags::SA_RESTART, SigSet::empty());
+    let action = SigAction::new(
+        SigHandler::Handler(on_signal),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
     for sig in [Signal::SIGINT, Signal::SIGTERM] {
         // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
         let _ = unsafe { sigaction(sig, &action) };
@@ -226,9 +248,23 @@ impl Monitor for HumanLog {
         }
         let mut out = std::io::stdout().lock();
         match event {
-            Event::ModuleStarted { kind, name, id, options, .. } => {
-                let prefix = if kind == ModuleKind::Assembler { "Assembler " } else { "" };
-                let _ = writeln!(out, "{}", self.paint(&format!("{RESET}{BOLD}{prefix}{name}{RESET}: {id}")));
+            Event::ModuleStarted {
+                kind,
+                name,
+                id,
+                options,
+                ..
+            } => {
+                let prefix = if kind == ModuleKind::Assembler {
+                    "Assembler "
+                } else {
+                    ""
+                };
+                let _ = writeln!(
+                    out,
+                    "{}",
+                    self.paint(&format!("{RESET}{BOLD}{prefix}{name}{RESET}: {id}"))
+                );
                 let _ = writeln!(out, "{}", json::dumps_pretty(options));
             }
             Event::Output { line } => {
@@ -241,4 +277,3 @@ impl Monitor for HumanLog {
         let _ = out.flush();
     }
 }
-

@@ -32,11 +32,25 @@ pub use result::{ModuleResult, PipelineResult};
 pub enum Event<'a> {
     /// A stage or assembler is about to run. `index` counts from 0 within its pipeline;
     /// `depth` is 0 for the main pipeline, 1 for its build pipeline, and so on.
-    ModuleStarted { kind: ModuleKind, name: &'a str, id: &'a ObjectId, options: &'a Value, depth: usize, index: usize, total: usize },
+    ModuleStarted {
+        kind: ModuleKind,
+        name: &'a str,
+        id: &'a ObjectId,
+        options: &'a Value,
+        depth: usize,
+        index: usize,
+        total: usize,
+    },
     /// One line the module printed.
     Output { line: &'a str },
     /// The module ended.
-    ModuleFinished { kind: ModuleKind, name: &'a str, id: &'a ObjectId, success: bool, seconds: f64 },
+    ModuleFinished {
+        kind: ModuleKind,
+        name: &'a str,
+        id: &'a ObjectId,
+        success: bool,
+        seconds: f64,
+    },
 }
 
 /// Receives [`Event`]s.
@@ -61,7 +75,11 @@ pub enum BuildError {
     #[error(transparent)]
     BuildRoot(#[from] BuildRootError),
     #[error("{} {name} is not in the libdir {}", kind.noun(), libdir.display())]
-    MissingModule { kind: ModuleKind, name: String, libdir: PathBuf },
+    MissingModule {
+        kind: ModuleKind,
+        name: String,
+        libdir: PathBuf,
+    },
     #[error("checkpoint {0} not found in the manifest")]
     UnknownCheckpoint(ObjectId),
     #[error("aborted")]
@@ -79,22 +97,32 @@ pub struct Builder<'a> {
 
 impl Builder<'_> {
     /// Builds `manifest`. `Ok` with `success: false` when a stage or the assembler failed.
-    pub fn build(&self, manifest: &Manifest, monitor: &mut dyn Monitor) -> Result<PipelineResult, BuildError> {
-        let known: BTreeSet<&ObjectId> = manifest.stage_ids().collect();
+    pub fn build(
+        &self,
+        manifest: &Manifest,
+        monitor: &mut dyn Monitor,
+    ) -> Result<PipelineResult, BuildError> {
+        let known: BTreeSet<&ObjectId> = manifest.ids().into_iter().collect();
         if let Some(missing) = self.checkpoints.iter().find(|c| !known.contains(c)) {
             return Err(BuildError::UnknownCheckpoint(missing.clone()));
         }
         let pipeline = &manifest.pipeline;
         if let Some(output_id) = pipeline.output_id() {
             if self.store.contains(output_id) {
-                let tree_id = pipeline.tree_id().filter(|t| self.store.contains(t)).cloned();
+                let tree_id = pipeline
+                    .tree_id()
+                    .filter(|t| self.store.contains(t))
+                    .cloned();
                 return Ok(PipelineResult::cached_output(output_id.clone(), tree_id));
             }
         }
         let runner = self.runner_for(pipeline)?;
         let mut run = Run { b: self, monitor };
-        let (mut result, built) = run.build_tree(pipeline, &runner, 0, pipeline.assembler.is_some())?;
-        let Some((build_root, tree)) = built else { return Ok(result) };
+        let (mut result, built) =
+            run.build_tree(pipeline, &runner, 0, pipeline.assembler.is_some())?;
+        let Some((build_root, tree)) = built else {
+            return Ok(result);
+        };
         if let Some(assembler) = &pipeline.assembler {
             let r = run.assemble(assembler, &build_root, &tree, &runner)?;
             result.success = r.success;
@@ -150,7 +178,8 @@ impl Run<'_, '_> {
             None => BuildRootTree::Host,
             Some(build) => {
                 let inner_runner = self.b.runner_for(&build.pipeline)?;
-                let (r, built) = self.build_tree(&build.pipeline, &inner_runner, depth + 1, true)?;
+                let (r, built) =
+                    self.build_tree(&build.pipeline, &inner_runner, depth + 1, true)?;
                 let ok = r.success;
                 result.build = Some(Box::new(r));
                 match built {
@@ -174,7 +203,15 @@ impl Run<'_, '_> {
         let first = resume.map_or(0, |i| i + 1);
         let mut stages = Vec::new();
         for (index, stage) in pipeline.stages.iter().enumerate().skip(first) {
-            let r = self.run_stage(stage, &build_root, &tree, runner, depth, index, pipeline.stages.len())?;
+            let r = self.run_stage(
+                stage,
+                &build_root,
+                &tree,
+                runner,
+                depth,
+                index,
+                pipeline.stages.len(),
+            )?;
             let ok = r.success;
             stages.push(r);
             if !ok {
@@ -209,7 +246,19 @@ impl Run<'_, '_> {
         };
         let root = build_guard.as_ref().map_or(Path::new("/"), |g| g.path());
         let tree_guard = tree.write()?;
-        self.run_module(ModuleKind::Stage, stage, root, build_guard.is_some(), tree_guard.path(), None, runner, &args, depth, index, total)
+        self.run_module(
+            ModuleKind::Stage,
+            stage,
+            root,
+            build_guard.is_some(),
+            tree_guard.path(),
+            None,
+            runner,
+            &args,
+            depth,
+            index,
+            total,
+        )
     }
 
     fn assemble(
@@ -221,9 +270,15 @@ impl Run<'_, '_> {
     ) -> Result<ModuleResult, BuildError> {
         let store = self.b.store;
         let mut options = json::Map::new();
-        options.insert("tree".into(), Value::String(crate::buildroot::TREE_DIR.into()));
+        options.insert(
+            "tree".into(),
+            Value::String(crate::buildroot::TREE_DIR.into()),
+        );
         options.insert("options".into(), assembler.options.clone());
-        options.insert("output_dir".into(), Value::String(crate::buildroot::OUTPUT_DIR.into()));
+        options.insert(
+            "output_dir".into(),
+            Value::String(crate::buildroot::OUTPUT_DIR.into()),
+        );
         let args = json::dumps(&Value::Object(options));
         let output = store.new_object(None)?;
         let r = {
@@ -271,20 +326,36 @@ impl Run<'_, '_> {
     ) -> Result<ModuleResult, BuildError> {
         let index_ = self.b.index;
         if index_.path(kind, &module.name).is_none() {
-            return Err(BuildError::MissingModule { kind, name: module.name.clone(), libdir: index_.libdir().to_owned() });
+            return Err(BuildError::MissingModule {
+                kind,
+                name: module.name.clone(),
+                libdir: index_.libdir().to_owned(),
+            });
         }
-        let network = index_.meta(kind, &module.name).map(|m| m.network).unwrap_or(false);
+        let network = index_
+            .meta(kind, &module.name)
+            .map(|m| m.network)
+            .unwrap_or(false);
         let scratch = self.b.store.tempdir("buildroot")?;
         let mk = |name: &str| -> Result<PathBuf, BuildError> {
             let p = scratch.path().join(name);
-            std::fs::create_dir(&p).map_err(crate::buildroot::io_err(format!("creating {}", p.display())))?;
+            std::fs::create_dir(&p).map_err(crate::buildroot::io_err(format!(
+                "creating {}",
+                p.display()
+            )))?;
             Ok(p)
         };
         let (dev_path, var, api) = (mk("dev")?, mk("var")?, mk("api")?);
-        std::fs::create_dir(var.join("tmp")).map_err(crate::buildroot::io_err("creating /var/tmp"))?;
-        std::fs::set_permissions(var.join("tmp"), std::os::unix::fs::PermissionsExt::from_mode(0o1777))
-            .map_err(crate::buildroot::io_err("chmod /var/tmp"))?;
-        let sources = (kind == ModuleKind::Stage).then(|| mk("sources")).transpose()?;
+        std::fs::create_dir(var.join("tmp"))
+            .map_err(crate::buildroot::io_err("creating /var/tmp"))?;
+        std::fs::set_permissions(
+            var.join("tmp"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o1777),
+        )
+        .map_err(crate::buildroot::io_err("chmod /var/tmp"))?;
+        let sources = (kind == ModuleKind::Stage)
+            .then(|| mk("sources"))
+            .transpose()?;
         let dev = DevDir::new(&dev_path)?;
         let sandbox = Sandbox {
             root: root.to_owned(),
@@ -312,7 +383,9 @@ impl Run<'_, '_> {
         });
         let started = Instant::now();
         let monitor = &mut *self.monitor;
-        let run = BuildRoot::run(&sandbox, args, &self.b.cancel, &mut |line| monitor.event(Event::Output { line }));
+        let run = BuildRoot::run(&sandbox, args, &self.b.cancel, &mut |line| {
+            monitor.event(Event::Output { line })
+        });
         drop(dev);
         let run = match run {
             Err(BuildRootError::Cancelled) => return Err(BuildError::Cancelled),
@@ -335,8 +408,14 @@ impl Run<'_, '_> {
 /// `{"tree", "sources", "options"}` as v10 hands it to a stage.
 fn stage_args(options: &Value) -> Value {
     let mut m = json::Map::new();
-    m.insert("tree".into(), Value::String(crate::buildroot::TREE_DIR.into()));
-    m.insert("sources".into(), Value::String(crate::buildroot::SOURCES_DIR.into()));
+    m.insert(
+        "tree".into(),
+        Value::String(crate::buildroot::TREE_DIR.into()),
+    );
+    m.insert(
+        "sources".into(),
+        Value::String(crate::buildroot::SOURCES_DIR.into()),
+    );
     m.insert("options".into(), options.clone());
     Value::Object(m)
 }

@@ -63,19 +63,31 @@ fn opt_id<S: serde::Serializer>(id: &Option<ObjectId>, s: S) -> Result<S::Ok, S:
 
 impl PipelineResult {
     pub(crate) fn success() -> Self {
-        Self { success: true, build: None, stages: None, tree_id: None, assembler: None, output_id: None }
+        Self {
+            success: true,
+            build: None,
+            stages: None,
+            tree_id: None,
+            assembler: None,
+            output_id: None,
+        }
     }
 
     /// v10's short-circuit result when the output is already in the store.
     pub(crate) fn cached_output(output_id: ObjectId, tree_id: Option<ObjectId>) -> Self {
-        Self { output_id: Some(output_id), tree_id, ..Self::success() }
+        Self {
+            output_id: Some(output_id),
+            tree_id,
+            ..Self::success()
+        }
     }
 
     /// The result as one line of JSON, as v10's `json.dump(result, sys.stdout)` prints it.
     pub fn to_json(&self) -> String {
         let mut out = Vec::new();
         let mut ser = serde_json::Serializer::with_formatter(&mut out, PythonFormatter);
-        self.serialize(&mut ser).expect("serializing to memory cannot fail");
+        self.serialize(&mut ser)
+            .expect("serializing to memory cannot fail");
         String::from_utf8(out).expect("serde_json writes UTF-8")
     }
 }
@@ -84,16 +96,36 @@ impl PipelineResult {
 struct PythonFormatter;
 
 impl serde_json::ser::Formatter for PythonFormatter {
-    fn begin_array_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W, first: bool) -> std::io::Result<()> {
-        if first { Ok(()) } else { w.write_all(b", ") }
+    fn begin_array_value<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        if first {
+            Ok(())
+        } else {
+            w.write_all(b", ")
+        }
     }
-    fn begin_object_key<W: ?Sized + std::io::Write>(&mut self, w: &mut W, first: bool) -> std::io::Result<()> {
-        if first { Ok(()) } else { w.write_all(b", ") }
+    fn begin_object_key<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        if first {
+            Ok(())
+        } else {
+            w.write_all(b", ")
+        }
     }
     fn begin_object_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
         w.write_all(b": ")
     }
-    fn write_string_fragment<W: ?Sized + std::io::Write>(&mut self, w: &mut W, fragment: &str) -> std::io::Result<()> {
+    fn write_string_fragment<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        fragment: &str,
+    ) -> std::io::Result<()> {
         for c in fragment.chars() {
             if c.is_ascii() && c != '\x7f' {
                 w.write_all(&[c as u8])?;
@@ -116,7 +148,10 @@ mod tests {
     fn cached_output_has_v10_shape() {
         let out = ObjectId::parse(&"a".repeat(64)).unwrap();
         let r = PipelineResult::cached_output(out, None);
-        assert_eq!(r.to_json(), format!(r#"{{"success": true, "output_id": "{}"}}"#, "a".repeat(64)));
+        assert_eq!(
+            r.to_json(),
+            format!(r#"{{"success": true, "output_id": "{}"}}"#, "a".repeat(64))
+        );
     }
 
     #[test]

@@ -41,7 +41,10 @@ pub struct Env {
 
 impl Env {
     pub fn new() -> Env {
-        let dir = tempfile::Builder::new().prefix("osbuild-test-").tempdir_in("/var/tmp").unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("osbuild-test-")
+            .tempdir_in("/var/tmp")
+            .unwrap();
         let libdir = dir.path().join("lib");
         let status = Command::new("cp")
             .arg("-a")
@@ -61,7 +64,11 @@ impl Env {
 
     pub fn osbuild_cmd(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_osbuild"));
-        cmd.arg("--store").arg(&self.store).arg("--libdir").arg(&self.libdir).args(args);
+        cmd.arg("--store")
+            .arg(&self.store)
+            .arg("--libdir")
+            .arg(&self.libdir)
+            .args(args);
         cmd
     }
 
@@ -75,7 +82,12 @@ impl Env {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        child.stdin.take().unwrap().write_all(manifest.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(manifest.as_bytes())
+            .unwrap();
         child.wait_with_output().unwrap()
     }
 
@@ -97,7 +109,9 @@ impl Env {
     /// Names in a store directory (objects, refs, tmp), sorted.
     pub fn store_entries(&self, sub: &str) -> Vec<String> {
         let mut names: Vec<String> = match std::fs::read_dir(self.store.join(sub)) {
-            Ok(rd) => rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect(),
+            Ok(rd) => rd
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect(),
             Err(_) => Vec::new(),
         };
         names.sort();
@@ -128,7 +142,10 @@ pub fn processes_matching(needle: &str) -> Vec<String> {
         if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
             let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
             if cmdline.contains(needle) {
-                found.push(format!("{}: {cmdline}", entry.file_name().to_string_lossy()));
+                found.push(format!(
+                    "{}: {cmdline}",
+                    entry.file_name().to_string_lossy()
+                ));
             }
         }
     }
