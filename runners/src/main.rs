@@ -1,1 +1,6 @@
-fn main() {}
+//! The multi-call runner binary: everything happens in [`osbuild_runners::run`].
+
+fn main() {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    std::process::exit(osbuild_runners::run(&argv));
+}

@@ -1,0 +1,117 @@
+//! osbuild runners: the first program run inside a build root sandbox.
+//!
+//! One multi-call binary answers to every runner name (`libdir/runners/org.osbuild.NAME` are
+//! symlinks to it) and dispatches on the file name of `argv[0]`. Called as
+//! `org.osbuild.NAME /run/osbuild/lib/stages/<stage>`, it:
+//!
+//! 1. gets the stage's stdin/stdout/stderr from the host with v10's `setup-stdio` call on
+//!    `/run/osbuild/api/osbuild` ([`stdio`]); failure: message on stderr, exit status 2;
+//! 2. does the per-OS setup of its flavour in the sandbox's root filesystem ([`setup`],
+//!    flavours in [`names`]); a fatal setup failure exits 1;
+//! 3. `exec`s the stage with the remaining arguments, so the stage's exit status (or signal)
+//!    is the runner's; if that fails: a message naming the path and the error, exit 127.
+//!
+//! Modules:
+//! - [`names`]: every runner name, its osbuild alias structure and its flavour (`--list`);
+//! - [`stdio`]: the `setup-stdio` client;
+//! - [`setup`]: the setup steps, as data, run against a root directory.
+//!
+//! Safety net: the setup writes to `/etc` (it deletes `/etc/nsswitch.conf`!), which is only
+//! right inside a sandbox. It runs only when `$container` is set, as every container manager
+//! does (osbuild's bwrap sets `container=bwrap-osbuild`, nspawn `container=systemd-nspawn`);
+//! otherwise it is skipped with a warning and the stage still runs.
+//!
+//! Test hook: debug builds only (so never a release binary) read the API socket path from
+//! `OSBUILD_API_SOCKET` when it is set; it is removed from the environment before the stage
+//! runs.
+
+pub mod names;
+pub mod setup;
+pub mod stdio;
+
+use std::ffi::{OsStr, OsString};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+
+/// Exit status when the runner itself cannot work (setup-stdio, usage, unknown name).
+pub const EXIT_RUNNER_FAILED: i32 = 2;
+/// Exit status when a required setup step fails.
+pub const EXIT_SETUP_FAILED: i32 = 1;
+/// Exit status when the stage cannot be executed.
+pub const EXIT_EXEC_FAILED: i32 = 127;
+
+/// The environment variable debug builds accept to move the API socket (tests only).
+pub const SOCKET_ENV: &str = "OSBUILD_API_SOCKET";
+
+/// Where `setup-stdio` connects: [`stdio::API_SOCKET`], or the test override.
+pub fn api_socket_path() -> PathBuf {
+    #[cfg(debug_assertions)]
+    if let Some(p) = std::env::var_os(SOCKET_ENV) {
+        return PathBuf::from(p);
+    }
+    PathBuf::from(stdio::API_SOCKET)
+}
+
+/// The whole runner: returns the exit status on failure, never returns once the stage runs.
+pub fn run(argv: &[OsString]) -> i32 {
+    let invoked = argv
+        .first()
+        .map(|a| Path::new(a).file_name().unwrap_or(a.as_os_str()))
+        .unwrap_or(OsStr::new("osbuild-runners"))
+        .to_string_lossy()
+        .into_owned();
+
+    if argv.get(1).is_some_and(|a| a == "--list") {
+        print!("{}", names::listing());
+        return 0;
+    }
+    let Some(runner) = names::lookup(&invoked) else {
+        let known: Vec<&str> = names::RUNNERS.iter().map(|r| r.name).collect();
+        eprintln!(
+            "{invoked}: unknown runner name; this binary runs as one of: {} \
+             (or run it with --list)",
+            known.join(", ")
+        );
+        return EXIT_RUNNER_FAILED;
+    };
+    let Some(stage) = argv.get(1) else {
+        eprintln!("usage: {invoked} STAGE [ARG...]  (runs STAGE in this build root)");
+        return EXIT_RUNNER_FAILED;
+    };
+
+    let socket = api_socket_path();
+    if let Err(e) = stdio::setup_stdio(&socket) {
+        eprintln!(
+            "{invoked}: cannot get the stage's stdio from the host: setup-stdio on {}: {e}",
+            socket.display()
+        );
+        return EXIT_RUNNER_FAILED;
+    }
+    std::env::remove_var(SOCKET_ENV);
+
+    let steps = runner.flavor.steps();
+    if std::env::var_os("container").is_some_and(|v| !v.is_empty()) {
+        if let Err(e) = setup::Setup::new("/").run_all(steps) {
+            if let setup::SetupError::ToolFailed { output, .. } = &e {
+                eprint!("{output}");
+            }
+            eprintln!("{invoked}: build root setup failed: {e}");
+            return EXIT_SETUP_FAILED;
+        }
+    } else {
+        eprintln!(
+            "{invoked}: warning: $container is not set, so this is not a build root sandbox; \
+             skipping the build root setup ({steps:?}) to leave this system alone"
+        );
+    }
+
+    let err = std::process::Command::new(stage)
+        .args(&argv[2..])
+        .envs(runner.flavor.extra_env().iter().copied())
+        .exec();
+    eprintln!(
+        "{invoked}: cannot execute stage {}: {err}",
+        Path::new(stage).display()
+    );
+    EXIT_EXEC_FAILED
+}
