@@ -87,6 +87,13 @@ fn add_ssh_key(tree: &Path, name: &str, key: &str) -> Result<(), StageError> {
     let (uid, gid) = (Some(user.uid), Some(user.gid));
     if !home.exists() {
         println!("Creating home directory {} for {name}", user.home);
+        if let Some(parent) = home.parent() {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(parent)
+                .map_err(|e| StageError::io("cannot create", parent, e))?;
+        }
         fs::DirBuilder::new()
             .mode(0o700)
             .create(&home)
