@@ -87,7 +87,13 @@ mod tests {
     fn parse_accepts_only_sha256_hex() {
         let good = "beda46704765a47e6d4f44aff22168ae36866c9c0e6e11552b775b77776b2969";
         assert_eq!(ObjectId::parse(good).unwrap().as_str(), good);
-        for bad in ["", "../etc", &good.to_uppercase(), &good[1..], &format!("{good}0")] {
+        for bad in [
+            "",
+            "../etc",
+            &good.to_uppercase(),
+            &good[1..],
+            &format!("{good}0"),
+        ] {
             assert!(ObjectId::parse(bad).is_err(), "{bad:?} accepted");
         }
     }
