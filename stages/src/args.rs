@@ -1,0 +1,282 @@
+//! Stage arguments: the JSON object on stdin (`{"tree", "sources", "options"}`) and typed,
+//! error-reporting access to the options, so every stage names the offending option the
+//! same way (`option "users.alice.uid": ...`).
+
+use std::path::PathBuf;
+
+use serde_json::{Map, Value};
+
+use crate::error::StageError;
+
+/// What a stage receives on stdin.
+#[derive(Debug)]
+pub struct Args {
+    /// The tree to modify (`/run/osbuild/tree` in the build root).
+    pub tree: PathBuf,
+    /// Where sources are visible, when given (none of these stages fetch sources).
+    #[allow(dead_code)]
+    pub sources: Option<PathBuf>,
+    /// The stage options; an absent `options` is an empty object.
+    pub options: Map<String, Value>,
+}
+
+impl Args {
+    /// Parses the stdin text.
+    pub fn parse(input: &str) -> Result<Args, StageError> {
+        let value: Value =
+            serde_json::from_str(input).map_err(|e| StageError::Arguments(e.to_string()))?;
+        let Value::Object(mut obj) = value else {
+            return Err(StageError::Arguments("expected a JSON object".into()));
+        };
+        let tree = match obj.get("tree") {
+            Some(Value::String(s)) if !s.is_empty() => PathBuf::from(s),
+            _ => {
+                return Err(StageError::Arguments(
+                    "\"tree\" must be a non-empty string".into(),
+                ))
+            }
+        };
+        let sources = match obj.get("sources") {
+            Some(Value::String(s)) => Some(PathBuf::from(s)),
+            None | Some(Value::Null) => None,
+            Some(_) => return Err(StageError::Arguments("\"sources\" must be a string".into())),
+        };
+        let options = match obj.remove("options") {
+            Some(Value::Object(m)) => m,
+            None | Some(Value::Null) => Map::new(),
+            Some(_) => {
+                return Err(StageError::Arguments(
+                    "\"options\" must be an object".into(),
+                ))
+            }
+        };
+        Ok(Args {
+            tree,
+            sources,
+            options,
+        })
+    }
+
+    /// The options, for typed access.
+    pub fn opts(&self) -> Opts<'_> {
+        Opts {
+            map: &self.options,
+            prefix: String::new(),
+        }
+    }
+}
+
+/// A JSON object of options plus its dotted path for messages.
+#[derive(Debug, Clone)]
+pub struct Opts<'a> {
+    map: &'a Map<String, Value>,
+    prefix: String,
+}
+
+impl<'a> Opts<'a> {
+    /// The dotted name of `key` in this object, as printed in errors.
+    pub fn name(&self, key: &str) -> String {
+        if self.prefix.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}.{key}", self.prefix)
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<&'a Value> {
+        match self.map.get(key) {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(v),
+        }
+    }
+
+    fn wrong_type(&self, key: &str, expected: &str) -> StageError {
+        StageError::option(self.name(key), format!("must be {expected}"))
+    }
+
+    /// A required string.
+    pub fn str(&self, key: &str) -> Result<&'a str, StageError> {
+        self.opt_str(key)?
+            .ok_or_else(|| StageError::option(self.name(key), "is required"))
+    }
+
+    /// An optional string.
+    pub fn opt_str(&self, key: &str) -> Result<Option<&'a str>, StageError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(_) => Err(self.wrong_type(key, "a string")),
+        }
+    }
+
+    /// An optional number that must be a whole number in `0..=u32::MAX` (uids, gids).
+    pub fn opt_u32(&self, key: &str) -> Result<Option<u32>, StageError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::Number(n)) => {
+                let whole = n.as_u64().or_else(|| {
+                    n.as_f64()
+                        .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= u32::MAX as f64)
+                        .map(|f| f as u64)
+                });
+                match whole.and_then(|v| u32::try_from(v).ok()) {
+                    Some(v) => Ok(Some(v)),
+                    None => Err(self.wrong_type(key, "a whole number between 0 and 4294967295")),
+                }
+            }
+            Some(_) => Err(self.wrong_type(key, "a number")),
+        }
+    }
+
+    /// An optional number, as JSON number.
+    pub fn opt_number(&self, key: &str) -> Result<Option<&'a serde_json::Number>, StageError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::Number(n)) => Ok(Some(n)),
+            Some(_) => Err(self.wrong_type(key, "a number")),
+        }
+    }
+
+    /// An optional array of strings; absent is empty.
+    pub fn str_list(&self, key: &str) -> Result<Vec<&'a str>, StageError> {
+        match self.get(key) {
+            None => Ok(Vec::new()),
+            Some(Value::Array(items)) => items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| match v {
+                    Value::String(s) => Ok(s.as_str()),
+                    _ => Err(StageError::option(
+                        format!("{}[{i}]", self.name(key)),
+                        "must be a string",
+                    )),
+                })
+                .collect(),
+            Some(_) => Err(self.wrong_type(key, "an array of strings")),
+        }
+    }
+
+    /// A required array of strings.
+    pub fn required_str_list(&self, key: &str) -> Result<Vec<&'a str>, StageError> {
+        if self.get(key).is_none() {
+            return Err(StageError::option(self.name(key), "is required"));
+        }
+        self.str_list(key)
+    }
+
+    /// A required array of objects.
+    pub fn object_list(&self, key: &str) -> Result<Vec<Opts<'a>>, StageError> {
+        match self.get(key) {
+            None => Err(StageError::option(self.name(key), "is required")),
+            Some(Value::Array(items)) => items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| match v {
+                    Value::Object(m) => Ok(Opts {
+                        map: m,
+                        prefix: format!("{}[{i}]", self.name(key)),
+                    }),
+                    _ => Err(StageError::option(
+                        format!("{}[{i}]", self.name(key)),
+                        "must be an object",
+                    )),
+                })
+                .collect(),
+            Some(_) => Err(self.wrong_type(key, "an array of objects")),
+        }
+    }
+
+    /// An optional object whose values are objects (`{"alice": {...}}`), in document order;
+    /// absent is empty.
+    pub fn object_map(&self, key: &str) -> Result<Vec<(&'a str, Opts<'a>)>, StageError> {
+        match self.get(key) {
+            None => Ok(Vec::new()),
+            Some(Value::Object(m)) => m
+                .iter()
+                .map(|(k, v)| {
+                    let name = format!("{}.{k}", self.name(key));
+                    match v {
+                        Value::Object(inner) => Ok((
+                            k.as_str(),
+                            Opts {
+                                map: inner,
+                                prefix: name,
+                            },
+                        )),
+                        _ => Err(StageError::option(name, "must be an object")),
+                    }
+                })
+                .collect(),
+            Some(_) => Err(self.wrong_type(key, "an object")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_arguments() {
+        /// Input, then the tree and option count or the error text.
+        type Case<'a> = (&'a str, Result<(&'a str, usize), &'a str>);
+        let cases: &[Case] = &[
+            (r#"{"tree": "/t", "options": {"a": 1}}"#, Ok(("/t", 1))),
+            (r#"{"tree": "/t", "sources": "/s"}"#, Ok(("/t", 0))),
+            (r#"{"tree": "/t", "options": null}"#, Ok(("/t", 0))),
+            (
+                r#"{"options": {}}"#,
+                Err("\"tree\" must be a non-empty string"),
+            ),
+            (
+                r#"{"tree": "/t", "options": []}"#,
+                Err("\"options\" must be an object"),
+            ),
+            (r#"[]"#, Err("expected a JSON object")),
+            (r#"{"tree": "#, Err("EOF while parsing")),
+        ];
+        for (input, want) in cases {
+            match (Args::parse(input), want) {
+                (Ok(a), Ok((tree, n))) => {
+                    assert_eq!(a.tree, PathBuf::from(tree), "{input}");
+                    assert_eq!(a.options.len(), *n, "{input}");
+                }
+                (Err(e), Err(msg)) => assert!(e.to_string().contains(msg), "{input}: {e}"),
+                (got, want) => panic!("{input}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn option_errors_name_the_option() {
+        let args = Args::parse(
+            r#"{"tree": "/t", "options": {"s": 1, "l": ["a", 2], "u": {"bob": {"uid": -1, "g": 1.5}}, "n": 7.0}}"#,
+        )
+        .unwrap();
+        let o = args.opts();
+        let cases: Vec<(Result<(), StageError>, &str)> = vec![
+            (o.str("s").map(drop), "option \"s\": must be a string"),
+            (
+                o.str("missing").map(drop),
+                "option \"missing\": is required",
+            ),
+            (
+                o.str_list("l").map(drop),
+                "option \"l[1]\": must be a string",
+            ),
+            (
+                o.object_map("u").unwrap()[0].1.opt_u32("uid").map(drop),
+                "option \"u.bob.uid\": must be a whole number between 0 and 4294967295",
+            ),
+            (
+                o.object_map("u").unwrap()[0].1.opt_u32("g").map(drop),
+                "option \"u.bob.g\": must be a whole number",
+            ),
+        ];
+        for (got, want) in cases {
+            let e = got.unwrap_err().to_string();
+            assert!(e.starts_with(want), "{e} does not start with {want}");
+        }
+        assert_eq!(o.opt_u32("n").unwrap(), Some(7));
+    }
+}

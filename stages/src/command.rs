@@ -1,0 +1,82 @@
+//! Running the external tools some stages need (`systemctl`, `groupadd`, `setfiles`, ...),
+//! on the build root or chrooted into the tree, with an explicit argv, stdin closed, and
+//! failures reported with the tool's name and exit status.
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::Path;
+use std::process::{Command, ExitStatus, Stdio};
+
+use crate::error::StageError;
+
+/// The search path for tools (the build root's, and the tree's when chrooted).
+pub const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// A command for `program` with stdin closed and a known `PATH`.
+pub fn tool(program: &str) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.stdin(Stdio::null()).env("PATH", PATH);
+    cmd
+}
+
+/// A command for `program` run with `tree` as its root directory (as `chroot TREE program`
+/// would, without needing a `chroot` binary); `program` is looked up in the tree's `PATH`.
+pub fn chrooted(tree: &Path, program: &str) -> Result<Command, StageError> {
+    let root = CString::new(tree.as_os_str().as_bytes())
+        .map_err(|_| StageError::Other(format!("tree path {:?} contains NUL", tree)))?;
+    let mut cmd = tool(program);
+    // SAFETY: between fork and exec we only call chroot(2) and chdir(2), both
+    // async-signal-safe, on memory allocated before the fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::chroot(root.as_ptr()) != 0 || libc::chdir(c"/".as_ptr()) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    Ok(cmd)
+}
+
+/// Runs `cmd` and returns its exit status (started or not is the error).
+pub fn status(cmd: &mut Command) -> Result<ExitStatus, StageError> {
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    cmd.status()
+        .map_err(|source| StageError::Spawn { program, source })
+}
+
+/// Runs `cmd` and fails unless it exits 0.
+pub fn run(cmd: &mut Command) -> Result<(), StageError> {
+    let st = status(cmd)?;
+    if st.success() {
+        return Ok(());
+    }
+    Err(StageError::Tool {
+        program: describe(cmd),
+        status: describe_status(st),
+    })
+}
+
+/// The program and its arguments, for messages.
+pub fn describe(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|a| a.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// "exit status N" or "killed by signal N".
+pub fn describe_status(st: ExitStatus) -> String {
+    match (st.code(), st.signal()) {
+        (Some(c), _) => format!("exit status {c}"),
+        (None, Some(s)) => format!("killed by signal {s}"),
+        _ => st.to_string(),
+    }
+}
+
+/// The exit code a stage should return for a child's status (128+N for a signal).
+pub fn exit_code(st: ExitStatus) -> i32 {
+    st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(0))
+}

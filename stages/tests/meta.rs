@@ -1,0 +1,135 @@
+//! Every stage has a `meta.json` whose `schema` is a valid JSON schema for its options,
+//! accepting v10-style options and rejecting wrong ones.
+
+use std::fs;
+use std::path::Path;
+
+use serde_json::{json, Value};
+
+const STAGES: &[&str] = &[
+    "chrony",
+    "debug-shell",
+    "error",
+    "firewall",
+    "fix-bls",
+    "fstab",
+    "groups",
+    "hostname",
+    "kernel-cmdline",
+    "keymap",
+    "locale",
+    "noop",
+    "script",
+    "selinux",
+    "systemd",
+    "test",
+    "timezone",
+    "users",
+    "zipl",
+];
+
+fn meta(name: &str) -> Value {
+    let p =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("meta/org.osbuild.{name}.meta.json"));
+    let text = fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+#[test]
+fn every_stage_has_a_valid_meta() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("meta");
+    let count = fs::read_dir(&dir).unwrap().count();
+    assert_eq!(count, STAGES.len(), "one meta.json per stage, nothing else");
+    for name in STAGES {
+        let m = meta(name);
+        assert!(
+            m["summary"].as_str().is_some_and(|s| !s.is_empty()),
+            "{name}"
+        );
+        let desc = m["description"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{name}"));
+        assert!(
+            !desc.is_empty() && desc.iter().all(Value::is_string),
+            "{name}"
+        );
+        let schema = &m["schema"];
+        assert_eq!(schema["type"], "object", "{name}");
+        if *name == "noop" {
+            assert_eq!(schema["additionalProperties"], true);
+        } else {
+            assert!(schema["properties"].is_object(), "{name}");
+            assert_eq!(schema["additionalProperties"], false, "{name}");
+        }
+        jsonschema::meta::validate(schema).unwrap_or_else(|e| panic!("{name}: {e}"));
+        jsonschema::validator_for(schema).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+}
+
+#[test]
+fn schemas_accept_and_reject() {
+    let cases: Vec<(&str, Value, bool)> = vec![
+        ("noop", json!({"anything": [1, 2]}), true),
+        ("error", json!({"returncode": 2}), true),
+        ("error", json!({"returncode": "2"}), false),
+        ("hostname", json!({"hostname": "h"}), true),
+        ("hostname", json!({}), false),
+        ("hostname", json!({"hostname": "h", "extra": 1}), false),
+        (
+            "users",
+            json!({"users": {"alice": {"uid": 1000, "groups": ["wheel"], "key": "ssh-ed25519 AAAA"}}}),
+            true,
+        ),
+        ("users", json!({"users": {"-bad": {}}}), false),
+        ("users", json!({"users": {"alice": {"uid": "1000"}}}), false),
+        ("groups", json!({"groups": {"wheel": {"gid": 10}}}), true),
+        (
+            "fstab",
+            json!({"filesystems": [{"uuid": "u", "path": "/"}]}),
+            true,
+        ),
+        ("fstab", json!({"filesystems": [{"path": "/"}]}), false),
+        (
+            "systemd",
+            json!({"enabled_services": ["sshd.service"], "default_target": "multi-user.target"}),
+            true,
+        ),
+        ("systemd", json!({"disabled_services": []}), false),
+        (
+            "kernel-cmdline",
+            json!({"root_fs_uuid": "9c6ae55b-cf88-45b8-84e8-64990759f39d"}),
+            true,
+        ),
+        (
+            "kernel-cmdline",
+            json!({"root_fs_uuid": "6699-AFB5", "kernel_opts": "ro"}),
+            true,
+        ),
+        ("kernel-cmdline", json!({"root_fs_uuid": "nope"}), false),
+        (
+            "firewall",
+            json!({"ports": ["22:tcp", "53-54:udp"], "enabled_services": ["ssh"]}),
+            true,
+        ),
+        ("firewall", json!({"ports": ["22"]}), false),
+        ("chrony", json!({"timeservers": ["a"]}), true),
+        ("fix-bls", json!({"prefix": "/"}), true),
+        ("zipl", json!({"timeout": 3}), true),
+        ("zipl", json!({"timeout": "3"}), false),
+        (
+            "selinux",
+            json!({"file_contexts": "etc/selinux/targeted/contexts/files/file_contexts"}),
+            true,
+        ),
+        ("script", json!({"script": "#!/bin/sh\ntrue\n"}), true),
+        ("test", json!({"script": 1}), false),
+        ("debug-shell", json!({"tty": "/dev/ttyS0"}), true),
+        ("locale", json!({"language": "en_US.UTF-8"}), true),
+        ("keymap", json!({"keymap": "us"}), true),
+        ("timezone", json!({"zone": "UTC"}), true),
+    ];
+    for (name, options, valid) in cases {
+        let v = jsonschema::validator_for(&meta(name)["schema"]).unwrap();
+        assert_eq!(v.is_valid(&options), valid, "{name}: {options}");
+    }
+}
