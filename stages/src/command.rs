@@ -73,19 +73,6 @@ pub fn describe(cmd: &Command) -> String {
     out.join(" ")
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn describe_hides_passwords() {
-        let mut cmd = super::tool("useradd");
-        cmd.args(["--uid", "5", "--password", "$6$secret", "alice"]);
-        assert_eq!(
-            super::describe(&cmd),
-            "useradd --uid 5 --password <hidden> alice"
-        );
-    }
-}
-
 /// "exit status N" or "killed by signal N".
 pub fn describe_status(st: ExitStatus) -> String {
     match (st.code(), st.signal()) {
@@ -98,4 +85,17 @@ pub fn describe_status(st: ExitStatus) -> String {
 /// The exit code a stage should return for a child's status (128+N for a signal).
 pub fn exit_code(st: ExitStatus) -> i32 {
     st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn describe_hides_passwords() {
+        let mut cmd = super::tool("useradd");
+        cmd.args(["--uid", "5", "--password", "$6$secret", "alice"]);
+        assert_eq!(
+            super::describe(&cmd),
+            "useradd --uid 5 --password <hidden> alice"
+        );
+    }
 }
