@@ -58,13 +58,19 @@ pub fn run(cmd: &mut Command) -> Result<(), StageError> {
     })
 }
 
-/// The program and its arguments, for messages.
+/// The program and its arguments, for messages; the value after `--password` (a hash
+/// from the manifest) is not repeated.
 pub fn describe(cmd: &Command) -> String {
-    std::iter::once(cmd.get_program())
-        .chain(cmd.get_args())
-        .map(|a| a.to_string_lossy())
-        .collect::<Vec<_>>()
-        .join(" ")
+    let mut out: Vec<String> = Vec::new();
+    for a in std::iter::once(cmd.get_program()).chain(cmd.get_args()) {
+        let hide = out.last().is_some_and(|prev| prev == "--password");
+        out.push(if hide {
+            "<hidden>".into()
+        } else {
+            a.to_string_lossy().into_owned()
+        });
+    }
+    out.join(" ")
 }
 
 /// "exit status N" or "killed by signal N".
@@ -79,4 +85,17 @@ pub fn describe_status(st: ExitStatus) -> String {
 /// The exit code a stage should return for a child's status (128+N for a signal).
 pub fn exit_code(st: ExitStatus) -> i32 {
     st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn describe_hides_passwords() {
+        let mut cmd = super::tool("useradd");
+        cmd.args(["--uid", "5", "--password", "$6$secret", "alice"]);
+        assert_eq!(
+            super::describe(&cmd),
+            "useradd --uid 5 --password <hidden> alice"
+        );
+    }
 }
