@@ -91,7 +91,7 @@ pub fn run(argv: &[OsString]) -> i32 {
 
     let steps = runner.flavor.steps();
     if std::env::var_os("container").is_some_and(|v| !v.is_empty()) {
-        if let Err(e) = setup::Setup::new("/").run_all(steps) {
+        if let Err(e) = set_up_once(runner.flavor) {
             if let setup::SetupError::ToolFailed { output, .. } = &e {
                 eprint!("{output}");
             }
@@ -114,4 +114,46 @@ pub fn run(argv: &[OsString]) -> i32 {
         Path::new(stage).display()
     );
     EXIT_EXEC_FAILED
+}
+
+/// Marks a build root whose `/etc` was already set up (the engine keeps one `/etc` for all the
+/// modules of a pipeline, so only the first pays for ldconfig, sysusers and tmpfiles).
+const SETUP_MARKER: &str = "/etc/.osbuild-runner-setup";
+
+/// Runs the flavour's set-up unless this build root already had it. CA trust is only built
+/// when the sandbox has a network interface besides loopback: without network nothing uses it,
+/// and it is the slowest step by far (about 2 s).
+fn set_up_once(flavor: names::Flavor) -> Result<(), setup::SetupError> {
+    let done = format!("{flavor:?}\n");
+    if std::fs::read_to_string(SETUP_MARKER).is_ok_and(|m| m == done) {
+        return Ok(());
+    }
+    let network = has_network();
+    let steps: Vec<setup::Step> = flavor
+        .steps()
+        .iter()
+        .copied()
+        .filter(|s| {
+            network
+                || !matches!(
+                    s,
+                    setup::Step::UpdateCaTrust | setup::Step::UpdateCaCertificates
+                )
+        })
+        .collect();
+    setup::Setup::new("/").run_all(&steps)?;
+    // Best effort: without the marker the next module simply sets up again.
+    let _ = std::fs::write(SETUP_MARKER, done);
+    Ok(())
+}
+
+/// Whether this network namespace has an interface other than `lo` (`/proc/net/dev` is per
+/// namespace, unlike `/sys/class/net` of a bind-mounted host `/sys`).
+fn has_network() -> bool {
+    std::fs::read_to_string("/proc/net/dev").is_ok_and(|dev| {
+        dev.lines()
+            .skip(2)
+            .filter_map(|l| l.split(':').next())
+            .any(|name| name.trim() != "lo")
+    })
 }

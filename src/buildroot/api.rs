@@ -4,6 +4,9 @@
 //! `SO_PASSCRED`) sends `{"method": "setup-stdio"}` and receives
 //! `{"stdin": 0, "stdout": 1, "stderr": 2}` with the three file descriptors by SCM_RIGHTS:
 //! a read-only descriptor of the arguments JSON and the write end of the output pipe twice.
+//!
+//! The runner's autobound address is abstract, and abstract addresses belong to a network
+//! namespace, so the socket is made inside the sandbox's (see [`super::netns`]).
 
 use std::io::{IoSlice, Seek, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -13,12 +16,13 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use nix::sched::{setns, CloneFlags};
 use nix::sys::socket::{
-    bind, recvfrom, sendmsg, setsockopt, socket, sockopt, AddressFamily, ControlMessage, MsgFlags,
-    SockFlag, SockType, UnixAddr,
+    bind, recvmsg, sendmsg, setsockopt, socket, sockopt, AddressFamily, ControlMessage,
+    ControlMessageOwned, MsgFlags, SockFlag, SockType, UnixAddr,
 };
 
-use super::{io_err, BuildRootError};
+use super::{io_err, BuildRootError, NetNs};
 
 /// Serves one sandbox's `osbuild` endpoint until dropped.
 pub struct ApiServer {
@@ -29,42 +33,57 @@ pub struct ApiServer {
 }
 
 impl ApiServer {
-    /// Binds `<dir>/osbuild` and serves it on a thread.
-    pub fn start(dir: &Path, args: &str, output: &OwnedFd) -> Result<Self, BuildRootError> {
+    /// Binds `<dir>/osbuild` and serves it on a thread. With `netns`, the socket lives in that
+    /// network namespace (the sandbox's), where the runner's reply address is.
+    pub fn start(
+        dir: &Path,
+        args: &str,
+        output: &OwnedFd,
+        netns: Option<&NetNs>,
+    ) -> Result<Self, BuildRootError> {
         let path = dir.join("osbuild");
         let stdin = args_fd(args)?;
         let stdout = output
             .try_clone()
             .map_err(io_err("duplicating the output pipe"))?;
-        let sock = socket(
-            AddressFamily::Unix,
-            SockType::Datagram,
-            SockFlag::SOCK_CLOEXEC,
-            None,
-        )
-        .map_err(|e| io_err("creating the API socket")(e.into()))?;
-        let addr = UnixAddr::new(&path).map_err(|e| io_err("API socket path")(e.into()))?;
-        bind(sock.as_raw_fd(), &addr)
-            .map_err(|e| io_err(format!("binding {}", path.display()))(e.into()))?;
-        let timeout = nix::sys::time::TimeVal::new(0, 100_000);
-        setsockopt(&sock, sockopt::ReceiveTimeout, &timeout)
-            .map_err(|e| io_err("API socket timeout")(e.into()))?;
+        let netns = netns.map(NetNs::try_clone_fd).transpose();
+        let netns = netns.map_err(io_err("duplicating the namespace descriptor"))?;
 
         let stop = Arc::new(AtomicBool::new(false));
         let requested = Arc::new(AtomicBool::new(false));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let thread = {
-            let (stop, requested) = (stop.clone(), requested.clone());
+            let (stop, requested, path) = (stop.clone(), requested.clone(), path.clone());
             std::thread::Builder::new()
                 .name("osbuild-api".into())
-                .spawn(move || serve(sock, stdin, stdout, &stop, &requested))
+                .spawn(move || {
+                    let sock = match bind_socket(&path, netns) {
+                        Ok(sock) => {
+                            let _ = ready_tx.send(Ok(()));
+                            sock
+                        }
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    serve(sock, stdin, stdout, &stop, &requested)
+                })
                 .map_err(io_err("starting the API thread"))?
         };
-        Ok(Self {
+        let server = Self {
             stop,
             requested,
             thread: Some(thread),
             path,
-        })
+        };
+        match ready_rx.recv() {
+            Ok(Ok(())) => Ok(server),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(io_err("starting the API thread")(std::io::Error::other(
+                "it died",
+            ))),
+        }
     }
 
     /// Whether the runner asked for its stdio (it started and reached the API).
@@ -83,6 +102,28 @@ impl Drop for ApiServer {
     }
 }
 
+/// Creates and binds the API socket, in `netns` if given (this thread then stays there).
+fn bind_socket(path: &Path, netns: Option<OwnedFd>) -> Result<OwnedFd, BuildRootError> {
+    if let Some(fd) = netns {
+        setns(&fd, CloneFlags::CLONE_NEWNET)
+            .map_err(|e| io_err("entering the sandbox's network namespace")(e.into()))?;
+    }
+    let sock = socket(
+        AddressFamily::Unix,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(|e| io_err("creating the API socket")(e.into()))?;
+    let addr = UnixAddr::new(path).map_err(|e| io_err("API socket path")(e.into()))?;
+    bind(sock.as_raw_fd(), &addr)
+        .map_err(|e| io_err(format!("binding {}", path.display()))(e.into()))?;
+    let timeout = nix::sys::time::TimeVal::new(0, 100_000);
+    setsockopt(&sock, sockopt::ReceiveTimeout, &timeout)
+        .map_err(|e| io_err("API socket timeout")(e.into()))?;
+    Ok(sock)
+}
+
 /// The arguments as an unlinked file, re-opened read-only so the module cannot change them.
 fn args_fd(args: &str) -> Result<OwnedFd, BuildRootError> {
     let mut file = tempfile::tempfile().map_err(io_err("creating the arguments file"))?;
@@ -95,6 +136,37 @@ fn args_fd(args: &str) -> Result<OwnedFd, BuildRootError> {
     Ok(ro.into())
 }
 
+/// One request: its payload and the sender's address.
+struct Request {
+    payload: Vec<u8>,
+    peer: Option<UnixAddr>,
+}
+
+fn receive(sock: &OwnedFd) -> nix::Result<Request> {
+    let mut buf = [0u8; 1024];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 8]);
+    let msg = recvmsg::<UnixAddr>(
+        sock.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )?;
+    // Nobody should send us descriptors; close any that arrive.
+    for c in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            fds.into_iter().for_each(|fd| {
+                let _ = nix::unistd::close(fd);
+            });
+        }
+    }
+    let (len, peer) = (msg.bytes, msg.address);
+    Ok(Request {
+        payload: buf[..len].to_vec(),
+        peer,
+    })
+}
+
 fn serve(
     sock: OwnedFd,
     stdin: OwnedFd,
@@ -102,9 +174,8 @@ fn serve(
     stop: &AtomicBool,
     requested: &AtomicBool,
 ) {
-    let mut buf = [0u8; 1024];
     while !stop.load(Ordering::SeqCst) {
-        let (len, peer) = match recvfrom::<UnixAddr>(sock.as_raw_fd(), &mut buf) {
+        let req = match receive(&sock) {
             Ok(r) => r,
             Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => continue,
             Err(e) => {
@@ -113,17 +184,18 @@ fn serve(
                 continue;
             }
         };
-        let method = serde_json::from_slice::<serde_json::Value>(&buf[..len])
+        let method = serde_json::from_slice::<serde_json::Value>(&req.payload)
             .ok()
             .and_then(|v| v.get("method").and_then(|m| m.as_str()).map(str::to_owned));
-        match (method.as_deref(), peer) {
+        match (method.as_deref(), req.peer) {
             (Some("setup-stdio"), Some(peer)) => {
                 let reply = br#"{"stdin": 0, "stdout": 1, "stderr": 2}"#;
                 let fds = [stdin.as_raw_fd(), stdout.as_raw_fd(), stdout.as_raw_fd()];
                 let cmsg = [ControlMessage::ScmRights(&fds)];
+                let iov = [IoSlice::new(reply)];
                 match sendmsg(
                     sock.as_raw_fd(),
-                    &[IoSlice::new(reply)],
+                    &iov,
                     &cmsg,
                     MsgFlags::empty(),
                     Some(&peer),

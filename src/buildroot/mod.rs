@@ -16,6 +16,7 @@
 
 mod api;
 mod dev;
+mod netns;
 
 use std::ffi::OsString;
 use std::io::Read;
@@ -131,6 +132,8 @@ pub struct Sandbox {
     pub module: String,
     /// Prepared private `/dev` (see [`dev::DevDir`]).
     pub dev: PathBuf,
+    /// `/etc`, shared by the modules of one pipeline; an empty one when `None`.
+    pub etc: Option<PathBuf>,
     /// Private `/var`.
     pub var: PathBuf,
     /// Directory holding the API sockets.
@@ -141,8 +144,9 @@ pub struct Sandbox {
     pub output: Option<PathBuf>,
     /// The sources output directory (stages).
     pub sources: Option<PathBuf>,
-    /// Whether the module may reach the network (declared by the module, never by a manifest).
-    pub network: bool,
+    /// The network namespace to run in (loopback only); `None` shares the host's network,
+    /// for modules that declare they need it (never decided by a manifest).
+    pub netns: Option<Arc<NetNs>>,
 }
 
 impl Sandbox {
@@ -159,10 +163,8 @@ impl Sandbox {
             &"--die-with-parent",
             &"--new-session",
         ]);
+        // No network: BuildRoot::run starts bubblewrap inside `netns` (see the netns module).
         push(&[&"--unshare-ipc", &"--unshare-pid"]);
-        if !self.network {
-            push(&[&"--unshare-net"]);
-        }
         push(&[&"--cap-drop", &"ALL"]);
         for cap in DEFAULT_CAPABILITIES {
             push(&[&"--cap-add", cap]);
@@ -184,7 +186,11 @@ impl Sandbox {
             push(&[&"--ro-bind", &self.root.join("boot"), &"/boot"]);
         }
         push(&[&"--dev-bind", &self.dev, &"/dev", &"--tmpfs", &"/dev/shm"]);
-        push(&[&"--dir", &"/etc", &"--tmpfs", &"/run", &"--tmpfs", &"/tmp"]);
+        match &self.etc {
+            Some(etc) => push(&[&"--bind", etc, &"/etc"]),
+            None => push(&[&"--dir", &"/etc"]),
+        }
+        push(&[&"--tmpfs", &"/run", &"--tmpfs", &"/tmp"]);
         push(&[&"--bind", &self.var, &"/var"]);
         push(&[&"--proc", &"/proc", &"--ro-bind", &"/sys", &"/sys"]);
         push(&[&"--ro-bind-try", &"/sys/fs/selinux", &"/sys/fs/selinux"]);
@@ -268,7 +274,7 @@ impl BuildRoot {
         }
         let (reader, writer) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
             .map_err(|e| io_err("creating the output pipe")(e.into()))?;
-        let server = ApiServer::start(&sandbox.api, args, &writer)?;
+        let server = ApiServer::start(&sandbox.api, args, &writer, sandbox.netns.as_deref())?;
 
         let argv = sandbox.argv();
         let mut cmd = Command::new(&argv[0]);
@@ -278,11 +284,18 @@ impl BuildRoot {
             .stdin(Stdio::null())
             .stdout(Stdio::from(dup(&writer)?))
             .stderr(Stdio::from(writer));
-        // SAFETY: prctl is async-signal-safe; it only ties bwrap's life to this thread's.
+        let netns = sandbox.netns.as_ref().map(|n| n.raw_fd());
+        // SAFETY: prctl and setns are async-signal-safe system calls; they tie bwrap's life to
+        // this thread's and move it into the sandbox's network namespace.
         unsafe {
-            cmd.pre_exec(|| {
+            cmd.pre_exec(move || {
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                     return Err(std::io::Error::last_os_error());
+                }
+                if let Some(fd) = netns {
+                    if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
                 }
                 Ok(())
             });
@@ -408,6 +421,7 @@ impl OutputReader {
 }
 
 pub use dev::DevDir;
+pub use netns::NetNs;
 
 #[cfg(test)]
 mod tests {
@@ -422,12 +436,13 @@ mod tests {
             kind,
             module: "org.osbuild.noop".into(),
             dev: "/s/tmp/dev".into(),
+            etc: None,
             var: "/s/tmp/var".into(),
             api: "/s/tmp/api".into(),
             tree: "/s/tmp/tree".into(),
             output: (kind == ModuleKind::Assembler).then(|| "/s/tmp/out".into()),
             sources: (kind == ModuleKind::Stage).then(|| "/s/tmp/src".into()),
-            network: false,
+            netns: None,
         }
     }
 
@@ -449,7 +464,10 @@ mod tests {
         assert!(find(&argv, ["--bind", "/s/tmp/tree", TREE_DIR]).is_some());
         assert!(find(&argv, ["--ro-bind", "/s/tmp/src", SOURCES_DIR]).is_some());
         assert!(find(&argv, ["--ro-bind", "/usr/lib/osbuild", LIB_DIR]).is_some());
-        assert!(argv.contains(&"--unshare-net".to_string()));
+        assert!(
+            !argv.contains(&"--unshare-net".to_string()),
+            "the engine makes the netns"
+        );
         assert!(!argv.iter().any(|a| a == OUTPUT_DIR));
         let tail = &argv[argv.len() - 3..];
         assert_eq!(
@@ -486,13 +504,6 @@ mod tests {
             .collect();
         assert_eq!(added, DEFAULT_CAPABILITIES);
         assert!(argv.iter().position(|a| a == "--cap-add").unwrap() > drop_at);
-    }
-
-    #[test]
-    fn network_only_when_declared() {
-        let mut p = plan(ModuleKind::Stage);
-        p.network = true;
-        assert!(!strings(&p.argv()).contains(&"--unshare-net".to_string()));
     }
 
     #[test]

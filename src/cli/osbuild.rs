@@ -70,6 +70,7 @@ const RESET: &str = "\x1b[0m";
 
 /// Runs `osbuild` and returns its exit code.
 pub fn main(args: Args) -> i32 {
+    init_logging();
     match run(args) {
         Ok(code) => code,
         Err(e) => {
@@ -77,6 +78,17 @@ pub fn main(args: Args) -> i32 {
             1
         }
     }
+}
+
+/// Diagnostics go to stderr (`RUST_LOG` adjusts them); the build log itself is on stdout.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .try_init();
 }
 
 fn read_input(path: &str) -> anyhow::Result<String> {

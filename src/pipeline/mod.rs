@@ -16,14 +16,15 @@ mod result;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
-use crate::buildroot::{BuildRoot, BuildRootError, Cancel, DevDir, Sandbox};
+use crate::buildroot::{BuildRoot, BuildRootError, Cancel, DevDir, NetNs, Sandbox};
 use crate::id::ObjectId;
 use crate::json::{self, Value};
 use crate::manifest::{Manifest, Pipeline, Stage};
 use crate::modules::{Index, ModuleKind, RunnerError};
-use crate::store::{Object, ObjectKind, Store, StoreError};
+use crate::store::{Object, ObjectKind, Store, StoreError, TempDir};
 
 pub use result::{ModuleResult, PipelineResult};
 
@@ -143,10 +144,40 @@ impl Builder<'_> {
     }
 }
 
-/// The build root a pipeline runs in: the host, or a build pipeline's tree (kept alive here).
-enum BuildRootTree {
-    Host,
-    Tree(Object),
+/// The build root a pipeline's modules run in (the host, or a build pipeline's tree, kept alive
+/// here) and what its modules share: `/dev` and `/etc` (where the runner's set-up lands once).
+struct BuildEnv {
+    tree: Option<Object>,
+    netns: Arc<NetNs>,
+    dev: DevDir,
+    etc: PathBuf,
+    /// Owns the directories above; dropped last, after `dev` is unmounted.
+    _scratch: TempDir,
+}
+
+impl BuildEnv {
+    fn new(store: &Store, tree: Option<Object>) -> Result<Self, BuildError> {
+        let scratch = store.tempdir("buildenv")?;
+        let dev = DevDir::new(&make_dir(scratch.path(), "dev")?)?;
+        let etc = make_dir(scratch.path(), "etc")?;
+        let netns = Arc::new(NetNs::new()?);
+        Ok(Self {
+            tree,
+            netns,
+            dev,
+            etc,
+            _scratch: scratch,
+        })
+    }
+}
+
+fn make_dir(parent: &Path, name: &str) -> Result<PathBuf, BuildError> {
+    let p = parent.join(name);
+    std::fs::create_dir(&p).map_err(crate::buildroot::io_err(format!(
+        "creating {}",
+        p.display()
+    )))?;
+    Ok(p)
 }
 
 struct Run<'a, 'm> {
@@ -164,18 +195,18 @@ impl Run<'_, '_> {
         runner: &str,
         depth: usize,
         need: bool,
-    ) -> Result<(PipelineResult, Option<(BuildRootTree, Object)>), BuildError> {
+    ) -> Result<(PipelineResult, Option<(BuildEnv, Object)>), BuildError> {
         let store = self.b.store;
         let mut result = PipelineResult::success();
         let tree_cached = pipeline.tree_id().is_none_or(|t| store.contains(t));
         if pipeline.stages.is_empty() || (tree_cached && !need) {
             result.tree_id = pipeline.tree_id().cloned();
             let tree = store.new_object(pipeline.tree_id())?;
-            return Ok((result, Some((BuildRootTree::Host, tree))));
+            return Ok((result, Some((BuildEnv::new(store, None)?, tree))));
         }
 
         let build_root = match &pipeline.build {
-            None => BuildRootTree::Host,
+            None => BuildEnv::new(store, None)?,
             Some(build) => {
                 let inner_runner = self.b.runner_for(&build.pipeline)?;
                 let (r, built) =
@@ -183,7 +214,7 @@ impl Run<'_, '_> {
                 let ok = r.success;
                 result.build = Some(Box::new(r));
                 match built {
-                    Some((_, tree)) if ok => BuildRootTree::Tree(tree),
+                    Some((_, tree)) if ok => BuildEnv::new(store, Some(tree))?,
                     _ => {
                         result.success = false;
                         return Ok((result, None));
@@ -232,7 +263,7 @@ impl Run<'_, '_> {
     fn run_stage(
         &mut self,
         stage: &Stage,
-        build_root: &BuildRootTree,
+        env: &BuildEnv,
         tree: &Object,
         runner: &str,
         depth: usize,
@@ -240,15 +271,13 @@ impl Run<'_, '_> {
         total: usize,
     ) -> Result<ModuleResult, BuildError> {
         let args = json::dumps(&stage_args(&stage.options));
-        let build_guard = match build_root {
-            BuildRootTree::Host => None,
-            BuildRootTree::Tree(o) => Some(o.read()?),
-        };
+        let build_guard = env.tree.as_ref().map(Object::read).transpose()?;
         let root = build_guard.as_ref().map_or(Path::new("/"), |g| g.path());
         let tree_guard = tree.write()?;
         self.run_module(
             ModuleKind::Stage,
             stage,
+            env,
             root,
             build_guard.is_some(),
             tree_guard.path(),
@@ -264,7 +293,7 @@ impl Run<'_, '_> {
     fn assemble(
         &mut self,
         assembler: &Stage,
-        build_root: &BuildRootTree,
+        env: &BuildEnv,
         tree: &Object,
         runner: &str,
     ) -> Result<ModuleResult, BuildError> {
@@ -282,16 +311,14 @@ impl Run<'_, '_> {
         let args = json::dumps(&Value::Object(options));
         let output = store.new_object(None)?;
         let r = {
-            let build_guard = match build_root {
-                BuildRootTree::Host => None,
-                BuildRootTree::Tree(o) => Some(o.read()?),
-            };
+            let build_guard = env.tree.as_ref().map(Object::read).transpose()?;
             let root = build_guard.as_ref().map_or(Path::new("/"), |g| g.path());
             let tree_guard = tree.read()?;
             let out_guard = output.write()?;
             self.run_module(
                 ModuleKind::Assembler,
                 assembler,
+                env,
                 root,
                 build_guard.is_some(),
                 tree_guard.path(),
@@ -314,6 +341,7 @@ impl Run<'_, '_> {
         &mut self,
         kind: ModuleKind,
         module: &Stage,
+        env: &BuildEnv,
         root: &Path,
         root_is_build_tree: bool,
         tree: &Path,
@@ -336,27 +364,20 @@ impl Run<'_, '_> {
             .meta(kind, &module.name)
             .map(|m| m.network)
             .unwrap_or(false);
-        let scratch = self.b.store.tempdir("buildroot")?;
-        let mk = |name: &str| -> Result<PathBuf, BuildError> {
-            let p = scratch.path().join(name);
-            std::fs::create_dir(&p).map_err(crate::buildroot::io_err(format!(
-                "creating {}",
-                p.display()
-            )))?;
-            Ok(p)
-        };
-        let (dev_path, var, api) = (mk("dev")?, mk("var")?, mk("api")?);
-        std::fs::create_dir(var.join("tmp"))
-            .map_err(crate::buildroot::io_err("creating /var/tmp"))?;
+        let scratch = self.b.store.tempdir("module")?;
+        let (var, api) = (
+            make_dir(scratch.path(), "var")?,
+            make_dir(scratch.path(), "api")?,
+        );
+        let var_tmp = make_dir(&var, "tmp")?;
         std::fs::set_permissions(
-            var.join("tmp"),
+            &var_tmp,
             std::os::unix::fs::PermissionsExt::from_mode(0o1777),
         )
         .map_err(crate::buildroot::io_err("chmod /var/tmp"))?;
         let sources = (kind == ModuleKind::Stage)
-            .then(|| mk("sources"))
+            .then(|| make_dir(scratch.path(), "sources"))
             .transpose()?;
-        let dev = DevDir::new(&dev_path)?;
         let sandbox = Sandbox {
             root: root.to_owned(),
             root_is_build_tree,
@@ -364,13 +385,14 @@ impl Run<'_, '_> {
             runner: runner.to_owned(),
             kind,
             module: module.name.clone(),
-            dev: dev.path().to_owned(),
+            dev: env.dev.path().to_owned(),
+            etc: Some(env.etc.clone()),
             var,
             api,
             tree: tree.to_owned(),
             output: output.map(Path::to_owned),
             sources,
-            network,
+            netns: (!network).then(|| env.netns.clone()),
         };
         self.monitor.event(Event::ModuleStarted {
             kind,
@@ -386,7 +408,6 @@ impl Run<'_, '_> {
         let run = BuildRoot::run(&sandbox, args, &self.b.cancel, &mut |line| {
             monitor.event(Event::Output { line })
         });
-        drop(dev);
         let run = match run {
             Err(BuildRootError::Cancelled) => return Err(BuildError::Cancelled),
             other => other?,
