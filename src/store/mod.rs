@@ -882,6 +882,7 @@ fn unmount_and_rmdir(mount: Option<BindMount>) {
 }
 
 /// A read-only bind mount of an object's content; unmounted on drop.
+#[derive(Debug)]
 pub struct ReadGuard<'a> {
     obj: &'a Object,
     mount: Option<BindMount>,
@@ -902,6 +903,7 @@ impl Drop for ReadGuard<'_> {
 }
 
 /// A read-write bind mount of an object's working tree; unmounted on drop.
+#[derive(Debug)]
 pub struct WriteGuard<'a> {
     obj: &'a Object,
     mount: Option<BindMount>,
@@ -943,6 +945,7 @@ impl HostTree {
 }
 
 /// The host's `/`, mounted read-only; unmounted and removed on drop.
+#[derive(Debug)]
 pub struct HostGuard {
     mount: Option<BindMount>,
     _dir: TempDir,
