@@ -32,28 +32,41 @@ use crate::modules::ModuleKind;
 
 pub use api::ApiServer;
 
-/// Capabilities a module keeps (osbuild's `DEFAULT_CAPABILITIES`); all others are dropped.
-pub const DEFAULT_CAPABILITIES: &[&str] = &[
-    "CAP_AUDIT_WRITE",
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_DAC_READ_SEARCH",
-    "CAP_FOWNER",
-    "CAP_FSETID",
-    "CAP_IPC_LOCK",
-    "CAP_LINUX_IMMUTABLE",
-    "CAP_MAC_OVERRIDE",
-    "CAP_MKNOD",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SETFCAP",
-    "CAP_SETGID",
-    "CAP_SETPCAP",
-    "CAP_SETUID",
-    "CAP_SYS_ADMIN",
-    "CAP_SYS_CHROOT",
-    "CAP_SYS_NICE",
-    "CAP_SYS_RESOURCE",
+/// Capabilities a module keeps (osbuild's `DEFAULT_CAPABILITIES`), with their numbers; all
+/// others are dropped.
+pub const DEFAULT_CAPABILITIES: &[(&str, u32)] = &[
+    ("CAP_AUDIT_WRITE", 29),
+    ("CAP_CHOWN", 0),
+    ("CAP_DAC_OVERRIDE", 1),
+    ("CAP_DAC_READ_SEARCH", 2),
+    ("CAP_FOWNER", 3),
+    ("CAP_FSETID", 4),
+    ("CAP_IPC_LOCK", 14),
+    ("CAP_LINUX_IMMUTABLE", 9),
+    ("CAP_MAC_OVERRIDE", 32),
+    ("CAP_MKNOD", 27),
+    ("CAP_NET_BIND_SERVICE", 10),
+    ("CAP_SETFCAP", 31),
+    ("CAP_SETGID", 6),
+    ("CAP_SETPCAP", 8),
+    ("CAP_SETUID", 7),
+    ("CAP_SYS_ADMIN", 21),
+    ("CAP_SYS_CHROOT", 18),
+    ("CAP_SYS_NICE", 23),
+    ("CAP_SYS_RESOURCE", 24),
 ];
+
+/// The default capabilities that this process's bounding set still has. bubblewrap keeps
+/// *every* capability when asked to add one that the bounding set lacks (as in some
+/// containers), so asking only for what we can have is what keeps the sandbox confined.
+fn grantable_capabilities() -> Vec<&'static str> {
+    DEFAULT_CAPABILITIES
+        .iter()
+        // SAFETY: PR_CAPBSET_READ only reads this thread's bounding set.
+        .filter(|(_, n)| unsafe { libc::prctl(libc::PR_CAPBSET_READ, *n as libc::c_ulong, 0, 0, 0) } == 1)
+        .map(|(name, _)| *name)
+        .collect()
+}
 
 /// Where things appear inside the sandbox.
 pub const LIB_DIR: &str = "/run/osbuild/lib";
@@ -144,12 +157,19 @@ pub struct Sandbox {
     pub output: Option<PathBuf>,
     /// The sources output directory (stages).
     pub sources: Option<PathBuf>,
+    /// Capabilities the module keeps ([`Sandbox::default_capabilities`]).
+    pub capabilities: Vec<&'static str>,
     /// The network namespace to run in (loopback only); `None` shares the host's network,
     /// for modules that declare they need it (never decided by a manifest).
     pub netns: Option<Arc<NetNs>>,
 }
 
 impl Sandbox {
+    /// osbuild's default set, limited to what this host can grant.
+    pub fn default_capabilities() -> Vec<&'static str> {
+        grantable_capabilities()
+    }
+
     /// The bubblewrap command line, program name first.
     pub fn argv(&self) -> Vec<OsString> {
         let mut a: Vec<OsString> = Vec::new();
@@ -166,7 +186,7 @@ impl Sandbox {
         // No network: BuildRoot::run starts bubblewrap inside `netns` (see the netns module).
         push(&[&"--unshare-ipc", &"--unshare-pid"]);
         push(&[&"--cap-drop", &"ALL"]);
-        for cap in DEFAULT_CAPABILITIES {
+        for cap in &self.capabilities {
             push(&[&"--cap-add", cap]);
         }
         for dir in ROOT_DIRS {
@@ -443,6 +463,7 @@ mod tests {
             output: (kind == ModuleKind::Assembler).then(|| "/s/tmp/out".into()),
             sources: (kind == ModuleKind::Stage).then(|| "/s/tmp/src".into()),
             netns: None,
+            capabilities: DEFAULT_CAPABILITIES.iter().map(|(n, _)| *n).collect(),
         }
     }
 
@@ -502,7 +523,8 @@ mod tests {
             .filter(|w| w[0] == "--cap-add")
             .map(|w| w[1].as_str())
             .collect();
-        assert_eq!(added, DEFAULT_CAPABILITIES);
+        let all: Vec<&str> = DEFAULT_CAPABILITIES.iter().map(|(n, _)| *n).collect();
+        assert_eq!(added, all);
         assert!(argv.iter().position(|a| a == "--cap-add").unwrap() > drop_at);
     }
 

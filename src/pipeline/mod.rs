@@ -393,6 +393,7 @@ impl Run<'_, '_> {
             output: output.map(Path::to_owned),
             sources,
             netns: (!network).then(|| env.netns.clone()),
+            capabilities: Sandbox::default_capabilities(),
         };
         self.monitor.event(Event::ModuleStarted {
             kind,
