@@ -284,7 +284,9 @@ fn privileged_sigterm_kills_the_stage_cleans_up_and_exits_130() {
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let stdout = child.stdout.take().unwrap();
+    let child = KillOnDrop(child);
+    let mut lines = BufReader::new(stdout).lines();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let line = lines
@@ -296,17 +298,20 @@ fn privileged_sigterm_kills_the_stage_cleans_up_and_exits_130() {
         }
         assert!(Instant::now() < deadline, "the stage never started");
     }
-    assert!(
-        !processes_matching("sleep 600").is_empty(),
-        "the stage's child is running"
-    );
+    // The backgrounded child may not have exec'd `sleep` yet when the line arrives.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while processes_matching("sleep 600").is_empty() {
+        assert!(Instant::now() < deadline, "the stage's child never ran");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::unistd::Pid::from_raw(child.0.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
-    let status = child.wait().unwrap();
+    let mut child = child;
+    let status = child.0.wait().unwrap();
     assert_eq!(status.code(), Some(130), "{rest:?}");
     assert!(rest.iter().any(|l| l.contains("Aborted")), "{rest:?}");
     assert_eq!(
@@ -316,4 +321,17 @@ fn privileged_sigterm_kills_the_stage_cleans_up_and_exits_130() {
     );
     assert_eq!(env.store_entries("refs"), Vec::<String>::new());
     assert_store_clean(&env);
+}
+
+/// Kills the `osbuild` under test if the test fails before it ends, so no stray process of a
+/// failed run disturbs the next.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
 }

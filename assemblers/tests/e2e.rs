@@ -217,7 +217,7 @@ fn noop_prints_its_options_and_writes_nothing() {
     assert!(res.status.success(), "{res:?}");
     assert_eq!(
         String::from_utf8(res.stdout).unwrap(),
-        "Not doing anything with these options: {\"a\": [\"x\"], \"b\": 1}\n"
+        "Not doing anything with these options: {\"b\": 1, \"a\": [\"x\"]}\n"
     );
     assert_eq!(fs::read_dir(&out).unwrap().count(), 0);
 }
