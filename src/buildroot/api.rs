@@ -27,6 +27,8 @@ use super::{io_err, BuildRootError, NetNs};
 /// Serves one sandbox's `osbuild` endpoint until dropped.
 pub struct ApiServer {
     stop: Arc<AtomicBool>,
+    /// A duplicate of the socket, to wake the serving thread with `shutdown` when we stop.
+    wake: Option<OwnedFd>,
     requested: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
     path: PathBuf,
@@ -59,7 +61,10 @@ impl ApiServer {
                 .spawn(move || {
                     let sock = match bind_socket(&path, netns) {
                         Ok(sock) => {
-                            let _ = ready_tx.send(Ok(()));
+                            let _ = ready_tx.send(
+                                sock.try_clone()
+                                    .map_err(io_err("duplicating the API socket")),
+                            );
                             sock
                         }
                         Err(e) => {
@@ -71,14 +76,18 @@ impl ApiServer {
                 })
                 .map_err(io_err("starting the API thread"))?
         };
-        let server = Self {
+        let mut server = Self {
             stop,
+            wake: None,
             requested,
             thread: Some(thread),
             path,
         };
         match ready_rx.recv() {
-            Ok(Ok(())) => Ok(server),
+            Ok(Ok(wake)) => {
+                server.wake = Some(wake);
+                Ok(server)
+            }
             Ok(Err(e)) => Err(e),
             Err(_) => Err(io_err("starting the API thread")(std::io::Error::other(
                 "it died",
@@ -95,6 +104,10 @@ impl ApiServer {
 impl Drop for ApiServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
+        if let Some(wake) = &self.wake {
+            // Wakes a blocked recvmsg at once instead of at its next timeout.
+            let _ = nix::sys::socket::shutdown(wake.as_raw_fd(), nix::sys::socket::Shutdown::Both);
+        }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -118,7 +131,7 @@ fn bind_socket(path: &Path, netns: Option<OwnedFd>) -> Result<OwnedFd, BuildRoot
     let addr = UnixAddr::new(path).map_err(|e| io_err("API socket path")(e.into()))?;
     bind(sock.as_raw_fd(), &addr)
         .map_err(|e| io_err(format!("binding {}", path.display()))(e.into()))?;
-    let timeout = nix::sys::time::TimeVal::new(0, 100_000);
+    let timeout = nix::sys::time::TimeVal::new(1, 0);
     setsockopt(&sock, sockopt::ReceiveTimeout, &timeout)
         .map_err(|e| io_err("API socket timeout")(e.into()))?;
     Ok(sock)
@@ -176,6 +189,7 @@ fn serve(
 ) {
     while !stop.load(Ordering::SeqCst) {
         let req = match receive(&sock) {
+            Ok(_) if stop.load(Ordering::SeqCst) => break,
             Ok(r) => r,
             Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => continue,
             Err(e) => {

@@ -323,9 +323,10 @@ impl BuildRoot {
         let mut child = cmd.spawn().map_err(BuildRootError::Spawn)?;
         drop(cmd); // closes our copies of the pipe's write end
 
+        let exited = pidfd(child.id())?;
         let mut output = OutputReader::new(reader)?;
         let status = loop {
-            output.poll(Duration::from_millis(100), on_line);
+            output.poll(Some(&exited), Duration::from_millis(100), on_line);
             if cancel.is_cancelled() {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -349,6 +350,17 @@ impl BuildRoot {
             connected,
         })
     }
+}
+
+/// A descriptor that becomes readable when the process exits (so the wait needs no polling).
+fn pidfd(pid: u32) -> Result<OwnedFd, BuildRootError> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if fd < 0 {
+        return Err(io_err("pidfd_open")(std::io::Error::last_os_error()));
+    }
+    // SAFETY: the kernel just gave us this descriptor; nothing else owns it.
+    Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) })
 }
 
 fn dup(fd: &OwnedFd) -> Result<OwnedFd, BuildRootError> {
@@ -377,13 +389,22 @@ impl OutputReader {
         })
     }
 
-    /// Waits up to `timeout` for output and consumes what is there. Returns false at EOF.
-    fn poll(&mut self, timeout: Duration, on_line: &mut dyn FnMut(&str)) -> bool {
+    /// Waits up to `timeout` for output (or for `also` to become readable) and consumes what
+    /// is there. Returns false at EOF.
+    fn poll(
+        &mut self,
+        also: Option<&OwnedFd>,
+        timeout: Duration,
+        on_line: &mut dyn FnMut(&str),
+    ) -> bool {
         use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-        use std::os::fd::BorrowedFd;
+        use std::os::fd::{AsFd, BorrowedFd};
         // SAFETY: the fd is owned by self.file for the duration of this call.
         let fd = unsafe { BorrowedFd::borrow_raw(self.file.as_raw_fd()) };
-        let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+        let mut fds = vec![PollFd::new(fd, PollFlags::POLLIN)];
+        if let Some(also) = also {
+            fds.push(PollFd::new(also.as_fd(), PollFlags::POLLIN));
+        }
         let ms = PollTimeout::try_from(timeout.as_millis() as i32).unwrap_or(PollTimeout::MAX);
         match poll(&mut fds, ms) {
             Ok(0) => true,
@@ -432,7 +453,7 @@ impl OutputReader {
     fn drain(&mut self, on_line: &mut dyn FnMut(&str)) {
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         while std::time::Instant::now() < deadline {
-            if !self.poll(Duration::from_millis(100), on_line) {
+            if !self.poll(None, Duration::from_millis(100), on_line) {
                 return;
             }
         }

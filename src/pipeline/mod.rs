@@ -121,11 +121,12 @@ impl Builder<'_> {
         let mut run = Run { b: self, monitor };
         let (mut result, built) =
             run.build_tree(pipeline, &runner, 0, pipeline.assembler.is_some())?;
-        let Some((build_root, tree)) = built else {
+        let Some((mut build_root, tree)) = built else {
             return Ok(result);
         };
         if let Some(assembler) = &pipeline.assembler {
-            let r = run.assemble(assembler, &build_root, &tree, &runner)?;
+            let env = build_root.env(self.store)?;
+            let r = run.assemble(assembler, env, &tree, &runner)?;
             result.success = r.success;
             if r.success {
                 result.output_id = Some(assembler.id.clone());
@@ -171,6 +172,26 @@ impl BuildEnv {
     }
 }
 
+/// A pipeline's build root, set up (namespace, `/dev`, `/etc`) only once a module runs in it,
+/// so a cached build costs no set-up at all.
+enum Root {
+    /// The host (`None`) or a build pipeline's tree.
+    Pending(Option<Object>),
+    Ready(BuildEnv),
+}
+
+impl Root {
+    fn env(&mut self, store: &Store) -> Result<&BuildEnv, BuildError> {
+        if let Root::Pending(tree) = self {
+            *self = Root::Ready(BuildEnv::new(store, tree.take())?);
+        }
+        match self {
+            Root::Ready(env) => Ok(env),
+            Root::Pending(_) => unreachable!("set up just above"),
+        }
+    }
+}
+
 fn make_dir(parent: &Path, name: &str) -> Result<PathBuf, BuildError> {
     let p = parent.join(name);
     std::fs::create_dir(&p).map_err(crate::buildroot::io_err(format!(
@@ -195,18 +216,18 @@ impl Run<'_, '_> {
         runner: &str,
         depth: usize,
         need: bool,
-    ) -> Result<(PipelineResult, Option<(BuildEnv, Object)>), BuildError> {
+    ) -> Result<(PipelineResult, Option<(Root, Object)>), BuildError> {
         let store = self.b.store;
         let mut result = PipelineResult::success();
         let tree_cached = pipeline.tree_id().is_none_or(|t| store.contains(t));
         if pipeline.stages.is_empty() || (tree_cached && !need) {
             result.tree_id = pipeline.tree_id().cloned();
             let tree = store.new_object(pipeline.tree_id())?;
-            return Ok((result, Some((BuildEnv::new(store, None)?, tree))));
+            return Ok((result, Some((Root::Pending(None), tree))));
         }
 
-        let build_root = match &pipeline.build {
-            None => BuildEnv::new(store, None)?,
+        let mut build_root = match &pipeline.build {
+            None => Root::Pending(None),
             Some(build) => {
                 let inner_runner = self.b.runner_for(&build.pipeline)?;
                 let (r, built) =
@@ -214,7 +235,7 @@ impl Run<'_, '_> {
                 let ok = r.success;
                 result.build = Some(Box::new(r));
                 match built {
-                    Some((_, tree)) if ok => BuildEnv::new(store, Some(tree))?,
+                    Some((_, tree)) if ok => Root::Pending(Some(tree)),
                     _ => {
                         result.success = false;
                         return Ok((result, None));
@@ -233,10 +254,11 @@ impl Run<'_, '_> {
         let tree = store.new_object(resume.map(|i| &pipeline.stages[i].id))?;
         let first = resume.map_or(0, |i| i + 1);
         let mut stages = Vec::new();
+        let env = build_root.env(store)?;
         for (index, stage) in pipeline.stages.iter().enumerate().skip(first) {
             let r = self.run_stage(
                 stage,
-                &build_root,
+                env,
                 &tree,
                 runner,
                 depth,

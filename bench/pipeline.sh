@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Pipeline overhead benchmark (not a test). As root:
+#   bench/pipeline.sh [OSBUILD_HEAD_CHECKOUT]
+# Measures, on a fresh store each time: 20 noop stages (per-stage overhead), the same manifest
+# fully cached, and one stage that writes a 500 MiB tree with a checkpoint. Given a checkout of
+# osbuild HEAD (never commit it; it needs python3-jsonschema and /etc/containers), it runs the
+# same manifests there in the same run and prints the ratios.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+head_dir=${1:-}
+[ "$(id -u)" = 0 ] || { echo "bench/pipeline.sh: needs root" >&2; exit 1; }
+
+./install.sh libdir target/libdir >/dev/null
+cargo build --quiet --release --bin osbuild
+work=$(mktemp -d /var/tmp/osbuild-bench-pipeline.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+lib="$work/lib"
+cp -a target/libdir "$lib"
+cp bench/stages/* "$lib/stages/"
+osbuild="target/release/osbuild"
+
+python3 - "$work" <<'PY'
+import json, sys
+w = sys.argv[1]
+noop = {"pipeline": {"stages": [{"name": "org.osbuild.noop", "options": {"i": i}} for i in range(20)]}}
+big = {"pipeline": {"stages": [{"name": "org.osbuild.bench.write"}]}}
+for name, m in (("noop20", noop), ("big", big)):
+    with open(f"{w}/{name}.json", "w") as f:
+        json.dump(m, f)
+PY
+
+now() { date +%s.%N; }
+# elapsed CMD...: seconds the command took (its output discarded).
+elapsed() { local t0; t0=$(now); "$@" >/dev/null 2>&1 || { echo "failed: $*" >&2; exit 1; }; echo "$(now) - $t0" | bc -l; }
+last_id() { "$osbuild" --libdir "$lib" --inspect "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["pipeline"]["stages"][-1]["id"])'; }
+
+ours() { # ours MANIFEST STORE
+    "$osbuild" --store "$2" --libdir "$lib" --checkpoint "$(last_id "$1")" "$1"
+}
+theirs() { # theirs MANIFEST STORE
+    (cd "$head_dir" && python3 -m osbuild --libdir "$hlib" --store "$2" --cache-max-size unlimited \
+        --checkpoint '*' --export tree --output-directory "$2.out" "$1")
+}
+
+declare -A t
+for m in noop20 big; do
+    rm -rf "$work/s-ours"
+    t[ours_cold_$m]=$(elapsed ours "$work/$m.json" "$work/s-ours")
+    t[ours_cached_$m]=$(elapsed ours "$work/$m.json" "$work/s-ours")
+done
+printf 'ours:  20 noop stages %.3f s (%.1f ms/stage), cached rebuild %.1f ms, 500 MiB stage %.2f s\n' \
+    "${t[ours_cold_noop20]}" "$(echo "${t[ours_cold_noop20]} * 1000 / 20" | bc -l)" \
+    "$(echo "${t[ours_cached_noop20]} * 1000" | bc -l)" "${t[ours_cold_big]}"
+
+if [ -n "$head_dir" ]; then
+    mkdir -p /etc/containers
+    hlib="$work/head-lib"
+    cp -a "$head_dir" "$hlib"
+    cp bench/stages/* "$hlib/stages/"
+    for m in noop20 big; do
+        rm -rf "$work/s-head" "$work/s-head.out"
+        t[head_cold_$m]=$(elapsed theirs "$work/$m.json" "$work/s-head")
+        t[head_cached_$m]=$(elapsed theirs "$work/$m.json" "$work/s-head")
+    done
+    printf 'HEAD:  20 noop stages %.3f s (%.1f ms/stage), cached rebuild %.1f ms, 500 MiB stage %.2f s\n' \
+        "${t[head_cold_noop20]}" "$(echo "${t[head_cold_noop20]} * 1000 / 20" | bc -l)" \
+        "$(echo "${t[head_cached_noop20]} * 1000" | bc -l)" "${t[head_cold_big]}"
+    printf 'ratio (ours/HEAD): per stage 1/%.1f, cached rebuild 1/%.1f, 500 MiB stage %.2f\n' \
+        "$(echo "${t[head_cold_noop20]} / ${t[ours_cold_noop20]}" | bc -l)" \
+        "$(echo "${t[head_cached_noop20]} / ${t[ours_cached_noop20]}" | bc -l)" \
+        "$(echo "${t[ours_cold_big]} / ${t[head_cold_big]}" | bc -l)"
+fi

@@ -1,0 +1,97 @@
+//! The `osbuild` command line without building: `--inspect`, invalid manifests, exit codes.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+fn osbuild(args: &[&str], stdin: &str) -> (i32, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_osbuild"))
+        .arg("--libdir")
+        .arg(common::built_libdir())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn inspect_prints_v10_ids_on_stages_and_assembler() {
+    let manifest = r#"{"pipeline":{"stages":[{"name":"org.osbuild.noop","options":{"a":1}}],"assembler":{"name":"org.osbuild.tar","options":{"filename":"tree.tar"}}}}"#;
+    let (code, stdout, stderr) = osbuild(&["--inspect", "-"], manifest);
+    assert_eq!(code, 0, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    // Vector m5 of reference/osbuild-v10.md.
+    assert_eq!(
+        v["pipeline"]["stages"][0]["id"],
+        "d88d7d863ca10ef64fe7e857dc69c889bf7bf3c75f674031c410d33324d35a8e"
+    );
+    assert_eq!(
+        v["pipeline"]["assembler"]["id"],
+        "e53fb77dfc678d1647d6e0b93c1eef80d3e0a55f4b8fee60f1083f876bb281cc"
+    );
+}
+
+#[test]
+fn invalid_manifest_exits_2_listing_every_error_with_its_path() {
+    let manifest = r#"{"pipeline":{"stages":[
+        {"name":"org.osbuild.hostname","options":{"hostname":7}},
+        {"name":"org.osbuild.nope"},
+        {"name":"org.osbuild.tar"}
+    ]}}"#;
+    // Validation comes before anything else (no root needed to be told).
+    let (code, _, stderr) = osbuild(&["--store", "/nonexistent", "-"], manifest);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("pipeline.stages[0].options.hostname"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("pipeline.stages[1]"), "{stderr}");
+    assert!(stderr.contains("org.osbuild.nope"), "{stderr}");
+    assert!(
+        stderr.contains("pipeline.stages[2]"),
+        "an assembler is not a stage: {stderr}"
+    );
+
+    // --json and --inspect report osbuild HEAD's validation-error JSON on stdout.
+    let (code, stdout, _) = osbuild(&["--inspect", "-"], manifest);
+    assert_eq!(code, 2);
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["success"], false);
+    assert_eq!(v["errors"].as_array().unwrap().len(), 3, "{v}");
+}
+
+#[test]
+fn invalid_json_names_line_and_column() {
+    let (code, _, stderr) = osbuild(
+        &["--store", "/nonexistent", "-"],
+        "{\n  \"pipeline\": {,}\n}",
+    );
+    assert_eq!(code, 2);
+    assert!(stderr.contains("line 2, column 16"), "{stderr}");
+}
+
+#[test]
+fn building_without_root_says_what_to_do() {
+    if common::is_root() {
+        eprintln!("skipping building_without_root_says_what_to_do: running as root");
+        return;
+    }
+    let (code, _, stderr) = osbuild(&["--store", "/nonexistent", "-"], r#"{"pipeline":{}}"#);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("needs root"), "{stderr}");
+}
