@@ -74,21 +74,9 @@ impl Env {
 
     /// Runs `osbuild ARGS -` with `manifest` on stdin.
     pub fn osbuild(&self, args: &[&str], manifest: &str) -> Output {
-        let mut child = self
-            .osbuild_cmd(args)
-            .arg("-")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(manifest.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
+        let mut cmd = self.osbuild_cmd(args);
+        cmd.arg("-");
+        run_with_stdin(cmd, manifest)
     }
 
     /// Runs a build with `--json` and returns the parsed result and the exit code.
@@ -122,6 +110,23 @@ impl Env {
     pub fn committed(&self, id: &str, path: &str) -> PathBuf {
         self.store.join("refs").join(id).join(path)
     }
+}
+
+/// Runs `cmd` with `stdin` written to its standard input, collecting its output.
+pub fn run_with_stdin(mut cmd: Command, stdin: &str) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
 }
 
 /// Mount points of this (host) mount namespace under `dir`.
