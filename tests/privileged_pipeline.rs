@@ -323,6 +323,83 @@ fn privileged_sigterm_kills_the_stage_cleans_up_and_exits_130() {
     assert_store_clean(&env);
 }
 
+#[test]
+fn privileged_build_env_changes_the_build_root_but_not_the_ids() {
+    if !privileged("privileged_build_env_changes_the_build_root_but_not_the_ids") {
+        return;
+    }
+    let env = Env::new();
+    let manifest = json!({"pipeline": {"stages": [{"name": "org.osbuild.test.record"}]}});
+    let id = inspect(&env, &manifest)["pipeline"]["stages"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let build_env = env.dir.path().join("build-env.json");
+    let section = json!({"pipeline": {"stages": [{"name": "org.osbuild.test.minimal-root"}]}, "runner": "org.osbuild.linux"});
+    std::fs::write(&build_env, section.to_string()).unwrap();
+    let build_env = build_env.to_string_lossy().into_owned();
+
+    let (result, code) = env.build_json(
+        &["--build-env", &build_env, "--checkpoint", &id],
+        &manifest.to_string(),
+    );
+    assert_eq!(code, 0, "{result}");
+    assert_eq!(
+        result["tree_id"],
+        id.as_str(),
+        "v10: --build-env does not change ids"
+    );
+    assert_eq!(result["build"]["success"], true);
+    let facts = std::fs::read_to_string(env.committed(&id, "sandbox.txt")).unwrap();
+    assert!(
+        facts.contains("buildroot=other\n"),
+        "ran in the build env's tree:\n{facts}"
+    );
+    assert_store_clean(&env);
+}
+
+#[test]
+fn privileged_concurrent_builds_share_a_store() {
+    if !privileged("privileged_concurrent_builds_share_a_store") {
+        return;
+    }
+    let env = Env::new();
+    let manifests: Vec<Value> = (0..3)
+        .map(|i| {
+            json!({"pipeline": {
+                "stages": [{"name": "org.osbuild.noop", "options": {"shared": true}},
+                           {"name": "org.osbuild.hostname", "options": {"hostname": format!("host{i}")}}],
+                "assembler": {"name": "org.osbuild.tar", "options": {"filename": "t.tar"}}}})
+        })
+        .collect();
+    let handles: Vec<_> = manifests
+        .iter()
+        .map(|m| {
+            let cmd = env.osbuild_cmd(&["--json", "-"]);
+            let text = m.to_string();
+            std::thread::spawn(move || common::run_with_stdin(cmd, &text))
+        })
+        .collect();
+    for (i, h) in handles.into_iter().enumerate() {
+        let out = h.join().unwrap();
+        let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(result["success"], true, "build {i}: {result}");
+        let tarball = env.committed(result["output_id"].as_str().unwrap(), "t.tar");
+        let listing = std::process::Command::new("tar")
+            .arg("-xOf")
+            .arg(&tarball)
+            .arg("./etc/hostname")
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&listing.stdout),
+            format!("host{i}\n")
+        );
+    }
+    assert_eq!(env.store_entries("refs").len(), 3, "three outputs");
+    assert_store_clean(&env);
+}
+
 /// Kills the `osbuild` under test if the test fails before it ends, so no stray process of a
 /// failed run disturbs the next.
 struct KillOnDrop(std::process::Child);
