@@ -78,7 +78,7 @@ case "${1:-}" in
     install)
         shift; parse_prefix "$@"
         build_stage_side
-        cargo build --quiet --release --bins -p osbuild
+        OSBUILD_LIBDIR="$prefix/lib/osbuild" cargo build --quiet --release --bins -p osbuild
         install -d "$destdir$prefix/bin"
         for b in osbuild; do install -m 0755 "target/release/$b" "$destdir$prefix/bin/$b"; done
         rm -rf "$destdir$prefix/lib/osbuild"

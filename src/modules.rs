@@ -17,6 +17,13 @@ use std::path::{Path, PathBuf};
 
 use crate::json;
 
+/// The libdir used when none is given: `/usr/lib/osbuild`, or the `OSBUILD_LIBDIR` the binaries
+/// were built with (`./install.sh install --prefix P` sets `P/lib/osbuild`).
+pub const DEFAULT_LIBDIR: &str = match option_env!("OSBUILD_LIBDIR") {
+    Some(dir) => dir,
+    None => "/usr/lib/osbuild",
+};
+
 /// The four kinds of module a libdir holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ModuleKind {

@@ -34,7 +34,7 @@ pub struct Args {
         short = 'l',
         long,
         value_name = "DIRECTORY",
-        default_value = "/usr/lib/osbuild"
+        default_value = crate::modules::DEFAULT_LIBDIR
     )]
     pub libdir: PathBuf,
     /// Stage id after which the tree is committed to the store (repeatable).
