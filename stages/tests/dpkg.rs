@@ -215,6 +215,44 @@ fn assert_nothing_mounted(dir: &Path) {
     }
 }
 
+/// The probe: counts failed units once multi-user is reached, then powers off.
+const PROBE: &str = "[Unit]\nDescription=image test probe\nAfter=multi-user.target\n\
+[Service]\nType=oneshot\nStandardOutput=journal+console\n\
+ExecStart=/bin/sh -c 'echo \"IMGTEST-END failed=$(systemctl --failed --no-legend | wc -l)\"'\n\
+ExecStartPost=/bin/systemctl poweroff --no-block\n";
+
+/// Boots the tree with systemd-nspawn (an overlay keeps it unchanged) and asserts it reaches
+/// multi-user with no failed unit. Skips with a reason without systemd-container.
+fn boot_in_container(tree: &Path, work: &Path) {
+    if !common::have("systemd-nspawn") {
+        println!(
+            "skipped the container boot: needs systemd-nspawn (apt-get install systemd-container)"
+        );
+        return;
+    }
+    let probe = work.join("imgtest.service");
+    fs::write(&probe, PROBE).unwrap();
+    // nspawn needs a private, writable /run and no machine registration here.
+    let script = "mount -t tmpfs tmpfs /run && exec systemd-nspawn --register=no --keep-unit -q \
+                  -b --volatile=overlay -D \"$1\" \
+                  --bind-ro=\"$2\":/etc/systemd/system/imgtest.service systemd.wants=imgtest.service";
+    let out = Command::new("timeout")
+        .args(["120", "unshare", "-m", "sh", "-c", script, "sh"])
+        .arg(tree)
+        .arg(&probe)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "nspawn: {out:?}");
+    assert!(
+        log.contains("Reached target multi-user.target") || log.contains("Multi-User System"),
+        "{log}"
+    );
+    assert!(log.contains("IMGTEST-END failed=0"), "{log}");
+    assert_eq!(fs::metadata(tree.join("etc/machine-id")).unwrap().len(), 0);
+}
+
 #[test]
 fn privileged_dpkg_bootstraps_and_extends_a_debian_tree() {
     if let Some(why) = real_packages_unavailable() {
@@ -286,6 +324,8 @@ fn privileged_dpkg_bootstraps_and_extends_a_debian_tree() {
         .contains("for m in virtio_blk ext4; do force_load"));
     let passwd = fs::read_to_string(tree.join("etc/passwd")).unwrap();
     assert!(passwd.starts_with("root:x:0:0:"), "{passwd}");
+
+    boot_in_container(&tree, work.path());
 
     // 2. Add a package to the existing tree: resolve against the tree's own status.
     let status = tree.join("var/lib/dpkg/status");
