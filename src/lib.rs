@@ -15,11 +15,13 @@
 //! - [`store`]: the object store (objects, refs, treesum, copy-on-write objects, pruning).
 //! - [`mount`]: bind mounts with owners, and the private mount namespace.
 //! - [`buildroot`]: the bubblewrap sandbox and the API sockets a stage talks to.
+//! - [`debian`]: resolving Debian packages with apt into a manifest for `org.osbuild.dpkg`.
 //! - [`pipeline`]: running a manifest: caching, checkpoints, results.
 //! - [`cli`]: the command-line front ends (`osbuild`).
 
 pub mod buildroot;
 pub mod cli;
+pub mod debian;
 pub mod id;
 pub mod json;
 pub mod manifest;

@@ -25,6 +25,7 @@ mod tree;
 
 mod chrony;
 mod debug_shell;
+mod dpkg;
 mod error_stage;
 mod firewall;
 mod fix_bls;
@@ -56,6 +57,7 @@ type StageFn = fn(&Args) -> Result<i32, StageError>;
 const STAGES: &[(&str, StageFn)] = &[
     ("chrony", chrony::run),
     ("debug-shell", debug_shell::run),
+    ("dpkg", dpkg::run),
     ("error", error_stage::run),
     ("firewall", firewall::run),
     ("fix-bls", fix_bls::run),

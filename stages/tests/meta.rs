@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 const STAGES: &[&str] = &[
     "chrony",
     "debug-shell",
+    "dpkg",
     "error",
     "firewall",
     "fix-bls",
@@ -74,6 +75,13 @@ fn schemas_accept_and_reject() {
         ("error", json!({"returncode": "2"}), false),
         ("hostname", json!({"hostname": "h"}), true),
         ("hostname", json!({}), false),
+        (
+            "dpkg",
+            json!({"packages": [format!("sha256:{}", "0".repeat(64))], "initramfs": {"modules": ["virtio_blk"]}}),
+            true,
+        ),
+        ("dpkg", json!({"packages": ["../etc/passwd"]}), false),
+        ("dpkg", json!({}), false),
         ("hostname", json!({"hostname": "h", "extra": 1}), false),
         (
             "users",

@@ -1,0 +1,367 @@
+//! Debian manifests: resolve a package list with the machine's apt configuration into `.deb`
+//! files pinned by SHA256, and write a v1 manifest that installs them with the
+//! `org.osbuild.dpkg` stage from `org.osbuild.files` sources.
+//!
+//! Resolution asks apt what it *would* download for an empty system: `apt-get install
+//! --print-uris` with a private, empty dpkg status file (so the whole dependency closure is
+//! printed, whatever the host has installed), an empty private archives directory (so nothing
+//! is left out because the host happens to have it cached) and `Acquire::ForceHash=SHA256`
+//! (so every line carries a SHA256). Repository URLs come from apt at run time; nothing here
+//! names a mirror.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::{json, Map, Value};
+
+/// The apt pattern for every `Priority: required` package: with `usr-is-merged` (see
+/// [`BASE`]) the minimal set a bootable-in-a-container Debian needs besides an init.
+pub const REQUIRED_PATTERN: &str = "?priority(required)";
+
+/// What `--base` adds: the required set, and `usr-is-merged` so that apt does not satisfy
+/// init-system-helpers' `usrmerge | usr-is-merged` with usrmerge (which pulls in perl).
+pub const BASE: &[&str] = &[REQUIRED_PATTERN, "usr-is-merged"];
+
+/// Why a package list could not be resolved.
+#[derive(Debug, thiserror::Error)]
+pub enum DebianError {
+    /// apt printed a line that is not `'URL' FILE SIZE SHA256:HEX`.
+    #[error("unexpected line {line} from apt-get --print-uris: {message}: {text:?}")]
+    PrintUris {
+        line: usize,
+        message: String,
+        text: String,
+    },
+    /// apt-get could not be started.
+    #[error("cannot run apt-get (is apt installed?): {0}")]
+    Spawn(#[source] std::io::Error),
+    /// apt-get ran and failed (unknown package, unsatisfiable dependencies, no lists).
+    #[error("apt-get failed ({status}); run `apt-get update` if the package lists are missing:\n{stderr}")]
+    Apt { status: String, stderr: String },
+    /// A temporary file for apt could not be prepared.
+    #[error("cannot prepare apt's private state in {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Nothing to resolve.
+    #[error("no packages given")]
+    NoPackages,
+}
+
+/// One `.deb` to download, pinned by its SHA256.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PinnedDeb {
+    /// Where apt would fetch it (percent-encoded as apt prints it).
+    pub url: String,
+    /// The archive file name (`name_version_arch.deb`).
+    pub filename: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Lowercase hexadecimal SHA256.
+    pub sha256: String,
+}
+
+impl PinnedDeb {
+    /// The checksum as sources and stages name the file: `sha256:<hex>`.
+    pub fn checksum(&self) -> String {
+        format!("sha256:{}", self.sha256)
+    }
+
+    /// The package name (the file name up to the first `_`).
+    pub fn name(&self) -> &str {
+        self.filename.split('_').next().unwrap_or(&self.filename)
+    }
+}
+
+/// Parses `apt-get install --print-uris` output: one `'URL' FILE SIZE SHA256:HEX` per
+/// package; lines not starting with `'` (apt's progress chatter) are skipped. The result is
+/// sorted by file name, so the same resolution always gives the same manifest.
+pub fn parse_print_uris(text: &str) -> Result<Vec<PinnedDeb>, DebianError> {
+    let mut out = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim_end();
+        if !line.starts_with('\'') {
+            continue;
+        }
+        let bad = |message: &str| DebianError::PrintUris {
+            line: i + 1,
+            message: message.to_string(),
+            text: line.to_string(),
+        };
+        let rest = &line[1..];
+        let end = rest.find('\'').ok_or_else(|| bad("unterminated URL"))?;
+        let url = &rest[..end];
+        let mut fields = rest[end + 1..].split_whitespace();
+        let (Some(filename), Some(size), Some(hash), None) =
+            (fields.next(), fields.next(), fields.next(), fields.next())
+        else {
+            return Err(bad("expected URL, file name, size and hash"));
+        };
+        let size: u64 = size.parse().map_err(|_| bad("size is not a number"))?;
+        let Some(hex) = hash.strip_prefix("SHA256:") else {
+            return Err(bad(
+                "not a SHA256 hash (apt needs -o Acquire::ForceHash=SHA256)",
+            ));
+        };
+        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(bad("SHA256 is not 64 hexadecimal digits"));
+        }
+        if url.is_empty() || !url.contains("://") {
+            return Err(bad("URL has no scheme"));
+        }
+        out.push(PinnedDeb {
+            url: url.to_string(),
+            filename: filename.to_string(),
+            size,
+            sha256: hex.to_ascii_lowercase(),
+        });
+    }
+    out.sort_by(|a, b| a.filename.cmp(&b.filename));
+    out.dedup_by(|a, b| a.filename == b.filename);
+    Ok(out)
+}
+
+/// How to ask apt.
+#[derive(Debug, Clone, Default)]
+pub struct ResolveOptions {
+    /// Install Recommends too (off by default, like a minimal image).
+    pub recommends: bool,
+    /// A dpkg status file of what counts as installed (e.g. an existing tree's
+    /// `var/lib/dpkg/status`, to add packages to it); `None` is an empty system.
+    pub status: Option<PathBuf>,
+    /// Further `-o NAME=VALUE` options for apt-get (e.g. `APT::Architecture=arm64`).
+    pub apt_options: Vec<String>,
+}
+
+/// The apt-get argument vector for `packages` with private state in `state` (kept apart
+/// from running it so it can be checked without apt).
+pub fn apt_args(packages: &[String], opts: &ResolveOptions, state: &Path) -> Vec<String> {
+    let status = opts.status.clone().unwrap_or_else(|| state.join("status"));
+    let mut o = vec![
+        format!("Dir::State::status={}", status.display()),
+        format!("Dir::Cache::archives={}", state.join("archives").display()),
+        "Dir::Cache::pkgcache=".to_string(),
+        "Dir::Cache::srcpkgcache=".to_string(),
+        "Debug::NoLocking=1".to_string(),
+        "Acquire::ForceHash=SHA256".to_string(),
+        format!("APT::Install-Recommends={}", opts.recommends),
+        "APT::Install-Suggests=false".to_string(),
+    ];
+    o.extend(opts.apt_options.iter().cloned());
+    let mut args = Vec::new();
+    for opt in o {
+        args.push("-o".to_string());
+        args.push(opt);
+    }
+    args.extend(
+        ["install", "--print-uris", "-qq", "-y"]
+            .iter()
+            .map(|s| s.to_string()),
+    );
+    args.push("--".to_string());
+    args.extend(packages.iter().cloned());
+    args
+}
+
+/// Resolves `packages` (names or apt patterns such as [`REQUIRED_PATTERN`]) to the pinned
+/// `.deb` files of their whole dependency closure, using the machine's apt sources.
+pub fn resolve(packages: &[String], opts: &ResolveOptions) -> Result<Vec<PinnedDeb>, DebianError> {
+    if packages.is_empty() {
+        return Err(DebianError::NoPackages);
+    }
+    let state = tempfile::tempdir().map_err(|source| DebianError::Io {
+        path: std::env::temp_dir(),
+        source,
+    })?;
+    let io = |path: PathBuf| move |source| DebianError::Io { path, source };
+    let status = state.path().join("status");
+    fs::write(&status, b"").map_err(io(status.clone()))?;
+    let partial = state.path().join("archives/partial");
+    fs::create_dir_all(&partial).map_err(io(partial.clone()))?;
+
+    let out = Command::new("apt-get")
+        .args(apt_args(packages, opts, state.path()))
+        .env("LC_ALL", "C")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(DebianError::Spawn)?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let tail: Vec<&str> = stderr.lines().rev().take(20).collect();
+        return Err(DebianError::Apt {
+            status: out.status.to_string(),
+            stderr: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+        });
+    }
+    parse_print_uris(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// What the manifest holds besides the packages.
+#[derive(Debug, Clone, Default)]
+pub struct ManifestOptions {
+    /// An `org.osbuild.hostname` stage after the packages.
+    pub hostname: Option<String>,
+    /// The dpkg stage's `initramfs.modules` (a small initrd); empty leaves initramfs-tools'
+    /// defaults.
+    pub initramfs_modules: Vec<String>,
+    /// An `org.osbuild.timezone` stage.
+    pub timezone: Option<String>,
+    /// An `org.osbuild.locale` stage.
+    pub locale: Option<String>,
+}
+
+/// A v1 manifest installing `debs` with `org.osbuild.dpkg` (plus the stages `opts` asks
+/// for), with every file in the `org.osbuild.files` source under its SHA256.
+pub fn manifest(debs: &[PinnedDeb], opts: &ManifestOptions) -> Value {
+    let mut urls = Map::new();
+    for d in debs {
+        urls.insert(d.checksum(), Value::String(d.url.clone()));
+    }
+    let mut dpkg = Map::new();
+    dpkg.insert(
+        "packages".into(),
+        Value::Array(debs.iter().map(|d| Value::String(d.checksum())).collect()),
+    );
+    if !opts.initramfs_modules.is_empty() {
+        dpkg.insert(
+            "initramfs".into(),
+            json!({ "modules": opts.initramfs_modules }),
+        );
+    }
+    let mut stages = vec![json!({"name": "org.osbuild.dpkg", "options": dpkg})];
+    if let Some(h) = &opts.hostname {
+        stages.push(json!({"name": "org.osbuild.hostname", "options": {"hostname": h}}));
+    }
+    if let Some(tz) = &opts.timezone {
+        stages.push(json!({"name": "org.osbuild.timezone", "options": {"zone": tz}}));
+    }
+    if let Some(l) = &opts.locale {
+        stages.push(json!({"name": "org.osbuild.locale", "options": {"language": l}}));
+    }
+    json!({
+        "pipeline": {"stages": stages},
+        "sources": {"org.osbuild.files": {"urls": urls}},
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEX_A: &str = "286f879c537bfba92e59d580c075ad20ab49020244c79634656850a306dd462b";
+    const HEX_B: &str = "e3dc84316cfdf7e3feefe4eaf507758d2630ea131e1834e1f07525b3e537db2d";
+
+    #[test]
+    fn print_uris_lines() {
+        let text = format!(
+            "Reading package lists...\n\
+             'http://m.example/debian/pool/main/s/systemd/systemd-sysv_252.39-1%7edeb12u2_amd64.deb' systemd-sysv_252.39-1~deb12u2_amd64.deb 42884 SHA256:{HEX_B}\n\
+             'http://m.example/debian/pool/main/s/systemd/systemd_252.39-1%7edeb12u2_amd64.deb' systemd_252.39-1~deb12u2_amd64.deb 3043940 SHA256:{HEX_A}\n"
+        );
+        let debs = parse_print_uris(&text).unwrap();
+        assert_eq!(debs.len(), 2);
+        // sorted by file name
+        assert_eq!(debs[0].filename, "systemd-sysv_252.39-1~deb12u2_amd64.deb");
+        assert_eq!(debs[1].name(), "systemd");
+        assert_eq!(
+            debs[1].url,
+            "http://m.example/debian/pool/main/s/systemd/systemd_252.39-1%7edeb12u2_amd64.deb"
+        );
+        assert_eq!(debs[1].size, 3043940);
+        assert_eq!(debs[1].checksum(), format!("sha256:{HEX_A}"));
+        assert!(parse_print_uris("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn print_uris_errors() {
+        let cases = [
+            (
+                "'http://x/a.deb' a.deb 10 MD5Sum:0123456789abcdef0123456789abcdef".to_string(),
+                "line 1 from apt-get --print-uris: not a SHA256 hash (apt needs -o Acquire::ForceHash=SHA256)",
+            ),
+            (
+                format!("'http://x/a.deb a.deb 10 SHA256:{HEX_A}"),
+                "unterminated URL",
+            ),
+            (
+                format!("'http://x/a.deb' a.deb ten SHA256:{HEX_A}"),
+                "size is not a number",
+            ),
+            ("'http://x/a.deb' a.deb 10".to_string(), "expected URL, file name, size and hash"),
+            (
+                "'http://x/a.deb' a.deb 10 SHA256:abc".to_string(),
+                "SHA256 is not 64 hexadecimal digits",
+            ),
+            (format!("'a.deb' a.deb 10 SHA256:{HEX_A}"), "URL has no scheme"),
+        ];
+        for (line, want) in cases {
+            let e = parse_print_uris(&format!("{line}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(want), "{line}: {e}");
+        }
+    }
+
+    #[test]
+    fn apt_arguments() {
+        let state = Path::new("/tmp/st");
+        let args = apt_args(&["bash".into()], &ResolveOptions::default(), state);
+        let joined = args.join(" ");
+        for want in [
+            "-o Dir::State::status=/tmp/st/status",
+            "-o Dir::Cache::archives=/tmp/st/archives",
+            "-o Acquire::ForceHash=SHA256",
+            "-o APT::Install-Recommends=false",
+            "install --print-uris -qq -y -- bash",
+        ] {
+            assert!(joined.contains(want), "{joined} lacks {want}");
+        }
+        let opts = ResolveOptions {
+            recommends: true,
+            status: Some("/t/var/lib/dpkg/status".into()),
+            apt_options: vec!["APT::Architecture=arm64".into()],
+        };
+        let joined = apt_args(&["-x".into()], &opts, state).join(" ");
+        assert!(joined.contains("Dir::State::status=/t/var/lib/dpkg/status"));
+        assert!(joined.contains("APT::Install-Recommends=true"));
+        assert!(joined.contains("-o APT::Architecture=arm64"));
+        // a package list can never be taken for an option
+        assert!(joined.ends_with("-- -x"));
+    }
+
+    #[test]
+    fn manifest_shape() {
+        let debs = vec![PinnedDeb {
+            url: "http://m.example/pool/a_1_all.deb".into(),
+            filename: "a_1_all.deb".into(),
+            size: 1,
+            sha256: HEX_A.into(),
+        }];
+        let m = manifest(
+            &debs,
+            &ManifestOptions {
+                hostname: Some("deb12".into()),
+                initramfs_modules: vec!["virtio_blk".into()],
+                ..Default::default()
+            },
+        );
+        let sum = format!("sha256:{HEX_A}");
+        assert_eq!(
+            m["sources"]["org.osbuild.files"]["urls"][&sum],
+            "http://m.example/pool/a_1_all.deb"
+        );
+        let stages = m["pipeline"]["stages"].as_array().unwrap();
+        assert_eq!(stages[0]["name"], "org.osbuild.dpkg");
+        assert_eq!(stages[0]["options"]["packages"], json!([sum]));
+        assert_eq!(
+            stages[0]["options"]["initramfs"]["modules"],
+            json!(["virtio_blk"])
+        );
+        assert_eq!(stages[1]["options"]["hostname"], "deb12");
+        assert_eq!(stages.len(), 2);
+        assert!(resolve(&[], &ResolveOptions::default()).is_err());
+    }
+}

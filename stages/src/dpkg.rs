@@ -1,0 +1,836 @@
+//! `org.osbuild.dpkg`: installs `.deb` files from the `org.osbuild.files` source into the
+//! tree with dpkg, bootstrapping an empty tree or adding to an existing Debian tree.
+//!
+//! An empty tree (no `var/lib/dpkg/status`) is bootstrapped the way a plain-dpkg bootstrap
+//! does it, with no apt and no network:
+//! 1. merged /usr first (`bin`, `sbin`, `lib` and, where the ABI wants it, `lib64` are
+//!    symlinks into `usr/`);
+//! 2. every package's files are extracted with the build root's `dpkg-deb` and `tar`, which
+//!    gives the tree a shell, libc and dpkg of its own;
+//! 3. an empty dpkg database, then the tree's own dpkg, chrooted into the tree, installs the
+//!    core packages ([`CORE`]) first, unpacks the rest and configures everything.
+//!
+//! A tree that already has a dpkg database only gets step 3's unpack and configure.
+//!
+//! The tree's dpkg runs in a private mount and network namespace of this stage: `/proc`,
+//! `/sys` and `/dev` are mounted into the tree and the sources directory is bound read-only at
+//! [`DEBS_DIR`], all unmounted (or gone with the namespace) when the stage ends; maintainer
+//! scripts see no network, and a `policy-rc.d` refusing every action keeps services from being
+//! started. Afterwards `/etc/machine-id` is left empty (an image must not share one) and
+//! `dpkg --audit` must report nothing. A failure names the packages dpkg gave up on.
+
+use std::ffi::CString;
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::args::Args;
+use crate::command;
+use crate::error::StageError;
+use crate::tree;
+
+/// Packages installed before everything else when bootstrapping: the account database, the
+/// filesystem layout, dpkg itself and what maintainer scripts of everything else rely on.
+const CORE: &[&str] = &[
+    "base-passwd",
+    "base-files",
+    "dpkg",
+    "libc6",
+    "perl-base",
+    "mawk",
+    "debconf",
+];
+
+/// Where the sources' files appear inside the tree while dpkg runs.
+const DEBS_DIR: &str = ".osbuild-dpkg";
+
+/// The `policy-rc.d` that tells invoke-rc.d (and deb-systemd-invoke) not to start anything.
+const POLICY_RC_D: &str = "#!/bin/sh\n# written by org.osbuild.dpkg while it runs\nexit 101\n";
+
+/// Options every dpkg run gets: keep existing configuration files, no fsync (a build throws
+/// the tree away on failure anyway).
+const DPKG_FORCE: &[&str] = &["--force-confold", "--force-unsafe-io"];
+
+/// One `.deb` from the sources, with the control fields that matter here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Deb {
+    checksum: String,
+    name: String,
+    version: String,
+    arch: String,
+}
+
+impl Deb {
+    /// How messages name the package: `name version (checksum)`.
+    fn describe(&self) -> String {
+        format!("{} {} ({})", self.name, self.version, self.checksum)
+    }
+}
+
+pub fn run(args: &Args) -> Result<i32, StageError> {
+    let opts = args.opts();
+    let checksums = opts.required_str_list("packages")?;
+    for (i, c) in checksums.iter().enumerate() {
+        check_checksum(c).map_err(|m| StageError::option(format!("packages[{i}]"), m))?;
+    }
+    let modules = initramfs_modules(args)?;
+    let sources = args
+        .sources
+        .as_ref()
+        .ok_or_else(|| StageError::Arguments("\"sources\" is required by this stage".into()))?;
+    let files = sources.join("org.osbuild.files");
+
+    let mut debs = Vec::with_capacity(checksums.len());
+    for c in &checksums {
+        let path = files.join(c);
+        if !path.is_file() {
+            return Err(StageError::Other(format!(
+                "package {c} is not in the sources ({} does not exist); \
+                 is it listed in the manifest's org.osbuild.files source?",
+                path.display()
+            )));
+        }
+        debs.push(read_control(c, &path)?);
+    }
+    if debs.is_empty() {
+        println!("no packages to install");
+        return Ok(0);
+    }
+
+    let tree = &args.tree;
+    let status = tree.join("var/lib/dpkg/status");
+    let bootstrap = fs::metadata(&status).map(|m| m.len() == 0).unwrap_or(true);
+    let machine_id_before = fs::read(tree.join("etc/machine-id")).unwrap_or_default();
+
+    if bootstrap {
+        println!("bootstrapping an empty tree from {} packages", debs.len());
+        merged_usr(tree, &debs)?;
+        for (deb, c) in debs.iter().zip(&checksums) {
+            extract(&files.join(c), tree, deb)?;
+        }
+        for dir in ["var/lib/dpkg/info", "var/lib/dpkg/updates"] {
+            tree::create_dirs(tree, dir, 0o755)?;
+        }
+        for file in ["var/lib/dpkg/status", "var/lib/dpkg/available"] {
+            let host = tree::tree_path(tree, file)?;
+            if !host.exists() {
+                tree::write_file(tree, file, b"", 0o644)?;
+            }
+        }
+    } else {
+        println!("adding {} packages to an existing tree", debs.len());
+    }
+    if !modules.is_empty() {
+        write_initramfs_config(tree, &modules)?;
+    }
+
+    {
+        let _policy = PolicyRcD::install(tree)?;
+        isolate()?;
+        let mounts = Mounts::setup(tree, &files)?;
+        let dpkg = Dpkg {
+            tree,
+            debs: &debs,
+            debs_dir: &mounts.debs_dir_in_tree,
+        };
+        if bootstrap {
+            let (core, rest) = split_core(&debs);
+            dpkg.run("install core packages", &["--force-depends", "-i"], &core)?;
+            if !rest.is_empty() {
+                dpkg.run("unpack", &["--force-depends", "--unpack"], &rest)?;
+            }
+        } else {
+            let all: Vec<&Deb> = debs.iter().collect();
+            dpkg.run("unpack", &["--force-depends", "--unpack"], &all)?;
+        }
+        dpkg.run("configure", &["--configure", "-a"], &[])?;
+        drop(mounts);
+    }
+
+    leave_machine_id_empty(tree, &machine_id_before)?;
+    remove_backups(tree);
+    audit(tree)?;
+    println!("installed {} packages", debs.len());
+    Ok(0)
+}
+
+/// A checksum from the sources: `algorithm:hex`, nothing that could name another path.
+fn check_checksum(c: &str) -> Result<(), String> {
+    let Some((algo, hex)) = c.split_once(':') else {
+        return Err(format!(
+            "{c:?} is not a checksum (expected e.g. sha256:<hex>)"
+        ));
+    };
+    let len = match algo {
+        "md5" => 32,
+        "sha1" => 40,
+        "sha256" => 64,
+        "sha384" => 96,
+        "sha512" => 128,
+        _ => return Err(format!("{c:?}: unknown checksum algorithm {algo:?}")),
+    };
+    if hex.len() != len
+        || !hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        return Err(format!(
+            "{c:?}: expected {len} lowercase hexadecimal digits after \"{algo}:\""
+        ));
+    }
+    Ok(())
+}
+
+/// The `initramfs.modules` option, validated as kernel module names.
+fn initramfs_modules(args: &Args) -> Result<Vec<String>, StageError> {
+    let init = match args.options.get("initramfs") {
+        None | Some(serde_json::Value::Null) => return Ok(Vec::new()),
+        Some(serde_json::Value::Object(m)) => m,
+        Some(_) => return Err(StageError::option("initramfs", "must be an object")),
+    };
+    if let Some(k) = init.keys().find(|k| *k != "modules") {
+        return Err(StageError::option(
+            format!("initramfs.{k}"),
+            "is not a known option",
+        ));
+    }
+    let modules = match init.get("modules") {
+        Some(serde_json::Value::Array(items)) => items,
+        _ => {
+            return Err(StageError::option(
+                "initramfs.modules",
+                "is required and must be an array of strings",
+            ))
+        }
+    };
+    modules
+        .iter()
+        .enumerate()
+        .map(|(i, m)| match m.as_str() {
+            Some(m)
+                if !m.is_empty()
+                    && m.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') =>
+            {
+                Ok(m.to_string())
+            }
+            _ => Err(StageError::option(
+                format!("initramfs.modules[{i}]"),
+                format!("{m} is not a kernel module name"),
+            )),
+        })
+        .collect()
+}
+
+/// Parses `dpkg-deb --show` output in our format: `name\tversion\tarch`.
+fn parse_show(checksum: &str, text: &str) -> Option<Deb> {
+    let line = text.lines().next()?;
+    let mut f = line.split('\t');
+    let (name, version, arch) = (f.next()?, f.next()?, f.next()?);
+    if name.is_empty() || version.is_empty() {
+        return None;
+    }
+    Some(Deb {
+        checksum: checksum.to_string(),
+        name: name.to_string(),
+        version: version.to_string(),
+        arch: arch.to_string(),
+    })
+}
+
+/// Reads a package's name, version and architecture with the build root's `dpkg-deb`.
+fn read_control(checksum: &str, path: &Path) -> Result<Deb, StageError> {
+    let mut cmd = command::tool("dpkg-deb");
+    cmd.args([
+        "--show",
+        "--showformat=${Package}\\t${Version}\\t${Architecture}\\n",
+    ])
+    .arg(path)
+    .stderr(Stdio::piped());
+    let out = cmd.output().map_err(|source| StageError::Spawn {
+        program: "dpkg-deb".into(),
+        source,
+    })?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    match parse_show(checksum, &text) {
+        Some(deb) if out.status.success() => Ok(deb),
+        _ => Err(StageError::Other(format!(
+            "package {checksum} is not a readable .deb: dpkg-deb {}: {}",
+            command::describe_status(out.status),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))),
+    }
+}
+
+/// The architectures whose libc lives in `/lib64`, so that directory is merged too.
+fn wants_lib64(arch: &str) -> bool {
+    matches!(
+        arch,
+        "amd64" | "ppc64el" | "ppc64" | "s390x" | "sparc64" | "mips64el" | "loong64"
+    )
+}
+
+/// Makes the top-level library and binary directories symlinks into `usr/` (where absent).
+fn merged_usr(tree: &Path, debs: &[Deb]) -> Result<(), StageError> {
+    let arch = debs
+        .iter()
+        .find(|d| d.name == "libc6")
+        .or_else(|| debs.iter().find(|d| d.arch != "all"))
+        .map_or("", |d| d.arch.as_str());
+    let mut dirs = vec!["bin", "sbin", "lib"];
+    if wants_lib64(arch) {
+        dirs.push("lib64");
+    }
+    for d in dirs {
+        let top = tree.join(d);
+        if fs::symlink_metadata(&top).is_ok() {
+            continue;
+        }
+        tree::create_dirs(tree, &format!("usr/{d}"), 0o755)?;
+        tree::write_symlink(tree, d, &format!("usr/{d}"))?;
+    }
+    Ok(())
+}
+
+/// `dpkg-deb --fsys-tarfile DEB | tar -x --keep-directory-symlink -C TREE`.
+fn extract(path: &Path, tree: &Path, deb: &Deb) -> Result<(), StageError> {
+    let mut deb_cmd = command::tool("dpkg-deb");
+    deb_cmd
+        .arg("--fsys-tarfile")
+        .arg(path)
+        .stdout(Stdio::piped());
+    let mut producer = deb_cmd.spawn().map_err(|source| StageError::Spawn {
+        program: "dpkg-deb".into(),
+        source,
+    })?;
+    let pipe = producer.stdout.take().map(Stdio::from);
+    let mut tar = command::tool("tar");
+    tar.args(["-x", "--keep-directory-symlink", "--numeric-owner", "-C"])
+        .arg(tree)
+        .stdin(pipe.unwrap_or_else(Stdio::null));
+    let tar_status = command::status(&mut tar);
+    let deb_status = producer.wait();
+    let failed =
+        |what: String| StageError::Other(format!("cannot extract {}: {what}", deb.describe()));
+    match deb_status {
+        Ok(st) if !st.success() => {
+            return Err(failed(format!(
+                "dpkg-deb --fsys-tarfile {}",
+                command::describe_status(st)
+            )))
+        }
+        Err(e) => return Err(failed(format!("dpkg-deb: {e}"))),
+        Ok(_) => {}
+    }
+    let st = tar_status?;
+    if !st.success() {
+        return Err(failed(format!("tar {}", command::describe_status(st))));
+    }
+    Ok(())
+}
+
+/// The core packages present (in [`CORE`] order) and the others (in option order).
+fn split_core(debs: &[Deb]) -> (Vec<&Deb>, Vec<&Deb>) {
+    let core: Vec<&Deb> = CORE
+        .iter()
+        .filter_map(|n| debs.iter().find(|d| d.name == *n))
+        .collect();
+    let rest = debs
+        .iter()
+        .filter(|d| !CORE.contains(&d.name.as_str()))
+        .collect();
+    (core, rest)
+}
+
+/// Writes a `MODULES=list` initramfs-tools configuration and a hook loading `modules`
+/// (not `/etc/initramfs-tools/modules`, which is a conffile of initramfs-tools).
+fn write_initramfs_config(tree: &Path, modules: &[String]) -> Result<(), StageError> {
+    tree::write_file(
+        tree,
+        "etc/initramfs-tools/conf.d/osbuild.conf",
+        b"# written by org.osbuild.dpkg: only the modules the hook names\nMODULES=list\n",
+        0o644,
+    )?;
+    let hook = format!(
+        "#!/bin/sh\n# written by org.osbuild.dpkg\n[ \"$1\" = prereqs ] && exit 0\n\
+         . /usr/share/initramfs-tools/hook-functions\nfor m in {}; do force_load \"$m\"; done\n",
+        modules.join(" ")
+    );
+    tree::write_file(
+        tree,
+        "etc/initramfs-tools/hooks/osbuild",
+        hook.as_bytes(),
+        0o755,
+    )?;
+    Ok(())
+}
+
+/// A `usr/sbin/policy-rc.d` that exists while dpkg runs; removed on drop if this stage wrote it.
+struct PolicyRcD(Option<PathBuf>);
+
+impl PolicyRcD {
+    fn install(tree: &Path) -> Result<PolicyRcD, StageError> {
+        let host = tree::tree_path(tree, "usr/sbin/policy-rc.d")?;
+        if fs::symlink_metadata(&host).is_ok() {
+            println!("keeping the tree's own usr/sbin/policy-rc.d");
+            return Ok(PolicyRcD(None));
+        }
+        let host = tree::write_file(tree, "usr/sbin/policy-rc.d", POLICY_RC_D.as_bytes(), 0o755)?;
+        Ok(PolicyRcD(Some(host)))
+    }
+}
+
+impl Drop for PolicyRcD {
+    fn drop(&mut self) {
+        if let Some(p) = &self.0 {
+            let _ = fs::remove_file(p);
+        }
+    }
+}
+
+/// Moves this process into private mount and network namespaces, so nothing mounted below
+/// is seen outside and maintainer scripts have no network.
+fn isolate() -> Result<(), StageError> {
+    // SAFETY: unshare and mount take no pointers we own except the static C strings.
+    unsafe {
+        if libc::unshare(libc::CLONE_NEWNS | libc::CLONE_NEWNET) != 0 {
+            return Err(StageError::Other(format!(
+                "cannot create private mount and network namespaces: {}",
+                std::io::Error::last_os_error()
+            )));
+        }
+        if libc::mount(
+            std::ptr::null(),
+            c"/".as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_SLAVE,
+            std::ptr::null(),
+        ) != 0
+        {
+            return Err(StageError::Other(format!(
+                "cannot make / a slave mount: {}",
+                std::io::Error::last_os_error()
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn cstr(p: &Path) -> Result<CString, StageError> {
+    CString::new(p.as_os_str().as_bytes())
+        .map_err(|_| StageError::Other(format!("path {:?} contains NUL", p)))
+}
+
+fn mount(
+    src: Option<&Path>,
+    target: &Path,
+    fstype: Option<&str>,
+    flags: libc::c_ulong,
+) -> Result<(), StageError> {
+    let src_c = src.map(cstr).transpose()?;
+    let target_c = cstr(target)?;
+    let fstype_c = fstype
+        .map(|f| CString::new(f).map_err(|_| StageError::Other("bad fstype".into())))
+        .transpose()?;
+    // SAFETY: every pointer is a valid NUL-terminated string or null, alive for the call.
+    let rc = unsafe {
+        libc::mount(
+            src_c.as_ref().map_or(std::ptr::null(), |s| s.as_ptr()),
+            target_c.as_ptr(),
+            fstype_c.as_ref().map_or(std::ptr::null(), |s| s.as_ptr()),
+            flags,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        return Err(StageError::io(
+            "cannot mount on",
+            target,
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
+}
+
+/// The mounts dpkg needs in the tree; unmounted in reverse order on drop (and gone with the
+/// private namespace if the stage dies), then the directory for the packages is removed.
+struct Mounts {
+    points: Vec<PathBuf>,
+    created_dir: Option<PathBuf>,
+    /// The packages' directory as seen from inside the tree (`/.osbuild-dpkg`).
+    debs_dir_in_tree: String,
+}
+
+impl Mounts {
+    fn setup(tree: &Path, files: &Path) -> Result<Mounts, StageError> {
+        let mut m = Mounts {
+            points: Vec::new(),
+            created_dir: None,
+            debs_dir_in_tree: format!("/{DEBS_DIR}"),
+        };
+        let table: [(&str, Option<&Path>, Option<&str>, libc::c_ulong); 3] = [
+            (
+                "proc",
+                None,
+                Some("proc"),
+                libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            ),
+            (
+                "sys",
+                None,
+                Some("sysfs"),
+                libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC | libc::MS_RDONLY,
+            ),
+            (
+                "dev",
+                Some(Path::new("/dev")),
+                None,
+                libc::MS_BIND | libc::MS_REC,
+            ),
+        ];
+        for (dir, src, fstype, flags) in table {
+            let target = real_dir(tree, dir)?;
+            mount(src, &target, fstype, flags)?;
+            m.points.push(target);
+        }
+        let debs = tree.join(DEBS_DIR);
+        match fs::create_dir(&debs) {
+            Ok(()) => m.created_dir = Some(debs.clone()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(StageError::io("cannot create", &debs, e)),
+        }
+        let _ = fs::set_permissions(&debs, fs::Permissions::from_mode(0o700));
+        let debs = real_dir(tree, DEBS_DIR)?;
+        mount(Some(files), &debs, None, libc::MS_BIND)?;
+        m.points.push(debs.clone());
+        mount(
+            None,
+            &debs,
+            None,
+            libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV,
+        )?;
+        Ok(m)
+    }
+}
+
+impl Drop for Mounts {
+    fn drop(&mut self) {
+        for p in self.points.drain(..).rev() {
+            if let Ok(c) = cstr(&p) {
+                // SAFETY: a valid NUL-terminated path.
+                unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+            }
+        }
+        if let Some(d) = self.created_dir.take() {
+            // Only ever an empty directory: never remove recursively near a mount point.
+            let _ = fs::remove_dir(d);
+        }
+    }
+}
+
+/// `dir` in the tree as a real directory (created 0755 when absent, a symlink refused), so a
+/// mount can never be redirected outside the tree.
+fn real_dir(tree: &Path, dir: &str) -> Result<PathBuf, StageError> {
+    let host = tree.join(dir);
+    match fs::symlink_metadata(&host) {
+        Ok(m) if m.is_dir() => Ok(host),
+        Ok(_) => Err(StageError::Other(format!(
+            "/{dir} in the tree is not a directory; cannot mount there"
+        ))),
+        Err(_) => {
+            fs::create_dir(&host).map_err(|e| StageError::io("cannot create", &host, e))?;
+            Ok(host)
+        }
+    }
+}
+
+/// The tree's own dpkg, run chrooted into the tree with a clean environment.
+struct Dpkg<'a> {
+    tree: &'a Path,
+    debs: &'a [Deb],
+    debs_dir: &'a str,
+}
+
+impl Dpkg<'_> {
+    fn command(&self) -> Result<Command, StageError> {
+        let mut cmd = command::chrooted(self.tree, "dpkg")?;
+        cmd.env_clear()
+            .env("PATH", command::PATH)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .env("DEBCONF_NONINTERACTIVE_SEEN", "true")
+            .env("DEBCONF_NOWARNINGS", "yes")
+            .env("LC_ALL", "C")
+            .env("HOME", "/root")
+            .args(DPKG_FORCE);
+        Ok(cmd)
+    }
+
+    /// Runs dpkg with `args` and the files of `debs`; on failure names the packages dpkg
+    /// reported.
+    fn run(&self, step: &str, args: &[&str], debs: &[&Deb]) -> Result<(), StageError> {
+        println!(
+            "dpkg: {step} ({} packages)",
+            if debs.is_empty() {
+                self.debs.len()
+            } else {
+                debs.len()
+            }
+        );
+        let _ = std::io::stdout().flush();
+        let mut cmd = self.command()?;
+        cmd.args(args);
+        for d in debs {
+            cmd.arg(format!("{}/{}", self.debs_dir, d.checksum));
+        }
+        cmd.stderr(Stdio::piped());
+        let mut child = cmd.spawn().map_err(|source| StageError::Spawn {
+            program: "dpkg (in the tree)".into(),
+            source,
+        })?;
+        let mut lines = Vec::new();
+        if let Some(err) = child.stderr.take() {
+            let stderr = std::io::stderr();
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                let _ = writeln!(stderr.lock(), "{line}");
+                lines.push(line);
+            }
+        }
+        let st = child.wait().map_err(|source| StageError::Spawn {
+            program: "dpkg".into(),
+            source,
+        })?;
+        if st.success() {
+            return Ok(());
+        }
+        let failed = failed_packages(&lines.join("\n"));
+        let named: Vec<String> = failed.iter().map(|f| self.name(f)).collect();
+        Err(StageError::Other(if named.is_empty() {
+            format!("dpkg ({step}) failed: {}", command::describe_status(st))
+        } else {
+            format!(
+                "dpkg ({step}) failed ({}) on: {}",
+                command::describe_status(st),
+                named.join(", ")
+            )
+        }))
+    }
+
+    /// A package as dpkg names it (a path under the packages' directory or a package name),
+    /// described by name, version and checksum when it is one of ours.
+    fn name(&self, reported: &str) -> String {
+        let key = reported.rsplit('/').next().unwrap_or(reported);
+        let bare = key.split(':').next().unwrap_or(key);
+        self.debs
+            .iter()
+            .find(|d| d.checksum == key)
+            .or_else(|| self.debs.iter().find(|d| d.name == key || d.name == bare))
+            .map_or_else(|| reported.to_string(), Deb::describe)
+    }
+}
+
+/// The packages listed after dpkg's "Errors were encountered while processing:".
+fn failed_packages(stderr: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut in_block = false;
+    for line in stderr.lines() {
+        if line.starts_with("Errors were encountered while processing:") {
+            in_block = true;
+            continue;
+        }
+        if in_block {
+            if let Some(p) = line.strip_prefix(' ') {
+                let p = p.trim();
+                if !p.is_empty() && !out.iter().any(|o| o == p) {
+                    out.push(p.to_string());
+                }
+                continue;
+            }
+            in_block = false;
+        }
+    }
+    out
+}
+
+/// Truncates `/etc/machine-id` unless it had a value before the stage ran (systemd's
+/// postinst writes a real one; an image must boot with an empty one to get its own).
+fn leave_machine_id_empty(tree: &Path, before: &[u8]) -> Result<(), StageError> {
+    if !before.iter().all(|b| b.is_ascii_whitespace()) {
+        return Ok(());
+    }
+    let host = tree::tree_path(tree, "etc/machine-id")?;
+    match fs::metadata(&host) {
+        Ok(m) if m.len() > 0 => {
+            tree::write_file(tree, "etc/machine-id", b"", 0o444)?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Removes the `*-old` backups dpkg and debconf leave behind (they only bloat an image).
+fn remove_backups(tree: &Path) {
+    for f in [
+        "var/lib/dpkg/status-old",
+        "var/lib/dpkg/available-old",
+        "var/lib/dpkg/diversions-old",
+        "var/cache/debconf/config.dat-old",
+        "var/cache/debconf/templates.dat-old",
+        "var/cache/debconf/passwords.dat-old",
+    ] {
+        let _ = tree::remove_file(tree, f);
+    }
+}
+
+/// `dpkg --audit` in the tree must print nothing.
+fn audit(tree: &Path) -> Result<(), StageError> {
+    let mut cmd = command::chrooted(tree, "dpkg")?;
+    cmd.env_clear()
+        .env("PATH", command::PATH)
+        .env("LC_ALL", "C")
+        .arg("--audit");
+    let out = cmd.output().map_err(|source| StageError::Spawn {
+        program: "dpkg --audit".into(),
+        source,
+    })?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() || !text.trim().is_empty() {
+        return Err(StageError::Other(format!(
+            "dpkg --audit reports problems in the tree:\n{}{}",
+            text.trim_end(),
+            String::from_utf8_lossy(&out.stderr).trim_end()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deb(name: &str) -> Deb {
+        Deb {
+            checksum: format!("sha256:{:0>64}", name.len()),
+            name: name.into(),
+            version: "1.0".into(),
+            arch: "amd64".into(),
+        }
+    }
+
+    #[test]
+    fn checksums() {
+        let hex64 = "a".repeat(64);
+        let cases: Vec<(String, Option<&str>)> = vec![
+            (format!("sha256:{hex64}"), None),
+            (format!("md5:{}", "0".repeat(32)), None),
+            (format!("sha512:{}", "f".repeat(128)), None),
+            (
+                "sha256:abc".into(),
+                Some("expected 64 lowercase hexadecimal digits"),
+            ),
+            (format!("sha256:{}", "A".repeat(64)), Some("lowercase")),
+            (format!("sha256:../{}", "a".repeat(61)), Some("hexadecimal")),
+            (
+                format!("crc32:{hex64}"),
+                Some("unknown checksum algorithm \"crc32\""),
+            ),
+            ("hello_1.0_amd64.deb".into(), Some("is not a checksum")),
+        ];
+        for (c, want) in cases {
+            match (check_checksum(&c), want) {
+                (Ok(()), None) => {}
+                (Err(e), Some(w)) => assert!(e.contains(w), "{c}: {e}"),
+                (got, want) => panic!("{c}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn show_output() {
+        let got = parse_show("sha256:x", "libc6\t2.36-9+deb12u10\tamd64\n").unwrap();
+        assert_eq!(
+            (got.name.as_str(), got.version.as_str(), got.arch.as_str()),
+            ("libc6", "2.36-9+deb12u10", "amd64")
+        );
+        assert_eq!(got.describe(), "libc6 2.36-9+deb12u10 (sha256:x)");
+        for bad in ["", "\n", "libc6\n", "\t1.0\tall\n"] {
+            assert!(parse_show("c", bad).is_none(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn core_packages_first_in_fixed_order() {
+        let debs: Vec<Deb> = [
+            "systemd",
+            "dpkg",
+            "bash",
+            "base-files",
+            "libc6",
+            "base-passwd",
+        ]
+        .into_iter()
+        .map(deb)
+        .collect();
+        let (core, rest) = split_core(&debs);
+        let names = |v: &[&Deb]| v.iter().map(|d| d.name.clone()).collect::<Vec<_>>();
+        assert_eq!(names(&core), ["base-passwd", "base-files", "dpkg", "libc6"]);
+        assert_eq!(names(&rest), ["systemd", "bash"]);
+    }
+
+    #[test]
+    fn failed_packages_from_dpkg_stderr() {
+        let cases: &[(&str, &[&str])] = &[
+            (
+                "dpkg: error processing package systemd (--configure):\n \
+                 installed systemd package post-installation script subprocess returned error exit status 1\n\
+                 Errors were encountered while processing:\n systemd\n udev\n",
+                &["systemd", "udev"],
+            ),
+            (
+                "dpkg: error processing archive /.osbuild-dpkg/sha256:ab (--unpack):\n \
+                 cannot copy extracted data\nErrors were encountered while processing:\n \
+                 /.osbuild-dpkg/sha256:ab\n",
+                &["/.osbuild-dpkg/sha256:ab"],
+            ),
+            ("dpkg: warning: ignoring pre-dependency problem!\n", &[]),
+        ];
+        for (text, want) in cases {
+            assert_eq!(failed_packages(text), *want, "{text}");
+        }
+    }
+
+    #[test]
+    fn reported_names_map_to_packages() {
+        let debs = vec![deb("systemd"), deb("libc6")];
+        let d = Dpkg {
+            tree: Path::new("/t"),
+            debs: &debs,
+            debs_dir: "/.osbuild-dpkg",
+        };
+        let sum = debs[0].checksum.clone();
+        assert_eq!(
+            d.name(&format!("/.osbuild-dpkg/{sum}")),
+            format!("systemd 1.0 ({sum})")
+        );
+        assert_eq!(d.name("systemd"), format!("systemd 1.0 ({sum})"));
+        assert_eq!(
+            d.name("libc6:amd64"),
+            format!("libc6 1.0 ({})", debs[1].checksum)
+        );
+        assert_eq!(d.name("other"), "other");
+    }
+
+    #[test]
+    fn lib64_per_architecture() {
+        for (arch, want) in [
+            ("amd64", true),
+            ("arm64", false),
+            ("s390x", true),
+            ("all", false),
+        ] {
+            assert_eq!(wants_lib64(arch), want, "{arch}");
+        }
+    }
+}
