@@ -34,8 +34,8 @@ now() { date +%s.%N; }
 elapsed() { local t0; t0=$(now); "$@" >/dev/null 2>&1 || { echo "failed: $*" >&2; exit 1; }; echo "$(now) - $t0" | bc -l; }
 last_id() { "$osbuild" --libdir "$lib" --inspect "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["pipeline"]["stages"][-1]["id"])'; }
 
-ours() { # ours MANIFEST STORE
-    "$osbuild" --store "$2" --libdir "$lib" --checkpoint "$(last_id "$1")" "$1"
+ours() { # ours MANIFEST STORE CHECKPOINT
+    "$osbuild" --store "$2" --libdir "$lib" --checkpoint "$3" "$1"
 }
 theirs() { # theirs MANIFEST STORE
     (cd "$head_dir" && python3 -m osbuild --libdir "$hlib" --store "$2" --cache-max-size unlimited \
@@ -45,8 +45,9 @@ theirs() { # theirs MANIFEST STORE
 declare -A t
 for m in noop20 big; do
     rm -rf "$work/s-ours"
-    t[ours_cold_$m]=$(elapsed ours "$work/$m.json" "$work/s-ours")
-    t[ours_cached_$m]=$(elapsed ours "$work/$m.json" "$work/s-ours")
+    id=$(last_id "$work/$m.json")
+    t[ours_cold_$m]=$(elapsed ours "$work/$m.json" "$work/s-ours" "$id")
+    t[ours_cached_$m]=$(elapsed ours "$work/$m.json" "$work/s-ours" "$id")
 done
 printf 'ours:  20 noop stages %.3f s (%.1f ms/stage), cached rebuild %.1f ms, 500 MiB stage %.2f s\n' \
     "${t[ours_cold_noop20]}" "$(echo "${t[ours_cold_noop20]} * 1000 / 20" | bc -l)" \
