@@ -16,6 +16,8 @@
 //! - [`mount`]: bind mounts with owners, and the private mount namespace.
 //! - [`buildroot`]: the bubblewrap sandbox and the API sockets a stage talks to.
 //! - [`pipeline`]: running a manifest: caching, checkpoints, results.
+//! - [`sources`]: running the libdir's sources on the host: fetching before the build, and the
+//!   sources API stages call.
 //! - [`cli`]: the command-line front ends (`osbuild`).
 
 pub mod buildroot;
@@ -26,4 +28,5 @@ pub mod manifest;
 pub mod modules;
 pub mod mount;
 pub mod pipeline;
+pub mod sources;
 pub mod store;
