@@ -57,12 +57,12 @@ t_cached=$(for _ in 1 2 3; do
     echo "$e - $s" | bc; done | best)
 t_curl=$(for _ in 1 2 3; do
     rm -rf "$CACHE/curl" && mkdir -p "$CACHE/curl"
-    s=$(now); (cd "$CACHE/curl" && curl -sSf --parallel --parallel-max "$PARALLEL" -K "$CACHE/curl.cfg"); e=$(now)
+    s=$(now); (cd "$CACHE/curl" && curl -sSf --no-progress-meter --parallel --parallel-max "$PARALLEL" -K "$CACHE/curl.cfg"); e=$(now)
     echo "$e - $s" | bc; done | best)
 t_curl_sum=$(for _ in 1 2 3; do
     rm -rf "$CACHE/curl" && mkdir -p "$CACHE/curl"
     s=$(now)
-    (cd "$CACHE/curl" && curl -sSf --parallel --parallel-max "$PARALLEL" -K "$CACHE/curl.cfg" && sha256sum --quiet -c "$CACHE/sums")
+    (cd "$CACHE/curl" && curl -sSf --no-progress-meter --parallel --parallel-max "$PARALLEL" -K "$CACHE/curl.cfg" && sha256sum --quiet -c "$CACHE/sums")
     e=$(now); echo "$e - $s" | bc; done | best)
 
 mbs() { echo "scale=0; $N / $1" | bc; }

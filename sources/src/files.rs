@@ -432,9 +432,8 @@ async fn attempt_once(
             "checksum mismatch: the content has {digest} ({done} bytes)"
         )));
     }
-    tmp.as_file()
-        .sync_data()
-        .map_err(|e| Failure::Permanent(format!("writing the cache: {e}")))?;
+    // No fsync: an entry a crash left incomplete fails its re-verification and is fetched
+    // again, so the cache stays correct without paying a sync per file.
     let perms = std::os::unix::fs::PermissionsExt::from_mode(0o644);
     let _ = tmp.as_file().set_permissions(perms);
     // A concurrent fetch of the same file may win; its content is the same.
@@ -477,16 +476,18 @@ async fn http_get(
         *expected = n;
         progress.expect(n);
     }
+    // Chunks arrive in a few KiB each: write them in larger pieces.
+    let mut out = std::io::BufWriter::with_capacity(256 * 1024, file);
+    let write_err = |e: std::io::Error| Failure::Permanent(format!("writing the cache: {e}"));
     loop {
         match response.chunk().await {
             Ok(Some(chunk)) => {
                 hasher.update(&chunk);
-                file.write_all(&chunk)
-                    .map_err(|e| Failure::Permanent(format!("writing the cache: {e}")))?;
+                out.write_all(&chunk).map_err(write_err)?;
                 *done += chunk.len() as u64;
                 progress.advance(chunk.len() as u64);
             }
-            Ok(None) => return Ok(()),
+            Ok(None) => return out.flush().map_err(write_err),
             Err(e) => {
                 return Err(Failure::Transient(format!(
                     "the transfer broke off after {done} bytes: {}",
