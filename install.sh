@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds and installs osbuild from this checkout.
 #
-#   ./install.sh libdir DIR              lay out a libdir (stages, assemblers, runners) in DIR,
+#   ./install.sh libdir DIR              lay out a libdir (stages, assemblers, runners, sources) in DIR,
 #                                        for tests and development: osbuild --libdir DIR ...
 #   ./install.sh install [--prefix P] [--destdir D]
 #                                        install the binaries into P/bin and the libdir into
@@ -13,6 +13,8 @@
 #   DIR/libexec/osbuild-{stages,assemblers,runners}   the multi-call binaries
 #   DIR/stages/org.osbuild.NAME -> ../libexec/osbuild-stages (+ NAME.meta.json beside it)
 #   DIR/assemblers/...  DIR/runners/... likewise; runner aliases link to the runner they share.
+# Sources run on the host, not in build roots, so theirs is an ordinary (dynamic) binary:
+#   DIR/libexec/osbuild-sources, DIR/sources/org.osbuild.NAME -> ../libexec/osbuild-sources
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -21,21 +23,31 @@ die() { echo "install.sh: $*" >&2; exit 1; }
 target=$(rustc -vV | sed -n 's/^host: //p')
 stage_side=(osbuild-stages osbuild-assemblers osbuild-runners)
 
+target_dir=${CARGO_TARGET_DIR:-target}
+
 build_stage_side() {
     local pkgs=()
     for p in "${stage_side[@]}"; do pkgs+=(-p "$p"); done
     # An explicit --target keeps these flags away from build scripts and proc macros.
     RUSTFLAGS="-C target-feature=+crt-static" \
         cargo build --quiet --release --target "$target" "${pkgs[@]}"
+    # Host-side: the sources.
+    cargo build --quiet --release -p osbuild-sources
 }
 
 # lay_out_libdir DIR: populate DIR from the freshly built binaries and the meta files.
 lay_out_libdir() {
-    local dir=$1 bin="target/$target/release"
+    local dir=$1 bin="$target_dir/$target/release"
     mkdir -p "$dir"/{libexec,stages,assemblers,runners,sources}
     for b in "${stage_side[@]}"; do
         install -m 0755 "$bin/$b" "$dir/libexec/$b"
     done
+    install -m 0755 "$target_dir/release/osbuild-sources" "$dir/libexec/osbuild-sources"
+    local source
+    while read -r source; do
+        case "$source" in ''|\#*) continue ;; esac
+        ln -sfn ../libexec/osbuild-sources "$dir/sources/$source"
+    done < sources/names.txt
     local kind meta name
     for kind in stages assemblers; do
         for meta in "$kind"/meta/*.meta.json; do
@@ -80,7 +92,7 @@ case "${1:-}" in
         build_stage_side
         OSBUILD_LIBDIR="$prefix/lib/osbuild" cargo build --quiet --release --bins -p osbuild
         install -d "$destdir$prefix/bin"
-        for b in osbuild; do install -m 0755 "target/release/$b" "$destdir$prefix/bin/$b"; done
+        for b in osbuild; do install -m 0755 "$target_dir/release/$b" "$destdir$prefix/bin/$b"; done
         rm -rf "$destdir$prefix/lib/osbuild"
         lay_out_libdir "$destdir$prefix/lib/osbuild"
         echo "installed under $destdir$prefix"
@@ -92,7 +104,7 @@ case "${1:-}" in
         echo "uninstalled from $destdir$prefix"
         ;;
     *)
-        sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
         exit 2
         ;;
 esac

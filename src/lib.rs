@@ -17,6 +17,8 @@
 //! - [`buildroot`]: the bubblewrap sandbox and the API sockets a stage talks to.
 //! - [`debian`]: resolving Debian packages with apt into a manifest for `org.osbuild.dpkg`.
 //! - [`pipeline`]: running a manifest: caching, checkpoints, results.
+//! - [`sources`]: running the libdir's sources on the host: fetching before the build, and the
+//!   sources API stages call.
 //! - [`cli`]: the command-line front ends (`osbuild`).
 
 pub mod buildroot;
@@ -28,4 +30,5 @@ pub mod manifest;
 pub mod modules;
 pub mod mount;
 pub mod pipeline;
+pub mod sources;
 pub mod store;

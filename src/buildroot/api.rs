@@ -1,12 +1,17 @@
-//! The API socket a runner talks to from inside the sandbox (`/run/osbuild/api/osbuild`).
+//! The API sockets a sandbox talks to: `/run/osbuild/api/osbuild` (the runner's stdio) and
+//! `/run/osbuild/api/sources` (stages asking for source files).
 //!
 //! osbuild v10's protocol: an AF_UNIX datagram socket; the runner (autobound through
 //! `SO_PASSCRED`) sends `{"method": "setup-stdio"}` and receives
 //! `{"stdin": 0, "stdout": 1, "stderr": 2}` with the three file descriptors by SCM_RIGHTS:
 //! a read-only descriptor of the arguments JSON and the write end of the output pipe twice.
 //!
+//! The sources endpoint is v10's too: a datagram `{"source": NAME, "checksums": [...]}` is
+//! answered with the source's reply JSON (at most 64 KiB), computed by a [`SourcesHandler`]
+//! that runs the source on the host.
+//!
 //! The runner's autobound address is abstract, and abstract addresses belong to a network
-//! namespace, so the socket is made inside the sandbox's (see [`super::netns`]).
+//! namespace, so the sockets are made inside the sandbox's (see [`super::netns`]).
 
 use std::io::{IoSlice, Seek, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -156,7 +161,11 @@ struct Request {
 }
 
 fn receive(sock: &OwnedFd) -> nix::Result<Request> {
-    let mut buf = [0u8; 1024];
+    receive_up_to(sock, 1024)
+}
+
+fn receive_up_to(sock: &OwnedFd, size: usize) -> nix::Result<Request> {
+    let mut buf = vec![0u8; size];
     let mut iov = [std::io::IoSliceMut::new(&mut buf)];
     let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 8]);
     let msg = recvmsg::<UnixAddr>(
@@ -224,6 +233,97 @@ fn serve(
                 )
             }
             (other, _) => tracing::warn!("API socket: unknown request {other:?}"),
+        }
+    }
+}
+
+/// Answers one sources API request (the datagram's bytes) with the reply JSON text.
+pub type SourcesHandler = Arc<dyn Fn(&[u8]) -> String + Send + Sync>;
+
+/// The largest datagram either side of the sources API handles (v10's client reads 64 KiB).
+const SOURCES_MAX: usize = 65536;
+
+/// Serves one sandbox's `sources` endpoint until dropped.
+pub struct SourcesServer {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    path: PathBuf,
+}
+
+impl SourcesServer {
+    /// Binds `<dir>/sources` (in `netns`, the sandbox's) and serves it on a thread. The
+    /// serving thread itself stays in the engine's network namespace: the sources it starts
+    /// need the host's network.
+    pub fn start(
+        dir: &Path,
+        handler: SourcesHandler,
+        netns: Option<&NetNs>,
+    ) -> Result<Self, BuildRootError> {
+        let path = dir.join("sources");
+        let netns = netns.map(NetNs::try_clone_fd).transpose();
+        let netns = netns.map_err(io_err("duplicating the namespace descriptor"))?;
+        let sock = std::thread::scope(|s| {
+            s.spawn(|| bind_socket(&path, netns))
+                .join()
+                .unwrap_or_else(|_| {
+                    Err(io_err("binding the sources socket")(std::io::Error::other(
+                        "the thread died",
+                    )))
+                })
+        })?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name("osbuild-sources-api".into())
+                .spawn(move || serve_sources(sock, &handler, &stop))
+                .map_err(io_err("starting the sources API thread"))?
+        };
+        Ok(Self {
+            stop,
+            thread: Some(thread),
+            path,
+        })
+    }
+}
+
+impl Drop for SourcesServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn serve_sources(sock: OwnedFd, handler: &SourcesHandler, stop: &AtomicBool) {
+    while !stop.load(Ordering::SeqCst) {
+        let req = match receive_up_to(&sock, SOURCES_MAX) {
+            Ok(r) => r,
+            Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => continue,
+            Err(e) => {
+                tracing::warn!("sources API socket: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+        };
+        let Some(peer) = req.peer else {
+            tracing::warn!("sources API: a request from an unbound socket (SO_PASSCRED not set?)");
+            continue;
+        };
+        let mut reply = handler(&req.payload);
+        if reply.len() > SOURCES_MAX {
+            reply = format!(
+                "{{\"error\": \"the source's reply is {} bytes, more than the API's {SOURCES_MAX}\"}}",
+                reply.len()
+            );
+        }
+        let iov = [IoSlice::new(reply.as_bytes())];
+        if let Err(e) =
+            sendmsg::<UnixAddr>(sock.as_raw_fd(), &iov, &[], MsgFlags::empty(), Some(&peer))
+        {
+            tracing::warn!("sources API: replying: {e}");
         }
     }
 }

@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use crate::modules::ModuleKind;
 
-pub use api::ApiServer;
+pub use api::{ApiServer, SourcesHandler, SourcesServer};
 
 /// Capabilities a module keeps (osbuild's `DEFAULT_CAPABILITIES`), with their numbers; all
 /// others are dropped.
@@ -289,12 +289,26 @@ impl BuildRoot {
         cancel: &Cancel,
         on_line: &mut dyn FnMut(&str),
     ) -> Result<RunResult, BuildRootError> {
+        Self::run_with_sources(sandbox, args, None, cancel, on_line)
+    }
+
+    /// [`Self::run`], also serving the sources API (`/run/osbuild/api/sources`) with `sources`.
+    pub fn run_with_sources(
+        sandbox: &Sandbox,
+        args: &str,
+        sources: Option<SourcesHandler>,
+        cancel: &Cancel,
+        on_line: &mut dyn FnMut(&str),
+    ) -> Result<RunResult, BuildRootError> {
         if !sandbox.root.join("usr").is_dir() {
             return Err(BuildRootError::NoUsr(sandbox.root.clone()));
         }
         let (reader, writer) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
             .map_err(|e| io_err("creating the output pipe")(e.into()))?;
         let server = ApiServer::start(&sandbox.api, args, &writer, sandbox.netns.as_deref())?;
+        let _sources_server = sources
+            .map(|h| SourcesServer::start(&sandbox.api, h, sandbox.netns.as_deref()))
+            .transpose()?;
 
         let argv = sandbox.argv();
         let mut cmd = Command::new(&argv[0]);

@@ -130,7 +130,7 @@ fn run(args: Args) -> anyhow::Result<i32> {
             _ => anyhow::bail!("sources {}: expected a JSON object", path.display()),
         };
     }
-    let _secrets = match &args.secrets {
+    let secrets = match &args.secrets {
         Some(path) => Some(read_json_file(path, "secrets")?),
         None => None,
     };
@@ -178,8 +178,9 @@ fn run(args: Args) -> anyhow::Result<i32> {
     let mut log = HumanLog {
         enabled: !args.json,
         color: std::io::stdout().is_terminal(),
+        fetched: None,
     };
-    match builder.build(&manifest, &mut log) {
+    match builder.build_with_secrets(&manifest, secrets.as_ref(), &mut log) {
         Ok(result) => {
             if args.json {
                 println!("{}", result.to_json());
@@ -241,6 +242,8 @@ fn install_signal_handlers() {
 struct HumanLog {
     enabled: bool,
     color: bool,
+    /// The last progress of the source being fetched.
+    fetched: Option<crate::pipeline::SourceProgress>,
 }
 
 impl HumanLog {
@@ -285,6 +288,25 @@ impl Monitor for HumanLog {
             Event::ModuleFinished { .. } => {
                 let _ = writeln!(out);
             }
+            Event::SourceStarted { name, files } => {
+                self.fetched = None;
+                let _ = writeln!(out, "{name}: fetching {files} files");
+            }
+            Event::SourceProgress { progress, .. } => self.fetched = Some(progress),
+            Event::SourceFinished {
+                name,
+                success: true,
+                seconds,
+            } => {
+                let p = self.fetched.take().unwrap_or_default();
+                let _ = writeln!(
+                    out,
+                    "{name}: {} files, {:.1} MiB in {seconds:.1}s",
+                    p.files_done,
+                    p.bytes_done as f64 / (1024.0 * 1024.0)
+                );
+            }
+            Event::SourceFinished { .. } => {}
         }
         let _ = out.flush();
     }

@@ -19,13 +19,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::buildroot::{BuildRoot, BuildRootError, Cancel, DevDir, NetNs, Sandbox};
+use crate::buildroot::{BuildRoot, BuildRootError, Cancel, DevDir, NetNs, Sandbox, SourcesHandler};
 use crate::id::ObjectId;
 use crate::json::{self, Value};
 use crate::manifest::{Manifest, Pipeline, Stage};
 use crate::modules::{Index, ModuleKind, RunnerError};
+use crate::sources::{SourceError, Sources};
 use crate::store::{Object, ObjectKind, Store, StoreError, TempDir};
 
+pub use crate::sources::Progress as SourceProgress;
 pub use result::{ModuleResult, PipelineResult};
 
 /// What happens during a build, for progress displays, logs and D-Bus signals.
@@ -52,6 +54,19 @@ pub enum Event<'a> {
         success: bool,
         seconds: f64,
     },
+    /// A source starts fetching `files` files, before any stage runs.
+    SourceStarted { name: &'a str, files: usize },
+    /// Files and bytes a source has in place so far.
+    SourceProgress {
+        name: &'a str,
+        progress: SourceProgress,
+    },
+    /// A source is done fetching (when `success` is false the build stops with its error).
+    SourceFinished {
+        name: &'a str,
+        success: bool,
+        seconds: f64,
+    },
 }
 
 /// Receives [`Event`]s.
@@ -75,6 +90,9 @@ pub enum BuildError {
     Runner(#[from] RunnerError),
     #[error(transparent)]
     BuildRoot(#[from] BuildRootError),
+    /// A source could not fetch what the manifest names; no stage ran.
+    #[error("fetching sources failed, nothing was built: {0}")]
+    Source(SourceError),
     #[error("{} {name} is not in the libdir {}", kind.noun(), libdir.display())]
     MissingModule {
         kind: ModuleKind,
@@ -103,6 +121,17 @@ impl Builder<'_> {
         manifest: &Manifest,
         monitor: &mut dyn Monitor,
     ) -> Result<PipelineResult, BuildError> {
+        self.build_with_secrets(manifest, None, monitor)
+    }
+
+    /// [`Self::build`] with secrets for the sources (`--secrets`: `{SOURCE: {...}}`), which
+    /// reach the source processes' stdin and nothing else.
+    pub fn build_with_secrets(
+        &self,
+        manifest: &Manifest,
+        secrets: Option<&Value>,
+        monitor: &mut dyn Monitor,
+    ) -> Result<PipelineResult, BuildError> {
         let known: BTreeSet<&ObjectId> = manifest.ids().into_iter().collect();
         if let Some(missing) = self.checkpoints.iter().find(|c| !known.contains(c)) {
             return Err(BuildError::UnknownCheckpoint(missing.clone()));
@@ -118,7 +147,18 @@ impl Builder<'_> {
             }
         }
         let runner = self.runner_for(pipeline)?;
-        let mut run = Run { b: self, monitor };
+        // Everything the manifest names is fetched before the first stage: a missing file
+        // fails the build here, with nothing built.
+        let sources = Sources::new(self.index, self.store, &manifest.sources, secrets)
+            .map_err(source_error)?;
+        sources
+            .fetch_all(self.store, &self.cancel, monitor)
+            .map_err(source_error)?;
+        let mut run = Run {
+            b: self,
+            monitor,
+            sources: Arc::new(sources),
+        };
         let (mut result, built) =
             run.build_tree(pipeline, &runner, 0, pipeline.assembler.is_some())?;
         let Some((mut build_root, tree)) = built else {
@@ -201,9 +241,18 @@ fn make_dir(parent: &Path, name: &str) -> Result<PathBuf, BuildError> {
     Ok(p)
 }
 
+fn source_error(e: SourceError) -> BuildError {
+    match e {
+        SourceError::Cancelled => BuildError::Cancelled,
+        SourceError::Store(e) => BuildError::Store(e),
+        e => BuildError::Source(e),
+    }
+}
+
 struct Run<'a, 'm> {
     b: &'a Builder<'a>,
     monitor: &'m mut dyn Monitor,
+    sources: Arc<Sources>,
 }
 
 impl Run<'_, '_> {
@@ -428,9 +477,17 @@ impl Run<'_, '_> {
         });
         let started = Instant::now();
         let monitor = &mut *self.monitor;
-        let run = BuildRoot::run(&sandbox, args, &self.b.cancel, &mut |line| {
-            monitor.event(Event::Output { line })
+        // The stage's sources API: files land in its own sources directory, read-only inside.
+        let sources_api = sandbox.sources.clone().map(|dir| {
+            let (sources, cancel) = (self.sources.clone(), self.b.cancel.clone());
+            let handler: SourcesHandler =
+                Arc::new(move |request: &[u8]| sources.api_reply(request, &dir, &cancel));
+            handler
         });
+        let run =
+            BuildRoot::run_with_sources(&sandbox, args, sources_api, &self.b.cancel, &mut |line| {
+                monitor.event(Event::Output { line })
+            });
         let run = match run {
             Err(BuildRootError::Cancelled) => return Err(BuildError::Cancelled),
             other => other?,

@@ -1,0 +1,169 @@
+//! osbuild's built-in sources: executables the engine runs **on the host** (never in a build
+//! root) to bring content in by checksum before any stage runs.
+//!
+//! The protocol is osbuild v10's: the request is JSON on stdin,
+//! `{"options", "secrets", "cache", "output", "checksums"}`; the reply is JSON on stdout, `{}`
+//! (or, for `org.osbuild.dnf`, a list) on success and `{"error": "..."}` on failure, with exit
+//! status 0 or 1. One multi-call binary serves every source, chosen by the name it is run as
+//! (`LIBDIR/sources/org.osbuild.files -> ../libexec/osbuild-sources`), or by its first argument
+//! when run as `osbuild-sources NAME`.
+//!
+//! Where to look:
+//! - [`checksum`]: `ALGORITHM:HEX` checksums and streaming hashers.
+//! - [`files`]: `org.osbuild.files`, downloads over HTTP(S) (reqwest) and `file://` into the
+//!   cache, verified, then linked into the output directory.
+//! - [`progress`]: the progress lines the engine reads from stderr.
+//! - [`dnf`]: `org.osbuild.dnf`, repository configurations by metadata checksum.
+
+pub mod checksum;
+pub mod dnf;
+pub mod files;
+pub mod progress;
+
+use std::ffi::OsString;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+
+use serde_json::{json, Map, Value};
+
+/// The sources this binary provides.
+pub const SOURCES: &[&str] = &["org.osbuild.dnf", "org.osbuild.files"];
+
+/// The multi-call binary's own name.
+const MULTI_CALL: &str = "osbuild-sources";
+
+/// One parsed request.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub options: Map<String, Value>,
+    /// Never printed, logged or returned.
+    pub secrets: Map<String, Value>,
+    pub cache: PathBuf,
+    pub output: PathBuf,
+    pub checksums: Vec<String>,
+}
+
+impl Request {
+    /// Parses the stdin JSON. `options` and `secrets` may be absent or `null`.
+    pub fn parse(input: &[u8]) -> Result<Self, String> {
+        let v: Value = serde_json::from_slice(input)
+            .map_err(|e| format!("the request is not valid JSON: {e}"))?;
+        let obj = v.as_object().ok_or("the request is not a JSON object")?;
+        let map = |key: &str| -> Result<Map<String, Value>, String> {
+            match obj.get(key) {
+                None | Some(Value::Null) => Ok(Map::new()),
+                Some(Value::Object(m)) => Ok(m.clone()),
+                Some(_) => Err(format!("request: \"{key}\" must be an object")),
+            }
+        };
+        let path = |key: &str| -> Result<PathBuf, String> {
+            match obj.get(key) {
+                Some(Value::String(s)) if !s.is_empty() => Ok(PathBuf::from(s)),
+                _ => Err(format!("request: \"{key}\" must be a path")),
+            }
+        };
+        let checksums = match obj.get("checksums") {
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|c| c.as_str().map(str::to_owned))
+                .collect::<Option<Vec<_>>>()
+                .ok_or("request: \"checksums\" must be a list of strings")?,
+            None => Vec::new(),
+            Some(_) => return Err("request: \"checksums\" must be a list of strings".into()),
+        };
+        Ok(Self {
+            options: map("options")?,
+            secrets: map("secrets")?,
+            cache: path("cache")?,
+            output: path("output")?,
+            checksums,
+        })
+    }
+}
+
+/// `{"error": message}`.
+pub fn error_reply(message: impl Into<String>) -> Value {
+    json!({ "error": message.into() })
+}
+
+/// Runs source `name` on the request bytes; returns the reply and whether it succeeded.
+pub fn run(name: &str, input: &[u8]) -> (Value, bool) {
+    let request = match Request::parse(input) {
+        Ok(r) => r,
+        Err(e) => return (error_reply(e), false),
+    };
+    let result = match name {
+        "org.osbuild.files" => files::run(&request).map(|()| json!({})),
+        "org.osbuild.dnf" => dnf::run(&request),
+        other => Err(format!("unknown source {other}")),
+    };
+    match result {
+        Ok(v) => (v, true),
+        Err(e) => (error_reply(e), false),
+    }
+}
+
+/// The binary's entry point: picks the source from argv, reads stdin, prints the reply.
+pub fn main(argv: &[OsString]) -> i32 {
+    let called = argv
+        .first()
+        .map(std::path::Path::new)
+        .and_then(|p| p.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = if called == MULTI_CALL {
+        match argv.get(1) {
+            Some(n) => n.to_string_lossy().into_owned(),
+            None => {
+                eprintln!("usage: {MULTI_CALL} SOURCE < request.json (sources: {SOURCES:?})");
+                return 2;
+            }
+        }
+    } else {
+        called
+    };
+    let mut input = Vec::new();
+    let (reply, ok) = match std::io::stdin().read_to_end(&mut input) {
+        Ok(_) => run(&name, &input),
+        Err(e) => (error_reply(format!("reading the request: {e}")), false),
+    };
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{reply}");
+    let _ = out.flush();
+    if ok {
+        0
+    } else {
+        1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_requests_are_error_replies() {
+        let cases: &[(&[u8], &str)] = &[
+            (b"not json", "not valid JSON"),
+            (b"[]", "not a JSON object"),
+            (
+                br#"{"cache": "/c", "output": "/o", "options": 3}"#,
+                "\"options\" must be an object",
+            ),
+            (br#"{"output": "/o"}"#, "\"cache\" must be a path"),
+            (
+                br#"{"cache": "/c", "output": "/o", "checksums": [1]}"#,
+                "list of strings",
+            ),
+        ];
+        for (input, want) in cases {
+            let (reply, ok) = run("org.osbuild.files", input);
+            assert!(!ok);
+            let msg = reply["error"].as_str().unwrap();
+            assert!(msg.contains(want), "{msg}");
+        }
+        let (reply, ok) = run("org.osbuild.nope", br#"{"cache": "/c", "output": "/o"}"#);
+        assert!(!ok);
+        assert_eq!(reply["error"], "unknown source org.osbuild.nope");
+    }
+}

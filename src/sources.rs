@@ -1,0 +1,459 @@
+//! Sources on the engine's side: running `LIBDIR/sources/<name>` on the host, fetching
+//! everything a manifest names before the first stage, and answering the stages' sources API.
+//!
+//! The protocol is osbuild v10's (DESIGN.md §4.4): the request
+//! `{"options", "secrets", "cache", "output", "checksums"}` goes to the source's stdin, its reply
+//! (`{}`, a list, or `{"error": ...}`) comes back on stdout. The cache of source `NAME` is
+//! `STORE/sources/NAME`. Secrets go to the source's stdin and nowhere else: not into argv, the
+//! environment, logs, events or results.
+//!
+//! Sources that our binaries implement print progress lines on stderr when
+//! `OSBUILD_SOURCE_PROGRESS=1` (see the `osbuild-sources` crate); they become
+//! [`Event::SourceProgress`]. Other stderr lines are logged.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::buildroot::Cancel;
+use crate::json::{self, Value};
+use crate::modules::{Index, ModuleKind};
+use crate::pipeline::{Event, Monitor};
+use crate::store::{Store, StoreError};
+
+/// The stderr prefix of a progress line.
+const PROGRESS_PREFIX: &str = "osbuild-source-progress ";
+
+/// Environment variables a source inherits from the engine (proxies and TLS roots); nothing
+/// else is passed.
+const PASSED_ENV: &[&str] = &[
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+    "no_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "NO_PROXY",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+];
+
+/// Why sources could not be fetched.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("source {name} is not in the libdir {}: the manifest's \"sources\" names it", libdir.display())]
+    Missing { name: String, libdir: PathBuf },
+    #[error("{name}: {message}")]
+    Failed { name: String, message: String },
+    #[error("cannot run source {name}: {source}")]
+    Spawn {
+        name: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("secrets: {0}")]
+    Secrets(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cancelled")]
+    Cancelled,
+}
+
+/// Where a source stands while it fetches.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Progress {
+    pub files_done: u64,
+    pub files_total: u64,
+    pub bytes_done: u64,
+    /// What is known so far (it can grow as responses arrive).
+    pub bytes_total: u64,
+}
+
+impl Progress {
+    /// Parses the JSON after the progress prefix.
+    fn parse(text: &str) -> Option<Self> {
+        let v = json::parse(text).ok()?;
+        let n = |k: &str| v.get(k).and_then(Value::as_int).and_then(|i| i.as_u64());
+        Some(Self {
+            files_done: n("files_done")?,
+            files_total: n("files_total")?,
+            bytes_done: n("bytes_done")?,
+            bytes_total: n("bytes_total")?,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    executable: PathBuf,
+    options: Value,
+    secrets: Value,
+    cache: PathBuf,
+}
+
+/// The sources of one build: their executables, options, secrets and caches. Cheap to share
+/// with the API threads (wrap it in an `Arc`).
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    entries: BTreeMap<String, Entry>,
+}
+
+impl Sources {
+    /// The sources `options` names (the manifest's `"sources"`), with `secrets` (`--secrets`:
+    /// `{NAME: {...}}`). Every named source must exist in the libdir.
+    pub fn new(
+        index: &Index,
+        store: &Store,
+        options: &BTreeMap<String, Value>,
+        secrets: Option<&Value>,
+    ) -> Result<Self, SourceError> {
+        let secrets = match secrets {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(m)) => Some(m),
+            Some(_) => {
+                return Err(SourceError::Secrets(
+                    "expected a JSON object {source-name: {...}}".into(),
+                ))
+            }
+        };
+        let mut entries = BTreeMap::new();
+        for (name, opts) in options {
+            let executable =
+                index
+                    .path(ModuleKind::Source, name)
+                    .ok_or_else(|| SourceError::Missing {
+                        name: name.clone(),
+                        libdir: index.libdir().to_owned(),
+                    })?;
+            let secret = secrets
+                .and_then(|s| s.get(name))
+                .cloned()
+                .unwrap_or_else(|| Value::Object(json::Map::new()));
+            entries.insert(
+                name.clone(),
+                Entry {
+                    executable,
+                    options: opts.clone(),
+                    secrets: secret,
+                    cache: store.sources_dir(name)?,
+                },
+            );
+        }
+        Ok(Self { entries })
+    }
+
+    /// The names of the sources.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.entries.keys().map(String::as_str)
+    }
+
+    /// What to fetch ahead of the build: every file `org.osbuild.files` knows (the keys of
+    /// its `urls`). Other sources (such as `org.osbuild.dnf`, which downloads nothing) are
+    /// only run when a stage asks.
+    pub fn prefetch_list(&self) -> Vec<(&str, Vec<String>)> {
+        self.entries
+            .iter()
+            .filter(|(name, _)| name.as_str() == "org.osbuild.files")
+            .filter_map(|(name, e)| {
+                let urls = e.options.get("urls")?.as_object()?;
+                let list: Vec<String> = urls.keys().cloned().collect();
+                (!list.is_empty()).then_some((name.as_str(), list))
+            })
+            .collect()
+    }
+
+    /// Fetches everything [`Self::prefetch_list`] names into the caches, before any stage
+    /// runs. The first source that fails ends it with its error.
+    pub fn fetch_all(
+        &self,
+        store: &Store,
+        cancel: &Cancel,
+        monitor: &mut dyn Monitor,
+    ) -> Result<(), SourceError> {
+        for (name, checksums) in self.prefetch_list() {
+            let scratch = store.tempdir("sources-prefetch")?;
+            monitor.event(Event::SourceStarted {
+                name,
+                files: checksums.len(),
+            });
+            let started = Instant::now();
+            let reply = self.run(name, &checksums, scratch.path(), cancel, &mut |p| {
+                monitor.event(Event::SourceProgress { name, progress: p })
+            });
+            let reply = reply.and_then(|r| check_reply(name, r));
+            monitor.event(Event::SourceFinished {
+                name,
+                success: reply.is_ok(),
+                seconds: started.elapsed().as_secs_f64(),
+            });
+            reply?;
+        }
+        Ok(())
+    }
+
+    /// The sources API's answer for a stage: the source's reply as JSON text (v10 sends it back
+    /// as it came, errors included), with `output` the stage's sources directory
+    /// (`/run/osbuild/sources` inside); the files land in `output/<source>/`.
+    pub fn api_reply(&self, request: &[u8], output: &Path, cancel: &Cancel) -> String {
+        let parsed = serde_json::from_slice::<serde_json::Value>(request).ok();
+        let source = parsed
+            .as_ref()
+            .and_then(|v| v.get("source")?.as_str().map(str::to_owned));
+        let checksums = parsed.as_ref().and_then(|v| {
+            v.get("checksums")?
+                .as_array()?
+                .iter()
+                .map(|c| c.as_str().map(str::to_owned))
+                .collect::<Option<Vec<_>>>()
+        });
+        let (Some(source), Some(checksums)) = (source, checksums) else {
+            return error_text(
+                "invalid request: expected {\"source\": NAME, \"checksums\": [...]}",
+            );
+        };
+        if !self.entries.contains_key(&source) {
+            return error_text(&format!("unknown source {source}: the manifest names none"));
+        }
+        let out = output.join(&source);
+        match self.run(&source, &checksums, &out, cancel, &mut |_| {}) {
+            Ok(reply) => json::dumps(&reply),
+            Err(SourceError::Failed { message, .. }) => error_text(&message),
+            Err(e) => error_text(&e.to_string()),
+        }
+    }
+
+    /// Runs source `name` for `checksums` with output directory `output`; returns its reply
+    /// (which may be an `{"error"}` reply: see [`check_reply`]).
+    pub fn run(
+        &self,
+        name: &str,
+        checksums: &[String],
+        output: &Path,
+        cancel: &Cancel,
+        on_progress: &mut dyn FnMut(Progress),
+    ) -> Result<Value, SourceError> {
+        let entry = self.entries.get(name).ok_or_else(|| SourceError::Failed {
+            name: name.to_owned(),
+            message: "the manifest names no such source".into(),
+        })?;
+        let mut request = json::Map::new();
+        request.insert("options".into(), entry.options.clone());
+        request.insert("secrets".into(), entry.secrets.clone());
+        request.insert(
+            "cache".into(),
+            Value::String(entry.cache.to_string_lossy().into_owned()),
+        );
+        request.insert(
+            "output".into(),
+            Value::String(output.to_string_lossy().into_owned()),
+        );
+        request.insert(
+            "checksums".into(),
+            Value::Array(checksums.iter().cloned().map(Value::String).collect()),
+        );
+        let request = json::dumps(&Value::Object(request));
+
+        let spawn_err = |source| SourceError::Spawn {
+            name: name.to_owned(),
+            source,
+        };
+        let mut cmd = Command::new(&entry.executable);
+        cmd.env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("OSBUILD_SOURCE_PROGRESS", "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for var in PASSED_ENV {
+            if let Some(v) = std::env::var_os(var) {
+                cmd.env(var, v);
+            }
+        }
+        // SAFETY: prctl is async-signal-safe; it ties the source's life to this thread's.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = ChildGuard(cmd.spawn().map_err(spawn_err)?);
+        let stdin = child.0.stdin.take();
+        let stdout = child.0.stdout.take();
+        let stderr = child.0.stderr.take();
+        // The request goes in on its own thread, so a source that replies before reading
+        // everything cannot deadlock us.
+        let writer = std::thread::spawn(move || {
+            if let Some(mut stdin) = stdin {
+                let _ = stdin.write_all(request.as_bytes());
+            }
+        });
+        let reader = std::thread::spawn(move || {
+            let mut out = Vec::new();
+            if let Some(mut stdout) = stdout {
+                let _ = stdout.read_to_end(&mut out);
+            }
+            out
+        });
+        let (tx, rx) = mpsc::channel::<String>();
+        let lines = std::thread::spawn(move || {
+            if let Some(stderr) = stderr {
+                for line in BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        let status = loop {
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(line) => handle_line(name, &line, on_progress),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    if let Ok(status) = child.0.wait() {
+                        break status;
+                    }
+                }
+            }
+            if cancel.is_cancelled() {
+                return Err(SourceError::Cancelled);
+            }
+        };
+        let _ = writer.join();
+        let _ = lines.join();
+        let out = reader.join().unwrap_or_default();
+        let text = String::from_utf8_lossy(&out);
+        match json::parse(text.trim()) {
+            Ok(reply) => Ok(reply),
+            Err(_) => Err(SourceError::Failed {
+                name: name.to_owned(),
+                message: format!(
+                    "source returned malformed json ({}): {:?}",
+                    describe_status(status),
+                    tail(&text)
+                ),
+            }),
+        }
+    }
+}
+
+/// Kills the source if it is still running when dropped (an error or a cancel).
+struct ChildGuard(std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+fn handle_line(name: &str, line: &str, on_progress: &mut dyn FnMut(Progress)) {
+    match line.strip_prefix(PROGRESS_PREFIX).and_then(Progress::parse) {
+        Some(p) => on_progress(p),
+        None => tracing::info!(source = name, "{line}"),
+    }
+}
+
+fn describe_status(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(c), _) => format!("exit status {c}"),
+        (None, Some(s)) => format!("killed by signal {s}"),
+        _ => "unknown status".into(),
+    }
+}
+
+fn tail(text: &str) -> String {
+    let t = text.trim();
+    let start = t.char_indices().rev().nth(499).map_or(0, |(i, _)| i);
+    t[start..].to_owned()
+}
+
+fn error_text(message: &str) -> String {
+    let mut m = json::Map::new();
+    m.insert("error".into(), Value::String(message.to_owned()));
+    json::dumps(&Value::Object(m))
+}
+
+/// `Ok` unless the reply is `{"error": ...}`.
+pub fn check_reply(name: &str, reply: Value) -> Result<Value, SourceError> {
+    match reply.get("error") {
+        Some(e) => Err(SourceError::Failed {
+            name: name.to_owned(),
+            message: e
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| json::dumps(e)),
+        }),
+        None => Ok(reply),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_lines_parse_and_others_do_not() {
+        let cases = [
+            (
+                r#"{"files_done":1,"files_total":2,"bytes_done":3,"bytes_total":4}"#,
+                Some(Progress {
+                    files_done: 1,
+                    files_total: 2,
+                    bytes_done: 3,
+                    bytes_total: 4,
+                }),
+            ),
+            (r#"{"files_done":1}"#, None),
+            ("not json", None),
+        ];
+        for (text, want) in cases {
+            assert_eq!(Progress::parse(text), want, "{text}");
+        }
+    }
+
+    #[test]
+    fn error_replies_become_errors() {
+        let ok = json::parse("{}").unwrap();
+        assert!(check_reply("s", ok).is_ok());
+        let list = json::parse("[{\"checksum\": \"x\"}]").unwrap();
+        assert!(check_reply("s", list).is_ok());
+        let err = json::parse(r#"{"error": "unknown file: sha256:00"}"#).unwrap();
+        assert_eq!(
+            check_reply("org.osbuild.files", err)
+                .unwrap_err()
+                .to_string(),
+            "org.osbuild.files: unknown file: sha256:00"
+        );
+    }
+
+    #[test]
+    fn api_requests_are_checked() {
+        let s = Sources::default();
+        let dir = tempfile::tempdir().unwrap();
+        let cases: [(&[u8], &str); 3] = [
+            (b"garbage", "invalid request"),
+            (br#"{"source": "x"}"#, "invalid request"),
+            (
+                br#"{"source": "org.osbuild.files", "checksums": []}"#,
+                "unknown source org.osbuild.files: the manifest names none",
+            ),
+        ];
+        for (req, want) in cases {
+            let reply = s.api_reply(req, dir.path(), &Cancel::new());
+            let v = json::parse(&reply).unwrap();
+            let msg = v.get("error").and_then(Value::as_str).unwrap();
+            assert!(msg.contains(want), "{msg}");
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! Sources end to end, as root: files fetched from a local HTTP server before the first stage,
+//! handed to a foreign stage through the v10 sources API, secrets kept out of everything but
+//! the source, and a failed fetch stopping the build before anything runs.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{mounts_under, privileged, Env};
+use serde_json::{json, Value};
+
+/// Serves `files` (path -> body) on 127.0.0.1 until dropped (at most 60 s); records request
+/// paths and header lines.
+struct Server {
+    port: u16,
+    log: Arc<Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Server {
+    fn start(files: Vec<(&'static str, Vec<u8>)>) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (l, s) = (log.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !s.load(Ordering::SeqCst) && Instant::now() < deadline {
+                let Ok((mut conn, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                conn.set_nonblocking(false).unwrap();
+                conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                let mut head = Vec::new();
+                let mut b = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && conn.read(&mut b).unwrap_or(0) == 1 {
+                    head.push(b[0]);
+                }
+                let head = String::from_utf8_lossy(&head).into_owned();
+                let path = head.split_whitespace().nth(1).unwrap_or("").to_owned();
+                l.lock().unwrap().push(head.clone());
+                let (status, body) = match files.iter().find(|(p, _)| *p == path) {
+                    Some((_, body)) => ("200 OK", body.clone()),
+                    None => ("404 Not Found", b"no".to_vec()),
+                };
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = conn.write_all(&body);
+            }
+        });
+        Server { port, log, stop }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn requests(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+fn sha256(data: &[u8]) -> String {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(data);
+    format!(
+        "sha256:{}",
+        d.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    )
+}
+
+fn fetch_manifest(urls: Value, checksums: &[&str]) -> Value {
+    json!({
+        "pipeline": {"stages": [{"name": "org.osbuild.test.fetch", "options": {
+            "source": "org.osbuild.files", "checksums": checksums}}]},
+        "sources": {"org.osbuild.files": {"urls": urls, "retry_delay_ms": 50}},
+    })
+}
+
+fn stage_id(env: &Env, manifest: &Value) -> String {
+    let out = env.osbuild(&["--inspect"], &manifest.to_string());
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["pipeline"]["stages"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn privileged_stage_gets_fetched_files_through_the_sources_api() {
+    if !privileged("privileged_stage_gets_fetched_files_through_the_sources_api") {
+        return;
+    }
+    let env = Env::new();
+    let a: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let b = b"second file\n".to_vec();
+    let (sa, sb) = (sha256(&a), sha256(&b));
+    let server = Server::start(vec![("/a.rpm", a.clone()), ("/b.deb", b.clone())]);
+    let manifest = fetch_manifest(
+        json!({&sa: server.url("/a.rpm"), &sb: server.url("/b.deb")}),
+        &[&sa, &sb],
+    );
+    let secrets = env.dir.path().join("secrets.json");
+    let token = "Bearer t0p-s3cr3t";
+    std::fs::write(
+        &secrets,
+        json!({"org.osbuild.files": {"headers": {"Authorization": token}}}).to_string(),
+    )
+    .unwrap();
+    let id = stage_id(&env, &manifest);
+    let secrets_arg = secrets.to_str().unwrap();
+    let out = env.osbuild(
+        &["--checkpoint", &id, "--secrets", secrets_arg],
+        &manifest.to_string(),
+    );
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("org.osbuild.files: fetching 2 files"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("org.osbuild.files: 2 files, 0.3 MiB"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("fetched 2 files from org.osbuild.files"));
+    // The stage copied the files it was given; inside, they could not be written to.
+    let fetched = |name: &str| std::fs::read(env.committed(&id, &format!("fetched/{name}")));
+    assert_eq!(fetched(&sa).unwrap(), a);
+    assert_eq!(fetched(&sb).unwrap(), b);
+    assert_eq!(fetched("readonly").unwrap(), b"yes");
+    assert_eq!(fetched("reply.json").unwrap(), b"{}");
+    // Each file was downloaded once (before the stage; the stage's request hit the cache),
+    // with the secret header, which appears nowhere else.
+    let requests = server.requests();
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    assert!(requests
+        .iter()
+        .all(|r| r.contains(&format!("authorization: {token}"))
+            || r.contains(&format!("Authorization: {token}"))));
+    assert!(!stdout.contains("s3cr3t") && !stderr.contains("s3cr3t"));
+    let cache = env.store.join("sources/org.osbuild.files");
+    assert_eq!(std::fs::read(cache.join(&sa)).unwrap(), a);
+    assert_eq!(env.store_entries("tmp"), Vec::<String>::new());
+    assert_eq!(mounts_under(&env.store), Vec::<String>::new());
+
+    // A second build with the same sources reuses the cache: no new download.
+    let manifest2 = fetch_manifest(
+        json!({&sa: server.url("/a.rpm"), &sb: server.url("/b.deb")}),
+        &[&sb],
+    );
+    let out = env.osbuild(&[], &manifest2.to_string());
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(server.requests().len(), 2);
+}
+
+#[test]
+fn privileged_a_source_that_fails_stops_the_build_before_any_stage() {
+    if !privileged("privileged_a_source_that_fails_stops_the_build_before_any_stage") {
+        return;
+    }
+    let env = Env::new();
+    let server = Server::start(vec![]);
+    let missing = sha256(b"never served");
+    let manifest = fetch_manifest(json!({&missing: server.url("/gone.rpm")}), &[&missing]);
+    let id = stage_id(&env, &manifest);
+    let out = env.osbuild(&["--checkpoint", &id], &manifest.to_string());
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    let want = format!(
+        "osbuild: fetching sources failed, nothing was built: org.osbuild.files: {missing} ({}): HTTP 404 Not Found",
+        server.url("/gone.rpm")
+    );
+    assert!(stderr.contains(&want), "{stderr}");
+    assert!(
+        !stdout.contains("org.osbuild.test.fetch"),
+        "no stage ran: {stdout}"
+    );
+    assert_eq!(env.store_entries("refs"), Vec::<String>::new());
+    assert_eq!(env.store_entries("objects"), Vec::<String>::new());
+    assert_eq!(env.store_entries("tmp"), Vec::<String>::new());
+    let cache = env.store.join("sources/org.osbuild.files");
+    assert_eq!(
+        std::fs::read_dir(cache).unwrap().count(),
+        0,
+        "nothing unverified cached"
+    );
+
+    // A source the libdir lacks is named.
+    let manifest = json!({"pipeline": {}, "sources": {"org.osbuild.nope": {}}});
+    let out = env.osbuild(&[], &manifest.to_string());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.contains("source org.osbuild.nope is not in the libdir"),
+        "{stderr}"
+    );
+}
