@@ -196,6 +196,31 @@ impl Sources {
         Ok(())
     }
 
+    /// Makes every prefetched file visible in a stage's sources directory (`output/<source>/
+    /// <checksum>`, `/run/osbuild/sources/...` inside), so stages that read the files directly
+    /// (dpkg) need no API round trip. Only the files this manifest names are linked, never the
+    /// rest of the shared cache (which may hold files fetched for other builds and their secrets).
+    pub fn expose(&self, output: &Path) -> Result<(), SourceError> {
+        for (name, checksums) in self.prefetch_list() {
+            let entry = &self.entries[name];
+            let dir = output.join(name);
+            std::fs::create_dir_all(&dir).map_err(|e| SourceError::Failed {
+                name: name.to_owned(),
+                message: format!("creating {}: {e}", dir.display()),
+            })?;
+            for checksum in checksums.iter().filter(|c| !c.contains('/') && !c.starts_with('.')) {
+                let (from, to) = (entry.cache.join(checksum), dir.join(checksum));
+                if std::fs::hard_link(&from, &to).is_err() {
+                    std::fs::copy(&from, &to).map_err(|e| SourceError::Failed {
+                        name: name.to_owned(),
+                        message: format!("{checksum} is not in the cache {}: {e}", entry.cache.display()),
+                    })?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The sources API's answer for a stage: the source's reply as JSON text (v10 sends it back
     /// as it came, errors included), with `output` the stage's sources directory
     /// (`/run/osbuild/sources` inside); the files land in `output/<source>/`.

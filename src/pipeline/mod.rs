@@ -449,6 +449,9 @@ impl Run<'_, '_> {
         let sources = (kind == ModuleKind::Stage)
             .then(|| make_dir(scratch.path(), "sources"))
             .transpose()?;
+        if let Some(dir) = &sources {
+            self.sources.expose(dir).map_err(BuildError::Source)?;
+        }
         let sandbox = Sandbox {
             root: root.to_owned(),
             root_is_build_tree,
