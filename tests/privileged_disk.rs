@@ -70,9 +70,14 @@ fn ext4_cat(image: &Path, sector: u64, size: u64, path: &str, scratch: &Path) ->
     text
 }
 
-fn assert_no_loop_devices() {
+/// No loop device backed by a file under `dir` (other tests on the machine may hold their own).
+fn assert_no_loop_devices(dir: &Path) {
     let out = output(Command::new("losetup").arg("-a"));
-    assert_eq!(out, "", "no loop device may be left");
+    let ours: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains(&*dir.to_string_lossy()))
+        .collect();
+    assert_eq!(ours, Vec::<&str>::new(), "no loop device may be left");
 }
 
 /// The test tree: a kernel-like /boot, grub.cfg, an ESP directory, /etc/hello.
@@ -252,7 +257,7 @@ fn privileged_mbr_bios_gpt_bios_boot_and_gpt_uefi() {
         ["gpt.raw", "mbr.raw", "uefi.qcow2"],
         "no temporary file left"
     );
-    assert_no_loop_devices();
+    assert_no_loop_devices(dir.path());
 }
 
 #[test]
@@ -314,7 +319,7 @@ fn privileged_every_format_has_the_right_virtual_size() {
         .output()
         .unwrap();
     assert_eq!(xz.stdout.len() as u64, size);
-    assert_no_loop_devices();
+    assert_no_loop_devices(dir.path());
 }
 
 #[test]
@@ -347,7 +352,7 @@ fn privileged_bad_size_and_failure_leave_nothing() {
     assert_eq!(code, 1);
     assert!(err.contains("mkfs.ext4 failed"), "{err}");
     assert_eq!(files_in(&out), Vec::<String>::new(), "no partial image");
-    assert_no_loop_devices();
+    assert_no_loop_devices(dir.path());
 }
 
 /// Through the engine: grub2 stage on a tree, qemu assembler with an ext4 /boot and an xfs
@@ -415,7 +420,7 @@ fn privileged_engine_builds_xfs_disk_through_remoteloop() {
         "{}",
         String::from_utf8_lossy(&ls.stdout)
     );
-    assert_no_loop_devices();
+    assert_no_loop_devices(env.dir.path());
     assert_eq!(mounts_under(&env.store), Vec::<String>::new());
 
     // A failure after the loop device was made: mkfs.xfs rejects the UUID.
@@ -423,6 +428,6 @@ fn privileged_engine_builds_xfs_disk_through_remoteloop() {
     assert_eq!(code, 1, "{result}");
     let out = result["assembler"]["output"].as_str().unwrap_or_default();
     assert!(out.contains("mkfs.xfs failed"), "{result}");
-    assert_no_loop_devices();
+    assert_no_loop_devices(env.dir.path());
     assert_eq!(mounts_under(&env.store), Vec::<String>::new());
 }
