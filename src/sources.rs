@@ -208,12 +208,18 @@ impl Sources {
                 name: name.to_owned(),
                 message: format!("creating {}: {e}", dir.display()),
             })?;
-            for checksum in checksums.iter().filter(|c| !c.contains('/') && !c.starts_with('.')) {
+            for checksum in checksums
+                .iter()
+                .filter(|c| !c.contains('/') && !c.starts_with('.'))
+            {
                 let (from, to) = (entry.cache.join(checksum), dir.join(checksum));
                 if std::fs::hard_link(&from, &to).is_err() {
                     std::fs::copy(&from, &to).map_err(|e| SourceError::Failed {
                         name: name.to_owned(),
-                        message: format!("{checksum} is not in the cache {}: {e}", entry.cache.display()),
+                        message: format!(
+                            "{checksum} is not in the cache {}: {e}",
+                            entry.cache.display()
+                        ),
                     })?;
                 }
             }

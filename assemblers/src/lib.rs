@@ -9,11 +9,19 @@
 //! Modules:
 //! - [`args`]: the stdin arguments;
 //! - [`noop`]: `org.osbuild.noop`, prints its options;
-//! - [`tar`]: `org.osbuild.tar`, a (compressed) tarball of the tree with GNU tar.
+//! - [`tar`]: `org.osbuild.tar`, a (compressed) tarball of the tree with GNU tar;
+//! - [`qemu`]: `org.osbuild.qemu`, a partitioned (bootable) disk image;
+//! - [`rawfs`]: `org.osbuild.rawfs`, a single filesystem image;
+//! - [`remoteloop`]: the client of the engine's loop device API;
+//! - [`tool`]: running the build root's tools.
 
 pub mod args;
 pub mod noop;
+pub mod qemu;
+pub mod rawfs;
+pub mod remoteloop;
 pub mod tar;
+pub mod tool;
 
 use std::ffi::OsString;
 use std::fmt;
@@ -21,7 +29,12 @@ use std::io::Read;
 use std::path::Path;
 
 /// Every assembler this binary implements (the names the install step links).
-pub const NAMES: &[&str] = &["org.osbuild.noop", "org.osbuild.tar"];
+pub const NAMES: &[&str] = &[
+    "org.osbuild.noop",
+    "org.osbuild.qemu",
+    "org.osbuild.rawfs",
+    "org.osbuild.tar",
+];
 
 /// Exit status of a failed assembler.
 pub const EXIT_FAILED: i32 = 1;
@@ -71,6 +84,8 @@ pub fn run(argv: &[OsString]) -> i32 {
     }
     let assemble: fn(&args::Arguments) -> Result<(), AssemblerError> = match name.as_str() {
         "org.osbuild.noop" => noop::assemble,
+        "org.osbuild.qemu" => qemu::assemble,
+        "org.osbuild.rawfs" => rawfs::assemble,
         "org.osbuild.tar" => tar::assemble,
         _ => {
             eprintln!(

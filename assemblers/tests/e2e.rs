@@ -230,10 +230,10 @@ fn bad_stdin_is_1_and_unknown_name_is_2() {
     assert!(String::from_utf8_lossy(&res.stderr)
         .contains("org.osbuild.noop: bad arguments on stdin: not JSON"));
 
-    let res = assemble(dir.path(), "org.osbuild.qemu", "{}");
+    let res = assemble(dir.path(), "org.osbuild.zipl", "{}");
     assert_eq!(res.status.code(), Some(2));
     assert!(
-        String::from_utf8_lossy(&res.stderr).contains("org.osbuild.qemu: unknown assembler name")
+        String::from_utf8_lossy(&res.stderr).contains("org.osbuild.zipl: unknown assembler name")
     );
 }
 
@@ -241,7 +241,10 @@ fn bad_stdin_is_1_and_unknown_name_is_2() {
 fn every_name_has_a_meta_file_with_a_schema() {
     let out = Command::new(BIN).arg("--list").output().unwrap();
     let names = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(names, "org.osbuild.noop\norg.osbuild.tar\n");
+    assert_eq!(
+        names,
+        "org.osbuild.noop\norg.osbuild.qemu\norg.osbuild.rawfs\norg.osbuild.tar\n"
+    );
     for name in names.lines() {
         let path = format!("{}/meta/{name}.meta.json", env!("CARGO_MANIFEST_DIR"));
         let meta: serde_json::Value =

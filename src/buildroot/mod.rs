@@ -4,7 +4,7 @@
 //! host's `/` or the tree of the manifest's build pipeline. It has new mount, PID, IPC and
 //! network namespaces, a private `/dev` with only the basic nodes, `/proc`, a read-only `/sys`,
 //! tmpfs `/run` and `/tmp`, a private `/var`, the libdir read-only at `/run/osbuild/lib`, the API
-//! sockets at `/run/osbuild/api`, and the tree at `/run/osbuild/tree` (read-write for stages,
+//! sockets at `/run/osbuild/api` (`osbuild`, and `remoteloop` for assemblers), and the tree at `/run/osbuild/tree` (read-write for stages,
 //! read-only for assemblers, which get `/run/osbuild/output`). Capabilities are cut to
 //! osbuild's default set.
 //!
@@ -17,6 +17,7 @@
 mod api;
 mod dev;
 mod netns;
+mod remoteloop;
 
 use std::ffi::OsString;
 use std::io::Read;
@@ -31,6 +32,7 @@ use std::time::Duration;
 use crate::modules::ModuleKind;
 
 pub use api::{ApiServer, SourcesHandler, SourcesServer};
+pub use remoteloop::LoopServer;
 
 /// Capabilities a module keeps (osbuild's `DEFAULT_CAPABILITIES`), with their numbers; all
 /// others are dropped.
@@ -309,6 +311,14 @@ impl BuildRoot {
         let _sources_server = sources
             .map(|h| SourcesServer::start(&sandbox.api, h, sandbox.netns.as_deref()))
             .transpose()?;
+        // Assemblers may ask for loop devices; the server detaches them all when dropped, on
+        // every way out of this function (after the sandbox is gone).
+        let _loops = match sandbox.kind {
+            ModuleKind::Assembler => {
+                Some(LoopServer::start(&sandbox.api, sandbox.netns.as_deref())?)
+            }
+            _ => None,
+        };
 
         let argv = sandbox.argv();
         let mut cmd = Command::new(&argv[0]);

@@ -31,6 +31,7 @@ mod firewall;
 mod fix_bls;
 mod fstab;
 mod groups;
+mod grub2;
 mod hostname;
 mod kernel_cmdline;
 mod keymap;
@@ -63,6 +64,7 @@ const STAGES: &[(&str, StageFn)] = &[
     ("fix-bls", fix_bls::run),
     ("fstab", fstab::run),
     ("groups", groups::run),
+    ("grub2", grub2::run),
     ("hostname", hostname::run),
     ("kernel-cmdline", kernel_cmdline::run),
     ("keymap", keymap::run),

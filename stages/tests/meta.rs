@@ -15,6 +15,7 @@ const STAGES: &[&str] = &[
     "fix-bls",
     "fstab",
     "groups",
+    "grub2",
     "hostname",
     "kernel-cmdline",
     "keymap",

@@ -1,0 +1,150 @@
+//! `org.osbuild.rawfs`: the tree as one filesystem image (ext4 or xfs) of a given size and
+//! UUID, `output_dir/<filename>`.
+//!
+//! ext4 is made and filled in one step, without a loop device or a mount (`mkfs.ext4 -d`);
+//! xfs is made on the file, then filled through a loop device from the engine's `remoteloop`
+//! API and a mount in the sandbox (see [`crate::qemu`], which shares this code). The image is
+//! built under a temporary name and renamed into place.
+
+use serde_json::{Map, Value};
+
+use crate::args::Arguments;
+use crate::qemu::{make_filesystem, Filesystem, FsType, Placed, TempFile};
+use crate::tar::check_filename;
+use crate::AssemblerError;
+
+/// The validated options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawfsOptions {
+    pub filename: String,
+    pub root_fs_uuid: String,
+    /// Bytes, a multiple of 512.
+    pub size: u64,
+    pub fs_type: FsType,
+}
+
+fn invalid(option: &'static str, reason: impl Into<String>) -> AssemblerError {
+    AssemblerError::InvalidOption {
+        option,
+        reason: reason.into(),
+    }
+}
+
+impl RawfsOptions {
+    /// Validates the options object.
+    pub fn parse(options: &Map<String, Value>) -> Result<Self, AssemblerError> {
+        if let Some(k) = options
+            .keys()
+            .find(|k| !["filename", "root_fs_uuid", "size", "fs_type"].contains(&k.as_str()))
+        {
+            return Err(invalid("options", format!("unknown option \"{k}\"")));
+        }
+        let s = |key: &'static str| match options.get(key) {
+            Some(Value::String(s)) => Ok(s.clone()),
+            Some(_) => Err(invalid(key, "must be a string")),
+            None => Err(invalid(key, "is required")),
+        };
+        let filename = s("filename")?;
+        check_filename(&filename)?;
+        let size = options
+            .get("size")
+            .ok_or_else(|| invalid("size", "is required"))?
+            .as_u64()
+            .filter(|s| *s > 0)
+            .ok_or_else(|| invalid("size", "must be a positive integer (bytes)"))?;
+        if size % 512 != 0 {
+            return Err(invalid(
+                "size",
+                format!("{size} is not a multiple of 512 bytes (the sector size)"),
+            ));
+        }
+        let fs_type = match options.get("fs_type") {
+            None => FsType::Ext4,
+            Some(Value::String(t)) if t == "ext4" => FsType::Ext4,
+            Some(Value::String(t)) if t == "xfs" => FsType::Xfs,
+            Some(other) => {
+                return Err(invalid(
+                    "fs_type",
+                    format!("{other} is not one of ext4, xfs"),
+                ))
+            }
+        };
+        Ok(RawfsOptions {
+            filename,
+            root_fs_uuid: s("root_fs_uuid")?,
+            size,
+            fs_type,
+        })
+    }
+}
+
+/// Runs the assembler.
+pub fn assemble(args: &Arguments) -> Result<(), AssemblerError> {
+    let opts = RawfsOptions::parse(&args.options)?;
+    let tmp = TempFile(Some(
+        args.output_dir
+            .join(format!(".{}.osbuild-part", opts.filename)),
+    ));
+    std::fs::File::create(tmp.path())
+        .and_then(|f| f.set_len(opts.size))
+        .map_err(|e| AssemblerError::Tool(format!("creating the image: {e}")))?;
+    let fs = Filesystem {
+        fstype: opts.fs_type,
+        uuid: opts.root_fs_uuid.clone(),
+        label: None,
+        mountpoint: "/".into(),
+    };
+    let whole = Placed {
+        start: 0,
+        size: opts.size / 512,
+        ptype: String::new(),
+    };
+    make_filesystem(&fs, &whole, tmp.path(), &args.tree)?;
+    std::fs::rename(tmp.path(), args.output_dir.join(&opts.filename))
+        .map_err(|e| AssemblerError::Tool(format!("renaming the image: {e}")))?;
+    tmp.keep();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_table() {
+        let cases: [(&str, Result<FsType, &str>); 6] = [
+            (
+                r#"{"filename": "r.img", "root_fs_uuid": "u", "size": 1048576}"#,
+                Ok(FsType::Ext4),
+            ),
+            (
+                r#"{"filename": "r.img", "root_fs_uuid": "u", "size": 1048576, "fs_type": "xfs"}"#,
+                Ok(FsType::Xfs),
+            ),
+            (
+                r#"{"filename": "r.img", "root_fs_uuid": "u", "size": 1000}"#,
+                Err("1000 is not a multiple of 512"),
+            ),
+            (
+                r#"{"filename": "r.img", "root_fs_uuid": "u", "size": 1024, "fs_type": "vfat"}"#,
+                Err(r#""vfat" is not one of ext4, xfs"#),
+            ),
+            (
+                r#"{"filename": "r.img", "size": 1024}"#,
+                Err(r#"invalid option "root_fs_uuid": is required"#),
+            ),
+            (
+                r#"{"filename": "../r.img", "root_fs_uuid": "u", "size": 1024}"#,
+                Err("without \"/\""),
+            ),
+        ];
+        for (json, want) in cases {
+            let v: Value = serde_json::from_str(json).unwrap();
+            match (RawfsOptions::parse(v.as_object().unwrap()), want) {
+                (Ok(o), Ok(t)) => assert_eq!(o.fs_type, t, "{json}"),
+                (Err(e), Err(w)) => assert!(e.to_string().contains(w), "{json}: {e}"),
+                (got, _) => panic!("{json}: {got:?}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,412 @@
+//! The `remoteloop` API (`/run/osbuild/api/remoteloop`): loop devices for assemblers.
+//!
+//! osbuild v10's protocol: an AF_UNIX datagram `{"fd": 0, "dir_fd": 1, "offset"?: N,
+//! "sizelimit"?: N}` with two descriptors by SCM_RIGHTS, the backing file (read-write) and a
+//! directory (the sandbox's `/dev`). The engine, outside the sandbox, takes a free loop device
+//! (`LOOP_CTL_GET_FREE`), binds it to the file (`LOOP_SET_FD`), sets offset, size limit and
+//! autoclear (`LOOP_SET_STATUS64`), creates the node `loopN` in the directory and replies
+//! `{"devname": "loopN"}` (or `{"error": "..."}`).
+//!
+//! Like the `osbuild` socket the server lives in the sandbox's network namespace, where the
+//! client's autobound address is. [`LoopServer`] owns every device it made: dropping it (when
+//! the assembler has ended, failed or was cancelled) detaches them all.
+
+use std::fs::File;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use nix::sched::{setns, CloneFlags};
+use nix::sys::socket::{
+    bind, recvmsg, sendto, setsockopt, socket, sockopt, AddressFamily, ControlMessageOwned,
+    MsgFlags, SockFlag, SockType, UnixAddr,
+};
+
+use super::{io_err, BuildRootError, NetNs};
+
+const LOOP_SET_FD: libc::c_ulong = 0x4C00;
+const LOOP_CLR_FD: libc::c_ulong = 0x4C01;
+const LOOP_SET_STATUS64: libc::c_ulong = 0x4C04;
+const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4C82;
+const LO_FLAGS_AUTOCLEAR: u32 = 4;
+const LOOP_MAJOR: u64 = 7;
+
+/// `struct loop_info64` of `<linux/loop.h>`.
+#[repr(C)]
+struct LoopInfo64 {
+    lo_device: u64,
+    lo_inode: u64,
+    lo_rdevice: u64,
+    lo_offset: u64,
+    lo_sizelimit: u64,
+    lo_number: u32,
+    lo_encrypt_type: u32,
+    lo_encrypt_key_size: u32,
+    lo_flags: u32,
+    lo_file_name: [u8; 64],
+    lo_crypt_name: [u8; 64],
+    lo_encrypt_key: [u8; 32],
+    lo_init: [u64; 2],
+}
+
+/// One request, parsed from its JSON (the descriptors travel beside it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoopRequest {
+    /// Index of the backing file among the passed descriptors.
+    pub fd: usize,
+    /// Index of the directory for the node.
+    pub dir_fd: usize,
+    pub offset: u64,
+    /// 0: to the end of the file.
+    pub sizelimit: u64,
+}
+
+impl LoopRequest {
+    /// Parses the JSON body; `fds` is the number of descriptors that came with it.
+    pub fn parse(body: &[u8], fds: usize) -> Result<Self, String> {
+        let v: serde_json::Value =
+            serde_json::from_slice(body).map_err(|e| format!("request is not JSON: {e}"))?;
+        let index = |key: &str| -> Result<usize, String> {
+            let i = v
+                .get(key)
+                .and_then(|i| i.as_u64())
+                .ok_or_else(|| format!("\"{key}\" must be a descriptor index"))?
+                as usize;
+            if i >= fds {
+                return Err(format!(
+                    "\"{key}\" is {i} but only {fds} descriptors were passed"
+                ));
+            }
+            Ok(i)
+        };
+        let num = |key: &str| -> Result<u64, String> {
+            match v.get(key) {
+                None | Some(serde_json::Value::Null) => Ok(0),
+                Some(n) => n
+                    .as_u64()
+                    .ok_or_else(|| format!("\"{key}\" must be a non-negative integer")),
+            }
+        };
+        Ok(LoopRequest {
+            fd: index("fd")?,
+            dir_fd: index("dir_fd")?,
+            offset: num("offset")?,
+            sizelimit: num("sizelimit")?,
+        })
+    }
+}
+
+/// Serves one sandbox's `remoteloop` endpoint until dropped; then detaches every device.
+pub struct LoopServer {
+    stop: Arc<AtomicBool>,
+    wake: Option<OwnedFd>,
+    thread: Option<JoinHandle<()>>,
+    path: PathBuf,
+    devices: Arc<Mutex<Vec<File>>>,
+}
+
+impl LoopServer {
+    /// Binds `<dir>/remoteloop` (in `netns` if given) and serves it on a thread.
+    pub fn start(dir: &Path, netns: Option<&NetNs>) -> Result<Self, BuildRootError> {
+        let path = dir.join("remoteloop");
+        let netns = netns.map(NetNs::try_clone_fd).transpose();
+        let netns = netns.map_err(io_err("duplicating the namespace descriptor"))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let devices = Arc::new(Mutex::new(Vec::new()));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread = {
+            let (stop, devices, path) = (stop.clone(), devices.clone(), path.clone());
+            std::thread::Builder::new()
+                .name("osbuild-remoteloop".into())
+                .spawn(move || {
+                    let sock = match bind_socket(&path, netns) {
+                        Ok(sock) => sock,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    let _ = ready_tx.send(
+                        sock.try_clone()
+                            .map_err(io_err("duplicating the remoteloop socket")),
+                    );
+                    serve(sock, &stop, &devices)
+                })
+                .map_err(io_err("starting the remoteloop thread"))?
+        };
+        let mut server = Self {
+            stop,
+            wake: None,
+            thread: Some(thread),
+            path,
+            devices,
+        };
+        match ready_rx.recv() {
+            Ok(Ok(wake)) => {
+                server.wake = Some(wake);
+                Ok(server)
+            }
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(io_err("starting the remoteloop thread")(
+                std::io::Error::other("it died"),
+            )),
+        }
+    }
+
+    /// How many loop devices this server has made so far.
+    pub fn device_count(&self) -> usize {
+        self.devices.lock().map(|d| d.len()).unwrap_or(0)
+    }
+}
+
+impl Drop for LoopServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(wake) = &self.wake {
+            let _ = nix::sys::socket::shutdown(wake.as_raw_fd(), nix::sys::socket::Shutdown::Both);
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let devices = match self.devices.lock() {
+            Ok(mut d) => std::mem::take(&mut *d),
+            Err(p) => std::mem::take(&mut *p.into_inner()),
+        };
+        for dev in devices {
+            detach(&dev);
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Detaches a loop device. Autoclear would do it on the last close, but a device still open
+/// elsewhere (a mount that outlived the sandbox cannot exist: its namespace is gone) must not
+/// wait: `LOOP_CLR_FD` detaches now or, if busy, as soon as the last user is gone.
+fn detach(dev: &File) {
+    for _ in 0..50 {
+        // SAFETY: LOOP_CLR_FD on a loop device descriptor we own takes no argument.
+        let r = unsafe { libc::ioctl(dev.as_raw_fd(), LOOP_CLR_FD as _, 0) };
+        let err = std::io::Error::last_os_error().raw_os_error();
+        // ENXIO: already detached (autoclear).
+        if r == 0 || err == Some(libc::ENXIO) {
+            return;
+        }
+        if err != Some(libc::EBUSY) {
+            tracing::warn!("remoteloop: detaching a loop device: errno {err:?}");
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    tracing::warn!("remoteloop: a loop device stayed busy; autoclear detaches it when released");
+}
+
+fn bind_socket(path: &Path, netns: Option<OwnedFd>) -> Result<OwnedFd, BuildRootError> {
+    if let Some(fd) = netns {
+        setns(&fd, CloneFlags::CLONE_NEWNET)
+            .map_err(|e| io_err("entering the sandbox's network namespace")(e.into()))?;
+    }
+    let sock = socket(
+        AddressFamily::Unix,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(|e| io_err("creating the remoteloop socket")(e.into()))?;
+    let addr = UnixAddr::new(path).map_err(|e| io_err("remoteloop socket path")(e.into()))?;
+    bind(sock.as_raw_fd(), &addr)
+        .map_err(|e| io_err(format!("binding {}", path.display()))(e.into()))?;
+    let timeout = nix::sys::time::TimeVal::new(1, 0);
+    setsockopt(&sock, sockopt::ReceiveTimeout, &timeout)
+        .map_err(|e| io_err("remoteloop socket timeout")(e.into()))?;
+    Ok(sock)
+}
+
+fn serve(sock: OwnedFd, stop: &AtomicBool, devices: &Mutex<Vec<File>>) {
+    while !stop.load(Ordering::SeqCst) {
+        let mut buf = [0u8; 1024];
+        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        let mut cmsg = nix::cmsg_space!([RawFd; 4]);
+        let (len, peer, fds) = match recvmsg::<UnixAddr>(
+            sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
+            Ok(msg) => {
+                let mut fds: Vec<OwnedFd> = Vec::new();
+                if let Ok(cmsgs) = msg.cmsgs() {
+                    for c in cmsgs {
+                        if let ControlMessageOwned::ScmRights(raw) = c {
+                            // SAFETY: the kernel just installed these descriptors for us.
+                            fds.extend(
+                                raw.into_iter()
+                                    .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+                            );
+                        }
+                    }
+                }
+                (msg.bytes, msg.address, fds)
+            }
+            Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => continue,
+            Err(e) => {
+                if !stop.load(Ordering::SeqCst) {
+                    tracing::warn!("remoteloop socket: {e}");
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                continue;
+            }
+        };
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let body = &buf[..len];
+        let reply = match LoopRequest::parse(body, fds.len())
+            .and_then(|req| make_device(&req, &fds, devices))
+        {
+            Ok(name) => serde_json::json!({ "devname": name }),
+            Err(e) => {
+                tracing::warn!("remoteloop: {e}");
+                serde_json::json!({ "error": e })
+            }
+        };
+        match peer {
+            Some(peer) => {
+                let text = reply.to_string();
+                if let Err(e) = sendto(sock.as_raw_fd(), text.as_bytes(), &peer, MsgFlags::empty())
+                {
+                    tracing::warn!("remoteloop: replying: {e}");
+                }
+            }
+            None => tracing::warn!("remoteloop: request from an unbound socket"),
+        }
+    }
+}
+
+fn errno_msg(what: &str) -> String {
+    format!("{what}: {}", std::io::Error::last_os_error())
+}
+
+/// Makes the loop device and its node; returns `loopN`.
+fn make_device(
+    req: &LoopRequest,
+    fds: &[OwnedFd],
+    devices: &Mutex<Vec<File>>,
+) -> Result<String, String> {
+    let backing = &fds[req.fd];
+    let dir = &fds[req.dir_fd];
+    let control = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/loop-control")
+        .map_err(|e| format!("opening /dev/loop-control: {e}"))?;
+    for _attempt in 0..20 {
+        // SAFETY: LOOP_CTL_GET_FREE takes no argument and returns a device number.
+        let n = unsafe { libc::ioctl(control.as_raw_fd(), LOOP_CTL_GET_FREE as _) };
+        if n < 0 {
+            return Err(errno_msg("LOOP_CTL_GET_FREE"));
+        }
+        let path = format!("/dev/loop{n}");
+        let dev = match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+        {
+            Ok(d) => d,
+            Err(e) => return Err(format!("opening {path}: {e}")),
+        };
+        let meta = dev.metadata().map_err(|e| format!("{path}: {e}"))?;
+        let rdev = meta.rdev();
+        if !meta.file_type().is_block_device() || libc::major(rdev) as u64 != LOOP_MAJOR {
+            return Err(format!("{path} is not a loop block device"));
+        }
+        // SAFETY: LOOP_SET_FD takes the backing descriptor, which we hold.
+        let r = unsafe { libc::ioctl(dev.as_raw_fd(), LOOP_SET_FD as _, backing.as_raw_fd()) };
+        if r != 0 {
+            if std::io::Error::last_os_error().raw_os_error() == Some(libc::EBUSY) {
+                continue; // someone else took it meanwhile
+            }
+            return Err(errno_msg("LOOP_SET_FD"));
+        }
+        // SAFETY: an all-zero loop_info64 is valid; we set three fields.
+        let mut info: LoopInfo64 = unsafe { std::mem::zeroed() };
+        info.lo_offset = req.offset;
+        info.lo_sizelimit = req.sizelimit;
+        info.lo_flags = LO_FLAGS_AUTOCLEAR;
+        // SAFETY: LOOP_SET_STATUS64 reads a loop_info64 that lives across the call.
+        let r = unsafe { libc::ioctl(dev.as_raw_fd(), LOOP_SET_STATUS64 as _, &info) };
+        if r != 0 {
+            let msg = errno_msg("LOOP_SET_STATUS64");
+            detach(&dev);
+            return Err(msg);
+        }
+        let name = format!("loop{n}");
+        let cname = std::ffi::CString::new(name.clone()).map_err(|e| e.to_string())?;
+        // SAFETY: mknodat with a directory descriptor we hold and a NUL-terminated name.
+        let r =
+            unsafe { libc::mknodat(dir.as_raw_fd(), cname.as_ptr(), libc::S_IFBLK | 0o600, rdev) };
+        if r != 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EEXIST) {
+            let msg = errno_msg(&format!("creating the node {name}"));
+            detach(&dev);
+            return Err(msg);
+        }
+        match devices.lock() {
+            Ok(mut d) => d.push(dev),
+            Err(p) => p.into_inner().push(dev),
+        }
+        return Ok(name);
+    }
+    Err("no free loop device (all were taken while trying)".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_table() {
+        let cases: [(&str, usize, Result<LoopRequest, &str>); 5] = [
+            (
+                r#"{"fd": 0, "dir_fd": 1}"#,
+                2,
+                Ok(LoopRequest {
+                    fd: 0,
+                    dir_fd: 1,
+                    offset: 0,
+                    sizelimit: 0,
+                }),
+            ),
+            (
+                r#"{"fd": 0, "dir_fd": 1, "offset": 1048576, "sizelimit": 4096}"#,
+                2,
+                Ok(LoopRequest {
+                    fd: 0,
+                    dir_fd: 1,
+                    offset: 1048576,
+                    sizelimit: 4096,
+                }),
+            ),
+            (
+                r#"{"fd": 0, "dir_fd": 1}"#,
+                1,
+                Err(r#""dir_fd" is 1 but only 1 descriptors were passed"#),
+            ),
+            (
+                r#"{"fd": 0, "dir_fd": 1, "offset": -1}"#,
+                2,
+                Err(r#""offset" must be a non-negative integer"#),
+            ),
+            ("x", 2, Err("request is not JSON")),
+        ];
+        for (body, n, want) in cases {
+            match (LoopRequest::parse(body.as_bytes(), n), want) {
+                (Ok(r), Ok(w)) => assert_eq!(r, w, "{body}"),
+                (Err(e), Err(w)) => assert!(e.contains(w), "{body}: {e}"),
+                (got, _) => panic!("{body}: {got:?}"),
+            }
+        }
+    }
+}

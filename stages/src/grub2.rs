@@ -1,0 +1,350 @@
+//! `org.osbuild.grub2`: GRUB 2's configuration in the tree, for BIOS (`legacy`) and UEFI.
+//!
+//! Two kinds of trees:
+//! - **BLS** trees (Fedora/RHEL: `/boot/loader/entries` exists): as osbuild v10, a fixed
+//!   `blscfg` script in `/boot/grub2/grub.cfg`, the variables it reads in
+//!   `/boot/grub2/grubenv` (`GRUB2_ROOT_FS_UUID`, `kernelopts`; padded to GRUB's 1024-byte
+//!   environment block, which v10 did not do) and `etc/default/grub` with BLS on.
+//! - Trees **without BLS** (Debian): a static `/boot/grub/grub.cfg` that boots the newest
+//!   kernel found in the tree's `/boot` (`vmlinuz-V` with `initrd.img-V` or
+//!   `initramfs-V.img`) with `root=UUID=<root_fs_uuid> <kernel_opts>`.
+//!
+//! `legacy` (true, or a platform such as `i386-pc`) copies the build root's GRUB modules
+//! (`/usr/lib/grub/<platform>/*.mod|*.lst`, not `fdt.lst`) and `unicode.pf2` next to the
+//! configuration; `uefi {vendor}` writes `/boot/efi/EFI/<vendor>/grub.cfg`, the whole
+//! configuration, or with `legacy` too (hybrid) a short one that finds the canonical file.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::args::Args;
+use crate::error::StageError;
+use crate::tree;
+
+/// The BLS configuration (v10's script).
+const BLS_CFG: &str = "set timeout=0\n\
+load_env\n\
+search --no-floppy --fs-uuid --set=root ${GRUB2_ROOT_FS_UUID}\n\
+set boot=${root}\n\
+function load_video {\n\
+\x20 insmod all_video\n\
+}\n\
+blscfg\n";
+
+/// GRUB's environment block: `text` padded with `#` to 1024 bytes.
+pub fn grubenv(grub_fs_uuid: &str, root_fs_uuid: &str, kernel_opts: &str) -> String {
+    let mut s = format!(
+        "# GRUB Environment Block\nGRUB2_ROOT_FS_UUID={grub_fs_uuid}\n\
+         kernelopts=root=UUID={root_fs_uuid} {kernel_opts}\n"
+    );
+    while s.len() < 1024 {
+        s.push('#');
+    }
+    s
+}
+
+/// A kernel and its initrd, as paths relative to `/boot`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kernel {
+    pub version: String,
+    pub kernel: String,
+    pub initrd: Option<String>,
+}
+
+/// Compares kernel versions piecewise, numbers as numbers (`6.1.0-10` > `6.1.0-9`).
+fn version_key(v: &str) -> Vec<(u64, String)> {
+    let mut out = Vec::new();
+    let mut chars = v.chars().peekable();
+    while chars.peek().is_some() {
+        let mut digits = String::new();
+        while let Some(c) = chars.peek().filter(|c| c.is_ascii_digit()) {
+            digits.push(*c);
+            chars.next();
+        }
+        let mut rest = String::new();
+        while let Some(c) = chars.peek().filter(|c| !c.is_ascii_digit()) {
+            rest.push(*c);
+            chars.next();
+        }
+        out.push((digits.parse().unwrap_or(0), rest));
+    }
+    out
+}
+
+/// The newest kernel among the names of `/boot`'s entries.
+pub fn newest_kernel(names: &[String]) -> Option<Kernel> {
+    let version = names
+        .iter()
+        .filter_map(|n| n.strip_prefix("vmlinuz-"))
+        .filter(|v| !v.contains("rescue"))
+        .max_by_key(|v| version_key(v))?
+        .to_owned();
+    let initrd = [
+        format!("initrd.img-{version}"),
+        format!("initramfs-{version}.img"),
+    ]
+    .into_iter()
+    .find(|i| names.contains(i));
+    Some(Kernel {
+        kernel: format!("vmlinuz-{version}"),
+        initrd,
+        version,
+    })
+}
+
+/// The static configuration for a tree without BLS. `boot_prefix` is `/boot` when `/boot` is
+/// on the root filesystem, empty when it is a filesystem of its own.
+pub fn static_cfg(
+    k: &Kernel,
+    grub_fs_uuid: &str,
+    root_fs_uuid: &str,
+    kernel_opts: &str,
+    boot_prefix: &str,
+) -> String {
+    let opts = if kernel_opts.is_empty() {
+        String::new()
+    } else {
+        format!(" {kernel_opts}")
+    };
+    let mut s = format!(
+        "set timeout=0\n\
+         search --no-floppy --fs-uuid --set=root {grub_fs_uuid}\n\
+         menuentry 'Linux {v}' {{\n\
+         \x20 linux {boot_prefix}/{kernel} root=UUID={root_fs_uuid}{opts}\n",
+        v = k.version,
+        kernel = k.kernel
+    );
+    if let Some(i) = &k.initrd {
+        s.push_str(&format!("  initrd {boot_prefix}/{i}\n"));
+    }
+    s.push_str("}\n");
+    s
+}
+
+/// The redirect written to the ESP for hybrid boot.
+pub fn redirect_cfg(grub_dir_on_fs: &str) -> String {
+    format!(
+        "search --no-floppy --set prefix --file {grub_dir_on_fs}/grub.cfg\n\
+         set prefix=($prefix){grub_dir_on_fs}\n\
+         configfile $prefix/grub.cfg\n"
+    )
+}
+
+fn copy_modules(tree_root: &Path, grub_dir: &str, platform: &str) -> Result<(), StageError> {
+    let source = Path::new("/usr/lib/grub").join(platform);
+    let entries = std::fs::read_dir(&source).map_err(|e| {
+        StageError::io(
+            "cannot read GRUB's modules in the build root (install grub2-pc-modules or \
+             grub-pc-bin / grub-efi-amd64-bin there)",
+            &source,
+            e,
+        )
+    })?;
+    let target = format!("{grub_dir}/{platform}");
+    tree::create_dirs(tree_root, &target, 0o755)?;
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| (n.ends_with(".mod") || n.ends_with(".lst")) && n != "fdt.lst")
+        .collect();
+    names.sort();
+    for name in names {
+        let from = source.join(&name);
+        let data = std::fs::read(&from).map_err(|e| StageError::io("cannot read", &from, e))?;
+        tree::write_file(tree_root, &format!("{target}/{name}"), &data, 0o644)?;
+    }
+    let font = Path::new("/usr/share/grub/unicode.pf2");
+    if let Ok(data) = std::fs::read(font) {
+        tree::write_file(
+            tree_root,
+            &format!("{grub_dir}/fonts/unicode.pf2"),
+            &data,
+            0o644,
+        )?;
+    }
+    Ok(())
+}
+
+pub fn run(args: &Args) -> Result<i32, StageError> {
+    let opts = args.opts();
+    let root_fs_uuid = opts.str("root_fs_uuid")?;
+    let boot_fs_uuid = opts.opt_str("boot_fs_uuid")?;
+    let kernel_opts = opts.opt_str("kernel_opts")?.unwrap_or("");
+    let legacy: Option<String> = match args.options.get("legacy") {
+        None | Some(Value::Bool(true)) => Some("i386-pc".into()),
+        Some(Value::Bool(false)) | Some(Value::Null) => None,
+        Some(Value::String(p)) if !p.is_empty() && !p.contains('/') && p != ".." => Some(p.clone()),
+        Some(_) => {
+            return Err(StageError::option(
+                "legacy",
+                "must be true, false or a GRUB platform name such as \"i386-pc\"",
+            ))
+        }
+    };
+    let vendor = match args.options.get("uefi") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(u)) => match u.get("vendor") {
+            Some(Value::String(v)) if !v.is_empty() && !v.contains('/') && v != ".." => {
+                Some(v.clone())
+            }
+            _ => {
+                return Err(StageError::option(
+                    "uefi",
+                    "\"vendor\" must be a directory name under /boot/efi/EFI",
+                ))
+            }
+        },
+        Some(_) => return Err(StageError::option("uefi", "must be an object")),
+    };
+    let hybrid = legacy.is_some() && vendor.is_some();
+    let grub_fs_uuid = boot_fs_uuid.unwrap_or(root_fs_uuid);
+    let separate_boot = boot_fs_uuid.is_some();
+    let t = &args.tree;
+    let bls = tree::tree_path(t, "boot/loader/entries")
+        .map(|p| p.is_dir())
+        .unwrap_or(false);
+
+    let (grub_dir, cfg, default) = if bls {
+        (
+            "boot/grub2",
+            BLS_CFG.to_owned(),
+            "GRUB_TIMEOUT=0\nGRUB_ENABLE_BLSCFG=true\n",
+        )
+    } else {
+        let boot = tree::tree_path(t, "boot")?;
+        let mut names: Vec<String> = std::fs::read_dir(&boot)
+            .map_err(|e| StageError::io("cannot read", &boot, e))?
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        let k = newest_kernel(&names).ok_or_else(|| {
+            StageError::option(
+                "root_fs_uuid",
+                "the tree has neither BLS entries (/boot/loader/entries) nor a kernel \
+                 (/boot/vmlinuz-*): install a kernel before this stage",
+            )
+        })?;
+        let prefix = if separate_boot { "" } else { "/boot" };
+        (
+            "boot/grub",
+            static_cfg(&k, grub_fs_uuid, root_fs_uuid, kernel_opts, prefix),
+            "GRUB_TIMEOUT=0\n",
+        )
+    };
+
+    tree::write_file(t, "etc/default/grub", default.as_bytes(), 0o644)?;
+    tree::create_dirs(t, grub_dir, 0o755)?;
+    if bls {
+        if hybrid {
+            // A grubenv symlink into the ESP (from grub2-efi) would split the environment.
+            tree::remove_file(t, "boot/grub2/grubenv")?;
+        }
+        let env = grubenv(grub_fs_uuid, root_fs_uuid, kernel_opts);
+        tree::write_file(t, "boot/grub2/grubenv", env.as_bytes(), 0o644)?;
+    }
+    if let Some(vendor) = &vendor {
+        let path = format!("boot/efi/EFI/{vendor}/grub.cfg");
+        let text = if hybrid {
+            let on_fs = if separate_boot {
+                grub_dir.trim_start_matches("boot").to_owned()
+            } else {
+                format!("/{grub_dir}")
+            };
+            println!("hybrid boot support enabled: writing a redirecting grub.cfg to the ESP");
+            redirect_cfg(&on_fs)
+        } else {
+            cfg.clone()
+        };
+        tree::write_file(t, &path, text.as_bytes(), 0o644)?;
+    }
+    if let Some(platform) = &legacy {
+        tree::write_file(t, &format!("{grub_dir}/grub.cfg"), cfg.as_bytes(), 0o644)?;
+        copy_modules(t, grub_dir, platform)?;
+    } else if vendor.is_none() || !bls {
+        // Without BLS the canonical file is always written: the EFI GRUB image built by the
+        // qemu assembler reads it from /boot too.
+        tree::write_file(t, &format!("{grub_dir}/grub.cfg"), cfg.as_bytes(), 0o644)?;
+    }
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// (kernel, initrd) expected.
+    type Want = Option<(&'static str, Option<&'static str>)>;
+
+    #[test]
+    fn newest_kernel_table() {
+        let cases: [(&[&str], Want); 5] = [
+            (&["config-6.1.0-9-amd64"], None),
+            (
+                &["initrd.img-6.1.0-9-amd64", "vmlinuz-6.1.0-9-amd64"],
+                Some(("vmlinuz-6.1.0-9-amd64", Some("initrd.img-6.1.0-9-amd64"))),
+            ),
+            (
+                &["vmlinuz-6.1.0-9-amd64", "vmlinuz-6.1.0-10-amd64"],
+                Some(("vmlinuz-6.1.0-10-amd64", None)),
+            ),
+            (
+                &[
+                    "initramfs-6.5.6-300.fc39.x86_64.img",
+                    "vmlinuz-6.5.6-300.fc39.x86_64",
+                ],
+                Some((
+                    "vmlinuz-6.5.6-300.fc39.x86_64",
+                    Some("initramfs-6.5.6-300.fc39.x86_64.img"),
+                )),
+            ),
+            (
+                &["vmlinuz-0-rescue-abc", "vmlinuz-5.0"],
+                Some(("vmlinuz-5.0", None)),
+            ),
+        ];
+        for (list, want) in cases {
+            let got = newest_kernel(&names(list));
+            assert_eq!(
+                got.as_ref()
+                    .map(|k| (k.kernel.as_str(), k.initrd.as_deref())),
+                want,
+                "{list:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn static_cfg_names_kernel_initrd_and_root() {
+        let k = Kernel {
+            version: "6.1.0-9-amd64".into(),
+            kernel: "vmlinuz-6.1.0-9-amd64".into(),
+            initrd: Some("initrd.img-6.1.0-9-amd64".into()),
+        };
+        assert_eq!(
+            static_cfg(&k, "B", "R", "ro console=ttyS0", "/boot"),
+            "set timeout=0\n\
+             search --no-floppy --fs-uuid --set=root B\n\
+             menuentry 'Linux 6.1.0-9-amd64' {\n\
+             \x20 linux /boot/vmlinuz-6.1.0-9-amd64 root=UUID=R ro console=ttyS0\n\
+             \x20 initrd /boot/initrd.img-6.1.0-9-amd64\n\
+             }\n"
+        );
+        assert!(static_cfg(&k, "B", "R", "", "")
+            .contains("  linux /vmlinuz-6.1.0-9-amd64 root=UUID=R\n"));
+    }
+
+    #[test]
+    fn grubenv_is_one_block() {
+        let env = grubenv("B", "R", "ro");
+        assert_eq!(env.len(), 1024);
+        assert!(env.starts_with(
+            "# GRUB Environment Block\nGRUB2_ROOT_FS_UUID=B\nkernelopts=root=UUID=R ro\n#"
+        ));
+    }
+}

@@ -1,0 +1,433 @@
+//! Disk images as root: the qemu assembler run directly (MBR+BIOS, GPT+BIOS-boot, GPT+UEFI,
+//! every output format) and through the engine with the grub2 stage and an xfs root, whose
+//! loop device comes from the remoteloop API. Each test checks what a user would: the
+//! partition table read back with `sfdisk --json`, filesystem UUIDs and labels (`blkid -p`
+//! at the partition's offset), files inside (`debugfs`, `mdir`), `qemu-img info`, and that no
+//! loop device or mount is left behind.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{built_libdir, mounts_under, privileged, run_with_stdin, Env};
+use serde_json::{json, Value};
+
+const BIOS_BOOT: &str = "21686148-6449-6E6F-744E-656564454649";
+const ESP: &str = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
+const LINUX: &str = "0FC63DAF-8483-4772-8E79-3D69D8477DE4";
+
+fn output(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn sfdisk_json(image: &Path) -> Value {
+    serde_json::from_str(&output(Command::new("sfdisk").arg("--json").arg(image))).unwrap()
+}
+
+/// `blkid -p` of the filesystem at `sector`: (TYPE, UUID, LABEL).
+fn blkid(image: &Path, sector: u64) -> (String, String, String) {
+    let text = output(
+        Command::new("blkid")
+            .args(["-p", "-o", "export", "-O"])
+            .arg((sector * 512).to_string())
+            .arg(image),
+    );
+    let get = |k: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .unwrap_or("")
+            .to_owned()
+    };
+    (get("TYPE"), get("UUID"), get("LABEL"))
+}
+
+/// A file's content in the ext4 filesystem at `sector` (`size` sectors long), read with
+/// debugfs from a sparse copy of the partition.
+fn ext4_cat(image: &Path, sector: u64, size: u64, path: &str, scratch: &Path) -> String {
+    let part = scratch.join("part.img");
+    output(
+        Command::new("dd")
+            .arg(format!("if={}", image.display()))
+            .arg(format!("of={}", part.display()))
+            .args(["bs=512", "conv=sparse", "status=none"])
+            .arg(format!("skip={sector}"))
+            .arg(format!("count={size}")),
+    );
+    let text = output(
+        Command::new("debugfs")
+            .arg("-R")
+            .arg(format!("cat {path}"))
+            .arg(&part),
+    );
+    let _ = std::fs::remove_file(&part);
+    text
+}
+
+/// No loop device backed by a file under `dir` (other tests on the machine may hold their own).
+fn assert_no_loop_devices(dir: &Path) {
+    let out = output(Command::new("losetup").arg("-a"));
+    let ours: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains(&*dir.to_string_lossy()))
+        .collect();
+    assert_eq!(ours, Vec::<&str>::new(), "no loop device may be left");
+}
+
+/// The test tree: a kernel-like /boot, grub.cfg, an ESP directory, /etc/hello.
+fn tree(dir: &Path) -> PathBuf {
+    let t = dir.join("tree");
+    for d in ["boot/grub", "boot/efi/EFI/debian", "etc"] {
+        std::fs::create_dir_all(t.join(d)).unwrap();
+    }
+    std::fs::write(t.join("boot/vmlinuz-6.1.0-9-amd64"), "kernel").unwrap();
+    std::fs::write(t.join("boot/initrd.img-6.1.0-9-amd64"), "initrd").unwrap();
+    std::fs::write(t.join("boot/efi/EFI/debian/grub.cfg"), "esp cfg\n").unwrap();
+    std::fs::write(t.join("etc/hello"), "hello\n").unwrap();
+    t
+}
+
+/// Runs the built qemu assembler directly; returns (exit code, stderr).
+fn qemu(tree: &Path, out: &Path, options: &Value) -> (i32, String) {
+    let args = json!({"tree": tree, "options": options, "output_dir": out});
+    let bin = built_libdir().join("assemblers/org.osbuild.qemu");
+    let res = run_with_stdin(Command::new(bin), &args.to_string());
+    (
+        res.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&res.stderr).into_owned(),
+    )
+}
+
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn privileged_mbr_bios_gpt_bios_boot_and_gpt_uefi() {
+    if !privileged("privileged_mbr_bios_gpt_bios_boot_and_gpt_uefi") {
+        return;
+    }
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    let t = tree(dir.path());
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let size: u64 = 256 << 20;
+    let root_uuid = "0b0bcafe-0000-4000-8000-000000000001";
+
+    // MBR + BIOS: the legacy single root partition.
+    let (code, err) = qemu(
+        &t,
+        &out,
+        &json!({"format": "raw", "filename": "mbr.raw", "ptuuid": "0x0b0bcafe", "size": size,
+                "root_fs_uuid": root_uuid}),
+    );
+    assert_eq!(code, 0, "{err}");
+    let img = out.join("mbr.raw");
+    assert_eq!(std::fs::metadata(&img).unwrap().len(), size);
+    let pt = sfdisk_json(&img);
+    assert_eq!(pt["partitiontable"]["label"], "dos");
+    assert_eq!(pt["partitiontable"]["id"], "0x0b0bcafe");
+    let p = &pt["partitiontable"]["partitions"][0];
+    assert_eq!(
+        (p["start"].as_u64(), p["type"].as_str()),
+        (Some(2048), Some("83"))
+    );
+    assert_eq!(p["bootable"], true);
+    assert_eq!(
+        blkid(&img, 2048),
+        ("ext4".into(), root_uuid.into(), "".into())
+    );
+    let bytes = std::fs::read(&img).unwrap();
+    let boot_img = std::fs::read("/usr/lib/grub/i386-pc/boot.img").unwrap();
+    assert_eq!(
+        &bytes[..0x5a],
+        &boot_img[..0x5a],
+        "boot.img code in the MBR"
+    );
+    assert_eq!(
+        &bytes[0x5c..0x64],
+        &1u64.to_le_bytes(),
+        "core image at sector 1"
+    );
+    assert_eq!(
+        &bytes[510..512],
+        &[0x55, 0xaa],
+        "the partition table survives"
+    );
+    assert_ne!(
+        &bytes[512..1024],
+        &[0u8; 512][..],
+        "core image after the MBR"
+    );
+    let size_sectors = p["size"].as_u64().unwrap();
+    assert_eq!(
+        ext4_cat(&img, 2048, size_sectors, "/etc/hello", dir.path()),
+        "hello\n"
+    );
+
+    // GPT + BIOS-boot partition.
+    let gpt_bios = json!({"format": "raw", "filename": "gpt.raw",
+        "ptuuid": "0b0bcafe-0000-4000-8000-0000000000aa", "size": size, "pttype": "gpt",
+        "bootloader": {"type": "grub2", "platform": "i386-pc"},
+        "partitions": [
+            {"start": 2048, "size": 2048, "type": BIOS_BOOT, "name": "bios"},
+            {"start": 4096, "size": 200000, "type": LINUX, "name": "root",
+             "filesystem": {"type": "ext4", "uuid": root_uuid, "label": "root", "mountpoint": "/"}}]});
+    let (code, err) = qemu(&t, &out, &gpt_bios);
+    assert_eq!(code, 0, "{err}");
+    let img = out.join("gpt.raw");
+    let pt = sfdisk_json(&img);
+    assert_eq!(pt["partitiontable"]["label"], "gpt");
+    assert_eq!(
+        pt["partitiontable"]["id"],
+        "0B0BCAFE-0000-4000-8000-0000000000AA"
+    );
+    let parts = pt["partitiontable"]["partitions"].as_array().unwrap();
+    let got: Vec<(u64, u64, &str, &str)> = parts
+        .iter()
+        .map(|p| {
+            (
+                p["start"].as_u64().unwrap(),
+                p["size"].as_u64().unwrap(),
+                p["type"].as_str().unwrap(),
+                p["name"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (2048, 2048, BIOS_BOOT, "bios"),
+            (4096, 200000, LINUX, "root")
+        ]
+    );
+    assert_eq!(
+        blkid(&img, 4096),
+        ("ext4".into(), root_uuid.into(), "root".into())
+    );
+    let bytes = std::fs::read(&img).unwrap();
+    assert_eq!(&bytes[0x5c..0x64], &2048u64.to_le_bytes());
+    let core = 2048 * 512;
+    assert_eq!(&bytes[core + 500..core + 508], &2049u64.to_le_bytes());
+
+    // GPT + UEFI: an ESP filled with mtools, GRUB as BOOTX64.EFI.
+    let uefi = json!({"format": "qcow2", "filename": "uefi.qcow2",
+        "ptuuid": "0b0bcafe-0000-4000-8000-0000000000bb", "size": size, "pttype": "gpt",
+        "bootloader": {"type": "grub2", "platform": "x86_64-efi"},
+        "partitions": [
+            {"start": 2048, "size": 65536, "type": ESP,
+             "filesystem": {"type": "vfat", "uuid": "7B77-95E7", "label": "ESP", "mountpoint": "/boot/efi"}},
+            {"start": 67584, "size": 300000, "type": LINUX,
+             "filesystem": {"type": "ext4", "uuid": root_uuid, "mountpoint": "/"}}]});
+    let (code, err) = qemu(&t, &out, &uefi);
+    assert_eq!(code, 0, "{err}");
+    let raw = dir.path().join("uefi.raw");
+    output(
+        Command::new("qemu-img")
+            .args(["convert", "-O", "raw"])
+            .arg(out.join("uefi.qcow2"))
+            .arg(&raw),
+    );
+    assert_eq!(
+        blkid(&raw, 2048),
+        ("vfat".into(), "7B77-95E7".into(), "ESP".into())
+    );
+    let listing = output(
+        Command::new("mdir")
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .args(["-b", "-/", "-i"])
+            .arg(format!("{}@@{}", raw.display(), 2048 * 512))
+            .arg("::/"),
+    );
+    assert!(listing.contains("::/EFI/BOOT/BOOTX64.EFI"), "{listing}");
+    assert!(listing.contains("::/EFI/debian/grub.cfg"), "{listing}");
+    assert_eq!(
+        files_in(&out),
+        ["gpt.raw", "mbr.raw", "uefi.qcow2"],
+        "no temporary file left"
+    );
+    assert_no_loop_devices(dir.path());
+}
+
+#[test]
+fn privileged_every_format_has_the_right_virtual_size() {
+    if !privileged("privileged_every_format_has_the_right_virtual_size") {
+        return;
+    }
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    let t = tree(dir.path());
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let size: u64 = 64 << 20;
+    for (format, driver) in [
+        ("raw", "raw"),
+        ("qcow2", "qcow2"),
+        ("vmdk", "vmdk"),
+        ("vdi", "vdi"),
+        ("vpc", "vpc"),
+    ] {
+        let name = format!("d.{format}");
+        let (code, err) = qemu(
+            &t,
+            &out,
+            &json!({"format": format, "filename": name, "ptuuid": "0x1", "size": size,
+                    "root_fs_uuid": "0b0bcafe-0000-4000-8000-000000000001",
+                    "bootloader": {"type": "none"}}),
+        );
+        assert_eq!(code, 0, "{format}: {err}");
+        let info: Value = serde_json::from_str(&output(
+            Command::new("qemu-img")
+                .args(["info", "--output=json", "-f", driver])
+                .arg(out.join(&name)),
+        ))
+        .unwrap();
+        assert_eq!(
+            info["virtual-size"].as_u64(),
+            Some(size),
+            "{format}: {info}"
+        );
+        if ["qcow2", "vmdk", "vdi"].contains(&format) {
+            output(
+                Command::new("qemu-img")
+                    .args(["check", "-f", driver])
+                    .arg(out.join(&name)),
+            );
+        }
+    }
+    // raw.xz decompresses to the raw image.
+    let (code, err) = qemu(
+        &t,
+        &out,
+        &json!({"format": "raw.xz", "filename": "d.raw.xz", "ptuuid": "0x1", "size": size,
+                "root_fs_uuid": "0b0bcafe-0000-4000-8000-000000000001", "bootloader": {"type": "none"}}),
+    );
+    assert_eq!(code, 0, "{err}");
+    let xz = Command::new("xz")
+        .args(["-dc"])
+        .arg(out.join("d.raw.xz"))
+        .output()
+        .unwrap();
+    assert_eq!(xz.stdout.len() as u64, size);
+    assert_no_loop_devices(dir.path());
+}
+
+#[test]
+fn privileged_bad_size_and_failure_leave_nothing() {
+    if !privileged("privileged_bad_size_and_failure_leave_nothing") {
+        return;
+    }
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    let t = tree(dir.path());
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let (code, err) = qemu(
+        &t,
+        &out,
+        &json!({"format": "raw", "filename": "d.raw", "ptuuid": "0x1", "size": 1000,
+                "root_fs_uuid": "u"}),
+    );
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("\"size\": 1000 is not a multiple of 512 bytes"),
+        "{err}"
+    );
+    // Fails in the middle: mkfs.ext4 rejects the UUID after the table was written.
+    let (code, err) = qemu(
+        &t,
+        &out,
+        &json!({"format": "qcow2", "filename": "d.qcow2", "ptuuid": "0x1", "size": 64 << 20,
+                "root_fs_uuid": "not-a-uuid"}),
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("mkfs.ext4 failed"), "{err}");
+    assert_eq!(files_in(&out), Vec::<String>::new(), "no partial image");
+    assert_no_loop_devices(dir.path());
+}
+
+/// Through the engine: grub2 stage on a tree, qemu assembler with an ext4 /boot and an xfs
+/// root (loop device from the remoteloop API), MBR + BIOS.
+#[test]
+fn privileged_engine_builds_xfs_disk_through_remoteloop() {
+    if !privileged("privileged_engine_builds_xfs_disk_through_remoteloop") {
+        return;
+    }
+    let env = Env::new();
+    let root_uuid = "6e4ff95f-f662-45ee-a82a-bdf44a2d0b75";
+    let boot_uuid = "0b0bcafe-0000-4000-8000-000000000001";
+    let manifest = |fail: bool| {
+        json!({"pipeline": {
+            "stages": [
+                {"name": "org.osbuild.fstab", "options": {"filesystems": [{"uuid": root_uuid, "vfs_type": "xfs", "path": "/"}]}}
+            ],
+            "assembler": {"name": "org.osbuild.qemu", "options": {"format": "qcow2", "filename": "d.qcow2",
+                "ptuuid": "0x0b0bcafe", "size": 512u64 << 20, "pttype": "dos", "partitions": [
+                {"start": 2048, "size": 204800, "bootable": true, "type": "83",
+                 "filesystem": {"type": "ext4", "uuid": boot_uuid, "label": "boot", "mountpoint": "/boot"}},
+                {"start": 206848, "type": "83",
+                 "filesystem": {"type": "xfs", "uuid": if fail { "bad-uuid" } else { root_uuid }, "label": "root", "mountpoint": "/"}}]}}
+        }})
+    };
+    let (result, code) = env.build_json(&[], &manifest(false).to_string());
+    assert_eq!(code, 0, "{result}");
+    let output_id = result["output_id"].as_str().unwrap();
+    let qcow = env.committed(output_id, "d.qcow2");
+    let raw = env.dir.path().join("d.raw");
+    output(
+        Command::new("qemu-img")
+            .args(["convert", "-O", "raw"])
+            .arg(&qcow)
+            .arg(&raw),
+    );
+    let pt = sfdisk_json(&raw);
+    let parts = pt["partitiontable"]["partitions"].as_array().unwrap();
+    assert_eq!(parts[0]["bootable"], true);
+    assert_eq!(parts[1]["start"], 206848);
+    assert_eq!(
+        blkid(&raw, 206848),
+        ("xfs".into(), root_uuid.into(), "root".into())
+    );
+    assert_eq!(
+        blkid(&raw, 2048),
+        ("ext4".into(), boot_uuid.into(), "boot".into())
+    );
+    // The xfs root holds /etc/fstab: read it back through a read-only loop device of ours.
+    let dev = output(
+        Command::new("losetup")
+            .args(["-f", "--show", "-r", "-o"])
+            .arg((206848u64 * 512).to_string())
+            .arg(&raw),
+    );
+    let dev = dev.trim().to_owned();
+    let ls = Command::new("xfs_db")
+        .args(["-r", "-c", "ls /etc"])
+        .arg(&dev)
+        .output()
+        .unwrap();
+    let _ = Command::new("losetup").args(["-d", &dev]).status();
+    assert!(
+        String::from_utf8_lossy(&ls.stdout).contains("fstab"),
+        "{}",
+        String::from_utf8_lossy(&ls.stdout)
+    );
+    assert_no_loop_devices(env.dir.path());
+    assert_eq!(mounts_under(&env.store), Vec::<String>::new());
+
+    // A failure after the loop device was made: mkfs.xfs rejects the UUID.
+    let (result, code) = env.build_json(&[], &manifest(true).to_string());
+    assert_eq!(code, 1, "{result}");
+    let out = result["assembler"]["output"].as_str().unwrap_or_default();
+    assert!(out.contains("mkfs.xfs failed"), "{result}");
+    assert_no_loop_devices(env.dir.path());
+    assert_eq!(mounts_under(&env.store), Vec::<String>::new());
+}
