@@ -13,8 +13,7 @@ use crate::error::StageError;
 pub struct Args {
     /// The tree to modify (`/run/osbuild/tree` in the build root).
     pub tree: PathBuf,
-    /// Where sources are visible, when given (none of these stages fetch sources).
-    #[allow(dead_code)]
+    /// Where sources are visible (`/run/osbuild/sources`), when given.
     pub sources: Option<PathBuf>,
     /// The stage options; an absent `options` is an empty object.
     pub options: Map<String, Value>,
@@ -55,6 +54,32 @@ impl Args {
             sources,
             options,
         })
+    }
+
+    /// The files named by checksum in the required list option `key`, as paths of the
+    /// `org.osbuild.files` source (`<sources>/org.osbuild.files/<checksum>`), each checked to
+    /// be a well-formed checksum and present.
+    pub fn source_files(&self, key: &str) -> Result<Vec<(String, PathBuf)>, StageError> {
+        let checksums = self.opts().required_str_list(key)?;
+        let sources = self
+            .sources
+            .as_ref()
+            .ok_or_else(|| StageError::Arguments("\"sources\" is required by this stage".into()))?;
+        let files = sources.join("org.osbuild.files");
+        let mut out = Vec::with_capacity(checksums.len());
+        for (i, c) in checksums.iter().enumerate() {
+            check_checksum(c).map_err(|m| StageError::option(format!("{key}[{i}]"), m))?;
+            let path = files.join(c);
+            if !path.is_file() {
+                return Err(StageError::Other(format!(
+                    "package {c} is not in the sources ({} does not exist); \
+                     is it listed in the manifest's org.osbuild.files source?",
+                    path.display()
+                )));
+            }
+            out.push((c.to_string(), path));
+        }
+        Ok(out)
     }
 
     /// The options, for typed access.
@@ -210,6 +235,34 @@ impl<'a> Opts<'a> {
             Some(_) => Err(self.wrong_type(key, "an object")),
         }
     }
+}
+
+/// Checks that `c` looks like `ALGORITHM:HEX` for a digest the files source knows: nothing
+/// that could name another path.
+pub fn check_checksum(c: &str) -> Result<(), String> {
+    let Some((algo, hex)) = c.split_once(':') else {
+        return Err(format!(
+            "{c:?} is not a checksum (expected e.g. sha256:<hex>)"
+        ));
+    };
+    let len = match algo {
+        "md5" => 32,
+        "sha1" => 40,
+        "sha256" => 64,
+        "sha384" => 96,
+        "sha512" => 128,
+        _ => return Err(format!("{c:?}: unknown checksum algorithm {algo:?}")),
+    };
+    if hex.len() != len
+        || !hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        return Err(format!(
+            "{c:?}: expected {len} lowercase hexadecimal digits after \"{algo}:\""
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

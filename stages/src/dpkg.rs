@@ -19,17 +19,15 @@
 //! started. Afterwards `/etc/machine-id` is left empty (an image must not share one) and
 //! `dpkg --audit` must report nothing. A failure names the packages dpkg gave up on.
 
-use std::ffi::CString;
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::args::Args;
 use crate::command;
 use crate::error::StageError;
+use crate::mounts::{isolate, Mounts};
 use crate::tree;
 
 /// Packages installed before everything else when bootstrapping: the account database, the
@@ -71,30 +69,17 @@ impl Deb {
 }
 
 pub fn run(args: &Args) -> Result<i32, StageError> {
-    let opts = args.opts();
-    let checksums = opts.required_str_list("packages")?;
-    for (i, c) in checksums.iter().enumerate() {
-        check_checksum(c).map_err(|m| StageError::option(format!("packages[{i}]"), m))?;
-    }
+    let packages = args.source_files("packages")?;
     let modules = initramfs_modules(args)?;
-    let sources = args
-        .sources
-        .as_ref()
-        .ok_or_else(|| StageError::Arguments("\"sources\" is required by this stage".into()))?;
-    let files = sources.join("org.osbuild.files");
-
-    let mut debs = Vec::with_capacity(checksums.len());
-    for c in &checksums {
-        let path = files.join(c);
-        if !path.is_file() {
-            return Err(StageError::Other(format!(
-                "package {c} is not in the sources ({} does not exist); \
-                 is it listed in the manifest's org.osbuild.files source?",
-                path.display()
-            )));
-        }
-        debs.push(read_control(c, &path)?);
+    let mut debs = Vec::with_capacity(packages.len());
+    for (c, path) in &packages {
+        debs.push(read_control(c, path)?);
     }
+    let files = packages
+        .first()
+        .and_then(|(_, p)| p.parent())
+        .map(Path::to_owned)
+        .unwrap_or_default();
     if debs.is_empty() {
         println!("no packages to install");
         return Ok(0);
@@ -108,8 +93,8 @@ pub fn run(args: &Args) -> Result<i32, StageError> {
     if bootstrap {
         println!("bootstrapping an empty tree from {} packages", debs.len());
         merged_usr(tree, &debs)?;
-        for (deb, c) in debs.iter().zip(&checksums) {
-            extract(&files.join(c), tree, deb)?;
+        for (deb, (_, path)) in debs.iter().zip(&packages) {
+            extract(path, tree, deb)?;
         }
         for dir in ["var/lib/dpkg/info", "var/lib/dpkg/updates"] {
             tree::create_dirs(tree, dir, 0o755)?;
@@ -130,11 +115,11 @@ pub fn run(args: &Args) -> Result<i32, StageError> {
     {
         let _policy = PolicyRcD::install(tree)?;
         isolate()?;
-        let mounts = Mounts::setup(tree, &files)?;
+        let mounts = Mounts::setup(tree, Some((&files, DEBS_DIR)))?;
         let dpkg = Dpkg {
             tree,
             debs: &debs,
-            debs_dir: &mounts.debs_dir_in_tree,
+            debs_dir: &mounts.files_in_tree,
         };
         if bootstrap {
             let (core, rest) = split_core(&debs);
@@ -155,33 +140,6 @@ pub fn run(args: &Args) -> Result<i32, StageError> {
     audit(tree)?;
     println!("installed {} packages", debs.len());
     Ok(0)
-}
-
-/// A checksum from the sources: `algorithm:hex`, nothing that could name another path.
-fn check_checksum(c: &str) -> Result<(), String> {
-    let Some((algo, hex)) = c.split_once(':') else {
-        return Err(format!(
-            "{c:?} is not a checksum (expected e.g. sha256:<hex>)"
-        ));
-    };
-    let len = match algo {
-        "md5" => 32,
-        "sha1" => 40,
-        "sha256" => 64,
-        "sha384" => 96,
-        "sha512" => 128,
-        _ => return Err(format!("{c:?}: unknown checksum algorithm {algo:?}")),
-    };
-    if hex.len() != len
-        || !hex
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    {
-        return Err(format!(
-            "{c:?}: expected {len} lowercase hexadecimal digits after \"{algo}:\""
-        ));
-    }
-    Ok(())
 }
 
 /// The `initramfs.modules` option, validated as kernel module names.
@@ -391,162 +349,6 @@ impl Drop for PolicyRcD {
     }
 }
 
-/// Moves this process into private mount and network namespaces, so nothing mounted below
-/// is seen outside and maintainer scripts have no network.
-fn isolate() -> Result<(), StageError> {
-    // SAFETY: unshare and mount take no pointers we own except the static C strings.
-    unsafe {
-        if libc::unshare(libc::CLONE_NEWNS | libc::CLONE_NEWNET) != 0 {
-            return Err(StageError::Other(format!(
-                "cannot create private mount and network namespaces: {}",
-                std::io::Error::last_os_error()
-            )));
-        }
-        if libc::mount(
-            std::ptr::null(),
-            c"/".as_ptr(),
-            std::ptr::null(),
-            libc::MS_REC | libc::MS_SLAVE,
-            std::ptr::null(),
-        ) != 0
-        {
-            return Err(StageError::Other(format!(
-                "cannot make / a slave mount: {}",
-                std::io::Error::last_os_error()
-            )));
-        }
-    }
-    Ok(())
-}
-
-fn cstr(p: &Path) -> Result<CString, StageError> {
-    CString::new(p.as_os_str().as_bytes())
-        .map_err(|_| StageError::Other(format!("path {:?} contains NUL", p)))
-}
-
-fn mount(
-    src: Option<&Path>,
-    target: &Path,
-    fstype: Option<&str>,
-    flags: libc::c_ulong,
-) -> Result<(), StageError> {
-    let src_c = src.map(cstr).transpose()?;
-    let target_c = cstr(target)?;
-    let fstype_c = fstype
-        .map(|f| CString::new(f).map_err(|_| StageError::Other("bad fstype".into())))
-        .transpose()?;
-    // SAFETY: every pointer is a valid NUL-terminated string or null, alive for the call.
-    let rc = unsafe {
-        libc::mount(
-            src_c.as_ref().map_or(std::ptr::null(), |s| s.as_ptr()),
-            target_c.as_ptr(),
-            fstype_c.as_ref().map_or(std::ptr::null(), |s| s.as_ptr()),
-            flags,
-            std::ptr::null(),
-        )
-    };
-    if rc != 0 {
-        return Err(StageError::io(
-            "cannot mount on",
-            target,
-            std::io::Error::last_os_error(),
-        ));
-    }
-    Ok(())
-}
-
-/// The mounts dpkg needs in the tree; unmounted in reverse order on drop (and gone with the
-/// private namespace if the stage dies), then the directory for the packages is removed.
-struct Mounts {
-    points: Vec<PathBuf>,
-    created_dir: Option<PathBuf>,
-    /// The packages' directory as seen from inside the tree (`/.osbuild-dpkg`).
-    debs_dir_in_tree: String,
-}
-
-impl Mounts {
-    fn setup(tree: &Path, files: &Path) -> Result<Mounts, StageError> {
-        let mut m = Mounts {
-            points: Vec::new(),
-            created_dir: None,
-            debs_dir_in_tree: format!("/{DEBS_DIR}"),
-        };
-        let table: [(&str, Option<&Path>, Option<&str>, libc::c_ulong); 3] = [
-            (
-                "proc",
-                None,
-                Some("proc"),
-                libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-            ),
-            (
-                "sys",
-                None,
-                Some("sysfs"),
-                libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC | libc::MS_RDONLY,
-            ),
-            (
-                "dev",
-                Some(Path::new("/dev")),
-                None,
-                libc::MS_BIND | libc::MS_REC,
-            ),
-        ];
-        for (dir, src, fstype, flags) in table {
-            let target = real_dir(tree, dir)?;
-            mount(src, &target, fstype, flags)?;
-            m.points.push(target);
-        }
-        let debs = tree.join(DEBS_DIR);
-        match fs::create_dir(&debs) {
-            Ok(()) => m.created_dir = Some(debs.clone()),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(StageError::io("cannot create", &debs, e)),
-        }
-        let _ = fs::set_permissions(&debs, fs::Permissions::from_mode(0o700));
-        let debs = real_dir(tree, DEBS_DIR)?;
-        mount(Some(files), &debs, None, libc::MS_BIND)?;
-        m.points.push(debs.clone());
-        mount(
-            None,
-            &debs,
-            None,
-            libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV,
-        )?;
-        Ok(m)
-    }
-}
-
-impl Drop for Mounts {
-    fn drop(&mut self) {
-        for p in self.points.drain(..).rev() {
-            if let Ok(c) = cstr(&p) {
-                // SAFETY: a valid NUL-terminated path.
-                unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
-            }
-        }
-        if let Some(d) = self.created_dir.take() {
-            // Only ever an empty directory: never remove recursively near a mount point.
-            let _ = fs::remove_dir(d);
-        }
-    }
-}
-
-/// `dir` in the tree as a real directory (created 0755 when absent, a symlink refused), so a
-/// mount can never be redirected outside the tree.
-fn real_dir(tree: &Path, dir: &str) -> Result<PathBuf, StageError> {
-    let host = tree.join(dir);
-    match fs::symlink_metadata(&host) {
-        Ok(m) if m.is_dir() => Ok(host),
-        Ok(_) => Err(StageError::Other(format!(
-            "/{dir} in the tree is not a directory; cannot mount there"
-        ))),
-        Err(_) => {
-            fs::create_dir(&host).map_err(|e| StageError::io("cannot create", &host, e))?;
-            Ok(host)
-        }
-    }
-}
-
 /// The tree's own dpkg, run chrooted into the tree with a clean environment.
 struct Dpkg<'a> {
     tree: &'a Path,
@@ -739,7 +541,7 @@ mod tests {
             ("hello_1.0_amd64.deb".into(), Some("is not a checksum")),
         ];
         for (c, want) in cases {
-            match (check_checksum(&c), want) {
+            match (crate::args::check_checksum(&c), want) {
                 (Ok(()), None) => {}
                 (Err(e), Some(w)) => assert!(e.contains(w), "{c}: {e}"),
                 (got, want) => panic!("{c}: got {got:?}, want {want:?}"),

@@ -20,7 +20,9 @@ mod args;
 mod command;
 mod error;
 mod firstboot;
+mod mounts;
 mod passwd;
+mod rpm;
 mod tree;
 
 mod chrony;
@@ -70,6 +72,7 @@ const STAGES: &[(&str, StageFn)] = &[
     ("keymap", keymap::run),
     ("locale", locale::run),
     ("noop", noop::run),
+    ("rpm", rpm::run),
     ("script", script::run),
     ("selinux", selinux::run),
     ("systemd", systemd::run),

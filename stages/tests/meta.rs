@@ -10,6 +10,7 @@ const STAGES: &[&str] = &[
     "chrony",
     "debug-shell",
     "dpkg",
+    "rpm",
     "error",
     "firewall",
     "fix-bls",
