@@ -199,6 +199,114 @@ pub fn resolve(packages: &[String], opts: &ResolveOptions) -> Result<Vec<PinnedD
     parse_print_uris(&String::from_utf8_lossy(&out.stdout))
 }
 
+/// What `--image` adds to the package list: a kernel, an initrd generator and an init
+/// with udev, the least a VM boots to multi-user with.
+pub const IMAGE_PACKAGES: &[&str] = &[
+    "linux-image-amd64",
+    "initramfs-tools",
+    "systemd-sysv",
+    "udev",
+];
+
+/// The initrd modules an image gets unless others are asked for: enough to find an ext4
+/// root on a virtio, SCSI or IDE/SATA disk (a 7 MB initrd in seconds instead of 36 MB).
+pub const IMAGE_INITRAMFS_MODULES: &[&str] = &[
+    "virtio_pci",
+    "virtio_blk",
+    "virtio_scsi",
+    "ata_piix",
+    "sd_mod",
+    "ext4",
+];
+
+/// The probe unit's name; it is not enabled, the kernel argument
+/// `systemd.wants=imgtest.service` (which [`ImageOptions::probe`] adds) starts it.
+pub const PROBE_UNIT: &str = "imgtest.service";
+
+/// The probe's last console line when the boot reached multi-user with no failed unit.
+pub const PROBE_SUCCESS: &str = "IMGTEST-END failed=0";
+
+/// The probe unit: once multi-user is reached it prints the failed units between
+/// `IMGTEST-BEGIN` and `IMGTEST-END failed=<count>` on the console, then powers off. (It
+/// counts failed units rather than waiting in `systemctl is-system-running --wait`, which
+/// would wait for the probe itself, a boot job.)
+pub const PROBE_UNIT_TEXT: &str = "[Unit]
+Description=osbuild image test probe
+After=multi-user.target
+
+[Service]
+Type=oneshot
+StandardOutput=journal+console
+ExecStart=/bin/sh -c 'echo IMGTEST-BEGIN $(uname -r) $(hostname); systemctl --failed --no-legend; echo \"IMGTEST-END failed=$(systemctl --failed --no-legend | wc -l)\"'
+ExecStartPost=/bin/systemctl poweroff --no-block
+";
+
+/// A bootable disk image (BIOS, MBR, one ext4 root partition with GRUB 2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageOptions {
+    /// The root filesystem's UUID (fstab, GRUB's search and `root=`).
+    pub root_fs_uuid: String,
+    /// The MBR's disk identifier, `0x` and up to 8 hexadecimal digits.
+    pub ptuuid: String,
+    /// Virtual disk size in bytes (a multiple of 512; the qemu assembler checks it).
+    pub size: u64,
+    /// The assembler's output format: `qcow2`, `raw`, ...
+    pub format: String,
+    /// Kernel command line after `root=UUID=...`.
+    pub kernel_opts: String,
+    /// Add the test probe ([`PROBE_UNIT`]) and the kernel argument that starts it.
+    pub probe: bool,
+}
+
+impl Default for ImageOptions {
+    fn default() -> Self {
+        ImageOptions {
+            root_fs_uuid: "0b0bcafe-0000-4000-8000-000000000001".into(),
+            ptuuid: "0x0b0bcafe".into(),
+            size: 2 << 30,
+            format: "qcow2".into(),
+            kernel_opts: "ro console=ttyS0,115200".into(),
+            probe: false,
+        }
+    }
+}
+
+impl ImageOptions {
+    /// The image's file name in the output directory: `disk.<format>`.
+    pub fn filename(&self) -> String {
+        format!("disk.{}", self.format)
+    }
+
+    /// The full kernel command line after `root=UUID=...` (with the probe's argument).
+    pub fn kernel_cmdline(&self) -> String {
+        let mut s = self.kernel_opts.trim().to_string();
+        if self.probe {
+            if !s.is_empty() {
+                s.push(' ');
+            }
+            s.push_str("systemd.wants=");
+            s.push_str(PROBE_UNIT);
+        }
+        s
+    }
+}
+
+/// Parses a size such as `2G`, `1536M`, `512K` or `1073741824` (binary units) into bytes.
+pub fn parse_size(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let (digits, shift) = match t.char_indices().last()? {
+        (i, 'K' | 'k') => (&t[..i], 10),
+        (i, 'M' | 'm') => (&t[..i], 20),
+        (i, 'G' | 'g') => (&t[..i], 30),
+        (i, 'T' | 't') => (&t[..i], 40),
+        _ => (t, 0),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse::<u64>().ok()?.checked_mul(1u64 << shift)
+}
+
 /// What the manifest holds besides the packages.
 #[derive(Debug, Clone, Default)]
 pub struct ManifestOptions {
@@ -211,6 +319,9 @@ pub struct ManifestOptions {
     pub timezone: Option<String>,
     /// An `org.osbuild.locale` stage.
     pub locale: Option<String>,
+    /// Make a bootable disk image: fstab, grub2 (and the probe) stages and the
+    /// `org.osbuild.qemu` assembler. The packages must include [`IMAGE_PACKAGES`].
+    pub image: Option<ImageOptions>,
 }
 
 /// A v1 manifest installing `debs` with `org.osbuild.dpkg` (plus the stages `opts` asks
@@ -241,10 +352,52 @@ pub fn manifest(debs: &[PinnedDeb], opts: &ManifestOptions) -> Value {
     if let Some(l) = &opts.locale {
         stages.push(json!({"name": "org.osbuild.locale", "options": {"language": l}}));
     }
+    let mut pipeline = Map::new();
+    if let Some(img) = &opts.image {
+        stages.extend(image_stages(img));
+        pipeline.insert("stages".into(), Value::Array(stages));
+        pipeline.insert("assembler".into(), image_assembler(img));
+    } else {
+        pipeline.insert("stages".into(), Value::Array(stages));
+    }
     json!({
-        "pipeline": {"stages": stages},
+        "pipeline": pipeline,
         "sources": {"org.osbuild.files": {"urls": urls}},
     })
+}
+
+/// The stages that make an installed tree bootable from `img`'s disk.
+fn image_stages(img: &ImageOptions) -> Vec<Value> {
+    let mut stages = vec![
+        json!({"name": "org.osbuild.fstab", "options": {"filesystems": [{
+            "uuid": img.root_fs_uuid, "vfs_type": "ext4", "path": "/",
+            "options": "errors=remount-ro", "passno": 1
+        }]}}),
+        json!({"name": "org.osbuild.grub2", "options": {
+            "root_fs_uuid": img.root_fs_uuid,
+            "kernel_opts": img.kernel_cmdline(),
+            "legacy": "i386-pc"
+        }}),
+    ];
+    if img.probe {
+        let script = format!(
+            "#!/bin/sh\nset -e\ncat > /etc/systemd/system/{PROBE_UNIT} <<'EOF'\n{PROBE_UNIT_TEXT}EOF\n"
+        );
+        stages.push(json!({"name": "org.osbuild.script", "options": {"script": script}}));
+    }
+    stages
+}
+
+/// The `org.osbuild.qemu` assembler for `img`: MBR, one bootable ext4 root, GRUB for BIOS.
+fn image_assembler(img: &ImageOptions) -> Value {
+    json!({"name": "org.osbuild.qemu", "options": {
+        "format": img.format,
+        "filename": img.filename(),
+        "ptuuid": img.ptuuid,
+        "root_fs_uuid": img.root_fs_uuid,
+        "size": img.size,
+        "bootloader": {"type": "grub2", "platform": "i386-pc"}
+    }})
 }
 
 #[cfg(test)]
@@ -363,5 +516,112 @@ mod tests {
         assert_eq!(stages[1]["options"]["hostname"], "deb12");
         assert_eq!(stages.len(), 2);
         assert!(resolve(&[], &ResolveOptions::default()).is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        let cases = [
+            ("2G", Some(2u64 << 30)),
+            ("1536M", Some(1536u64 << 20)),
+            ("512k", Some(512u64 << 10)),
+            ("1048576", Some(1048576)),
+            ("", None),
+            ("G", None),
+            ("1.5G", None),
+            ("-1M", None),
+            ("2X", None),
+            ("99999999999T", None),
+        ];
+        for (text, want) in cases {
+            assert_eq!(parse_size(text), want, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn kernel_cmdline_with_and_without_probe() {
+        let mut img = ImageOptions::default();
+        assert_eq!(img.kernel_cmdline(), "ro console=ttyS0,115200");
+        img.probe = true;
+        assert_eq!(
+            img.kernel_cmdline(),
+            "ro console=ttyS0,115200 systemd.wants=imgtest.service"
+        );
+        img.kernel_opts = String::new();
+        assert_eq!(img.kernel_cmdline(), "systemd.wants=imgtest.service");
+    }
+
+    #[test]
+    fn image_manifest_shape() {
+        let img = ImageOptions {
+            probe: true,
+            ..Default::default()
+        };
+        let m = manifest(
+            &[],
+            &ManifestOptions {
+                hostname: Some("deb12".into()),
+                image: Some(img.clone()),
+                ..Default::default()
+            },
+        );
+        let names: Vec<&str> = m["pipeline"]["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "org.osbuild.dpkg",
+                "org.osbuild.hostname",
+                "org.osbuild.fstab",
+                "org.osbuild.grub2",
+                "org.osbuild.script"
+            ]
+        );
+        let stages = &m["pipeline"]["stages"];
+        assert_eq!(
+            stages[2]["options"]["filesystems"][0],
+            json!({"uuid": img.root_fs_uuid, "vfs_type": "ext4", "path": "/",
+                   "options": "errors=remount-ro", "passno": 1})
+        );
+        assert_eq!(
+            stages[3]["options"]["kernel_opts"],
+            "ro console=ttyS0,115200 systemd.wants=imgtest.service"
+        );
+        assert_eq!(stages[3]["options"]["root_fs_uuid"], img.root_fs_uuid);
+        let script = stages[4]["options"]["script"].as_str().unwrap();
+        assert!(script.starts_with("#!/bin/sh\n"), "{script}");
+        assert!(script.contains("cat > /etc/systemd/system/imgtest.service <<'EOF'\n[Unit]\n"));
+        assert!(script.contains("ExecStartPost=/bin/systemctl poweroff --no-block\nEOF\n"));
+        assert!(script
+            .contains(r#"echo "IMGTEST-END failed=$(systemctl --failed --no-legend | wc -l)""#));
+        let asm = &m["pipeline"]["assembler"];
+        assert_eq!(asm["name"], "org.osbuild.qemu");
+        assert_eq!(
+            asm["options"],
+            json!({"format": "qcow2", "filename": "disk.qcow2", "ptuuid": "0x0b0bcafe",
+                   "root_fs_uuid": img.root_fs_uuid, "size": 2u64 << 30,
+                   "bootloader": {"type": "grub2", "platform": "i386-pc"}})
+        );
+
+        // Without the probe: no script stage, no probe argument.
+        let m = manifest(
+            &[],
+            &ManifestOptions {
+                image: Some(ImageOptions::default()),
+                ..Default::default()
+            },
+        );
+        let stages = m["pipeline"]["stages"].as_array().unwrap();
+        assert_eq!(stages.len(), 3);
+        assert_eq!(
+            stages[2]["options"]["kernel_opts"],
+            "ro console=ttyS0,115200"
+        );
+        // Without an image: no assembler.
+        let m = manifest(&[], &ManifestOptions::default());
+        assert!(m["pipeline"].get("assembler").is_none());
     }
 }

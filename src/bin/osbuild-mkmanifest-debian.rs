@@ -40,6 +40,37 @@ struct Args {
     /// A kernel module for a small initrd (MODULES=list; repeatable).
     #[arg(long = "initramfs-module", value_name = "MODULE")]
     initramfs_modules: Vec<String>,
+    /// Make a bootable disk image (BIOS, MBR, ext4 root, GRUB 2): adds --base, the kernel,
+    /// initramfs-tools, systemd-sysv and udev, a small virtio/SCSI/IDE initrd unless
+    /// --initramfs-module is given, the fstab and grub2 stages and the qemu assembler.
+    #[arg(long)]
+    image: bool,
+    /// Image format (qcow2, raw, raw.xz, vdi, vmdk, vpc); the output file is disk.FORMAT.
+    #[arg(
+        long,
+        value_name = "FORMAT",
+        default_value = "qcow2",
+        requires = "image"
+    )]
+    image_format: String,
+    /// Virtual disk size, e.g. 2G or 1536M.
+    #[arg(long, value_name = "SIZE", default_value = "2G", requires = "image", value_parser = size)]
+    image_size: u64,
+    /// The kernel command line after root=UUID=...
+    #[arg(
+        long,
+        value_name = "OPTS",
+        default_value = "ro console=ttyS0,115200",
+        requires = "image"
+    )]
+    kernel_opts: String,
+    /// The root filesystem's UUID.
+    #[arg(long, value_name = "UUID", requires = "image")]
+    root_fs_uuid: Option<String>,
+    /// For tests: install imgtest.service and start it by kernel argument; at multi-user it
+    /// prints `IMGTEST-END failed=<failed units>` on the console and powers off.
+    #[arg(long, requires = "image")]
+    boot_probe: bool,
     /// Write the manifest here instead of standard output.
     #[arg(long, value_name = "FILE")]
     output: Option<PathBuf>,
@@ -47,9 +78,32 @@ struct Args {
 
 fn run(args: Args) -> anyhow::Result<()> {
     let mut packages: Vec<String> = Vec::new();
-    if args.base {
+    if args.base || args.image {
         packages.extend(debian::BASE.iter().map(|s| s.to_string()));
     }
+    let mut initramfs_modules = args.initramfs_modules;
+    let image = if args.image {
+        packages.extend(debian::IMAGE_PACKAGES.iter().map(|s| s.to_string()));
+        if initramfs_modules.is_empty() {
+            initramfs_modules = debian::IMAGE_INITRAMFS_MODULES
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+        }
+        let mut img = debian::ImageOptions {
+            size: args.image_size,
+            format: args.image_format,
+            kernel_opts: args.kernel_opts,
+            probe: args.boot_probe,
+            ..Default::default()
+        };
+        if let Some(u) = args.root_fs_uuid {
+            img.root_fs_uuid = u;
+        }
+        Some(img)
+    } else {
+        None
+    };
     packages.extend(args.packages);
     let opts = debian::ResolveOptions {
         recommends: args.recommends,
@@ -61,9 +115,10 @@ fn run(args: Args) -> anyhow::Result<()> {
         &debs,
         &debian::ManifestOptions {
             hostname: args.hostname,
-            initramfs_modules: args.initramfs_modules,
+            initramfs_modules,
             timezone: args.timezone,
             locale: args.locale,
+            image,
         },
     );
     let size: u64 = debs.iter().map(|d| d.size).sum();
@@ -81,6 +136,15 @@ fn run(args: Args) -> anyhow::Result<()> {
             print!("{text}");
             Ok(())
         }
+    }
+}
+
+/// Parses `--image-size`.
+fn size(text: &str) -> Result<u64, String> {
+    match debian::parse_size(text) {
+        Some(n) if n > 0 && n % 512 == 0 => Ok(n),
+        Some(_) => Err("must be a positive multiple of 512 bytes".into()),
+        None => Err("expected a number of bytes with an optional K, M, G or T suffix".into()),
     }
 }
 
