@@ -16,7 +16,8 @@
 //! - [`mount`]: bind mounts with owners, and the private mount namespace.
 //! - [`buildroot`]: the bubblewrap sandbox and the API sockets a stage talks to.
 //! - [`pipeline`]: running a manifest: caching, checkpoints, results.
-//! - [`cli`]: the command-line front ends (`osbuild`).
+//! - [`service`]: the `osbuildd` D-Bus service (jobs, polkit, signals, journal).
+//! - [`cli`]: the command-line front ends (`osbuild`, `osbuildctl`).
 
 pub mod buildroot;
 pub mod cli;
@@ -26,4 +27,5 @@ pub mod manifest;
 pub mod modules;
 pub mod mount;
 pub mod pipeline;
+pub mod service;
 pub mod store;
