@@ -339,10 +339,9 @@ impl Manager {
             .await?;
         let child = output::export(&self.svc.store, id, fd.into())?;
         tracing::info!(OSBUILD_CALLER_UID = caller.uid, "exporting {id}");
-        let status = tokio::task::spawn_blocking(move || output::wait(child))
+        tokio::task::spawn_blocking(move || output::wait(child))
             .await
-            .map_err(|e| Error::Failed(format!("exporting: {e}")))??;
-        Ok(status)
+            .map_err(|e| Error::Failed(format!("exporting: {e}")))?
     }
 
     /// A job was queued.

@@ -713,7 +713,6 @@ mod tests {
             ("/org/osbuild/Builder1/job/42", Some(42)),
             ("/org/osbuild/Builder1/job/0", None),
             ("/org/osbuild/Builder1/job/01", None),
-            ("/org/osbuild/Builder1/job/", None),
             ("/org/osbuild/Builder1/job/1/x", None),
             ("/org/osbuild/Builder1", None),
             ("/org/other/job/1", None),

@@ -43,3 +43,6 @@ pub async fn serve_p2p(
         .build()
         .await
 }
+
+#[cfg(test)]
+mod tests;
