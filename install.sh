@@ -4,8 +4,13 @@
 #   ./install.sh libdir DIR              lay out a libdir (stages, assemblers, runners, sources) in DIR,
 #                                        for tests and development: osbuild --libdir DIR ...
 #   ./install.sh install [--prefix P] [--destdir D]
-#                                        install the binaries into P/bin and the libdir into
-#                                        P/lib/osbuild (P defaults to /usr/local)
+#                                        install osbuild, osbuildd and osbuildctl into P/bin, the
+#                                        libdir into P/lib/osbuild, and the service files: D-Bus
+#                                        policy, activation and XML under P/share/dbus-1, polkit
+#                                        policy under P/share/polkit-1, the systemd unit and
+#                                        tmpfiles under P/lib/systemd and P/lib/tmpfiles.d
+#                                        (P defaults to /usr/local; the polkit rules example goes
+#                                        to P/share/doc/osbuild, it is opt-in)
 #   ./install.sh uninstall [--prefix P] [--destdir D]
 #
 # The stage-side executables run inside build roots that may be another distribution, so they
@@ -68,6 +73,31 @@ lay_out_libdir() {
     done < runners/names.txt
 }
 
+binaries=(osbuild osbuildd osbuildctl)
+# Service files, relative to the prefix.
+service_files=(
+    share/dbus-1/system.d/org.osbuild.Builder1.conf
+    share/dbus-1/system-services/org.osbuild.Builder1.service
+    share/dbus-1/interfaces/org.osbuild.Builder1.xml
+    share/polkit-1/actions/org.osbuild.builder1.policy
+    lib/systemd/system/osbuildd.service
+    lib/tmpfiles.d/osbuildd.conf
+)
+
+# install_service_files: the bus policy, activation file, XML, polkit policy, unit, tmpfiles.
+install_service_files() {
+    local root="$destdir$prefix" subst
+    subst="s|@BINDIR@|$prefix/bin|g; s|@LIBDIR@|$prefix/lib/osbuild|g"
+    install -D -m 0644 dbus/org.osbuild.Builder1.conf "$root/share/dbus-1/system.d/org.osbuild.Builder1.conf"
+    install -d "$root/share/dbus-1/system-services" "$root/lib/systemd/system"
+    sed "$subst" dbus/org.osbuild.Builder1.service.in > "$root/share/dbus-1/system-services/org.osbuild.Builder1.service"
+    install -D -m 0644 dbus/org.osbuild.Builder1.xml "$root/share/dbus-1/interfaces/org.osbuild.Builder1.xml"
+    install -D -m 0644 polkit/org.osbuild.builder1.policy "$root/share/polkit-1/actions/org.osbuild.builder1.policy"
+    sed "$subst" systemd/osbuildd.service.in > "$root/lib/systemd/system/osbuildd.service"
+    install -D -m 0644 systemd/osbuildd.tmpfiles.conf "$root/lib/tmpfiles.d/osbuildd.conf"
+    install -D -m 0644 polkit/50-osbuild.rules.example "$root/share/doc/osbuild/50-osbuild.rules.example"
+}
+
 parse_prefix() {
     prefix=/usr/local destdir=
     while [ $# -gt 0 ]; do
@@ -92,19 +122,22 @@ case "${1:-}" in
         build_stage_side
         OSBUILD_LIBDIR="$prefix/lib/osbuild" cargo build --quiet --release --bins -p osbuild
         install -d "$destdir$prefix/bin"
-        for b in osbuild; do install -m 0755 "$target_dir/release/$b" "$destdir$prefix/bin/$b"; done
+        for b in "${binaries[@]}"; do install -m 0755 "$target_dir/release/$b" "$destdir$prefix/bin/$b"; done
         rm -rf "$destdir$prefix/lib/osbuild"
         lay_out_libdir "$destdir$prefix/lib/osbuild"
+        install_service_files
         echo "installed under $destdir$prefix"
         ;;
     uninstall)
         shift; parse_prefix "$@"
-        rm -f "$destdir$prefix/bin/osbuild"
+        for b in "${binaries[@]}"; do rm -f "$destdir$prefix/bin/$b"; done
         rm -rf "$destdir$prefix/lib/osbuild"
+        for f in "${service_files[@]}"; do rm -f "$destdir$prefix/$f"; done
+        rm -rf "$destdir$prefix/share/doc/osbuild"
         echo "uninstalled from $destdir$prefix"
         ;;
     *)
-        sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'
         exit 2
         ;;
 esac

@@ -19,7 +19,8 @@
 //! - [`pipeline`]: running a manifest: caching, checkpoints, results.
 //! - [`sources`]: running the libdir's sources on the host: fetching before the build, and the
 //!   sources API stages call.
-//! - [`cli`]: the command-line front ends (`osbuild`).
+//! - [`service`]: the `osbuildd` D-Bus service (jobs, polkit, signals, journal).
+//! - [`cli`]: the command-line front ends (`osbuild`, `osbuildctl`).
 
 pub mod buildroot;
 pub mod cli;
@@ -30,5 +31,6 @@ pub mod manifest;
 pub mod modules;
 pub mod mount;
 pub mod pipeline;
+pub mod service;
 pub mod sources;
 pub mod store;

@@ -72,6 +72,12 @@ pub enum Event<'a> {
 /// Receives [`Event`]s.
 pub trait Monitor {
     fn event(&mut self, event: Event<'_>);
+
+    /// Whether to commit the tree after stage `id` although it is not a checkpoint: the
+    /// service answers yes when another queued job needs that stage, so it is built once.
+    fn keep(&mut self, _id: &ObjectId) -> bool {
+        false
+    }
 }
 
 /// A monitor that ignores everything.
@@ -321,7 +327,7 @@ impl Run<'_, '_> {
                 result.stages = Some(stages);
                 return Ok((result, None));
             }
-            if self.b.checkpoints.contains(&stage.id) {
+            if self.b.checkpoints.contains(&stage.id) || self.monitor.keep(&stage.id) {
                 store.commit(&tree, &stage.id, ObjectKind::Tree)?;
             }
         }

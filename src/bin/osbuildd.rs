@@ -1,0 +1,8 @@
+//! `osbuildd`: the build service on the system bus.
+
+use clap::Parser;
+
+fn main() {
+    let args = osbuild::service::daemon::Args::parse();
+    std::process::exit(osbuild::service::daemon::main(args));
+}

@@ -1,0 +1,577 @@
+//! `osbuildctl`: the client of `osbuildd` (`org.osbuild.Builder1`), plus a local `inspect`.
+//!
+//! Exit codes: 0 success; 1 the build failed (or another request failed); 2 the daemon refused
+//! the request (invalid manifest, option or argument); 3 not authorized; 4 the daemon or the
+//! bus is unreachable; 130 the build was cancelled (Ctrl-C cancels the job).
+
+use std::collections::HashMap;
+use std::io::{IsTerminal, Read};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use futures_util::StreamExt;
+use zbus::{Connection, ObjectPath, OwnedObjectPath, OwnedVariant, Variant};
+
+use crate::json;
+use crate::manifest;
+use crate::modules::Index;
+
+/// The bus interface, as a client sees it.
+#[zbus::proxy(
+    interface = "org.osbuild.Builder1",
+    default_service = "org.osbuild.Builder1",
+    default_path = "/org/osbuild/Builder1"
+)]
+pub trait Builder1 {
+    fn build(
+        &self,
+        manifest: &str,
+        options: HashMap<&str, Variant<'_>>,
+    ) -> zbus::Result<OwnedObjectPath>;
+    fn cancel(&self, job: &ObjectPath<'_>) -> zbus::Result<()>;
+    fn list_jobs(&self) -> zbus::Result<Vec<OwnedObjectPath>>;
+    fn list_objects(&self) -> zbus::Result<Vec<HashMap<String, OwnedVariant>>>;
+    fn prune(&self, budget: u64) -> zbus::Result<u64>;
+    fn open_output(&self, id: &str, path: &str) -> zbus::Result<zbus::OwnedFd>;
+    fn export_output(&self, id: &str, fd: zbus::Fd<'_>) -> zbus::Result<()>;
+    #[zbus(signal)]
+    fn job_new(&self, job: ObjectPath<'_>) -> zbus::Result<()>;
+    #[zbus(signal)]
+    fn stage_started(
+        &self,
+        job: ObjectPath<'_>,
+        stage_id: &str,
+        name: &str,
+        index: u32,
+        total: u32,
+    ) -> zbus::Result<()>;
+    #[zbus(signal)]
+    fn stage_output(&self, job: ObjectPath<'_>, stage_id: &str, line: &str) -> zbus::Result<()>;
+    #[zbus(signal)]
+    fn stage_finished(
+        &self,
+        job: ObjectPath<'_>,
+        stage_id: &str,
+        name: &str,
+        success: bool,
+        seconds: f64,
+    ) -> zbus::Result<()>;
+    #[zbus(signal)]
+    fn job_finished(&self, job: ObjectPath<'_>, success: bool, result: &str) -> zbus::Result<()>;
+}
+
+/// A job object, as a client sees it.
+#[zbus::proxy(
+    interface = "org.osbuild.Builder1.Job",
+    default_service = "org.osbuild.Builder1"
+)]
+pub trait Job {
+    #[zbus(property)]
+    fn state(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn progress(&self) -> zbus::Result<f64>;
+    #[zbus(property)]
+    fn owner_uid(&self) -> zbus::Result<u32>;
+    #[zbus(property)]
+    fn tree_id(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn output_id(&self) -> zbus::Result<String>;
+    fn cancel(&self) -> zbus::Result<()>;
+}
+
+/// Build OS images through the osbuildd service.
+///
+/// Exit codes: 0 success; 1 the build (or request) failed; 2 the daemon refused the request
+/// (invalid manifest, option or argument); 3 not authorized; 4 the daemon or bus is
+/// unreachable; 130 the build was cancelled (Ctrl-C cancels the job).
+#[derive(Debug, Parser)]
+#[command(name = "osbuildctl", version)]
+pub struct Args {
+    /// Bus address (default: DBUS_SYSTEM_BUS_ADDRESS, else the system bus).
+    #[arg(long, value_name = "BUS_ADDRESS", global = true)]
+    pub address: Option<String>,
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Build MANIFEST ('-' for stdin), following its progress.
+    Build {
+        manifest: String,
+        /// Stage id after which the tree is committed (repeatable).
+        #[arg(long, value_name = "ID")]
+        checkpoint: Vec<String>,
+        /// Write the output into DIR (created if needed; files owned by you).
+        #[arg(long, value_name = "DIR")]
+        output: Option<PathBuf>,
+        /// Print the result JSON (osbuild v10's shape) instead of progress.
+        #[arg(long)]
+        json: bool,
+        /// Print the job's object path and return at once; the job runs on.
+        #[arg(long)]
+        detach: bool,
+        /// JSON file with source options, replacing the manifest's "sources".
+        #[arg(long, value_name = "FILE")]
+        sources: Option<PathBuf>,
+        /// JSON file with secrets for the sources (sent to the daemon, never logged).
+        #[arg(long, value_name = "FILE")]
+        secrets: Option<PathBuf>,
+    },
+    /// Cancel a job (its number or object path).
+    Cancel { job: String },
+    /// List jobs.
+    Jobs,
+    /// List the store's objects.
+    Objects,
+    /// Write output (or tree) ID into DIR.
+    Export { id: String, dir: PathBuf },
+    /// Remove least recently used objects until the store fits in BUDGET bytes.
+    Prune { budget: u64 },
+    /// Print MANIFEST with every stage's id (local, no daemon).
+    Inspect {
+        manifest: String,
+        /// Libdir whose stage schemas validate the manifest.
+        #[arg(short = 'l', long, default_value = "/usr/lib/osbuild")]
+        libdir: PathBuf,
+    },
+}
+
+/// Runs `osbuildctl` and returns its exit code.
+pub fn main(args: Args) -> i32 {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("osbuildctl: {e}");
+            return 1;
+        }
+    };
+    match rt.block_on(run(args)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("osbuildctl: {e:#}");
+            exit_code_for(&e)
+        }
+    }
+}
+
+/// The D-Bus error name and message of a failed call, if it was an error reply.
+pub fn error_reply(e: &zbus::Error) -> Option<(String, String)> {
+    match e {
+        zbus::Error::MethodError(name, msg, _) => {
+            Some((name.to_string(), msg.clone().unwrap_or_default()))
+        }
+        zbus::Error::FDO(e) => Some((
+            zbus::DBusError::name(e.as_ref()).to_string(),
+            zbus::DBusError::description(e.as_ref())
+                .unwrap_or_default()
+                .to_owned(),
+        )),
+        _ => None,
+    }
+}
+
+fn exit_code_for(e: &anyhow::Error) -> i32 {
+    for cause in e.chain() {
+        if let Some((name, _)) = cause.downcast_ref::<zbus::Error>().and_then(error_reply) {
+            return match name.as_str() {
+                "org.freedesktop.DBus.Error.AccessDenied"
+                | "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired" => 3,
+                "org.freedesktop.DBus.Error.ServiceUnknown"
+                | "org.freedesktop.DBus.Error.NameHasNoOwner" => 4,
+                n if n.starts_with("org.osbuild.Builder1.Error.")
+                    && n != "org.osbuild.Builder1.Error.Failed" =>
+                {
+                    2
+                }
+                _ => 1,
+            };
+        }
+        if let Some(zbus::Error::InputOutput(_) | zbus::Error::Address(_)) =
+            cause.downcast_ref::<zbus::Error>()
+        {
+            return 4;
+        }
+    }
+    1
+}
+
+/// A D-Bus error as the user should read it: the message, with the name as a hint.
+fn explain(e: zbus::Error) -> anyhow::Error {
+    match error_reply(&e) {
+        Some((name, msg)) => {
+            let short = name.rsplit('.').next().unwrap_or("").to_owned();
+            anyhow::Error::new(e).context(format!("{short}: {msg}"))
+        }
+        None => anyhow::Error::new(e),
+    }
+}
+
+async fn connect(address: &Option<String>) -> anyhow::Result<Connection> {
+    let builder = match address {
+        Some(a) => zbus::connection::Builder::address(a.as_str()),
+        None => zbus::connection::Builder::system(),
+    };
+    builder
+        .build()
+        .await
+        .map_err(|e| anyhow::Error::new(e).context("cannot connect to the bus"))
+}
+
+fn read_input(path: &str) -> anyhow::Result<String> {
+    let mut text = String::new();
+    if path == "-" {
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("reading the manifest from stdin")?;
+    } else {
+        text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
+    }
+    Ok(text)
+}
+
+async fn run(args: Args) -> anyhow::Result<i32> {
+    if let Cmd::Inspect { manifest, libdir } = &args.command {
+        let text = read_input(manifest)?;
+        return match manifest::load(&text, &Index::new(libdir)) {
+            Ok(m) => {
+                println!("{}", json::dumps_pretty(&m.describe()));
+                Ok(0)
+            }
+            Err(e) => {
+                eprintln!("osbuildctl: invalid manifest:\n{e}");
+                Ok(2)
+            }
+        };
+    }
+    let conn = connect(&args.address).await?;
+    let proxy = Builder1Proxy::new(&conn).await?;
+    match args.command {
+        Cmd::Build {
+            manifest,
+            checkpoint,
+            output,
+            json,
+            detach,
+            sources,
+            secrets,
+        } => {
+            let text = read_input(&manifest)?;
+            let sources = sources
+                .map(|p| {
+                    std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))
+                })
+                .transpose()?;
+            let secrets = secrets
+                .map(|p| {
+                    std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))
+                })
+                .transpose()?;
+            let req = BuildRequest {
+                manifest: &text,
+                checkpoints: checkpoint,
+                sources,
+                secrets,
+                output,
+                json,
+                detach,
+            };
+            build(&conn, &proxy, req).await
+        }
+        Cmd::Cancel { job } => {
+            let path = job_path(&job)?;
+            proxy.cancel(&path.as_ref()).await.map_err(explain)?;
+            Ok(0)
+        }
+        Cmd::Jobs => {
+            for path in proxy.list_jobs().await.map_err(explain)? {
+                let job = JobProxy::builder(&conn).path(path.clone()).build().await?;
+                let (state, progress, uid) = (
+                    job.state().await.unwrap_or_default(),
+                    job.progress().await.unwrap_or_default(),
+                    job.owner_uid().await.unwrap_or_default(),
+                );
+                let n = path.as_str().rsplit('/').next().unwrap_or("");
+                println!("{n:>4}  {state:<10} {:>3.0}%  uid {uid}", progress * 100.0);
+            }
+            Ok(0)
+        }
+        Cmd::Objects => {
+            for o in proxy.list_objects().await.map_err(explain)? {
+                let s = |k: &str| {
+                    o.get(k)
+                        .and_then(|v| String::try_from(v.clone()).ok())
+                        .unwrap_or_default()
+                };
+                let size = o
+                    .get("size")
+                    .and_then(|v| u64::try_from(v.clone()).ok())
+                    .unwrap_or(0);
+                println!("{}  {:<6} {size:>12}  {}", s("id"), s("kind"), s("treesum"));
+            }
+            Ok(0)
+        }
+        Cmd::Export { id, dir } => {
+            export(&proxy, &id, &dir).await?;
+            Ok(0)
+        }
+        Cmd::Prune { budget } => {
+            let freed = proxy.prune(budget).await.map_err(explain)?;
+            println!("freed {freed} bytes");
+            Ok(0)
+        }
+        Cmd::Inspect { .. } => unreachable!("handled above"),
+    }
+}
+
+/// A job given as a number or a path.
+fn job_path(job: &str) -> anyhow::Result<OwnedObjectPath> {
+    let path = if job.bytes().all(|b| b.is_ascii_digit()) && !job.is_empty() {
+        format!("{}/job/{job}", crate::service::MANAGER_PATH)
+    } else {
+        job.to_owned()
+    };
+    OwnedObjectPath::try_from(path).map_err(|e| anyhow::anyhow!("'{job}' is not a job: {e}"))
+}
+
+/// Streams object `id` from the daemon into `dir`: the daemon writes a tar stream into a pipe,
+/// `tar` running as the calling user unpacks it, so the files are the caller's.
+pub async fn export(proxy: &Builder1Proxy<'_>, id: &str, dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let (rd, wr) = nix::unistd::pipe().context("pipe")?;
+    let rd: OwnedFd = rd;
+    let mut tar = Command::new("tar")
+        .arg("--extract")
+        .arg("--file=-")
+        .arg("--no-same-owner")
+        .arg("--directory")
+        .arg(dir)
+        .stdin(Stdio::from(rd))
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("running tar")?;
+    let reply = proxy.export_output(id, zbus::Fd::from(wr.as_fd())).await;
+    drop(wr);
+    let out = tokio::task::spawn_blocking(move || {
+        let status = tar.wait();
+        let mut err = String::new();
+        if let Some(mut e) = tar.stderr.take() {
+            let _ = e.read_to_string(&mut err);
+        }
+        (status, err)
+    })
+    .await?;
+    reply.map_err(explain)?;
+    let (status, err) = out;
+    let status = status.context("waiting for tar")?;
+    if !status.success() {
+        anyhow::bail!("unpacking into {} failed: {}", dir.display(), err.trim());
+    }
+    Ok(())
+}
+
+struct BuildRequest<'a> {
+    manifest: &'a str,
+    checkpoints: Vec<String>,
+    sources: Option<String>,
+    secrets: Option<String>,
+    output: Option<PathBuf>,
+    json: bool,
+    detach: bool,
+}
+
+/// How progress is shown: a bar on a terminal, plain lines otherwise, nothing with --json.
+enum Display {
+    Bar(indicatif::ProgressBar),
+    Plain,
+    Quiet,
+}
+
+impl Display {
+    fn line(&self, text: &str) {
+        match self {
+            Display::Bar(b) => b.println(text),
+            Display::Plain => println!("{text}"),
+            Display::Quiet => {}
+        }
+    }
+}
+
+async fn build(
+    conn: &Connection,
+    proxy: &Builder1Proxy<'_>,
+    req: BuildRequest<'_>,
+) -> anyhow::Result<i32> {
+    // Subscribe before calling Build, so no signal of the job can be missed.
+    let mut started = proxy.receive_stage_started().await?;
+    let mut output = proxy.receive_stage_output().await?;
+    let mut finished = proxy.receive_stage_finished().await?;
+    let mut done = proxy.receive_job_finished().await?;
+
+    let mut options: HashMap<&str, Variant<'_>> = HashMap::new();
+    if !req.checkpoints.is_empty() {
+        options.insert("checkpoints", Variant::from(req.checkpoints.clone()));
+    }
+    if let Some(s) = &req.sources {
+        options.insert("sources", Variant::from(s.as_str()));
+    }
+    if let Some(s) = &req.secrets {
+        options.insert("secrets", Variant::from(s.as_str()));
+    }
+    let job = proxy.build(req.manifest, options).await.map_err(explain)?;
+    if req.detach {
+        println!("{}", job.as_str());
+        return Ok(0);
+    }
+    let display = if req.json {
+        Display::Quiet
+    } else if std::io::stderr().is_terminal() {
+        let bar = indicatif::ProgressBar::new(1);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} [{pos}/{len}] {msg} {elapsed}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar.enable_steady_tick(std::time::Duration::from_millis(200));
+        Display::Bar(bar)
+    } else {
+        Display::Plain
+    };
+    let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
+    let mut cancelled = false;
+    let (success, result) = loop {
+        tokio::select! {
+            Some(s) = started.next() => {
+                let Ok(a) = s.args() else { continue };
+                if a.job != job.as_ref() { continue; }
+                match &display {
+                    Display::Bar(b) => {
+                        b.set_length(u64::from(a.total));
+                        b.set_position(u64::from(a.index));
+                        b.set_message(a.name.to_string());
+                    }
+                    d => d.line(&format!("[{}/{}] {} {}", a.index + 1, a.total, a.name, a.stage_id)),
+                }
+            }
+            Some(s) = output.next() => {
+                let Ok(a) = s.args() else { continue };
+                if a.job != job.as_ref() { continue; }
+                display.line(a.line);
+            }
+            Some(s) = finished.next() => {
+                let Ok(a) = s.args() else { continue };
+                if a.job != job.as_ref() { continue; }
+                match &display {
+                    Display::Bar(b) => b.inc(1),
+                    d => d.line(&format!("{} {} in {:.1}s", a.name, if a.success { "finished" } else { "FAILED" }, a.seconds)),
+                }
+            }
+            Some(s) = done.next() => {
+                let Ok(a) = s.args() else { continue };
+                if a.job != job.as_ref() { continue; }
+                break (a.success, a.result.to_string());
+            }
+            r = &mut ctrl_c, if !cancelled => {
+                if r.is_ok() {
+                    cancelled = true;
+                    display.line("cancelling the job...");
+                    let j = JobProxy::builder(conn).path(job.clone()).build().await?;
+                    if let Err(e) = j.cancel().await {
+                        display.line(&format!("cancel failed: {e}"));
+                    }
+                }
+            }
+        }
+    };
+    if let Display::Bar(b) = &display {
+        b.finish_and_clear();
+    }
+    if req.json {
+        println!("{result}");
+    }
+    if cancelled && !success {
+        eprintln!("osbuildctl: cancelled");
+        return Ok(130);
+    }
+    if !success {
+        if !req.json {
+            let why = serde_json::from_str::<serde_json::Value>(&result)
+                .ok()
+                .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
+                .unwrap_or_else(|| "a stage failed".into());
+            eprintln!("osbuildctl: build failed: {why}");
+        }
+        return Ok(1);
+    }
+    let v: serde_json::Value = serde_json::from_str(&result).unwrap_or_default();
+    let output_id = v
+        .get("output_id")
+        .and_then(|o| o.as_str())
+        .map(str::to_owned);
+    if !req.json {
+        let show = |k: &str| {
+            v.get(k)
+                .and_then(|o| o.as_str())
+                .unwrap_or("None")
+                .to_owned()
+        };
+        println!("tree id: {}", show("tree_id"));
+        println!("output id: {}", show("output_id"));
+    }
+    if let Some(dir) = &req.output {
+        let Some(id) = output_id else {
+            anyhow::bail!("the manifest has no assembler, so there is no output to write");
+        };
+        export(proxy, &id, dir).await?;
+    }
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_arguments() {
+        assert_eq!(
+            job_path("3").unwrap().as_str(),
+            "/org/osbuild/Builder1/job/3"
+        );
+        assert_eq!(
+            job_path("/org/osbuild/Builder1/job/12").unwrap().as_str(),
+            "/org/osbuild/Builder1/job/12"
+        );
+        assert!(job_path("job 3").is_err());
+    }
+
+    #[test]
+    fn exit_codes_follow_the_error_name() {
+        let cases = [
+            ("org.freedesktop.DBus.Error.AccessDenied", 3),
+            (
+                "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired",
+                3,
+            ),
+            ("org.freedesktop.DBus.Error.ServiceUnknown", 4),
+            ("org.osbuild.Builder1.Error.InvalidManifest", 2),
+            ("org.osbuild.Builder1.Error.TooManyJobs", 2),
+            ("org.osbuild.Builder1.Error.Failed", 1),
+        ];
+        for (name, code) in cases {
+            let msg = zbus::message::Message::method_call("/", "X")
+                .build(&())
+                .unwrap();
+            let e = zbus::Error::MethodError(
+                zbus::names::OwnedErrorName::try_from(name).unwrap(),
+                Some("m".into()),
+                msg,
+            );
+            assert_eq!(exit_code_for(&explain(e)), code, "{name}");
+        }
+    }
+}

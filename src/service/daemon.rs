@@ -1,0 +1,110 @@
+//! `osbuildd`: enter a private mount namespace, open the store, serve the objects, then take
+//! the bus name (so an activated client never finds the name without the objects).
+//!
+//! Exit codes: 0 after SIGTERM/SIGINT (running jobs cancelled and cleaned up), 1 on a set-up
+//! error (not root, store unusable, bus unreachable, name taken).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+
+use super::{Authority, Limits, Manager, Service, BUS_NAME, MANAGER_PATH};
+use crate::modules::Index;
+use crate::store::Store;
+
+/// The osbuild build service (D-Bus: org.osbuild.Builder1).
+#[derive(Debug, Parser)]
+#[command(name = "osbuildd", version)]
+pub struct Args {
+    /// Object store directory.
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/osbuild/store")]
+    pub store: PathBuf,
+    /// Directory with stages, assemblers, runners and sources.
+    #[arg(long, value_name = "DIR", default_value = "/usr/lib/osbuild")]
+    pub libdir: PathBuf,
+    /// Bus to serve on (default: DBUS_SYSTEM_BUS_ADDRESS, else the system bus).
+    #[arg(long, value_name = "BUS_ADDRESS")]
+    pub address: Option<String>,
+    /// Builds run at once; more are queued.
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub max_jobs: usize,
+    /// Unfinished jobs one user may have.
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    pub max_jobs_per_user: usize,
+    /// Largest manifest accepted, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 4 << 20)]
+    pub max_manifest_bytes: usize,
+    /// Seconds a finished job stays on the bus.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    pub keep_finished: u64,
+}
+
+/// Runs the daemon; returns its exit code.
+pub fn main(args: Args) -> i32 {
+    super::log::init();
+    match run(args) {
+        Ok(()) => 0,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("osbuildd: {e:#}");
+            1
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        anyhow::bail!("osbuildd must run as root (it creates namespaces and mounts); start it through systemd or D-Bus activation");
+    }
+    // Before any thread exists: our mounts stay private and vanish with us.
+    crate::mount::enter_private_namespace().context("entering a private mount namespace")?;
+    let store = Store::open(&args.store)
+        .with_context(|| format!("opening the store {}", args.store.display()))?;
+    let index = Index::new(&args.libdir);
+    let limits = Limits {
+        max_jobs: args.max_jobs.max(1),
+        max_jobs_per_user: args.max_jobs_per_user,
+        max_manifest_bytes: args.max_manifest_bytes,
+        keep_finished: Duration::from_secs(args.keep_finished),
+    };
+    let svc = Service::new(store, index, limits, Authority::Polkit);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(serve(svc, args.address))
+}
+
+async fn serve(svc: std::sync::Arc<Service>, address: Option<String>) -> anyhow::Result<()> {
+    let builder = match &address {
+        Some(a) => zbus::connection::Builder::address(a.as_str()),
+        None => zbus::connection::Builder::system(),
+    };
+    let conn = builder.build().await.context("connecting to the bus")?;
+    conn.object_server()
+        .at(MANAGER_PATH, Manager::new(svc.clone()))
+        .await
+        .context("serving the manager object")?;
+    conn.request_name_with_flags(BUS_NAME, zbus::fdo::RequestNameFlags::DO_NOT_QUEUE)
+        .await
+        .with_context(|| {
+            format!("taking the bus name {BUS_NAME} (is another osbuildd running?)")
+        })?;
+    tracing::info!(
+        "serving {BUS_NAME} (store {}, libdir {})",
+        svc.store.root().display(),
+        svc.index.libdir().display()
+    );
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("SIGTERM handler")?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("stopping: cancelling running jobs");
+    svc.shutdown(Duration::from_secs(20)).await;
+    Ok(())
+}

@@ -1,0 +1,765 @@
+//! osbuildd end to end, as root: a private system-type bus, the real polkitd, throwaway users,
+//! the policy and bus configuration of this checkout, and `osbuildctl`.
+//!
+//! The tests share system directories (/usr/share/polkit-1/actions, /etc/polkit-1/rules.d,
+//! /etc/passwd), so they run one at a time; every change there is undone by a guard, even when
+//! a test fails.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use common::{privileged, processes_matching, Env};
+use futures_util::StreamExt;
+use osbuild::cli::osbuildctl::{error_reply, Builder1Proxy};
+use serde_json::{json, Value};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+const BUILDER: &str = "osbtest-builder";
+const OUTSIDER: &str = "osbtest-outsider";
+const GROUP: &str = "osbtest-group";
+const POLICY_DEST: &str = "/usr/share/polkit-1/actions/org.osbuild.builder1.policy";
+const RULES_DEST: &str = "/etc/polkit-1/rules.d/50-osbtest.rules";
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output().unwrap()
+}
+
+/// Removes a file this test installed, restoring what was there before.
+struct Installed {
+    dest: PathBuf,
+    saved: Option<Vec<u8>>,
+}
+
+impl Installed {
+    fn new(dest: &str, content: &[u8]) -> Installed {
+        let dest = PathBuf::from(dest);
+        let saved = std::fs::read(&dest).ok();
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        std::fs::write(&dest, content).unwrap();
+        Installed { dest, saved }
+    }
+}
+
+impl Drop for Installed {
+    fn drop(&mut self) {
+        match &self.saved {
+            Some(old) => {
+                let _ = std::fs::write(&self.dest, old);
+            }
+            None => {
+                let _ = std::fs::remove_file(&self.dest);
+            }
+        }
+    }
+}
+
+/// Throwaway users and group, removed on drop.
+struct Users;
+
+impl Users {
+    fn new() -> Users {
+        let u = Users;
+        u.remove();
+        assert!(run(Command::new("groupadd").arg(GROUP)).status.success());
+        for (user, groups) in [(BUILDER, Some(GROUP)), (OUTSIDER, None)] {
+            let mut c = Command::new("useradd");
+            c.args(["-M", "-s", "/bin/sh"]);
+            if let Some(g) = groups {
+                c.args(["-G", g]);
+            }
+            let out = run(c.arg(user));
+            assert!(out.status.success(), "{out:?}");
+        }
+        u
+    }
+
+    fn remove(&self) {
+        for user in [BUILDER, OUTSIDER] {
+            let _ = Command::new("userdel")
+                .arg(user)
+                .stderr(Stdio::null())
+                .status();
+        }
+        let _ = Command::new("groupdel")
+            .arg(GROUP)
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+impl Drop for Users {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+fn uid_of(user: &str) -> u32 {
+    let out = run(Command::new("id").args(["-u", user]));
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+fn gid_of(user: &str) -> u32 {
+    let out = run(Command::new("id").args(["-g", user]));
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+/// A child process killed (and reaped) on drop.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Bus, polkitd, policy, users and osbuildd.
+struct Fixture {
+    env: Env,
+    address: String,
+    daemon: Option<Proc>,
+    _polkitd: Proc,
+    _bus: Proc,
+    _users: Users,
+    _policy: Installed,
+    _guard: std::sync::MutexGuard<'static, ()>,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let guard = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+        let env = Env::new();
+        let dir = env.dir.path().to_owned();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let sysd = dir.join("system.d");
+        std::fs::create_dir(&sysd).unwrap();
+        std::fs::copy(
+            repo().join("dbus/org.osbuild.Builder1.conf"),
+            sysd.join("org.osbuild.Builder1.conf"),
+        )
+        .unwrap();
+        let socket = dir.join("system_bus_socket");
+        let conf = dir.join("bus.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <listen>unix:path={}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <deny own="*"/>
+    <deny send_type="method_call"/>
+    <allow send_type="signal"/>
+    <allow send_requested_reply="true" send_type="method_return"/>
+    <allow send_requested_reply="true" send_type="error"/>
+    <allow receive_type="method_call"/>
+    <allow receive_type="method_return"/>
+    <allow receive_type="error"/>
+    <allow receive_type="signal"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Properties"/>
+    <deny send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus" send_member="UpdateActivationEnvironment"/>
+    <deny send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Debug.Stats"/>
+    <deny send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.systemd1.Activator"/>
+  </policy>
+  <policy user="root">
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.systemd1.Activator"/>
+  </policy>
+  <include>/usr/share/dbus-1/system.d/org.freedesktop.PolicyKit1.conf</include>
+  <includedir>{}</includedir>
+</busconfig>
+"#,
+                socket.display(),
+                sysd.display()
+            ),
+        )
+        .unwrap();
+        let policy = Installed::new(
+            POLICY_DEST,
+            &std::fs::read(repo().join("polkit/org.osbuild.builder1.policy")).unwrap(),
+        );
+        let users = Users::new();
+        let mut bus = Command::new("dbus-daemon")
+            .arg(format!("--config-file={}", conf.display()))
+            .args(["--nofork", "--nopidfile", "--print-address=1"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(bus.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let bus = Proc(bus);
+        let address = format!("unix:path={}", socket.display());
+        let polkitd = Proc(
+            Command::new("/usr/lib/polkit-1/polkitd")
+                .arg("--no-debug")
+                .env("DBUS_SYSTEM_BUS_ADDRESS", &address)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let mut f = Fixture {
+            env,
+            address,
+            daemon: None,
+            _polkitd: polkitd,
+            _bus: bus,
+            _users: users,
+            _policy: policy,
+            _guard: guard,
+        };
+        f.wait_for_name("org.freedesktop.PolicyKit1");
+        f.start_daemon(&[]);
+        f
+    }
+
+    fn start_daemon(&mut self, extra: &[&str]) {
+        let child = Command::new(env!("CARGO_BIN_EXE_osbuildd"))
+            .arg("--address")
+            .arg(&self.address)
+            .arg("--store")
+            .arg(&self.env.store)
+            .arg("--libdir")
+            .arg(&self.env.libdir)
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(self.env.dir.path().join("osbuildd.log"))
+                    .unwrap(),
+            ))
+            .spawn()
+            .unwrap();
+        self.daemon = Some(Proc(child));
+        self.wait_for_name("org.osbuild.Builder1");
+    }
+
+    fn daemon_pid(&self) -> u32 {
+        self.daemon.as_ref().unwrap().0.id()
+    }
+
+    fn wait_for_name(&self, name: &str) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            let out = run(Command::new("busctl")
+                .arg(format!("--address={}", self.address))
+                .args(["call", "org.freedesktop.DBus", "/org/freedesktop/DBus"])
+                .args(["org.freedesktop.DBus", "NameHasOwner", "s", name]));
+            if String::from_utf8_lossy(&out.stdout).trim() == "b true" {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("{name} did not appear on the bus");
+    }
+
+    /// `osbuildctl --address A ARGS` as `user` (None: root).
+    fn ctl(&self, user: Option<&str>, args: &[&str]) -> Output {
+        let exe = env!("CARGO_BIN_EXE_osbuildctl");
+        let mut c = match user {
+            Some(u) => {
+                let mut c = Command::new("runuser");
+                c.args(["-u", u, "--", exe]);
+                c
+            }
+            None => Command::new(exe),
+        };
+        c.arg("--address").arg(&self.address).args(args);
+        c.current_dir("/");
+        c.output().unwrap()
+    }
+
+    /// Writes a manifest where every user can read it.
+    fn manifest(&self, name: &str, m: &Value) -> String {
+        let p = self.env.dir.path().join(name);
+        std::fs::write(&p, m.to_string()).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        p.to_string_lossy().into_owned()
+    }
+
+    async fn conn(&self) -> zbus::Connection {
+        zbus::connection::Builder::address(self.address.as_str())
+            .build()
+            .await
+            .unwrap()
+    }
+
+    fn store_names(&self, sub: &str) -> Vec<String> {
+        self.env.store_entries(sub)
+    }
+
+    fn grant_group(&self) -> Installed {
+        let text = std::fs::read_to_string(repo().join("polkit/50-osbuild.rules.example"))
+            .unwrap()
+            .replace("\"osbuild\"", &format!("\"{GROUP}\""));
+        Installed::new(RULES_DEST, text.as_bytes())
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn record_and_tar() -> Value {
+    json!({"pipeline": {
+        "stages": [{"name": "org.osbuild.test.record", "options": {"n": 1}}],
+        "assembler": {"name": "org.osbuild.tar", "options": {"filename": "tree.tar"}}
+    }})
+}
+
+fn tar_list(path: &Path) -> String {
+    let out = run(Command::new("tar").arg("-tf").arg(path));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn privileged_service_root_builds_with_output_and_signals_in_order() {
+    if !privileged("privileged_service_root_builds_with_output_and_signals_in_order") {
+        return;
+    }
+    let f = Fixture::new();
+    let m = f.manifest("m.json", &record_and_tar());
+    let out_dir = f.env.dir.path().join("out");
+    let o = f.ctl(None, &["build", &m, "--output", out_dir.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains("recorded to stdout"),
+        "owner sees stage output: {stdout}"
+    );
+    assert!(tar_list(&out_dir.join("tree.tar")).contains("args.json"));
+
+    // Signals, in order, for a second (uncached) manifest, seen by a plain bus client.
+    rt().block_on(async {
+        let conn = f.conn().await;
+        let p = Builder1Proxy::new(&conn).await.unwrap();
+        let mut all = p.inner().receive_all_signals().await.unwrap();
+        let mut m2 = record_and_tar();
+        m2["pipeline"]["stages"][0]["options"]["n"] = json!(2);
+        let job = p.build(&m2.to_string(), HashMap::new()).await.unwrap();
+        let mut seen = Vec::new();
+        while let Some(msg) = all.next().await {
+            let h = msg.header();
+            let member = h.member().map(|m| m.to_string()).unwrap_or_default();
+            if member == "PropertiesChanged" {
+                continue;
+            }
+            seen.push(member.clone());
+            if member == "JobFinished" {
+                let (path, ok, result): (zbus::OwnedObjectPath, bool, String) =
+                    msg.body().deserialize().unwrap();
+                assert_eq!(path, job);
+                assert!(ok, "{result}");
+                let r: Value = serde_json::from_str(&result).unwrap();
+                assert_eq!(r["success"], true);
+                assert_eq!(r["output_id"].as_str().unwrap().len(), 64);
+                break;
+            }
+        }
+        let expected = [
+            "JobNew",
+            "StageStarted",
+            "StageOutput",
+            "StageOutput",
+            "StageFinished",
+            "StageStarted",
+            "StageFinished",
+            "JobFinished",
+        ];
+        let filtered: Vec<&str> = seen
+            .iter()
+            .map(String::as_str)
+            .filter(|s| *s != "StageOutput")
+            .collect();
+        let want: Vec<&str> = expected
+            .iter()
+            .copied()
+            .filter(|s| *s != "StageOutput")
+            .collect();
+        assert_eq!(filtered, want, "all signals: {seen:?}");
+        assert!(seen.iter().any(|s| s == "StageOutput"), "{seen:?}");
+    });
+}
+
+#[test]
+fn privileged_service_user_denied_until_a_rule_grants_the_group() {
+    if !privileged("privileged_service_user_denied_until_a_rule_grants_the_group") {
+        return;
+    }
+    let f = Fixture::new();
+    let m = f.manifest("m.json", &record_and_tar());
+    let o = f.ctl(Some(BUILDER), &["build", &m]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("org.osbuild.builder1.build"), "{err}");
+    assert!(f.store_names("refs").is_empty() && f.store_names("objects").is_empty());
+
+    let _rule = f.grant_group();
+    let out_dir = f.env.dir.path().join("user-out");
+    std::fs::create_dir(&out_dir).unwrap();
+    let uid = uid_of(BUILDER);
+    nix::unistd::chown(&out_dir, Some(nix::unistd::Uid::from_raw(uid)), None).unwrap();
+    // polkitd notices new rules within a few seconds.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let o = loop {
+        let o = f.ctl(
+            Some(BUILDER),
+            &["build", &m, "--output", out_dir.to_str().unwrap()],
+        );
+        if o.status.code() != Some(3) || Instant::now() > deadline {
+            break o;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let tar = out_dir.join("tree.tar");
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        std::fs::metadata(&tar).unwrap().uid(),
+        uid,
+        "owned by the caller"
+    );
+    // The outsider, in no group, is still refused.
+    let o = f.ctl(Some(OUTSIDER), &["objects"]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+}
+
+fn sleep_manifest() -> Value {
+    json!({"pipeline": {"stages": [{"name": "org.osbuild.test.sleep"}]}})
+}
+
+fn wait_state(f: &Fixture, job: &str, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let o = run(Command::new("busctl")
+            .arg(format!("--address={}", f.address))
+            .args(["get-property", "org.osbuild.Builder1", job])
+            .args(["org.osbuild.Builder1.Job", "State"]));
+        let s = String::from_utf8_lossy(&o.stdout).trim().to_owned();
+        if s == format!("s \"{want}\"") {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "job {job} state {s}, want {want}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn daemon_mounts(f: &Fixture) -> Vec<String> {
+    let text =
+        std::fs::read_to_string(format!("/proc/{}/mountinfo", f.daemon_pid())).unwrap_or_default();
+    let store = f.env.store.to_string_lossy().into_owned();
+    text.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|m| m.starts_with(&store))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn privileged_service_owner_cancels_others_cannot_and_see_no_output() {
+    if !privileged("privileged_service_owner_cancels_others_cannot_and_see_no_output") {
+        return;
+    }
+    let f = Fixture::new();
+    let _rule = f.grant_group();
+    std::thread::sleep(Duration::from_secs(3));
+    // The outsider watches everything the daemon sends that it may receive.
+    use std::os::unix::process::CommandExt;
+    let outsider = uid_of(OUTSIDER);
+    let mut monitor = Proc(
+        Command::new("gdbus")
+            .uid(outsider)
+            .gid(gid_of(OUTSIDER))
+            .args(["monitor", "--address"])
+            .arg(&f.address)
+            .args(["--dest", "org.osbuild.Builder1"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let m = f.manifest("sleep.json", &sleep_manifest());
+    let o = f.ctl(Some(BUILDER), &["build", &m, "--detach"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let job = String::from_utf8_lossy(&o.stdout).trim().to_owned();
+    assert!(job.starts_with("/org/osbuild/Builder1/job/"), "{job}");
+    wait_state(&f, &job, "running");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while processes_matching("sleep 600").is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+
+    let o = f.ctl(Some(OUTSIDER), &["cancel", &job]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("cancel-other-user"),
+        "{}",
+        text(&o)
+    );
+    let o = f.ctl(Some(BUILDER), &["cancel", &job]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    wait_state(&f, &job, "cancelled");
+
+    assert!(
+        processes_matching("sleep 600").is_empty(),
+        "no stage process left"
+    );
+    assert!(daemon_mounts(&f).is_empty(), "{:?}", daemon_mounts(&f));
+    assert!(f.store_names("refs").is_empty(), "nothing committed");
+    assert!(
+        f.store_names("tmp").is_empty(),
+        "{:?}",
+        f.store_names("tmp")
+    );
+
+    let _ = monitor.0.kill();
+    let mut seen = String::new();
+    use std::io::Read;
+    monitor
+        .0
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut seen)
+        .unwrap();
+    assert!(
+        seen.contains("StageStarted"),
+        "broadcast signals are public: {seen}"
+    );
+    assert!(!seen.contains("StageOutput"), "output lines leaked: {seen}");
+    assert!(!seen.contains("sleeping"), "output lines leaked: {seen}");
+}
+
+fn slow_manifest(tag: &str) -> Value {
+    json!({"pipeline": {
+        "stages": [
+            {"name": "org.osbuild.test.slow", "options": {"shared": true}},
+            {"name": "org.osbuild.test.record", "options": {"tag": tag}}
+        ],
+        "assembler": {"name": "org.osbuild.tar", "options": {"filename": "t.tar"}}
+    }})
+}
+
+#[test]
+fn privileged_service_concurrent_jobs_share_a_stage_built_once() {
+    if !privileged("privileged_service_concurrent_jobs_share_a_stage_built_once") {
+        return;
+    }
+    let f = Fixture::new();
+    rt().block_on(async {
+        let conn = f.conn().await;
+        let p = Builder1Proxy::new(&conn).await.unwrap();
+        let mut started = p.receive_stage_started().await.unwrap();
+        let mut finished = p.receive_job_finished().await.unwrap();
+        let manifests = [slow_manifest("a"), slow_manifest("a"), slow_manifest("b")];
+        let (j1, j2, j3) = futures_util::future::join3(
+            p.build(&manifests[0].to_string(), HashMap::new()),
+            p.build(&manifests[1].to_string(), HashMap::new()),
+            p.build(&manifests[2].to_string(), HashMap::new()),
+        )
+        .await;
+        let jobs = [j1.unwrap(), j2.unwrap(), j3.unwrap()];
+        let mut results = HashMap::new();
+        while results.len() < 3 {
+            let s = tokio::time::timeout(Duration::from_secs(60), finished.next())
+                .await
+                .expect("jobs finish")
+                .unwrap();
+            let a = s.args().unwrap();
+            results.insert(a.job.to_string(), (a.success, a.result.to_string()));
+        }
+        for j in &jobs {
+            let (ok, r) = &results[j.as_str()];
+            assert!(*ok, "{j}: {r}");
+        }
+        let mut slow_runs = 0;
+        while let Ok(Some(s)) =
+            tokio::time::timeout(Duration::from_millis(200), started.next()).await
+        {
+            if s.args().unwrap().name == "org.osbuild.test.slow" {
+                slow_runs += 1;
+            }
+        }
+        assert_eq!(slow_runs, 1, "the shared stage ran once");
+        let objects = p.list_objects().await.unwrap();
+        let outputs = objects
+            .iter()
+            .filter(|o| String::try_from(o["kind"].clone()).unwrap() == "output")
+            .count();
+        assert_eq!(outputs, 2, "two different outputs");
+    });
+    assert!(f.store_names("tmp").is_empty());
+}
+
+#[test]
+fn privileged_service_client_disconnect_does_not_kill_the_job() {
+    if !privileged("privileged_service_client_disconnect_does_not_kill_the_job") {
+        return;
+    }
+    let f = Fixture::new();
+    let m = f.manifest("slow.json", &slow_manifest("disconnect"));
+    let mut client = Proc(
+        Command::new(env!("CARGO_BIN_EXE_osbuildctl"))
+            .arg("--address")
+            .arg(&f.address)
+            .args(["build", &m])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut first = String::new();
+    BufReader::new(client.0.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.contains("org.osbuild.test.slow"), "{first}");
+    client.0.kill().unwrap();
+    let _ = client.0.wait();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let o = f.ctl(None, &["objects"]);
+        if String::from_utf8_lossy(&o.stdout).contains(" output ") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}", text(&o));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn privileged_service_sigkilled_daemon_leaves_nothing_behind() {
+    if !privileged("privileged_service_sigkilled_daemon_leaves_nothing_behind") {
+        return;
+    }
+    let mut f = Fixture::new();
+    // Something committed first, so there are treesums to verify.
+    let m = f.manifest("m.json", &record_and_tar());
+    assert_eq!(f.ctl(None, &["build", &m]).status.code(), Some(0));
+    let s = f.manifest("sleep.json", &sleep_manifest());
+    let o = f.ctl(None, &["build", &s, "--detach"]);
+    let job = String::from_utf8_lossy(&o.stdout).trim().to_owned();
+    wait_state(&f, &job, "running");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while processes_matching("sleep 600").is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!processes_matching("sleep 600").is_empty());
+    let pid = nix::unistd::Pid::from_raw(f.daemon_pid() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
+    let _ = f.daemon.take();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !processes_matching("sleep 600").is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        processes_matching("sleep 600").is_empty(),
+        "stage killed with the daemon"
+    );
+    assert!(common::mounts_under(&f.env.store).is_empty());
+    f.start_daemon(&[]);
+    assert!(
+        f.store_names("tmp").is_empty(),
+        "{:?}",
+        f.store_names("tmp")
+    );
+    for name in f.store_names("objects") {
+        let sum = osbuild::store::treesum(&f.env.store.join("objects").join(&name)).unwrap();
+        assert_eq!(sum.to_string(), name);
+    }
+    assert!(!f.store_names("objects").is_empty());
+}
+
+#[test]
+fn privileged_service_bad_manifests_get_clear_errors_and_no_side_effects() {
+    if !privileged("privileged_service_bad_manifests_get_clear_errors_and_no_side_effects") {
+        return;
+    }
+    let f = Fixture::new();
+    let huge = json!({"pipeline": {"stages": [
+        {"name": "org.osbuild.test.record", "options": {"pad": "x".repeat(5 << 20)}}
+    ]}});
+    let cases: Vec<(String, &str, &str)> = vec![
+        ("{\"pipeline\": [".into(), "InvalidManifest", "invalid JSON"),
+        (
+            huge.to_string(),
+            "ManifestTooLarge",
+            "accepts at most 4194304",
+        ),
+        (
+            json!({"pipeline": {"stages": [{"name": "org.osbuild.nonexistent"}]}}).to_string(),
+            "InvalidManifest",
+            "org.osbuild.nonexistent",
+        ),
+        (
+            json!({"pipeline": {"assembler": {"name": "org.osbuild.tar",
+                "options": {"filename": "../../../etc/evil"}}}})
+            .to_string(),
+            "InvalidManifest",
+            "pipeline.assembler.options.filename",
+        ),
+        (
+            json!({"pipeline": {"stages": [{"name": "../../../usr/bin/sh"}]}}).to_string(),
+            "InvalidManifest",
+            "pipeline.stages[0]",
+        ),
+    ];
+    rt().block_on(async {
+        let conn = f.conn().await;
+        let p = Builder1Proxy::new(&conn).await.unwrap();
+        for (manifest, name, fragment) in &cases {
+            let e = p.build(manifest, HashMap::new()).await.unwrap_err();
+            let (got, msg) = error_reply(&e).unwrap();
+            assert_eq!(got, format!("org.osbuild.Builder1.Error.{name}"), "{msg}");
+            assert!(msg.contains(fragment), "{name}: '{fragment}' not in {msg}");
+        }
+        assert!(p.list_jobs().await.unwrap().is_empty());
+    });
+    for sub in ["refs", "objects", "tmp"] {
+        assert!(
+            f.store_names(sub).is_empty(),
+            "{sub}: {:?}",
+            f.store_names(sub)
+        );
+    }
+    assert!(!Path::new("/etc/evil").exists());
+}
