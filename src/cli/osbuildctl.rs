@@ -135,7 +135,7 @@ pub enum Cmd {
     Inspect {
         manifest: String,
         /// Libdir whose stage schemas validate the manifest.
-        #[arg(short = 'l', long, default_value = "/usr/lib/osbuild")]
+        #[arg(short = 'l', long, default_value = crate::modules::DEFAULT_LIBDIR)]
         libdir: PathBuf,
     },
 }

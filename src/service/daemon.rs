@@ -22,7 +22,7 @@ pub struct Args {
     #[arg(long, value_name = "DIR", default_value = "/var/lib/osbuild/store")]
     pub store: PathBuf,
     /// Directory with stages, assemblers, runners and sources.
-    #[arg(long, value_name = "DIR", default_value = "/usr/lib/osbuild")]
+    #[arg(long, value_name = "DIR", default_value = crate::modules::DEFAULT_LIBDIR)]
     pub libdir: PathBuf,
     /// Bus to serve on (default: DBUS_SYSTEM_BUS_ADDRESS, else the system bus).
     #[arg(long, value_name = "BUS_ADDRESS")]
