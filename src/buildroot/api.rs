@@ -120,8 +120,9 @@ impl Drop for ApiServer {
     }
 }
 
-/// Creates and binds the API socket, in `netns` if given (this thread then stays there).
-fn bind_socket(path: &Path, netns: Option<OwnedFd>) -> Result<OwnedFd, BuildRootError> {
+/// Creates and binds a datagram API socket at `path`, in `netns` if given (the calling thread
+/// then stays there, so call it from the thread that serves the socket).
+pub(super) fn bind_socket(path: &Path, netns: Option<OwnedFd>) -> Result<OwnedFd, BuildRootError> {
     if let Some(fd) = netns {
         setns(&fd, CloneFlags::CLONE_NEWNET)
             .map_err(|e| io_err("entering the sandbox's network namespace")(e.into()))?;

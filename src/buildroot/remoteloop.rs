@@ -20,12 +20,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use nix::sched::{setns, CloneFlags};
-use nix::sys::socket::{
-    bind, recvmsg, sendto, setsockopt, socket, sockopt, AddressFamily, ControlMessageOwned,
-    MsgFlags, SockFlag, SockType, UnixAddr,
-};
+use nix::sys::socket::{recvmsg, sendto, ControlMessageOwned, MsgFlags, UnixAddr};
 
+use super::api::bind_socket;
 use super::{io_err, BuildRootError, NetNs};
 
 const LOOP_SET_FD: libc::c_ulong = 0x4C00;
@@ -202,27 +199,6 @@ fn detach(dev: &File) {
         std::thread::sleep(Duration::from_millis(100));
     }
     tracing::warn!("remoteloop: a loop device stayed busy; autoclear detaches it when released");
-}
-
-fn bind_socket(path: &Path, netns: Option<OwnedFd>) -> Result<OwnedFd, BuildRootError> {
-    if let Some(fd) = netns {
-        setns(&fd, CloneFlags::CLONE_NEWNET)
-            .map_err(|e| io_err("entering the sandbox's network namespace")(e.into()))?;
-    }
-    let sock = socket(
-        AddressFamily::Unix,
-        SockType::Datagram,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-    .map_err(|e| io_err("creating the remoteloop socket")(e.into()))?;
-    let addr = UnixAddr::new(path).map_err(|e| io_err("remoteloop socket path")(e.into()))?;
-    bind(sock.as_raw_fd(), &addr)
-        .map_err(|e| io_err(format!("binding {}", path.display()))(e.into()))?;
-    let timeout = nix::sys::time::TimeVal::new(1, 0);
-    setsockopt(&sock, sockopt::ReceiveTimeout, &timeout)
-        .map_err(|e| io_err("remoteloop socket timeout")(e.into()))?;
-    Ok(sock)
 }
 
 fn serve(sock: OwnedFd, stop: &AtomicBool, devices: &Mutex<Vec<File>>) {
