@@ -21,7 +21,15 @@ if [ ! -e "$CACHE/.files-done-$N" ]; then
 fi
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-python3 -m http.server --bind 127.0.0.1 --directory "$CACHE/files" "$port" >/dev/null 2>&1 &
+# python's http.server with a listen backlog of 128 instead of 5: with 16 clients connecting at
+# once a backlog of 5 drops SYNs, and the 1 s retransmits, not the clients, decided the result.
+python3 - "$CACHE/files" "$port" >/dev/null 2>&1 <<'PY' &
+import functools, http.server, sys
+class Server(http.server.ThreadingHTTPServer):
+    request_queue_size = 128
+handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[1])
+Server(("127.0.0.1", int(sys.argv[2])), handler).serve_forever()
+PY
 server=$!
 trap 'kill $server 2>/dev/null || true' EXIT
 for _ in $(seq 50); do curl -sf -o /dev/null "http://127.0.0.1:$port/f1" && break; sleep 0.1; done
