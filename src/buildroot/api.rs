@@ -29,14 +29,71 @@ use nix::sys::socket::{
 
 use super::{io_err, BuildRootError, NetNs};
 
-/// Serves one sandbox's `osbuild` endpoint until dropped.
-pub struct ApiServer {
+/// A datagram socket bound at `path` (inside `netns` when given: a socket keeps the network
+/// namespace it was made in, which is where abstract reply addresses are looked up) and served
+/// on a thread of its own. Dropping it stops the thread at once (`shutdown` wakes a blocked
+/// receive), joins it and removes the socket file.
+pub(super) struct SocketThread {
     stop: Arc<AtomicBool>,
-    /// A duplicate of the socket, to wake the serving thread with `shutdown` when we stop.
-    wake: Option<OwnedFd>,
-    requested: Arc<AtomicBool>,
+    wake: OwnedFd,
     thread: Option<JoinHandle<()>>,
     path: PathBuf,
+}
+
+impl SocketThread {
+    pub(super) fn spawn(
+        name: &str,
+        path: PathBuf,
+        netns: Option<&NetNs>,
+        serve: impl FnOnce(OwnedFd, &AtomicBool) + Send + 'static,
+    ) -> Result<Self, BuildRootError> {
+        let netns = netns.map(NetNs::try_clone_fd).transpose();
+        let netns = netns.map_err(io_err("duplicating the namespace descriptor"))?;
+        // Bound on a short-lived thread, so no thread of ours stays in the sandbox's namespace.
+        let sock = std::thread::scope(|s| {
+            s.spawn(|| bind_socket(&path, netns))
+                .join()
+                .unwrap_or_else(|_| {
+                    Err(io_err(format!("binding {}", path.display()))(
+                        std::io::Error::other("the thread died"),
+                    ))
+                })
+        })?;
+        let wake = sock
+            .try_clone()
+            .map_err(io_err(format!("duplicating the socket {}", path.display())))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(move || serve(sock, &stop))
+                .map_err(io_err(format!("starting the {name} thread")))?
+        };
+        Ok(Self {
+            stop,
+            wake,
+            thread: Some(thread),
+            path,
+        })
+    }
+}
+
+impl Drop for SocketThread {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = nix::sys::socket::shutdown(self.wake.as_raw_fd(), nix::sys::socket::Shutdown::Both);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Serves one sandbox's `osbuild` endpoint until dropped.
+pub struct ApiServer {
+    _socket: SocketThread,
+    requested: Arc<AtomicBool>,
 }
 
 impl ApiServer {
@@ -48,56 +105,22 @@ impl ApiServer {
         output: &OwnedFd,
         netns: Option<&NetNs>,
     ) -> Result<Self, BuildRootError> {
-        let path = dir.join("osbuild");
         let stdin = args_fd(args)?;
         let stdout = output
             .try_clone()
             .map_err(io_err("duplicating the output pipe"))?;
-        let netns = netns.map(NetNs::try_clone_fd).transpose();
-        let netns = netns.map_err(io_err("duplicating the namespace descriptor"))?;
-
-        let stop = Arc::new(AtomicBool::new(false));
         let requested = Arc::new(AtomicBool::new(false));
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let thread = {
-            let (stop, requested, path) = (stop.clone(), requested.clone(), path.clone());
-            std::thread::Builder::new()
-                .name("osbuild-api".into())
-                .spawn(move || {
-                    let sock = match bind_socket(&path, netns) {
-                        Ok(sock) => {
-                            let _ = ready_tx.send(
-                                sock.try_clone()
-                                    .map_err(io_err("duplicating the API socket")),
-                            );
-                            sock
-                        }
-                        Err(e) => {
-                            let _ = ready_tx.send(Err(e));
-                            return;
-                        }
-                    };
-                    serve(sock, stdin, stdout, &stop, &requested)
-                })
-                .map_err(io_err("starting the API thread"))?
-        };
-        let mut server = Self {
-            stop,
-            wake: None,
+        let flag = requested.clone();
+        let socket = SocketThread::spawn(
+            "osbuild-api",
+            dir.join("osbuild"),
+            netns,
+            move |sock, stop| serve(sock, stdin, stdout, stop, &flag),
+        )?;
+        Ok(Self {
+            _socket: socket,
             requested,
-            thread: Some(thread),
-            path,
-        };
-        match ready_rx.recv() {
-            Ok(Ok(wake)) => {
-                server.wake = Some(wake);
-                Ok(server)
-            }
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(io_err("starting the API thread")(std::io::Error::other(
-                "it died",
-            ))),
-        }
+        })
     }
 
     /// Whether the runner asked for its stdio (it started and reached the API).
@@ -106,23 +129,9 @@ impl ApiServer {
     }
 }
 
-impl Drop for ApiServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(wake) = &self.wake {
-            // Wakes a blocked recvmsg at once instead of at its next timeout.
-            let _ = nix::sys::socket::shutdown(wake.as_raw_fd(), nix::sys::socket::Shutdown::Both);
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
 /// Creates and binds a datagram API socket at `path`, in `netns` if given (the calling thread
-/// then stays there, so call it from the thread that serves the socket).
-pub(super) fn bind_socket(path: &Path, netns: Option<OwnedFd>) -> Result<OwnedFd, BuildRootError> {
+/// stays in it: [`SocketThread::spawn`] calls this on a thread of its own).
+fn bind_socket(path: &Path, netns: Option<OwnedFd>) -> Result<OwnedFd, BuildRootError> {
     if let Some(fd) = netns {
         setns(&fd, CloneFlags::CLONE_NEWNET)
             .map_err(|e| io_err("entering the sandbox's network namespace")(e.into()))?;
@@ -244,65 +253,26 @@ pub type SourcesHandler = Arc<dyn Fn(&[u8]) -> String + Send + Sync>;
 /// The largest datagram either side of the sources API handles (v10's client reads 64 KiB).
 const SOURCES_MAX: usize = 65536;
 
-/// Serves one sandbox's `sources` endpoint until dropped.
+/// Serves one sandbox's `sources` endpoint until dropped. The serving thread is in the
+/// engine's network namespace: the sources it starts need the host's network.
 pub struct SourcesServer {
-    stop: Arc<AtomicBool>,
-    /// A duplicate of the socket, to wake the serving thread with `shutdown` when we stop.
-    wake: OwnedFd,
-    thread: Option<JoinHandle<()>>,
-    path: PathBuf,
+    _socket: SocketThread,
 }
 
 impl SourcesServer {
-    /// Binds `<dir>/sources` (in `netns`, the sandbox's) and serves it on a thread. The
-    /// serving thread itself stays in the engine's network namespace: the sources it starts
-    /// need the host's network.
+    /// Binds `<dir>/sources` (in `netns`, the sandbox's) and serves it on a thread.
     pub fn start(
         dir: &Path,
         handler: SourcesHandler,
         netns: Option<&NetNs>,
     ) -> Result<Self, BuildRootError> {
-        let path = dir.join("sources");
-        let netns = netns.map(NetNs::try_clone_fd).transpose();
-        let netns = netns.map_err(io_err("duplicating the namespace descriptor"))?;
-        let sock = std::thread::scope(|s| {
-            s.spawn(|| bind_socket(&path, netns))
-                .join()
-                .unwrap_or_else(|_| {
-                    Err(io_err("binding the sources socket")(std::io::Error::other(
-                        "the thread died",
-                    )))
-                })
-        })?;
-        let wake = sock
-            .try_clone()
-            .map_err(io_err("duplicating the sources socket"))?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let stop = stop.clone();
-            std::thread::Builder::new()
-                .name("osbuild-sources-api".into())
-                .spawn(move || serve_sources(sock, &handler, &stop))
-                .map_err(io_err("starting the sources API thread"))?
-        };
-        Ok(Self {
-            stop,
-            wake,
-            thread: Some(thread),
-            path,
-        })
-    }
-}
-
-impl Drop for SourcesServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        // Wakes a blocked recvmsg at once instead of at its next (1 s) timeout.
-        let _ = nix::sys::socket::shutdown(self.wake.as_raw_fd(), nix::sys::socket::Shutdown::Both);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-        let _ = std::fs::remove_file(&self.path);
+        let socket = SocketThread::spawn(
+            "osbuild-sources-api",
+            dir.join("sources"),
+            netns,
+            move |sock, stop| serve_sources(sock, &handler, stop),
+        )?;
+        Ok(Self { _socket: socket })
     }
 }
 

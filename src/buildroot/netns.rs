@@ -3,7 +3,7 @@
 //! bubblewrap's `--unshare-net` would make one, but the v10 `setup-stdio` reply goes to the
 //! runner's autobound *abstract* address, and abstract addresses belong to a network
 //! namespace: the API socket must live in the sandbox's namespace to reach it. So we make the
-//! namespace first, serve the API socket from inside it, and start bubblewrap in it.
+//! namespace first, make the API sockets inside it, and start bubblewrap in it.
 
 use std::os::fd::{AsRawFd, OwnedFd};
 

@@ -14,16 +14,15 @@
 use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use nix::sys::socket::{recvmsg, sendto, ControlMessageOwned, MsgFlags, UnixAddr};
 
-use super::api::bind_socket;
-use super::{io_err, BuildRootError, NetNs};
+use super::api::SocketThread;
+use super::{BuildRootError, NetNs};
 
 const LOOP_SET_FD: libc::c_ulong = 0x4C00;
 const LOOP_CLR_FD: libc::c_ulong = 0x4C01;
@@ -99,59 +98,25 @@ impl LoopRequest {
 
 /// Serves one sandbox's `remoteloop` endpoint until dropped; then detaches every device.
 pub struct LoopServer {
-    stop: Arc<AtomicBool>,
-    wake: Option<OwnedFd>,
-    thread: Option<JoinHandle<()>>,
-    path: PathBuf,
+    socket: Option<SocketThread>,
     devices: Arc<Mutex<Vec<File>>>,
 }
 
 impl LoopServer {
     /// Binds `<dir>/remoteloop` (in `netns` if given) and serves it on a thread.
     pub fn start(dir: &Path, netns: Option<&NetNs>) -> Result<Self, BuildRootError> {
-        let path = dir.join("remoteloop");
-        let netns = netns.map(NetNs::try_clone_fd).transpose();
-        let netns = netns.map_err(io_err("duplicating the namespace descriptor"))?;
-        let stop = Arc::new(AtomicBool::new(false));
         let devices = Arc::new(Mutex::new(Vec::new()));
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let thread = {
-            let (stop, devices, path) = (stop.clone(), devices.clone(), path.clone());
-            std::thread::Builder::new()
-                .name("osbuild-remoteloop".into())
-                .spawn(move || {
-                    let sock = match bind_socket(&path, netns) {
-                        Ok(sock) => sock,
-                        Err(e) => {
-                            let _ = ready_tx.send(Err(e));
-                            return;
-                        }
-                    };
-                    let _ = ready_tx.send(
-                        sock.try_clone()
-                            .map_err(io_err("duplicating the remoteloop socket")),
-                    );
-                    serve(sock, &stop, &devices)
-                })
-                .map_err(io_err("starting the remoteloop thread"))?
-        };
-        let mut server = Self {
-            stop,
-            wake: None,
-            thread: Some(thread),
-            path,
+        let made = devices.clone();
+        let socket = SocketThread::spawn(
+            "osbuild-remoteloop",
+            dir.join("remoteloop"),
+            netns,
+            move |sock, stop| serve(sock, stop, &made),
+        )?;
+        Ok(Self {
+            socket: Some(socket),
             devices,
-        };
-        match ready_rx.recv() {
-            Ok(Ok(wake)) => {
-                server.wake = Some(wake);
-                Ok(server)
-            }
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(io_err("starting the remoteloop thread")(
-                std::io::Error::other("it died"),
-            )),
-        }
+        })
     }
 
     /// How many loop devices this server has made so far.
@@ -162,13 +127,8 @@ impl LoopServer {
 
 impl Drop for LoopServer {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(wake) = &self.wake {
-            let _ = nix::sys::socket::shutdown(wake.as_raw_fd(), nix::sys::socket::Shutdown::Both);
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        // Stop serving first, so no device is made while the others are detached.
+        drop(self.socket.take());
         let devices = match self.devices.lock() {
             Ok(mut d) => std::mem::take(&mut *d),
             Err(p) => std::mem::take(&mut *p.into_inner()),
@@ -176,7 +136,6 @@ impl Drop for LoopServer {
         for dev in devices {
             detach(&dev);
         }
-        let _ = std::fs::remove_file(&self.path);
     }
 }
 
