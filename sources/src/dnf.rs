@@ -2,9 +2,10 @@
 //!
 //! Nothing is downloaded: for each requested checksum the reply lists
 //! `{"checksum", "baseurl"|"mirrorlist"|"metalink", "sslcacert"?, "gpgkey"?, "sslclientcert"?,
-//! "sslclientkey"?}` from `options.repos` and `secrets.repos` (the client certificate and key
-//! paths are what the dnf stage needs to reach the repository, so they are part of the reply,
-//! as in v10).
+//! "sslclientkey"?}` from `options.repos` and `secrets.repos`. The values are PEM (or armored)
+//! contents, which the dnf stage writes to private files for dnf; the client certificate and
+//! key come from the secrets and are what the stage needs to reach the repository, so they
+//! are part of the reply, as in v10.
 
 use serde_json::{Map, Value};
 

@@ -80,6 +80,9 @@ pub const SOURCES_DIR: &str = "/run/osbuild/sources";
 /// The directories of the build tree that make up the sandbox's root filesystem.
 const ROOT_DIRS: &[&str] = &["usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32"];
 
+/// The host's name resolution, for modules that declare they need the network.
+const NETWORK_FILES: &[&str] = &["/etc/resolv.conf", "/etc/hosts"];
+
 /// Single configuration files of the build tree that tools in the sandbox need.
 const ROOT_FILES: &[&str] = &["etc/mke2fs.conf", "etc/selinux"];
 
@@ -211,6 +214,12 @@ impl Sandbox {
         match &self.etc {
             Some(etc) => push(&[&"--bind", etc, &"/etc"]),
             None => push(&[&"--dir", &"/etc"]),
+        }
+        if self.netns.is_none() {
+            // A module with the host's network resolves names as the host does.
+            for file in NETWORK_FILES {
+                push(&[&"--ro-bind-try", file, file]);
+            }
         }
         push(&[&"--tmpfs", &"/run", &"--tmpfs", &"/tmp"]);
         push(&[&"--bind", &self.var, &"/var"]);
@@ -544,6 +553,18 @@ mod tests {
                 "/run/osbuild/lib/stages/org.osbuild.noop"
             ]
         );
+    }
+
+    #[test]
+    fn modules_with_the_host_network_get_its_name_resolution() {
+        // `plan` has no netns of its own (making one needs root): the host's network.
+        let argv = strings(&plan(ModuleKind::Stage).argv());
+        for file in NETWORK_FILES {
+            assert!(
+                find(&argv, ["--ro-bind-try", file, file]).is_some(),
+                "{file}"
+            );
+        }
     }
 
     #[test]

@@ -12,7 +12,10 @@
 //! - [`tree`]: resolving paths inside the tree and writing files there;
 //! - [`command`]: running tools, on the build root or chrooted into the tree;
 //! - [`passwd`]: the tree's `/etc/passwd`;
-//! - [`firstboot`]: what `systemd-firstboot` validates and writes.
+//! - [`firstboot`]: what `systemd-firstboot` validates and writes;
+//! - [`mounts`]: namespaces and API file systems for package managers;
+//! - [`rpmtree`]: what the rpm-based installers share about the tree;
+//! - [`sources_api`]: asking the host's sources for what they know.
 //!
 //! One module per stage follows; [`STAGES`] maps names to them.
 
@@ -23,10 +26,13 @@ mod firstboot;
 mod mounts;
 mod passwd;
 mod rpm;
+mod rpmtree;
+mod sources_api;
 mod tree;
 
 mod chrony;
 mod debug_shell;
+mod dnf;
 mod dpkg;
 mod error_stage;
 mod firewall;
@@ -60,6 +66,7 @@ type StageFn = fn(&Args) -> Result<i32, StageError>;
 const STAGES: &[(&str, StageFn)] = &[
     ("chrony", chrony::run),
     ("debug-shell", debug_shell::run),
+    ("dnf", dnf::run_dnf),
     ("dpkg", dpkg::run),
     ("error", error_stage::run),
     ("firewall", firewall::run),
@@ -79,6 +86,7 @@ const STAGES: &[(&str, StageFn)] = &[
     ("test", test::run),
     ("timezone", timezone::run),
     ("users", users::run),
+    ("yum", dnf::run_yum),
     ("zipl", zipl::run),
 ];
 

@@ -13,11 +13,17 @@ use crate::error::StageError;
 /// Moves this process into private mount and network namespaces, so nothing mounted below
 /// is seen outside and maintainer scripts have no network.
 pub fn isolate() -> Result<(), StageError> {
+    private_mounts()?;
+    no_network()
+}
+
+/// Moves this process into a private mount namespace (mounts propagate in, never out).
+pub fn private_mounts() -> Result<(), StageError> {
     // SAFETY: unshare and mount take no pointers we own except the static C strings.
     unsafe {
-        if libc::unshare(libc::CLONE_NEWNS | libc::CLONE_NEWNET) != 0 {
+        if libc::unshare(libc::CLONE_NEWNS) != 0 {
             return Err(StageError::Other(format!(
-                "cannot create private mount and network namespaces: {}",
+                "cannot create a private mount namespace: {}",
                 std::io::Error::last_os_error()
             )));
         }
@@ -34,6 +40,19 @@ pub fn isolate() -> Result<(), StageError> {
                 std::io::Error::last_os_error()
             )));
         }
+    }
+    Ok(())
+}
+
+/// Moves this process (and what it starts from now on) into a new network namespace with no
+/// interface up: no network at all, whatever the sandbox had.
+pub fn no_network() -> Result<(), StageError> {
+    // SAFETY: unshare takes no pointers.
+    if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+        return Err(StageError::Other(format!(
+            "cannot create a private network namespace: {}",
+            std::io::Error::last_os_error()
+        )));
     }
     Ok(())
 }

@@ -3,7 +3,8 @@
 //!
 //! The GPG keys in `gpgkeys` are imported into the tree's rpm database first; every package is
 //! then verified against them (`_pkgverify_level all`: digests and signatures) and installed
-//! with `rpm --root`. The database lives at Fedora's path, `/usr/lib/sysimage/rpm`. While rpm
+//! with `rpm --root`. The database goes where the tree has one, else where the build root's
+//! rpm keeps it (`/usr/lib/sysimage/rpm` or `/var/lib/rpm`; see [`rpmtree::dbpath`]). While rpm
 //! runs, the stage has private mount and network namespaces with `/proc`, `/sys` and `/dev`
 //! mounted into the tree (scriptlets need them, and get no network), and a placeholder
 //! machine-id when the tree has none; afterwards the machine-id is left empty and
@@ -16,13 +17,8 @@ use crate::args::Args;
 use crate::command;
 use crate::error::StageError;
 use crate::mounts::{isolate, Mounts};
+use crate::rpmtree::{self, MachineId};
 use crate::tree;
-
-/// Where the tree's rpm database is kept (relative to the tree), as on Fedora.
-pub const DBPATH: &str = "/usr/lib/sysimage/rpm";
-
-/// The placeholder machine-id systemd scriptlets may need while packages install.
-const PLACEHOLDER_MACHINE_ID: &[u8] = b"ffffffffffffffffffffffffffffffff\n";
 
 pub fn run(args: &Args) -> Result<i32, StageError> {
     let opts = args.opts();
@@ -32,11 +28,12 @@ pub fn run(args: &Args) -> Result<i32, StageError> {
 
     isolate()?;
     let mounts = Mounts::setup(tree, None)?;
-    tree::create_dirs(tree, DBPATH.trim_start_matches('/'), 0o755)?;
+    let dbpath = rpmtree::dbpath(tree);
+    tree::create_dirs(tree, dbpath.trim_start_matches('/'), 0o755)?;
 
     let scratch = std::env::temp_dir().join(format!("osbuild-rpm-{}", std::process::id()));
     fs::create_dir_all(&scratch).map_err(|e| StageError::io("cannot create", &scratch, e))?;
-    let result = install(tree, &keys, &packages, &scratch);
+    let result = install(tree, &dbpath, &keys, &packages, &scratch);
     let _ = fs::remove_dir_all(&scratch);
     drop(mounts);
     result?;
@@ -46,6 +43,7 @@ pub fn run(args: &Args) -> Result<i32, StageError> {
 
 fn install(
     tree: &Path,
+    dbpath: &str,
     keys: &[&str],
     packages: &[(String, std::path::PathBuf)],
     scratch: &Path,
@@ -57,29 +55,22 @@ fn install(
             command::tool("rpmkeys")
                 .arg("--root")
                 .arg(tree)
-                .args(["--dbpath", DBPATH, "--import"])
+                .args(["--dbpath", dbpath, "--import"])
                 .arg(&file),
         )
         .map_err(|e| StageError::option(format!("gpgkeys[{i}]"), e.to_string()))?;
     }
 
-    let machine_id = tree.join("etc/machine-id");
-    let had_machine_id = fs::metadata(&machine_id).is_ok_and(|m| m.len() > 0);
-    if !had_machine_id {
-        tree::write_file(tree, "etc/machine-id", PLACEHOLDER_MACHINE_ID, 0o444)?;
-    }
+    let machine_id = MachineId::placeholder(tree)?;
     let mut cmd = command::tool("rpm");
     cmd.arg("--verbose")
         .arg("--root")
         .arg(tree)
-        .args(["--dbpath", DBPATH])
+        .args(["--dbpath", dbpath])
         .args(["--define", "_pkgverify_level all"])
         .arg("--install")
         .args(packages.iter().map(|(_, p)| p));
     let installed = command::run(&mut cmd);
-    if !had_machine_id {
-        tree::write_file(tree, "etc/machine-id", b"", 0o444)?;
-    }
-    let _ = tree::remove_file(tree, "var/lib/systemd/random-seed");
+    machine_id.finish(tree)?;
     installed
 }

@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 const STAGES: &[&str] = &[
     "chrony",
     "debug-shell",
+    "dnf",
     "dpkg",
     "rpm",
     "error",
@@ -28,8 +29,12 @@ const STAGES: &[&str] = &[
     "test",
     "timezone",
     "users",
+    "yum",
     "zipl",
 ];
+
+/// The stages that declare they need the network; every other one runs without.
+const NETWORK: &[&str] = &["dnf", "yum"];
 
 fn meta(name: &str) -> Value {
     let p =
@@ -64,6 +69,11 @@ fn every_stage_has_a_valid_meta() {
             assert!(schema["properties"].is_object(), "{name}");
             assert_eq!(schema["additionalProperties"], false, "{name}");
         }
+        assert_eq!(
+            m["network"].as_bool().unwrap_or(false),
+            NETWORK.contains(name),
+            "{name}: network"
+        );
         jsonschema::meta::validate(schema).unwrap_or_else(|e| panic!("{name}: {e}"));
         jsonschema::validator_for(schema).unwrap_or_else(|e| panic!("{name}: {e}"));
     }
@@ -71,6 +81,7 @@ fn every_stage_has_a_valid_meta() {
 
 #[test]
 fn schemas_accept_and_reject() {
+    let sum = format!("sha256:{}", "ab".repeat(32));
     let cases: Vec<(&str, Value, bool)> = vec![
         ("noop", json!({"anything": [1, 2]}), true),
         ("error", json!({"returncode": 2}), true),
@@ -137,6 +148,45 @@ fn schemas_accept_and_reject() {
         ("locale", json!({"language": "en_US.UTF-8"}), true),
         ("keymap", json!({"keymap": "us"}), true),
         ("timezone", json!({"zone": "UTC"}), true),
+        (
+            "dnf",
+            json!({"repos": [{"baseurl": "http://r/$basearch/", "checksum": sum, "gpgkey": "K"}, sum],
+                   "packages": ["@core", "kernel"], "releasever": "39", "basearch": "x86_64",
+                   "install_weak_deps": false, "exclude_packages": ["dracut-config-rescue"],
+                   "module_platform_id": "platform:f39"}),
+            true,
+        ),
+        (
+            "dnf",
+            json!({"repos": [{"baseurl": "http://r/"}], "packages": ["a"], "releasever": "39", "basearch": "x86_64"}),
+            false,
+        ),
+        (
+            "dnf",
+            json!({"repos": [{"baseurl": "http://r/", "checksum": sum, "sslclientkey": "KEY"}],
+                   "packages": ["a"], "releasever": "39", "basearch": "x86_64"}),
+            false,
+        ),
+        (
+            "dnf",
+            json!({"repos": ["sha256:short"], "packages": ["a"], "releasever": "39", "basearch": "x86_64"}),
+            false,
+        ),
+        (
+            "dnf",
+            json!({"repos": [], "packages": ["a"], "releasever": "39", "basearch": "x86_64"}),
+            false,
+        ),
+        (
+            "yum",
+            json!({"repos": [{"mirrorlist": "http://m"}], "packages": ["a"], "releasever": "7", "verbosity": "debug"}),
+            true,
+        ),
+        (
+            "yum",
+            json!({"repos": [sum], "packages": ["a"], "releasever": "7"}),
+            false,
+        ),
     ];
     for (name, options, valid) in cases {
         let v = jsonschema::validator_for(&meta(name)["schema"]).unwrap();

@@ -1,0 +1,695 @@
+//! `org.osbuild.dnf` and `org.osbuild.yum`: resolve and install packages from repositories
+//! with the build root's dnf (or yum) and `--installroot`, as osbuild v10 does.
+//!
+//! The repositories are written into a private configuration (the build root's own repo files
+//! are never read); a repository given as a string is a checksum that the `org.osbuild.dnf`
+//! source resolves, through the sources API, into its configuration, client certificate and
+//! key included. These are only ever written to files in the stage's private `/tmp`; nothing
+//! here prints them.
+//!
+//! These are the only stages that declare network use, and they use it for one step:
+//! 1. dnf: with network, dnf downloads the repositories' metadata (`makecache`); each
+//!    repository's `repodata/repomd.xml` must have the sha256 the manifest gives, otherwise
+//!    the stage fails naming the repository, before any package is downloaded;
+//! 2. with network, dnf resolves the transaction with that metadata and downloads the
+//!    packages (`--downloadonly`);
+//! 3. without network (a new, empty network namespace), the same transaction is installed
+//!    from that cache (`-C`), so package scriptlets cannot reach anything;
+//! 4. the cache is emptied, the placeholder machine-id emptied, the random seed removed.
+//!
+//! While dnf runs, `/proc`, `/sys` and `/dev` are mounted into the tree (private mount
+//! namespace) and the tree has a placeholder machine-id. The rpm database goes where
+//! [`rpmtree::dbpath`] says (dnf is told through `HOME/.rpmmacros`).
+
+use std::ffi::OsString;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::args::{Args, Opts};
+use crate::command;
+use crate::error::StageError;
+use crate::mounts::{no_network, private_mounts, Mounts};
+use crate::rpmtree::{self, MachineId};
+use crate::sources_api;
+use crate::tree;
+
+/// Which front end a stage drives.
+#[derive(Clone, Copy, PartialEq)]
+enum Flavour {
+    Dnf,
+    Yum,
+}
+
+/// One repository, as written into the configuration.
+struct Repo {
+    /// How the manifest names it, for messages: `repos[1]` or `repos[1] ("sha256:...")`.
+    name: String,
+    /// Key and value of each location given (metalink, mirrorlist, baseurl), in that order.
+    locations: Vec<(&'static str, String)>,
+    /// Lowercase hex sha256 of `repomd.xml` the manifest promises (dnf only).
+    checksum: Option<String>,
+    /// PEM or armored contents: sslcacert, sslclientcert, sslclientkey, gpgkey.
+    files: Vec<(&'static str, String)>,
+}
+
+const LOCATIONS: [&str; 3] = ["metalink", "mirrorlist", "baseurl"];
+const FILES: [&str; 4] = ["sslcacert", "sslclientcert", "sslclientkey", "gpgkey"];
+
+impl Repo {
+    fn parse(name: String, obj: &Map<String, Value>, flavour: Flavour) -> Result<Repo, StageError> {
+        let text = |key: &str| -> Result<Option<String>, StageError> {
+            match obj.get(key) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s.clone())),
+                Some(_) => Err(StageError::option(
+                    format!("{name}.{key}"),
+                    "must be a string",
+                )),
+            }
+        };
+        let mut locations = Vec::new();
+        for key in LOCATIONS {
+            if let Some(url) = text(key)?.filter(|u| !u.is_empty()) {
+                if url.chars().any(char::is_control) {
+                    return Err(StageError::option(
+                        format!("{name}.{key}"),
+                        "must not contain control characters",
+                    ));
+                }
+                locations.push((key, url));
+            }
+        }
+        if locations.is_empty() {
+            return Err(StageError::option(
+                name,
+                "needs one of metalink, mirrorlist or baseurl",
+            ));
+        }
+        let mut files = Vec::new();
+        for key in FILES {
+            if let Some(contents) = text(key)? {
+                files.push((key, contents));
+            }
+        }
+        let checksum = match (flavour, text("checksum")?) {
+            (Flavour::Yum, _) => None,
+            (Flavour::Dnf, None) => {
+                return Err(StageError::option(
+                    format!("{name}.checksum"),
+                    "is required (sha256:<hex> of the repository's repomd.xml)",
+                ))
+            }
+            (Flavour::Dnf, Some(c)) => Some(parse_checksum(&c).ok_or_else(|| {
+                StageError::option(
+                    format!("{name}.checksum"),
+                    format!("{c:?} is not sha256:<64 hexadecimal digits>"),
+                )
+            })?),
+        };
+        Ok(Repo {
+            name,
+            locations,
+            checksum,
+            files,
+        })
+    }
+
+    /// The URL libdnf names the cache after (and messages show): metalink, else mirrorlist,
+    /// else baseurl.
+    fn main_url(&self) -> &str {
+        &self.locations[0].1
+    }
+
+    /// `repos[1] (https://mirror/...)`, credentials in the URL hidden.
+    fn describe(&self) -> String {
+        format!("{} ({})", self.name, redact_url(self.main_url()))
+    }
+}
+
+/// `sha256:HEX` -> lowercase HEX.
+fn parse_checksum(c: &str) -> Option<String> {
+    let hex = c.strip_prefix("sha256:")?;
+    (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| hex.to_ascii_lowercase())
+}
+
+/// A URL with any `user:password@` replaced, for messages.
+fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+        None => url.to_owned(),
+    }
+}
+
+/// The `repos` option: objects as they are, strings resolved through the `org.osbuild.dnf`
+/// source (one API request for all of them), in the manifest's order.
+fn resolve_repos(opts: &Opts, raw: &[Value], flavour: Flavour) -> Result<Vec<Repo>, StageError> {
+    if raw.is_empty() {
+        return Err(StageError::option(
+            opts.name("repos"),
+            "needs at least one repository",
+        ));
+    }
+    let refs: Vec<&str> = raw.iter().filter_map(Value::as_str).collect();
+    let mut resolved = if refs.is_empty() {
+        Vec::new()
+    } else {
+        let reply = sources_api::get(Path::new(sources_api::SOCKET), "org.osbuild.dnf", &refs)?;
+        match reply {
+            Value::Array(items) if items.len() == refs.len() => items,
+            _ => {
+                return Err(StageError::Other(
+                    "the org.osbuild.dnf source did not reply with one repository per checksum"
+                        .into(),
+                ))
+            }
+        }
+    }
+    .into_iter();
+    let mut repos = Vec::with_capacity(raw.len());
+    for (i, item) in raw.iter().enumerate() {
+        let name = format!("repos[{i}]");
+        let repo = match item {
+            Value::Object(obj) => Repo::parse(name, obj, flavour)?,
+            Value::String(reference) if flavour == Flavour::Dnf => {
+                let name = format!("{name} ({reference:?} of the org.osbuild.dnf source)");
+                let Some(Value::Object(obj)) = resolved.next() else {
+                    return Err(StageError::option(name, "the source sent no configuration"));
+                };
+                let repo = Repo::parse(name, &obj, flavour)?;
+                if repo.checksum.as_deref() != parse_checksum(reference).as_deref() {
+                    return Err(StageError::option(
+                        repo.name,
+                        "the source sent the configuration of another repository",
+                    ));
+                }
+                repo
+            }
+            _ => return Err(StageError::option(name, "must be a repository object")),
+        };
+        repos.push(repo);
+    }
+    Ok(repos)
+}
+
+/// The private configuration: dnf.conf plus the repositories' certificates and keys, in a
+/// directory only root can read, removed on drop.
+struct Config {
+    dir: PathBuf,
+    file: PathBuf,
+}
+
+impl Config {
+    fn write(
+        repos: &[Repo],
+        module_platform_id: Option<&str>,
+        dbpath: &str,
+    ) -> Result<Config, StageError> {
+        let dir = std::env::temp_dir().join(format!("osbuild-dnf-{}", std::process::id()));
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| StageError::io("cannot create", &dir, e))?;
+        let config = Config {
+            file: dir.join("dnf.conf"),
+            dir,
+        };
+        let mut conf = String::new();
+        if let Some(id) = module_platform_id {
+            conf.push_str(&format!("[main]\nmodule_platform_id={id}\n"));
+        }
+        for (i, repo) in repos.iter().enumerate() {
+            let id = repo_id(i);
+            conf.push_str(&format!("\n[{id}]\nname={id}\n"));
+            for (key, url) in &repo.locations {
+                conf.push_str(&format!("{key}={url}\n"));
+            }
+            for (key, contents) in &repo.files {
+                let path = config.dir.join(format!("{id}-{key}.pem"));
+                config.private_file(&path, contents)?;
+                if *key == "gpgkey" {
+                    conf.push_str(&format!("gpgcheck=1\ngpgkey=file://{}\n", path.display()));
+                } else {
+                    conf.push_str(&format!("{key}={}\n", path.display()));
+                }
+            }
+        }
+        config.private_file(&config.file, &conf)?;
+        // rpm reads macros from $HOME: where the tree's database goes.
+        config.private_file(
+            &config.dir.join(".rpmmacros"),
+            &format!("%_dbpath {dbpath}\n"),
+        )?;
+        Ok(config)
+    }
+
+    fn private_file(&self, path: &Path, contents: &str) -> Result<(), StageError> {
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .and_then(|mut f| f.write_all(contents.as_bytes()))
+            .map_err(|e| StageError::io("cannot write", path, e))
+    }
+}
+
+impl Drop for Config {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn repo_id(i: usize) -> String {
+    format!("repo{i}")
+}
+
+/// The first executable `name` on the tool search path.
+fn find_tool(name: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    command::PATH
+        .split(':')
+        .map(|dir| Path::new(dir).join(name))
+        .find(|p| fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
+}
+
+/// The settings common to the two stages.
+struct Install<'a> {
+    flavour: Flavour,
+    /// The program and the arguments every run gets (root, release, settings).
+    base: Vec<OsString>,
+    /// Values of `$basearch` and `$releasever` in repository URLs.
+    vars: [(&'static str, &'a str); 2],
+    operation: &'a str,
+    packages: Vec<&'a str>,
+    excludes: Vec<&'a str>,
+    repos: Vec<Repo>,
+    /// Cache directories under the tree to verify from and to empty afterwards.
+    caches: &'static [&'static str],
+}
+
+pub fn run_dnf(args: &Args) -> Result<i32, StageError> {
+    let opts = args.opts();
+    let flag = |key: &str| -> Result<&'static str, StageError> {
+        match args.options.get(key) {
+            None | Some(Value::Null) | Some(Value::Bool(true)) => Ok("True"),
+            Some(Value::Bool(false)) => Ok("False"),
+            Some(_) => Err(StageError::option(opts.name(key), "must be a boolean")),
+        }
+    };
+    let (weak_deps, fastestmirror) = (flag("install_weak_deps")?, flag("fastestmirror")?);
+    let releasever = plain(&opts, "releasever")?;
+    let basearch = plain(&opts, "basearch")?;
+    let module_platform_id = opts.opt_str("module_platform_id")?;
+    if module_platform_id.is_some_and(|s| s.chars().any(char::is_control)) {
+        return Err(StageError::option(
+            "module_platform_id",
+            "must not contain control characters",
+        ));
+    }
+    let repos = resolve_repos(&opts, repos_option(args)?, Flavour::Dnf)?;
+    let mut base: Vec<OsString> = vec!["dnf".into(), "-yv".into(), "--installroot".into()];
+    base.push(args.tree.clone().into());
+    for arg in [
+        "--forcearch",
+        basearch,
+        "--setopt",
+        "reposdir=",
+        "--setopt",
+        &format!("install_weak_deps={weak_deps}"),
+        "--setopt",
+        &format!("fastestmirror={fastestmirror}"),
+        "--setopt",
+        "skip_if_unavailable=false",
+        "--releasever",
+        releasever,
+        "--noplugins",
+    ] {
+        base.push(arg.into());
+    }
+    install(
+        args,
+        Install {
+            flavour: Flavour::Dnf,
+            base,
+            vars: [("$basearch", basearch), ("$releasever", releasever)],
+            operation: opts.opt_str("operation")?.unwrap_or("install"),
+            packages: opts.required_str_list("packages")?,
+            excludes: opts.str_list("exclude_packages")?,
+            repos,
+            caches: &["var/cache/dnf"],
+        },
+        module_platform_id,
+    )
+}
+
+pub fn run_yum(args: &Args) -> Result<i32, StageError> {
+    let opts = args.opts();
+    let releasever = plain(&opts, "releasever")?;
+    let verbosity = match opts.opt_str("verbosity")? {
+        None => "info",
+        Some(_) => plain(&opts, "verbosity")?,
+    };
+    let repos = resolve_repos(&opts, repos_option(args)?, Flavour::Yum)?;
+    // dnf is yum's successor with the same command line (Fedora ships yum as a link to it).
+    let program = if find_tool("yum").is_some() {
+        "yum"
+    } else {
+        "dnf"
+    };
+    let mut installroot = OsString::from("--installroot=");
+    installroot.push(&args.tree);
+    let base = vec![
+        program.into(),
+        "--assumeyes".into(),
+        installroot,
+        "--setopt=reposdir=".into(),
+        format!("--releasever={releasever}").into(),
+        format!("--rpmverbosity={verbosity}").into(),
+    ];
+    install(
+        args,
+        Install {
+            flavour: Flavour::Yum,
+            base,
+            vars: [("$basearch", ""), ("$releasever", releasever)],
+            operation: opts.opt_str("operation")?.unwrap_or("install"),
+            packages: opts.required_str_list("packages")?,
+            excludes: Vec::new(),
+            repos,
+            caches: &["var/cache/yum", "var/cache/dnf"],
+        },
+        None,
+    )
+}
+
+/// A required string option that goes onto a command line: not empty, not an option itself.
+fn plain<'a>(opts: &Opts<'a>, key: &str) -> Result<&'a str, StageError> {
+    let s = opts.str(key)?;
+    if s.is_empty() || s.starts_with('-') || s.chars().any(char::is_control) {
+        return Err(StageError::option(
+            opts.name(key),
+            format!("{s:?} is not a valid value"),
+        ));
+    }
+    Ok(s)
+}
+
+fn repos_option(args: &Args) -> Result<&[Value], StageError> {
+    match args.options.get("repos") {
+        Some(Value::Array(items)) => Ok(items),
+        None | Some(Value::Null) => Err(StageError::option("repos", "is required")),
+        Some(_) => Err(StageError::option("repos", "must be an array")),
+    }
+}
+
+fn install(args: &Args, job: Install, module_platform_id: Option<&str>) -> Result<i32, StageError> {
+    let tree = &args.tree;
+    if job.packages.is_empty() {
+        return Err(StageError::option("packages", "needs at least one package"));
+    }
+    for (key, list) in [
+        ("packages", &job.packages),
+        ("exclude_packages", &job.excludes),
+    ] {
+        if let Some((i, p)) = list.iter().enumerate().find(|(_, p)| p.starts_with('-')) {
+            return Err(StageError::option(
+                format!("{key}[{i}]"),
+                format!("{p:?} is not a package"),
+            ));
+        }
+    }
+    if job.operation.is_empty() || job.operation.starts_with('-') {
+        return Err(StageError::option(
+            "operation",
+            format!("{:?} is not a dnf command", job.operation),
+        ));
+    }
+
+    private_mounts()?;
+    let mounts = Mounts::setup(tree, None)?;
+    let dbpath = rpmtree::dbpath(tree);
+    let config = Config::write(&job.repos, module_platform_id, &dbpath)?;
+    let machine_id = MachineId::placeholder(tree)?;
+    let result = transaction(tree, &job, &config);
+    let emptied = job
+        .caches
+        .iter()
+        .try_for_each(|cache| empty_dir(tree, cache));
+    let finished = machine_id.finish(tree);
+    drop(config);
+    drop(mounts);
+    result?;
+    emptied?;
+    finished?;
+    Ok(0)
+}
+
+/// The three runs of dnf (or yum) one stage makes.
+#[derive(Clone, Copy, PartialEq)]
+enum Phase {
+    /// Download the repositories' metadata (dnf, to verify it before anything else).
+    Metadata,
+    /// Resolve the transaction and download its packages, reusing that metadata.
+    Download,
+    /// Install from the cache alone.
+    Install,
+}
+
+/// Steps 1 to 3 of the module documentation.
+fn transaction(tree: &Path, job: &Install, config: &Config) -> Result<(), StageError> {
+    let command = |phase: Phase| {
+        let program = job.base[0].to_str().unwrap_or("dnf");
+        let mut cmd = command::tool(program);
+        cmd.args(&job.base[1..]);
+        match job.flavour {
+            Flavour::Dnf => cmd.arg("--config").arg(&config.file),
+            Flavour::Yum => cmd.arg(format!("--config={}", config.file.display())),
+        };
+        cmd.env("HOME", &config.dir);
+        match phase {
+            Phase::Metadata => {
+                cmd.arg("makecache");
+                return cmd;
+            }
+            // Never refresh the metadata just verified.
+            Phase::Download => cmd.arg("--setopt=metadata_expire=-1"),
+            Phase::Install => cmd.arg("-C"),
+        };
+        cmd.arg(job.operation);
+        if phase == Phase::Download {
+            cmd.arg("--downloadonly");
+        }
+        cmd.args(&job.packages);
+        for p in &job.excludes {
+            cmd.args(["--exclude", p]);
+        }
+        cmd
+    };
+    if job.flavour == Flavour::Dnf {
+        run_printed(command(Phase::Metadata))?;
+        for (i, repo) in job.repos.iter().enumerate() {
+            verify_metadata(tree, i, repo, &job.vars)?;
+        }
+    }
+    run_printed(command(Phase::Download))?;
+    no_network()?;
+    println!("installing from the downloaded packages, without network");
+    run_printed(command(Phase::Install))
+}
+
+fn run_printed(mut cmd: Command) -> Result<(), StageError> {
+    println!("{}", command::describe(&cmd));
+    let _ = std::io::stdout().flush();
+    command::run(&mut cmd)
+}
+
+/// Checks the sha256 of the `repomd.xml` dnf downloaded for repository `i`.
+fn verify_metadata(
+    tree: &Path,
+    i: usize,
+    repo: &Repo,
+    vars: &[(&str, &str)],
+) -> Result<(), StageError> {
+    let Some(want) = &repo.checksum else {
+        return Ok(());
+    };
+    let cache = tree::tree_path(tree, "var/cache/dnf")?;
+    let dir = cache_dir(&cache, i, repo, vars).ok_or_else(|| {
+        StageError::Other(format!(
+            "{}: dnf left no metadata in {} to verify",
+            repo.describe(),
+            cache.display()
+        ))
+    })?;
+    let repomd = dir.join("repodata/repomd.xml");
+    let data = fs::read(&repomd).map_err(|e| StageError::io("cannot read", &repomd, e))?;
+    let got = hex(&Sha256::digest(&data));
+    if &got != want {
+        return Err(StageError::Other(format!(
+            "{}: the repository's metadata (repodata/repomd.xml) has checksum sha256:{got}, \
+             but the manifest expects sha256:{want} (the repository changed since the \
+             manifest was made, or the manifest is wrong); nothing was installed",
+            repo.describe()
+        )));
+    }
+    println!(
+        "{}: metadata checksum sha256:{got} as expected",
+        repo.describe()
+    );
+    Ok(())
+}
+
+/// libdnf's cache directory for repository `i`: `repoI-` and the first 16 hex digits of the
+/// sha256 of its main URL with `vars` (`$basearch`, `$releasever`) substituted; failing that
+/// (other variables), the one directory of that repository.
+fn cache_dir(cache: &Path, i: usize, repo: &Repo, vars: &[(&str, &str)]) -> Option<PathBuf> {
+    let url = vars
+        .iter()
+        .fold(repo.main_url().to_owned(), |url, (var, value)| {
+            url.replace(var, value)
+        });
+    let id = repo_id(i);
+    let exact = cache.join(format!(
+        "{id}-{}",
+        &hex(&Sha256::digest(url.as_bytes()))[..16]
+    ));
+    if exact.is_dir() {
+        return Some(exact);
+    }
+    let prefix = format!("{id}-");
+    let mut found = fs::read_dir(cache).ok()?.filter_map(|e| {
+        let e = e.ok()?;
+        let name = e.file_name().into_string().ok()?;
+        let rest = name.strip_prefix(&prefix)?;
+        (rest.len() == 16 && rest.bytes().all(|b| b.is_ascii_hexdigit()) && e.path().is_dir())
+            .then(|| e.path())
+    });
+    let first = found.next()?;
+    found.next().is_none().then_some(first)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Removes everything inside `dir` of the tree (dnf's cache; `dnf clean all` leaves things
+/// behind), keeping the directory itself. Symlinks are removed, never followed.
+fn empty_dir(tree: &Path, dir: &str) -> Result<(), StageError> {
+    let path = tree::tree_path(tree, dir)?;
+    let entries = match fs::read_dir(&path) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(StageError::io("cannot read", &path, e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| StageError::io("cannot read", &path, e))?;
+        let p = entry.path();
+        let removed = if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            fs::remove_dir_all(&p)
+        } else {
+            fs::remove_file(&p)
+        };
+        removed.map_err(|e| StageError::io("cannot remove", &p, e))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(v: Value, flavour: Flavour) -> Result<Repo, String> {
+        Repo::parse("repos[0]".into(), v.as_object().unwrap(), flavour).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn repositories_are_checked() {
+        let sum = format!("sha256:{}", "AB".repeat(32));
+        let repo = parse(
+            json!({"baseurl": "http://b", "metalink": "http://m", "checksum": sum, "gpgkey": "K"}),
+            Flavour::Dnf,
+        )
+        .unwrap();
+        assert_eq!(repo.main_url(), "http://m", "metalink first, as libdnf");
+        assert_eq!(repo.checksum.as_deref(), Some("ab".repeat(32).as_str()));
+        assert_eq!(repo.files, [("gpgkey", "K".to_string())]);
+        let cases = [
+            (
+                json!({"checksum": sum}),
+                "needs one of metalink, mirrorlist or baseurl",
+            ),
+            (
+                json!({"baseurl": "http://b"}),
+                "\"repos[0].checksum\": is required",
+            ),
+            (
+                json!({"baseurl": "http://b", "checksum": "sha256:ab"}),
+                "is not sha256:<64",
+            ),
+            (
+                json!({"baseurl": "http://b\ngpgcheck=0", "checksum": sum}),
+                "control characters",
+            ),
+            (
+                json!({"baseurl": 3, "checksum": sum}),
+                "\"repos[0].baseurl\": must be a string",
+            ),
+        ];
+        for (v, want) in cases {
+            let err = parse(v.clone(), Flavour::Dnf).err().unwrap_or_default();
+            assert!(err.contains(want), "{v}: {err}");
+        }
+        assert!(
+            parse(json!({"baseurl": "http://b"}), Flavour::Yum).is_ok(),
+            "yum has no checksum"
+        );
+    }
+
+    #[test]
+    fn urls_in_messages_hide_credentials() {
+        for (url, want) in [
+            ("https://user:pw@host/repo/", "https://***@host/repo/"),
+            ("https://host/a@b", "https://host/a@b"),
+            ("http://host", "http://host"),
+            ("file:///srv/repo", "file:///srv/repo"),
+        ] {
+            assert_eq!(redact_url(url), want);
+        }
+    }
+
+    #[test]
+    fn cache_dir_follows_libdnf() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = parse(
+            json!({"baseurl": "http://127.0.0.1:8931/", "checksum": format!("sha256:{}", "0".repeat(64))}),
+            Flavour::Dnf,
+        )
+        .unwrap();
+        // Seen with dnf 4.14 for this baseurl.
+        fs::create_dir(dir.path().join("repo0-86d120bdd5868cae")).unwrap();
+        fs::create_dir(dir.path().join("repo1-0123456789abcdef")).unwrap();
+        let vars = [("$basearch", "x86_64")];
+        assert_eq!(
+            cache_dir(dir.path(), 0, &repo, &vars).unwrap(),
+            dir.path().join("repo0-86d120bdd5868cae")
+        );
+        assert_eq!(
+            cache_dir(dir.path(), 1, &repo, &vars).unwrap(),
+            dir.path().join("repo1-0123456789abcdef"),
+            "found by its prefix when the URL has other variables"
+        );
+        assert!(cache_dir(dir.path(), 2, &repo, &vars).is_none());
+    }
+}

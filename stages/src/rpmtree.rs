@@ -1,0 +1,74 @@
+//! What the rpm-based installers (`org.osbuild.rpm`, `org.osbuild.dnf`, `org.osbuild.yum`)
+//! share about the tree: where its rpm database lives, the placeholder machine-id scriptlets
+//! may need, and the per-machine files that must not end up in an image.
+
+use std::fs;
+use std::path::Path;
+
+use crate::command;
+use crate::error::StageError;
+use crate::tree;
+
+/// Where rpm keeps its database on current Fedora and RHEL (relative to the tree).
+pub const SYSIMAGE_DBPATH: &str = "/usr/lib/sysimage/rpm";
+
+/// The older location (RHEL 8 and before, Fedora before 36).
+const LEGACY_DBPATH: &str = "/var/lib/rpm";
+
+/// The placeholder machine-id (v10's) systemd scriptlets may need while packages install.
+const PLACEHOLDER_MACHINE_ID: &[u8] = b"ffffffffffffffffffffffffffffffff\n";
+
+/// The rpm database path to use for `tree`: the one the tree already has; else the build
+/// root's rpm default when it is one of the two standard locations (a RHEL 8 build root
+/// makes RHEL 8 trees); else [`SYSIMAGE_DBPATH`]. Debian's rpm, for one, defaults to
+/// `~/.rpmdb`, which means nothing inside an image.
+pub fn dbpath(tree: &Path) -> String {
+    let has_db = |p: &str| {
+        let dir = tree.join(p.trim_start_matches('/'));
+        fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir())
+            && fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_some())
+    };
+    for p in [SYSIMAGE_DBPATH, LEGACY_DBPATH] {
+        if has_db(p) {
+            return p.to_owned();
+        }
+    }
+    let default = command::tool("rpm")
+        .args(["--eval", "%{_dbpath}"])
+        .env("HOME", "/nonexistent")
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    match default.as_deref() {
+        Some(p @ (SYSIMAGE_DBPATH | LEGACY_DBPATH)) => p.to_owned(),
+        _ => SYSIMAGE_DBPATH.to_owned(),
+    }
+}
+
+/// A placeholder `/etc/machine-id`, written when the tree has none (or an empty one) and
+/// emptied again by [`MachineId::finish`]; one the tree already had is left alone.
+pub struct MachineId {
+    created: bool,
+}
+
+impl MachineId {
+    pub fn placeholder(tree: &Path) -> Result<MachineId, StageError> {
+        let had = fs::metadata(tree.join("etc/machine-id")).is_ok_and(|m| m.len() > 0);
+        if !had {
+            tree::write_file(tree, "etc/machine-id", PLACEHOLDER_MACHINE_ID, 0o444)?;
+        }
+        Ok(MachineId { created: !had })
+    }
+
+    /// Leaves the machine-id empty if it was ours (systemd makes one on first boot, so no
+    /// two machines share it), and removes systemd's random seed for the same reason.
+    pub fn finish(self, tree: &Path) -> Result<(), StageError> {
+        if self.created {
+            tree::write_file(tree, "etc/machine-id", b"", 0o444)?;
+        }
+        tree::remove_file(tree, "var/lib/systemd/random-seed")?;
+        Ok(())
+    }
+}

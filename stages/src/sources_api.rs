@@ -1,0 +1,61 @@
+//! The client side of osbuild v10's sources API: a stage asks the host for what a source
+//! knows (`{"source": NAME, "checksums": [...]}` as one datagram to
+//! `/run/osbuild/api/sources`) and gets the source's JSON reply, or `{"error": ...}`.
+
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
+
+use serde_json::{json, Value};
+
+use crate::error::StageError;
+
+/// Where the engine serves the API inside the build root.
+pub const SOCKET: &str = "/run/osbuild/api/sources";
+
+/// The largest reply the engine sends (as v10's client reads).
+const MAX_REPLY: usize = 65536;
+
+/// Asks `source` about `checksums` through the API at `socket`.
+pub fn get(socket: &Path, source: &str, checksums: &[&str]) -> Result<Value, StageError> {
+    let fail = |what: &str, e: std::io::Error| {
+        StageError::Other(format!("sources API at {}: {what}: {e}", socket.display()))
+    };
+    let sock = UnixDatagram::unbound().map_err(|e| fail("cannot create a socket", e))?;
+    // As v10's client: with SO_PASSCRED the kernel autobinds the socket to an abstract
+    // address on connect, which is where the server sends its reply.
+    let one: libc::c_int = 1;
+    // SAFETY: a valid socket and a pointer to an int that outlives the call.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PASSCRED,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(fail(
+            "cannot set SO_PASSCRED",
+            std::io::Error::last_os_error(),
+        ));
+    }
+    sock.connect(socket)
+        .map_err(|e| fail("cannot connect", e))?;
+    let request = json!({"source": source, "checksums": checksums}).to_string();
+    sock.send(request.as_bytes())
+        .map_err(|e| fail("cannot send the request", e))?;
+    let mut buf = vec![0u8; MAX_REPLY];
+    let n = sock.recv(&mut buf).map_err(|e| fail("no reply", e))?;
+    let reply: Value = serde_json::from_slice(&buf[..n]).map_err(|e| {
+        StageError::Other(format!(
+            "sources API: {source} sent a reply that is not JSON: {e}"
+        ))
+    })?;
+    if let Some(err) = reply.get("error") {
+        let msg = err.as_str().map_or_else(|| err.to_string(), str::to_owned);
+        return Err(StageError::Other(format!("{source}: {msg}")));
+    }
+    Ok(reply)
+}
