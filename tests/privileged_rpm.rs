@@ -4,87 +4,25 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
+use common::rpms::{self, have, Signer};
 use common::{privileged, Env};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
-
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {tool}"))
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-const SPEC: &str = "Name: NAME\nVersion: 1.0\nRelease: 1\nSummary: test\nLicense: MIT\nBuildArch: noarch\nREQUIRES\n\
-%description\ntest\n%install\nmkdir -p %{buildroot}/usr/share/NAME\necho NAME > %{buildroot}/usr/share/NAME/greeting\n\
-%files\n/usr/share/NAME/greeting\n";
 
 /// Builds and signs `osbuild-hello` and `osbuild-extra` (which requires it); returns the
 /// armored public key and the rpm paths.
 fn build_rpms(dir: &Path) -> (String, Vec<std::path::PathBuf>) {
-    let gnupg = dir.join("gnupg");
-    std::fs::create_dir(&gnupg).unwrap();
-    std::fs::set_permissions(&gnupg, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
-    let gpg = |args: &[&str]| {
-        let mut c = Command::new("gpg");
-        c.env("GNUPGHOME", &gnupg).arg("--batch").args(args);
-        run(&mut c)
-    };
-    gpg(&[
-        "--passphrase",
-        "",
-        "--quick-gen-key",
-        "osbuild test <test@osbuild.invalid>",
-        "rsa2048",
-        "sign",
-        "never",
-    ]);
-    let key = gpg(&["--armor", "--export"]);
-    let top = dir.join("rpm");
-    let mut rpms = Vec::new();
-    for (name, requires) in [
-        ("osbuild-hello", ""),
-        ("osbuild-extra", "Requires: osbuild-hello"),
-    ] {
-        let spec = dir.join(format!("{name}.spec"));
-        std::fs::write(
-            &spec,
-            SPEC.replace("NAME", name).replace("REQUIRES", requires),
-        )
-        .unwrap();
-        run(Command::new("rpmbuild")
-            .arg("--quiet")
-            .arg("--define")
-            .arg(format!("_topdir {}", top.display()))
-            .arg("-bb")
-            .arg(&spec));
-        let rpm = top.join(format!("RPMS/noarch/{name}-1.0-1.noarch.rpm"));
-        run(Command::new("rpmsign")
-            .env("GNUPGHOME", &gnupg)
-            .args([
-                "--define",
-                "_gpg_name osbuild test",
-                "--define",
-                "__gpg /usr/bin/gpg",
-                "--addsign",
-            ])
-            .arg(&rpm));
-        rpms.push(rpm);
-    }
-    (key, rpms)
+    let signer = Signer::new(dir);
+    let rpms = vec![
+        rpms::build(dir, "osbuild-hello", "", Some(&signer)),
+        rpms::build(
+            dir,
+            "osbuild-extra",
+            "Requires: osbuild-hello",
+            Some(&signer),
+        ),
+    ];
+    (signer.public_key, rpms)
 }
 
 fn manifest(rpms: &[std::path::PathBuf], gpgkeys: &[&str]) -> Value {
@@ -92,14 +30,7 @@ fn manifest(rpms: &[std::path::PathBuf], gpgkeys: &[&str]) -> Value {
     let mut checksums = Vec::new();
     // Listed in reverse dependency order: rpm orders the transaction itself.
     for rpm in rpms.iter().rev() {
-        let digest = Sha256::digest(std::fs::read(rpm).unwrap());
-        let checksum = format!(
-            "sha256:{}",
-            digest
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
-        );
+        let checksum = rpms::sha256_file(rpm);
         urls.insert(checksum.clone(), json!(format!("file://{}", rpm.display())));
         checksums.push(checksum);
     }
@@ -131,18 +62,8 @@ fn privileged_rpm_installs_signed_packages_from_the_files_source() {
     let (result, code) = env.build_json(&["--checkpoint", &id], &good.to_string());
     assert_eq!(code, 0, "{result}");
     let tree = env.committed(&id, "");
-    let installed = run(Command::new("rpm").arg("--root").arg(&tree).args([
-        "--dbpath",
-        "/usr/lib/sysimage/rpm",
-        "-qa",
-    ]));
-    let mut names: Vec<&str> = installed
-        .lines()
-        .filter(|l| !l.starts_with("gpg-pubkey"))
-        .collect();
-    names.sort();
     assert_eq!(
-        names,
+        rpms::installed(&tree, "/usr/lib/sysimage/rpm"),
         ["osbuild-extra-1.0-1.noarch", "osbuild-hello-1.0-1.noarch"]
     );
     assert_eq!(

@@ -4,77 +4,9 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-
+use common::http::Server;
 use common::{mounts_under, privileged, Env};
 use serde_json::{json, Value};
-
-/// Serves `files` (path -> body) on 127.0.0.1 until dropped (at most 60 s); records request
-/// paths and header lines.
-struct Server {
-    port: u16,
-    log: Arc<Mutex<Vec<String>>>,
-    stop: Arc<AtomicBool>,
-}
-
-impl Server {
-    fn start(files: Vec<(&'static str, Vec<u8>)>) -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (l, s) = (log.clone(), stop.clone());
-        std::thread::spawn(move || {
-            let deadline = Instant::now() + Duration::from_secs(60);
-            while !s.load(Ordering::SeqCst) && Instant::now() < deadline {
-                let Ok((mut conn, _)) = listener.accept() else {
-                    std::thread::sleep(Duration::from_millis(5));
-                    continue;
-                };
-                conn.set_nonblocking(false).unwrap();
-                conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-                let mut head = Vec::new();
-                let mut b = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") && conn.read(&mut b).unwrap_or(0) == 1 {
-                    head.push(b[0]);
-                }
-                let head = String::from_utf8_lossy(&head).into_owned();
-                let path = head.split_whitespace().nth(1).unwrap_or("").to_owned();
-                l.lock().unwrap().push(head.clone());
-                let (status, body) = match files.iter().find(|(p, _)| *p == path) {
-                    Some((_, body)) => ("200 OK", body.clone()),
-                    None => ("404 Not Found", b"no".to_vec()),
-                };
-                let _ = write!(
-                    conn,
-                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                    body.len()
-                );
-                let _ = conn.write_all(&body);
-            }
-        });
-        Server { port, log, stop }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    fn requests(&self) -> Vec<String> {
-        self.log.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-    }
-}
 
 fn sha256(data: &[u8]) -> String {
     use sha2::Digest;
@@ -179,7 +111,7 @@ fn privileged_a_source_that_fails_stops_the_build_before_any_stage() {
         return;
     }
     let env = Env::new();
-    let server = Server::start(vec![]);
+    let server = Server::start::<String>(vec![]);
     let missing = sha256(b"never served");
     let manifest = fetch_manifest(json!({&missing: server.url("/gone.rpm")}), &[&missing]);
     let id = stage_id(&env, &manifest);

@@ -1,6 +1,9 @@
 //! Shared set-up for the integration tests: a libdir, a store, running the `osbuild` binary.
 #![allow(dead_code)]
 
+pub mod http;
+pub mod rpms;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -1,0 +1,475 @@
+//! The dnf and yum stages end to end, as root: rpms this test builds and signs, a repository
+//! made with createrepo_c and served on 127.0.0.1, the closure installed, the metadata
+//! checksum enforced, client certificates only from the secrets, and no network for stages
+//! that do not declare it.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use common::http::Server;
+use common::rpms::{self, have, run, Signer};
+use common::{mounts_under, privileged, Env};
+use serde_json::{json, Value};
+
+/// Whether this machine can run these tests (CI installs everything).
+fn tools_present(test: &str) -> bool {
+    if !privileged(test) {
+        return false;
+    }
+    let missing: Vec<&str> = ["dnf", "createrepo_c", "rpmbuild", "rpmsign", "gpg"]
+        .into_iter()
+        .filter(|t| !have(t))
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    eprintln!("skipping {test}: missing {missing:?} (apt: dnf createrepo-c rpm gnupg)");
+    false
+}
+
+/// A repository of signed packages: `osbuild-app` requires `osbuild-lib` (which requires
+/// `osbuild-base`) and recommends `osbuild-weak`; `osbuild-other` is unrelated.
+struct Repo {
+    dir: PathBuf,
+    signer: Signer,
+}
+
+const CLOSURE: [&str; 3] = [
+    "osbuild-app-1.0-1.noarch",
+    "osbuild-base-1.0-1.noarch",
+    "osbuild-lib-1.0-1.noarch",
+];
+
+impl Repo {
+    fn create(work: &Path) -> Repo {
+        let signer = Signer::new(work);
+        let dir = work.join("repo");
+        std::fs::create_dir(&dir).unwrap();
+        for (name, headers) in [
+            (
+                "osbuild-app",
+                "Requires: osbuild-lib\nRecommends: osbuild-weak",
+            ),
+            ("osbuild-lib", "Requires: osbuild-base"),
+            ("osbuild-base", ""),
+            ("osbuild-weak", ""),
+            ("osbuild-other", ""),
+        ] {
+            let rpm = rpms::build(work, name, headers, Some(&signer));
+            std::fs::copy(&rpm, dir.join(rpm.file_name().unwrap())).unwrap();
+        }
+        run(Command::new("createrepo_c").arg("--quiet").arg(&dir));
+        Repo { dir, signer }
+    }
+
+    /// `sha256:<hex>` of repodata/repomd.xml, as a manifest pins it.
+    fn checksum(&self) -> String {
+        rpms::sha256_file(&self.dir.join("repodata/repomd.xml"))
+    }
+}
+
+fn dnf_stage(repos: Value, extra: Value) -> Value {
+    let mut options = json!({
+        "repos": repos,
+        "packages": ["osbuild-app"],
+        "releasever": "39",
+        "basearch": "x86_64",
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        options[k] = v.clone();
+    }
+    json!({"name": "org.osbuild.dnf", "options": options})
+}
+
+fn stage_id(env: &Env, manifest: &Value) -> String {
+    let out = env.osbuild(&["--inspect"], &manifest.to_string());
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["pipeline"]["stages"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Builds `manifest` keeping its first stage's tree; returns the tree and the build's output.
+fn build_first_stage(env: &Env, manifest: &Value, extra_args: &[&str]) -> (PathBuf, String) {
+    let id = stage_id(env, manifest);
+    let mut args = vec!["--checkpoint", id.as_str()];
+    args.extend_from_slice(extra_args);
+    let out = env.osbuild(&args, &manifest.to_string());
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    (env.committed(&id, ""), text)
+}
+
+fn rpm_requests(server: &Server) -> Vec<String> {
+    server
+        .requests()
+        .iter()
+        .filter_map(|r| r.split_whitespace().nth(1).map(str::to_owned))
+        .filter(|p| p.ends_with(".rpm"))
+        .collect()
+}
+
+#[test]
+fn privileged_dnf_installs_the_closure_and_enforces_the_metadata_checksum() {
+    if !tools_present("privileged_dnf_installs_the_closure_and_enforces_the_metadata_checksum") {
+        return;
+    }
+    let env = Env::new();
+    let repo = Repo::create(env.dir.path());
+    let server = Server::serve_dir(&repo.dir);
+    let baseurl = server.url("/");
+    let good = json!({"pipeline": {"stages": [dnf_stage(
+        json!([{"baseurl": baseurl, "checksum": repo.checksum(), "gpgkey": repo.signer.public_key}]),
+        json!({"install_weak_deps": false}),
+    )]}});
+    let (tree, output) = build_first_stage(&env, &good, &[]);
+
+    // The whole closure and nothing else; files in place; signatures were checked.
+    assert_eq!(rpms::installed(&tree, "/usr/lib/sysimage/rpm"), CLOSURE);
+    assert_eq!(
+        std::fs::read_to_string(tree.join("usr/share/osbuild-base/greeting")).unwrap(),
+        "osbuild-base\n"
+    );
+    assert!(
+        output.contains(&format!(
+            "repos[0] ({baseurl}): metadata checksum {} as expected",
+            repo.checksum()
+        )),
+        "{output}"
+    );
+    assert!(
+        output.contains("installing from the downloaded packages, without network"),
+        "{output}"
+    );
+    let mut fetched = rpm_requests(&server);
+    fetched.sort();
+    assert_eq!(
+        fetched,
+        [
+            "/osbuild-app-1.0-1.noarch.rpm",
+            "/osbuild-base-1.0-1.noarch.rpm",
+            "/osbuild-lib-1.0-1.noarch.rpm"
+        ],
+        "each package downloaded once, no weak dependency"
+    );
+    // Tree hygiene: no dnf cache, an empty machine-id, nothing mounted, nothing left over.
+    let cache: Vec<_> = std::fs::read_dir(tree.join("var/cache/dnf"))
+        .unwrap()
+        .collect();
+    assert!(cache.is_empty(), "{cache:?}");
+    assert_eq!(std::fs::read(tree.join("etc/machine-id")).unwrap(), b"");
+    assert_eq!(mounts_under(&env.store), Vec::<String>::new());
+    assert_eq!(env.store_entries("tmp"), Vec::<String>::new());
+
+    // The metadata does not match the manifest: the stage names the repository and what it
+    // found, downloads no package, and nothing is committed.
+    let env = Env::new();
+    let wrong = format!("sha256:{}", "0".repeat(64));
+    let bad = json!({"pipeline": {"stages": [dnf_stage(
+        json!([{"baseurl": baseurl, "checksum": wrong}]),
+        json!({}),
+    )]}});
+    let before = rpm_requests(&server).len();
+    let (result, code) = env.build_json(&[], &bad.to_string());
+    assert_eq!(code, 1, "{result}");
+    let out = result["stages"][0]["output"].as_str().unwrap_or_default();
+    assert!(
+        out.contains(&format!(
+            "org.osbuild.dnf: repos[0] ({baseurl}): the repository's metadata (repodata/repomd.xml) \
+             has checksum {}, but the manifest expects {wrong}",
+            repo.checksum()
+        )),
+        "{out}"
+    );
+    assert_eq!(rpm_requests(&server).len(), before, "no package downloaded");
+    assert_eq!(env.store_entries("refs"), Vec::<String>::new());
+    assert_eq!(env.store_entries("objects"), Vec::<String>::new());
+    assert_eq!(env.store_entries("tmp"), Vec::<String>::new());
+    assert_eq!(mounts_under(&env.store), Vec::<String>::new());
+
+    // Packages signed by another key than the manifest's are refused.
+    let stranger_home = env.dir.path().join("stranger");
+    std::fs::create_dir(&stranger_home).unwrap();
+    let stranger = Signer::new(&stranger_home);
+    let unsigned = json!({"pipeline": {"stages": [dnf_stage(
+        json!([{"baseurl": baseurl, "checksum": repo.checksum(), "gpgkey": stranger.public_key}]),
+        json!({}),
+    )]}});
+    let (result, code) = env.build_json(&[], &unsigned.to_string());
+    assert_eq!(code, 1, "{result}");
+    let out = result["stages"][0]["output"].as_str().unwrap_or_default();
+    assert!(
+        out.contains("GPG key") && out.contains("Failing package is: osbuild-app-1.0-1.noarch"),
+        "{out}"
+    );
+    assert_eq!(env.store_entries("refs"), Vec::<String>::new());
+
+    // The yum stage, with dnf standing in for yum (Debian has no yum): weak dependencies are
+    // installed by default.
+    let env = Env::new();
+    let yum = json!({"pipeline": {"stages": [{"name": "org.osbuild.yum", "options": {
+        "repos": [{"baseurl": baseurl, "gpgkey": repo.signer.public_key}],
+        "packages": ["osbuild-app"], "releasever": "7"}}]}});
+    let (tree, _) = build_first_stage(&env, &yum, &[]);
+    let mut want = CLOSURE.to_vec();
+    want.push("osbuild-weak-1.0-1.noarch");
+    assert_eq!(rpms::installed(&tree, "/usr/lib/sysimage/rpm"), want);
+}
+
+#[test]
+fn privileged_stages_without_a_network_declaration_cannot_reach_the_host() {
+    if !privileged("privileged_stages_without_a_network_declaration_cannot_reach_the_host") {
+        return;
+    }
+    let env = Env::new();
+    let server = Server::start(vec![("/probe", b"here".to_vec())]);
+    // The same stage twice: as shipped (no declaration) and declaring the network in its meta.
+    let stages = env.libdir.join("stages");
+    std::fs::copy(
+        stages.join("org.osbuild.test.connect"),
+        stages.join("org.osbuild.test.connect-net"),
+    )
+    .unwrap();
+    std::fs::write(
+        stages.join("org.osbuild.test.connect-net.meta.json"),
+        r#"{"summary": "connect, with network", "network": true}"#,
+    )
+    .unwrap();
+    let probe = |name: &str| {
+        let manifest = json!({"pipeline": {"stages": [{"name": name,
+            "options": {"host": "127.0.0.1", "port": server.port()}}]}});
+        let (tree, _) = build_first_stage(&env, &manifest, &[]);
+        std::fs::read_to_string(tree.join("connect.txt")).unwrap()
+    };
+    let isolated = probe("org.osbuild.test.connect");
+    assert!(isolated.starts_with("failed:"), "{isolated}");
+    assert_eq!(server.requests().len(), 0, "nothing reached the server");
+    assert_eq!(probe("org.osbuild.test.connect-net"), "connected");
+    assert_eq!(server.requests().len(), 1, "the declared stage did");
+}
+
+/// An HTTPS server (python3) for `root` that only talks to clients with a certificate
+/// signed by `ca`; killed on drop.
+struct TlsServer {
+    child: Child,
+    port: u16,
+}
+
+const TLS_SERVER: &str = r#"
+import functools, http.server, ssl, sys
+ca, cert, key, root = sys.argv[1:5]
+handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=root)
+httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(cert, key)
+ctx.load_verify_locations(ca)
+ctx.verify_mode = ssl.CERT_REQUIRED
+httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
+print(httpd.server_address[1], flush=True)
+httpd.serve_forever()
+"#;
+
+impl TlsServer {
+    fn start(pki: &Pki, root: &Path) -> TlsServer {
+        let mut child = Command::new("python3")
+            .arg("-c")
+            .arg(TLS_SERVER)
+            .arg(pki.dir.join("ca.crt"))
+            .arg(pki.dir.join("server.crt"))
+            .arg(pki.dir.join("server.key"))
+            .arg(root)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line.trim().parse().expect("the server prints its port");
+        TlsServer { child, port }
+    }
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, made with openssl.
+struct Pki {
+    dir: PathBuf,
+}
+
+impl Pki {
+    fn create(dir: PathBuf) -> Pki {
+        std::fs::create_dir(&dir).unwrap();
+        let openssl = |args: &[&str]| run(Command::new("openssl").current_dir(&dir).args(args));
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-subj",
+            "/CN=osbuild test CA",
+            "-days",
+            "2",
+        ]);
+        std::fs::write(dir.join("server.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+        for (name, ext) in [("server", Some("server.ext")), ("client", None)] {
+            let (key, csr, crt) = (
+                format!("{name}.key"),
+                format!("{name}.csr"),
+                format!("{name}.crt"),
+            );
+            openssl(&[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                &key,
+                "-out",
+                &csr,
+                "-subj",
+                &format!("/CN=osbuild test {name}"),
+            ]);
+            let mut sign = vec![
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &crt,
+                "-days",
+                "2",
+            ];
+            if let Some(ext) = ext {
+                sign.extend(["-extfile", ext]);
+            }
+            openssl(&sign);
+        }
+        Pki { dir }
+    }
+
+    fn pem(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.join(name)).unwrap()
+    }
+}
+
+/// Every file under `dir` (symlinks not followed) whose contents include `needle`.
+fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let (path, kind) = (entry.path(), entry.file_type().unwrap());
+        if kind.is_dir() {
+            found.extend(files_containing(&path, needle));
+        } else if kind.is_file() {
+            let data = std::fs::read(&path).unwrap_or_default();
+            if data.windows(needle.len()).any(|w| w == needle) {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn privileged_dnf_reaches_a_repository_with_the_client_certificate_from_the_secrets() {
+    let test = "privileged_dnf_reaches_a_repository_with_the_client_certificate_from_the_secrets";
+    if !tools_present(test) {
+        return;
+    }
+    if !(have("openssl") && have("python3")) {
+        eprintln!("skipping {test}: needs openssl and python3");
+        return;
+    }
+    let env = Env::new();
+    let repo = Repo::create(env.dir.path());
+    let pki = Pki::create(env.dir.path().join("pki"));
+    let server = TlsServer::start(&pki, &repo.dir);
+    let checksum = repo.checksum();
+    // The manifest names the repository by checksum; the source knows where it is and how
+    // to trust it, the secrets how to be let in.
+    let manifest = json!({
+        "pipeline": {"stages": [dnf_stage(json!([checksum]), json!({"install_weak_deps": false}))]},
+        "sources": {"org.osbuild.dnf": {"repos": {&checksum: {
+            "baseurl": format!("https://127.0.0.1:{}/", server.port),
+            "sslcacert": pki.pem("ca.crt"),
+        }}}},
+    });
+    let client_key = pki.pem("client.key");
+    let secrets = env.dir.path().join("secrets.json");
+    std::fs::write(
+        &secrets,
+        json!({"org.osbuild.dnf": {"repos": {&checksum: {
+            "sslclientcert": pki.pem("client.crt"), "sslclientkey": client_key}}}})
+        .to_string(),
+    )
+    .unwrap();
+
+    // Without the secrets the server turns dnf away.
+    let (result, code) = env.build_json(&[], &manifest.to_string());
+    assert_eq!(code, 1, "{result}");
+    let out = result["stages"][0]["output"].as_str().unwrap_or_default();
+    let repomd = format!("https://127.0.0.1:{}/repodata/repomd.xml", server.port);
+    assert!(out.contains(&repomd), "{out}");
+    assert_eq!(env.store_entries("refs"), Vec::<String>::new());
+
+    let secrets_arg = secrets.to_str().unwrap();
+    let (tree, output) = build_first_stage(&env, &manifest, &["--secrets", secrets_arg]);
+    assert_eq!(rpms::installed(&tree, "/usr/lib/sysimage/rpm"), CLOSURE);
+    assert!(
+        output.contains(&format!(
+            "repos[0] (\"{checksum}\" of the org.osbuild.dnf source)"
+        )),
+        "{output}"
+    );
+    // The key reached dnf and nothing else: not the output, not the tree, not the store.
+    let key_body = client_key
+        .lines()
+        .find(|l| l.len() > 40 && !l.starts_with("-----"))
+        .unwrap()
+        .to_owned();
+    assert!(!output.contains(&key_body), "key in the output");
+    assert_eq!(
+        files_containing(&env.store, key_body.as_bytes()),
+        Vec::<PathBuf>::new()
+    );
+    let env = Env::new();
+    let (result, code) = env.build_json(&["--secrets", secrets_arg], &manifest.to_string());
+    assert_eq!(code, 0, "{result}");
+    assert!(result["stages"][0]["output"]
+        .as_str()
+        .is_some_and(|o| o.contains("Complete!")));
+    assert!(!result.to_string().contains(&key_body), "key in the result");
+}
