@@ -450,7 +450,9 @@ fn privileged_dnf_reaches_a_repository_with_the_client_certificate_from_the_secr
     assert_eq!(rpms::installed(&tree, "/usr/lib/sysimage/rpm"), CLOSURE);
     assert!(
         output.contains(&format!(
-            "repos[0] (\"{checksum}\" of the org.osbuild.dnf source)"
+            "repos[0] (https://127.0.0.1:{}/, \"{checksum}\" of the org.osbuild.dnf source): \
+             metadata checksum {checksum} as expected",
+            server.port
         )),
         "{output}"
     );

@@ -48,8 +48,10 @@ enum Flavour {
 
 /// One repository, as written into the configuration.
 struct Repo {
-    /// How the manifest names it, for messages: `repos[1]` or `repos[1] ("sha256:...")`.
+    /// Where the manifest lists it, for messages: `repos[1]`.
     name: String,
+    /// The checksum the manifest named it by, when the `org.osbuild.dnf` source resolved it.
+    reference: Option<String>,
     /// Key and value of each location given (metalink, mirrorlist, baseurl), in that order.
     locations: Vec<(&'static str, String)>,
     /// Lowercase hex sha256 of `repomd.xml` the manifest promises (dnf only).
@@ -114,6 +116,7 @@ impl Repo {
         };
         Ok(Repo {
             name,
+            reference: None,
             locations,
             checksum,
             files,
@@ -126,9 +129,14 @@ impl Repo {
         &self.locations[0].1
     }
 
-    /// `repos[1] (https://mirror/...)`, credentials in the URL hidden.
+    /// `repos[1] (https://mirror/...)`, or `repos[1] (https://mirror/..., "sha256:..." of
+    /// the org.osbuild.dnf source)`; credentials in the URL hidden.
     fn describe(&self) -> String {
-        format!("{} ({})", self.name, redact_url(self.main_url()))
+        let url = redact_url(self.main_url());
+        match &self.reference {
+            None => format!("{} ({url})", self.name),
+            Some(r) => format!("{} ({url}, {r:?} of the org.osbuild.dnf source)", self.name),
+        }
     }
 }
 
@@ -182,17 +190,22 @@ fn resolve_repos(opts: &Opts, raw: &[Value], flavour: Flavour) -> Result<Vec<Rep
         let repo = match item {
             Value::Object(obj) => Repo::parse(name, obj, flavour)?,
             Value::String(reference) if flavour == Flavour::Dnf => {
-                let name = format!("{name} ({reference:?} of the org.osbuild.dnf source)");
-                let Some(Value::Object(obj)) = resolved.next() else {
-                    return Err(StageError::option(name, "the source sent no configuration"));
+                let from_source = |m: &str| {
+                    StageError::option(
+                        name.clone(),
+                        format!("{reference:?} of the org.osbuild.dnf source: {m}"),
+                    )
                 };
-                let repo = Repo::parse(name, &obj, flavour)?;
+                let Some(Value::Object(obj)) = resolved.next() else {
+                    return Err(from_source("the source sent no configuration"));
+                };
+                let mut repo = Repo::parse(name.clone(), &obj, flavour)?;
                 if repo.checksum.as_deref() != parse_checksum(reference).as_deref() {
-                    return Err(StageError::option(
-                        repo.name,
+                    return Err(from_source(
                         "the source sent the configuration of another repository",
                     ));
                 }
+                repo.reference = Some(reference.clone());
                 repo
             }
             _ => return Err(StageError::option(name, "must be a repository object")),
@@ -294,6 +307,7 @@ struct Install<'a> {
     packages: Vec<&'a str>,
     excludes: Vec<&'a str>,
     repos: Vec<Repo>,
+    module_platform_id: Option<&'a str>,
     /// Cache directories under the tree to verify from and to empty afterwards.
     caches: &'static [&'static str],
 }
@@ -347,9 +361,9 @@ pub fn run_dnf(args: &Args) -> Result<i32, StageError> {
             packages: opts.required_str_list("packages")?,
             excludes: opts.str_list("exclude_packages")?,
             repos,
+            module_platform_id,
             caches: &["var/cache/dnf"],
         },
-        module_platform_id,
     )
 }
 
@@ -382,14 +396,15 @@ pub fn run_yum(args: &Args) -> Result<i32, StageError> {
         Install {
             flavour: Flavour::Yum,
             base,
+            // Only used to find the metadata to verify, which yum repositories do not have.
             vars: [("$basearch", ""), ("$releasever", releasever)],
             operation: opts.opt_str("operation")?.unwrap_or("install"),
             packages: opts.required_str_list("packages")?,
             excludes: Vec::new(),
             repos,
+            module_platform_id: None,
             caches: &["var/cache/yum", "var/cache/dnf"],
         },
-        None,
     )
 }
 
@@ -413,7 +428,7 @@ fn repos_option(args: &Args) -> Result<&[Value], StageError> {
     }
 }
 
-fn install(args: &Args, job: Install, module_platform_id: Option<&str>) -> Result<i32, StageError> {
+fn install(args: &Args, job: Install) -> Result<i32, StageError> {
     let tree = &args.tree;
     if job.packages.is_empty() {
         return Err(StageError::option("packages", "needs at least one package"));
@@ -439,7 +454,7 @@ fn install(args: &Args, job: Install, module_platform_id: Option<&str>) -> Resul
     private_mounts()?;
     let mounts = Mounts::setup(tree, None)?;
     let dbpath = rpmtree::dbpath(tree);
-    let config = Config::write(&job.repos, module_platform_id, &dbpath)?;
+    let config = Config::write(&job.repos, job.module_platform_id, &dbpath)?;
     let machine_id = MachineId::placeholder(tree)?;
     let result = transaction(tree, &job, &config);
     let emptied = job
