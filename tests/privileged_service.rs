@@ -15,7 +15,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::{privileged, processes_matching, Env};
+use common::{privileged, processes_matching, rpm_repo, Env};
 use futures_util::StreamExt;
 use osbuild::cli::osbuildctl::{error_reply, Builder1Proxy};
 use serde_json::{json, Value};
@@ -762,4 +762,74 @@ fn privileged_service_bad_manifests_get_clear_errors_and_no_side_effects() {
         );
     }
     assert!(!Path::new("/etc/evil").exists());
+}
+
+#[test]
+fn privileged_service_dnf_keeps_repository_secrets_out_of_logs_and_results() {
+    let test = "privileged_service_dnf_keeps_repository_secrets_out_of_logs_and_results";
+    if !rpm_repo::tools_present(test) {
+        return;
+    }
+    let f = Fixture::new();
+    let work = f.env.dir.path().join("dnf");
+    std::fs::create_dir(&work).unwrap();
+    let repo = rpm_repo::Repo::create(&work);
+    let pki = rpm_repo::Pki::create(work.join("pki"));
+    let server = rpm_repo::TlsServer::start(&pki, &repo.dir);
+    let checksum = repo.checksum();
+    let m = f.manifest(
+        "dnf.json",
+        &json!({
+            "pipeline": {
+                "stages": [{"name": "org.osbuild.dnf", "options": {
+                    "repos": [checksum], "packages": ["osbuild-app"],
+                    "releasever": "39", "basearch": "x86_64"}}],
+                "assembler": {"name": "org.osbuild.tar", "options": {"filename": "tree.tar"}}
+            },
+            "sources": {"org.osbuild.dnf": {"repos": {&checksum: {
+                "baseurl": format!("https://127.0.0.1:{}/", server.port),
+                "sslcacert": pki.pem("ca.crt")}}}},
+        }),
+    );
+    let client_key = pki.pem("client.key");
+    let secrets = f.env.dir.path().join("secrets.json");
+    std::fs::write(
+        &secrets,
+        json!({"org.osbuild.dnf": {"repos": {&checksum: {
+            "sslclientcert": pki.pem("client.crt"), "sslclientkey": client_key}}}})
+        .to_string(),
+    )
+    .unwrap();
+    std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    let out_dir = f.env.dir.path().join("out");
+    let o = f.ctl(
+        None,
+        &[
+            "build",
+            &m,
+            "--secrets",
+            secrets.to_str().unwrap(),
+            "--output",
+            out_dir.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(tar_list(&out_dir.join("tree.tar")).contains("usr/share/osbuild-base/greeting"));
+
+    // The daemon logs every stage line (the journal, in production): the key is in none.
+    let key_body = client_key
+        .lines()
+        .find(|l| l.len() > 40 && !l.starts_with("-----"))
+        .unwrap()
+        .to_owned();
+    let log = std::fs::read_to_string(f.env.dir.path().join("osbuildd.log")).unwrap();
+    assert!(log.contains("Complete!"), "stage output is logged: {log}");
+    assert!(!log.contains(&key_body), "key in the daemon's log");
+    assert!(!text(&o).contains(&key_body), "key in osbuildctl's output");
+    let leaked: Vec<PathBuf> = [f.env.store.as_path(), out_dir.as_path()]
+        .iter()
+        .flat_map(|d| common::files_containing(d, key_body.as_bytes()))
+        .collect();
+    assert_eq!(leaked, Vec::<PathBuf>::new());
 }

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod http;
+pub mod rpm_repo;
 pub mod rpms;
 
 use std::io::Write;
@@ -150,6 +151,26 @@ pub fn processes_matching(needle: &str) -> Vec<String> {
                     "{}: {cmdline}",
                     entry.file_name().to_string_lossy()
                 ));
+            }
+        }
+    }
+    found
+}
+
+/// Every file under `dir` (symlinks not followed) whose contents include `needle`.
+pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let (path, kind) = (entry.path(), entry.file_type().unwrap());
+        if kind.is_dir() {
+            found.extend(files_containing(&path, needle));
+        } else if kind.is_file() {
+            let data = std::fs::read(&path).unwrap_or_default();
+            if data.windows(needle.len()).any(|w| w == needle) {
+                found.push(path);
             }
         }
     }
