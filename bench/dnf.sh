@@ -70,7 +70,7 @@ for _ in 1 2 3; do
     rm -rf "$CACHE/store"
     s=$(now)
     "$OSBUILD" --store "$CACHE/store" --libdir "$CARGO_TARGET_DIR/bench-libdir" \
-        --checkpoint "$("$OSBUILD" --inspect "$CACHE/manifest.json" | python3 -c 'import json,sys; print(json.load(sys.stdin)["pipeline"]["stages"][0]["id"])')" \
+        --checkpoint "$("$OSBUILD" --libdir "$CARGO_TARGET_DIR/bench-libdir" --inspect "$CACHE/manifest.json" | python3 -c 'import json,sys; print(json.load(sys.stdin)["pipeline"]["stages"][0]["id"])')" \
         "$CACHE/manifest.json" >/dev/null
     ours+=("$(echo "$(now) - $s" | bc)")
     rm -rf "$CACHE/tree"
