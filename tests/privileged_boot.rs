@@ -16,19 +16,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{mounts_under, privileged, processes_matching, Env};
+use common::{mounts_under, output, privileged, processes_matching, Env};
 use osbuild::debian::{ImageOptions, PROBE_SUCCESS};
 use serde_json::Value;
-
-fn output(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// `host:port` of an `http(s)://host[:port]/...` URL.
 fn host_port(url: &str) -> Option<(String, u16)> {

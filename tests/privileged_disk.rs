@@ -10,22 +10,12 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{built_libdir, mounts_under, privileged, run_with_stdin, Env};
+use common::{built_libdir, mounts_under, output, privileged, run_with_stdin, Env};
 use serde_json::{json, Value};
 
 const BIOS_BOOT: &str = "21686148-6449-6E6F-744E-656564454649";
 const ESP: &str = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
 const LINUX: &str = "0FC63DAF-8483-4772-8E79-3D69D8477DE4";
-
-fn output(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 fn sfdisk_json(image: &Path) -> Value {
     serde_json::from_str(&output(Command::new("sfdisk").arg("--json").arg(image))).unwrap()

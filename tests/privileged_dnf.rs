@@ -26,24 +26,9 @@ fn dnf_stage(repos: Value, extra: Value) -> Value {
     json!({"name": "org.osbuild.dnf", "options": options})
 }
 
-fn stage_id(env: &Env, manifest: &Value) -> String {
-    let out = env.osbuild(&["--inspect"], &manifest.to_string());
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    v["pipeline"]["stages"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
 /// Builds `manifest` keeping its first stage's tree; returns the tree and the build's output.
 fn build_first_stage(env: &Env, manifest: &Value, extra_args: &[&str]) -> (PathBuf, String) {
-    let id = stage_id(env, manifest);
+    let id = env.first_stage_id(manifest);
     let mut args = vec!["--checkpoint", id.as_str()];
     args.extend_from_slice(extra_args);
     let out = env.osbuild(&args, &manifest.to_string());

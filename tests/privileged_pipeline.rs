@@ -21,18 +21,6 @@ fn ids(result: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Stage ids of a manifest, from `osbuild --inspect`.
-fn inspect(env: &Env, manifest: &Value) -> Value {
-    let out = env.osbuild(&["--inspect"], &manifest.to_string());
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 fn assert_store_clean(env: &Env) {
     assert_eq!(
         env.store_entries("tmp"),
@@ -55,7 +43,7 @@ fn privileged_foreign_stage_gets_v10_arguments_in_a_sandbox() {
     let manifest = json!({"pipeline": {"stages": [
         {"name": "org.osbuild.test.record", "options": {"x": 1, "u": "caf\u{e9}", "f": 1.0}}
     ]}});
-    let described = inspect(&env, &manifest);
+    let described = env.inspect(&manifest);
     let id = described["pipeline"]["stages"][0]["id"]
         .as_str()
         .unwrap()
@@ -144,7 +132,7 @@ fn privileged_build_pipeline_stages_tar_cache_and_resume() {
     }
     let env = Env::new();
     let manifest = tar_manifest("builder");
-    let described = inspect(&env, &manifest);
+    let described = env.inspect(&manifest);
     let stage_ids: Vec<String> = described["pipeline"]["stages"]
         .as_array()
         .unwrap()
@@ -212,7 +200,7 @@ fn privileged_failing_stage_leaves_the_store_as_it_was() {
     }
     let env = Env::new();
     let good = json!({"pipeline": {"stages": [{"name": "org.osbuild.noop", "options": {"n": 1}}]}});
-    let id = inspect(&env, &good)["pipeline"]["stages"][0]["id"]
+    let id = env.inspect(&good)["pipeline"]["stages"][0]["id"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -225,7 +213,7 @@ fn privileged_failing_stage_leaves_the_store_as_it_was() {
         {"name": "org.osbuild.test.record"},
         {"name": "org.osbuild.error", "options": {"returncode": 3}}
     ]}});
-    let described = inspect(&env, &bad);
+    let described = env.inspect(&bad);
     let all: Vec<&str> = described["pipeline"]["stages"]
         .as_array()
         .unwrap()
@@ -330,7 +318,7 @@ fn privileged_build_env_changes_the_build_root_but_not_the_ids() {
     }
     let env = Env::new();
     let manifest = json!({"pipeline": {"stages": [{"name": "org.osbuild.test.record"}]}});
-    let id = inspect(&env, &manifest)["pipeline"]["stages"][0]["id"]
+    let id = env.inspect(&manifest)["pipeline"]["stages"][0]["id"]
         .as_str()
         .unwrap()
         .to_owned();

@@ -25,15 +25,6 @@ fn fetch_manifest(urls: Value, checksums: &[&str]) -> Value {
     })
 }
 
-fn stage_id(env: &Env, manifest: &Value) -> String {
-    let out = env.osbuild(&["--inspect"], &manifest.to_string());
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    v["pipeline"]["stages"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
 #[test]
 fn privileged_stage_gets_fetched_files_through_the_sources_api() {
     if !privileged("privileged_stage_gets_fetched_files_through_the_sources_api") {
@@ -55,7 +46,7 @@ fn privileged_stage_gets_fetched_files_through_the_sources_api() {
         json!({"org.osbuild.files": {"headers": {"Authorization": token}}}).to_string(),
     )
     .unwrap();
-    let id = stage_id(&env, &manifest);
+    let id = env.first_stage_id(&manifest);
     let secrets_arg = secrets.to_str().unwrap();
     let out = env.osbuild(
         &["--checkpoint", &id, "--secrets", secrets_arg],
@@ -114,7 +105,7 @@ fn privileged_a_source_that_fails_stops_the_build_before_any_stage() {
     let server = Server::start::<String>(vec![]);
     let missing = sha256(b"never served");
     let manifest = fetch_manifest(json!({&missing: server.url("/gone.rpm")}), &[&missing]);
-    let id = stage_id(&env, &manifest);
+    let id = env.first_stage_id(&manifest);
     let out = env.osbuild(&["--checkpoint", &id], &manifest.to_string());
     let (stdout, stderr) = (
         String::from_utf8_lossy(&out.stdout),

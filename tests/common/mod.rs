@@ -98,6 +98,26 @@ impl Env {
         (result, out.status.code().unwrap_or(-1))
     }
 
+    /// What `osbuild --inspect` says of `manifest` (ids on every stage); it must be valid.
+    pub fn inspect(&self, manifest: &serde_json::Value) -> serde_json::Value {
+        let out = self.osbuild(&["--inspect"], &manifest.to_string());
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// The id of the first stage of `manifest`'s pipeline.
+    pub fn first_stage_id(&self, manifest: &serde_json::Value) -> String {
+        self.inspect(manifest)["pipeline"]["stages"][0]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
     /// Names in a store directory (objects, refs, tmp), sorted.
     pub fn store_entries(&self, sub: &str) -> Vec<String> {
         let mut names: Vec<String> = match std::fs::read_dir(self.store.join(sub)) {
@@ -114,6 +134,17 @@ impl Env {
     pub fn committed(&self, id: &str, path: &str) -> PathBuf {
         self.store.join("refs").join(id).join(path)
     }
+}
+
+/// Runs `cmd`, panics with its stderr unless it succeeds, returns its stdout.
+pub fn output(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Runs `cmd` with `stdin` written to its standard input, collecting its output.

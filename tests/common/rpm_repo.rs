@@ -5,8 +5,8 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use super::privileged;
-use super::rpms::{self, have, run, Signer};
+use super::rpms::{self, have, Signer};
+use super::{output as run, privileged};
 
 /// Whether this machine can run these tests (CI installs everything).
 pub fn tools_present(test: &str) -> bool {
