@@ -72,3 +72,59 @@ impl MachineId {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_existing_database_decides_where_it_goes() {
+        let tree = tempfile::tempdir().unwrap();
+        let default = dbpath(tree.path());
+        let legacy = tree.path().join("var/lib/rpm");
+        fs::create_dir_all(&legacy).unwrap();
+        // An empty directory is not a database: the default applies.
+        assert_eq!(dbpath(tree.path()), default);
+        fs::write(legacy.join("Packages"), b"").unwrap();
+        assert_eq!(dbpath(tree.path()), LEGACY_DBPATH);
+        let sysimage = tree.path().join("usr/lib/sysimage/rpm");
+        fs::create_dir_all(&sysimage).unwrap();
+        fs::write(sysimage.join("rpmdb.sqlite"), b"").unwrap();
+        assert_eq!(
+            dbpath(tree.path()),
+            SYSIMAGE_DBPATH,
+            "the current location wins"
+        );
+    }
+
+    #[test]
+    fn a_home_relative_default_is_not_used() {
+        // Debian's rpm says ~/.rpmdb; Fedora's and RHEL's say one of the two standard paths.
+        let tree = tempfile::tempdir().unwrap();
+        let got = dbpath(tree.path());
+        assert!(got == SYSIMAGE_DBPATH || got == LEGACY_DBPATH, "{got}");
+    }
+
+    #[test]
+    fn placeholder_machine_id_is_emptied_but_an_existing_one_kept() {
+        let tree = tempfile::tempdir().unwrap();
+        let id = tree.path().join("etc/machine-id");
+        let m = MachineId::placeholder(tree.path()).unwrap();
+        assert_eq!(fs::read(&id).unwrap(), PLACEHOLDER_MACHINE_ID);
+        fs::create_dir_all(tree.path().join("var/lib/systemd")).unwrap();
+        fs::write(tree.path().join("var/lib/systemd/random-seed"), b"x").unwrap();
+        m.finish(tree.path()).unwrap();
+        assert_eq!(fs::read(&id).unwrap(), b"");
+        assert!(!tree.path().join("var/lib/systemd/random-seed").exists());
+
+        fs::write(&id, b"0123456789abcdef0123456789abcdef\n").unwrap();
+        MachineId::placeholder(tree.path())
+            .unwrap()
+            .finish(tree.path())
+            .unwrap();
+        assert_eq!(
+            fs::read(&id).unwrap(),
+            b"0123456789abcdef0123456789abcdef\n"
+        );
+    }
+}
