@@ -128,6 +128,20 @@ fn privileged_dnf_installs_the_closure_and_enforces_the_metadata_checksum() {
     assert_eq!(env.store_entries("tmp"), Vec::<String>::new());
     assert_eq!(mounts_under(&env.store), Vec::<String>::new());
 
+    // A repository named by a checksum the manifest's sources do not know.
+    let unknown = json!({"pipeline": {"stages": [dnf_stage(json!([wrong]), json!({}))]},
+                         "sources": {"org.osbuild.dnf": {"repos": {}}}});
+    let (result, code) = env.build_json(&[], &unknown.to_string());
+    assert_eq!(code, 1, "{result}");
+    let out = result["stages"][0]["output"].as_str().unwrap_or_default();
+    assert!(
+        out.contains(&format!(
+            "option \"repos\": the org.osbuild.dnf source cannot resolve [\"{wrong}\"]: \
+             source unknown: {wrong}"
+        )),
+        "{out}"
+    );
+
     // Packages signed by another key than the manifest's are refused.
     let stranger_home = env.dir.path().join("stranger");
     std::fs::create_dir(&stranger_home).unwrap();

@@ -172,7 +172,13 @@ fn resolve_repos(opts: &Opts, raw: &[Value], flavour: Flavour) -> Result<Vec<Rep
     let mut resolved = if refs.is_empty() {
         Vec::new()
     } else {
-        let reply = sources_api::get(Path::new(sources_api::SOCKET), "org.osbuild.dnf", &refs)?;
+        let reply = sources_api::get(Path::new(sources_api::SOCKET), "org.osbuild.dnf", &refs)
+            .map_err(|e| {
+                StageError::option(
+                    opts.name("repos"),
+                    format!("the org.osbuild.dnf source cannot resolve {refs:?}: {e}"),
+                )
+            })?;
         match reply {
             Value::Array(items) if items.len() == refs.len() => items,
             _ => {

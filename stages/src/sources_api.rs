@@ -8,19 +8,18 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
-use crate::error::StageError;
-
 /// Where the engine serves the API inside the build root.
 pub const SOCKET: &str = "/run/osbuild/api/sources";
 
 /// The largest reply the engine sends (as v10's client reads).
 const MAX_REPLY: usize = 65536;
 
-/// Asks `source` about `checksums` through the API at `socket`.
-pub fn get(socket: &Path, source: &str, checksums: &[&str]) -> Result<Value, StageError> {
-    let fail = |what: &str, e: std::io::Error| {
-        StageError::Other(format!("sources API at {}: {what}: {e}", socket.display()))
-    };
+/// Asks `source` about `checksums` through the API at `socket`. The error says what went
+/// wrong (the source's own error, or why the API could not be reached), for the caller to
+/// put in context.
+pub fn get(socket: &Path, source: &str, checksums: &[&str]) -> Result<Value, String> {
+    let fail =
+        |what: &str, e: std::io::Error| format!("sources API at {}: {what}: {e}", socket.display());
     let sock = UnixDatagram::unbound().map_err(|e| fail("cannot create a socket", e))?;
     // As v10's client: with SO_PASSCRED the kernel autobinds the socket to an abstract
     // address on connect, which is where the server sends its reply.
@@ -48,14 +47,10 @@ pub fn get(socket: &Path, source: &str, checksums: &[&str]) -> Result<Value, Sta
         .map_err(|e| fail("cannot send the request", e))?;
     let mut buf = vec![0u8; MAX_REPLY];
     let n = sock.recv(&mut buf).map_err(|e| fail("no reply", e))?;
-    let reply: Value = serde_json::from_slice(&buf[..n]).map_err(|e| {
-        StageError::Other(format!(
-            "sources API: {source} sent a reply that is not JSON: {e}"
-        ))
-    })?;
+    let reply: Value = serde_json::from_slice(&buf[..n])
+        .map_err(|e| format!("{source} sent a reply that is not JSON: {e}"))?;
     if let Some(err) = reply.get("error") {
-        let msg = err.as_str().map_or_else(|| err.to_string(), str::to_owned);
-        return Err(StageError::Other(format!("{source}: {msg}")));
+        return Err(err.as_str().map_or_else(|| err.to_string(), str::to_owned));
     }
     Ok(reply)
 }
