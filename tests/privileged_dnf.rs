@@ -61,7 +61,7 @@ fn privileged_dnf_installs_the_closure_and_enforces_the_metadata_checksum() {
     let baseurl = server.url("/");
     let good = json!({"pipeline": {"stages": [dnf_stage(
         json!([{"baseurl": baseurl, "checksum": repo.checksum(), "gpgkey": repo.signer.public_key}]),
-        json!({"install_weak_deps": false}),
+        json!({"exclude_packages": ["osbuild-weak"]}),
     )]}});
     let (tree, output) = build_first_stage(&env, &good, &[]);
 
@@ -91,7 +91,23 @@ fn privileged_dnf_installs_the_closure_and_enforces_the_metadata_checksum() {
             "/osbuild-base-1.0-1.noarch.rpm",
             "/osbuild-lib-1.0-1.noarch.rpm"
         ],
-        "each package downloaded once, no weak dependency"
+        "each package downloaded once, not the excluded weak dependency"
+    );
+    // What osbuild-base's scriptlet saw: no network interface but loopback (not even in
+    // /sys), and the placeholder machine-id.
+    let probe = std::fs::read_to_string(tree.join("osbuild-probe")).unwrap();
+    let interfaces: Vec<&str> = probe
+        .lines()
+        .skip_while(|l| !l.starts_with("net/dev:"))
+        .skip(3)
+        .take_while(|l| l.contains(':') && !l.starts_with("sys/"))
+        .map(|l| l.split(':').next().unwrap().trim())
+        .collect();
+    assert_eq!(interfaces, ["lo"], "{probe}");
+    assert!(probe.contains("sys/class/net: lo\n"), "{probe}");
+    assert!(
+        probe.contains("machine-id: ffffffffffffffffffffffffffffffff\n"),
+        "{probe}"
     );
     // Tree hygiene: no dnf cache, an empty machine-id, nothing mounted, nothing left over.
     let cache: Vec<_> = std::fs::read_dir(tree.join("var/cache/dnf"))
@@ -243,6 +259,12 @@ fn privileged_dnf_reaches_a_repository_with_the_client_certificate_from_the_secr
     let out = result["stages"][0]["output"].as_str().unwrap_or_default();
     let repomd = format!("https://127.0.0.1:{}/repodata/repomd.xml", server.port);
     assert!(out.contains(&repomd), "{out}");
+    // Refused for the missing client certificate, not for distrust of the server's.
+    assert!(
+        !out.contains("certificate verification failed")
+            && !out.contains("SSL certificate problem"),
+        "{out}"
+    );
     assert_eq!(env.store_entries("refs"), Vec::<String>::new());
 
     let secrets_arg = secrets.to_str().unwrap();

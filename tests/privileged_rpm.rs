@@ -14,11 +14,12 @@ use serde_json::{json, Value};
 fn build_rpms(dir: &Path) -> (String, Vec<std::path::PathBuf>) {
     let signer = Signer::new(dir);
     let rpms = vec![
-        rpms::build(dir, "osbuild-hello", "", Some(&signer)),
+        rpms::build(dir, "osbuild-hello", "", "", Some(&signer)),
         rpms::build(
             dir,
             "osbuild-extra",
             "Requires: osbuild-hello",
+            "",
             Some(&signer),
         ),
     ];

@@ -4,22 +4,26 @@
 //! The repositories are written into a private configuration (the build root's own repo files
 //! are never read); a repository given as a string is a checksum that the `org.osbuild.dnf`
 //! source resolves, through the sources API, into its configuration, client certificate and
-//! key included. These are only ever written to files in the stage's private `/tmp`; nothing
-//! here prints them.
+//! key included. Those are only ever written to 0600 files in a 0700 directory of the stage's
+//! private `/tmp`, removed before any package code runs; nothing here prints them. (A
+//! password in a repository URL is not a secret: dnf prints and logs URLs.)
 //!
-//! These are the only stages that declare network use, and they use it for one step:
-//! 1. dnf: with network, dnf downloads the repositories' metadata (`makecache`); each
-//!    repository's `repodata/repomd.xml` must have the sha256 the manifest gives, otherwise
-//!    the stage fails naming the repository, before any package is downloaded;
-//! 2. with network, dnf resolves the transaction with that metadata and downloads the
-//!    packages (`--downloadonly`);
-//! 3. without network (a new, empty network namespace), the same transaction is installed
-//!    from that cache (`-C`), so package scriptlets cannot reach anything;
-//! 4. the cache is emptied, the placeholder machine-id emptied, the random seed removed.
+//! These are the only stages that declare network use, and they use it for two steps:
+//! 1. dnf: dnf downloads the repositories' metadata (`makecache`); each repository's
+//!    `repodata/repomd.xml` must have the sha256 the manifest gives, otherwise the stage fails
+//!    naming the repository, before any package is downloaded;
+//! 2. dnf resolves the transaction with that metadata and downloads the packages
+//!    (`--downloadonly`);
+//! 3. the client keys are deleted, the stage moves into a new, empty network namespace, mounts
+//!    `/proc`, `/sys` and `/dev` into the tree (private mount namespace; `/sys` mounted only
+//!    now shows no host interface) and writes a placeholder machine-id; the same transaction
+//!    is installed from the cache (`-C`), so package scriptlets can reach nothing;
+//! 4. the cache is emptied, the machine-id emptied, the random seed removed.
 //!
-//! While dnf runs, `/proc`, `/sys` and `/dev` are mounted into the tree (private mount
-//! namespace) and the tree has a placeholder machine-id. The rpm database goes where
-//! [`rpmtree::dbpath`] says (dnf is told through `HOME/.rpmmacros`).
+//! Package specs are names, globs, groups or provides, never URLs (which would bypass the
+//! checksums and signatures and cannot be installed from the cache). The rpm database goes
+//! where [`rpmtree::dbpath`] says (dnf is told through `HOME/.rpmmacros`). dnf5 (Fedora 41 and
+//! later) is not supported, as in v10: its cache layout differs and the metadata check says so.
 
 use std::ffi::OsString;
 use std::fs;
@@ -159,26 +163,49 @@ fn redact_url(url: &str) -> String {
     }
 }
 
-/// The `repos` option: objects as they are, strings resolved through the `org.osbuild.dnf`
-/// source (one API request for all of them), in the manifest's order.
-fn resolve_repos(opts: &Opts, raw: &[Value], flavour: Flavour) -> Result<Vec<Repo>, StageError> {
+/// The `repos` option: objects as they are, strings (dnf only) resolved through the
+/// `org.osbuild.dnf` source at `socket` (one request for all of them), in the manifest's order.
+fn resolve_repos(
+    opts: &Opts,
+    raw: &[Value],
+    flavour: Flavour,
+    socket: &Path,
+) -> Result<Vec<Repo>, StageError> {
     if raw.is_empty() {
         return Err(StageError::option(
             opts.name("repos"),
             "needs at least one repository",
         ));
     }
+    for (i, item) in raw.iter().enumerate() {
+        let name = format!("{}[{i}]", opts.name("repos"));
+        match item {
+            Value::Object(obj) => {
+                if let Some(key) = ["sslclientcert", "sslclientkey"]
+                    .into_iter()
+                    .find(|k| obj.contains_key(*k))
+                {
+                    return Err(StageError::option(
+                        format!("{name}.{key}"),
+                        "belongs in the secrets (--secrets) of the org.osbuild.dnf source, \
+                         never in the manifest",
+                    ));
+                }
+            }
+            Value::String(_) if flavour == Flavour::Dnf => {}
+            _ => return Err(StageError::option(name, "must be a repository object")),
+        }
+    }
     let refs: Vec<&str> = raw.iter().filter_map(Value::as_str).collect();
     let mut resolved = if refs.is_empty() {
         Vec::new()
     } else {
-        let reply = sources_api::get(Path::new(sources_api::SOCKET), "org.osbuild.dnf", &refs)
-            .map_err(|e| {
-                StageError::option(
-                    opts.name("repos"),
-                    format!("the org.osbuild.dnf source cannot resolve {refs:?}: {e}"),
-                )
-            })?;
+        let reply = sources_api::get(socket, "org.osbuild.dnf", &refs).map_err(|e| {
+            StageError::option(
+                opts.name("repos"),
+                format!("the org.osbuild.dnf source cannot resolve {refs:?}: {e}"),
+            )
+        })?;
         match reply {
             Value::Array(items) if items.len() == refs.len() => items,
             _ => {
@@ -192,10 +219,9 @@ fn resolve_repos(opts: &Opts, raw: &[Value], flavour: Flavour) -> Result<Vec<Rep
     .into_iter();
     let mut repos = Vec::with_capacity(raw.len());
     for (i, item) in raw.iter().enumerate() {
-        let name = format!("repos[{i}]");
+        let name = format!("{}[{i}]", opts.name("repos"));
         let repo = match item {
-            Value::Object(obj) => Repo::parse(name, obj, flavour)?,
-            Value::String(reference) if flavour == Flavour::Dnf => {
+            Value::String(reference) => {
                 let from_source = |m: &str| {
                     StageError::option(
                         name.clone(),
@@ -214,7 +240,8 @@ fn resolve_repos(opts: &Opts, raw: &[Value], flavour: Flavour) -> Result<Vec<Rep
                 repo.reference = Some(reference.clone());
                 repo
             }
-            _ => return Err(StageError::option(name, "must be a repository object")),
+            Value::Object(obj) => Repo::parse(name, obj, flavour)?,
+            _ => unreachable!("checked above"),
         };
         repos.push(repo);
     }
@@ -228,13 +255,18 @@ struct Config {
     file: PathBuf,
 }
 
+/// Files the install step does not need and scriptlets must not see.
+const SECRET_FILES: [&str; 2] = ["sslclientcert", "sslclientkey"];
+
 impl Config {
-    fn write(
+    /// Creates the configuration in a new directory under `parent`.
+    fn create(
+        parent: &Path,
         repos: &[Repo],
         module_platform_id: Option<&str>,
         dbpath: &str,
     ) -> Result<Config, StageError> {
-        let dir = std::env::temp_dir().join(format!("osbuild-dnf-{}", std::process::id()));
+        let dir = parent.join(format!("osbuild-dnf-{}", std::process::id()));
         fs::DirBuilder::new()
             .mode(0o700)
             .create(&dir)
@@ -243,6 +275,31 @@ impl Config {
             file: dir.join("dnf.conf"),
             dir,
         };
+        for (i, repo) in repos.iter().enumerate() {
+            for (key, contents) in &repo.files {
+                config.private_file(&config.repo_file(i, key), contents)?;
+            }
+        }
+        config.write_conf(repos, module_platform_id, true)?;
+        // rpm reads macros from $HOME: where the tree's database goes.
+        config.private_file(
+            &config.dir.join(".rpmmacros"),
+            &format!("%_dbpath {dbpath}\n"),
+        )?;
+        Ok(config)
+    }
+
+    fn repo_file(&self, i: usize, key: &str) -> PathBuf {
+        self.dir.join(format!("{}-{key}.pem", repo_id(i)))
+    }
+
+    /// dnf.conf, with or without the client certificates and keys.
+    fn write_conf(
+        &self,
+        repos: &[Repo],
+        module_platform_id: Option<&str>,
+        with_secrets: bool,
+    ) -> Result<(), StageError> {
         let mut conf = String::new();
         if let Some(id) = module_platform_id {
             conf.push_str(&format!("[main]\nmodule_platform_id={id}\n"));
@@ -253,23 +310,35 @@ impl Config {
             for (key, url) in &repo.locations {
                 conf.push_str(&format!("{key}={url}\n"));
             }
-            for (key, contents) in &repo.files {
-                let path = config.dir.join(format!("{id}-{key}.pem"));
-                config.private_file(&path, contents)?;
-                if *key == "gpgkey" {
-                    conf.push_str(&format!("gpgcheck=1\ngpgkey=file://{}\n", path.display()));
-                } else {
-                    conf.push_str(&format!("{key}={}\n", path.display()));
+            for (key, _) in &repo.files {
+                let path = self.repo_file(i, key);
+                match *key {
+                    "gpgkey" => {
+                        conf.push_str(&format!("gpgcheck=1\ngpgkey=file://{}\n", path.display()))
+                    }
+                    k if SECRET_FILES.contains(&k) && !with_secrets => {}
+                    _ => conf.push_str(&format!("{key}={}\n", path.display())),
                 }
             }
         }
-        config.private_file(&config.file, &conf)?;
-        // rpm reads macros from $HOME: where the tree's database goes.
-        config.private_file(
-            &config.dir.join(".rpmmacros"),
-            &format!("%_dbpath {dbpath}\n"),
-        )?;
-        Ok(config)
+        let _ = fs::remove_file(&self.file);
+        self.private_file(&self.file, &conf)
+    }
+
+    /// Removes the client certificates and keys (and their lines in dnf.conf): installing
+    /// from the cache needs neither, and package scriptlets run then.
+    fn forget_secrets(
+        &self,
+        repos: &[Repo],
+        module_platform_id: Option<&str>,
+    ) -> Result<(), StageError> {
+        for (i, repo) in repos.iter().enumerate() {
+            for (key, _) in repo.files.iter().filter(|(k, _)| SECRET_FILES.contains(k)) {
+                let path = self.repo_file(i, key);
+                fs::remove_file(&path).map_err(|e| StageError::io("cannot remove", &path, e))?;
+            }
+        }
+        self.write_conf(repos, module_platform_id, false)
     }
 
     fn private_file(&self, path: &Path, contents: &str) -> Result<(), StageError> {
@@ -302,19 +371,21 @@ fn find_tool(name: &str) -> Option<PathBuf> {
         .find(|p| fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
 }
 
-/// The settings common to the two stages.
+/// What one stage run does, for either front end.
 struct Install<'a> {
     flavour: Flavour,
-    /// The program and the arguments every run gets (root, release, settings).
-    base: Vec<OsString>,
-    /// Values of `$basearch` and `$releasever` in repository URLs.
-    vars: [(&'static str, &'a str); 2],
+    /// `dnf` or `yum`.
+    program: &'static str,
+    /// The arguments every run gets (root, release, settings), before `--config`.
+    args: Vec<OsString>,
+    /// dnf: the values of `$basearch` and `$releasever`, to find the metadata to verify.
+    vars: Vec<(&'static str, &'a str)>,
     operation: &'a str,
     packages: Vec<&'a str>,
     excludes: Vec<&'a str>,
     repos: Vec<Repo>,
     module_platform_id: Option<&'a str>,
-    /// Cache directories under the tree to verify from and to empty afterwards.
+    /// Cache directories in the tree, emptied afterwards.
     caches: &'static [&'static str],
 }
 
@@ -333,12 +404,13 @@ pub fn run_dnf(args: &Args) -> Result<i32, StageError> {
     let module_platform_id = opts.opt_str("module_platform_id")?;
     if module_platform_id.is_some_and(|s| s.chars().any(char::is_control)) {
         return Err(StageError::option(
-            "module_platform_id",
+            opts.name("module_platform_id"),
             "must not contain control characters",
         ));
     }
-    let repos = resolve_repos(&opts, repos_option(args)?, Flavour::Dnf)?;
-    let mut base: Vec<OsString> = vec!["dnf".into(), "-yv".into(), "--installroot".into()];
+    let socket = Path::new(sources_api::SOCKET);
+    let repos = resolve_repos(&opts, repos_option(&opts, args)?, Flavour::Dnf, socket)?;
+    let mut base: Vec<OsString> = vec!["-yv".into(), "--installroot".into()];
     base.push(args.tree.clone().into());
     for arg in [
         "--forcearch",
@@ -361,14 +433,16 @@ pub fn run_dnf(args: &Args) -> Result<i32, StageError> {
         args,
         Install {
             flavour: Flavour::Dnf,
-            base,
-            vars: [("$basearch", basearch), ("$releasever", releasever)],
-            operation: opts.opt_str("operation")?.unwrap_or("install"),
+            program: "dnf",
+            args: base,
+            vars: vec![("$basearch", basearch), ("$releasever", releasever)],
+            operation: operation(&opts)?,
             packages: opts.required_str_list("packages")?,
             excludes: opts.str_list("exclude_packages")?,
             repos,
             module_platform_id,
-            caches: &["var/cache/dnf"],
+            // dnf5's cache too: a dnf5 build root fails the metadata check, with a message.
+            caches: &["var/cache/dnf", "var/cache/libdnf5"],
         },
     )
 }
@@ -380,7 +454,8 @@ pub fn run_yum(args: &Args) -> Result<i32, StageError> {
         None => "info",
         Some(_) => plain(&opts, "verbosity")?,
     };
-    let repos = resolve_repos(&opts, repos_option(args)?, Flavour::Yum)?;
+    let socket = Path::new(sources_api::SOCKET);
+    let repos = resolve_repos(&opts, repos_option(&opts, args)?, Flavour::Yum, socket)?;
     // dnf is yum's successor with the same command line (Fedora ships yum as a link to it).
     let program = if find_tool("yum").is_some() {
         "yum"
@@ -389,22 +464,20 @@ pub fn run_yum(args: &Args) -> Result<i32, StageError> {
     };
     let mut installroot = OsString::from("--installroot=");
     installroot.push(&args.tree);
-    let base = vec![
-        program.into(),
-        "--assumeyes".into(),
-        installroot,
-        "--setopt=reposdir=".into(),
-        format!("--releasever={releasever}").into(),
-        format!("--rpmverbosity={verbosity}").into(),
-    ];
     install(
         args,
         Install {
             flavour: Flavour::Yum,
-            base,
-            // Only used to find the metadata to verify, which yum repositories do not have.
-            vars: [("$basearch", ""), ("$releasever", releasever)],
-            operation: opts.opt_str("operation")?.unwrap_or("install"),
+            program,
+            args: vec![
+                "--assumeyes".into(),
+                installroot,
+                "--setopt=reposdir=".into(),
+                format!("--releasever={releasever}").into(),
+                format!("--rpmverbosity={verbosity}").into(),
+            ],
+            vars: Vec::new(),
+            operation: operation(&opts)?,
             packages: opts.required_str_list("packages")?,
             excludes: Vec::new(),
             repos,
@@ -426,53 +499,71 @@ fn plain<'a>(opts: &Opts<'a>, key: &str) -> Result<&'a str, StageError> {
     Ok(s)
 }
 
-fn repos_option(args: &Args) -> Result<&[Value], StageError> {
-    match args.options.get("repos") {
-        Some(Value::Array(items)) => Ok(items),
-        None | Some(Value::Null) => Err(StageError::option("repos", "is required")),
-        Some(_) => Err(StageError::option("repos", "must be an array")),
+/// `operation`, by default `install`.
+fn operation<'a>(opts: &Opts<'a>) -> Result<&'a str, StageError> {
+    match opts.opt_str("operation")? {
+        None => Ok("install"),
+        Some(_) => plain(opts, "operation"),
     }
 }
 
-fn install(args: &Args, job: Install) -> Result<i32, StageError> {
-    let tree = &args.tree;
-    if job.packages.is_empty() {
-        return Err(StageError::option("packages", "needs at least one package"));
+fn repos_option<'a>(opts: &Opts, args: &'a Args) -> Result<&'a [Value], StageError> {
+    match args.options.get("repos") {
+        Some(Value::Array(items)) => Ok(items),
+        None | Some(Value::Null) => Err(StageError::option(opts.name("repos"), "is required")),
+        Some(_) => Err(StageError::option(opts.name("repos"), "must be an array")),
     }
-    for (key, list) in [
-        ("packages", &job.packages),
-        ("exclude_packages", &job.excludes),
-    ] {
-        if let Some((i, p)) = list.iter().enumerate().find(|(_, p)| p.starts_with('-')) {
-            return Err(StageError::option(
-                format!("{key}[{i}]"),
-                format!("{p:?} is not a package"),
-            ));
-        }
-    }
-    if job.operation.is_empty() || job.operation.starts_with('-') {
+}
+
+/// Checks the package specs: names, globs, groups, provides; never options, and never URLs,
+/// which would bypass the repositories' checksums and signatures (and cannot be installed
+/// from the cache).
+fn check_specs(opts: &Opts, key: &str, specs: &[&str]) -> Result<(), StageError> {
+    for (i, spec) in specs.iter().enumerate() {
+        let problem = if spec.is_empty() || spec.starts_with('-') {
+            "is not a package"
+        } else if spec.contains("://") {
+            "is a URL: name packages of the repositories (org.osbuild.rpm installs single \
+             rpm files from org.osbuild.files)"
+        } else {
+            continue;
+        };
         return Err(StageError::option(
-            "operation",
-            format!("{:?} is not a dnf command", job.operation),
+            format!("{}[{i}]", opts.name(key)),
+            format!("{spec:?} {problem}"),
         ));
     }
+    Ok(())
+}
 
+fn install(args: &Args, job: Install) -> Result<i32, StageError> {
+    let opts = args.opts();
+    if job.packages.is_empty() {
+        return Err(StageError::option(
+            opts.name("packages"),
+            "needs at least one package",
+        ));
+    }
+    check_specs(&opts, "packages", &job.packages)?;
+    check_specs(&opts, "exclude_packages", &job.excludes)?;
+
+    let tree = &args.tree;
     private_mounts()?;
-    let mounts = Mounts::setup(tree, None)?;
     let dbpath = rpmtree::dbpath(tree);
-    let config = Config::write(&job.repos, job.module_platform_id, &dbpath)?;
-    let machine_id = MachineId::placeholder(tree)?;
+    let config = Config::create(
+        &std::env::temp_dir(),
+        &job.repos,
+        job.module_platform_id,
+        &dbpath,
+    )?;
     let result = transaction(tree, &job, &config);
     let emptied = job
         .caches
         .iter()
         .try_for_each(|cache| empty_dir(tree, cache));
-    let finished = machine_id.finish(tree);
     drop(config);
-    drop(mounts);
     result?;
     emptied?;
-    finished?;
     Ok(0)
 }
 
@@ -490,9 +581,8 @@ enum Phase {
 /// Steps 1 to 3 of the module documentation.
 fn transaction(tree: &Path, job: &Install, config: &Config) -> Result<(), StageError> {
     let command = |phase: Phase| {
-        let program = job.base[0].to_str().unwrap_or("dnf");
-        let mut cmd = command::tool(program);
-        cmd.args(&job.base[1..]);
+        let mut cmd = command::tool(job.program);
+        cmd.args(&job.args);
         match job.flavour {
             Flavour::Dnf => cmd.arg("--config").arg(&config.file),
             Flavour::Yum => cmd.arg(format!("--config={}", config.file.display())),
@@ -524,9 +614,18 @@ fn transaction(tree: &Path, job: &Install, config: &Config) -> Result<(), StageE
         }
     }
     run_printed(command(Phase::Download))?;
+
+    // Package scriptlets run from here on: no client keys, no network, and the API file
+    // systems mounted only now, so the tree's /sys shows this namespace's interfaces (lo).
+    config.forget_secrets(&job.repos, job.module_platform_id)?;
     no_network()?;
+    let mounts = Mounts::setup(tree, None)?;
+    let machine_id = MachineId::placeholder(tree)?;
     println!("installing from the downloaded packages, without network");
-    run_printed(command(Phase::Install))
+    let installed = run_printed(command(Phase::Install));
+    let finished = machine_id.finish(tree);
+    drop(mounts);
+    installed.and(finished)
 }
 
 fn run_printed(mut cmd: Command) -> Result<(), StageError> {
@@ -547,10 +646,17 @@ fn verify_metadata(
     };
     let cache = tree::tree_path(tree, "var/cache/dnf")?;
     let dir = cache_dir(&cache, i, repo, vars).ok_or_else(|| {
+        let dnf5 = tree::tree_path(tree, "var/cache/libdnf5").is_ok_and(|p| p.is_dir());
         StageError::Other(format!(
-            "{}: dnf left no metadata in {} to verify",
+            "{}: dnf left no metadata in {} to verify{}",
             repo.describe(),
-            cache.display()
+            cache.display(),
+            if dnf5 {
+                " (the build root's dnf is dnf5, which this stage does not support: it \
+                 follows dnf 4, as osbuild v10)"
+            } else {
+                ""
+            }
         ))
     })?;
     let repomd = dir.join("repodata/repomd.xml");
@@ -560,7 +666,7 @@ fn verify_metadata(
         return Err(StageError::Other(format!(
             "{}: the repository's metadata (repodata/repomd.xml) has checksum sha256:{got}, \
              but the manifest expects sha256:{want} (the repository changed since the \
-             manifest was made, or the manifest is wrong); nothing was installed",
+             manifest was made, or the manifest is wrong); no package was downloaded",
             repo.describe()
         )));
     }
@@ -676,6 +782,175 @@ mod tests {
             parse(json!({"baseurl": "http://b"}), Flavour::Yum).is_ok(),
             "yum has no checksum"
         );
+    }
+
+    fn sum(c: char) -> String {
+        format!("sha256:{}", c.to_string().repeat(64))
+    }
+
+    /// Serves one sources API request at a new socket with `reply`; returns the socket path
+    /// and a handle yielding the request.
+    fn fake_source(dir: &Path, reply: Value) -> (PathBuf, std::thread::JoinHandle<Value>) {
+        let path = dir.join("sources");
+        let server = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        let handle = std::thread::spawn(move || {
+            let mut buf = vec![0u8; 65536];
+            let (n, from) = server.recv_from(&mut buf).unwrap();
+            server
+                .send_to_addr(reply.to_string().as_bytes(), &from)
+                .unwrap();
+            serde_json::from_slice(&buf[..n]).unwrap()
+        });
+        (path, handle)
+    }
+
+    fn resolve(options: Value, flavour: Flavour, socket: &Path) -> Result<Vec<Repo>, String> {
+        let args = Args::parse(&json!({"tree": "/t", "options": options}).to_string()).unwrap();
+        let opts = args.opts();
+        resolve_repos(&opts, repos_option(&opts, &args).unwrap(), flavour, socket)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn objects_and_source_checksums_keep_the_manifest_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let (socket, request) = fake_source(
+            dir.path(),
+            json!([{"checksum": sum('a'), "baseurl": "https://a/", "sslclientkey": "KEY"},
+                   {"checksum": sum('b'), "metalink": "https://b/"}]),
+        );
+        let repos = resolve(
+            json!({"repos": [{"baseurl": "http://x/", "checksum": sum('0')}, sum('a'),
+                             {"mirrorlist": "http://y/", "checksum": sum('1')}, sum('b')]}),
+            Flavour::Dnf,
+            &socket,
+        )
+        .unwrap();
+        assert_eq!(
+            request.join().unwrap(),
+            json!({"source": "org.osbuild.dnf", "checksums": [sum('a'), sum('b')]})
+        );
+        let urls: Vec<&str> = repos.iter().map(Repo::main_url).collect();
+        assert_eq!(urls, ["http://x/", "https://a/", "http://y/", "https://b/"]);
+        assert_eq!(repos[1].reference.as_deref(), Some(sum('a').as_str()));
+        assert_eq!(repos[1].files, [("sslclientkey", "KEY".to_string())]);
+        assert_eq!(
+            repos[3].describe(),
+            format!(
+                "repos[3] (https://b/, \"{}\" of the org.osbuild.dnf source)",
+                sum('b')
+            )
+        );
+    }
+
+    #[test]
+    fn source_replies_are_checked() {
+        let cases = [
+            (
+                json!([{"checksum": sum('b'), "baseurl": "https://b/"}]),
+                "the source sent the configuration of another repository",
+            ),
+            (json!({"error": "source unknown: x"}), "cannot resolve"),
+            (json!([]), "did not reply with one repository per checksum"),
+        ];
+        for (reply, want) in cases {
+            let dir = tempfile::tempdir().unwrap();
+            let (socket, _request) = fake_source(dir.path(), reply.clone());
+            let err = resolve(json!({"repos": [sum('a')]}), Flavour::Dnf, &socket)
+                .err()
+                .unwrap_or_default();
+            assert!(err.contains(want), "{reply}: {err}");
+        }
+    }
+
+    #[test]
+    fn manifests_cannot_carry_client_keys_and_yum_has_no_source() {
+        let nowhere = Path::new("/nonexistent/sources");
+        let err = resolve(
+            json!({"repos": [{"baseurl": "http://x/", "checksum": sum('0'), "sslclientkey": "K"}]}),
+            Flavour::Dnf,
+            nowhere,
+        )
+        .err()
+        .unwrap();
+        assert!(
+            err.starts_with("option \"repos[0].sslclientkey\": belongs in the secrets"),
+            "{err}"
+        );
+        // Checked before any request: the socket is never used.
+        let err = resolve(json!({"repos": [sum('a')]}), Flavour::Yum, nowhere)
+            .err()
+            .unwrap();
+        assert_eq!(err, "option \"repos[0]\": must be a repository object");
+    }
+
+    #[test]
+    fn client_keys_are_gone_before_the_install_step() {
+        let dir = tempfile::tempdir().unwrap();
+        let repos = vec![Repo {
+            name: "repos[0]".into(),
+            reference: Some(sum('a')),
+            locations: vec![("baseurl", "https://a/".into())],
+            checksum: Some("a".repeat(64)),
+            files: vec![
+                ("sslcacert", "CA".into()),
+                ("sslclientcert", "CERT".into()),
+                ("sslclientkey", "KEY".into()),
+                ("gpgkey", "GPG".into()),
+            ],
+        }];
+        let config =
+            Config::create(dir.path(), &repos, Some("platform:f39"), "/var/lib/rpm").unwrap();
+        let conf = fs::read_to_string(&config.file).unwrap();
+        let key = config.repo_file(0, "sslclientkey");
+        assert!(
+            conf.contains(&format!("sslclientkey={}\n", key.display())),
+            "{conf}"
+        );
+        assert!(
+            conf.starts_with("[main]\nmodule_platform_id=platform:f39\n"),
+            "{conf}"
+        );
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(
+            fs::metadata(&config.dir).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        assert_eq!(
+            fs::read_to_string(config.dir.join(".rpmmacros")).unwrap(),
+            "%_dbpath /var/lib/rpm\n"
+        );
+
+        config.forget_secrets(&repos, Some("platform:f39")).unwrap();
+        let conf = fs::read_to_string(&config.file).unwrap();
+        assert!(!conf.contains("sslclient"), "{conf}");
+        assert!(conf.contains("sslcacert=") && conf.contains("gpgcheck=1\ngpgkey=file://"));
+        assert!(!key.exists() && !config.repo_file(0, "sslclientcert").exists());
+        let top = config.dir.clone();
+        drop(config);
+        assert!(!top.exists(), "removed on drop");
+    }
+
+    #[test]
+    fn package_specs_are_names() {
+        let args = Args::parse(r#"{"tree": "/t"}"#).unwrap();
+        let opts = args.opts();
+        assert!(check_specs(&opts, "packages", &["@core", "kernel-6.*", "/usr/bin/sh"]).is_ok());
+        for (spec, want) in [
+            ("-y", "is not a package"),
+            ("", "is not a package"),
+            ("https://h/x.rpm", "is a URL"),
+        ] {
+            let err = check_specs(&opts, "packages", &["ok", spec])
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with("option \"packages[1]\""), "{err}");
+            assert!(err.contains(want), "{err}");
+        }
     }
 
     #[test]

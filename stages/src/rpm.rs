@@ -71,6 +71,6 @@ fn install(
         .arg("--install")
         .args(packages.iter().map(|(_, p)| p));
     let installed = command::run(&mut cmd);
-    machine_id.finish(tree)?;
-    installed
+    let finished = machine_id.finish(tree);
+    installed.and(finished)
 }

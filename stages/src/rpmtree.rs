@@ -41,9 +41,14 @@ pub fn dbpath(tree: &Path) -> String {
         .ok()
         .filter(|o| o.status.success())
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
-    match default.as_deref() {
-        Some(p @ (SYSIMAGE_DBPATH | LEGACY_DBPATH)) => p.to_owned(),
-        _ => SYSIMAGE_DBPATH.to_owned(),
+    standard_or_sysimage(default.as_deref()).to_owned()
+}
+
+/// The build root's default database path if it is a standard one, else [`SYSIMAGE_DBPATH`].
+fn standard_or_sysimage(default: Option<&str>) -> &str {
+    match default {
+        Some(p @ (SYSIMAGE_DBPATH | LEGACY_DBPATH)) => p,
+        _ => SYSIMAGE_DBPATH,
     }
 }
 
@@ -55,7 +60,8 @@ pub struct MachineId {
 
 impl MachineId {
     pub fn placeholder(tree: &Path) -> Result<MachineId, StageError> {
-        let had = fs::metadata(tree.join("etc/machine-id")).is_ok_and(|m| m.len() > 0);
+        let path = tree::tree_path(tree, "etc/machine-id")?;
+        let had = fs::metadata(path).is_ok_and(|m| m.len() > 0);
         if !had {
             tree::write_file(tree, "etc/machine-id", PLACEHOLDER_MACHINE_ID, 0o444)?;
         }
@@ -98,11 +104,16 @@ mod tests {
     }
 
     #[test]
-    fn a_home_relative_default_is_not_used() {
-        // Debian's rpm says ~/.rpmdb; Fedora's and RHEL's say one of the two standard paths.
-        let tree = tempfile::tempdir().unwrap();
-        let got = dbpath(tree.path());
-        assert!(got == SYSIMAGE_DBPATH || got == LEGACY_DBPATH, "{got}");
+    fn only_a_standard_default_is_used() {
+        for (default, want) in [
+            (Some("/nonexistent/.rpmdb"), SYSIMAGE_DBPATH), // Debian's rpm: ~/.rpmdb
+            (Some("/var/lib/rpm"), LEGACY_DBPATH),          // RHEL 8
+            (Some("/usr/lib/sysimage/rpm"), SYSIMAGE_DBPATH),
+            (Some(""), SYSIMAGE_DBPATH),
+            (None, SYSIMAGE_DBPATH), // no rpm in the build root
+        ] {
+            assert_eq!(standard_or_sysimage(default), want, "{default:?}");
+        }
     }
 
     #[test]

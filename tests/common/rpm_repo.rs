@@ -26,10 +26,33 @@ pub fn tools_present(test: &str) -> bool {
 
 /// A repository of signed packages: `osbuild-app` requires `osbuild-lib` (which requires
 /// `osbuild-base`) and recommends `osbuild-weak`; `osbuild-other` is unrelated.
+/// `osbuild-base` has a `%post` scriptlet (Lua, so the tree needs no shell) that records what
+/// scriptlets see in `/osbuild-probe`: `/proc/self/net/dev`, the names in `/sys/class/net`
+/// and `/etc/machine-id`.
 pub struct Repo {
     pub dir: PathBuf,
     pub signer: Signer,
 }
+
+const PROBE: &str = r#"%post -p <lua>
+local function slurp(path)
+  local f = io.open(path)
+  if not f then return "(none)\n" end
+  local text = f:read("a")
+  f:close()
+  return text
+end
+local names = {}
+for _, n in ipairs(posix.dir("/sys/class/net") or {}) do
+  if n ~= "." and n ~= ".." then table.insert(names, n) end
+end
+table.sort(names)
+local out = io.open("/osbuild-probe", "w")
+out:write("net/dev:\n", slurp("/proc/self/net/dev"))
+out:write("sys/class/net: ", table.concat(names, " "), "\n")
+out:write("machine-id: ", slurp("/etc/machine-id"))
+out:close()
+"#;
 
 pub const CLOSURE: [&str; 3] = [
     "osbuild-app-1.0-1.noarch",
@@ -52,7 +75,8 @@ impl Repo {
             ("osbuild-weak", ""),
             ("osbuild-other", ""),
         ] {
-            let rpm = rpms::build(work, name, headers, Some(&signer));
+            let sections = if name == "osbuild-base" { PROBE } else { "" };
+            let rpm = rpms::build(work, name, headers, sections, Some(&signer));
             std::fs::copy(&rpm, dir.join(rpm.file_name().unwrap())).unwrap();
         }
         run(Command::new("createrepo_c").arg("--quiet").arg(&dir));

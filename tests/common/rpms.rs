@@ -74,9 +74,16 @@ impl Signer {
 }
 
 /// Builds the noarch package `name`-1.0-1 (it installs `/usr/share/NAME/greeting`, "NAME\n"),
-/// with `headers` (such as "Requires: other") added to its spec; signed when `signer` is
-/// given. Returns the path of the rpm, under `dir/rpm/RPMS/noarch`.
-pub fn build(dir: &Path, name: &str, headers: &str, signer: Option<&Signer>) -> PathBuf {
+/// with `headers` (such as "Requires: other") added to its spec's preamble and `sections`
+/// (such as a `%post` scriptlet) at its end; signed when `signer` is given. Returns the path of
+/// the rpm, under `dir/rpm/RPMS/noarch`.
+pub fn build(
+    dir: &Path,
+    name: &str,
+    headers: &str,
+    sections: &str,
+    signer: Option<&Signer>,
+) -> PathBuf {
     let spec = dir.join(format!("{name}.spec"));
     std::fs::write(
         &spec,
@@ -85,7 +92,7 @@ pub fn build(dir: &Path, name: &str, headers: &str, signer: Option<&Signer>) -> 
              BuildArch: noarch\n{headers}\n%description\ntest\n%install\n\
              mkdir -p %{{buildroot}}/usr/share/{name}\n\
              echo {name} > %{{buildroot}}/usr/share/{name}/greeting\n\
-             %files\n/usr/share/{name}/greeting\n"
+             %files\n/usr/share/{name}/greeting\n{sections}"
         ),
     )
     .unwrap();
