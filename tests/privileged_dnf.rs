@@ -185,6 +185,25 @@ fn privileged_dnf_installs_the_closure_and_enforces_the_metadata_checksum() {
     let mut want = CLOSURE.to_vec();
     want.push("osbuild-weak-1.0-1.noarch");
     assert_eq!(rpms::installed(&tree, "/usr/lib/sysimage/rpm"), want);
+
+    // A second dnf stage works on the tree's database: `remove` takes osbuild-base and what
+    // needs it, and leaves the unrelated package.
+    let env = Env::new();
+    let repos = json!([{"baseurl": baseurl, "checksum": repo.checksum()}]);
+    let two = json!({"pipeline": {"stages": [
+        dnf_stage(repos.clone(), json!({"packages": ["osbuild-app", "osbuild-other"]})),
+        dnf_stage(repos, json!({"operation": "remove", "packages": ["osbuild-base"]})),
+    ]}});
+    let id = env.inspect(&two)["pipeline"]["stages"][1]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (result, code) = env.build_json(&["--checkpoint", &id], &two.to_string());
+    assert_eq!(code, 0, "{result}");
+    assert_eq!(
+        rpms::installed(&env.committed(&id, ""), "/usr/lib/sysimage/rpm"),
+        ["osbuild-other-1.0-1.noarch"]
+    );
 }
 
 #[test]
@@ -210,12 +229,17 @@ fn privileged_stages_without_a_network_declaration_cannot_reach_the_host() {
         let manifest = json!({"pipeline": {"stages": [{"name": name,
             "options": {"host": "127.0.0.1", "port": server.port()}}]}});
         let (tree, _) = build_first_stage(&env, &manifest, &[]);
-        std::fs::read_to_string(tree.join("connect.txt")).unwrap()
+        let read = |f: &str| std::fs::read_to_string(tree.join(f)).unwrap();
+        (read("connect.txt"), read("resolv.txt"))
     };
-    let isolated = probe("org.osbuild.test.connect");
+    let (isolated, resolv) = probe("org.osbuild.test.connect");
     assert!(isolated.starts_with("failed:"), "{isolated}");
+    assert_eq!(resolv, "no", "no name resolution either");
     assert_eq!(server.requests().len(), 0, "nothing reached the server");
-    assert_eq!(probe("org.osbuild.test.connect-net"), "connected");
+    let (connected, resolv) = probe("org.osbuild.test.connect-net");
+    assert_eq!(connected, "connected");
+    let host_has_resolv = std::path::Path::new("/etc/resolv.conf").exists();
+    assert_eq!(resolv == "yes", host_has_resolv, "the host's resolv.conf");
     assert_eq!(server.requests().len(), 1, "the declared stage did");
 }
 
