@@ -73,7 +73,7 @@ lay_out_libdir() {
     done < runners/names.txt
 }
 
-binaries=(osbuild osbuildd osbuildctl osbuild-mkmanifest-debian)
+binaries=(osbuild osbuildd osbuildctl osbuild-mkmanifest-debian osbuild-mkmanifest-dnf)
 # Service files, relative to the prefix.
 service_files=(
     share/dbus-1/system.d/org.osbuild.Builder1.conf

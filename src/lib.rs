@@ -16,6 +16,8 @@
 //! - [`mount`]: bind mounts with owners, and the private mount namespace.
 //! - [`buildroot`]: the bubblewrap sandbox and the API sockets a stage talks to.
 //! - [`debian`]: resolving Debian packages with apt into a manifest for `org.osbuild.dpkg`.
+//! - [`dnf`]: pinning rpm repositories by their metadata checksum into a manifest for
+//!   `org.osbuild.dnf`.
 //! - [`pipeline`]: running a manifest: caching, checkpoints, results.
 //! - [`sources`]: running the libdir's sources on the host: fetching before the build, and the
 //!   sources API stages call.
@@ -25,6 +27,7 @@
 pub mod buildroot;
 pub mod cli;
 pub mod debian;
+pub mod dnf;
 pub mod id;
 pub mod json;
 pub mod manifest;

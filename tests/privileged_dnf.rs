@@ -321,3 +321,51 @@ fn privileged_dnf_reaches_a_repository_with_the_client_certificate_from_the_secr
         .is_some_and(|o| o.contains("Complete!")));
     assert!(!result.to_string().contains(&key_body), "key in the result");
 }
+
+#[test]
+fn privileged_mkmanifest_dnf_pins_a_repository_that_then_builds() {
+    if !tools_present("privileged_mkmanifest_dnf_pins_a_repository_that_then_builds") {
+        return;
+    }
+    let env = Env::new();
+    let repo = Repo::create(env.dir.path());
+    let server = Server::serve_dir(&repo.dir);
+    let key = env.dir.path().join("key.asc");
+    std::fs::write(&key, &repo.signer.public_key).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_osbuild-mkmanifest-dnf"))
+        .args(["--baseurl", &server.url("/"), "--releasever", "39"])
+        .arg("--gpgkey")
+        .arg(&key)
+        .args(["--no-weak-deps", "osbuild-app"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains(&repo.checksum()), "{stderr}");
+    let manifest: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let options = &manifest["pipeline"]["stages"][0]["options"];
+    assert_eq!(options["repos"][0]["checksum"], json!(repo.checksum()));
+    assert_eq!(options["repos"][0]["gpgkey"], json!(repo.signer.public_key));
+    let (tree, _) = build_first_stage(&env, &manifest, &[]);
+    assert_eq!(rpms::installed(&tree, "/usr/lib/sysimage/rpm"), CLOSURE);
+
+    // A repository that is not there is an error naming dnf's complaint.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_osbuild-mkmanifest-dnf"))
+        .args([
+            "--baseurl",
+            &server.url("/missing/"),
+            "--releasever",
+            "39",
+            "x",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "cannot pin the repositories: dnf could not fetch the repositories' metadata"
+        ),
+        "{stderr}"
+    );
+}

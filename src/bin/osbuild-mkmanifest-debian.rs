@@ -127,16 +127,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         debs.len(),
         size as f64 / 1e6
     );
-    let text = serde_json::to_string_pretty(&manifest)? + "\n";
-    match args.output {
-        Some(p) => {
-            std::fs::write(&p, text).with_context(|| format!("cannot write {}", p.display()))
-        }
-        None => {
-            print!("{text}");
-            Ok(())
-        }
-    }
+    osbuild::cli::write_manifest(&manifest, args.output.as_deref())
 }
 
 /// Parses `--image-size`.

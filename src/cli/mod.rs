@@ -2,3 +2,18 @@
 
 pub mod osbuild;
 pub mod osbuildctl;
+
+use std::path::Path;
+
+/// Writes a generated manifest to `output`, or to standard output when there is none.
+pub fn write_manifest(manifest: &serde_json::Value, output: Option<&Path>) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let text = serde_json::to_string_pretty(manifest)? + "\n";
+    match output {
+        Some(p) => std::fs::write(p, text).with_context(|| format!("cannot write {}", p.display())),
+        None => {
+            print!("{text}");
+            Ok(())
+        }
+    }
+}
