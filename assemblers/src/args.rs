@@ -44,6 +44,51 @@ impl Arguments {
     }
 }
 
+/// An invalid option, for every assembler's messages.
+pub fn invalid(option: &'static str, reason: impl Into<String>) -> AssemblerError {
+    AssemblerError::InvalidOption {
+        option,
+        reason: reason.into(),
+    }
+}
+
+/// An optional string option (`null` is absent).
+pub fn string(
+    obj: &Map<String, Value>,
+    key: &'static str,
+) -> Result<Option<String>, AssemblerError> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(invalid(key, "must be a string")),
+    }
+}
+
+/// A required string option.
+pub fn required(obj: &Map<String, Value>, key: &'static str) -> Result<String, AssemblerError> {
+    string(obj, key)?.ok_or_else(|| invalid(key, "is required"))
+}
+
+/// The `size` option of disk and filesystem images: bytes, positive, a multiple of 512.
+pub fn image_size(obj: &Map<String, Value>) -> Result<u64, AssemblerError> {
+    let size = obj
+        .get("size")
+        .ok_or_else(|| invalid("size", "is required"))?
+        .as_u64()
+        .filter(|s| *s > 0)
+        .ok_or_else(|| invalid("size", "must be a positive integer (bytes)"))?;
+    if size % 512 != 0 {
+        return Err(invalid(
+            "size",
+            format!(
+                "{size} is not a multiple of 512 bytes (the sector size); use {}",
+                size.div_ceil(512) * 512
+            ),
+        ));
+    }
+    Ok(size)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -33,7 +33,7 @@ use std::process::Stdio;
 
 use serde_json::{Map, Value};
 
-use crate::args::Arguments;
+use crate::args::{image_size, invalid, required, string, Arguments};
 use crate::tar::check_filename;
 use crate::{remoteloop, tool, AssemblerError};
 
@@ -166,25 +166,6 @@ pub struct QemuOptions {
     pub bootloader: Bootloader,
 }
 
-fn invalid(option: &'static str, reason: impl Into<String>) -> AssemblerError {
-    AssemblerError::InvalidOption {
-        option,
-        reason: reason.into(),
-    }
-}
-
-fn string(obj: &Map<String, Value>, key: &'static str) -> Result<Option<String>, AssemblerError> {
-    match obj.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(invalid(key, "must be a string")),
-    }
-}
-
-fn required(obj: &Map<String, Value>, key: &'static str) -> Result<String, AssemblerError> {
-    string(obj, key)?.ok_or_else(|| invalid(key, "is required"))
-}
-
 fn sectors(obj: &Map<String, Value>, key: &'static str) -> Result<Option<u64>, AssemblerError> {
     match obj.get(key) {
         None | Some(Value::Null) => Ok(None),
@@ -265,21 +246,7 @@ impl QemuOptions {
         let filename = required(options, "filename")?;
         check_filename(&filename)?;
         let ptuuid = required(options, "ptuuid")?;
-        let size = options
-            .get("size")
-            .ok_or_else(|| invalid("size", "is required"))?
-            .as_u64()
-            .filter(|s| *s > 0)
-            .ok_or_else(|| invalid("size", "must be a positive integer (bytes)"))?;
-        if size % 512 != 0 {
-            return Err(invalid(
-                "size",
-                format!(
-                    "{size} is not a multiple of 512 bytes (the sector size); use {}",
-                    size.div_ceil(512) * 512
-                ),
-            ));
-        }
+        let size = image_size(options)?;
         let legacy = options.get("root_fs_uuid").is_some();
         let (pttype, partitions) = if legacy {
             if options.contains_key("partitions") || options.contains_key("pttype") {

@@ -8,7 +8,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::args::Arguments;
+use crate::args::{image_size, invalid, required, Arguments};
 use crate::qemu::{make_filesystem, Filesystem, FsType, Placed, TempFile};
 use crate::tar::check_filename;
 use crate::AssemblerError;
@@ -23,13 +23,6 @@ pub struct RawfsOptions {
     pub fs_type: FsType,
 }
 
-fn invalid(option: &'static str, reason: impl Into<String>) -> AssemblerError {
-    AssemblerError::InvalidOption {
-        option,
-        reason: reason.into(),
-    }
-}
-
 impl RawfsOptions {
     /// Validates the options object.
     pub fn parse(options: &Map<String, Value>) -> Result<Self, AssemblerError> {
@@ -39,25 +32,9 @@ impl RawfsOptions {
         {
             return Err(invalid("options", format!("unknown option \"{k}\"")));
         }
-        let s = |key: &'static str| match options.get(key) {
-            Some(Value::String(s)) => Ok(s.clone()),
-            Some(_) => Err(invalid(key, "must be a string")),
-            None => Err(invalid(key, "is required")),
-        };
-        let filename = s("filename")?;
+        let filename = required(options, "filename")?;
         check_filename(&filename)?;
-        let size = options
-            .get("size")
-            .ok_or_else(|| invalid("size", "is required"))?
-            .as_u64()
-            .filter(|s| *s > 0)
-            .ok_or_else(|| invalid("size", "must be a positive integer (bytes)"))?;
-        if size % 512 != 0 {
-            return Err(invalid(
-                "size",
-                format!("{size} is not a multiple of 512 bytes (the sector size)"),
-            ));
-        }
+        let size = image_size(options)?;
         let fs_type = match options.get("fs_type") {
             None => FsType::Ext4,
             Some(Value::String(t)) if t == "ext4" => FsType::Ext4,
@@ -71,7 +48,7 @@ impl RawfsOptions {
         };
         Ok(RawfsOptions {
             filename,
-            root_fs_uuid: s("root_fs_uuid")?,
+            root_fs_uuid: required(options, "root_fs_uuid")?,
             size,
             fs_type,
         })

@@ -20,7 +20,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::{Map, Value};
 
-use crate::args::Arguments;
+use crate::args::{invalid, Arguments};
 use crate::AssemblerError;
 
 /// The compressions v10 accepts; each is passed to GNU tar as `--<name>`.
@@ -39,13 +39,6 @@ pub struct TarOptions {
     pub selinux: bool,
     /// Store extended attributes.
     pub xattrs: bool,
-}
-
-fn invalid(option: &'static str, reason: impl Into<String>) -> AssemblerError {
-    AssemblerError::InvalidOption {
-        option,
-        reason: reason.into(),
-    }
 }
 
 impl TarOptions {
