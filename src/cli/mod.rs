@@ -17,3 +17,18 @@ pub fn write_manifest(manifest: &serde_json::Value, output: Option<&Path>) -> an
         }
     }
 }
+
+/// The text of a manifest (or another input) named on the command line; `-` is stdin.
+pub fn read_input(path: &str) -> anyhow::Result<String> {
+    use anyhow::Context;
+    use std::io::Read;
+    let mut text = String::new();
+    if path == "-" {
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("reading the manifest from stdin")?;
+    } else {
+        text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
+    }
+    Ok(text)
+}

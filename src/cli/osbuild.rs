@@ -4,7 +4,7 @@
 //! 2 invalid manifest, 130 interrupted by SIGINT/SIGTERM (after cleaning up).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{IsTerminal, Read, Write};
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -91,18 +91,6 @@ fn init_logging() {
         .try_init();
 }
 
-fn read_input(path: &str) -> anyhow::Result<String> {
-    let mut text = String::new();
-    if path == "-" {
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .context("reading the manifest from stdin")?;
-    } else {
-        text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
-    }
-    Ok(text)
-}
-
 fn read_json_file(path: &PathBuf, what: &str) -> anyhow::Result<Value> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading {what} {}", path.display()))?;
@@ -110,7 +98,7 @@ fn read_json_file(path: &PathBuf, what: &str) -> anyhow::Result<Value> {
 }
 
 fn run(args: Args) -> anyhow::Result<i32> {
-    let text = read_input(&args.manifest)?;
+    let text = super::read_input(&args.manifest)?;
     let index = Index::new(&args.libdir);
     let mut manifest = match manifest::load(&text, &index) {
         Ok(m) => m,

@@ -224,21 +224,9 @@ async fn connect(address: &Option<String>) -> anyhow::Result<Connection> {
         .map_err(|e| anyhow::Error::new(e).context("cannot connect to the bus"))
 }
 
-fn read_input(path: &str) -> anyhow::Result<String> {
-    let mut text = String::new();
-    if path == "-" {
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .context("reading the manifest from stdin")?;
-    } else {
-        text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
-    }
-    Ok(text)
-}
-
 async fn run(args: Args) -> anyhow::Result<i32> {
     if let Cmd::Inspect { manifest, libdir } = &args.command {
-        let text = read_input(manifest)?;
+        let text = super::read_input(manifest)?;
         return match manifest::load(&text, &Index::new(libdir)) {
             Ok(m) => {
                 println!("{}", json::dumps_pretty(&m.describe()));
@@ -262,7 +250,7 @@ async fn run(args: Args) -> anyhow::Result<i32> {
             sources,
             secrets,
         } => {
-            let text = read_input(&manifest)?;
+            let text = super::read_input(&manifest)?;
             let sources = sources
                 .map(|p| {
                     std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))

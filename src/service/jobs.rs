@@ -604,11 +604,7 @@ impl Service {
     }
 
     async fn emit_state(&self, conn: &Connection, job: &Job) {
-        if let Ok(iface) = conn
-            .object_server()
-            .interface::<_, JobIface>(job.id.path().as_ref())
-            .await
-        {
+        if let Some(iface) = job_iface(conn, job).await {
             let _ = iface
                 .get()
                 .await
@@ -618,11 +614,7 @@ impl Service {
     }
 
     async fn emit_progress(&self, conn: &Connection, job: &Job) {
-        if let Ok(iface) = conn
-            .object_server()
-            .interface::<_, JobIface>(job.id.path().as_ref())
-            .await
-        {
+        if let Some(iface) = job_iface(conn, job).await {
             let _ = iface
                 .get()
                 .await
@@ -730,6 +722,17 @@ impl Monitor for JobMonitor<'_> {
         }
         keep
     }
+}
+
+/// The job's exported interface, if it is (still) on the bus.
+async fn job_iface(
+    conn: &Connection,
+    job: &Job,
+) -> Option<zbus::object_server::InterfaceRef<JobIface>> {
+    conn.object_server()
+        .interface::<_, JobIface>(job.id.path().as_ref())
+        .await
+        .ok()
 }
 
 #[cfg(test)]

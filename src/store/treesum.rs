@@ -367,25 +367,35 @@ fn xattr_result(n: isize, buf: &mut Vec<u8>, path: &Path) -> Result<Option<bool>
     }
 }
 
-fn selinux_label(fd: BorrowedFd<'_>, path: &Path) -> Result<Option<Vec<u8>>, StoreError> {
+/// Calls `get(buffer)` (a getxattr variant) with ever larger buffers until the label fits.
+fn read_label(
+    path: &Path,
+    mut get: impl FnMut(&mut [u8]) -> libc::ssize_t,
+) -> Result<Option<Vec<u8>>, StoreError> {
     let mut size = 256;
     loop {
         let mut buf = vec![0u8; size];
-        // SAFETY: the buffer is valid for `size` bytes; the name is NUL-terminated.
-        let n = unsafe {
-            libc::fgetxattr(
-                fd.as_raw_fd(),
-                SELINUX_XATTR.as_ptr(),
-                buf.as_mut_ptr().cast(),
-                size,
-            )
-        };
+        let n = get(&mut buf);
         match xattr_result(n, &mut buf, path)? {
             None => return Ok(None),
             Some(true) => return Ok(Some(buf)),
             Some(false) => size *= 4,
         }
     }
+}
+
+fn selinux_label(fd: BorrowedFd<'_>, path: &Path) -> Result<Option<Vec<u8>>, StoreError> {
+    read_label(path, |buf| {
+        // SAFETY: the buffer is valid for its length; the name is NUL-terminated.
+        unsafe {
+            libc::fgetxattr(
+                fd.as_raw_fd(),
+                SELINUX_XATTR.as_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        }
+    })
 }
 
 fn selinux_label_nofollow(
@@ -398,24 +408,17 @@ fn selinux_label_nofollow(
     proc_path.extend_from_slice(name);
     let c_path = std::ffi::CString::new(proc_path)
         .map_err(|_| StoreError::io("read the SELinux label of", path, Errno::EINVAL.into()))?;
-    let mut size = 256;
-    loop {
-        let mut buf = vec![0u8; size];
-        // SAFETY: both strings are NUL-terminated; the buffer is valid for `size` bytes.
-        let n = unsafe {
+    read_label(path, |buf| {
+        // SAFETY: both strings are NUL-terminated; the buffer is valid for its length.
+        unsafe {
             libc::lgetxattr(
                 c_path.as_ptr(),
                 SELINUX_XATTR.as_ptr(),
                 buf.as_mut_ptr().cast(),
-                size,
+                buf.len(),
             )
-        };
-        match xattr_result(n, &mut buf, path)? {
-            None => return Ok(None),
-            Some(true) => return Ok(Some(buf)),
-            Some(false) => size *= 4,
         }
-    }
+    })
 }
 
 #[cfg(test)]
