@@ -142,46 +142,8 @@ pub(super) fn resolve_repos(
             "needs at least one repository",
         ));
     }
-    for (i, item) in raw.iter().enumerate() {
-        let name = format!("{}[{i}]", opts.name("repos"));
-        match item {
-            Value::Object(obj) => {
-                if let Some(key) = ["sslclientcert", "sslclientkey"]
-                    .into_iter()
-                    .find(|k| obj.contains_key(*k))
-                {
-                    return Err(StageError::option(
-                        format!("{name}.{key}"),
-                        "belongs in the secrets (--secrets) of the org.osbuild.dnf source, \
-                         never in the manifest",
-                    ));
-                }
-            }
-            Value::String(_) if flavour == Flavour::Dnf => {}
-            _ => return Err(StageError::option(name, "must be a repository object")),
-        }
-    }
-    let refs: Vec<&str> = raw.iter().filter_map(Value::as_str).collect();
-    let mut resolved = if refs.is_empty() {
-        Vec::new()
-    } else {
-        let reply = sources_api::get(socket, "org.osbuild.dnf", &refs).map_err(|e| {
-            StageError::option(
-                opts.name("repos"),
-                format!("the org.osbuild.dnf source cannot resolve {refs:?}: {e}"),
-            )
-        })?;
-        match reply {
-            Value::Array(items) if items.len() == refs.len() => items,
-            _ => {
-                return Err(StageError::Other(
-                    "the org.osbuild.dnf source did not reply with one repository per checksum"
-                        .into(),
-                ))
-            }
-        }
-    }
-    .into_iter();
+    check_items(opts, raw, flavour)?;
+    let mut resolved = from_source(opts, raw, socket)?.into_iter();
     let mut repos = Vec::with_capacity(raw.len());
     for (i, item) in raw.iter().enumerate() {
         let name = format!("{}[{i}]", opts.name("repos"));
@@ -206,11 +168,56 @@ pub(super) fn resolve_repos(
                 repo
             }
             Value::Object(obj) => Repo::parse(name, obj, flavour)?,
-            _ => unreachable!("checked above"),
+            _ => unreachable!("check_items let only objects and strings through"),
         };
         repos.push(repo);
     }
     Ok(repos)
+}
+
+/// Each item is an object without client keys, or (dnf only) a checksum string.
+fn check_items(opts: &Opts, raw: &[Value], flavour: Flavour) -> Result<(), StageError> {
+    for (i, item) in raw.iter().enumerate() {
+        let name = format!("{}[{i}]", opts.name("repos"));
+        match item {
+            Value::Object(obj) => {
+                if let Some(key) = ["sslclientcert", "sslclientkey"]
+                    .into_iter()
+                    .find(|k| obj.contains_key(*k))
+                {
+                    return Err(StageError::option(
+                        format!("{name}.{key}"),
+                        "belongs in the secrets (--secrets) of the org.osbuild.dnf source, \
+                         never in the manifest",
+                    ));
+                }
+            }
+            Value::String(_) if flavour == Flavour::Dnf => {}
+            _ => return Err(StageError::option(name, "must be a repository object")),
+        }
+    }
+    Ok(())
+}
+
+/// The configurations the `org.osbuild.dnf` source gives for the checksum strings of
+/// `raw`, one per string, in order (one request for all of them).
+fn from_source(opts: &Opts, raw: &[Value], socket: &Path) -> Result<Vec<Value>, StageError> {
+    let refs: Vec<&str> = raw.iter().filter_map(Value::as_str).collect();
+    if refs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let reply = sources_api::get(socket, "org.osbuild.dnf", &refs).map_err(|e| {
+        StageError::option(
+            opts.name("repos"),
+            format!("the org.osbuild.dnf source cannot resolve {refs:?}: {e}"),
+        )
+    })?;
+    match reply {
+        Value::Array(items) if items.len() == refs.len() => Ok(items),
+        _ => Err(StageError::Other(
+            "the org.osbuild.dnf source did not reply with one repository per checksum".into(),
+        )),
+    }
 }
 
 /// The id of repository `i` in dnf.conf and in the cache.
