@@ -71,86 +71,86 @@ pub fn make_filesystem(
     tree: &Path,
 ) -> Result<(), AssemblerError> {
     let src = tree.join(fs.mountpoint.trim_start_matches('/'));
-    let src = src.is_dir().then_some(src.as_path());
+    let mkfs = Mkfs {
+        fs,
+        part,
+        image,
+        src: src.is_dir().then_some(src.as_path()),
+    };
     match fs.fstype {
-        FsType::Ext4 => make_ext4(fs, part, image, src),
-        FsType::Vfat => make_vfat(fs, part, image, src),
-        FsType::Xfs => make_xfs(fs, part, image, src),
+        FsType::Ext4 => mkfs.ext4(),
+        FsType::Vfat => mkfs.vfat(),
+        FsType::Xfs => mkfs.xfs(),
     }
 }
 
-/// `mkfs.ext4 -d`: made and filled in one step.
-fn make_ext4(
-    fs: &Filesystem,
-    part: &Placed,
-    image: &Path,
-    src: Option<&Path>,
-) -> Result<(), AssemblerError> {
-    let mut a: Vec<String> = vec!["-q".into(), "-F".into(), "-U".into(), fs.uuid.clone()];
-    if let Some(l) = &fs.label {
-        a.extend(["-L".into(), l.clone()]);
-    }
-    if let Some(src) = src {
-        a.extend(["-d".into(), src.display().to_string()]);
-    }
-    a.extend([
-        "-E".into(),
-        format!("offset={}", part.start * 512),
-        image.display().to_string(),
-        format!("{}k", part.size * 512 / 1024),
-    ]);
-    tool::run_args("mkfs.ext4", &a).map(|_| ())
+/// One filesystem to make: where, and from which tree directory (if the tree has it).
+struct Mkfs<'a> {
+    fs: &'a Filesystem,
+    part: &'a Placed,
+    image: &'a Path,
+    src: Option<&'a Path>,
 }
 
-/// `mkfs.vfat --offset`, then filled with mtools.
-fn make_vfat(
-    fs: &Filesystem,
-    part: &Placed,
-    image: &Path,
-    src: Option<&Path>,
-) -> Result<(), AssemblerError> {
-    let mut a: Vec<String> = vec![
-        "--offset".into(),
-        part.start.to_string(),
-        "-i".into(),
-        fs.uuid.replace('-', ""),
-    ];
-    if let Some(l) = &fs.label {
-        a.extend(["-n".into(), l.clone()]);
+impl Mkfs<'_> {
+    /// `mkfs.ext4 -d`: made and filled in one step.
+    fn ext4(&self) -> Result<(), AssemblerError> {
+        let mut a: Vec<String> = vec!["-q".into(), "-F".into(), "-U".into(), self.fs.uuid.clone()];
+        if let Some(l) = &self.fs.label {
+            a.extend(["-L".into(), l.clone()]);
+        }
+        if let Some(src) = self.src {
+            a.extend(["-d".into(), src.display().to_string()]);
+        }
+        a.extend([
+            "-E".into(),
+            format!("offset={}", self.part.start * 512),
+            self.image.display().to_string(),
+            format!("{}k", self.part.size * 512 / 1024),
+        ]);
+        tool::run_args("mkfs.ext4", &a).map(|_| ())
     }
-    a.extend([
-        image.display().to_string(),
-        (part.size * 512 / 1024).to_string(),
-    ]);
-    tool::run_args("mkfs.vfat", &a)?;
-    match src {
-        Some(src) => copy_into_fat(src, image, part.start * 512),
-        None => Ok(()),
-    }
-}
 
-/// `mkfs.xfs` on a loop device over the partition, filled through a mount.
-fn make_xfs(
-    fs: &Filesystem,
-    part: &Placed,
-    image: &Path,
-    src: Option<&Path>,
-) -> Result<(), AssemblerError> {
-    let dev = remoteloop::device(image, part.start * 512, part.size * 512)?;
-    let mut a: Vec<String> = vec!["-m".into(), format!("uuid={}", fs.uuid)];
-    if let Some(l) = &fs.label {
-        a.extend(["-L".into(), l.clone()]);
+    /// `mkfs.vfat --offset`, then filled with mtools.
+    fn vfat(&self) -> Result<(), AssemblerError> {
+        let mut a: Vec<String> = vec![
+            "--offset".into(),
+            self.part.start.to_string(),
+            "-i".into(),
+            self.fs.uuid.replace('-', ""),
+        ];
+        if let Some(l) = &self.fs.label {
+            a.extend(["-n".into(), l.clone()]);
+        }
+        a.extend([
+            self.image.display().to_string(),
+            (self.part.size * 512 / 1024).to_string(),
+        ]);
+        tool::run_args("mkfs.vfat", &a)?;
+        match self.src {
+            Some(src) => copy_into_fat(src, self.image, self.part.start * 512),
+            None => Ok(()),
+        }
     }
-    a.push(dev.path().display().to_string());
-    tool::run_args("mkfs.xfs", &a)?;
-    let Some(src) = src else { return Ok(()) };
-    let mounted = Mount::new(dev.path(), FsType::Xfs.name())?;
-    let from = format!("{}/.", src.display());
-    tool::run_args(
-        "cp",
-        &["-a".as_ref(), from.as_ref(), mounted.path().as_os_str()],
-    )?;
-    mounted.unmount()
+
+    /// `mkfs.xfs` on a loop device over the partition, filled through a mount.
+    fn xfs(&self) -> Result<(), AssemblerError> {
+        let dev = remoteloop::device(self.image, self.part.start * 512, self.part.size * 512)?;
+        let mut a: Vec<String> = vec!["-m".into(), format!("uuid={}", self.fs.uuid)];
+        if let Some(l) = &self.fs.label {
+            a.extend(["-L".into(), l.clone()]);
+        }
+        a.push(dev.path().display().to_string());
+        tool::run_args("mkfs.xfs", &a)?;
+        let Some(src) = self.src else { return Ok(()) };
+        let mounted = Mount::new(dev.path(), FsType::Xfs.name())?;
+        let from = format!("{}/.", src.display());
+        tool::run_args(
+            "cp",
+            &["-a".as_ref(), from.as_ref(), mounted.path().as_os_str()],
+        )?;
+        mounted.unmount()
+    }
 }
 
 /// `IMAGE@@OFFSET`, mtools' way to address a filesystem inside a disk image.

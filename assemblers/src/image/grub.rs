@@ -34,11 +34,33 @@ pub fn install(
     image: &Path,
     tree: &Path,
 ) -> Result<(), AssemblerError> {
+    if bootloader == Bootloader::None {
+        return Ok(());
+    }
+    let (prefix, boot_fs) = boot_prefix(table, tree)?;
+    let disk = Disk {
+        table,
+        placed,
+        image,
+        prefix,
+        boot_fs,
+    };
     match bootloader {
         Bootloader::None => Ok(()),
-        Bootloader::Grub2Bios => install_bios(table, placed, image, tree),
-        Bootloader::Grub2Efi => install_efi(table, placed, image, tree),
+        Bootloader::Grub2Bios => disk.install_bios(),
+        Bootloader::Grub2Efi => disk.install_efi(),
     }
+}
+
+/// The image GRUB goes into, and where its prefix points.
+struct Disk<'a> {
+    table: &'a PartitionTable,
+    placed: &'a [Placed],
+    image: &'a Path,
+    /// GRUB's prefix, e.g. `(,msdos1)/boot/grub2`.
+    prefix: String,
+    /// The filesystem holding the prefix.
+    boot_fs: &'a Filesystem,
 }
 
 /// Modules baked into the core image besides the partition map and filesystem, so the
@@ -53,86 +75,81 @@ const EXTRA_MODULES: &[&str] = &[
     "test",
 ];
 
-fn install_bios(
-    table: &PartitionTable,
-    placed: &[Placed],
-    image: &Path,
-    tree: &Path,
-) -> Result<(), AssemblerError> {
-    let (prefix, fs) = boot_prefix(table, tree)?;
-    let mut modules = vec!["biosdisk", part_module(table.pttype), fs_module(fs)?];
-    modules.extend(EXTRA_MODULES);
-    let core = mkimage("i386-pc", &prefix, &modules)?;
-    let at = core_placement(table.pttype, placed, core.len() as u64)?;
-    let boot = std::fs::read("/usr/lib/grub/i386-pc/boot.img")
-        .map_err(|e| AssemblerError::Tool(format!("reading GRUB's boot.img: {e}")))?;
-    if boot.len() < 440 {
-        return Err(AssemblerError::Tool("GRUB's boot.img is too short".into()));
+impl Disk<'_> {
+    fn install_bios(&self) -> Result<(), AssemblerError> {
+        let mut modules = vec![
+            "biosdisk",
+            part_module(self.table.pttype),
+            fs_module(self.boot_fs)?,
+        ];
+        modules.extend(EXTRA_MODULES);
+        let core = mkimage("i386-pc", &self.prefix, &modules)?;
+        let at = core_placement(self.table.pttype, self.placed, core.len() as u64)?;
+        let boot = std::fs::read("/usr/lib/grub/i386-pc/boot.img")
+            .map_err(|e| AssemblerError::Tool(format!("reading GRUB's boot.img: {e}")))?;
+        if boot.len() < 440 {
+            return Err(AssemblerError::Tool("GRUB's boot.img is too short".into()));
+        }
+        let f = OpenOptions::new()
+            .write(true)
+            .open(self.image)
+            .map_err(|e| AssemblerError::Tool(format!("opening the image: {e}")))?;
+        let w = |buf: &[u8], off: u64| {
+            f.write_all_at(buf, off)
+                .map_err(|e| AssemblerError::Tool(format!("writing GRUB into the image: {e}")))
+        };
+        w(&core, at.offset)?;
+        if let Some(p) = at.patch_at {
+            w(&(at.sector + 1).to_le_bytes(), p)?;
+        }
+        w(&boot[..440], 0)?;
+        w(&at.sector.to_le_bytes(), 0x5c)?;
+        Ok(())
     }
-    let f = OpenOptions::new()
-        .write(true)
-        .open(image)
-        .map_err(|e| AssemblerError::Tool(format!("opening the image: {e}")))?;
-    let w = |buf: &[u8], off: u64| {
-        f.write_all_at(buf, off)
-            .map_err(|e| AssemblerError::Tool(format!("writing GRUB into the image: {e}")))
-    };
-    w(&core, at.offset)?;
-    if let Some(p) = at.patch_at {
-        w(&(at.sector + 1).to_le_bytes(), p)?;
-    }
-    w(&boot[..440], 0)?;
-    w(&at.sector.to_le_bytes(), 0x5c)?;
-    Ok(())
-}
 
-fn install_efi(
-    table: &PartitionTable,
-    placed: &[Placed],
-    image: &Path,
-    tree: &Path,
-) -> Result<(), AssemblerError> {
-    let (prefix, fs) = boot_prefix(table, tree)?;
-    let esp = table
-        .partitions
-        .iter()
-        .position(|p| {
-            p.filesystem
-                .as_ref()
-                .is_some_and(|f| f.fstype == FsType::Vfat && f.mountpoint == "/boot/efi")
-        })
-        .ok_or_else(|| {
-            invalid(
-                "partitions",
-                "x86_64-efi needs an EFI system partition: a vfat filesystem at /boot/efi",
-            )
-        })?;
-    let mut modules = vec![
-        part_module(table.pttype),
-        "part_msdos",
-        fs_module(fs)?,
-        "fat",
-        "all_video",
-        "gzio",
-    ];
-    modules.extend(EXTRA_MODULES);
-    let efi = mkimage("x86_64-efi", &prefix, &modules)?;
-    let img = mtools_image(image, placed[esp].start * 512);
-    for dir in ["::/EFI", "::/EFI/BOOT"] {
-        // Fails harmlessly when the tree already had the directory.
-        let _ = tool::run_args("mmd", &["-i", &img, dir]);
+    fn install_efi(&self) -> Result<(), AssemblerError> {
+        let esp = self
+            .table
+            .partitions
+            .iter()
+            .position(|p| {
+                p.filesystem
+                    .as_ref()
+                    .is_some_and(|f| f.fstype == FsType::Vfat && f.mountpoint == "/boot/efi")
+            })
+            .ok_or_else(|| {
+                invalid(
+                    "partitions",
+                    "x86_64-efi needs an EFI system partition: a vfat filesystem at /boot/efi",
+                )
+            })?;
+        let mut modules = vec![
+            part_module(self.table.pttype),
+            "part_msdos",
+            fs_module(self.boot_fs)?,
+            "fat",
+            "all_video",
+            "gzio",
+        ];
+        modules.extend(EXTRA_MODULES);
+        let efi = mkimage("x86_64-efi", &self.prefix, &modules)?;
+        let img = mtools_image(self.image, self.placed[esp].start * 512);
+        for dir in ["::/EFI", "::/EFI/BOOT"] {
+            // Fails harmlessly when the tree already had the directory.
+            let _ = tool::run_args("mmd", &["-i", &img, dir]);
+        }
+        let tmp = TempFile::new(
+            std::env::temp_dir().join(format!("osbuild-bootx64-{}.efi", std::process::id())),
+        );
+        std::fs::write(tmp.path(), &efi)
+            .map_err(|e| AssemblerError::Tool(format!("writing the EFI program: {e}")))?;
+        let src = tmp.path().display().to_string();
+        tool::run_args(
+            "mcopy",
+            &["-o", "-i", &img, &src, "::/EFI/BOOT/BOOTX64.EFI"],
+        )?;
+        Ok(())
     }
-    let tmp = TempFile::new(
-        std::env::temp_dir().join(format!("osbuild-bootx64-{}.efi", std::process::id())),
-    );
-    std::fs::write(tmp.path(), &efi)
-        .map_err(|e| AssemblerError::Tool(format!("writing the EFI program: {e}")))?;
-    let src = tmp.path().display().to_string();
-    tool::run_args(
-        "mcopy",
-        &["-o", "-i", &img, &src, "::/EFI/BOOT/BOOTX64.EFI"],
-    )?;
-    Ok(())
 }
 
 /// GRUB's prefix on the partition holding `/boot` (else `/`), and that partition's filesystem.
