@@ -15,22 +15,20 @@
 //! - [`store`]: the object store (objects, refs, treesum, copy-on-write objects, pruning).
 //! - [`mount`]: bind mounts with owners, and the private mount namespace.
 //! - [`buildroot`]: the bubblewrap sandbox and the API sockets a stage talks to.
-//! - [`debian`]: resolving Debian packages with apt into a manifest for `org.osbuild.dpkg`.
-//! - [`dnf`]: pinning rpm repositories by their metadata checksum into a manifest for
-//!   `org.osbuild.dnf`.
 //! - [`pipeline`]: running a manifest: caching, checkpoints, results.
 //! - [`sources`]: running the libdir's sources on the host: fetching before the build, and the
 //!   sources API stages call.
 //! - [`service`]: the `osbuildd` D-Bus service (jobs, polkit, signals, journal).
 //! - [`cli`]: the command-line front ends (`osbuild`, `osbuildctl`).
+//! - [`mkmanifest`]: the manifest generators behind `osbuild-mkmanifest-debian` (apt) and
+//!   `osbuild-mkmanifest-dnf` (rpm repositories pinned by their metadata checksum).
 
 pub mod buildroot;
 pub mod cli;
-pub mod debian;
-pub mod dnf;
 pub mod id;
 pub mod json;
 pub mod manifest;
+pub mod mkmanifest;
 pub mod modules;
 pub mod mount;
 pub mod pipeline;

@@ -17,7 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{mounts_under, output, privileged, processes_matching, Env};
-use osbuild::debian::{ImageOptions, PROBE_SUCCESS};
+use osbuild::mkmanifest::debian::{ImageOptions, PROBE_SUCCESS};
 use serde_json::Value;
 
 /// `host:port` of an `http(s)://host[:port]/...` URL.

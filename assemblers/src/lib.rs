@@ -12,10 +12,13 @@
 //! - [`tar`]: `org.osbuild.tar`, a (compressed) tarball of the tree with GNU tar;
 //! - [`qemu`]: `org.osbuild.qemu`, a partitioned (bootable) disk image;
 //! - [`rawfs`]: `org.osbuild.rawfs`, a single filesystem image;
+//! - [`image`]: the library the three assemblers above compose (options, partition tables,
+//!   filesystems, mounts, GRUB, conversion, the output file);
 //! - [`remoteloop`]: the client of the engine's loop device API;
 //! - [`tool`]: running the build root's tools.
 
 pub mod args;
+pub mod image;
 pub mod noop;
 pub mod qemu;
 pub mod rawfs;

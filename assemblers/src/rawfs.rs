@@ -3,14 +3,16 @@
 //!
 //! ext4 is made and filled in one step, without a loop device or a mount (`mkfs.ext4 -d`);
 //! xfs is made on the file, then filled through a loop device from the engine's `remoteloop`
-//! API and a mount in the sandbox (see [`crate::qemu`], which shares this code). The image is
-//! built under a temporary name and renamed into place.
+//! API and a mount in the sandbox (see [`crate::image::filesystem`]). The image is built under
+//! a temporary name and renamed into place.
 
 use serde_json::{Map, Value};
 
-use crate::args::{image_size, invalid, required, Arguments};
-use crate::qemu::{make_filesystem, Filesystem, FsType, Placed, TempFile};
-use crate::tar::check_filename;
+use crate::args::{image_size, required, string, Arguments};
+use crate::image::filesystem::{make_filesystem, Filesystem, FsType};
+use crate::image::options::{check_keys, fs_type};
+use crate::image::output::{check_filename, TempFile};
+use crate::image::partition::Placed;
 use crate::AssemblerError;
 
 /// The validated options.
@@ -26,25 +28,17 @@ pub struct RawfsOptions {
 impl RawfsOptions {
     /// Validates the options object.
     pub fn parse(options: &Map<String, Value>) -> Result<Self, AssemblerError> {
-        if let Some(k) = options
-            .keys()
-            .find(|k| !["filename", "root_fs_uuid", "size", "fs_type"].contains(&k.as_str()))
-        {
-            return Err(invalid("options", format!("unknown option \"{k}\"")));
-        }
+        check_keys(
+            options,
+            &["filename", "root_fs_uuid", "size", "fs_type"],
+            "options",
+        )?;
         let filename = required(options, "filename")?;
         check_filename(&filename)?;
         let size = image_size(options)?;
-        let fs_type = match options.get("fs_type") {
+        let fs_type = match string(options, "fs_type")? {
             None => FsType::Ext4,
-            Some(Value::String(t)) if t == "ext4" => FsType::Ext4,
-            Some(Value::String(t)) if t == "xfs" => FsType::Xfs,
-            Some(other) => {
-                return Err(invalid(
-                    "fs_type",
-                    format!("{other} is not one of ext4, xfs"),
-                ))
-            }
+            Some(t) => fs_type(&t, "fs_type", &[FsType::Ext4, FsType::Xfs])?,
         };
         Ok(RawfsOptions {
             filename,
@@ -58,13 +52,12 @@ impl RawfsOptions {
 /// Runs the assembler.
 pub fn assemble(args: &Arguments) -> Result<(), AssemblerError> {
     let opts = RawfsOptions::parse(&args.options)?;
-    let tmp = TempFile(Some(
+    let tmp = TempFile::sized(
         args.output_dir
             .join(format!(".{}.osbuild-part", opts.filename)),
-    ));
-    std::fs::File::create(tmp.path())
-        .and_then(|f| f.set_len(opts.size))
-        .map_err(|e| AssemblerError::Tool(format!("creating the image: {e}")))?;
+        opts.size,
+    )
+    .map_err(|e| AssemblerError::Tool(format!("creating the image: {e}")))?;
     let fs = Filesystem {
         fstype: opts.fs_type,
         uuid: opts.root_fs_uuid.clone(),
@@ -77,10 +70,7 @@ pub fn assemble(args: &Arguments) -> Result<(), AssemblerError> {
         ptype: String::new(),
     };
     make_filesystem(&fs, &whole, tmp.path(), &args.tree)?;
-    std::fs::rename(tmp.path(), args.output_dir.join(&opts.filename))
-        .map_err(|e| AssemblerError::Tool(format!("renaming the image: {e}")))?;
-    tmp.keep();
-    Ok(())
+    tmp.persist(&args.output_dir.join(&opts.filename))
 }
 
 #[cfg(test)]

@@ -21,6 +21,8 @@ use std::process::{Command, Stdio};
 use serde_json::{Map, Value};
 
 use crate::args::{invalid, Arguments};
+use crate::image::options::check_keys;
+use crate::image::output::check_filename;
 use crate::AssemblerError;
 
 /// The compressions v10 accepts; each is passed to GNU tar as `--<name>`.
@@ -44,14 +46,11 @@ pub struct TarOptions {
 impl TarOptions {
     /// Validates the options object.
     pub fn parse(options: &Map<String, Value>) -> Result<Self, AssemblerError> {
-        if let Some(k) = options.keys().find(|k| {
-            !["filename", "compression", "acls", "selinux", "xattrs"].contains(&k.as_str())
-        }) {
-            return Err(AssemblerError::InvalidOption {
-                option: "options",
-                reason: format!("unknown option \"{k}\""),
-            });
-        }
+        check_keys(
+            options,
+            &["filename", "compression", "acls", "selinux", "xattrs"],
+            "options",
+        )?;
         let filename = match options.get("filename") {
             Some(Value::String(s)) => s.clone(),
             Some(_) => return Err(invalid("filename", "must be a string")),
@@ -83,22 +82,6 @@ impl TarOptions {
             xattrs: flag("xattrs")?,
         })
     }
-}
-
-/// Rejects anything but a plain file name: empty, `.`, `..`, a `/` or a NUL byte.
-pub fn check_filename(name: &str) -> Result<(), AssemblerError> {
-    let reason = if name.is_empty() {
-        "must not be empty"
-    } else if name == "." || name == ".." {
-        "must not be \".\" or \"..\""
-    } else if name.contains('/') {
-        "must be a plain file name without \"/\" (the archive is written into output_dir)"
-    } else if name.contains('\0') {
-        "must not contain a NUL byte"
-    } else {
-        return Ok(());
-    };
-    Err(invalid("filename", format!("{name:?} {reason}")))
 }
 
 /// What the build root's tar can store besides the basics.

@@ -1,11 +1,11 @@
 //! `osbuild-mkmanifest-debian`: resolve Debian packages with the machine's apt sources and
-//! print a v1 manifest installing them with `org.osbuild.dpkg` (see [`osbuild::debian`]).
+//! print a v1 manifest installing them with `org.osbuild.dpkg` (see [`osbuild::mkmanifest::debian`]).
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use osbuild::debian;
+use osbuild::mkmanifest::debian;
 
 /// Print a v1 osbuild manifest that installs PACKAGES (and their dependencies, resolved by
 /// apt from this machine's configured repositories) into an empty tree, each .deb pinned by
@@ -54,7 +54,7 @@ struct Args {
     )]
     image_format: String,
     /// Virtual disk size, e.g. 2G or 1536M.
-    #[arg(long, value_name = "SIZE", default_value = "2G", requires = "image", value_parser = size)]
+    #[arg(long, value_name = "SIZE", default_value = "2G", requires = "image", value_parser = debian::image_size)]
     image_size: u64,
     /// The kernel command line after root=UUID=...
     #[arg(
@@ -77,66 +77,36 @@ struct Args {
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
-    let mut packages: Vec<String> = Vec::new();
-    if args.base || args.image {
-        packages.extend(debian::BASE.iter().map(|s| s.to_string()));
-    }
-    let mut initramfs_modules = args.initramfs_modules;
-    let image = if args.image {
-        packages.extend(debian::IMAGE_PACKAGES.iter().map(|s| s.to_string()));
-        if initramfs_modules.is_empty() {
-            initramfs_modules = debian::IMAGE_INITRAMFS_MODULES
-                .iter()
-                .map(|s| s.to_string())
-                .collect();
-        }
-        let mut img = debian::ImageOptions {
+    let image = args.image.then(|| {
+        let defaults = debian::ImageOptions::default();
+        debian::ImageOptions {
             size: args.image_size,
             format: args.image_format,
             kernel_opts: args.kernel_opts,
             probe: args.boot_probe,
-            ..Default::default()
-        };
-        if let Some(u) = args.root_fs_uuid {
-            img.root_fs_uuid = u;
+            root_fs_uuid: args.root_fs_uuid.unwrap_or(defaults.root_fs_uuid),
+            ..defaults
         }
-        Some(img)
-    } else {
-        None
-    };
-    packages.extend(args.packages);
-    let opts = debian::ResolveOptions {
-        recommends: args.recommends,
-        status: args.status,
-        apt_options: args.apt_options,
-    };
-    let debs = debian::resolve(&packages, &opts).context("cannot resolve the packages")?;
-    let manifest = debian::manifest(
-        &debs,
-        &debian::ManifestOptions {
+    });
+    let request = debian::Request {
+        packages: args.packages,
+        base: args.base,
+        resolve: debian::ResolveOptions {
+            recommends: args.recommends,
+            status: args.status,
+            apt_options: args.apt_options,
+        },
+        manifest: debian::ManifestOptions {
             hostname: args.hostname,
-            initramfs_modules,
+            initramfs_modules: args.initramfs_modules,
             timezone: args.timezone,
             locale: args.locale,
             image,
         },
-    );
-    let size: u64 = debs.iter().map(|d| d.size).sum();
-    eprintln!(
-        "{} packages, {:.1} MB to download",
-        debs.len(),
-        size as f64 / 1e6
-    );
-    osbuild::cli::write_manifest(&manifest, args.output.as_deref())
-}
-
-/// Parses `--image-size`.
-fn size(text: &str) -> Result<u64, String> {
-    match debian::parse_size(text) {
-        Some(n) if n > 0 && n % 512 == 0 => Ok(n),
-        Some(_) => Err("must be a positive multiple of 512 bytes".into()),
-        None => Err("expected a number of bytes with an optional K, M, G or T suffix".into()),
-    }
+    };
+    let generated = debian::generate(&request).context("cannot resolve the packages")?;
+    eprintln!("{}", generated.summary());
+    osbuild::cli::write_manifest(&generated.manifest, args.output.as_deref())
 }
 
 fn main() {

@@ -1,11 +1,11 @@
 //! `osbuild-mkmanifest-dnf`: pin rpm repositories by the checksum of their metadata and print
-//! a v1 manifest installing packages from them with `org.osbuild.dnf` (see [`osbuild::dnf`]).
+//! a v1 manifest installing packages from them with `org.osbuild.dnf` (see [`osbuild::mkmanifest::dnf`]).
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use osbuild::dnf::{self, InstallOptions, Location, RepoSpec, Target};
+use osbuild::mkmanifest::dnf::{self, InstallOptions, Target};
 
 /// Print a v1 osbuild manifest that installs PACKAGES (resolved by dnf when the image is
 /// built) from the given repositories, each pinned by the sha256 of the repodata/repomd.xml
@@ -52,19 +52,12 @@ fn run(args: Args) -> anyhow::Result<()> {
         .as_ref()
         .map(|p| std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display())))
         .transpose()?;
-    let repos: Vec<RepoSpec> = [
-        (Location::Baseurl, &args.baseurls),
-        (Location::Metalink, &args.metalinks),
-        (Location::Mirrorlist, &args.mirrorlists),
-    ]
-    .into_iter()
-    .flat_map(|(location, urls)| urls.iter().map(move |url| (location, url.clone())))
-    .map(|(location, url)| RepoSpec {
-        location,
-        url,
-        gpgkey: gpgkey.clone(),
-    })
-    .collect();
+    let repos = dnf::repositories(
+        &args.baseurls,
+        &args.metalinks,
+        &args.mirrorlists,
+        gpgkey.as_deref(),
+    );
     let target = Target {
         releasever: args.releasever,
         basearch: args.basearch,

@@ -166,106 +166,182 @@ fn copy_modules(tree_root: &Path, grub_dir: &str, platform: &str) -> Result<(), 
     Ok(())
 }
 
-pub fn run(args: &Args) -> Result<i32, StageError> {
-    let opts = args.opts();
-    let root_fs_uuid = opts.str("root_fs_uuid")?;
-    let boot_fs_uuid = opts.opt_str("boot_fs_uuid")?;
-    let kernel_opts = opts.opt_str("kernel_opts")?.unwrap_or("");
-    let legacy: Option<String> = match args.options.get("legacy") {
-        None | Some(Value::Bool(true)) => Some("i386-pc".into()),
-        Some(Value::Bool(false)) | Some(Value::Null) => None,
-        Some(Value::String(p)) if !p.is_empty() && !p.contains('/') && p != ".." => Some(p.clone()),
-        Some(_) => {
-            return Err(StageError::option(
-                "legacy",
-                "must be true, false or a GRUB platform name such as \"i386-pc\"",
-            ))
+/// The stage's options.
+struct Options<'a> {
+    root_fs_uuid: &'a str,
+    boot_fs_uuid: Option<&'a str>,
+    kernel_opts: &'a str,
+    /// The GRUB platform whose modules go next to the configuration (`legacy`).
+    legacy: Option<String>,
+    /// The directory under `/boot/efi/EFI` (`uefi.vendor`).
+    vendor: Option<String>,
+}
+
+impl<'a> Options<'a> {
+    fn parse(args: &'a Args) -> Result<Self, StageError> {
+        let opts = args.opts();
+        Ok(Options {
+            root_fs_uuid: opts.str("root_fs_uuid")?,
+            boot_fs_uuid: opts.opt_str("boot_fs_uuid")?,
+            kernel_opts: opts.opt_str("kernel_opts")?.unwrap_or(""),
+            legacy: legacy_platform(args.options.get("legacy"))?,
+            vendor: uefi_vendor(args.options.get("uefi"))?,
+        })
+    }
+
+    /// The filesystem GRUB reads its files from: `/boot`'s if separate, else the root's.
+    fn grub_fs_uuid(&self) -> &'a str {
+        self.boot_fs_uuid.unwrap_or(self.root_fs_uuid)
+    }
+
+    /// BIOS and UEFI both.
+    fn hybrid(&self) -> bool {
+        self.legacy.is_some() && self.vendor.is_some()
+    }
+}
+
+/// `legacy`: `true` (the default) is `i386-pc`, `false` none, a string a platform name.
+fn legacy_platform(value: Option<&Value>) -> Result<Option<String>, StageError> {
+    match value {
+        None | Some(Value::Bool(true)) => Ok(Some("i386-pc".into())),
+        Some(Value::Bool(false)) | Some(Value::Null) => Ok(None),
+        Some(Value::String(p)) if !p.is_empty() && !p.contains('/') && p != ".." => {
+            Ok(Some(p.clone()))
         }
-    };
-    let vendor = match args.options.get("uefi") {
-        None | Some(Value::Null) => None,
+        Some(_) => Err(StageError::option(
+            "legacy",
+            "must be true, false or a GRUB platform name such as \"i386-pc\"",
+        )),
+    }
+}
+
+/// `uefi.vendor`, a directory name under `/boot/efi/EFI`.
+fn uefi_vendor(value: Option<&Value>) -> Result<Option<String>, StageError> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
         Some(Value::Object(u)) => match u.get("vendor") {
             Some(Value::String(v)) if !v.is_empty() && !v.contains('/') && v != ".." => {
-                Some(v.clone())
+                Ok(Some(v.clone()))
             }
-            _ => {
-                return Err(StageError::option(
-                    "uefi",
-                    "\"vendor\" must be a directory name under /boot/efi/EFI",
-                ))
-            }
+            _ => Err(StageError::option(
+                "uefi",
+                "\"vendor\" must be a directory name under /boot/efi/EFI",
+            )),
         },
-        Some(_) => return Err(StageError::option("uefi", "must be an object")),
+        Some(_) => Err(StageError::option("uefi", "must be an object")),
+    }
+}
+
+/// The configuration for the tree's kind.
+struct Config {
+    /// `boot/grub2` (BLS) or `boot/grub`.
+    grub_dir: &'static str,
+    /// The text of `grub.cfg`.
+    cfg: String,
+    /// The text of `etc/default/grub`.
+    default: &'static str,
+}
+
+/// The fixed BLS script, or a static configuration booting the tree's newest kernel.
+fn config(t: &Path, opts: &Options, bls: bool) -> Result<Config, StageError> {
+    if bls {
+        return Ok(Config {
+            grub_dir: "boot/grub2",
+            cfg: BLS_CFG.to_owned(),
+            default: "GRUB_TIMEOUT=0\nGRUB_ENABLE_BLSCFG=true\n",
+        });
+    }
+    let boot = tree::tree_path(t, "boot")?;
+    let mut names: Vec<String> = std::fs::read_dir(&boot)
+        .map_err(|e| StageError::io("cannot read", &boot, e))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let k = newest_kernel(&names).ok_or_else(|| {
+        StageError::option(
+            "root_fs_uuid",
+            "the tree has neither BLS entries (/boot/loader/entries) nor a kernel \
+             (/boot/vmlinuz-*): install a kernel before this stage",
+        )
+    })?;
+    let prefix = if opts.boot_fs_uuid.is_some() {
+        ""
+    } else {
+        "/boot"
     };
-    let hybrid = legacy.is_some() && vendor.is_some();
-    let grub_fs_uuid = boot_fs_uuid.unwrap_or(root_fs_uuid);
-    let separate_boot = boot_fs_uuid.is_some();
+    Ok(Config {
+        grub_dir: "boot/grub",
+        cfg: static_cfg(
+            &k,
+            opts.grub_fs_uuid(),
+            opts.root_fs_uuid,
+            opts.kernel_opts,
+            prefix,
+        ),
+        default: "GRUB_TIMEOUT=0\n",
+    })
+}
+
+/// BLS: the environment block the script reads.
+fn write_grubenv(t: &Path, opts: &Options) -> Result<(), StageError> {
+    if opts.hybrid() {
+        // A grubenv symlink into the ESP (from grub2-efi) would split the environment.
+        tree::remove_file(t, "boot/grub2/grubenv")?;
+    }
+    let env = grubenv(opts.grub_fs_uuid(), opts.root_fs_uuid, opts.kernel_opts);
+    tree::write_file(t, "boot/grub2/grubenv", env.as_bytes(), 0o644)?;
+    Ok(())
+}
+
+/// `/boot/efi/EFI/<vendor>/grub.cfg`: the whole configuration, or (hybrid) one that finds
+/// the canonical file.
+fn write_esp_cfg(
+    t: &Path,
+    opts: &Options,
+    config: &Config,
+    vendor: &str,
+) -> Result<(), StageError> {
+    let path = format!("boot/efi/EFI/{vendor}/grub.cfg");
+    let text = if opts.hybrid() {
+        let on_fs = if opts.boot_fs_uuid.is_some() {
+            config.grub_dir.trim_start_matches("boot").to_owned()
+        } else {
+            format!("/{}", config.grub_dir)
+        };
+        println!("hybrid boot support enabled: writing a redirecting grub.cfg to the ESP");
+        redirect_cfg(&on_fs)
+    } else {
+        config.cfg.clone()
+    };
+    tree::write_file(t, &path, text.as_bytes(), 0o644)?;
+    Ok(())
+}
+
+pub fn run(args: &Args) -> Result<i32, StageError> {
+    let opts = Options::parse(args)?;
     let t = &args.tree;
     let bls = tree::tree_path(t, "boot/loader/entries")
         .map(|p| p.is_dir())
         .unwrap_or(false);
+    let config = config(t, &opts, bls)?;
+    let canonical = format!("{}/grub.cfg", config.grub_dir);
 
-    let (grub_dir, cfg, default) = if bls {
-        (
-            "boot/grub2",
-            BLS_CFG.to_owned(),
-            "GRUB_TIMEOUT=0\nGRUB_ENABLE_BLSCFG=true\n",
-        )
-    } else {
-        let boot = tree::tree_path(t, "boot")?;
-        let mut names: Vec<String> = std::fs::read_dir(&boot)
-            .map_err(|e| StageError::io("cannot read", &boot, e))?
-            .filter_map(|e| e.ok())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        let k = newest_kernel(&names).ok_or_else(|| {
-            StageError::option(
-                "root_fs_uuid",
-                "the tree has neither BLS entries (/boot/loader/entries) nor a kernel \
-                 (/boot/vmlinuz-*): install a kernel before this stage",
-            )
-        })?;
-        let prefix = if separate_boot { "" } else { "/boot" };
-        (
-            "boot/grub",
-            static_cfg(&k, grub_fs_uuid, root_fs_uuid, kernel_opts, prefix),
-            "GRUB_TIMEOUT=0\n",
-        )
-    };
-
-    tree::write_file(t, "etc/default/grub", default.as_bytes(), 0o644)?;
-    tree::create_dirs(t, grub_dir, 0o755)?;
+    tree::write_file(t, "etc/default/grub", config.default.as_bytes(), 0o644)?;
+    tree::create_dirs(t, config.grub_dir, 0o755)?;
     if bls {
-        if hybrid {
-            // A grubenv symlink into the ESP (from grub2-efi) would split the environment.
-            tree::remove_file(t, "boot/grub2/grubenv")?;
-        }
-        let env = grubenv(grub_fs_uuid, root_fs_uuid, kernel_opts);
-        tree::write_file(t, "boot/grub2/grubenv", env.as_bytes(), 0o644)?;
+        write_grubenv(t, &opts)?;
     }
-    if let Some(vendor) = &vendor {
-        let path = format!("boot/efi/EFI/{vendor}/grub.cfg");
-        let text = if hybrid {
-            let on_fs = if separate_boot {
-                grub_dir.trim_start_matches("boot").to_owned()
-            } else {
-                format!("/{grub_dir}")
-            };
-            println!("hybrid boot support enabled: writing a redirecting grub.cfg to the ESP");
-            redirect_cfg(&on_fs)
-        } else {
-            cfg.clone()
-        };
-        tree::write_file(t, &path, text.as_bytes(), 0o644)?;
+    if let Some(vendor) = &opts.vendor {
+        write_esp_cfg(t, &opts, &config, vendor)?;
     }
-    if let Some(platform) = &legacy {
-        tree::write_file(t, &format!("{grub_dir}/grub.cfg"), cfg.as_bytes(), 0o644)?;
-        copy_modules(t, grub_dir, platform)?;
-    } else if vendor.is_none() || !bls {
+    if let Some(platform) = &opts.legacy {
+        tree::write_file(t, &canonical, config.cfg.as_bytes(), 0o644)?;
+        copy_modules(t, config.grub_dir, platform)?;
+    } else if opts.vendor.is_none() || !bls {
         // Without BLS the canonical file is always written: the EFI GRUB image built by the
         // qemu assembler reads it from /boot too.
-        tree::write_file(t, &format!("{grub_dir}/grub.cfg"), cfg.as_bytes(), 0o644)?;
+        tree::write_file(t, &canonical, config.cfg.as_bytes(), 0o644)?;
     }
     Ok(0)
 }

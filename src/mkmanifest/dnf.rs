@@ -40,6 +40,30 @@ pub struct RepoSpec {
     pub gpgkey: Option<String>,
 }
 
+/// Repositories in the order they are pinned: base URLs, then metalinks, then mirrorlists,
+/// each signed with `gpgkey`.
+pub fn repositories(
+    baseurls: &[String],
+    metalinks: &[String],
+    mirrorlists: &[String],
+    gpgkey: Option<&str>,
+) -> Vec<RepoSpec> {
+    [
+        (Location::Baseurl, baseurls),
+        (Location::Metalink, metalinks),
+        (Location::Mirrorlist, mirrorlists),
+    ]
+    .into_iter()
+    .flat_map(|(location, urls)| {
+        urls.iter().map(move |url| RepoSpec {
+            location,
+            url: url.clone(),
+            gpgkey: gpgkey.map(str::to_owned),
+        })
+    })
+    .collect()
+}
+
 /// Why repositories could not be pinned.
 #[derive(Debug, thiserror::Error)]
 pub enum DnfError {

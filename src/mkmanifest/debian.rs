@@ -307,6 +307,72 @@ pub fn parse_size(text: &str) -> Option<u64> {
     digits.parse::<u64>().ok()?.checked_mul(1u64 << shift)
 }
 
+/// `--image-size`: a size as [`parse_size`] reads it, positive and a multiple of 512 bytes.
+pub fn image_size(text: &str) -> Result<u64, String> {
+    match parse_size(text) {
+        Some(n) if n > 0 && n % 512 == 0 => Ok(n),
+        Some(_) => Err("must be a positive multiple of 512 bytes".into()),
+        None => Err("expected a number of bytes with an optional K, M, G or T suffix".into()),
+    }
+}
+
+/// Everything a generator run asks for.
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    /// Package names or apt patterns.
+    pub packages: Vec<String>,
+    /// Add the base system ([`BASE`]); an image always has it.
+    pub base: bool,
+    /// How to ask apt.
+    pub resolve: ResolveOptions,
+    /// What the manifest holds besides the packages; an image without initrd modules gets
+    /// [`IMAGE_INITRAMFS_MODULES`].
+    pub manifest: ManifestOptions,
+}
+
+/// A generated manifest and the packages it installs.
+#[derive(Debug, Clone)]
+pub struct Generated {
+    pub manifest: Value,
+    pub debs: Vec<PinnedDeb>,
+}
+
+impl Generated {
+    /// `N packages, X MB to download`.
+    pub fn summary(&self) -> String {
+        let size: u64 = self.debs.iter().map(|d| d.size).sum();
+        format!(
+            "{} packages, {:.1} MB to download",
+            self.debs.len(),
+            size as f64 / 1e6
+        )
+    }
+}
+
+/// Resolves what `request` asks for (the base system and an image's packages first) and
+/// writes the manifest.
+pub fn generate(request: &Request) -> Result<Generated, DebianError> {
+    let image = request.manifest.image.is_some();
+    let mut packages: Vec<String> = Vec::new();
+    if request.base || image {
+        packages.extend(BASE.iter().map(|s| s.to_string()));
+    }
+    let mut opts = request.manifest.clone();
+    if image {
+        packages.extend(IMAGE_PACKAGES.iter().map(|s| s.to_string()));
+        if opts.initramfs_modules.is_empty() {
+            opts.initramfs_modules = IMAGE_INITRAMFS_MODULES
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+        }
+    }
+    packages.extend(request.packages.iter().cloned());
+    let debs = resolve(&packages, &request.resolve)?;
+    let manifest = manifest(&debs, &opts);
+    Ok(Generated { manifest, debs })
+}
+
 /// What the manifest holds besides the packages.
 #[derive(Debug, Clone, Default)]
 pub struct ManifestOptions {

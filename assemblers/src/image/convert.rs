@@ -1,0 +1,114 @@
+//! Output formats, and the conversion of the finished raw image into one: a rename for `raw`,
+//! `xz` for `raw.xz`, `qemu-img convert` (with v10's flags) for the rest.
+
+use std::fs::File;
+use std::io::{Seek, SeekFrom};
+use std::path::Path;
+use std::process::Stdio;
+
+use crate::image::output::TempFile;
+use crate::{tool, AssemblerError};
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Raw,
+    RawXz,
+    Qcow2,
+    Vdi,
+    Vmdk,
+    Vpc,
+}
+
+impl Format {
+    const ALL: &'static [(&'static str, Format)] = &[
+        ("raw", Format::Raw),
+        ("raw.xz", Format::RawXz),
+        ("qcow2", Format::Qcow2),
+        ("vdi", Format::Vdi),
+        ("vmdk", Format::Vmdk),
+        ("vpc", Format::Vpc),
+    ];
+
+    /// The format named `s` in the options.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.iter().find(|(n, _)| *n == s).map(|(_, f)| *f)
+    }
+
+    /// `qemu-img convert` arguments between the input and output names (v10's choices).
+    pub fn qemu_img_args(self) -> Option<Vec<&'static str>> {
+        match self {
+            Format::Raw | Format::RawXz => None,
+            Format::Qcow2 => Some(vec!["-O", "qcow2", "-c"]),
+            Format::Vdi => Some(vec!["-O", "vdi"]),
+            Format::Vmdk => Some(vec!["-O", "vmdk", "-c"]),
+            Format::Vpc => Some(vec!["-O", "vpc", "-o", "subformat=fixed,force_size"]),
+        }
+    }
+}
+
+/// Writes `output` in `format` from the raw image (which is renamed for raw, else removed).
+pub fn convert(format: Format, raw: TempFile, output: &Path) -> Result<(), AssemblerError> {
+    if format == Format::Raw {
+        return raw.persist(output);
+    }
+    let tmp = TempFile::new(output.with_file_name(format!(
+        ".{}.osbuild-part",
+        output.file_name().unwrap_or_default().to_string_lossy()
+    )));
+    match format.qemu_img_args() {
+        None => compress_xz(raw.path(), tmp.path())?,
+        Some(flags) => {
+            let mut a: Vec<String> = vec!["convert".into(), "-f".into(), "raw".into()];
+            a.extend(flags.iter().map(|s| s.to_string()));
+            a.extend([
+                raw.path().display().to_string(),
+                tmp.path().display().to_string(),
+            ]);
+            tool::run_args("qemu-img", &a)?;
+        }
+    }
+    tmp.persist(output)
+}
+
+/// `xz --keep --stdout -0 RAW > OUT`.
+fn compress_xz(raw: &Path, out: &Path) -> Result<(), AssemblerError> {
+    let mut out =
+        File::create(out).map_err(|e| AssemblerError::Tool(format!("creating the output: {e}")))?;
+    let status = tool::command(
+        "xz",
+        &[
+            "--keep".as_ref(),
+            "--stdout".as_ref(),
+            "-0".as_ref(),
+            raw.as_os_str(),
+        ],
+    )
+    .stdout(
+        out.try_clone()
+            .map_err(|e| AssemblerError::Tool(e.to_string()))?,
+    )
+    .stderr(Stdio::inherit())
+    .status()
+    .map_err(|e| AssemblerError::Tool(format!("cannot run xz: {e}")))?;
+    if !status.success() {
+        return Err(AssemblerError::Tool(format!("xz failed ({status})")));
+    }
+    let _ = out.seek(SeekFrom::End(0));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats() {
+        assert_eq!(
+            Format::parse("vpc").unwrap().qemu_img_args().unwrap(),
+            ["-O", "vpc", "-o", "subformat=fixed,force_size"]
+        );
+        assert_eq!(Format::parse("raw.xz"), Some(Format::RawXz));
+        assert!(Format::parse("raw.xz").unwrap().qemu_img_args().is_none());
+    }
+}

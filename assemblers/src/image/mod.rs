@@ -1,0 +1,20 @@
+//! The image library the assemblers compose: everything that writes an artifact into
+//! `output_dir`, cut by what it makes.
+//!
+//! - [`output`]: plain output file names and the file under construction (a temporary name,
+//!   renamed into place; removed when dropped);
+//! - [`options`]: the options shared by the image assemblers, read from JSON into the types
+//!   below (with the option's name in every error);
+//! - [`partition`]: partition tables, written with `sfdisk` and read back with `sfdisk --json`;
+//! - [`filesystem`]: making and filling ext4, vfat and xfs at a partition's place in an image;
+//! - [`mount`]: the one mount the library needs (xfs through a loop device), and its owner;
+//! - [`grub`]: GRUB 2 for BIOS (core image, MBR) and EFI (`BOOTX64.EFI` on the ESP);
+//! - [`convert`]: the output formats and the conversion with `qemu-img` or `xz`.
+
+pub mod convert;
+pub mod filesystem;
+pub mod grub;
+pub mod mount;
+pub mod options;
+pub mod output;
+pub mod partition;
