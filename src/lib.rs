@@ -29,7 +29,6 @@ pub mod cli;
 pub mod debian;
 pub mod dnf;
 pub mod id;
-pub mod json;
 pub mod manifest;
 pub mod modules;
 pub mod mount;
@@ -37,3 +36,5 @@ pub mod pipeline;
 pub mod service;
 pub mod sources;
 pub mod store;
+
+pub use osbuild_protocol::json;

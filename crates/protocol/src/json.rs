@@ -7,6 +7,7 @@
 //! accepts what `json.loads` accepts (RFC 8259 plus `NaN`/`Infinity`, duplicate keys with the
 //! last one winning) and reports errors with a 1-based line and column.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
 
@@ -279,13 +280,24 @@ impl<T: Into<Value>> From<Option<T>> for Value {
 // Parsing
 
 /// Why a text is not JSON, with a 1-based line and column (in characters).
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("line {line}, column {column}: {message}")]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParseError {
     pub line: usize,
     pub column: usize,
     pub message: String,
 }
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "line {}, column {}: {}",
+            self.line, self.column, self.message
+        )
+    }
+}
+
+impl std::error::Error for ParseError {}
 
 /// Parses JSON text as Python's `json.loads` does: `NaN`, `Infinity` and `-Infinity` are
 /// accepted, a duplicate key keeps its last value, numbers with a fraction or exponent are
@@ -662,6 +674,51 @@ impl Parser<'_> {
 // ---------------------------------------------------------------------------------------------
 // Encoding
 
+/// One node of a tree the encoder walks: [`Value`] (keys sorted, as `sort_keys=True` writes
+/// them) or `serde_json::Value` (keys in insertion order, as Python writes a dict).
+enum Node<'a, T> {
+    Null,
+    Bool(bool),
+    Int(Cow<'a, str>),
+    Float(f64),
+    Str(&'a str),
+    Array(&'a [T]),
+    Object(Box<dyn Iterator<Item = (&'a String, &'a T)> + 'a>),
+}
+
+trait Tree: Sized {
+    fn node(&self) -> Node<'_, Self>;
+}
+
+impl Tree for Value {
+    fn node(&self) -> Node<'_, Self> {
+        match self {
+            Value::Null => Node::Null,
+            Value::Bool(b) => Node::Bool(*b),
+            Value::Int(i) => Node::Int(Cow::Borrowed(i.as_str())),
+            Value::Float(f) => Node::Float(*f),
+            Value::String(s) => Node::Str(s),
+            Value::Array(a) => Node::Array(a),
+            Value::Object(m) => Node::Object(Box::new(m.iter())),
+        }
+    }
+}
+
+impl Tree for serde_json::Value {
+    fn node(&self) -> Node<'_, Self> {
+        use serde_json::Value as S;
+        match self {
+            S::Null => Node::Null,
+            S::Bool(b) => Node::Bool(*b),
+            S::Number(n) if n.is_f64() => Node::Float(n.as_f64().unwrap_or(f64::NAN)),
+            S::Number(n) => Node::Int(Cow::Owned(n.to_string())),
+            S::String(s) => Node::Str(s),
+            S::Array(a) => Node::Array(a),
+            S::Object(m) => Node::Object(Box::new(m.iter())),
+        }
+    }
+}
+
 /// Encodes as Python's `json.dumps(v, sort_keys=True)`, byte for byte.
 pub fn dumps(v: &Value) -> String {
     let mut out = String::new();
@@ -676,9 +733,18 @@ pub fn dumps_pretty(v: &Value) -> String {
     out
 }
 
-fn write_compact(out: &mut String, v: &Value) {
-    match v {
-        Value::Array(a) => {
+/// Encodes a serde value as Python's `json.dumps(v)` (no `sort_keys`): struct fields and map
+/// entries keep their order. This is how messages that v10 writes with `json.dumps` are sent.
+pub fn to_python<T: serde::Serialize + ?Sized>(v: &T) -> Result<String, serde_json::Error> {
+    let tree = serde_json::to_value(v)?;
+    let mut out = String::new();
+    write_compact(&mut out, &tree);
+    Ok(out)
+}
+
+fn write_compact<T: Tree>(out: &mut String, v: &T) {
+    match v.node() {
+        Node::Array(a) => {
             out.push('[');
             for (i, item) in a.iter().enumerate() {
                 if i > 0 {
@@ -688,9 +754,9 @@ fn write_compact(out: &mut String, v: &Value) {
             }
             out.push(']');
         }
-        Value::Object(m) => {
+        Node::Object(entries) => {
             out.push('{');
-            for (i, (k, item)) in m.iter().enumerate() {
+            for (i, (k, item)) in entries.enumerate() {
                 if i > 0 {
                     out.push_str(", ");
                 }
@@ -743,15 +809,15 @@ fn write_pretty(out: &mut String, v: &Value, level: usize) {
     }
 }
 
-fn write_scalar(out: &mut String, v: &Value) {
+fn write_scalar<T>(out: &mut String, v: Node<'_, T>) {
     match v {
-        Value::Null => out.push_str("null"),
-        Value::Bool(true) => out.push_str("true"),
-        Value::Bool(false) => out.push_str("false"),
-        Value::Int(i) => out.push_str(i.as_str()),
-        Value::Float(f) => write_float(out, *f),
-        Value::String(s) => write_string(out, s),
-        Value::Array(_) | Value::Object(_) => unreachable!("containers are not scalars"),
+        Node::Null => out.push_str("null"),
+        Node::Bool(true) => out.push_str("true"),
+        Node::Bool(false) => out.push_str("false"),
+        Node::Int(i) => out.push_str(&i),
+        Node::Float(f) => write_float(out, f),
+        Node::Str(s) => write_string(out, s),
+        Node::Array(_) | Node::Object(_) => unreachable!("containers are not scalars"),
     }
 }
 
