@@ -177,10 +177,47 @@ impl Value {
         }
     }
 
-    /// Converts for schema validation: integers beyond `i64`/`u64` become floats and
-    /// `NaN`/infinities become `null` (serde_json has no representation for them).
+    /// Converts to serde_json: integers beyond `i64`/`u64` become floats and `NaN`/infinities
+    /// become `null` (serde_json has no representation for them).
     pub fn to_serde(&self) -> serde_json::Value {
+        self.to_serde_with(&|i| i.to_f64(), &|_| None)
+    }
+
+    /// Converts for schema validation, so that a schema judges the document that is hashed
+    /// as osbuild v10 (Python's `jsonschema`) judges it. serde_json numbers are `i64`, `u64`
+    /// or finite `f64`, so:
+    /// - an integer beyond `i64`/`u64` becomes the nearest `f64`, saturating at `±f64::MAX`:
+    ///   like Python's int it is an `"integer"` and a `"number"`, and it orders against any
+    ///   bound as the exact integer does (not `null`, which every numeric schema refuses);
+    /// - `±Infinity` becomes `±f64::MAX`: a `"number"` (Python's float) that exceeds every
+    ///   `maximum` (or undercuts every `minimum`); unlike v10, `"integer"` accepts it;
+    /// - `NaN` becomes `f64::MIN_POSITIVE`: a `"number"` and not an `"integer"`, as Python's
+    ///   NaN, and within any bound that allows zero (v10's NaN passes every bound).
+    pub fn to_schema_instance(&self) -> serde_json::Value {
+        let saturate = |f: f64| f.clamp(f64::MIN, f64::MAX);
+        let special = |f: f64| {
+            Some(if f.is_nan() {
+                f64::MIN_POSITIVE
+            } else {
+                saturate(f)
+            })
+        };
+        self.to_serde_with(&|i| saturate(i.to_f64()), &special)
+    }
+
+    /// `big` maps an integer beyond `i64`/`u64` to a float, `special` a non-finite float to
+    /// a finite one (`None`: `null`).
+    fn to_serde_with(
+        &self,
+        big: &dyn Fn(&Int) -> f64,
+        special: &dyn Fn(f64) -> Option<f64>,
+    ) -> serde_json::Value {
         use serde_json::Value as S;
+        let float = |f: f64| {
+            let f = if f.is_finite() { Some(f) } else { special(f) };
+            f.and_then(serde_json::Number::from_f64)
+                .map_or(S::Null, S::Number)
+        };
         match self {
             Value::Null => S::Null,
             Value::Bool(b) => S::Bool(*b),
@@ -190,15 +227,17 @@ impl Value {
                 } else if let Some(v) = i.as_u64() {
                     S::from(v)
                 } else {
-                    serde_json::Number::from_f64(i.to_f64()).map_or(S::Null, S::Number)
+                    float(big(i))
                 }
             }
-            Value::Float(f) => serde_json::Number::from_f64(*f).map_or(S::Null, S::Number),
+            Value::Float(f) => float(*f),
             Value::String(s) => S::String(s.clone()),
-            Value::Array(a) => S::Array(a.iter().map(Value::to_serde).collect()),
-            Value::Object(m) => {
-                S::Object(m.iter().map(|(k, v)| (k.clone(), v.to_serde())).collect())
-            }
+            Value::Array(a) => S::Array(a.iter().map(|v| v.to_serde_with(big, special)).collect()),
+            Value::Object(m) => S::Object(
+                m.iter()
+                    .map(|(k, v)| (k.clone(), v.to_serde_with(big, special)))
+                    .collect(),
+            ),
         }
     }
 
@@ -1038,6 +1077,20 @@ mod tests {
         assert_eq!(back.get("i"), v.get("i"));
         assert_eq!(back.get("f"), Some(&Value::Float(1.5)));
         assert_eq!(back.get("s").and_then(Value::as_str), Some("x"));
+    }
+
+    #[test]
+    fn schema_instance_keeps_every_number_a_number() {
+        let v = parse(r#"{"big": 1234567890123456789012345678901234567890, "huge": 1e400, "nan": NaN, "inf": -Infinity, "i": 7}"#).unwrap();
+        let s = v.to_schema_instance();
+        assert_eq!(s["big"].as_f64(), Some(1.2345678901234568e39));
+        assert_eq!(s["huge"].as_f64(), Some(f64::MAX));
+        assert_eq!(s["nan"].as_f64(), Some(f64::MIN_POSITIVE));
+        assert_eq!(s["inf"].as_f64(), Some(f64::MIN));
+        assert_eq!(s["i"], serde_json::json!(7));
+        let digits = "9".repeat(400);
+        let v = parse(&digits).unwrap();
+        assert_eq!(v.to_schema_instance().as_f64(), Some(f64::MAX));
     }
 
     #[test]
