@@ -9,6 +9,7 @@
 //! - [`stdio`]: the runner's `setup-stdio` call on the `osbuild` socket.
 //! - [`sources_api`]: a stage asking the host's sources for files.
 //! - [`remoteloop`]: an assembler asking the host for a loop device.
+//! - [`source`]: a source executable's progress lines.
 //! - [`json`]: JSON as Python's `json` module reads and writes it (ids rest on it).
 
 #![forbid(unsafe_code)]
@@ -16,5 +17,6 @@
 pub mod json;
 pub mod paths;
 pub mod remoteloop;
+pub mod source;
 pub mod sources_api;
 pub mod stdio;
