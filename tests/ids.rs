@@ -252,5 +252,12 @@ fn big_integers_and_nan_validate_as_numbers() {
     let loaded = manifest::load(text, &index).unwrap_or_else(|e| panic!("{e}"));
     // sha256(d("org.osbuild.locale") || d(None) || d(None) || d(options)), from v10's Python.
     let v10 = "c2b13536f67bf3dd34f036126dafccc11a12baceae6796ca78f5ca8303cb4746";
-    assert_eq!(loaded.ids().iter().map(|id| id.as_str()).collect::<Vec<_>>(), [v10]);
+    assert_eq!(
+        loaded
+            .ids()
+            .iter()
+            .map(|id| id.as_str())
+            .collect::<Vec<_>>(),
+        [v10]
+    );
 }
