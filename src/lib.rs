@@ -26,7 +26,6 @@
 pub mod buildroot;
 pub mod cli;
 pub mod id;
-pub mod json;
 pub mod manifest;
 pub mod mkmanifest;
 pub mod modules;
@@ -35,3 +34,5 @@ pub mod pipeline;
 pub mod service;
 pub mod sources;
 pub mod store;
+
+pub use osbuild_protocol::json;

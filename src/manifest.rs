@@ -523,7 +523,7 @@ impl<'a> Checker<'a> {
         let (Some(Some(validator)), Some(options)) = (self.validators.get(&key), options) else {
             return;
         };
-        let instance = options.to_serde();
+        let instance = options.to_schema_instance();
         let found: Vec<ValidationError> = validator
             .iter_errors(&instance)
             .map(|e| ValidationError {

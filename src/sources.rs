@@ -19,14 +19,14 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use osbuild_protocol::source::{PROGRESS_ENV, PROGRESS_PREFIX};
+use osbuild_protocol::sources_api::{self, error_reply};
+
 use crate::buildroot::Cancel;
 use crate::json::{self, Value};
 use crate::modules::{Index, ModuleKind};
 use crate::pipeline::{Event, Monitor};
 use crate::store::{Store, StoreError};
-
-/// The stderr prefix of a progress line.
-const PROGRESS_PREFIX: &str = "osbuild-source-progress ";
 
 /// Environment variables a source inherits from the engine (proxies and TLS roots); nothing
 /// else is passed.
@@ -231,30 +231,20 @@ impl Sources {
     /// as it came, errors included), with `output` the stage's sources directory
     /// (`/run/osbuild/sources` inside); the files land in `output/<source>/`.
     pub fn api_reply(&self, request: &[u8], output: &Path, cancel: &Cancel) -> String {
-        let parsed = serde_json::from_slice::<serde_json::Value>(request).ok();
-        let source = parsed
-            .as_ref()
-            .and_then(|v| v.get("source")?.as_str().map(str::to_owned));
-        let checksums = parsed.as_ref().and_then(|v| {
-            v.get("checksums")?
-                .as_array()?
-                .iter()
-                .map(|c| c.as_str().map(str::to_owned))
-                .collect::<Option<Vec<_>>>()
-        });
-        let (Some(source), Some(checksums)) = (source, checksums) else {
-            return error_text(
+        let Some(sources_api::Request { source, checksums }) = sources_api::Request::parse(request)
+        else {
+            return error_reply(
                 "invalid request: expected {\"source\": NAME, \"checksums\": [...]}",
             );
         };
         if !self.entries.contains_key(&source) {
-            return error_text(&format!("unknown source {source}: the manifest names none"));
+            return error_reply(&format!("unknown source {source}: the manifest names none"));
         }
         let out = output.join(&source);
         match self.run(&source, &checksums, &out, cancel, &mut |_| {}) {
             Ok(reply) => json::dumps(&reply),
-            Err(SourceError::Failed { message, .. }) => error_text(&message),
-            Err(e) => error_text(&e.to_string()),
+            Err(SourceError::Failed { message, .. }) => error_reply(&message),
+            Err(e) => error_reply(&e.to_string()),
         }
     }
 
@@ -296,7 +286,7 @@ impl Sources {
         let mut cmd = Command::new(&entry.executable);
         cmd.env_clear()
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            .env("OSBUILD_SOURCE_PROGRESS", "1")
+            .env(PROGRESS_ENV, "1")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -407,12 +397,6 @@ fn tail(text: &str) -> String {
     let t = text.trim();
     let start = t.char_indices().rev().nth(499).map_or(0, |(i, _)| i);
     t[start..].to_owned()
-}
-
-fn error_text(message: &str) -> String {
-    let mut m = json::Map::new();
-    m.insert("error".into(), Value::String(message.to_owned()));
-    json::dumps(&Value::Object(m))
 }
 
 /// `Ok` unless the reply is `{"error": ...}`.

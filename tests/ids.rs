@@ -235,3 +235,23 @@ fn broken_module_description_is_reported_naming_the_file() {
         got[0]
     );
 }
+
+/// Validation sees the document that is hashed: a 40-digit integer and NaN are numbers to
+/// v10's jsonschema, so the manifest loads, and its id is the one v10 computes.
+#[test]
+fn big_integers_and_nan_validate_as_numbers() {
+    let lib = libdir();
+    let index = Index::new(lib.path());
+    let text = r#"{"pipeline": {"stages": [{"name": "org.osbuild.locale", "options": {"language": "C", "fs": [{"freq": 1234567890123456789012345678901234567890}, {"freq": NaN}]}}]}}"#;
+    let loaded = manifest::load(text, &index).unwrap_or_else(|e| panic!("{e}"));
+    // sha256(d("org.osbuild.locale") || d(None) || d(None) || d(options)), from v10's Python.
+    let v10 = "c2b13536f67bf3dd34f036126dafccc11a12baceae6796ca78f5ca8303cb4746";
+    assert_eq!(
+        loaded
+            .ids()
+            .iter()
+            .map(|id| id.as_str())
+            .collect::<Vec<_>>(),
+        [v10]
+    );
+}

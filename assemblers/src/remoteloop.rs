@@ -12,10 +12,13 @@ use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
+use osbuild_protocol::paths;
+use osbuild_protocol::remoteloop::{Reply, Request};
+
 use crate::AssemblerError;
 
 /// Where the engine serves the API inside the sandbox.
-pub const SOCKET: &str = "/run/osbuild/api/remoteloop";
+pub const SOCKET: &str = paths::REMOTELOOP_API;
 
 /// A loop device node the engine made for us; the node is removed on drop.
 #[derive(Debug)]
@@ -36,39 +39,15 @@ impl Drop for LoopDevice {
     }
 }
 
-/// The request body (without descriptors), as v10 sends it: zero values are left out.
-pub fn request_json(offset: u64, sizelimit: u64) -> String {
-    let mut obj = serde_json::Map::new();
-    obj.insert("fd".into(), 0.into());
-    obj.insert("dir_fd".into(), 1.into());
-    if offset != 0 {
-        obj.insert("offset".into(), offset.into());
-    }
-    if sizelimit != 0 {
-        obj.insert("sizelimit".into(), sizelimit.into());
-    }
-    serde_json::Value::Object(obj).to_string()
-}
-
-/// Reads the device name out of a reply; only a plain `loopN` is accepted.
-pub fn parse_reply(reply: &[u8]) -> Result<String, AssemblerError> {
+/// The device name out of a reply, or the engine's error.
+fn devname(reply: &[u8]) -> Result<String, AssemblerError> {
     let bad = |why: String| AssemblerError::Tool(format!("remoteloop: {why}"));
-    let v: serde_json::Value =
-        serde_json::from_slice(reply).map_err(|e| bad(format!("reply is not JSON: {e}")))?;
-    if let Some(err) = v.get("error").and_then(|e| e.as_str()) {
-        return Err(bad(format!(
+    match Reply::parse(reply).map_err(|e| bad(e.to_string()))? {
+        Reply::Devname(name) => Ok(name),
+        Reply::Error(err) => Err(bad(format!(
             "the engine could not make a loop device: {err}"
-        )));
+        ))),
     }
-    let name = v
-        .get("devname")
-        .and_then(|d| d.as_str())
-        .ok_or_else(|| bad("reply has no \"devname\"".into()))?;
-    let digits = name.strip_prefix("loop").unwrap_or("");
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(bad(format!("unexpected device name {name:?}")));
-    }
-    Ok(name.to_owned())
 }
 
 fn os_err(what: &str) -> AssemblerError {
@@ -93,9 +72,9 @@ pub fn device(file: &Path, offset: u64, sizelimit: u64) -> Result<LoopDevice, As
         .open(file)
         .map_err(|e| AssemblerError::Tool(format!("opening {}: {e}", file.display())))?;
     let dev = File::open("/dev").map_err(|e| AssemblerError::Tool(format!("opening /dev: {e}")))?;
-    let body = request_json(offset, sizelimit);
+    let body = Request::new(offset, sizelimit).to_wire();
     let reply = exchange(body.as_bytes(), &[backing.as_raw_fd(), dev.as_raw_fd()])?;
-    let name = parse_reply(&reply)?;
+    let name = devname(&reply)?;
     Ok(LoopDevice {
         path: Path::new("/dev").join(name),
     })
@@ -180,22 +159,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn request_leaves_out_zero_values() {
-        let cases = [
-            (0, 0, r#"{"fd":0,"dir_fd":1}"#),
-            (1048576, 0, r#"{"fd":0,"dir_fd":1,"offset":1048576}"#),
-            (
-                512,
-                4096,
-                r#"{"fd":0,"dir_fd":1,"offset":512,"sizelimit":4096}"#,
-            ),
-        ];
-        for (offset, size, want) in cases {
-            assert_eq!(request_json(offset, size), want);
-        }
-    }
-
-    #[test]
     fn reply_table() {
         let cases: [(&str, Result<&str, &str>); 5] = [
             (r#"{"devname": "loop7"}"#, Ok("loop7")),
@@ -208,7 +171,7 @@ mod tests {
             ("nope", Err("reply is not JSON")),
         ];
         for (reply, want) in cases {
-            match (parse_reply(reply.as_bytes()), want) {
+            match (devname(reply.as_bytes()), want) {
                 (Ok(n), Ok(w)) => assert_eq!(n, w),
                 (Err(e), Err(w)) => assert!(e.to_string().contains(w), "{e}"),
                 (got, _) => panic!("{reply}: {got:?}"),

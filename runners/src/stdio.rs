@@ -17,8 +17,10 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::Duration;
 
+use osbuild_protocol::{paths, stdio};
+
 /// Where the API socket is inside the build root.
-pub const API_SOCKET: &str = "/run/osbuild/api/osbuild";
+pub const API_SOCKET: &str = paths::OSBUILD_API;
 
 /// How long the runner waits for the host's reply before giving up.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -139,7 +141,7 @@ pub fn request_stdio(socket: &Path, timeout: Duration) -> Result<StdioFds, Stdio
         return Err(os_err("connect"));
     }
 
-    let request = br#"{"method": "setup-stdio"}"#;
+    let request = stdio::Request::setup_stdio().to_wire();
     // SAFETY: valid fd and buffer of the given length.
     let sent = unsafe { libc::send(fd, request.as_ptr().cast(), request.len(), 0) };
     if sent < 0 {
@@ -147,14 +149,8 @@ pub fn request_stdio(socket: &Path, timeout: Duration) -> Result<StdioFds, Stdio
     }
 
     let (payload, mut fds) = receive(fd)?;
-    let reply: serde_json::Value = serde_json::from_slice(&payload)
-        .map_err(|e| StdioError::BadReply(format!("not JSON ({e})")))?;
-    let index = |key: &str| -> Result<usize, StdioError> {
-        let i = reply
-            .get(key)
-            .and_then(serde_json::Value::as_u64)
-            .ok_or_else(|| StdioError::BadReply(format!("no integer {key:?} in {reply}")))?
-            as usize;
+    let reply = stdio::Reply::parse(&payload).map_err(|e| StdioError::BadReply(e.to_string()))?;
+    let index = |key: &str, i: usize| -> Result<usize, StdioError> {
         if i >= fds.len() {
             return Err(StdioError::BadReply(format!(
                 "{key:?} is descriptor {i} but only {} were passed",
@@ -163,7 +159,11 @@ pub fn request_stdio(socket: &Path, timeout: Duration) -> Result<StdioFds, Stdio
         }
         Ok(i)
     };
-    let (i, o, e) = (index("stdin")?, index("stdout")?, index("stderr")?);
+    let (i, o, e) = (
+        index("stdin", reply.stdin)?,
+        index("stdout", reply.stdout)?,
+        index("stderr", reply.stderr)?,
+    );
     let dup = |fd: &OwnedFd| {
         fd.try_clone().map_err(|source| StdioError::Io {
             what: "dup",

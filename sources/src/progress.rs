@@ -12,9 +12,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// The environment variable that turns progress lines on.
-pub const ENV: &str = "OSBUILD_SOURCE_PROGRESS";
+pub use osbuild_protocol::source::PROGRESS_ENV as ENV;
 /// The prefix of each progress line.
-pub const PREFIX: &str = "osbuild-source-progress ";
+pub use osbuild_protocol::source::PROGRESS_PREFIX as PREFIX;
 
 const INTERVAL: Duration = Duration::from_millis(200);
 

@@ -27,6 +27,8 @@ use nix::sys::socket::{
     ControlMessageOwned, MsgFlags, SockFlag, SockType, UnixAddr,
 };
 
+use osbuild_protocol::{paths, sources_api, stdio};
+
 use super::{io_err, BuildRootError, NetNs};
 
 /// A datagram socket bound at `path` (inside `netns` when given: a socket keeps the network
@@ -113,7 +115,7 @@ impl ApiServer {
         let flag = requested.clone();
         let socket = SocketThread::spawn(
             "osbuild-api",
-            dir.join("osbuild"),
+            dir.join(paths::OSBUILD_SOCKET),
             netns,
             move |sock, stop| serve(sock, stdin, stdout, stop, &flag),
         )?;
@@ -217,15 +219,14 @@ fn serve(
                 continue;
             }
         };
-        let method = serde_json::from_slice::<serde_json::Value>(&req.payload)
-            .ok()
-            .and_then(|v| v.get("method").and_then(|m| m.as_str()).map(str::to_owned));
+        let method = stdio::Request::parse(&req.payload).map(|r| r.method);
         match (method.as_deref(), req.peer) {
-            (Some("setup-stdio"), Some(peer)) => {
-                let reply = br#"{"stdin": 0, "stdout": 1, "stderr": 2}"#;
+            (Some(stdio::SETUP_STDIO), Some(peer)) => {
+                let reply = stdio::Reply::IN_ORDER.to_wire();
+                // In the reply's order: stdin, stdout, stderr.
                 let fds = [stdin.as_raw_fd(), stdout.as_raw_fd(), stdout.as_raw_fd()];
                 let cmsg = [ControlMessage::ScmRights(&fds)];
-                let iov = [IoSlice::new(reply)];
+                let iov = [IoSlice::new(reply.as_bytes())];
                 match sendmsg(
                     sock.as_raw_fd(),
                     &iov,
@@ -237,7 +238,7 @@ fn serve(
                     Err(e) => tracing::warn!("API socket: replying to setup-stdio: {e}"),
                 }
             }
-            (Some("setup-stdio"), None) => {
+            (Some(stdio::SETUP_STDIO), None) => {
                 tracing::warn!(
                     "API socket: setup-stdio from an unbound socket (SO_PASSCRED not set?)"
                 )
@@ -249,9 +250,6 @@ fn serve(
 
 /// Answers one sources API request (the datagram's bytes) with the reply JSON text.
 pub type SourcesHandler = Arc<dyn Fn(&[u8]) -> String + Send + Sync>;
-
-/// The largest datagram either side of the sources API handles (v10's client reads 64 KiB).
-const SOURCES_MAX: usize = 65536;
 
 /// Serves one sandbox's `sources` endpoint until dropped. The serving thread is in the
 /// engine's network namespace: the sources it starts need the host's network.
@@ -268,7 +266,7 @@ impl SourcesServer {
     ) -> Result<Self, BuildRootError> {
         let socket = SocketThread::spawn(
             "osbuild-sources-api",
-            dir.join("sources"),
+            dir.join(paths::SOURCES_SOCKET),
             netns,
             move |sock, stop| serve_sources(sock, &handler, stop),
         )?;
@@ -278,7 +276,7 @@ impl SourcesServer {
 
 fn serve_sources(sock: OwnedFd, handler: &SourcesHandler, stop: &AtomicBool) {
     while !stop.load(Ordering::SeqCst) {
-        let req = match receive_up_to(&sock, SOURCES_MAX) {
+        let req = match receive_up_to(&sock, sources_api::MAX_DATAGRAM) {
             Ok(_) if stop.load(Ordering::SeqCst) => break,
             Ok(r) => r,
             Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => continue,
@@ -293,11 +291,12 @@ fn serve_sources(sock: OwnedFd, handler: &SourcesHandler, stop: &AtomicBool) {
             continue;
         };
         let mut reply = handler(&req.payload);
-        if reply.len() > SOURCES_MAX {
-            reply = format!(
-                "{{\"error\": \"the source's reply is {} bytes, more than the API's {SOURCES_MAX}\"}}",
-                reply.len()
-            );
+        if reply.len() > sources_api::MAX_DATAGRAM {
+            reply = sources_api::error_reply(&format!(
+                "the source's reply is {} bytes, more than the API's {}",
+                reply.len(),
+                sources_api::MAX_DATAGRAM
+            ));
         }
         let iov = [IoSlice::new(reply.as_bytes())];
         if let Err(e) =

@@ -71,11 +71,7 @@ fn grantable_capabilities() -> Vec<&'static str> {
 }
 
 /// Where things appear inside the sandbox.
-pub const LIB_DIR: &str = "/run/osbuild/lib";
-pub const API_DIR: &str = "/run/osbuild/api";
-pub const TREE_DIR: &str = "/run/osbuild/tree";
-pub const OUTPUT_DIR: &str = "/run/osbuild/output";
-pub const SOURCES_DIR: &str = "/run/osbuild/sources";
+pub use osbuild_protocol::paths::{API_DIR, LIB_DIR, OUTPUT_DIR, SOURCES_DIR, TREE_DIR};
 
 /// The directories of the build tree that make up the sandbox's root filesystem.
 const ROOT_DIRS: &[&str] = &["usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32"];

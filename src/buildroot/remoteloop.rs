@@ -21,6 +21,9 @@ use std::time::Duration;
 
 use nix::sys::socket::{recvmsg, sendto, ControlMessageOwned, MsgFlags, UnixAddr};
 
+use osbuild_protocol::paths;
+use osbuild_protocol::remoteloop::{Reply, Request};
+
 use super::api::SocketThread;
 use super::{BuildRootError, NetNs};
 
@@ -49,53 +52,6 @@ struct LoopInfo64 {
     lo_init: [u64; 2],
 }
 
-/// One request, parsed from its JSON (the descriptors travel beside it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LoopRequest {
-    /// Index of the backing file among the passed descriptors.
-    pub fd: usize,
-    /// Index of the directory for the node.
-    pub dir_fd: usize,
-    pub offset: u64,
-    /// 0: to the end of the file.
-    pub sizelimit: u64,
-}
-
-impl LoopRequest {
-    /// Parses the JSON body; `fds` is the number of descriptors that came with it.
-    pub fn parse(body: &[u8], fds: usize) -> Result<Self, String> {
-        let v: serde_json::Value =
-            serde_json::from_slice(body).map_err(|e| format!("request is not JSON: {e}"))?;
-        let index = |key: &str| -> Result<usize, String> {
-            let i = v
-                .get(key)
-                .and_then(|i| i.as_u64())
-                .ok_or_else(|| format!("\"{key}\" must be a descriptor index"))?
-                as usize;
-            if i >= fds {
-                return Err(format!(
-                    "\"{key}\" is {i} but only {fds} descriptors were passed"
-                ));
-            }
-            Ok(i)
-        };
-        let num = |key: &str| -> Result<u64, String> {
-            match v.get(key) {
-                None | Some(serde_json::Value::Null) => Ok(0),
-                Some(n) => n
-                    .as_u64()
-                    .ok_or_else(|| format!("\"{key}\" must be a non-negative integer")),
-            }
-        };
-        Ok(LoopRequest {
-            fd: index("fd")?,
-            dir_fd: index("dir_fd")?,
-            offset: num("offset")?,
-            sizelimit: num("sizelimit")?,
-        })
-    }
-}
-
 /// Serves one sandbox's `remoteloop` endpoint until dropped; then detaches every device.
 pub struct LoopServer {
     socket: Option<SocketThread>,
@@ -109,7 +65,7 @@ impl LoopServer {
         let made = devices.clone();
         let socket = SocketThread::spawn(
             "osbuild-remoteloop",
-            dir.join("remoteloop"),
+            dir.join(paths::REMOTELOOP_SOCKET),
             netns,
             move |sock, stop| serve(sock, stop, &made),
         )?;
@@ -199,18 +155,19 @@ fn serve(sock: OwnedFd, stop: &AtomicBool, devices: &Mutex<Vec<File>>) {
             break;
         }
         let body = &buf[..len];
-        let reply = match LoopRequest::parse(body, fds.len())
+        let reply = match Request::parse(body, fds.len())
+            .map_err(|e| e.to_string())
             .and_then(|req| make_device(&req, &fds, devices))
         {
-            Ok(name) => serde_json::json!({ "devname": name }),
+            Ok(name) => Reply::Devname(name),
             Err(e) => {
                 tracing::warn!("remoteloop: {e}");
-                serde_json::json!({ "error": e })
+                Reply::Error(e)
             }
         };
         match peer {
             Some(peer) => {
-                let text = reply.to_string();
+                let text = reply.to_wire();
                 if let Err(e) = sendto(sock.as_raw_fd(), text.as_bytes(), &peer, MsgFlags::empty())
                 {
                     tracing::warn!("remoteloop: replying: {e}");
@@ -227,7 +184,7 @@ fn errno_msg(what: &str) -> String {
 
 /// Makes the loop device and its node; returns `loopN`.
 fn make_device(
-    req: &LoopRequest,
+    req: &Request,
     fds: &[OwnedFd],
     devices: &Mutex<Vec<File>>,
 ) -> Result<String, String> {
@@ -295,53 +252,4 @@ fn make_device(
         return Ok(name);
     }
     Err("no free loop device (all were taken while trying)".into())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn request_table() {
-        let cases: [(&str, usize, Result<LoopRequest, &str>); 5] = [
-            (
-                r#"{"fd": 0, "dir_fd": 1}"#,
-                2,
-                Ok(LoopRequest {
-                    fd: 0,
-                    dir_fd: 1,
-                    offset: 0,
-                    sizelimit: 0,
-                }),
-            ),
-            (
-                r#"{"fd": 0, "dir_fd": 1, "offset": 1048576, "sizelimit": 4096}"#,
-                2,
-                Ok(LoopRequest {
-                    fd: 0,
-                    dir_fd: 1,
-                    offset: 1048576,
-                    sizelimit: 4096,
-                }),
-            ),
-            (
-                r#"{"fd": 0, "dir_fd": 1}"#,
-                1,
-                Err(r#""dir_fd" is 1 but only 1 descriptors were passed"#),
-            ),
-            (
-                r#"{"fd": 0, "dir_fd": 1, "offset": -1}"#,
-                2,
-                Err(r#""offset" must be a non-negative integer"#),
-            ),
-            ("x", 2, Err("request is not JSON")),
-        ];
-        for (body, n, want) in cases {
-            match (LoopRequest::parse(body.as_bytes(), n), want) {
-                (Ok(r), Ok(w)) => assert_eq!(r, w, "{body}"),
-                (Err(e), Err(w)) => assert!(e.contains(w), "{body}: {e}"),
-                (got, _) => panic!("{body}: {got:?}"),
-            }
-        }
-    }
 }

@@ -6,13 +6,12 @@ use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 
-use serde_json::{json, Value};
+use osbuild_protocol::paths;
+use osbuild_protocol::sources_api::{Reply, Request, MAX_DATAGRAM};
+use serde_json::Value;
 
 /// Where the engine serves the API inside the build root.
-pub const SOCKET: &str = "/run/osbuild/api/sources";
-
-/// The largest reply the engine sends (as v10's client reads).
-const MAX_REPLY: usize = 65536;
+pub const SOCKET: &str = paths::SOURCES_API;
 
 /// Asks `source` about `checksums` through the API at `socket`. The error says what went
 /// wrong (the source's own error, or why the API could not be reached), for the caller to
@@ -42,15 +41,17 @@ pub fn get(socket: &Path, source: &str, checksums: &[&str]) -> Result<Value, Str
     }
     sock.connect(socket)
         .map_err(|e| fail("cannot connect", e))?;
-    let request = json!({"source": source, "checksums": checksums}).to_string();
-    sock.send(request.as_bytes())
+    let request = Request {
+        source: source.to_owned(),
+        checksums: checksums.iter().map(|c| (*c).to_owned()).collect(),
+    };
+    sock.send(request.to_wire().as_bytes())
         .map_err(|e| fail("cannot send the request", e))?;
-    let mut buf = vec![0u8; MAX_REPLY];
+    let mut buf = vec![0u8; MAX_DATAGRAM];
     let n = sock.recv(&mut buf).map_err(|e| fail("no reply", e))?;
-    let reply: Value = serde_json::from_slice(&buf[..n])
-        .map_err(|e| format!("{source} sent a reply that is not JSON: {e}"))?;
-    if let Some(err) = reply.get("error") {
-        return Err(err.as_str().map_or_else(|| err.to_string(), str::to_owned));
+    match Reply::parse(&buf[..n]) {
+        Ok(Reply::Ok(reply)) => Ok(reply),
+        Ok(Reply::Error(message)) => Err(message),
+        Err(e) => Err(format!("{source} sent a reply that is not JSON: {e}")),
     }
-    Ok(reply)
 }

@@ -7,6 +7,7 @@
 //! accepts what `json.loads` accepts (RFC 8259 plus `NaN`/`Infinity`, duplicate keys with the
 //! last one winning) and reports errors with a 1-based line and column.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
 
@@ -176,10 +177,47 @@ impl Value {
         }
     }
 
-    /// Converts for schema validation: integers beyond `i64`/`u64` become floats and
-    /// `NaN`/infinities become `null` (serde_json has no representation for them).
+    /// Converts to serde_json: integers beyond `i64`/`u64` become floats and `NaN`/infinities
+    /// become `null` (serde_json has no representation for them).
     pub fn to_serde(&self) -> serde_json::Value {
+        self.to_serde_with(&|i| i.to_f64(), &|_| None)
+    }
+
+    /// Converts for schema validation, so that a schema judges the document that is hashed
+    /// as osbuild v10 (Python's `jsonschema`) judges it. serde_json numbers are `i64`, `u64`
+    /// or finite `f64`, so:
+    /// - an integer beyond `i64`/`u64` becomes the nearest `f64`, saturating at `±f64::MAX`:
+    ///   like Python's int it is an `"integer"` and a `"number"`, and it orders against any
+    ///   bound as the exact integer does (not `null`, which every numeric schema refuses);
+    /// - `±Infinity` becomes `±f64::MAX`: a `"number"` (Python's float) that exceeds every
+    ///   `maximum` (or undercuts every `minimum`); unlike v10, `"integer"` accepts it;
+    /// - `NaN` becomes `f64::MIN_POSITIVE`: a `"number"` and not an `"integer"`, as Python's
+    ///   NaN, and within any bound that allows zero (v10's NaN passes every bound).
+    pub fn to_schema_instance(&self) -> serde_json::Value {
+        let saturate = |f: f64| f.clamp(f64::MIN, f64::MAX);
+        let special = |f: f64| {
+            Some(if f.is_nan() {
+                f64::MIN_POSITIVE
+            } else {
+                saturate(f)
+            })
+        };
+        self.to_serde_with(&|i| saturate(i.to_f64()), &special)
+    }
+
+    /// `big` maps an integer beyond `i64`/`u64` to a float, `special` a non-finite float to
+    /// a finite one (`None`: `null`).
+    fn to_serde_with(
+        &self,
+        big: &dyn Fn(&Int) -> f64,
+        special: &dyn Fn(f64) -> Option<f64>,
+    ) -> serde_json::Value {
         use serde_json::Value as S;
+        let float = |f: f64| {
+            let f = if f.is_finite() { Some(f) } else { special(f) };
+            f.and_then(serde_json::Number::from_f64)
+                .map_or(S::Null, S::Number)
+        };
         match self {
             Value::Null => S::Null,
             Value::Bool(b) => S::Bool(*b),
@@ -189,15 +227,17 @@ impl Value {
                 } else if let Some(v) = i.as_u64() {
                     S::from(v)
                 } else {
-                    serde_json::Number::from_f64(i.to_f64()).map_or(S::Null, S::Number)
+                    float(big(i))
                 }
             }
-            Value::Float(f) => serde_json::Number::from_f64(*f).map_or(S::Null, S::Number),
+            Value::Float(f) => float(*f),
             Value::String(s) => S::String(s.clone()),
-            Value::Array(a) => S::Array(a.iter().map(Value::to_serde).collect()),
-            Value::Object(m) => {
-                S::Object(m.iter().map(|(k, v)| (k.clone(), v.to_serde())).collect())
-            }
+            Value::Array(a) => S::Array(a.iter().map(|v| v.to_serde_with(big, special)).collect()),
+            Value::Object(m) => S::Object(
+                m.iter()
+                    .map(|(k, v)| (k.clone(), v.to_serde_with(big, special)))
+                    .collect(),
+            ),
         }
     }
 
@@ -279,13 +319,24 @@ impl<T: Into<Value>> From<Option<T>> for Value {
 // Parsing
 
 /// Why a text is not JSON, with a 1-based line and column (in characters).
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("line {line}, column {column}: {message}")]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParseError {
     pub line: usize,
     pub column: usize,
     pub message: String,
 }
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "line {}, column {}: {}",
+            self.line, self.column, self.message
+        )
+    }
+}
+
+impl std::error::Error for ParseError {}
 
 /// Parses JSON text as Python's `json.loads` does: `NaN`, `Infinity` and `-Infinity` are
 /// accepted, a duplicate key keeps its last value, numbers with a fraction or exponent are
@@ -662,6 +713,51 @@ impl Parser<'_> {
 // ---------------------------------------------------------------------------------------------
 // Encoding
 
+/// One node of a tree the encoder walks: [`Value`] (keys sorted, as `sort_keys=True` writes
+/// them) or `serde_json::Value` (keys in insertion order, as Python writes a dict).
+enum Node<'a, T> {
+    Null,
+    Bool(bool),
+    Int(Cow<'a, str>),
+    Float(f64),
+    Str(&'a str),
+    Array(&'a [T]),
+    Object(Box<dyn Iterator<Item = (&'a String, &'a T)> + 'a>),
+}
+
+trait Tree: Sized {
+    fn node(&self) -> Node<'_, Self>;
+}
+
+impl Tree for Value {
+    fn node(&self) -> Node<'_, Self> {
+        match self {
+            Value::Null => Node::Null,
+            Value::Bool(b) => Node::Bool(*b),
+            Value::Int(i) => Node::Int(Cow::Borrowed(i.as_str())),
+            Value::Float(f) => Node::Float(*f),
+            Value::String(s) => Node::Str(s),
+            Value::Array(a) => Node::Array(a),
+            Value::Object(m) => Node::Object(Box::new(m.iter())),
+        }
+    }
+}
+
+impl Tree for serde_json::Value {
+    fn node(&self) -> Node<'_, Self> {
+        use serde_json::Value as S;
+        match self {
+            S::Null => Node::Null,
+            S::Bool(b) => Node::Bool(*b),
+            S::Number(n) if n.is_f64() => Node::Float(n.as_f64().unwrap_or(f64::NAN)),
+            S::Number(n) => Node::Int(Cow::Owned(n.to_string())),
+            S::String(s) => Node::Str(s),
+            S::Array(a) => Node::Array(a),
+            S::Object(m) => Node::Object(Box::new(m.iter())),
+        }
+    }
+}
+
 /// Encodes as Python's `json.dumps(v, sort_keys=True)`, byte for byte.
 pub fn dumps(v: &Value) -> String {
     let mut out = String::new();
@@ -676,9 +772,18 @@ pub fn dumps_pretty(v: &Value) -> String {
     out
 }
 
-fn write_compact(out: &mut String, v: &Value) {
-    match v {
-        Value::Array(a) => {
+/// Encodes a serde value as Python's `json.dumps(v)` (no `sort_keys`): struct fields and map
+/// entries keep their order. This is how messages that v10 writes with `json.dumps` are sent.
+pub fn to_python<T: serde::Serialize + ?Sized>(v: &T) -> Result<String, serde_json::Error> {
+    let tree = serde_json::to_value(v)?;
+    let mut out = String::new();
+    write_compact(&mut out, &tree);
+    Ok(out)
+}
+
+fn write_compact<T: Tree>(out: &mut String, v: &T) {
+    match v.node() {
+        Node::Array(a) => {
             out.push('[');
             for (i, item) in a.iter().enumerate() {
                 if i > 0 {
@@ -688,9 +793,9 @@ fn write_compact(out: &mut String, v: &Value) {
             }
             out.push(']');
         }
-        Value::Object(m) => {
+        Node::Object(entries) => {
             out.push('{');
-            for (i, (k, item)) in m.iter().enumerate() {
+            for (i, (k, item)) in entries.enumerate() {
                 if i > 0 {
                     out.push_str(", ");
                 }
@@ -743,15 +848,15 @@ fn write_pretty(out: &mut String, v: &Value, level: usize) {
     }
 }
 
-fn write_scalar(out: &mut String, v: &Value) {
+fn write_scalar<T>(out: &mut String, v: Node<'_, T>) {
     match v {
-        Value::Null => out.push_str("null"),
-        Value::Bool(true) => out.push_str("true"),
-        Value::Bool(false) => out.push_str("false"),
-        Value::Int(i) => out.push_str(i.as_str()),
-        Value::Float(f) => write_float(out, *f),
-        Value::String(s) => write_string(out, s),
-        Value::Array(_) | Value::Object(_) => unreachable!("containers are not scalars"),
+        Node::Null => out.push_str("null"),
+        Node::Bool(true) => out.push_str("true"),
+        Node::Bool(false) => out.push_str("false"),
+        Node::Int(i) => out.push_str(&i),
+        Node::Float(f) => write_float(out, f),
+        Node::Str(s) => write_string(out, s),
+        Node::Array(_) | Node::Object(_) => unreachable!("containers are not scalars"),
     }
 }
 
@@ -972,6 +1077,20 @@ mod tests {
         assert_eq!(back.get("i"), v.get("i"));
         assert_eq!(back.get("f"), Some(&Value::Float(1.5)));
         assert_eq!(back.get("s").and_then(Value::as_str), Some("x"));
+    }
+
+    #[test]
+    fn schema_instance_keeps_every_number_a_number() {
+        let v = parse(r#"{"big": 1234567890123456789012345678901234567890, "huge": 1e400, "nan": NaN, "inf": -Infinity, "i": 7}"#).unwrap();
+        let s = v.to_schema_instance();
+        assert_eq!(s["big"].as_f64(), Some(1.2345678901234568e39));
+        assert_eq!(s["huge"].as_f64(), Some(f64::MAX));
+        assert_eq!(s["nan"].as_f64(), Some(f64::MIN_POSITIVE));
+        assert_eq!(s["inf"].as_f64(), Some(f64::MIN));
+        assert_eq!(s["i"], serde_json::json!(7));
+        let digits = "9".repeat(400);
+        let v = parse(&digits).unwrap();
+        assert_eq!(v.to_schema_instance().as_f64(), Some(f64::MAX));
     }
 
     #[test]
