@@ -18,7 +18,8 @@
 //! - [`debian`]: resolving Debian packages with apt into a manifest for `org.osbuild.dpkg`.
 //! - [`dnf`]: pinning rpm repositories by their metadata checksum into a manifest for
 //!   `org.osbuild.dnf`.
-//! - [`pipeline`]: running a manifest: caching, checkpoints, results.
+//! - [`events`]: what happens during a build ([`events::Event`]), for whoever watches it.
+//! - [`pipeline`]: running a build request: caching, checkpoints, results.
 //! - [`sources`]: running the libdir's sources on the host: fetching before the build, and the
 //!   sources API stages call.
 //! - [`service`]: the `osbuildd` D-Bus service (jobs, polkit, signals, journal).
@@ -28,6 +29,7 @@ pub mod buildroot;
 pub mod cli;
 pub mod debian;
 pub mod dnf;
+pub mod events;
 pub mod id;
 pub mod json;
 pub mod manifest;

@@ -20,9 +20,10 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::buildroot::Cancel;
+pub use crate::events::SourceProgress as Progress;
+use crate::events::{Event, Monitor};
 use crate::json::{self, Value};
 use crate::modules::{Index, ModuleKind};
-use crate::pipeline::{Event, Monitor};
 use crate::store::{Store, StoreError};
 
 /// The stderr prefix of a progress line.
@@ -62,16 +63,6 @@ pub enum SourceError {
     Store(#[from] StoreError),
     #[error("cancelled")]
     Cancelled,
-}
-
-/// Where a source stands while it fetches.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Progress {
-    pub files_done: u64,
-    pub files_total: u64,
-    pub bytes_done: u64,
-    /// What is known so far (it can grow as responses arrive).
-    pub bytes_total: u64,
 }
 
 impl Progress {
