@@ -20,7 +20,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::buildroot::Cancel;
-pub use crate::events::SourceProgress as Progress;
+use crate::events::SourceProgress as Progress;
 use crate::events::{Event, Monitor};
 use crate::json::{self, Value};
 use crate::modules::{Index, ModuleKind};

@@ -626,10 +626,7 @@ fn privileged_service_concurrent_jobs_share_a_stage_built_once() {
         }
         assert_eq!(slow_runs, 1, "the shared stage ran once");
         let objects = p.list_objects().await.unwrap();
-        let outputs = objects
-            .iter()
-            .filter(|o| String::try_from(o["kind"].clone()).unwrap() == "output")
-            .count();
+        let outputs = objects.iter().filter(|o| o.kind == "output").count();
         assert_eq!(outputs, 2, "two different outputs");
     });
     assert!(f.store_names("tmp").is_empty());

@@ -151,17 +151,7 @@ async fn connect(address: &Option<String>) -> anyhow::Result<Connection> {
 
 async fn run(args: Args) -> anyhow::Result<i32> {
     if let Cmd::Inspect { manifest, libdir } = &args.command {
-        let text = super::read_input(manifest)?;
-        return match manifest::load(&text, &Index::new(libdir)) {
-            Ok(m) => {
-                println!("{}", json::dumps_pretty(&m.describe()));
-                Ok(0)
-            }
-            Err(e) => {
-                eprintln!("osbuildctl: invalid manifest:\n{e}");
-                Ok(2)
-            }
-        };
+        return inspect(manifest, libdir);
     }
     let conn = connect(&args.address).await?;
     let proxy = Builder1Proxy::new(&conn).await?;
@@ -228,6 +218,21 @@ async fn run(args: Args) -> anyhow::Result<i32> {
             Ok(0)
         }
         Cmd::Inspect { .. } => unreachable!("handled above"),
+    }
+}
+
+/// `inspect`: the manifest with every stage's id, checked locally against `libdir`.
+fn inspect(manifest: &str, libdir: &Path) -> anyhow::Result<i32> {
+    let text = super::read_input(manifest)?;
+    match manifest::load(&text, &Index::new(libdir)) {
+        Ok(m) => {
+            println!("{}", json::dumps_pretty(&m.describe()));
+            Ok(0)
+        }
+        Err(e) => {
+            eprintln!("osbuildctl: invalid manifest:\n{e}");
+            Ok(2)
+        }
     }
 }
 
