@@ -15,7 +15,8 @@
 //! - [`store`]: the object store (objects, refs, treesum, copy-on-write objects, pruning).
 //! - [`mount`]: bind mounts with owners, and the private mount namespace.
 //! - [`buildroot`]: the bubblewrap sandbox and the API sockets a stage talks to.
-//! - [`pipeline`]: running a manifest: caching, checkpoints, results.
+//! - [`events`]: what happens during a build ([`events::Event`]), for whoever watches it.
+//! - [`pipeline`]: running a build request: caching, checkpoints, results.
 //! - [`sources`]: running the libdir's sources on the host: fetching before the build, and the
 //!   sources API stages call.
 //! - [`service`]: the `osbuildd` D-Bus service (jobs, polkit, signals, journal).
@@ -25,6 +26,7 @@
 
 pub mod buildroot;
 pub mod cli;
+pub mod events;
 pub mod id;
 pub mod manifest;
 pub mod mkmanifest;

@@ -23,9 +23,10 @@ use osbuild_protocol::source::{PROGRESS_ENV, PROGRESS_PREFIX};
 use osbuild_protocol::sources_api::{self, error_reply};
 
 use crate::buildroot::Cancel;
+use crate::events::SourceProgress as Progress;
+use crate::events::{Event, Monitor};
 use crate::json::{self, Value};
 use crate::modules::{Index, ModuleKind};
-use crate::pipeline::{Event, Monitor};
 use crate::store::{Store, StoreError};
 
 /// Environment variables a source inherits from the engine (proxies and TLS roots); nothing
@@ -62,16 +63,6 @@ pub enum SourceError {
     Store(#[from] StoreError),
     #[error("cancelled")]
     Cancelled,
-}
-
-/// Where a source stands while it fetches.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Progress {
-    pub files_done: u64,
-    pub files_total: u64,
-    pub bytes_done: u64,
-    /// What is known so far (it can grow as responses arrive).
-    pub bytes_total: u64,
 }
 
 impl Progress {

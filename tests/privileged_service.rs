@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use common::{privileged, processes_matching, rpm_repo, Env};
 use futures_util::StreamExt;
-use osbuild::cli::osbuildctl::{error_reply, Builder1Proxy};
+use osbuild::service::client::{error_reply, Builder1Proxy};
+use osbuild::service::wire::BuildOptions;
 use serde_json::{json, Value};
 
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -371,7 +372,10 @@ fn privileged_service_root_builds_with_output_and_signals_in_order() {
         let mut all = p.inner().receive_all_signals().await.unwrap();
         let mut m2 = record_and_tar();
         m2["pipeline"]["stages"][0]["options"]["n"] = json!(2);
-        let job = p.build(&m2.to_string(), HashMap::new()).await.unwrap();
+        let job = p
+            .build(&m2.to_string(), &BuildOptions::default())
+            .await
+            .unwrap();
         let mut seen = Vec::new();
         while let Some(msg) = all.next().await {
             let h = msg.header();
@@ -593,9 +597,9 @@ fn privileged_service_concurrent_jobs_share_a_stage_built_once() {
         let mut finished = p.receive_job_finished().await.unwrap();
         let manifests = [slow_manifest("a"), slow_manifest("a"), slow_manifest("b")];
         let (j1, j2, j3) = futures_util::future::join3(
-            p.build(&manifests[0].to_string(), HashMap::new()),
-            p.build(&manifests[1].to_string(), HashMap::new()),
-            p.build(&manifests[2].to_string(), HashMap::new()),
+            p.build(&manifests[0].to_string(), &BuildOptions::default()),
+            p.build(&manifests[1].to_string(), &BuildOptions::default()),
+            p.build(&manifests[2].to_string(), &BuildOptions::default()),
         )
         .await;
         let jobs = [j1.unwrap(), j2.unwrap(), j3.unwrap()];
@@ -622,10 +626,7 @@ fn privileged_service_concurrent_jobs_share_a_stage_built_once() {
         }
         assert_eq!(slow_runs, 1, "the shared stage ran once");
         let objects = p.list_objects().await.unwrap();
-        let outputs = objects
-            .iter()
-            .filter(|o| String::try_from(o["kind"].clone()).unwrap() == "output")
-            .count();
+        let outputs = objects.iter().filter(|o| o.kind == "output").count();
         assert_eq!(outputs, 2, "two different outputs");
     });
     assert!(f.store_names("tmp").is_empty());
@@ -747,7 +748,10 @@ fn privileged_service_bad_manifests_get_clear_errors_and_no_side_effects() {
         let conn = f.conn().await;
         let p = Builder1Proxy::new(&conn).await.unwrap();
         for (manifest, name, fragment) in &cases {
-            let e = p.build(manifest, HashMap::new()).await.unwrap_err();
+            let e = p
+                .build(manifest, &BuildOptions::default())
+                .await
+                .unwrap_err();
             let (got, msg) = error_reply(&e).unwrap();
             assert_eq!(got, format!("org.osbuild.Builder1.Error.{name}"), "{msg}");
             assert!(msg.contains(fragment), "{name}: '{fragment}' not in {msg}");

@@ -17,6 +17,7 @@
 mod api;
 mod dev;
 mod netns;
+mod prepare;
 mod remoteloop;
 
 use std::ffi::OsString;
@@ -32,6 +33,7 @@ use std::time::Duration;
 use crate::modules::ModuleKind;
 
 pub use api::{ApiServer, SourcesHandler, SourcesServer};
+pub use prepare::{ModuleRun, SharedRoot};
 pub use remoteloop::LoopServer;
 
 /// Capabilities a module keeps (osbuild's `DEFAULT_CAPABILITIES`), with their numbers; all

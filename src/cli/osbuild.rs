@@ -3,20 +3,20 @@
 //! Exit codes: 0 success, 1 build failure (or an unknown checkpoint, or a set-up error),
 //! 2 invalid manifest, 130 interrupted by SIGINT/SIGTERM (after cleaning up).
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
 use clap::Parser;
 
 use crate::buildroot::Cancel;
+use crate::events::{Event, Monitor, SourceProgress};
 use crate::id::ObjectId;
-use crate::json::{self, Value};
-use crate::manifest::{self, ManifestError};
+use crate::json;
+use crate::manifest::ManifestError;
 use crate::modules::{Index, ModuleKind};
-use crate::pipeline::{BuildError, Builder, Event, Monitor};
+use crate::pipeline::{BuildError, Builder, CheckpointsOnly, Overrides, Request, RequestError};
 use crate::store::Store;
 
 /// Build operating system images.
@@ -91,61 +91,36 @@ fn init_logging() {
         .try_init();
 }
 
-fn read_json_file(path: &PathBuf, what: &str) -> anyhow::Result<Value> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading {what} {}", path.display()))?;
-    json::parse(&text).map_err(|e| anyhow::anyhow!("{what} {}: invalid JSON: {e}", path.display()))
+/// The text of an optional input file; `what` names it in the error.
+fn read_file(path: Option<&Path>, what: &str) -> anyhow::Result<Option<String>> {
+    path.map(|p| {
+        std::fs::read_to_string(p).with_context(|| format!("reading {what}{}", p.display()))
+    })
+    .transpose()
 }
 
 fn run(args: Args) -> anyhow::Result<i32> {
     let text = super::read_input(&args.manifest)?;
     let index = Index::new(&args.libdir);
-    let mut manifest = match manifest::load(&text, &index) {
-        Ok(m) => m,
-        Err(e) => return Ok(report_invalid(&e, args.json || args.inspect)),
+    let overrides = Overrides {
+        build_env: read_file(args.build_env.as_deref(), "")?,
+        sources: read_file(args.sources.as_deref(), "sources ")?,
+        secrets: read_file(args.secrets.as_deref(), "secrets ")?,
+        // --inspect builds nothing, so it ignores checkpoints.
+        checkpoints: if args.inspect {
+            Vec::new()
+        } else {
+            args.checkpoint.clone()
+        },
     };
-    if let Some(path) = &args.build_env {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        match manifest::parse_build_env(&text) {
-            Ok(build) => manifest.prepend_build_env(build),
-            Err(e) => return Ok(report_invalid(&e, args.json)),
-        }
-    }
-    if let Some(path) = &args.sources {
-        manifest.sources = match read_json_file(path, "sources")? {
-            Value::Object(map) => map.into_iter().collect::<BTreeMap<_, _>>(),
-            _ => anyhow::bail!("sources {}: expected a JSON object", path.display()),
-        };
-    }
-    let secrets = match &args.secrets {
-        Some(path) => Some(read_json_file(path, "secrets")?),
-        None => None,
+    let request = match Request::new(&text, &index, overrides) {
+        Ok(r) => r,
+        Err(e) => return refused(e, &args),
     };
     if args.inspect {
-        println!("{}", json::dumps_pretty(&manifest.describe()));
+        println!("{}", json::dumps_pretty(&request.manifest.describe()));
         return Ok(0);
     }
-
-    let mut checkpoints = BTreeSet::new();
-    let known: BTreeSet<&ObjectId> = manifest.ids().into_iter().collect();
-    let mut missed = false;
-    for c in &args.checkpoint {
-        match ObjectId::parse(c) {
-            Ok(id) if known.contains(&id) => {
-                checkpoints.insert(id);
-            }
-            _ => {
-                println!("Checkpoint {BOLD}{c}{RESET} not found!");
-                missed = true;
-            }
-        }
-    }
-    if missed {
-        println!("{RESET}{BOLD}{RED}Failed{RESET}");
-        return Ok(1);
-    }
-
     if !nix::unistd::geteuid().is_root() {
         anyhow::bail!(
             "building needs root (it creates namespaces and mounts); run it with sudo, or use osbuildctl to build through the osbuildd service"
@@ -160,22 +135,28 @@ fn run(args: Args) -> anyhow::Result<i32> {
     let builder = Builder {
         store: &store,
         index: &index,
-        checkpoints,
+        commit: &CheckpointsOnly,
         cancel: Cancel::with_signal(&INTERRUPTED),
     };
+    build(&builder, &request, args.json)
+}
+
+/// Builds `request` and prints the outcome as v10 does; returns the exit code.
+fn build(builder: &Builder<'_>, request: &Request, as_json: bool) -> anyhow::Result<i32> {
     let mut log = HumanLog {
-        enabled: !args.json,
+        enabled: !as_json,
         color: std::io::stdout().is_terminal(),
         fetched: None,
     };
-    match builder.build_with_secrets(&manifest, secrets.as_ref(), &mut log) {
+    match builder.build(request, &mut log) {
         Ok(result) => {
-            if args.json {
+            let pipeline = &request.manifest.pipeline;
+            if as_json {
                 println!("{}", result.to_json());
             } else if result.success {
                 let show = |id: Option<&ObjectId>| id.map_or("None".to_string(), |i| i.to_string());
-                println!("tree id: {}", show(manifest.pipeline.tree_id()));
-                println!("output id: {}", show(manifest.pipeline.output_id()));
+                println!("tree id: {}", show(pipeline.tree_id()));
+                println!("output id: {}", show(pipeline.output_id()));
             } else {
                 println!();
                 println!("{}", log.paint(&format!("{BOLD}{RED}Failed{RESET}")));
@@ -188,6 +169,35 @@ fn run(args: Args) -> anyhow::Result<i32> {
             Ok(130)
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// v10's answers to a refused request: exit code 2 for an invalid manifest (or build
+/// environment), 1 with a message for the rest.
+fn refused(e: RequestError, args: &Args) -> anyhow::Result<i32> {
+    let path = |p: &Option<PathBuf>| p.as_deref().unwrap_or(Path::new("")).display().to_string();
+    match e {
+        RequestError::Manifest(e) => Ok(report_invalid(&e, args.json || args.inspect)),
+        RequestError::BuildEnv(e) => Ok(report_invalid(&e, args.json)),
+        RequestError::SourcesNotJson(e) => {
+            anyhow::bail!("sources {}: invalid JSON: {e}", path(&args.sources))
+        }
+        RequestError::SourcesNotObject => {
+            anyhow::bail!("sources {}: expected a JSON object", path(&args.sources))
+        }
+        RequestError::SecretsNotJson(e) => {
+            anyhow::bail!("secrets {}: invalid JSON: {e}", path(&args.secrets))
+        }
+        RequestError::SecretsNotObject => {
+            anyhow::bail!("secrets {}: expected a JSON object", path(&args.secrets))
+        }
+        RequestError::UnknownCheckpoints(list) => {
+            for c in list {
+                println!("Checkpoint {BOLD}{c}{RESET} not found!");
+            }
+            println!("{RESET}{BOLD}{RED}Failed{RESET}");
+            Ok(1)
+        }
     }
 }
 
@@ -231,7 +241,7 @@ struct HumanLog {
     enabled: bool,
     color: bool,
     /// The last progress of the source being fetched.
-    fetched: Option<crate::pipeline::SourceProgress>,
+    fetched: Option<SourceProgress>,
 }
 
 impl HumanLog {

@@ -4,7 +4,6 @@
 //! the request (invalid manifest, option or argument); 3 not authorized; 4 the daemon or the
 //! bus is unreachable; 130 the build was cancelled (Ctrl-C cancels the job).
 
-use std::collections::HashMap;
 use std::io::{IsTerminal, Read};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -13,74 +12,16 @@ use std::process::{Command, Stdio};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use futures_util::StreamExt;
-use zbus::{Connection, ObjectPath, OwnedObjectPath, OwnedVariant, Variant};
+use zbus::{Connection, OwnedObjectPath};
 
 use crate::json;
 use crate::manifest;
 use crate::modules::Index;
-
-/// The bus interface, as a client sees it.
-#[zbus::proxy(
-    interface = "org.osbuild.Builder1",
-    default_service = "org.osbuild.Builder1",
-    default_path = "/org/osbuild/Builder1"
-)]
-pub trait Builder1 {
-    fn build(
-        &self,
-        manifest: &str,
-        options: HashMap<&str, Variant<'_>>,
-    ) -> zbus::Result<OwnedObjectPath>;
-    fn cancel(&self, job: &ObjectPath<'_>) -> zbus::Result<()>;
-    fn list_jobs(&self) -> zbus::Result<Vec<OwnedObjectPath>>;
-    fn list_objects(&self) -> zbus::Result<Vec<HashMap<String, OwnedVariant>>>;
-    fn prune(&self, budget: u64) -> zbus::Result<u64>;
-    fn open_output(&self, id: &str, path: &str) -> zbus::Result<zbus::OwnedFd>;
-    fn export_output(&self, id: &str, fd: zbus::Fd<'_>) -> zbus::Result<()>;
-    #[zbus(signal)]
-    fn job_new(&self, job: ObjectPath<'_>) -> zbus::Result<()>;
-    #[zbus(signal)]
-    fn stage_started(
-        &self,
-        job: ObjectPath<'_>,
-        stage_id: &str,
-        name: &str,
-        index: u32,
-        total: u32,
-    ) -> zbus::Result<()>;
-    #[zbus(signal)]
-    fn stage_output(&self, job: ObjectPath<'_>, stage_id: &str, line: &str) -> zbus::Result<()>;
-    #[zbus(signal)]
-    fn stage_finished(
-        &self,
-        job: ObjectPath<'_>,
-        stage_id: &str,
-        name: &str,
-        success: bool,
-        seconds: f64,
-    ) -> zbus::Result<()>;
-    #[zbus(signal)]
-    fn job_finished(&self, job: ObjectPath<'_>, success: bool, result: &str) -> zbus::Result<()>;
-}
-
-/// A job object, as a client sees it.
-#[zbus::proxy(
-    interface = "org.osbuild.Builder1.Job",
-    default_service = "org.osbuild.Builder1"
-)]
-pub trait Job {
-    #[zbus(property)]
-    fn state(&self) -> zbus::Result<String>;
-    #[zbus(property)]
-    fn progress(&self) -> zbus::Result<f64>;
-    #[zbus(property)]
-    fn owner_uid(&self) -> zbus::Result<u32>;
-    #[zbus(property)]
-    fn tree_id(&self) -> zbus::Result<String>;
-    #[zbus(property)]
-    fn output_id(&self) -> zbus::Result<String>;
-    fn cancel(&self) -> zbus::Result<()>;
-}
+pub use crate::service::client::{error_reply, Builder1Proxy, JobProxy};
+use crate::service::client::{
+    JobFinishedStream, StageFinishedStream, StageOutputStream, StageStartedStream,
+};
+use crate::service::wire::BuildOptions;
 
 /// Build OS images through the osbuildd service.
 ///
@@ -161,22 +102,6 @@ pub fn main(args: Args) -> i32 {
     }
 }
 
-/// The D-Bus error name and message of a failed call, if it was an error reply.
-pub fn error_reply(e: &zbus::Error) -> Option<(String, String)> {
-    match e {
-        zbus::Error::MethodError(name, msg, _) => {
-            Some((name.to_string(), msg.clone().unwrap_or_default()))
-        }
-        zbus::Error::FDO(e) => Some((
-            zbus::DBusError::name(e.as_ref()).to_string(),
-            zbus::DBusError::description(e.as_ref())
-                .unwrap_or_default()
-                .to_owned(),
-        )),
-        _ => None,
-    }
-}
-
 fn exit_code_for(e: &anyhow::Error) -> i32 {
     for cause in e.chain() {
         if let Some((name, _)) = cause.downcast_ref::<zbus::Error>().and_then(error_reply) {
@@ -226,17 +151,7 @@ async fn connect(address: &Option<String>) -> anyhow::Result<Connection> {
 
 async fn run(args: Args) -> anyhow::Result<i32> {
     if let Cmd::Inspect { manifest, libdir } = &args.command {
-        let text = super::read_input(manifest)?;
-        return match manifest::load(&text, &Index::new(libdir)) {
-            Ok(m) => {
-                println!("{}", json::dumps_pretty(&m.describe()));
-                Ok(0)
-            }
-            Err(e) => {
-                eprintln!("osbuildctl: invalid manifest:\n{e}");
-                Ok(2)
-            }
-        };
+        return inspect(manifest, libdir);
     }
     let conn = connect(&args.address).await?;
     let proxy = Builder1Proxy::new(&conn).await?;
@@ -250,22 +165,19 @@ async fn run(args: Args) -> anyhow::Result<i32> {
             sources,
             secrets,
         } => {
-            let text = super::read_input(&manifest)?;
-            let sources = sources
-                .map(|p| {
+            let read = |p: Option<PathBuf>| {
+                p.map(|p| {
                     std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))
                 })
-                .transpose()?;
-            let secrets = secrets
-                .map(|p| {
-                    std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))
-                })
-                .transpose()?;
+                .transpose()
+            };
             let req = BuildRequest {
-                manifest: &text,
-                checkpoints: checkpoint,
-                sources,
-                secrets,
+                manifest: super::read_input(&manifest)?,
+                options: BuildOptions {
+                    checkpoints: (!checkpoint.is_empty()).then_some(checkpoint),
+                    sources: read(sources)?,
+                    secrets: read(secrets)?,
+                },
                 output,
                 json,
                 detach,
@@ -292,16 +204,7 @@ async fn run(args: Args) -> anyhow::Result<i32> {
         }
         Cmd::Objects => {
             for o in proxy.list_objects().await.map_err(explain)? {
-                let s = |k: &str| {
-                    o.get(k)
-                        .and_then(|v| String::try_from(v.clone()).ok())
-                        .unwrap_or_default()
-                };
-                let size = o
-                    .get("size")
-                    .and_then(|v| u64::try_from(v.clone()).ok())
-                    .unwrap_or(0);
-                println!("{}  {:<6} {size:>12}  {}", s("id"), s("kind"), s("treesum"));
+                println!("{}  {:<6} {:>12}  {}", o.id, o.kind, o.size, o.treesum);
             }
             Ok(0)
         }
@@ -315,6 +218,21 @@ async fn run(args: Args) -> anyhow::Result<i32> {
             Ok(0)
         }
         Cmd::Inspect { .. } => unreachable!("handled above"),
+    }
+}
+
+/// `inspect`: the manifest with every stage's id, checked locally against `libdir`.
+fn inspect(manifest: &str, libdir: &Path) -> anyhow::Result<i32> {
+    let text = super::read_input(manifest)?;
+    match manifest::load(&text, &Index::new(libdir)) {
+        Ok(m) => {
+            println!("{}", json::dumps_pretty(&m.describe()));
+            Ok(0)
+        }
+        Err(e) => {
+            eprintln!("osbuildctl: invalid manifest:\n{e}");
+            Ok(2)
+        }
     }
 }
 
@@ -364,11 +282,9 @@ pub async fn export(proxy: &Builder1Proxy<'_>, id: &str, dir: &Path) -> anyhow::
     Ok(())
 }
 
-struct BuildRequest<'a> {
-    manifest: &'a str,
-    checkpoints: Vec<String>,
-    sources: Option<String>,
-    secrets: Option<String>,
+struct BuildRequest {
+    manifest: String,
+    options: BuildOptions,
     output: Option<PathBuf>,
     json: bool,
     detach: bool,
@@ -391,35 +307,15 @@ impl Display {
     }
 }
 
-async fn build(
-    conn: &Connection,
-    proxy: &Builder1Proxy<'_>,
-    req: BuildRequest<'_>,
-) -> anyhow::Result<i32> {
-    // Subscribe before calling Build, so no signal of the job can be missed.
-    let mut started = proxy.receive_stage_started().await?;
-    let mut output = proxy.receive_stage_output().await?;
-    let mut finished = proxy.receive_stage_finished().await?;
-    let mut done = proxy.receive_job_finished().await?;
-
-    let mut options: HashMap<&str, Variant<'_>> = HashMap::new();
-    if !req.checkpoints.is_empty() {
-        options.insert("checkpoints", Variant::from(req.checkpoints.clone()));
-    }
-    if let Some(s) = &req.sources {
-        options.insert("sources", Variant::from(s.as_str()));
-    }
-    if let Some(s) = &req.secrets {
-        options.insert("secrets", Variant::from(s.as_str()));
-    }
-    let job = proxy.build(req.manifest, options).await.map_err(explain)?;
-    if req.detach {
-        println!("{}", job.as_str());
-        return Ok(0);
-    }
-    let display = if req.json {
-        Display::Quiet
-    } else if std::io::stderr().is_terminal() {
+impl Display {
+    /// Quiet with --json, a bar on a terminal, plain lines otherwise.
+    fn new(json: bool) -> Self {
+        if json {
+            return Display::Quiet;
+        }
+        if !std::io::stderr().is_terminal() {
+            return Display::Plain;
+        }
         let bar = indicatif::ProgressBar::new(1);
         bar.set_style(
             indicatif::ProgressStyle::with_template("{spinner} [{pos}/{len}] {msg} {elapsed}")
@@ -427,17 +323,74 @@ async fn build(
         );
         bar.enable_steady_tick(std::time::Duration::from_millis(200));
         Display::Bar(bar)
-    } else {
-        Display::Plain
-    };
+    }
+}
+
+/// The manager's signals about jobs, subscribed to before `Build` so none can be missed.
+struct JobSignals {
+    started: StageStartedStream,
+    output: StageOutputStream,
+    finished: StageFinishedStream,
+    done: JobFinishedStream,
+}
+
+impl JobSignals {
+    async fn subscribe(proxy: &Builder1Proxy<'_>) -> zbus::Result<Self> {
+        Ok(JobSignals {
+            started: proxy.receive_stage_started().await?,
+            output: proxy.receive_stage_output().await?,
+            finished: proxy.receive_stage_finished().await?,
+            done: proxy.receive_job_finished().await?,
+        })
+    }
+}
+
+/// How a followed job ended.
+struct Ending {
+    success: bool,
+    /// The `JobFinished` result JSON.
+    result: String,
+    /// Ctrl-C cancelled it.
+    cancelled: bool,
+}
+
+async fn build(
+    conn: &Connection,
+    proxy: &Builder1Proxy<'_>,
+    req: BuildRequest,
+) -> anyhow::Result<i32> {
+    let signals = JobSignals::subscribe(proxy).await?;
+    let job = proxy
+        .build(&req.manifest, &req.options)
+        .await
+        .map_err(explain)?;
+    if req.detach {
+        println!("{}", job.as_str());
+        return Ok(0);
+    }
+    let display = Display::new(req.json);
+    let ending = follow(conn, &job, &display, signals).await?;
+    if let Display::Bar(b) = &display {
+        b.finish_and_clear();
+    }
+    report(proxy, &req, ending).await
+}
+
+/// Shows the job's progress until it ends; Ctrl-C cancels it (once).
+async fn follow(
+    conn: &Connection,
+    job: &OwnedObjectPath,
+    display: &Display,
+    mut s: JobSignals,
+) -> anyhow::Result<Ending> {
     let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
     let mut cancelled = false;
-    let (success, result) = loop {
+    loop {
         tokio::select! {
-            Some(s) = started.next() => {
-                let Ok(a) = s.args() else { continue };
+            Some(sig) = s.started.next() => {
+                let Ok(a) = sig.args() else { continue };
                 if a.job != job.as_ref() { continue; }
-                match &display {
+                match display {
                     Display::Bar(b) => {
                         b.set_length(u64::from(a.total));
                         b.set_position(u64::from(a.index));
@@ -446,23 +399,24 @@ async fn build(
                     d => d.line(&format!("[{}/{}] {} {}", a.index + 1, a.total, a.name, a.stage_id)),
                 }
             }
-            Some(s) = output.next() => {
-                let Ok(a) = s.args() else { continue };
+            Some(sig) = s.output.next() => {
+                let Ok(a) = sig.args() else { continue };
                 if a.job != job.as_ref() { continue; }
                 display.line(a.line);
             }
-            Some(s) = finished.next() => {
-                let Ok(a) = s.args() else { continue };
+            Some(sig) = s.finished.next() => {
+                let Ok(a) = sig.args() else { continue };
                 if a.job != job.as_ref() { continue; }
-                match &display {
+                match display {
                     Display::Bar(b) => b.inc(1),
                     d => d.line(&format!("{} {} in {:.1}s", a.name, if a.success { "finished" } else { "FAILED" }, a.seconds)),
                 }
             }
-            Some(s) = done.next() => {
-                let Ok(a) = s.args() else { continue };
+            Some(sig) = s.done.next() => {
+                let Ok(a) = sig.args() else { continue };
                 if a.job != job.as_ref() { continue; }
-                break (a.success, a.result.to_string());
+                let result = a.result.to_string();
+                return Ok(Ending { success: a.success, result, cancelled });
             }
             r = &mut ctrl_c, if !cancelled => {
                 if r.is_ok() {
@@ -475,10 +429,20 @@ async fn build(
                 }
             }
         }
-    };
-    if let Display::Bar(b) = &display {
-        b.finish_and_clear();
     }
+}
+
+/// Prints the outcome, writes the output when asked, and returns the exit code.
+async fn report(
+    proxy: &Builder1Proxy<'_>,
+    req: &BuildRequest,
+    ending: Ending,
+) -> anyhow::Result<i32> {
+    let Ending {
+        success,
+        result,
+        cancelled,
+    } = ending;
     if req.json {
         println!("{result}");
     }

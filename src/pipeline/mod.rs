@@ -12,79 +12,38 @@
 //! One deliberate difference: a build pipeline is only built when something will run in it
 //! (v10 built it even when the tree was cached and no assembler followed).
 
+mod request;
 mod result;
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::buildroot::{BuildRoot, BuildRootError, Cancel, DevDir, NetNs, Sandbox, SourcesHandler};
+use crate::buildroot::{BuildRoot, BuildRootError, Cancel, ModuleRun, SharedRoot, SourcesHandler};
+use crate::events::{Event, Monitor};
 use crate::id::ObjectId;
 use crate::json::{self, Value};
-use crate::manifest::{Manifest, Pipeline, Stage};
+use crate::manifest::{Pipeline, Stage};
 use crate::modules::{Index, ModuleKind, RunnerError};
 use crate::sources::{SourceError, Sources};
 use crate::store::{Object, ObjectKind, Store, StoreError, TempDir};
 
-pub use crate::sources::Progress as SourceProgress;
+pub use request::{Overrides, Request, RequestError, Secrets};
 pub use result::{ModuleResult, PipelineResult};
 
-/// What happens during a build, for progress displays, logs and D-Bus signals.
-#[derive(Debug)]
-pub enum Event<'a> {
-    /// A stage or assembler is about to run. `index` counts from 0 within its pipeline;
-    /// `depth` is 0 for the main pipeline, 1 for its build pipeline, and so on.
-    ModuleStarted {
-        kind: ModuleKind,
-        name: &'a str,
-        id: &'a ObjectId,
-        options: &'a Value,
-        depth: usize,
-        index: usize,
-        total: usize,
-    },
-    /// One line the module printed.
-    Output { line: &'a str },
-    /// The module ended.
-    ModuleFinished {
-        kind: ModuleKind,
-        name: &'a str,
-        id: &'a ObjectId,
-        success: bool,
-        seconds: f64,
-    },
-    /// A source starts fetching `files` files, before any stage runs.
-    SourceStarted { name: &'a str, files: usize },
-    /// Files and bytes a source has in place so far.
-    SourceProgress {
-        name: &'a str,
-        progress: SourceProgress,
-    },
-    /// A source is done fetching (when `success` is false the build stops with its error).
-    SourceFinished {
-        name: &'a str,
-        success: bool,
-        seconds: f64,
-    },
+/// Which stage trees a build commits besides the request's checkpoints.
+pub trait CommitPolicy {
+    /// Whether to commit the tree after stage `id`, which is not a checkpoint.
+    fn also_commit(&self, id: &ObjectId) -> bool;
 }
 
-/// Receives [`Event`]s.
-pub trait Monitor {
-    fn event(&mut self, event: Event<'_>);
+/// Commits the checkpoints only (`osbuild`).
+pub struct CheckpointsOnly;
 
-    /// Whether to commit the tree after stage `id` although it is not a checkpoint: the
-    /// service answers yes when another queued job needs that stage, so it is built once.
-    fn keep(&mut self, _id: &ObjectId) -> bool {
+impl CommitPolicy for CheckpointsOnly {
+    fn also_commit(&self, _: &ObjectId) -> bool {
         false
     }
-}
-
-/// A monitor that ignores everything.
-pub struct NullMonitor;
-
-impl Monitor for NullMonitor {
-    fn event(&mut self, _: Event<'_>) {}
 }
 
 /// Why a build could not be carried out (a stage that fails is not an error: it is a result).
@@ -105,44 +64,31 @@ pub enum BuildError {
         name: String,
         libdir: PathBuf,
     },
-    #[error("checkpoint {0} not found in the manifest")]
-    UnknownCheckpoint(ObjectId),
     #[error("aborted")]
     Cancelled,
+    /// The build itself broke (its thread panicked, or could not start); a bug, not a result.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
-/// Everything a build needs besides the manifest.
+/// Everything a build needs besides the request.
 pub struct Builder<'a> {
     pub store: &'a Store,
     pub index: &'a Index,
-    /// Stage ids after which the tree is committed.
-    pub checkpoints: BTreeSet<ObjectId>,
+    /// Which trees are committed besides the checkpoints.
+    pub commit: &'a dyn CommitPolicy,
     pub cancel: Cancel,
 }
 
 impl Builder<'_> {
-    /// Builds `manifest`. `Ok` with `success: false` when a stage or the assembler failed.
+    /// Builds `request`. `Ok` with `success: false` when a stage or the assembler failed.
+    /// Secrets reach the source processes' stdin and nothing else.
     pub fn build(
         &self,
-        manifest: &Manifest,
+        request: &Request,
         monitor: &mut dyn Monitor,
     ) -> Result<PipelineResult, BuildError> {
-        self.build_with_secrets(manifest, None, monitor)
-    }
-
-    /// [`Self::build`] with secrets for the sources (`--secrets`: `{SOURCE: {...}}`), which
-    /// reach the source processes' stdin and nothing else.
-    pub fn build_with_secrets(
-        &self,
-        manifest: &Manifest,
-        secrets: Option<&Value>,
-        monitor: &mut dyn Monitor,
-    ) -> Result<PipelineResult, BuildError> {
-        let known: BTreeSet<&ObjectId> = manifest.ids().into_iter().collect();
-        if let Some(missing) = self.checkpoints.iter().find(|c| !known.contains(c)) {
-            return Err(BuildError::UnknownCheckpoint(missing.clone()));
-        }
-        let pipeline = &manifest.pipeline;
+        let pipeline = &request.manifest.pipeline;
         if let Some(output_id) = pipeline.output_id() {
             if self.store.contains(output_id) {
                 let tree_id = pipeline
@@ -155,13 +101,15 @@ impl Builder<'_> {
         let runner = self.runner_for(pipeline)?;
         // Everything the manifest names is fetched before the first stage: a missing file
         // fails the build here, with nothing built.
-        let sources = Sources::new(self.index, self.store, &manifest.sources, secrets)
+        let secrets = request.secrets.as_ref().map(Secrets::value);
+        let sources = Sources::new(self.index, self.store, &request.manifest.sources, secrets)
             .map_err(source_error)?;
         sources
             .fetch_all(self.store, &self.cancel, monitor)
             .map_err(source_error)?;
         let mut run = Run {
             b: self,
+            request,
             monitor,
             sources: Arc::new(sources),
         };
@@ -192,27 +140,21 @@ impl Builder<'_> {
 }
 
 /// The build root a pipeline's modules run in (the host, or a build pipeline's tree, kept alive
-/// here) and what its modules share: `/dev` and `/etc` (where the runner's set-up lands once).
+/// here) and what its modules share.
 struct BuildEnv {
     tree: Option<Object>,
-    netns: Arc<NetNs>,
-    dev: DevDir,
-    etc: PathBuf,
-    /// Owns the directories above; dropped last, after `dev` is unmounted.
+    shared: SharedRoot,
+    /// Owns the shared directories; dropped last, after `/dev` is unmounted.
     _scratch: TempDir,
 }
 
 impl BuildEnv {
     fn new(store: &Store, tree: Option<Object>) -> Result<Self, BuildError> {
         let scratch = store.tempdir("buildenv")?;
-        let dev = DevDir::new(&make_dir(scratch.path(), "dev")?)?;
-        let etc = make_dir(scratch.path(), "etc")?;
-        let netns = Arc::new(NetNs::new()?);
+        let shared = SharedRoot::new(scratch.path())?;
         Ok(Self {
             tree,
-            netns,
-            dev,
-            etc,
+            shared,
             _scratch: scratch,
         })
     }
@@ -238,15 +180,6 @@ impl Root {
     }
 }
 
-fn make_dir(parent: &Path, name: &str) -> Result<PathBuf, BuildError> {
-    let p = parent.join(name);
-    std::fs::create_dir(&p).map_err(crate::buildroot::io_err(format!(
-        "creating {}",
-        p.display()
-    )))?;
-    Ok(p)
-}
-
 fn source_error(e: SourceError) -> BuildError {
     match e {
         SourceError::Cancelled => BuildError::Cancelled,
@@ -257,11 +190,12 @@ fn source_error(e: SourceError) -> BuildError {
 
 struct Run<'a, 'm> {
     b: &'a Builder<'a>,
+    request: &'a Request,
     monitor: &'m mut dyn Monitor,
     sources: Arc<Sources>,
 }
 
-impl Run<'_, '_> {
+impl<'a> Run<'a, '_> {
     /// Builds a pipeline's tree. Returns its result and, when the caller needs them (`need`),
     /// the build root and the tree object; `None` for them after a failure.
     #[allow(clippy::type_complexity)]
@@ -311,15 +245,12 @@ impl Run<'_, '_> {
         let mut stages = Vec::new();
         let env = build_root.env(store)?;
         for (index, stage) in pipeline.stages.iter().enumerate().skip(first) {
-            let r = self.run_stage(
-                stage,
-                env,
-                &tree,
-                runner,
+            let at = Position {
                 depth,
                 index,
-                pipeline.stages.len(),
-            )?;
+                total: pipeline.stages.len(),
+            };
+            let r = self.run_stage(stage, env, &tree, runner, at)?;
             let ok = r.success;
             stages.push(r);
             if !ok {
@@ -327,7 +258,8 @@ impl Run<'_, '_> {
                 result.stages = Some(stages);
                 return Ok((result, None));
             }
-            if self.b.checkpoints.contains(&stage.id) || self.monitor.keep(&stage.id) {
+            if self.request.checkpoints.contains(&stage.id) || self.b.commit.also_commit(&stage.id)
+            {
                 store.commit(&tree, &stage.id, ObjectKind::Tree)?;
             }
         }
@@ -336,35 +268,26 @@ impl Run<'_, '_> {
         Ok((result, Some((build_root, tree))))
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn run_stage(
         &mut self,
         stage: &Stage,
         env: &BuildEnv,
         tree: &Object,
         runner: &str,
-        depth: usize,
-        index: usize,
-        total: usize,
+        at: Position,
     ) -> Result<ModuleResult, BuildError> {
         let args = json::dumps(&stage_args(&stage.options));
         let build_guard = env.tree.as_ref().map(Object::read).transpose()?;
         let root = build_guard.as_ref().map_or(Path::new("/"), |g| g.path());
         let tree_guard = tree.write()?;
-        self.run_module(
-            ModuleKind::Stage,
-            stage,
-            env,
+        let plan = self.plan(ModuleKind::Stage, stage, env, runner)?;
+        let plan = ModuleRun {
             root,
-            build_guard.is_some(),
-            tree_guard.path(),
-            None,
-            runner,
-            &args,
-            depth,
-            index,
-            total,
-        )
+            root_is_build_tree: build_guard.is_some(),
+            tree: tree_guard.path(),
+            ..plan
+        };
+        self.run_module(stage, plan, &args, at)
     }
 
     fn assemble(
@@ -392,20 +315,20 @@ impl Run<'_, '_> {
             let root = build_guard.as_ref().map_or(Path::new("/"), |g| g.path());
             let tree_guard = tree.read()?;
             let out_guard = output.write()?;
-            self.run_module(
-                ModuleKind::Assembler,
-                assembler,
-                env,
+            let plan = self.plan(ModuleKind::Assembler, assembler, env, runner)?;
+            let plan = ModuleRun {
                 root,
-                build_guard.is_some(),
-                tree_guard.path(),
-                Some(out_guard.path()),
-                runner,
-                &args,
-                0,
-                0,
-                1,
-            )?
+                root_is_build_tree: build_guard.is_some(),
+                tree: tree_guard.path(),
+                output: Some(out_guard.path()),
+                ..plan
+            };
+            let at = Position {
+                depth: 0,
+                index: 0,
+                total: 1,
+            };
+            self.run_module(assembler, plan, &args, at)?
         };
         if r.success {
             store.commit(&output, &assembler.id, ObjectKind::Output)?;
@@ -413,76 +336,62 @@ impl Run<'_, '_> {
         Ok(r)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn run_module(
-        &mut self,
+    /// The part of a module's plan that follows from the module and its pipeline; the caller
+    /// fills in the trees it holds guards for. Refuses a module the libdir does not have.
+    fn plan<'e>(
+        &self,
         kind: ModuleKind,
-        module: &Stage,
-        env: &BuildEnv,
-        root: &Path,
-        root_is_build_tree: bool,
-        tree: &Path,
-        output: Option<&Path>,
-        runner: &str,
-        args: &str,
-        depth: usize,
-        index: usize,
-        total: usize,
-    ) -> Result<ModuleResult, BuildError> {
-        let index_ = self.b.index;
-        if index_.path(kind, &module.name).is_none() {
+        module: &'e Stage,
+        env: &'e BuildEnv,
+        runner: &'e str,
+    ) -> Result<ModuleRun<'e>, BuildError>
+    where
+        'a: 'e,
+    {
+        let index = self.b.index;
+        if index.path(kind, &module.name).is_none() {
             return Err(BuildError::MissingModule {
                 kind,
                 name: module.name.clone(),
-                libdir: index_.libdir().to_owned(),
+                libdir: index.libdir().to_owned(),
             });
         }
-        let network = index_
-            .meta(kind, &module.name)
-            .map(|m| m.network)
-            .unwrap_or(false);
+        Ok(ModuleRun {
+            kind,
+            module: &module.name,
+            libdir: index.libdir(),
+            runner,
+            root: Path::new("/"),
+            root_is_build_tree: false,
+            tree: Path::new(""),
+            output: None,
+            network: index.meta(kind, &module.name).is_ok_and(|m| m.network),
+            shared: &env.shared,
+        })
+    }
+
+    /// Runs one module in its own sandbox, telling the monitor about it.
+    fn run_module(
+        &mut self,
+        module: &Stage,
+        plan: ModuleRun<'_>,
+        args: &str,
+        at: Position,
+    ) -> Result<ModuleResult, BuildError> {
+        let kind = plan.kind;
         let scratch = self.b.store.tempdir("module")?;
-        let (var, api) = (
-            make_dir(scratch.path(), "var")?,
-            make_dir(scratch.path(), "api")?,
-        );
-        let var_tmp = make_dir(&var, "tmp")?;
-        std::fs::set_permissions(
-            &var_tmp,
-            std::os::unix::fs::PermissionsExt::from_mode(0o1777),
-        )
-        .map_err(crate::buildroot::io_err("chmod /var/tmp"))?;
-        let sources = (kind == ModuleKind::Stage)
-            .then(|| make_dir(scratch.path(), "sources"))
-            .transpose()?;
-        if let Some(dir) = &sources {
+        let sandbox = plan.prepare(scratch.path())?;
+        if let Some(dir) = &sandbox.sources {
             self.sources.expose(dir).map_err(BuildError::Source)?;
         }
-        let sandbox = Sandbox {
-            root: root.to_owned(),
-            root_is_build_tree,
-            libdir: index_.libdir().to_owned(),
-            runner: runner.to_owned(),
-            kind,
-            module: module.name.clone(),
-            dev: env.dev.path().to_owned(),
-            etc: Some(env.etc.clone()),
-            var,
-            api,
-            tree: tree.to_owned(),
-            output: output.map(Path::to_owned),
-            sources,
-            netns: (!network).then(|| env.netns.clone()),
-            capabilities: Sandbox::default_capabilities(),
-        };
         self.monitor.event(Event::ModuleStarted {
             kind,
             name: &module.name,
             id: &module.id,
             options: &module.options,
-            depth,
-            index,
-            total,
+            depth: at.depth,
+            index: at.index,
+            total: at.total,
         });
         let started = Instant::now();
         let monitor = &mut *self.monitor;
@@ -513,6 +422,14 @@ impl Run<'_, '_> {
         }
         Ok(ModuleResult::new(module, &run))
     }
+}
+
+/// Where a module stands in the build, for its events: `index` of `total` within its
+/// pipeline, at build-pipeline `depth` (0 for the main pipeline).
+struct Position {
+    depth: usize,
+    index: usize,
+    total: usize,
 }
 
 /// `{"tree", "sources", "options"}` as v10 hands it to a stage.

@@ -1,22 +1,27 @@
-//! The D-Bus objects: the manager `org.osbuild.Builder1` at `/org/osbuild/Builder1` and one
-//! `org.osbuild.Builder1.Job` per job. `dbus/org.osbuild.Builder1.xml` is what they serve.
+//! The bus adapter: the D-Bus objects (the manager `org.osbuild.Builder1` at
+//! `/org/osbuild/Builder1`, one `org.osbuild.Builder1.Job` per job), and everything the
+//! scheduler's decisions look like on the bus: job objects exported and removed, signals,
+//! property changes and the journal's fields. `dbus/org.osbuild.Builder1.xml` is what it serves.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
+use tokio::sync::mpsc;
 use zbus::message::Header;
+use zbus::names::BusName;
 use zbus::object_server::SignalEmitter;
 use zbus::{Connection, ObjectPath, OwnedObjectPath, OwnedVariant};
 
 use super::auth::{self, Action};
 use super::error::{Error, Result};
-use super::jobs::{Job, JobId, Request, Service};
-use super::output;
-use crate::id::ObjectId;
-use crate::json::{self, Value};
-use crate::manifest::{self, ManifestError, Pipeline};
+use super::scheduler::{lock, Job, JobId, JobState, Owner};
+use super::wire::{BuildOptions, ObjectInfo};
+use super::worker::{self, JobEvent};
+use super::{output, Service, MANAGER_PATH};
+use crate::manifest::Pipeline;
 use crate::modules::Index;
+use crate::pipeline::{BuildError, Overrides, PipelineResult, Request, RequestError};
 
 /// `org.osbuild.Builder1`.
 pub struct Manager {
@@ -30,40 +35,47 @@ impl Manager {
     }
 }
 
-/// `Build` options, checked: unknown keys and wrong types are refused.
-#[derive(Default)]
-struct BuildOptions {
-    checkpoints: Vec<String>,
-    sources: Option<String>,
-    /// Parsed only to be validated: never logged, never echoed.
-    secrets: Option<String>,
-}
-
-fn build_options(options: HashMap<String, OwnedVariant>) -> Result<BuildOptions> {
-    let mut out = BuildOptions::default();
-    let mut keys: Vec<_> = options.into_iter().collect();
-    keys.sort_by(|a, b| a.0.cmp(&b.0));
-    for (key, value) in keys {
-        let wrong =
-            |want: &str| Error::InvalidOption(format!("option '{key}' must be of type {want}"));
-        match key.as_str() {
-            "checkpoints" => {
-                out.checkpoints = Vec::<String>::try_from(value).map_err(|_| wrong("as"))?
-            }
-            "sources" => out.sources = Some(String::try_from(value).map_err(|_| wrong("s"))?),
-            "secrets" => out.secrets = Some(String::try_from(value).map_err(|_| wrong("s"))?),
-            other => {
-                return Err(Error::InvalidOption(format!(
-                    "unknown option '{other}'; known: checkpoints (as), sources (s), secrets (s)"
-                )))
-            }
-        }
+impl JobId {
+    /// The job's object path.
+    pub fn path(self) -> OwnedObjectPath {
+        OwnedObjectPath::try_from(format!("{MANAGER_PATH}/job/{}", self.0))
+            .expect("a number makes a valid object path")
     }
-    Ok(out)
+
+    /// The job named by an object path, if it is one of ours.
+    pub fn from_path(path: &ObjectPath<'_>) -> Option<JobId> {
+        let n = path
+            .as_str()
+            .strip_prefix(MANAGER_PATH)?
+            .strip_prefix("/job/")?;
+        if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) || n.starts_with('0') {
+            return None;
+        }
+        n.parse().ok().map(JobId)
+    }
 }
 
-fn invalid_manifest(e: &ManifestError) -> Error {
-    Error::InvalidManifest(format!("invalid manifest:\n{e}"))
+/// A refused request as the caller reads it (the messages clients and tests know).
+fn request_error(e: RequestError) -> Error {
+    match e {
+        RequestError::Manifest(e) | RequestError::BuildEnv(e) => {
+            Error::InvalidManifest(format!("invalid manifest:\n{e}"))
+        }
+        RequestError::SourcesNotObject => {
+            Error::InvalidOption("option 'sources' must be a JSON object".into())
+        }
+        RequestError::SourcesNotJson(e) => {
+            Error::InvalidOption(format!("option 'sources' is not valid JSON: {e}"))
+        }
+        // Never echo the text: it is a secret.
+        RequestError::SecretsNotJson(_) | RequestError::SecretsNotObject => {
+            Error::InvalidOption("option 'secrets' must be a JSON object".into())
+        }
+        RequestError::UnknownCheckpoints(list) => Error::UnknownCheckpoint(format!(
+            "checkpoint '{}' is not the id of a stage of this manifest (osbuildctl inspect shows them)",
+            list.first().map(String::as_str).unwrap_or_default()
+        )),
+    }
 }
 
 /// Every runner the pipeline and its build pipelines need exists.
@@ -79,76 +91,276 @@ fn check_runners(index: &Index, pipeline: &Pipeline) -> Result<()> {
     }
 }
 
-/// Validates a `Build` call into a job request; no side effect.
+/// Validates a `Build` call into a request; no side effect.
 pub(crate) fn validate(
     svc: &Service,
-    caller: &auth::Caller,
     manifest: &str,
     options: HashMap<String, OwnedVariant>,
 ) -> Result<Request> {
-    let limit = svc.limits.max_manifest_bytes;
+    let limit = svc.scheduler.limits().max_manifest_bytes;
     if manifest.len() > limit {
         return Err(Error::ManifestTooLarge(format!(
             "the manifest has {} bytes; this daemon accepts at most {limit} (osbuildd --max-manifest-bytes)",
             manifest.len()
         )));
     }
-    let opts = build_options(options)?;
-    let mut m = manifest::load(manifest, &svc.index).map_err(|e| invalid_manifest(&e))?;
-    if let Some(text) = &opts.sources {
-        m.sources = match json::parse(text) {
-            Ok(Value::Object(map)) => map.into_iter().collect::<BTreeMap<_, _>>(),
-            Ok(_) => {
-                return Err(Error::InvalidOption(
-                    "option 'sources' must be a JSON object".into(),
-                ))
+    let opts = BuildOptions::from_dict(options).map_err(Error::InvalidOption)?;
+    let overrides = Overrides {
+        sources: opts.sources,
+        secrets: opts.secrets,
+        checkpoints: opts.checkpoints.unwrap_or_default(),
+        build_env: None,
+    };
+    let request = Request::new(manifest, &svc.index, overrides).map_err(request_error)?;
+    check_runners(&svc.index, &request.manifest.pipeline)?;
+    Ok(request)
+}
+
+/// Queues a validated request for `caller`, within the per-user limit.
+fn admit(svc: &Service, caller: &auth::Caller, request: Request) -> Result<Arc<Job>> {
+    let owner = Owner {
+        uid: caller.uid,
+        name: caller.name.clone(),
+    };
+    svc.scheduler.admit(owner, request).map_err(|refused| {
+        Error::TooManyJobs(format!(
+            "uid {} already has {} unfinished jobs, the most one user may have; wait for one to finish or cancel one",
+            caller.uid, refused.active
+        ))
+    })
+}
+
+/// Exports and announces an admitted job, and starts what may start.
+async fn publish(svc: &Arc<Service>, conn: &Connection, job: Arc<Job>) -> Result<OwnedObjectPath> {
+    let (id, path) = (job.id, job.id.path());
+    let iface = JobIface {
+        job: job.clone(),
+        svc: svc.clone(),
+    };
+    if let Err(e) = conn.object_server().at(&path, iface).await {
+        svc.scheduler.dequeue(id);
+        svc.scheduler.forget(id);
+        return Err(e.into());
+    }
+    tracing::info!(
+        OSBUILD_JOB = id.0,
+        OSBUILD_CALLER_UID = job.owner.uid,
+        OSBUILD_TREE_ID = %job.tree_id(),
+        OSBUILD_OUTPUT_ID = %job.output_id(),
+        "job {id} queued by uid {}",
+        job.owner.uid
+    );
+    let mgr = SignalEmitter::new(conn, MANAGER_PATH)?;
+    Manager::job_new(&mgr, path.as_ref()).await?;
+    start_ready(svc, conn);
+    Ok(path)
+}
+
+/// Starts the jobs the scheduler lets start, each relayed by its own task.
+fn start_ready(svc: &Arc<Service>, conn: &Connection) {
+    let store = &svc.store;
+    for job in svc.scheduler.start_ready(&|id| store.contains(id)) {
+        let (svc, conn) = (svc.clone(), conn.clone());
+        match worker::spawn(&svc, &job) {
+            Ok(rx) => {
+                tokio::spawn(async move { follow(svc, conn, job, rx).await });
             }
             Err(e) => {
-                return Err(Error::InvalidOption(format!(
-                    "option 'sources' is not valid JSON: {e}"
-                )))
+                tracing::error!(OSBUILD_JOB = job.id.0, "cannot start a build thread: {e}");
+                let r = Err(BuildError::Internal(format!(
+                    "cannot start a build thread: {e}"
+                )));
+                tokio::spawn(async move { finish(&svc, &conn, &job, r).await });
             }
-        };
-    }
-    let secrets = match opts.secrets.as_deref().map(json::parse) {
-        None => None,
-        Some(Ok(v @ Value::Object(_))) => Some(v),
-        // Never echo the text: it is a secret.
-        Some(_) => {
-            return Err(Error::InvalidOption(
-                "option 'secrets' must be a JSON object".into(),
-            ))
         }
+    }
+}
+
+/// Relays a running job's events until it ends.
+async fn follow(
+    svc: Arc<Service>,
+    conn: Connection,
+    job: Arc<Job>,
+    mut rx: mpsc::UnboundedReceiver<JobEvent>,
+) {
+    let Ok(relay) = Relay::new(&conn, &job) else {
+        return;
     };
-    let known: BTreeSet<&ObjectId> = m.ids().into_iter().collect();
-    let mut checkpoints = BTreeSet::new();
-    for c in &opts.checkpoints {
-        match ObjectId::parse(c) {
-            Ok(id) if known.contains(&id) => {
-                checkpoints.insert(id);
+    emit_state(&conn, &job).await;
+    while let Some(event) = rx.recv().await {
+        if let JobEvent::Done(result) = event {
+            finish(&svc, &conn, &job, result).await;
+            return;
+        }
+        relay.event(event).await;
+    }
+    // The thread ended without a result: it panicked.
+    let r = Err(BuildError::Internal("the build thread panicked".into()));
+    finish(&svc, &conn, &job, r).await;
+}
+
+/// Where one job's stage events go: signals to everyone, output to the owner only, and the
+/// journal.
+struct Relay<'a> {
+    conn: &'a Connection,
+    job: &'a Job,
+    path: OwnedObjectPath,
+    mgr: SignalEmitter<'a>,
+    /// The owner's connection, for stage output; `None` when its name is not valid.
+    owner: Option<SignalEmitter<'a>>,
+    total: u32,
+}
+
+impl<'a> Relay<'a> {
+    fn new(conn: &'a Connection, job: &'a Job) -> zbus::Result<Self> {
+        let mgr = SignalEmitter::new(conn, MANAGER_PATH)?;
+        let owner = match job
+            .owner
+            .name
+            .as_deref()
+            .map(|name| BusName::try_from(name.to_owned()))
+        {
+            Some(Ok(name)) => Some(mgr.clone().set_destination(name)),
+            Some(Err(_)) => None,
+            None => Some(mgr.clone()),
+        };
+        Ok(Relay {
+            conn,
+            job,
+            path: job.id.path(),
+            mgr,
+            owner,
+            total: u32::try_from(job.order.len()).unwrap_or(u32::MAX),
+        })
+    }
+
+    /// The position of stage `id` among the job's stages.
+    fn index(&self, id: &crate::id::ObjectId) -> usize {
+        self.job.order.iter().position(|o| o == id).unwrap_or(0)
+    }
+
+    async fn event(&self, event: JobEvent) {
+        let (n, total, path) = (self.job.id.0, self.total, self.path.as_ref());
+        match event {
+            JobEvent::Started { id, name } => {
+                let index = self.index(&id);
+                tracing::info!(
+                    OSBUILD_JOB = n,
+                    OSBUILD_STAGE = %name,
+                    OSBUILD_STAGE_ID = %id,
+                    "job {n}: {name} started ({}/{total})",
+                    index + 1
+                );
+                let (index, id) = (index as u32, id.as_str());
+                let _ = Manager::stage_started(&self.mgr, path, id, &name, index, total).await;
             }
-            _ => {
-                return Err(Error::UnknownCheckpoint(format!(
-                    "checkpoint '{c}' is not the id of a stage of this manifest (osbuildctl inspect shows them)"
-                )))
+            JobEvent::Output { id, name, line } => {
+                tracing::info!(
+                    OSBUILD_JOB = n,
+                    OSBUILD_STAGE = %name,
+                    OSBUILD_STAGE_ID = %id,
+                    "{line}"
+                );
+                if let Some(owner) = &self.owner {
+                    let _ = Manager::stage_output(owner, path, id.as_str(), &line).await;
+                }
             }
+            JobEvent::Finished {
+                id,
+                name,
+                success,
+                seconds,
+            } => {
+                tracing::info!(
+                    OSBUILD_JOB = n,
+                    OSBUILD_STAGE = %name,
+                    OSBUILD_STAGE_ID = %id,
+                    "job {n}: {name} {} in {seconds:.2}s",
+                    if success { "finished" } else { "failed" }
+                );
+                let done = (self.index(&id) + 1) as f64 / f64::from(total.max(1));
+                lock(&self.job.status).progress = done;
+                emit_progress(self.conn, self.job).await;
+                let (mgr, id) = (&self.mgr, id.as_str());
+                let _ = Manager::stage_finished(mgr, path, id, &name, success, seconds).await;
+            }
+            JobEvent::Done(_) => unreachable!("follow handles the end"),
         }
     }
-    check_runners(&svc.index, &m.pipeline)?;
-    let active = svc.active_jobs_of(caller.uid);
-    if active >= svc.limits.max_jobs_per_user {
-        return Err(Error::TooManyJobs(format!(
-            "uid {} already has {active} unfinished jobs, the most one user may have; wait for one to finish or cancel one",
-            caller.uid
-        )));
+}
+
+/// The job's state and `JobFinished` result for a build's outcome.
+fn outcome(result: &std::result::Result<PipelineResult, BuildError>) -> (JobState, String) {
+    match result {
+        Ok(r) if r.success => (JobState::Succeeded, r.to_json()),
+        Ok(r) => (JobState::Failed, r.to_json()),
+        Err(BuildError::Cancelled) => (JobState::Cancelled, error_json("cancelled")),
+        Err(e) => (JobState::Failed, error_json(&e.to_string())),
     }
-    Ok(Request {
-        owner_uid: caller.uid,
-        owner_name: caller.name.clone(),
-        manifest: m,
-        checkpoints,
-        secrets,
-    })
+}
+
+fn error_json(message: &str) -> String {
+    serde_json::json!({"success": false, "error": message}).to_string()
+}
+
+/// Records the outcome, announces it, frees the slot and schedules the unexport.
+async fn finish(
+    svc: &Arc<Service>,
+    conn: &Connection,
+    job: &Arc<Job>,
+    result: std::result::Result<PipelineResult, BuildError>,
+) {
+    let n = job.id.0;
+    let (state, json) = outcome(&result);
+    match &result {
+        Err(e) if state == JobState::Failed => {
+            tracing::warn!(OSBUILD_JOB = n, "job {n} failed: {e}")
+        }
+        _ => tracing::info!(OSBUILD_JOB = n, "job {n} {}", state.as_str()),
+    }
+    svc.scheduler.finish(job, state);
+    emit_state(conn, job).await;
+    emit_progress(conn, job).await;
+    if let Ok(mgr) = SignalEmitter::new(conn, MANAGER_PATH) {
+        let path = job.id.path();
+        let success = state == JobState::Succeeded;
+        let _ = Manager::job_finished(&mgr, path.as_ref(), success, &json).await;
+    }
+    start_ready(svc, conn);
+    let (svc, conn, id) = (svc.clone(), conn.clone(), job.id);
+    tokio::spawn(async move {
+        tokio::time::sleep(svc.scheduler.limits().keep_finished).await;
+        svc.scheduler.forget(id);
+        let _ = conn
+            .object_server()
+            .remove::<JobIface, _>(id.path().as_ref())
+            .await;
+    });
+}
+
+/// The job's exported interface, if it is (still) on the bus.
+async fn job_iface(
+    conn: &Connection,
+    job: &Job,
+) -> Option<zbus::object_server::InterfaceRef<JobIface>> {
+    conn.object_server()
+        .interface::<_, JobIface>(job.id.path().as_ref())
+        .await
+        .ok()
+}
+
+async fn emit_state(conn: &Connection, job: &Job) {
+    if let Some(iface) = job_iface(conn, job).await {
+        let emitter = iface.signal_emitter();
+        let _ = iface.get().await.state_changed(emitter).await;
+    }
+}
+
+async fn emit_progress(conn: &Connection, job: &Job) {
+    if let Some(iface) = job_iface(conn, job).await {
+        let emitter = iface.signal_emitter();
+        let _ = iface.get().await.progress_changed(emitter).await;
+    }
 }
 
 /// Cancel on behalf of `hdr`'s sender: the owner may, anyone else needs cancel-other-user.
@@ -159,7 +371,7 @@ async fn cancel_job(
     job: &Arc<Job>,
 ) -> Result<()> {
     let caller = auth::caller(conn, hdr).await?;
-    if caller.uid != job.owner_uid {
+    if caller.uid != job.owner.uid {
         svc.authority
             .check(conn, hdr, &caller, Action::CancelOtherUser)
             .await?;
@@ -171,14 +383,21 @@ async fn cancel_job(
         job.id,
         caller.uid
     );
-    if svc.cancel(conn, job).await {
-        Ok(())
-    } else {
-        Err(Error::NotRunning(format!(
+    if svc.scheduler.dequeue(job.id) {
+        // A queued job ends at once.
+        finish(svc, conn, job, Err(BuildError::Cancelled)).await;
+        return Ok(());
+    }
+    if job.status().state.is_finished() {
+        return Err(Error::NotRunning(format!(
             "job {} has already finished",
             job.id
-        )))
+        )));
     }
+    // A running one ends when its sandbox is gone.
+    tracing::info!(OSBUILD_JOB = job.id.0, "cancelling job {}", job.id);
+    job.cancel.cancel();
+    Ok(())
 }
 
 #[zbus::interface(name = "org.osbuild.Builder1")]
@@ -196,14 +415,16 @@ impl Manager {
             .authority
             .check(conn, &hdr, &caller, Action::Build)
             .await?;
-        let req = match validate(&self.svc, &caller, manifest, options) {
-            Ok(r) => r,
+        let admitted = validate(&self.svc, manifest, options)
+            .and_then(|request| admit(&self.svc, &caller, request));
+        let job = match admitted {
+            Ok(job) => job,
             Err(e) => {
                 tracing::info!(OSBUILD_CALLER_UID = caller.uid, "Build refused: {e}");
                 return Err(e);
             }
         };
-        Ok(self.svc.submit(conn, req).await?)
+        publish(&self.svc, conn, job).await
     }
 
     /// Cancels a job (see `Job.Cancel`).
@@ -213,7 +434,7 @@ impl Manager {
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<()> {
-        let found = JobId::from_path(&job).and_then(|id| self.svc.job(id));
+        let found = JobId::from_path(&job).and_then(|id| self.svc.scheduler.job(id));
         let Some(found) = found else {
             return Err(Error::NoSuchJob(format!("no job {job}")));
         };
@@ -222,7 +443,8 @@ impl Manager {
 
     /// The jobs on the bus (queued, running, and finished ones not yet forgotten).
     async fn list_jobs(&self) -> Vec<OwnedObjectPath> {
-        self.svc.job_ids().into_iter().map(JobId::path).collect()
+        let ids = self.svc.scheduler.job_ids();
+        ids.into_iter().map(JobId::path).collect()
     }
 
     /// The store's objects: `id`, `treesum`, `kind` ("tree" or "output"), `size` (bytes),
@@ -231,7 +453,7 @@ impl Manager {
         &self,
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(connection)] conn: &Connection,
-    ) -> Result<Vec<HashMap<String, OwnedVariant>>> {
+    ) -> Result<Vec<ObjectInfo>> {
         let caller = auth::caller(conn, &hdr).await?;
         self.svc
             .authority
@@ -252,28 +474,17 @@ impl Manager {
         };
         Ok(list
             .into_iter()
-            .map(|e| {
-                let kind = match e.kind {
+            .map(|e| ObjectInfo {
+                id: e.id.to_string(),
+                treesum: e.treesum.to_string(),
+                kind: match e.kind {
                     crate::store::ObjectKind::Tree => "tree",
                     crate::store::ObjectKind::Output => "output",
-                };
-                let mut m = HashMap::new();
-                m.insert(
-                    "id".to_owned(),
-                    OwnedVariant::from(zbus::Str::from(e.id.to_string())),
-                );
-                m.insert(
-                    "treesum".to_owned(),
-                    OwnedVariant::from(zbus::Str::from(e.treesum.to_string())),
-                );
-                m.insert("kind".to_owned(), OwnedVariant::from(zbus::Str::from(kind)));
-                m.insert("size".to_owned(), OwnedVariant::from(e.size));
-                m.insert("created".to_owned(), OwnedVariant::from(secs(e.created)));
-                m.insert(
-                    "last_used".to_owned(),
-                    OwnedVariant::from(secs(e.last_used)),
-                );
-                m
+                }
+                .to_owned(),
+                size: e.size,
+                created: secs(e.created),
+                last_used: secs(e.last_used),
             })
             .collect())
     }
@@ -417,7 +628,7 @@ impl JobIface {
     /// Who started the job.
     #[zbus(property(emits_changed_signal = "const"))]
     fn owner_uid(&self) -> u32 {
-        self.job.owner_uid
+        self.job.owner.uid
     }
 
     /// The id of the manifest's tree ("" without stages).
@@ -447,35 +658,21 @@ impl JobIface {
 mod tests {
     use super::*;
 
-    fn opts(pairs: Vec<(&str, OwnedVariant)>) -> HashMap<String, OwnedVariant> {
-        pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
-    }
-
     #[test]
-    fn build_options_are_checked() {
-        let s = |t: &str| OwnedVariant::from(zbus::Str::from(t.to_owned()));
-        let ok = build_options(opts(vec![("sources", s("{}")), ("secrets", s("{}"))])).unwrap();
-        assert_eq!(ok.sources.as_deref(), Some("{}"));
-        let cases: Vec<(HashMap<String, OwnedVariant>, &str)> = vec![
-            (
-                opts(vec![("libdir", s("/x"))]),
-                "unknown option 'libdir'; known: checkpoints (as), sources (s), secrets (s)",
-            ),
-            (
-                opts(vec![("sources", OwnedVariant::from(3u32))]),
-                "option 'sources' must be of type s",
-            ),
-            (
-                opts(vec![("checkpoints", s("abc"))]),
-                "option 'checkpoints' must be of type as",
-            ),
+    fn job_paths_round_trip_and_reject_strangers() {
+        let cases: &[(&str, Option<u64>)] = &[
+            ("/org/osbuild/Builder1/job/1", Some(1)),
+            ("/org/osbuild/Builder1/job/42", Some(42)),
+            ("/org/osbuild/Builder1/job/0", None),
+            ("/org/osbuild/Builder1/job/01", None),
+            ("/org/osbuild/Builder1/job/1/x", None),
+            ("/org/osbuild/Builder1", None),
+            ("/org/other/job/1", None),
         ];
-        for (o, want) in cases {
-            match build_options(o) {
-                Err(Error::InvalidOption(m)) => assert_eq!(m, want),
-                Err(other) => panic!("{other:?}"),
-                Ok(_) => panic!("accepted: {want}"),
-            }
+        for (path, want) in cases {
+            let p = ObjectPath::try_from(*path).unwrap();
+            assert_eq!(JobId::from_path(&p).map(|j| j.0), *want, "{path}");
         }
+        assert_eq!(JobId(7).path().as_str(), "/org/osbuild/Builder1/job/7");
     }
 }

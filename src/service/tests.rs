@@ -7,11 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use zbus::{Connection, Variant};
+use zbus::{Connection, OwnedObjectPath, Variant};
 
 use super::*;
-use crate::cli::osbuildctl::{Builder1Proxy, JobProxy};
 use crate::modules::{describe_os, Index};
+use crate::service::client::{Builder1Proxy, JobProxy};
+use crate::service::wire::BuildOptions;
 use crate::store::Store;
 
 struct Fixture {
@@ -84,7 +85,12 @@ fn error_name(e: &zbus::Error) -> (String, String) {
     }
 }
 
-fn no_options() -> HashMap<&'static str, Variant<'static>> {
+fn no_options() -> BuildOptions {
+    BuildOptions::default()
+}
+
+/// Options as any client could send them, unknown keys included.
+fn raw_options() -> HashMap<&'static str, Variant<'static>> {
     HashMap::new()
 }
 
@@ -93,7 +99,7 @@ async fn build_queues_a_job_with_its_properties_and_signal() {
     let f = fixture(queued_only(), allow_all()).await;
     let proxy = Builder1Proxy::new(&f.client).await.unwrap();
     let mut new = proxy.receive_job_new().await.unwrap();
-    let job = proxy.build(MANIFEST, no_options()).await.unwrap();
+    let job = proxy.build(MANIFEST, &no_options()).await.unwrap();
     assert_eq!(job.as_str(), "/org/osbuild/Builder1/job/1");
     let sig = new.next().await.unwrap();
     assert_eq!(sig.args().unwrap().job, job.as_ref());
@@ -124,9 +130,9 @@ async fn bad_requests_get_named_errors_and_create_nothing() {
     );
     let traversal = r#"{"pipeline": {"stages": [{"name": "../../bin/sh"}]}}"#;
     let two_errors = r#"{"pipeline": {"stages": [{"name": "org.osbuild.nope"}, {"options": {}}]}}"#;
-    let mut bad_opt = no_options();
+    let mut bad_opt = raw_options();
     bad_opt.insert("libdir", Variant::from("/tmp"));
-    let mut bad_cp = no_options();
+    let mut bad_cp = raw_options();
     bad_cp.insert("checkpoints", Variant::from(vec!["f".repeat(64)]));
     type Case<'a> = (
         &'a str,
@@ -137,25 +143,25 @@ async fn bad_requests_get_named_errors_and_create_nothing() {
     let cases: Vec<Case<'_>> = vec![
         (
             "{not json",
-            no_options(),
+            raw_options(),
             "org.osbuild.Builder1.Error.InvalidManifest",
             vec!["invalid manifest"],
         ),
         (
             &big,
-            no_options(),
+            raw_options(),
             "org.osbuild.Builder1.Error.ManifestTooLarge",
             vec!["accepts at most 4096"],
         ),
         (
             traversal,
-            no_options(),
+            raw_options(),
             "org.osbuild.Builder1.Error.InvalidManifest",
             vec!["pipeline.stages[0]", "../../bin/sh"],
         ),
         (
             two_errors,
-            no_options(),
+            raw_options(),
             "org.osbuild.Builder1.Error.InvalidManifest",
             vec![
                 "pipeline.stages[0]",
@@ -177,7 +183,11 @@ async fn bad_requests_get_named_errors_and_create_nothing() {
         ),
     ];
     for (manifest, options, want, fragments) in cases {
-        let e = proxy.build(manifest, options).await.unwrap_err();
+        let e = proxy
+            .inner()
+            .call::<_, _, OwnedObjectPath>("Build", &(manifest, options))
+            .await
+            .unwrap_err();
         let (name, msg) = error_name(&e);
         assert_eq!(name, want, "{msg}");
         for frag in fragments {
@@ -196,15 +206,15 @@ async fn bad_requests_get_named_errors_and_create_nothing() {
 async fn jobs_per_user_are_bounded() {
     let f = fixture(queued_only(), allow_all()).await;
     let proxy = Builder1Proxy::new(&f.client).await.unwrap();
-    proxy.build(MANIFEST, no_options()).await.unwrap();
-    let second = proxy.build(MANIFEST, no_options()).await.unwrap();
-    let e = proxy.build(MANIFEST, no_options()).await.unwrap_err();
+    proxy.build(MANIFEST, &no_options()).await.unwrap();
+    let second = proxy.build(MANIFEST, &no_options()).await.unwrap();
+    let e = proxy.build(MANIFEST, &no_options()).await.unwrap_err();
     let (name, msg) = error_name(&e);
     assert_eq!(name, "org.osbuild.Builder1.Error.TooManyJobs");
     assert!(msg.contains("already has 2 unfinished jobs"), "{msg}");
     // A cancelled job no longer counts.
     proxy.cancel(&second.as_ref()).await.unwrap();
-    proxy.build(MANIFEST, no_options()).await.unwrap();
+    proxy.build(MANIFEST, &no_options()).await.unwrap();
 }
 
 #[tokio::test]
@@ -216,7 +226,7 @@ async fn cancel_of_a_queued_job_finishes_it_and_it_is_forgotten_later() {
     let f = fixture(limits, allow_all()).await;
     let proxy = Builder1Proxy::new(&f.client).await.unwrap();
     let mut finished = proxy.receive_job_finished().await.unwrap();
-    let job = proxy.build(MANIFEST, no_options()).await.unwrap();
+    let job = proxy.build(MANIFEST, &no_options()).await.unwrap();
     let jp = JobProxy::builder(&f.client)
         .path(job.clone())
         .build()
@@ -250,7 +260,7 @@ async fn denied_callers_get_access_denied_and_no_job() {
     let f = fixture(queued_only(), Authority::Fixed(Arc::new(|_, _| false))).await;
     let proxy = Builder1Proxy::new(&f.client).await.unwrap();
     for e in [
-        proxy.build(MANIFEST, no_options()).await.unwrap_err(),
+        proxy.build(MANIFEST, &no_options()).await.unwrap_err(),
         proxy.list_objects().await.unwrap_err(),
         proxy.prune(0).await.unwrap_err(),
         proxy.open_output(&"0".repeat(64), "x").await.unwrap_err(),
@@ -275,7 +285,7 @@ async fn only_the_owner_cancels_without_cancel_other_user() {
     )
     .await;
     let proxy = Builder1Proxy::new(&f.client).await.unwrap();
-    let job = proxy.build(MANIFEST, no_options()).await.unwrap();
+    let job = proxy.build(MANIFEST, &no_options()).await.unwrap();
     // The owner needs no cancel-other-user.
     proxy.cancel(&job.as_ref()).await.unwrap();
 }
@@ -320,7 +330,7 @@ fn interface_xml(doc: &str, name: &str) -> String {
 async fn the_xml_in_dbus_is_what_the_daemon_serves() {
     let f = fixture(queued_only(), allow_all()).await;
     let proxy = Builder1Proxy::new(&f.client).await.unwrap();
-    let job = proxy.build(MANIFEST, no_options()).await.unwrap();
+    let job = proxy.build(MANIFEST, &no_options()).await.unwrap();
     let intro = |path: String| {
         let conn = f.client.clone();
         async move {

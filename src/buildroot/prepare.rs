@@ -1,0 +1,89 @@
+//! Preparing a module's build root: what the modules of one pipeline share ([`SharedRoot`]:
+//! `/dev`, `/etc`, a network namespace) and each module's own directories and [`Sandbox`]
+//! ([`ModuleRun::prepare`]). The pipeline decides *what* runs; this decides how its sandbox
+//! is laid out on disk.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::{io_err, BuildRootError, DevDir, NetNs, Sandbox};
+use crate::modules::ModuleKind;
+
+/// What the modules of one pipeline share: a private `/dev`, an `/etc` where the runner's
+/// set-up lands once, and a loopback-only network namespace. The directories live in a
+/// scratch directory the caller owns and removes after dropping this (`/dev` is unmounted
+/// first).
+pub struct SharedRoot {
+    dev: DevDir,
+    etc: PathBuf,
+    netns: Arc<NetNs>,
+}
+
+impl SharedRoot {
+    /// Creates `dev/` (mounted) and `etc/` in `scratch`, and the network namespace.
+    pub fn new(scratch: &Path) -> Result<Self, BuildRootError> {
+        let dev = DevDir::new(&make_dir(scratch, "dev")?)?;
+        let etc = make_dir(scratch, "etc")?;
+        let netns = Arc::new(NetNs::new()?);
+        Ok(Self { dev, etc, netns })
+    }
+}
+
+/// One stage or assembler to run, as the pipeline decided it.
+pub struct ModuleRun<'a> {
+    pub kind: ModuleKind,
+    /// The module's name in the libdir.
+    pub module: &'a str,
+    pub libdir: &'a Path,
+    /// The runner's file name in `libdir/runners`.
+    pub runner: &'a str,
+    /// The build tree: the host's `/` or a build pipeline's tree (`root_is_build_tree`).
+    pub root: &'a Path,
+    pub root_is_build_tree: bool,
+    /// The tree: read-write for a stage, read-only for an assembler.
+    pub tree: &'a Path,
+    /// The assembler's output directory.
+    pub output: Option<&'a Path>,
+    /// The module declared it needs the network (then it shares the host's).
+    pub network: bool,
+    pub shared: &'a SharedRoot,
+}
+
+impl ModuleRun<'_> {
+    /// Creates the module's private directories in `scratch` (`var/`, `var/tmp` with mode
+    /// 1777, `api/`, and `sources/` for a stage) and the [`Sandbox`] that runs it.
+    pub fn prepare(&self, scratch: &Path) -> Result<Sandbox, BuildRootError> {
+        let var = make_dir(scratch, "var")?;
+        let api = make_dir(scratch, "api")?;
+        let var_tmp = make_dir(&var, "tmp")?;
+        std::fs::set_permissions(&var_tmp, std::fs::Permissions::from_mode(0o1777))
+            .map_err(io_err("chmod /var/tmp"))?;
+        let sources = (self.kind == ModuleKind::Stage)
+            .then(|| make_dir(scratch, "sources"))
+            .transpose()?;
+        Ok(Sandbox {
+            root: self.root.to_owned(),
+            root_is_build_tree: self.root_is_build_tree,
+            libdir: self.libdir.to_owned(),
+            runner: self.runner.to_owned(),
+            kind: self.kind,
+            module: self.module.to_owned(),
+            dev: self.shared.dev.path().to_owned(),
+            etc: Some(self.shared.etc.clone()),
+            var,
+            api,
+            tree: self.tree.to_owned(),
+            output: self.output.map(Path::to_owned),
+            sources,
+            netns: (!self.network).then(|| self.shared.netns.clone()),
+            capabilities: Sandbox::default_capabilities(),
+        })
+    }
+}
+
+fn make_dir(parent: &Path, name: &str) -> Result<PathBuf, BuildRootError> {
+    let p = parent.join(name);
+    std::fs::create_dir(&p).map_err(io_err(format!("creating {}", p.display())))?;
+    Ok(p)
+}

@@ -1,0 +1,403 @@
+//! The scheduler: which jobs exist, which wait and which run. Synchronous and free of D-Bus,
+//! so it is tested on its own; the bus adapter ([`super::interface`]) exports what it decides.
+//!
+//! - Admission: one uid may have at most `max_jobs_per_user` unfinished jobs.
+//! - At most `max_jobs` builds run at once. A queued job starts when a slot is free and none
+//!   of its not-yet-built stages is also a stage of a running job (a conflict).
+//! - Single flight: a running job commits a stage that a queued job also needs
+//!   ([`Scheduler::wanted_by_queue`]), so that stage is built once and both jobs use it.
+//! - Retention: a finished job stays listed until it is forgotten (`keep_finished` later).
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use crate::buildroot::Cancel;
+use crate::id::ObjectId;
+use crate::pipeline::Request;
+
+/// Limits and places the daemon works with.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Builds running at once; more are queued.
+    pub max_jobs: usize,
+    /// Unfinished (queued or running) jobs one uid may have.
+    pub max_jobs_per_user: usize,
+    /// Largest manifest accepted, in bytes.
+    pub max_manifest_bytes: usize,
+    /// How long a finished job stays on the bus.
+    pub keep_finished: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_jobs: 2,
+            max_jobs_per_user: 8,
+            max_manifest_bytes: 4 << 20,
+            keep_finished: Duration::from_secs(300),
+        }
+    }
+}
+
+/// A job number; its object lives at `/org/osbuild/Builder1/job/<n>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct JobId(pub u64);
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// Where a job is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobState {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl JobState {
+    /// The `State` property's value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Running => "running",
+            JobState::Succeeded => "succeeded",
+            JobState::Failed => "failed",
+            JobState::Cancelled => "cancelled",
+        }
+    }
+
+    /// Whether the job is over.
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            JobState::Succeeded | JobState::Failed | JobState::Cancelled
+        )
+    }
+}
+
+/// What changes while a job runs.
+#[derive(Debug, Clone)]
+pub(crate) struct Status {
+    pub state: JobState,
+    pub progress: f64,
+}
+
+/// Who asked for a job.
+#[derive(Debug, Clone)]
+pub(crate) struct Owner {
+    pub uid: u32,
+    /// The owner's unique bus name: stage output goes only there.
+    pub name: Option<String>,
+}
+
+/// One build request, admitted.
+#[derive(Debug)]
+pub(crate) struct Job {
+    pub id: JobId,
+    pub owner: Owner,
+    /// The validated request; its secrets are never logged, never in a signal or a result.
+    pub request: Request,
+    /// Every stage and assembler id, in the order they run.
+    pub order: Vec<ObjectId>,
+    pub cancel: Cancel,
+    pub status: Mutex<Status>,
+}
+
+impl Job {
+    pub fn status(&self) -> Status {
+        lock(&self.status).clone()
+    }
+
+    pub fn tree_id(&self) -> String {
+        let tree = self.request.manifest.pipeline.tree_id();
+        tree.map(ToString::to_string).unwrap_or_default()
+    }
+
+    pub fn output_id(&self) -> String {
+        let output = self.request.manifest.pipeline.output_id();
+        output.map(ToString::to_string).unwrap_or_default()
+    }
+
+    /// Ids this job would build that the store (`built`) does not have yet.
+    fn missing(&self, built: &dyn Fn(&ObjectId) -> bool) -> BTreeSet<ObjectId> {
+        let pipeline = &self.request.manifest.pipeline;
+        if pipeline.output_id().is_some_and(built) {
+            return BTreeSet::new();
+        }
+        self.order.iter().filter(|id| !built(id)).cloned().collect()
+    }
+}
+
+/// Locks a mutex, ignoring poisoning (a panicked build thread must not wedge the daemon).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A refused admission: the owner already has `active` unfinished jobs.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct TooManyJobs {
+    pub active: usize,
+}
+
+#[derive(Default)]
+struct State {
+    jobs: BTreeMap<JobId, Arc<Job>>,
+    queue: VecDeque<JobId>,
+    running: BTreeSet<JobId>,
+    last: u64,
+}
+
+/// The jobs, the queue and the running set (see the module doc).
+pub(crate) struct Scheduler {
+    limits: Limits,
+    state: Mutex<State>,
+}
+
+impl Scheduler {
+    pub fn new(limits: Limits) -> Self {
+        Scheduler {
+            limits,
+            state: Mutex::default(),
+        }
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Queues `request` for `owner`, unless they have as many unfinished jobs as one may.
+    pub fn admit(&self, owner: Owner, request: Request) -> Result<Arc<Job>, TooManyJobs> {
+        let mut s = lock(&self.state);
+        let active = s
+            .jobs
+            .values()
+            .filter(|j| j.owner.uid == owner.uid && !j.status().state.is_finished())
+            .count();
+        if active >= self.limits.max_jobs_per_user {
+            return Err(TooManyJobs { active });
+        }
+        s.last += 1;
+        let id = JobId(s.last);
+        let order = request.manifest.pipeline.all_stages();
+        let job = Arc::new(Job {
+            id,
+            owner,
+            order: order.into_iter().map(|s| s.id.clone()).collect(),
+            request,
+            cancel: Cancel::new(),
+            status: Mutex::new(Status {
+                state: JobState::Queued,
+                progress: 0.0,
+            }),
+        });
+        s.jobs.insert(id, job.clone());
+        s.queue.push_back(id);
+        Ok(job)
+    }
+
+    /// Jobs known, oldest first.
+    pub fn job_ids(&self) -> Vec<JobId> {
+        lock(&self.state).jobs.keys().copied().collect()
+    }
+
+    pub fn job(&self, id: JobId) -> Option<Arc<Job>> {
+        lock(&self.state).jobs.get(&id).cloned()
+    }
+
+    /// Moves the queued jobs that may start now (free slots, no conflicts) to the running
+    /// set and returns them, in queue order. `built` tells which ids the store has.
+    pub fn start_ready(&self, built: &dyn Fn(&ObjectId) -> bool) -> Vec<Arc<Job>> {
+        let mut s = lock(&self.state);
+        let mut started = Vec::new();
+        while s.running.len() < self.limits.max_jobs {
+            let busy: BTreeSet<ObjectId> = s
+                .running
+                .iter()
+                .filter_map(|r| s.jobs.get(r))
+                .flat_map(|j| j.missing(built))
+                .collect();
+            let pick = s.queue.iter().position(|q| {
+                s.jobs
+                    .get(q)
+                    .is_some_and(|j| j.missing(built).is_disjoint(&busy))
+            });
+            let Some(id) = pick.and_then(|pos| s.queue.remove(pos)) else {
+                break;
+            };
+            let Some(job) = s.jobs.get(&id).cloned() else {
+                continue;
+            };
+            s.running.insert(id);
+            lock(&job.status).state = JobState::Running;
+            started.push(job);
+        }
+        started
+    }
+
+    /// Whether a queued job other than `me` needs stage `id`.
+    pub fn wanted_by_queue(&self, me: JobId, id: &ObjectId) -> bool {
+        let s = lock(&self.state);
+        s.queue
+            .iter()
+            .filter(|q| **q != me)
+            .filter_map(|q| s.jobs.get(q))
+            .any(|j| j.order.contains(id))
+    }
+
+    /// Removes a queued job from the queue; false when it was not queued.
+    pub fn dequeue(&self, id: JobId) -> bool {
+        let mut s = lock(&self.state);
+        let before = s.queue.len();
+        s.queue.retain(|q| *q != id);
+        before != s.queue.len()
+    }
+
+    /// Records that `job` ended in `state`, which frees its slot.
+    pub fn finish(&self, job: &Job, state: JobState) {
+        {
+            let mut st = lock(&job.status);
+            st.state = state;
+            if state == JobState::Succeeded {
+                st.progress = 1.0;
+            }
+        }
+        let mut s = lock(&self.state);
+        s.running.remove(&job.id);
+        s.queue.retain(|q| *q != job.id);
+    }
+
+    /// Drops a finished job (its retention time is over).
+    pub fn forget(&self, id: JobId) {
+        lock(&self.state).jobs.remove(&id);
+    }
+
+    /// Empties the queue and returns every job (daemon shutdown).
+    pub fn drain(&self) -> Vec<Arc<Job>> {
+        let mut s = lock(&self.state);
+        s.queue.clear();
+        s.jobs.values().cloned().collect()
+    }
+
+    /// Whether a build is still running.
+    pub fn any_running(&self) -> bool {
+        !lock(&self.state).running.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A request for a manifest whose stages are test stages with the given options;
+    /// parsed without a libdir, so nothing needs to exist.
+    fn request(stages: &[&str]) -> Request {
+        let stages: Vec<String> = stages
+            .iter()
+            .map(|o| format!(r#"{{"name": "org.osbuild.test", "options": {{"o": "{o}"}}}}"#))
+            .collect();
+        let text = format!(r#"{{"pipeline": {{"stages": [{}]}}}}"#, stages.join(", "));
+        Request {
+            manifest: crate::manifest::parse(&text).expect("a valid manifest"),
+            checkpoints: Default::default(),
+            secrets: None,
+        }
+    }
+
+    fn owner(uid: u32) -> Owner {
+        Owner { uid, name: None }
+    }
+
+    fn limits(max_jobs: usize, max_jobs_per_user: usize) -> Limits {
+        Limits {
+            max_jobs,
+            max_jobs_per_user,
+            ..Limits::default()
+        }
+    }
+
+    #[test]
+    fn finished_states() {
+        let cases = [
+            (JobState::Queued, "queued", false),
+            (JobState::Running, "running", false),
+            (JobState::Succeeded, "succeeded", true),
+            (JobState::Failed, "failed", true),
+            (JobState::Cancelled, "cancelled", true),
+        ];
+        for (s, name, done) in cases {
+            assert_eq!(s.as_str(), name);
+            assert_eq!(s.is_finished(), done, "{name}");
+        }
+    }
+
+    fn nothing_built(_: &ObjectId) -> bool {
+        false
+    }
+
+    #[test]
+    fn per_user_limit_counts_unfinished_jobs_only() {
+        let s = Scheduler::new(limits(0, 2));
+        let first = s.admit(owner(1), request(&["a"])).unwrap();
+        s.admit(owner(1), request(&["a"])).unwrap();
+        assert_eq!(
+            s.admit(owner(1), request(&["a"])).unwrap_err(),
+            TooManyJobs { active: 2 }
+        );
+        s.admit(owner(2), request(&["a"])).expect("another uid");
+        assert!(s.dequeue(first.id));
+        s.finish(&first, JobState::Cancelled);
+        s.admit(owner(1), request(&["a"]))
+            .expect("a finished job no longer counts");
+        assert_eq!(s.job_ids().len(), 4);
+    }
+
+    #[test]
+    fn conflicting_jobs_wait_and_shared_stages_are_wanted() {
+        let s = Scheduler::new(limits(2, 8));
+        let a = s.admit(owner(1), request(&["x", "y"])).unwrap();
+        let b = s.admit(owner(1), request(&["x"])).unwrap();
+        let c = s.admit(owner(1), request(&["z"])).unwrap();
+        let started: Vec<JobId> = s.start_ready(&nothing_built).iter().map(|j| j.id).collect();
+        assert_eq!(
+            started,
+            [a.id, c.id],
+            "b shares stage x with a, so it waits"
+        );
+        assert_eq!(b.status().state, JobState::Queued);
+        assert!(
+            s.wanted_by_queue(a.id, &a.order[0]),
+            "b needs a's first stage"
+        );
+        assert!(!s.wanted_by_queue(a.id, &a.order[1]));
+        assert!(s.start_ready(&nothing_built).is_empty(), "no free slot");
+        s.finish(&a, JobState::Succeeded);
+        assert_eq!(a.status().progress, 1.0);
+        let built = |id: &ObjectId| a.order.contains(id);
+        let next: Vec<JobId> = s.start_ready(&built).iter().map(|j| j.id).collect();
+        assert_eq!(next, [b.id]);
+        assert!(s.any_running());
+    }
+
+    #[test]
+    fn forgotten_and_drained_jobs() {
+        let s = Scheduler::new(limits(0, 8));
+        let a = s.admit(owner(1), request(&["x"])).unwrap();
+        s.admit(owner(1), request(&["y"])).unwrap();
+        s.finish(&a, JobState::Failed);
+        s.forget(a.id);
+        assert!(s.job(a.id).is_none());
+        assert_eq!(s.drain().len(), 1);
+        assert!(
+            s.start_ready(&nothing_built).is_empty(),
+            "the queue is empty"
+        );
+        assert!(!s.any_running());
+    }
+}
