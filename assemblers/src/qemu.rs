@@ -18,7 +18,6 @@ use serde_json::{Map, Value};
 
 use crate::args::{image_size, required, Arguments};
 use crate::image::convert::{convert, Format};
-use crate::image::filesystem;
 use crate::image::grub::{self, Bootloader};
 use crate::image::options::{self, check_keys};
 use crate::image::output::{check_filename, TempFile};
@@ -81,7 +80,8 @@ pub fn assemble(args: &Arguments) -> Result<(), AssemblerError> {
     )
     .map_err(|e| AssemblerError::Tool(format!("creating the disk image: {e}")))?;
     let placed = opts.table.write(image.path())?;
-    filesystem::make_all(&opts.table.partitions, &placed, image.path(), &args.tree)?;
+    opts.table
+        .make_filesystems(&placed, image.path(), &args.tree)?;
     grub::install(
         opts.bootloader,
         &opts.table,

@@ -12,7 +12,7 @@ use crate::args::{image_size, required, string, Arguments};
 use crate::image::filesystem::{make_filesystem, Filesystem, FsType};
 use crate::image::options::{check_keys, fs_type};
 use crate::image::output::{check_filename, TempFile};
-use crate::image::partition::Placed;
+use crate::image::Placed;
 use crate::AssemblerError;
 
 /// The validated options.

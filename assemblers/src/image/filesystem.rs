@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::image::mount::Mount;
-use crate::image::partition::{Partition, Placed};
+use crate::image::Placed;
 use crate::{remoteloop, tool, AssemblerError};
 
 /// Filesystem types.
@@ -42,25 +42,6 @@ pub struct Filesystem {
     pub label: Option<String>,
     /// Absolute path in the tree, `/` for the root.
     pub mountpoint: String,
-}
-
-/// Makes the filesystems of `partitions` (laid out as `placed`), parents before the
-/// filesystems mounted below them.
-pub fn make_all(
-    partitions: &[Partition],
-    placed: &[Placed],
-    image: &Path,
-    tree: &Path,
-) -> Result<(), AssemblerError> {
-    let mut order: Vec<(&Filesystem, &Placed)> = partitions
-        .iter()
-        .zip(placed)
-        .filter_map(|(p, at)| p.filesystem.as_ref().map(|fs| (fs, at)))
-        .collect();
-    order.sort_by_key(|(fs, _)| fs.mountpoint.len());
-    order
-        .into_iter()
-        .try_for_each(|(fs, at)| make_filesystem(fs, at, image, tree))
 }
 
 /// Makes and fills one filesystem at its partition's place in the image.

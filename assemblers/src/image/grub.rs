@@ -13,7 +13,8 @@ use std::path::Path;
 use crate::args::invalid;
 use crate::image::filesystem::{mtools_image, Filesystem, FsType};
 use crate::image::output::TempFile;
-use crate::image::partition::{PartitionTable, Placed, PtType, BIOS_BOOT_GUID};
+use crate::image::partition::{PartitionTable, PtType, BIOS_BOOT_GUID};
+use crate::image::Placed;
 use crate::{tool, AssemblerError};
 
 /// The bootloader to install.

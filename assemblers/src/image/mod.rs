@@ -10,6 +10,9 @@
 //! - [`mount`]: the one mount the library needs (xfs through a loop device), and its owner;
 //! - [`grub`]: GRUB 2 for BIOS (core image, MBR) and EFI (`BOOTX64.EFI` on the ESP);
 //! - [`convert`]: the output formats and the conversion with `qemu-img` or `xz`.
+//!
+//! [`Placed`], a region of the image, is the vocabulary the partition table and the
+//! filesystems share.
 
 pub mod convert;
 pub mod filesystem;
@@ -18,3 +21,11 @@ pub mod mount;
 pub mod options;
 pub mod output;
 pub mod partition;
+
+/// A partition as laid out on the disk (from `sfdisk --json`), in 512-byte sectors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placed {
+    pub start: u64,
+    pub size: u64,
+    pub ptype: String,
+}

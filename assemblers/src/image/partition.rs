@@ -7,7 +7,8 @@ use std::process::Stdio;
 
 use serde_json::Value;
 
-use crate::image::filesystem::Filesystem;
+use crate::image::filesystem::{self, Filesystem};
+use crate::image::Placed;
 use crate::{tool, AssemblerError};
 
 /// GPT type of the BIOS-boot partition that holds GRUB's core image.
@@ -51,6 +52,26 @@ pub struct PartitionTable {
 }
 
 impl PartitionTable {
+    /// Makes the filesystems of the partitions (laid out as `placed`), parents before the
+    /// filesystems mounted below them.
+    pub fn make_filesystems(
+        &self,
+        placed: &[Placed],
+        image: &Path,
+        tree: &Path,
+    ) -> Result<(), AssemblerError> {
+        let mut order: Vec<(&Filesystem, &Placed)> = self
+            .partitions
+            .iter()
+            .zip(placed)
+            .filter_map(|(p, at)| p.filesystem.as_ref().map(|fs| (fs, at)))
+            .collect();
+        order.sort_by_key(|(fs, _)| fs.mountpoint.len());
+        order
+            .into_iter()
+            .try_for_each(|(fs, at)| filesystem::make_filesystem(fs, at, image, tree))
+    }
+
     /// The `sfdisk` script: the label, its id, then one line per partition.
     pub fn sfdisk_script(&self) -> String {
         let mut s = format!(
@@ -121,14 +142,6 @@ impl PartitionTable {
         }
         Ok(())
     }
-}
-
-/// A partition as laid out on the disk (from `sfdisk --json`), in 512-byte sectors.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Placed {
-    pub start: u64,
-    pub size: u64,
-    pub ptype: String,
 }
 
 /// Reads the partitions out of `sfdisk --json` output.
