@@ -37,9 +37,12 @@ pub fn tie_to_thread(cmd: &mut Command, netns: Option<OwnedFd>) {
 
 /// Makes the child of `cmd` run with `root` as its root directory and `/` as its working
 /// directory (what `chroot ROOT` does). Fails only if `root` contains a NUL byte.
-pub fn chroot_before_exec(cmd: &mut Command, root: &std::path::Path) -> Result<(), ()> {
+pub fn chroot_before_exec(
+    cmd: &mut Command,
+    root: &std::path::Path,
+) -> Result<(), std::ffi::NulError> {
     use std::os::unix::ffi::OsStrExt;
-    let root = CString::new(root.as_os_str().as_bytes()).map_err(|_| ())?;
+    let root = CString::new(root.as_os_str().as_bytes())?;
     let step = move || -> io::Result<()> {
         nix::unistd::chroot(root.as_c_str())?;
         nix::unistd::chdir(c"/")?;
@@ -108,4 +111,9 @@ impl Drop for Child {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// A pipe, both ends close-on-exec: (read end, write end).
+pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    Ok(rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?)
 }
