@@ -17,8 +17,7 @@ use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
-use nix::mount::{mount, umount2, MntFlags, MsFlags};
-use nix::sched::{unshare, CloneFlags};
+use osbuild_sys::mount::{Mount, MountFailed, MsFlags, NamespaceFailed};
 
 /// Why a mount operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -69,28 +68,22 @@ pub enum MountError {
 /// inherit the namespace). The tests use the latter. A mount must be unmounted from the
 /// namespace it was made in: do not hand mount guards to threads outside it.
 pub fn enter_private_namespace() -> Result<(), MountError> {
-    unshare(CloneFlags::CLONE_NEWNS).map_err(|errno| MountError::Namespace {
-        step: "unshare(CLONE_NEWNS)",
-        errno,
-    })?;
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_SLAVE,
-        None::<&str>,
-    )
-    .map_err(|errno| MountError::Namespace {
-        step: "make / recursively slave",
-        errno,
+    osbuild_sys::mount::enter_private_namespace().map_err(|failed| match failed {
+        NamespaceFailed::Unshare(errno) => MountError::Namespace {
+            step: "unshare(CLONE_NEWNS)",
+            errno,
+        },
+        NamespaceFailed::MakeSlave(errno) => MountError::Namespace {
+            step: "make / recursively slave",
+            errno,
+        },
     })
 }
 
-/// A bind mount owned by this value: dropping it unmounts.
+/// A bind mount owned by this value: dropping it unmounts (and logs a failure).
 #[derive(Debug)]
 pub struct BindMount {
-    target: PathBuf,
-    mounted: bool,
+    mount: Option<Mount>,
 }
 
 impl BindMount {
@@ -98,49 +91,24 @@ impl BindMount {
     /// mount private (so nothing mounted below it propagates anywhere), and remounts it
     /// read-only when `readonly` is set.
     pub fn new(src: &Path, target: &Path, readonly: bool) -> Result<Self, MountError> {
-        let err = |action, errno| MountError::Mount {
-            action,
+        let err = |failed: MountFailed| MountError::Mount {
+            action: failed.action,
             src: src.to_owned(),
             target: target.to_owned(),
-            errno,
+            errno: failed.errno,
         };
-        mount(
-            Some(src),
-            target,
-            None::<&str>,
-            MsFlags::MS_BIND,
-            None::<&str>,
-        )
-        .map_err(|e| err("bind-mount", e))?;
-        // From here on the guard owns the mount, so a failure below unmounts it again.
-        let guard = BindMount {
-            target: target.to_owned(),
-            mounted: true,
-        };
-        mount(
-            None::<&str>,
-            target,
-            None::<&str>,
-            MsFlags::MS_PRIVATE,
-            None::<&str>,
-        )
-        .map_err(|e| err("make private", e))?;
+        // From the first step on the mount has an owner, so a failure below unmounts it again.
+        let mount = Mount::bind(src, target, false).map_err(err)?;
+        mount.make_private().map_err(err)?;
         if readonly {
-            mount(
-                None::<&str>,
-                target,
-                None::<&str>,
-                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
-                None::<&str>,
-            )
-            .map_err(|e| err("remount read-only", e))?;
+            mount.remount_read_only(MsFlags::empty()).map_err(err)?;
         }
-        Ok(guard)
+        Ok(Self { mount: Some(mount) })
     }
 
     /// The mountpoint.
     pub fn path(&self) -> &Path {
-        &self.target
+        self.mount.as_ref().expect("mounted until dropped").path()
     }
 
     /// Unmounts now and reports failure (dropping the guard does the same but can only log).
@@ -149,19 +117,13 @@ impl BindMount {
     }
 
     fn release(&mut self) -> Result<(), MountError> {
-        if !self.mounted {
+        let Some(mount) = self.mount.take() else {
             return Ok(());
-        }
-        self.mounted = false;
-        match umount2(&self.target, MntFlags::empty()) {
-            Ok(()) => Ok(()),
-            Err(_) => {
-                umount2(&self.target, MntFlags::MNT_DETACH).map_err(|errno| MountError::Unmount {
-                    target: self.target.clone(),
-                    errno,
-                })
-            }
-        }
+        };
+        let target = mount.path().to_owned();
+        mount
+            .unmount()
+            .map_err(|errno| MountError::Unmount { target, errno })
     }
 }
 
@@ -188,7 +150,7 @@ pub fn mounts_under(dir: &Path) -> Result<Vec<PathBuf>, MountError> {
 /// Lazily detaches every mount at or below `dir` (deepest first).
 pub fn detach_all_under(dir: &Path) -> Result<(), MountError> {
     for m in mounts_under(dir)? {
-        match umount2(&m, MntFlags::MNT_DETACH) {
+        match osbuild_sys::mount::detach(&m) {
             Ok(()) | Err(Errno::EINVAL) | Err(Errno::ENOENT) => {}
             Err(errno) => return Err(MountError::Unmount { target: m, errno }),
         }

@@ -13,7 +13,6 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
@@ -21,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use osbuild_protocol::source::{PROGRESS_ENV, PROGRESS_PREFIX};
 use osbuild_protocol::sources_api::{self, error_reply};
+use osbuild_sys::process::{describe_status, Child};
 
 use crate::buildroot::Cancel;
 use crate::events::SourceProgress as Progress;
@@ -286,19 +286,12 @@ impl Sources {
                 cmd.env(var, v);
             }
         }
-        // SAFETY: prctl is async-signal-safe; it ties the source's life to this thread's.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let mut child = ChildGuard(cmd.spawn().map_err(spawn_err)?);
-        let stdin = child.0.stdin.take();
-        let stdout = child.0.stdout.take();
-        let stderr = child.0.stderr.take();
+        // The source dies with this thread; dropping the child (an error or a cancel) kills it.
+        osbuild_sys::process::tie_to_thread(&mut cmd, None);
+        let mut child = Child::spawn(&mut cmd).map_err(spawn_err)?;
+        let stdin = child.std().stdin.take();
+        let stdout = child.std().stdout.take();
+        let stderr = child.std().stderr.take();
         // The request goes in on its own thread, so a source that replies before reading
         // everything cannot deadlock us.
         let writer = std::thread::spawn(move || {
@@ -329,7 +322,7 @@ impl Sources {
                 Ok(line) => handle_line(name, &line, on_progress),
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    if let Ok(status) = child.0.wait() {
+                    if let Ok(status) = child.wait() {
                         break status;
                     }
                 }
@@ -356,31 +349,10 @@ impl Sources {
     }
 }
 
-/// Kills the source if it is still running when dropped (an error or a cancel).
-struct ChildGuard(std::process::Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
 fn handle_line(name: &str, line: &str, on_progress: &mut dyn FnMut(Progress)) {
     match line.strip_prefix(PROGRESS_PREFIX).and_then(Progress::parse) {
         Some(p) => on_progress(p),
         None => tracing::info!(source = name, "{line}"),
-    }
-}
-
-fn describe_status(status: std::process::ExitStatus) -> String {
-    use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
-        (Some(c), _) => format!("exit status {c}"),
-        (None, Some(s)) => format!("killed by signal {s}"),
-        _ => "unknown status".into(),
     }
 }
 

@@ -14,7 +14,7 @@ use osbuild::store::{treesum, ObjectKind, Store, StoreError};
 const CHILD_ENV: &str = "STORE_TEST_CHILD";
 
 fn is_root() -> bool {
-    if nix::unistd::geteuid().is_root() {
+    if osbuild_sys::is_root() {
         true
     } else {
         eprintln!("skipped: needs root (mounts and namespaces)");

@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::Command;
 
 use osbuild::store::{treesum, StoreError};
+use osbuild_sys::is_root as root;
 
 /// The v10 algorithm, written from its description: sorted entries, per-entry metadata JSON,
 /// then content / link target / recursion.
@@ -71,10 +72,6 @@ fn file(dir: &Path, name: &[u8], content: &[u8], mode: u32) {
     let p = dir.join(OsStr::from_bytes(name));
     std::fs::write(&p, content).unwrap();
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
-}
-
-fn root() -> bool {
-    nix::unistd::geteuid().is_root()
 }
 
 #[test]

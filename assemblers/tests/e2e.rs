@@ -28,15 +28,7 @@ fn assemble(dir: &Path, name: &str, stdin: &str) -> Output {
     child.wait_with_output().unwrap()
 }
 
-fn is_root() -> bool {
-    // SAFETY: geteuid cannot fail.
-    unsafe { libc_geteuid() == 0 }
-}
-
-extern "C" {
-    #[link_name = "geteuid"]
-    fn libc_geteuid() -> u32;
-}
+use osbuild_sys::is_root;
 
 /// A small tree: a 0640 file owned 1234:5678 (when root), a 0750 directory, a symlink.
 fn tree(dir: &Path) -> PathBuf {
@@ -267,7 +259,7 @@ fn every_name_has_a_meta_file_with_a_schema() {
 /// File capabilities and user xattrs survive into the archive (set with python3's setxattr;
 /// security.* needs root).
 #[test]
-fn tar_keeps_xattrs_and_file_capabilities() {
+fn privileged_tar_keeps_xattrs_and_file_capabilities() {
     if !is_root() || !has_tool("python3") {
         println!("skipped: needs root and python3 to set security.capability");
         return;

@@ -18,7 +18,6 @@
 use std::fmt;
 use std::fs;
 use std::io::{self, Read};
-use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -370,13 +369,7 @@ fn is_executable(p: &Path) -> bool {
 
 /// Runs a tool with stdout and stderr on one pipe, returning its status and output.
 fn run_captured(tool: &Path, args: &[&str]) -> io::Result<(std::process::ExitStatus, String)> {
-    let mut fds = [0 as libc::c_int; 2];
-    // SAFETY: pipe2 fills the two-element array on success.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: both descriptors were just created and are owned here only.
-    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let (read, write) = osbuild_sys::process::pipe()?;
     let write2 = write.try_clone()?;
     let mut child = Command::new(tool)
         .args(args)

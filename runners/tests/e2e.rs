@@ -189,7 +189,7 @@ fn privileged_debian_setup_in_bwrap() {
         eprintln!("skipped: bwrap is not installed");
         return;
     };
-    if unsafe { libc::geteuid() } != 0 {
+    if !osbuild_sys::is_root() {
         eprintln!("skipped: needs root");
         return;
     }

@@ -567,23 +567,22 @@ pub fn place(src: &Path, dst: &Path) -> std::io::Result<()> {
 }
 
 fn reflink(src: &Path, dst: &Path) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
     let input = std::fs::File::open(src)?;
     let output = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(dst)?;
-    // SAFETY: FICLONE takes the source descriptor as its argument; both fds are open here.
-    let r = unsafe { libc::ioctl(output.as_raw_fd(), libc::FICLONE, input.as_raw_fd()) };
-    if r == 0 {
-        let perms = std::os::unix::fs::PermissionsExt::from_mode(0o644);
-        output.set_permissions(perms)?;
-        return Ok(());
+    match osbuild_sys::fs::reflink(&input, &output) {
+        Ok(()) => {
+            let perms = std::os::unix::fs::PermissionsExt::from_mode(0o644);
+            output.set_permissions(perms)
+        }
+        Err(e) => {
+            drop(output);
+            let _ = std::fs::remove_file(dst);
+            Err(e.into())
+        }
     }
-    let err = std::io::Error::last_os_error();
-    drop(output);
-    let _ = std::fs::remove_file(dst);
-    Err(err)
 }
 
 #[cfg(test)]

@@ -15,6 +15,8 @@
 //! - [`progress`]: the progress lines the engine reads from stderr.
 //! - [`dnf`]: `org.osbuild.dnf`, repository configurations by metadata checksum.
 
+#![forbid(unsafe_code)]
+
 pub mod checksum;
 pub mod dnf;
 pub mod files;

@@ -1,6 +1,8 @@
 //! `osbuild-mkmanifest-debian`: resolve Debian packages with the machine's apt sources and
 //! print a v1 manifest installing them with `org.osbuild.dpkg` (see [`osbuild::mkmanifest::debian`]).
 
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 
 use anyhow::Context;

@@ -1,6 +1,8 @@
 //! `osbuild-mkmanifest-dnf`: pin rpm repositories by the checksum of their metadata and print
 //! a v1 manifest installing packages from them with `org.osbuild.dnf` (see [`osbuild::mkmanifest::dnf`]).
 
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 
 use anyhow::Context;

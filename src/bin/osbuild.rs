@@ -1,5 +1,7 @@
 //! `osbuild`: build a manifest in-process (osbuild v10's command line).
 
+#![forbid(unsafe_code)]
+
 use clap::Parser;
 
 fn main() {

@@ -1,5 +1,7 @@
 //! `osbuildctl`: build through the osbuildd service.
 
+#![forbid(unsafe_code)]
+
 use clap::Parser;
 
 fn main() {

@@ -1,5 +1,7 @@
 //! `osbuildd`: the build service on the system bus.
 
+#![forbid(unsafe_code)]
+
 use clap::Parser;
 
 fn main() {

@@ -22,13 +22,15 @@ mod remoteloop;
 
 use std::ffi::OsString;
 use std::io::Read;
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+use osbuild_sys::caps::Capability;
+use osbuild_sys::process::Child;
 
 use crate::modules::ModuleKind;
 
@@ -36,40 +38,34 @@ pub use api::{ApiServer, SourcesHandler, SourcesServer};
 pub use prepare::{ModuleRun, SharedRoot};
 pub use remoteloop::LoopServer;
 
-/// Capabilities a module keeps (osbuild's `DEFAULT_CAPABILITIES`), with their numbers; all
-/// others are dropped.
-pub const DEFAULT_CAPABILITIES: &[(&str, u32)] = &[
-    ("CAP_AUDIT_WRITE", 29),
-    ("CAP_CHOWN", 0),
-    ("CAP_DAC_OVERRIDE", 1),
-    ("CAP_DAC_READ_SEARCH", 2),
-    ("CAP_FOWNER", 3),
-    ("CAP_FSETID", 4),
-    ("CAP_IPC_LOCK", 14),
-    ("CAP_LINUX_IMMUTABLE", 9),
-    ("CAP_MAC_OVERRIDE", 32),
-    ("CAP_MKNOD", 27),
-    ("CAP_NET_BIND_SERVICE", 10),
-    ("CAP_SETFCAP", 31),
-    ("CAP_SETGID", 6),
-    ("CAP_SETPCAP", 8),
-    ("CAP_SETUID", 7),
-    ("CAP_SYS_ADMIN", 21),
-    ("CAP_SYS_CHROOT", 18),
-    ("CAP_SYS_NICE", 23),
-    ("CAP_SYS_RESOURCE", 24),
+/// Capabilities a module keeps (osbuild's `DEFAULT_CAPABILITIES`); all others are dropped.
+pub const DEFAULT_CAPABILITIES: &[Capability] = &[
+    Capability::CAP_AUDIT_WRITE,
+    Capability::CAP_CHOWN,
+    Capability::CAP_DAC_OVERRIDE,
+    Capability::CAP_DAC_READ_SEARCH,
+    Capability::CAP_FOWNER,
+    Capability::CAP_FSETID,
+    Capability::CAP_IPC_LOCK,
+    Capability::CAP_LINUX_IMMUTABLE,
+    Capability::CAP_MAC_OVERRIDE,
+    Capability::CAP_MKNOD,
+    Capability::CAP_NET_BIND_SERVICE,
+    Capability::CAP_SETFCAP,
+    Capability::CAP_SETGID,
+    Capability::CAP_SETPCAP,
+    Capability::CAP_SETUID,
+    Capability::CAP_SYS_ADMIN,
+    Capability::CAP_SYS_CHROOT,
+    Capability::CAP_SYS_NICE,
+    Capability::CAP_SYS_RESOURCE,
 ];
 
 /// The default capabilities that this process's bounding set still has. bubblewrap keeps
 /// *every* capability when asked to add one that the bounding set lacks (as in some
 /// containers), so asking only for what we can have is what keeps the sandbox confined.
-fn grantable_capabilities() -> Vec<&'static str> {
-    DEFAULT_CAPABILITIES
-        .iter()
-        // SAFETY: PR_CAPBSET_READ only reads this thread's bounding set.
-        .filter(|(_, n)| unsafe { libc::prctl(libc::PR_CAPBSET_READ, *n as libc::c_ulong, 0, 0, 0) } == 1)
-        .map(|(name, _)| *name)
-        .collect()
+fn grantable_capabilities() -> Vec<Capability> {
+    osbuild_sys::caps::in_bounding_set(DEFAULT_CAPABILITIES)
 }
 
 /// Where things appear inside the sandbox.
@@ -161,7 +157,7 @@ pub struct Sandbox {
     /// The sources output directory (stages).
     pub sources: Option<PathBuf>,
     /// Capabilities the module keeps ([`Sandbox::default_capabilities`]).
-    pub capabilities: Vec<&'static str>,
+    pub capabilities: Vec<Capability>,
     /// The network namespace to run in (loopback only); `None` shares the host's network,
     /// for modules that declare they need it (never decided by a manifest).
     pub netns: Option<Arc<NetNs>>,
@@ -169,7 +165,7 @@ pub struct Sandbox {
 
 impl Sandbox {
     /// osbuild's default set, limited to what this host can grant.
-    pub fn default_capabilities() -> Vec<&'static str> {
+    pub fn default_capabilities() -> Vec<Capability> {
         grantable_capabilities()
     }
 
@@ -190,7 +186,7 @@ impl Sandbox {
         push(&[&"--unshare-ipc", &"--unshare-pid"]);
         push(&[&"--cap-drop", &"ALL"]);
         for cap in &self.capabilities {
-            push(&[&"--cap-add", cap]);
+            push(&[&"--cap-add", &cap.to_string()]);
         }
         for dir in ROOT_DIRS {
             let src = self.root.join(dir);
@@ -277,11 +273,7 @@ impl RunResult {
 
     /// "exit status 3" / "killed by signal 9", for error messages.
     pub fn describe_status(&self) -> String {
-        match (self.status.code(), self.status.signal()) {
-            (Some(code), _) => format!("exit status {code}"),
-            (None, Some(sig)) => format!("killed by signal {sig}"),
-            _ => "unknown status".into(),
-        }
+        osbuild_sys::process::describe_status(self.status)
     }
 }
 
@@ -335,32 +327,23 @@ impl BuildRoot {
             .stdin(Stdio::null())
             .stdout(Stdio::from(dup(&writer)?))
             .stderr(Stdio::from(writer));
-        let netns = sandbox.netns.as_ref().map(|n| n.raw_fd());
-        // SAFETY: prctl and setns are async-signal-safe system calls; they tie bwrap's life to
-        // this thread's and move it into the sandbox's network namespace.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                if let Some(fd) = netns {
-                    if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                }
-                Ok(())
-            });
-        }
-        let mut child = cmd.spawn().map_err(BuildRootError::Spawn)?;
+        let netns = sandbox
+            .netns
+            .as_ref()
+            .map(|n| n.try_clone_fd())
+            .transpose()
+            .map_err(io_err("duplicating the network namespace"))?;
+        // bwrap dies with this thread: spawn and wait here, on the caller's own thread.
+        osbuild_sys::process::tie_to_thread(&mut cmd, netns);
+        // Dropping the child (any early return below) kills and reaps it.
+        let mut child = Child::spawn(&mut cmd).map_err(BuildRootError::Spawn)?;
         drop(cmd); // closes our copies of the pipe's write end
 
-        let exited = pidfd(child.id())?;
         let mut output = OutputReader::new(reader)?;
         let status = loop {
-            output.poll(Some(&exited), Duration::from_millis(100), on_line);
+            output.poll(Some(child.pidfd()), Duration::from_millis(100), on_line);
             if cancel.is_cancelled() {
-                let _ = child.kill();
-                let _ = child.wait();
+                child.kill();
                 drop(server);
                 return Err(BuildRootError::Cancelled);
             }
@@ -381,17 +364,6 @@ impl BuildRoot {
             connected,
         })
     }
-}
-
-/// A descriptor that becomes readable when the process exits (so the wait needs no polling).
-fn pidfd(pid: u32) -> Result<OwnedFd, BuildRootError> {
-    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
-    if fd < 0 {
-        return Err(io_err("pidfd_open")(std::io::Error::last_os_error()));
-    }
-    // SAFETY: the kernel just gave us this descriptor; nothing else owns it.
-    Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) })
 }
 
 fn dup(fd: &OwnedFd) -> Result<OwnedFd, BuildRootError> {
@@ -424,17 +396,14 @@ impl OutputReader {
     /// is there. Returns false at EOF.
     fn poll(
         &mut self,
-        also: Option<&OwnedFd>,
+        also: Option<BorrowedFd<'_>>,
         timeout: Duration,
         on_line: &mut dyn FnMut(&str),
     ) -> bool {
         use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-        use std::os::fd::{AsFd, BorrowedFd};
-        // SAFETY: the fd is owned by self.file for the duration of this call.
-        let fd = unsafe { BorrowedFd::borrow_raw(self.file.as_raw_fd()) };
-        let mut fds = vec![PollFd::new(fd, PollFlags::POLLIN)];
+        let mut fds = vec![PollFd::new(self.file.as_fd(), PollFlags::POLLIN)];
         if let Some(also) = also {
-            fds.push(PollFd::new(also.as_fd(), PollFlags::POLLIN));
+            fds.push(PollFd::new(also, PollFlags::POLLIN));
         }
         let ms = PollTimeout::try_from(timeout.as_millis() as i32).unwrap_or(PollTimeout::MAX);
         match poll(&mut fds, ms) {
@@ -515,7 +484,7 @@ mod tests {
             output: (kind == ModuleKind::Assembler).then(|| "/s/tmp/out".into()),
             sources: (kind == ModuleKind::Stage).then(|| "/s/tmp/src".into()),
             netns: None,
-            capabilities: DEFAULT_CAPABILITIES.iter().map(|(n, _)| *n).collect(),
+            capabilities: DEFAULT_CAPABILITIES.to_vec(),
         }
     }
 
@@ -587,7 +556,7 @@ mod tests {
             .filter(|w| w[0] == "--cap-add")
             .map(|w| w[1].as_str())
             .collect();
-        let all: Vec<&str> = DEFAULT_CAPABILITIES.iter().map(|(n, _)| *n).collect();
+        let all: Vec<String> = DEFAULT_CAPABILITIES.iter().map(|c| c.to_string()).collect();
         assert_eq!(added, all);
         assert!(argv.iter().position(|a| a == "--cap-add").unwrap() > drop_at);
     }

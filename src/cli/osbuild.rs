@@ -224,16 +224,9 @@ fn report_invalid(e: &ManifestError, as_json: bool) -> i32 {
 }
 
 fn install_signal_handlers() {
-    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
-    let action = SigAction::new(
-        SigHandler::Handler(on_signal),
-        SaFlags::SA_RESTART,
-        SigSet::empty(),
-    );
-    for sig in [Signal::SIGINT, Signal::SIGTERM] {
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-        let _ = unsafe { sigaction(sig, &action) };
-    }
+    use osbuild_sys::signal::{set_handler, Signal};
+    // Best effort: without the handlers a signal simply ends the process.
+    let _ = set_handler(&[Signal::SIGINT, Signal::SIGTERM], on_signal);
 }
 
 /// v10's human output: a bold header per module with its options, then its live output.

@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::ffi::{CString, OsStr};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -18,7 +18,7 @@ use std::sync::Mutex;
 
 use nix::errno::Errno;
 use nix::fcntl::{openat, AtFlags, OFlag};
-use nix::sys::stat::{fstatat, mkdirat, FileStat, Mode};
+use nix::sys::stat::{fstatat, mkdirat, FileStat, Mode, SFlag};
 use nix::sys::time::TimeSpec;
 
 use super::treesum::{file_type_name, list_names, open_dir};
@@ -152,13 +152,14 @@ fn walk(
                 set_owner_times_at(dst, name, &st, false, &shown())?;
             }
             libc::S_IFCHR | libc::S_IFBLK | libc::S_IFIFO | libc::S_IFSOCK => {
-                let c = CString::new(name.as_bytes()).expect("names have no NUL");
-                // SAFETY: plain syscall on a valid descriptor and NUL-terminated name.
-                let r =
-                    unsafe { libc::mknodat(dst.as_raw_fd(), c.as_ptr(), st.st_mode, st.st_rdev) };
-                Errno::result(r).map_err(|e| {
-                    StoreError::io(file_type_create_action(fmt), &shown(), e.into())
-                })?;
+                nix::sys::stat::mknodat(
+                    dst,
+                    name,
+                    SFlag::from_bits_truncate(fmt),
+                    Mode::from_bits_truncate(st.st_mode & 0o7777),
+                    st.st_rdev,
+                )
+                .map_err(|e| StoreError::io(file_type_create_action(fmt), &shown(), e.into()))?;
                 set_owner_times_at(dst, name, &st, true, &shown())?;
             }
             _ => {
@@ -247,51 +248,16 @@ fn apply_metadata(
 
 fn copy_xattrs(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, shown: &Path) -> Result<(), StoreError> {
     let err = |e: Errno| StoreError::io("copy the extended attributes of", shown, e.into());
-    // SAFETY: a size query; no buffer is written.
-    let len = unsafe { libc::flistxattr(src.as_raw_fd(), std::ptr::null_mut(), 0) };
-    if len <= 0 {
-        return match Errno::last() {
-            _ if len == 0 => Ok(()),
-            Errno::ENOTSUP => Ok(()),
-            e => Err(err(e)),
-        };
-    }
-    let mut names = vec![0u8; len as usize + 256];
-    // SAFETY: the buffer is valid for its length.
-    let len = unsafe { libc::flistxattr(src.as_raw_fd(), names.as_mut_ptr().cast(), names.len()) };
-    Errno::result(len).map_err(err)?;
-    names.truncate(len as usize);
-    for name in names.split(|&b| b == 0).filter(|n| !n.is_empty()) {
+    let names = match osbuild_sys::fs::xattr_names(src) {
+        Ok(names) => names,
+        Err(Errno::ENOTSUP) => return Ok(()),
+        Err(e) => return Err(err(e)),
+    };
+    for name in names {
         let cname = CString::new(name).expect("split on NUL");
-        let mut value = vec![0u8; 4096];
-        let n = loop {
-            // SAFETY: NUL-terminated name; the buffer is valid for its length.
-            let n = unsafe {
-                libc::fgetxattr(
-                    src.as_raw_fd(),
-                    cname.as_ptr(),
-                    value.as_mut_ptr().cast(),
-                    value.len(),
-                )
-            };
-            if n < 0 && Errno::last() == Errno::ERANGE {
-                value.resize(value.len() * 4, 0);
-                continue;
-            }
-            break Errno::result(n).map_err(err)?;
-        };
-        // SAFETY: NUL-terminated name; the value buffer holds `n` bytes.
-        let r = unsafe {
-            libc::fsetxattr(
-                dst.as_raw_fd(),
-                cname.as_ptr(),
-                value.as_ptr().cast(),
-                n as usize,
-                0,
-            )
-        };
-        match Errno::result(r) {
-            Ok(_) | Err(Errno::ENOTSUP) => {}
+        let value = osbuild_sys::fs::get_xattr(src, &cname).map_err(err)?;
+        match osbuild_sys::fs::set_xattr(dst, &cname, &value) {
+            Ok(()) | Err(Errno::ENOTSUP) => {}
             Err(e) => return Err(err(e)),
         }
     }
@@ -307,9 +273,6 @@ struct FileCopy<'a> {
     /// Cleared once copy_file_range is unavailable.
     copy_range: AtomicBool,
 }
-
-/// `FICLONE` = `_IOW(0x94, 9, int)`.
-const FICLONE: libc::c_ulong = 0x4004_9409;
 
 impl FileCopy<'_> {
     fn copy_file(&self, rel: &Path, st: &FileStat) -> Result<(), StoreError> {
@@ -338,9 +301,7 @@ impl FileCopy<'_> {
             return Ok(());
         }
         if self.reflink.load(Ordering::Relaxed) {
-            // SAFETY: FICLONE takes the source descriptor as its argument; no memory involved.
-            let r = unsafe { libc::ioctl(to.as_raw_fd(), FICLONE as _, from.as_raw_fd()) };
-            match Errno::result(r) {
+            match osbuild_sys::fs::reflink(from, to) {
                 Ok(_) => return Ok(()),
                 Err(
                     Errno::EOPNOTSUPP
@@ -356,18 +317,7 @@ impl FileCopy<'_> {
         if self.copy_range.load(Ordering::Relaxed) {
             loop {
                 let want = (size - done).clamp(1 << 20, 1 << 30) as usize;
-                // SAFETY: both descriptors are open; null offsets use the file positions.
-                let r = unsafe {
-                    libc::copy_file_range(
-                        from.as_raw_fd(),
-                        std::ptr::null_mut(),
-                        to.as_raw_fd(),
-                        std::ptr::null_mut(),
-                        want,
-                        0,
-                    )
-                };
-                match Errno::result(r) {
+                match osbuild_sys::fs::copy_file_range(from, to, want) {
                     Ok(0) => return Ok(()),
                     Ok(n) => done += n as u64,
                     Err(Errno::EINTR) => {}

@@ -35,7 +35,9 @@ mod treesum;
 pub use self::treesum::treesum;
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
+
+use osbuild_sys::lock::{Flock, LockMode};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -198,16 +200,6 @@ fn now_unix() -> u64 {
         .unwrap_or(0)
 }
 
-fn flock(fd: &OwnedFd, op: libc::c_int) -> Result<(), Errno> {
-    loop {
-        // SAFETY: flock on a descriptor we own; no memory involved.
-        match Errno::result(unsafe { libc::flock(fd.as_raw_fd(), op) }) {
-            Err(Errno::EINTR) => continue,
-            r => return r.map(|_| ()),
-        }
-    }
-}
-
 fn open_dir_fd(path: &Path) -> Result<OwnedFd, Errno> {
     openat(
         AT_FDCWD,
@@ -236,7 +228,7 @@ fn remove_tree(path: &Path) {
 #[derive(Debug)]
 pub struct TempDir {
     path: PathBuf,
-    _lock: OwnedFd,
+    _lock: Flock,
 }
 
 impl TempDir {
@@ -255,7 +247,7 @@ impl Drop for TempDir {
 /// A shared lock on `objects/<treesum>`: while it is held, prune leaves the object alone.
 #[derive(Debug)]
 struct ObjectLock {
-    _fd: OwnedFd,
+    _lock: Flock,
 }
 
 impl Store {
@@ -292,7 +284,7 @@ impl Store {
         Ok(store)
     }
 
-    fn tmp_lock(&self, op: libc::c_int) -> Result<OwnedFd, StoreError> {
+    fn tmp_lock(&self, mode: LockMode) -> Result<Flock, StoreError> {
         let path = &self.inner.tmp_lock;
         let f = std::fs::OpenOptions::new()
             .create(true)
@@ -300,13 +292,11 @@ impl Store {
             .write(true)
             .open(path)
             .map_err(|e| StoreError::io("open the lock", path, e))?;
-        let fd = OwnedFd::from(f);
-        flock(&fd, op).map_err(errno_io("lock", path))?;
-        Ok(fd)
+        Flock::lock(f.into(), mode).map_err(|e| StoreError::io("lock", path, e))
     }
 
     fn sweep_tmp(&self) -> Result<(), StoreError> {
-        let _sweeping = self.tmp_lock(libc::LOCK_EX)?;
+        let _sweeping = self.tmp_lock(LockMode::Exclusive)?;
         let tmp = &self.inner.tmp;
         let entries = std::fs::read_dir(tmp).map_err(|e| StoreError::io("list", tmp, e))?;
         for entry in entries {
@@ -314,7 +304,7 @@ impl Store {
             let path = entry.path();
             match open_dir_fd(&path) {
                 Ok(fd) => {
-                    if flock(&fd, libc::LOCK_EX | libc::LOCK_NB).is_ok() {
+                    if let Ok(_held) = Flock::try_lock(fd, LockMode::Exclusive) {
                         tracing::info!("removing {} left behind by a dead process", path.display());
                         remove_tree(&path);
                     }
@@ -368,12 +358,13 @@ impl Store {
             Err(Errno::ENOENT) => return Ok(None),
             Err(e) => return Err(StoreError::io("open", &path, e.into())),
         };
-        flock(&fd, libc::LOCK_SH).map_err(errno_io("lock", &path))?;
+        let lock =
+            Flock::lock(fd, LockMode::Shared).map_err(|e| StoreError::io("lock", &path, e))?;
         // A prune may have moved it away while we waited: it must still be the same directory.
-        let held = nix::sys::stat::fstat(fd.as_fd()).map_err(errno_io("stat", &path))?;
+        let held = nix::sys::stat::fstat(lock.as_fd()).map_err(errno_io("stat", &path))?;
         match std::fs::symlink_metadata(&path) {
             Ok(m) if m.dev() == held.st_dev && m.ino() == held.st_ino => {
-                Ok(Some(ObjectLock { _fd: fd }))
+                Ok(Some(ObjectLock { _lock: lock }))
             }
             _ => Ok(None),
         }
@@ -402,7 +393,7 @@ impl Store {
             });
         }
         // Keeps a concurrent `open` from sweeping the directory before it is locked.
-        let _creating = self.tmp_lock(libc::LOCK_SH)?;
+        let _creating = self.tmp_lock(LockMode::Shared)?;
         let tmp = &self.inner.tmp;
         let path = tempfile::Builder::new()
             .prefix(&format!("{prefix}-"))
@@ -417,9 +408,13 @@ impl Store {
                 return Err(StoreError::io("open", &path, e.into()));
             }
         };
-        let dir = TempDir { path, _lock: fd };
-        flock(&dir._lock, libc::LOCK_EX | libc::LOCK_NB).map_err(errno_io("lock", &dir.path))?;
-        Ok(dir)
+        match Flock::try_lock(fd, LockMode::Exclusive) {
+            Ok(lock) => Ok(TempDir { path, _lock: lock }),
+            Err(e) => {
+                let _ = std::fs::remove_dir(&path);
+                Err(StoreError::io("lock", &path, e))
+            }
+        }
     }
 
     /// The download cache directory of `source` (`STORE/sources/<source>`), created if needed.
@@ -548,16 +543,17 @@ impl Store {
     fn publish_tree(&self, tree: &Path, ts: &Treesum) -> Result<ObjectLock, StoreError> {
         let dest = self.object_path(ts);
         let fd = open_dir_fd(tree).map_err(errno_io("open", tree))?;
-        flock(&fd, libc::LOCK_SH).map_err(errno_io("lock", tree))?;
+        let ours =
+            Flock::lock(fd, LockMode::Shared).map_err(|e| StoreError::io("lock", tree, e))?;
         loop {
             match std::fs::rename(tree, &dest) {
                 Ok(()) => {
                     // Objects are directories anyone may read, like v10's 0755 trees.
-                    return Ok(ObjectLock { _fd: fd });
+                    return Ok(ObjectLock { _lock: ours });
                 }
                 Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTEMPTY | libc::EEXIST)) => {
                     if let Some(lock) = self.lock_object(ts)? {
-                        drop(fd);
+                        drop(ours);
                         remove_tree(tree);
                         return Ok(lock);
                     }
@@ -681,17 +677,17 @@ impl Store {
                 Ok(fd) => fd,
                 Err(_) => continue,
             };
-            if flock(&fd, libc::LOCK_EX | libc::LOCK_NB).is_err() {
+            let Ok(lock) = Flock::try_lock(fd, LockMode::Exclusive) else {
                 report.in_use.extend(g.ids);
                 continue;
-            }
+            };
             let graveyard = self.tempdir("prune")?;
             for id in &g.ids {
                 self.remove_ref_if(id, &g.treesum, &graveyard)?;
             }
             let dest = graveyard.path.join("object");
             std::fs::rename(&path, &dest).map_err(|e| StoreError::io("remove", &path, e))?;
-            drop(fd);
+            drop(lock);
             drop(graveyard);
             report.freed += g.size;
             report.remaining -= g.size;

@@ -120,25 +120,12 @@ impl Sink {
             if self.buf.len() >= BUF_SIZE {
                 self.flush();
             }
-            let len = self.buf.len();
-            let spare = BUF_SIZE - len;
-            self.buf.reserve(spare);
-            // SAFETY: the buffer has at least `spare` bytes of capacity after `len`; read(2)
-            // writes at most that many and we only extend the length by what it reported.
-            let n =
-                unsafe { libc::read(fd.as_raw_fd(), self.buf.as_mut_ptr().add(len).cast(), spare) };
-            if n < 0 {
-                let e = Errno::last();
-                if e == Errno::EINTR {
-                    continue;
-                }
-                return Err(e);
+            let spare = BUF_SIZE - self.buf.len();
+            match osbuild_sys::fs::read_appending(fd, &mut self.buf, spare) {
+                Ok(0) => return Ok(()),
+                Ok(_) | Err(Errno::EINTR) => {}
+                Err(e) => return Err(e),
             }
-            if n == 0 {
-                return Ok(());
-            }
-            // SAFETY: read(2) initialised `n` bytes after `len`.
-            unsafe { self.buf.set_len(len + n as usize) };
         }
     }
 }
@@ -355,47 +342,9 @@ fn metadata_json(out: &mut Vec<u8>, st: &FileStat, name: &[u8], selinux: Option<
 
 const SELINUX_XATTR: &CStr = c"security.selinux";
 
-fn xattr_result(n: isize, buf: &mut Vec<u8>, path: &Path) -> Result<Option<bool>, StoreError> {
-    if n >= 0 {
-        buf.truncate(n as usize);
-        return Ok(Some(true));
-    }
-    match Errno::last() {
-        Errno::ENODATA | Errno::ENOTSUP => Ok(None),
-        Errno::ERANGE => Ok(Some(false)),
-        e => Err(StoreError::io("read the SELinux label of", path, e.into())),
-    }
-}
-
-/// Calls `get(buffer)` (a getxattr variant) with ever larger buffers until the label fits.
-fn read_label(
-    path: &Path,
-    mut get: impl FnMut(&mut [u8]) -> libc::ssize_t,
-) -> Result<Option<Vec<u8>>, StoreError> {
-    let mut size = 256;
-    loop {
-        let mut buf = vec![0u8; size];
-        let n = get(&mut buf);
-        match xattr_result(n, &mut buf, path)? {
-            None => return Ok(None),
-            Some(true) => return Ok(Some(buf)),
-            Some(false) => size *= 4,
-        }
-    }
-}
-
+/// The SELinux label of `fd`, `None` when it has none or the filesystem has no labels.
 fn selinux_label(fd: BorrowedFd<'_>, path: &Path) -> Result<Option<Vec<u8>>, StoreError> {
-    read_label(path, |buf| {
-        // SAFETY: the buffer is valid for its length; the name is NUL-terminated.
-        unsafe {
-            libc::fgetxattr(
-                fd.as_raw_fd(),
-                SELINUX_XATTR.as_ptr(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-            )
-        }
-    })
+    label_or_none(osbuild_sys::fs::get_xattr(fd, SELINUX_XATTR), path)
 }
 
 fn selinux_label_nofollow(
@@ -408,17 +357,21 @@ fn selinux_label_nofollow(
     proc_path.extend_from_slice(name);
     let c_path = std::ffi::CString::new(proc_path)
         .map_err(|_| StoreError::io("read the SELinux label of", path, Errno::EINVAL.into()))?;
-    read_label(path, |buf| {
-        // SAFETY: both strings are NUL-terminated; the buffer is valid for its length.
-        unsafe {
-            libc::lgetxattr(
-                c_path.as_ptr(),
-                SELINUX_XATTR.as_ptr(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-            )
-        }
-    })
+    label_or_none(
+        osbuild_sys::fs::get_xattr_nofollow(&c_path, SELINUX_XATTR),
+        path,
+    )
+}
+
+fn label_or_none(
+    label: Result<Vec<u8>, Errno>,
+    path: &Path,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    match label {
+        Ok(label) => Ok(Some(label)),
+        Err(Errno::ENODATA | Errno::ENOTSUP) => Ok(None),
+        Err(e) => Err(StoreError::io("read the SELinux label of", path, e.into())),
+    }
 }
 
 #[cfg(test)]
@@ -426,8 +379,9 @@ mod tests {
     use super::*;
 
     fn stat(mode: u32, size: i64) -> FileStat {
-        // SAFETY: FileStat is a plain C struct; all-zero is a valid value.
-        let mut st: FileStat = unsafe { std::mem::zeroed() };
+        let mut st = nix::sys::stat::stat("/").expect("stat /");
+        st.st_uid = 0;
+        st.st_gid = 0;
         st.st_mode = mode;
         st.st_size = size;
         st

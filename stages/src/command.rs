@@ -2,9 +2,7 @@
 //! on the build root or chrooted into the tree, with an explicit argv, stdin closed, and
 //! failures reported with the tool's name and exit status.
 
-use std::ffi::CString;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
 
@@ -23,19 +21,9 @@ pub fn tool(program: &str) -> Command {
 /// A command for `program` run with `tree` as its root directory (as `chroot TREE program`
 /// would, without needing a `chroot` binary); `program` is looked up in the tree's `PATH`.
 pub fn chrooted(tree: &Path, program: &str) -> Result<Command, StageError> {
-    let root = CString::new(tree.as_os_str().as_bytes())
-        .map_err(|_| StageError::Other(format!("tree path {:?} contains NUL", tree)))?;
     let mut cmd = tool(program);
-    // SAFETY: between fork and exec we only call chroot(2) and chdir(2), both
-    // async-signal-safe, on memory allocated before the fork.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::chroot(root.as_ptr()) != 0 || libc::chdir(c"/".as_ptr()) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    osbuild_sys::process::chroot_before_exec(&mut cmd, tree)
+        .map_err(|_| StageError::Other(format!("tree path {:?} contains NUL", tree)))?;
     Ok(cmd)
 }
 
@@ -73,14 +61,7 @@ pub fn describe(cmd: &Command) -> String {
     out.join(" ")
 }
 
-/// "exit status N" or "killed by signal N".
-pub fn describe_status(st: ExitStatus) -> String {
-    match (st.code(), st.signal()) {
-        (Some(c), _) => format!("exit status {c}"),
-        (None, Some(s)) => format!("killed by signal {s}"),
-        _ => st.to_string(),
-    }
-}
+pub use osbuild_sys::process::describe_status;
 
 /// The exit code a stage should return for a child's status (128+N for a signal).
 pub fn exit_code(st: ExitStatus) -> i32 {

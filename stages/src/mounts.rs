@@ -2,11 +2,12 @@
 //! namespaces for this stage, and `/proc`, `/sys`, `/dev` (plus, optionally, a read-only
 //! directory of input files) mounted into the tree, all released on drop.
 
-use std::ffi::CString;
 use std::fs;
-use std::os::unix::ffi::OsStrExt;
+use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+
+use osbuild_sys::mount::{Mount, MountFailed, MsFlags, NamespaceFailed};
 
 use crate::error::StageError;
 
@@ -19,84 +20,40 @@ pub fn isolate() -> Result<(), StageError> {
 
 /// Moves this process into a private mount namespace (mounts propagate in, never out).
 pub fn private_mounts() -> Result<(), StageError> {
-    // SAFETY: unshare and mount take no pointers we own except the static C strings.
-    unsafe {
-        if libc::unshare(libc::CLONE_NEWNS) != 0 {
-            return Err(StageError::Other(format!(
-                "cannot create a private mount namespace: {}",
-                std::io::Error::last_os_error()
-            )));
-        }
-        if libc::mount(
-            std::ptr::null(),
-            c"/".as_ptr(),
-            std::ptr::null(),
-            libc::MS_REC | libc::MS_SLAVE,
-            std::ptr::null(),
-        ) != 0
-        {
-            return Err(StageError::Other(format!(
-                "cannot make / a slave mount: {}",
-                std::io::Error::last_os_error()
-            )));
-        }
-    }
-    Ok(())
+    osbuild_sys::mount::enter_private_namespace().map_err(|failed| {
+        StageError::Other(match failed {
+            NamespaceFailed::Unshare(e) => {
+                format!(
+                    "cannot create a private mount namespace: {}",
+                    io::Error::from(e)
+                )
+            }
+            NamespaceFailed::MakeSlave(e) => {
+                format!("cannot make / a slave mount: {}", io::Error::from(e))
+            }
+        })
+    })
 }
 
 /// Moves this process (and what it starts from now on) into a new network namespace with no
 /// interface up: no network at all, whatever the sandbox had.
 pub fn no_network() -> Result<(), StageError> {
-    // SAFETY: unshare takes no pointers.
-    if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-        return Err(StageError::Other(format!(
+    osbuild_sys::net::unshare_network().map_err(|e| {
+        StageError::Other(format!(
             "cannot create a private network namespace: {}",
-            std::io::Error::last_os_error()
-        )));
-    }
-    Ok(())
+            io::Error::from(e)
+        ))
+    })
 }
 
-fn cstr(p: &Path) -> Result<CString, StageError> {
-    CString::new(p.as_os_str().as_bytes())
-        .map_err(|_| StageError::Other(format!("path {:?} contains NUL", p)))
-}
-
-fn mount(
-    src: Option<&Path>,
-    target: &Path,
-    fstype: Option<&str>,
-    flags: libc::c_ulong,
-) -> Result<(), StageError> {
-    let src_c = src.map(cstr).transpose()?;
-    let target_c = cstr(target)?;
-    let fstype_c = fstype
-        .map(|f| CString::new(f).map_err(|_| StageError::Other("bad fstype".into())))
-        .transpose()?;
-    // SAFETY: every pointer is a valid NUL-terminated string or null, alive for the call.
-    let rc = unsafe {
-        libc::mount(
-            src_c.as_ref().map_or(std::ptr::null(), |s| s.as_ptr()),
-            target_c.as_ptr(),
-            fstype_c.as_ref().map_or(std::ptr::null(), |s| s.as_ptr()),
-            flags,
-            std::ptr::null(),
-        )
-    };
-    if rc != 0 {
-        return Err(StageError::io(
-            "cannot mount on",
-            target,
-            std::io::Error::last_os_error(),
-        ));
-    }
-    Ok(())
+fn mount_err(target: &Path) -> impl Fn(MountFailed) -> StageError + '_ {
+    move |failed| StageError::io("cannot mount on", target, failed.errno.into())
 }
 
 /// The mounts in the tree; unmounted in reverse order on drop (and gone with the private
 /// namespace if the stage dies), then the directory for the input files is removed.
 pub struct Mounts {
-    points: Vec<PathBuf>,
+    points: Vec<Mount>,
     created_dir: Option<PathBuf>,
     /// The input files' directory as seen from inside the tree (`/<name>`), if any.
     pub files_in_tree: String,
@@ -111,31 +68,17 @@ impl Mounts {
             created_dir: None,
             files_in_tree: String::new(),
         };
-        let table: [(&str, Option<&Path>, Option<&str>, libc::c_ulong); 3] = [
-            (
-                "proc",
-                None,
-                Some("proc"),
-                libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-            ),
-            (
-                "sys",
-                None,
-                Some("sysfs"),
-                libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC | libc::MS_RDONLY,
-            ),
-            (
-                "dev",
-                Some(Path::new("/dev")),
-                None,
-                libc::MS_BIND | libc::MS_REC,
-            ),
-        ];
-        for (dir, src, fstype, flags) in table {
-            let target = real_dir(tree, dir)?;
-            mount(src, &target, fstype, flags)?;
-            m.points.push(target);
-        }
+        let hidden = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+        let target = real_dir(tree, "proc")?;
+        let proc = Mount::filesystem("proc", &target, hidden).map_err(mount_err(&target))?;
+        m.points.push(proc);
+        let target = real_dir(tree, "sys")?;
+        let sys = Mount::filesystem("sysfs", &target, hidden | MsFlags::MS_RDONLY)
+            .map_err(mount_err(&target))?;
+        m.points.push(sys);
+        let target = real_dir(tree, "dev")?;
+        let dev = Mount::bind(Path::new("/dev"), &target, true).map_err(mount_err(&target))?;
+        m.points.push(dev);
         let Some((files, name)) = files else {
             return Ok(m);
         };
@@ -148,25 +91,19 @@ impl Mounts {
         }
         let _ = fs::set_permissions(&dir, fs::Permissions::from_mode(0o700));
         let dir = real_dir(tree, name)?;
-        mount(Some(files), &dir, None, libc::MS_BIND)?;
-        m.points.push(dir.clone());
-        mount(
-            None,
-            &dir,
-            None,
-            libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV,
-        )?;
+        let bound = Mount::bind(files, &dir, false).map_err(mount_err(&dir))?;
+        let read_only = bound.remount_read_only(MsFlags::MS_NOSUID | MsFlags::MS_NODEV);
+        m.points.push(bound);
+        read_only.map_err(mount_err(&dir))?;
         Ok(m)
     }
 }
 
 impl Drop for Mounts {
     fn drop(&mut self) {
-        for p in self.points.drain(..).rev() {
-            if let Ok(c) = cstr(&p) {
-                // SAFETY: a valid NUL-terminated path.
-                unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
-            }
+        // Deepest first: the files' directory, then /dev, /sys, /proc.
+        while let Some(mount) = self.points.pop() {
+            drop(mount);
         }
         if let Some(d) = self.created_dir.take() {
             // Only ever an empty directory: never remove recursively near a mount point.

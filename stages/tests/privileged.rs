@@ -299,18 +299,9 @@ fn privileged_selinux_labels_with_setfiles() {
     let label = |rel: &str| {
         let path =
             std::ffi::CString::new(t.path(rel).into_os_string().into_encoded_bytes()).unwrap();
-        let mut buf = vec![0u8; 256];
-        // SAFETY: both strings are NUL-terminated and buf is writable for its length.
-        let n = unsafe {
-            libc::lgetxattr(
-                path.as_ptr(),
-                c"security.selinux".as_ptr(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-            )
-        };
-        assert!(n >= 0, "{rel}: {}", std::io::Error::last_os_error());
-        buf.truncate(n as usize);
+        let got = osbuild_sys::fs::get_xattr_nofollow(&path, c"security.selinux");
+        assert!(got.is_ok(), "{rel}: {got:?}");
+        let buf = got.unwrap();
         String::from_utf8_lossy(&buf)
             .trim_end_matches('\0')
             .to_string()

@@ -9,9 +9,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-pub fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
+pub use osbuild_sys::is_root;
 
 /// Returns false (and says why) when a privileged test cannot run here.
 pub fn privileged(test: &str) -> bool {

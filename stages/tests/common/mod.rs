@@ -148,8 +148,7 @@ pub fn fails(name: &str, tree: &Path, options: Value, message: &str) {
 }
 
 pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
+    osbuild_sys::is_root()
 }
 
 /// Whether `program` is on the host's PATH.

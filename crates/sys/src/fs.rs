@@ -1,0 +1,79 @@
+//! File-level syscalls the store and the sources need beyond std: extended attributes,
+//! reflinks (`FICLONE`), `copy_file_range`, and reading into a vector's spare capacity.
+
+use std::ffi::CStr;
+use std::os::fd::AsFd;
+
+use nix::errno::Errno;
+
+fn errno(e: rustix::io::Errno) -> Errno {
+    Errno::from_raw(e.raw_os_error())
+}
+
+/// Calls `get(buffer)` with ever larger buffers while it answers `ERANGE`.
+fn grow(
+    mut size: usize,
+    mut get: impl FnMut(&mut [u8]) -> rustix::io::Result<usize>,
+) -> nix::Result<Vec<u8>> {
+    loop {
+        let mut buf = vec![0u8; size];
+        match get(&mut buf) {
+            Ok(n) => {
+                buf.truncate(n);
+                return Ok(buf);
+            }
+            Err(rustix::io::Errno::RANGE) => size *= 4,
+            Err(e) => return Err(errno(e)),
+        }
+    }
+}
+
+/// The names of the extended attributes of `fd`.
+pub fn xattr_names(fd: impl AsFd) -> nix::Result<Vec<Vec<u8>>> {
+    let fd = fd.as_fd();
+    let size = rustix::fs::flistxattr(fd, &mut [0u8; 0][..]).map_err(errno)?;
+    let list = grow(size + 256, |buf| rustix::fs::flistxattr(fd, buf))?;
+    Ok(list
+        .split(|&b| b == 0)
+        .filter(|n| !n.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect())
+}
+
+/// The value of the extended attribute `name` of `fd`.
+pub fn get_xattr(fd: impl AsFd, name: &CStr) -> nix::Result<Vec<u8>> {
+    let fd = fd.as_fd();
+    grow(256, |buf| rustix::fs::fgetxattr(fd, name, buf))
+}
+
+/// The value of the extended attribute `name` of `path` itself (a symlink is not followed).
+pub fn get_xattr_nofollow(path: &CStr, name: &CStr) -> nix::Result<Vec<u8>> {
+    grow(256, |buf| rustix::fs::lgetxattr(path, name, buf))
+}
+
+/// Sets the extended attribute `name` of `fd` to `value`.
+pub fn set_xattr(fd: impl AsFd, name: &CStr, value: &[u8]) -> nix::Result<()> {
+    rustix::fs::fsetxattr(fd, name, value, rustix::fs::XattrFlags::empty()).map_err(errno)
+}
+
+/// Makes `to` share the data of `from` (a reflink, `FICLONE`).
+pub fn reflink(from: impl AsFd, to: impl AsFd) -> nix::Result<()> {
+    rustix::fs::ioctl_ficlone(to, from).map_err(errno)
+}
+
+/// Copies up to `len` bytes from `from` to `to` at their file positions, in the kernel.
+pub fn copy_file_range(from: impl AsFd, to: impl AsFd, len: usize) -> nix::Result<usize> {
+    rustix::fs::copy_file_range(from, None, to, None, len).map_err(errno)
+}
+
+/// Reads once from `fd` into the spare capacity of `buf` (at most `max` bytes), extending its
+/// length by what was read. Returns that count; 0 at end of file.
+pub fn read_appending(fd: impl AsFd, buf: &mut Vec<u8>, max: usize) -> nix::Result<usize> {
+    buf.reserve(max);
+    let spare = &mut buf.spare_capacity_mut()[..max];
+    let n = rustix::io::read(fd, spare).map_err(errno)?.0.len();
+    let len = buf.len();
+    // SAFETY: read(2) initialised the first `n` bytes of the spare capacity.
+    unsafe { buf.set_len(len + n) };
+    Ok(n)
+}

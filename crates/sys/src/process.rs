@@ -1,0 +1,119 @@
+//! Child processes: [`Child`] owns one (killed and reaped when dropped, with a pidfd to wait
+//! on), and the `pre_exec` steps the engine and the stages need between fork and exec.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Command, ExitStatus};
+
+use nix::sched::CloneFlags;
+use nix::sys::signal::Signal;
+
+/// "exit status N" or "killed by signal N", for error messages.
+pub fn describe_status(status: ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit status {code}"),
+        (None, Some(sig)) => format!("killed by signal {sig}"),
+        _ => status.to_string(),
+    }
+}
+
+/// Makes the child of `cmd` die (SIGKILL) when the thread that spawns it exits, and start in
+/// the network namespace `netns` when given. The thread matters: spawn and wait on the same
+/// long-lived thread (not a pool thread that may exit while the child runs).
+pub fn tie_to_thread(cmd: &mut Command, netns: Option<OwnedFd>) {
+    let step = move || -> io::Result<()> {
+        nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+        if let Some(ns) = &netns {
+            nix::sched::setns(ns, CloneFlags::CLONE_NEWNET)?;
+        }
+        Ok(())
+    };
+    // SAFETY: prctl(2) and setns(2) are async-signal-safe and use no memory allocated after
+    // the fork (the descriptor was duplicated before).
+    unsafe { cmd.pre_exec(step) };
+}
+
+/// Makes the child of `cmd` run with `root` as its root directory and `/` as its working
+/// directory (what `chroot ROOT` does). Fails only if `root` contains a NUL byte.
+pub fn chroot_before_exec(
+    cmd: &mut Command,
+    root: &std::path::Path,
+) -> Result<(), std::ffi::NulError> {
+    use std::os::unix::ffi::OsStrExt;
+    let root = CString::new(root.as_os_str().as_bytes())?;
+    let step = move || -> io::Result<()> {
+        nix::unistd::chroot(root.as_c_str())?;
+        nix::unistd::chdir(c"/")?;
+        Ok(())
+    };
+    // SAFETY: chroot(2) and chdir(2) are async-signal-safe and use only the string allocated
+    // before the fork.
+    unsafe { cmd.pre_exec(step) };
+    Ok(())
+}
+
+/// A running child process that is killed and reaped when dropped (an error or a cancel), with
+/// a pidfd that becomes readable when it exits.
+#[derive(Debug)]
+pub struct Child {
+    inner: std::process::Child,
+    pidfd: OwnedFd,
+}
+
+impl Child {
+    /// Starts `cmd`.
+    pub fn spawn(cmd: &mut Command) -> io::Result<Self> {
+        let mut inner = cmd.spawn()?;
+        let pid =
+            rustix::process::Pid::from_raw(inner.id() as i32).expect("a child's pid is positive");
+        match rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()) {
+            Ok(pidfd) => Ok(Self { inner, pidfd }),
+            Err(e) => {
+                let _ = inner.kill();
+                let _ = inner.wait();
+                Err(e.into())
+            }
+        }
+    }
+
+    /// The std handle, for its stdin/stdout/stderr pipes.
+    pub fn std(&mut self) -> &mut std::process::Child {
+        &mut self.inner
+    }
+
+    /// Readable once the child has exited (poll it beside other descriptors).
+    pub fn pidfd(&self) -> BorrowedFd<'_> {
+        self.pidfd.as_fd()
+    }
+
+    /// The exit status if the child has exited (it is then reaped).
+    pub fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
+        self.inner.try_wait()
+    }
+
+    /// Waits for the child to exit.
+    pub fn wait(&mut self) -> io::Result<ExitStatus> {
+        self.inner.wait()
+    }
+
+    /// Kills the child (if still running) and reaps it.
+    pub fn kill(&mut self) {
+        if !matches!(self.inner.try_wait(), Ok(Some(_))) {
+            let _ = self.inner.kill();
+            let _ = self.inner.wait();
+        }
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A pipe, both ends close-on-exec: (read end, write end).
+pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    Ok(rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?)
+}
