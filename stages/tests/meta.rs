@@ -4,6 +4,7 @@
 use std::fs;
 use std::path::Path;
 
+use osbuild_protocol::meta::{Meta, FILE_SUFFIX};
 use serde_json::{json, Value};
 
 const STAGES: &[&str] = &[
@@ -36,9 +37,9 @@ const STAGES: &[&str] = &[
 /// The stages that declare they need the network; every other one runs without.
 const NETWORK: &[&str] = &["dnf", "yum"];
 
-fn meta(name: &str) -> Value {
+fn meta(name: &str) -> Meta {
     let p =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("meta/org.osbuild.{name}.meta.json"));
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("meta/org.osbuild.{name}{FILE_SUFFIX}"));
     let text = fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
@@ -50,18 +51,12 @@ fn every_stage_has_a_valid_meta() {
     assert_eq!(count, STAGES.len(), "one meta.json per stage, nothing else");
     for name in STAGES {
         let m = meta(name);
-        assert!(
-            m["summary"].as_str().is_some_and(|s| !s.is_empty()),
-            "{name}"
-        );
-        let desc = m["description"]
-            .as_array()
-            .unwrap_or_else(|| panic!("{name}"));
-        assert!(
-            !desc.is_empty() && desc.iter().all(Value::is_string),
-            "{name}"
-        );
-        let schema = &m["schema"];
+        assert!(!m.summary.is_empty(), "{name}");
+        assert!(!m.description.is_empty(), "{name}");
+        let schema = m
+            .schema
+            .as_ref()
+            .unwrap_or_else(|| panic!("{name}: no schema"));
         assert_eq!(schema["type"], "object", "{name}");
         if *name == "noop" {
             assert_eq!(schema["additionalProperties"], true);
@@ -69,20 +64,27 @@ fn every_stage_has_a_valid_meta() {
             assert!(schema["properties"].is_object(), "{name}");
             assert_eq!(schema["additionalProperties"], false, "{name}");
         }
-        assert_eq!(
-            m["network"].as_bool().unwrap_or(false),
-            NETWORK.contains(name),
-            "{name}: network"
-        );
+        assert_eq!(m.network, NETWORK.contains(name), "{name}: network");
         jsonschema::meta::validate(schema).unwrap_or_else(|e| panic!("{name}: {e}"));
         jsonschema::validator_for(schema).unwrap_or_else(|e| panic!("{name}: {e}"));
     }
 }
 
+/// An options object for a stage, and whether its schema accepts it.
+type Case = (&'static str, Value, bool);
+
 #[test]
 fn schemas_accept_and_reject() {
-    let sum = format!("sha256:{}", "ab".repeat(32));
-    let cases: Vec<(&str, Value, bool)> = vec![
+    let cases = system_cases().into_iter().chain(package_cases());
+    for (name, options, valid) in cases {
+        let v = jsonschema::validator_for(meta(name).schema.as_ref().unwrap()).unwrap();
+        assert_eq!(v.is_valid(&options), valid, "{name}: {options}");
+    }
+}
+
+/// The cases of every stage but the package managers'.
+fn system_cases() -> Vec<Case> {
+    vec![
         ("noop", json!({"anything": [1, 2]}), true),
         ("error", json!({"returncode": 2}), true),
         ("error", json!({"returncode": "2"}), false),
@@ -148,12 +150,19 @@ fn schemas_accept_and_reject() {
         ("locale", json!({"language": "en_US.UTF-8"}), true),
         ("keymap", json!({"keymap": "us"}), true),
         ("timezone", json!({"zone": "UTC"}), true),
+    ]
+}
+
+/// The cases of dnf and yum.
+fn package_cases() -> Vec<Case> {
+    let sum = format!("sha256:{}", "ab".repeat(32));
+    vec![
         (
             "dnf",
             json!({"repos": [{"baseurl": "http://r/$basearch/", "checksum": sum, "gpgkey": "K"}, sum],
-                   "packages": ["@core", "kernel"], "releasever": "39", "basearch": "x86_64",
-                   "install_weak_deps": false, "exclude_packages": ["dracut-config-rescue"],
-                   "module_platform_id": "platform:f39"}),
+               "packages": ["@core", "kernel"], "releasever": "39", "basearch": "x86_64",
+               "install_weak_deps": false, "exclude_packages": ["dracut-config-rescue"],
+               "module_platform_id": "platform:f39"}),
             true,
         ),
         (
@@ -164,7 +173,7 @@ fn schemas_accept_and_reject() {
         (
             "dnf",
             json!({"repos": [{"baseurl": "http://r/", "checksum": sum, "sslclientkey": "KEY"}],
-                   "packages": ["a"], "releasever": "39", "basearch": "x86_64"}),
+               "packages": ["a"], "releasever": "39", "basearch": "x86_64"}),
             false,
         ),
         (
@@ -187,9 +196,5 @@ fn schemas_accept_and_reject() {
             json!({"repos": [sum], "packages": ["a"], "releasever": "7"}),
             false,
         ),
-    ];
-    for (name, options, valid) in cases {
-        let v = jsonschema::validator_for(&meta(name)["schema"]).unwrap();
-        assert_eq!(v.is_valid(&options), valid, "{name}: {options}");
-    }
+    ]
 }

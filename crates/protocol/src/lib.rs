@@ -10,11 +10,13 @@
 //! - [`sources_api`]: a stage asking the host's sources for files.
 //! - [`remoteloop`]: an assembler asking the host for a loop device.
 //! - [`source`]: a source executable's progress lines.
+//! - [`meta`]: `NAME.meta.json`, what a module says about itself (summary, schema, network).
 //! - [`json`]: JSON as Python's `json` module reads and writes it (ids rest on it).
 
 #![forbid(unsafe_code)]
 
 pub mod json;
+pub mod meta;
 pub mod paths;
 pub mod remoteloop;
 pub mod source;
