@@ -94,8 +94,11 @@ impl Builder<'_> {
                 let tree_id = pipeline
                     .tree_id()
                     .filter(|t| self.store.contains(t))
-                    .cloned();
-                return Ok(PipelineResult::cached_output(output_id.clone(), tree_id));
+                    .map(ObjectId::to_string);
+                return Ok(PipelineResult::cached_output(
+                    output_id.to_string(),
+                    tree_id,
+                ));
             }
         }
         let runner = self.runner_for(pipeline)?;
@@ -123,7 +126,7 @@ impl Builder<'_> {
             let r = run.assemble(assembler, env, &tree, &runner)?;
             result.success = r.success;
             if r.success {
-                result.output_id = Some(assembler.id.clone());
+                result.output_id = Some(assembler.id.to_string());
             }
             result.assembler = Some(r);
         }
@@ -210,7 +213,7 @@ impl<'a> Run<'a, '_> {
         let mut result = PipelineResult::success();
         let tree_cached = pipeline.tree_id().is_none_or(|t| store.contains(t));
         if pipeline.stages.is_empty() || (tree_cached && !need) {
-            result.tree_id = pipeline.tree_id().cloned();
+            result.tree_id = pipeline.tree_id().map(ObjectId::to_string);
             let tree = store.new_object(pipeline.tree_id())?;
             return Ok((result, Some((Root::Pending(None), tree))));
         }
@@ -234,7 +237,7 @@ impl<'a> Run<'a, '_> {
         };
 
         if tree_cached {
-            result.tree_id = pipeline.tree_id().cloned();
+            result.tree_id = pipeline.tree_id().map(ObjectId::to_string);
             let tree = store.new_object(pipeline.tree_id())?;
             return Ok((result, Some((build_root, tree))));
         }
@@ -264,7 +267,7 @@ impl<'a> Run<'a, '_> {
             }
         }
         result.stages = Some(stages);
-        result.tree_id = pipeline.tree_id().cloned();
+        result.tree_id = pipeline.tree_id().map(ObjectId::to_string);
         Ok((result, Some((build_root, tree))))
     }
 
@@ -420,7 +423,7 @@ impl<'a> Run<'a, '_> {
         if !run.success() {
             tracing::warn!(module = %module.name, id = %module.id, "{} {} failed: {}", kind.noun(), module.name, run.describe_status());
         }
-        Ok(ModuleResult::new(module, &run))
+        Ok(result::module_result(module, &run))
     }
 }
 

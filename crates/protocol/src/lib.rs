@@ -11,12 +11,14 @@
 //! - [`remoteloop`]: an assembler asking the host for a loop device.
 //! - [`source`]: a source executable's progress lines.
 //! - [`json`]: JSON as Python's `json` module reads and writes it (ids rest on it).
+//! - [`result`]: a build's result, as `osbuild --json` prints it.
 
 #![forbid(unsafe_code)]
 
 pub mod json;
 pub mod paths;
 pub mod remoteloop;
+pub mod result;
 pub mod source;
 pub mod sources_api;
 pub mod stdio;
