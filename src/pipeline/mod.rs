@@ -19,10 +19,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+use osbuild_protocol::args::{AssemblerArgs, StageArgs};
+
 use crate::buildroot::{BuildRoot, BuildRootError, Cancel, ModuleRun, SharedRoot, SourcesHandler};
 use crate::events::{Event, Monitor};
 use crate::id::ObjectId;
-use crate::json::{self, Value};
 use crate::manifest::{Pipeline, Stage};
 use crate::modules::{Index, ModuleKind, RunnerError};
 use crate::sources::{SourceError, Sources};
@@ -279,7 +280,7 @@ impl<'a> Run<'a, '_> {
         runner: &str,
         at: Position,
     ) -> Result<ModuleResult, BuildError> {
-        let args = json::dumps(&stage_args(&stage.options));
+        let args = StageArgs::in_sandbox(&stage.options).to_json();
         let build_guard = env.tree.as_ref().map(Object::read).transpose()?;
         let root = build_guard.as_ref().map_or(Path::new("/"), |g| g.path());
         let tree_guard = tree.write()?;
@@ -301,17 +302,7 @@ impl<'a> Run<'a, '_> {
         runner: &str,
     ) -> Result<ModuleResult, BuildError> {
         let store = self.b.store;
-        let mut options = json::Map::new();
-        options.insert(
-            "tree".into(),
-            Value::String(crate::buildroot::TREE_DIR.into()),
-        );
-        options.insert("options".into(), assembler.options.clone());
-        options.insert(
-            "output_dir".into(),
-            Value::String(crate::buildroot::OUTPUT_DIR.into()),
-        );
-        let args = json::dumps(&Value::Object(options));
+        let args = AssemblerArgs::in_sandbox(&assembler.options).to_json();
         let output = store.new_object(None)?;
         let r = {
             let build_guard = env.tree.as_ref().map(Object::read).transpose()?;
@@ -433,19 +424,4 @@ struct Position {
     depth: usize,
     index: usize,
     total: usize,
-}
-
-/// `{"tree", "sources", "options"}` as v10 hands it to a stage.
-fn stage_args(options: &Value) -> Value {
-    let mut m = json::Map::new();
-    m.insert(
-        "tree".into(),
-        Value::String(crate::buildroot::TREE_DIR.into()),
-    );
-    m.insert(
-        "sources".into(),
-        Value::String(crate::buildroot::SOURCES_DIR.into()),
-    );
-    m.insert("options".into(), options.clone());
-    Value::Object(m)
 }

@@ -6,6 +6,7 @@
 //! working with this engine and these modules with v10's; each module's tests pin the bytes.
 //!
 //! - [`paths`]: in-sandbox directories and API socket names.
+//! - [`args`]: a stage's or an assembler's arguments on stdin.
 //! - [`stdio`]: the runner's `setup-stdio` call on the `osbuild` socket.
 //! - [`sources_api`]: a stage asking the host's sources for files.
 //! - [`remoteloop`]: an assembler asking the host for a loop device.
@@ -15,6 +16,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod args;
 pub mod json;
 pub mod paths;
 pub mod remoteloop;
