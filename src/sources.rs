@@ -18,7 +18,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use osbuild_protocol::source::{PROGRESS_ENV, PROGRESS_PREFIX};
+use osbuild_protocol::source::{self, PROGRESS_ENV, PROGRESS_PREFIX};
 use osbuild_protocol::sources_api::{self, error_reply};
 use osbuild_sys::process::{describe_status, Child};
 
@@ -253,22 +253,14 @@ impl Sources {
             name: name.to_owned(),
             message: "the manifest names no such source".into(),
         })?;
-        let mut request = json::Map::new();
-        request.insert("options".into(), entry.options.clone());
-        request.insert("secrets".into(), entry.secrets.clone());
-        request.insert(
-            "cache".into(),
-            Value::String(entry.cache.to_string_lossy().into_owned()),
-        );
-        request.insert(
-            "output".into(),
-            Value::String(output.to_string_lossy().into_owned()),
-        );
-        request.insert(
-            "checksums".into(),
-            Value::Array(checksums.iter().cloned().map(Value::String).collect()),
-        );
-        let request = json::dumps(&Value::Object(request));
+        let request = source::Request {
+            options: &entry.options,
+            secrets: &entry.secrets,
+            cache: entry.cache.clone(),
+            output: output.to_owned(),
+            checksums: checksums.to_vec(),
+        }
+        .to_json();
 
         let spawn_err = |source| SourceError::Spawn {
             name: name.to_owned(),
@@ -364,15 +356,12 @@ fn tail(text: &str) -> String {
 
 /// `Ok` unless the reply is `{"error": ...}`.
 pub fn check_reply(name: &str, reply: Value) -> Result<Value, SourceError> {
-    match reply.get("error") {
-        Some(e) => Err(SourceError::Failed {
+    match source::Reply::from_value(reply) {
+        source::Reply::Done(reply) => Ok(reply),
+        source::Reply::Failed(message) => Err(SourceError::Failed {
             name: name.to_owned(),
-            message: e
-                .as_str()
-                .map(str::to_owned)
-                .unwrap_or_else(|| json::dumps(e)),
+            message,
         }),
-        None => Ok(reply),
     }
 }
 

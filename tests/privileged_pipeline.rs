@@ -88,6 +88,44 @@ fn privileged_foreign_stage_gets_v10_arguments_in_a_sandbox() {
     assert_store_clean(&env);
 }
 
+/// Options that only Python's JSON holds (a 40-digit integer, NaN) reach the stage and the
+/// `--json` result verbatim, as osbuild v10 writes them.
+#[test]
+fn privileged_big_integers_and_nan_in_options_survive_verbatim() {
+    if !privileged("privileged_big_integers_and_nan_in_options_survive_verbatim") {
+        return;
+    }
+    let env = Env::new();
+    let big = "1234567890123456789012345678901234567890";
+    let manifest = format!(
+        r#"{{"pipeline": {{"stages": [{{"name": "org.osbuild.test.record", "options": {{"nan": NaN, "big": {big}}}}}]}}}}"#
+    );
+    let build = |args: &[&str]| {
+        let out = env.osbuild(args, &manifest);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(out.status.code(), Some(0), "{stdout}");
+        stdout
+    };
+    let options = format!(r#""options": {{"big": {big}, "nan": NaN}}"#);
+    let result = build(&["--json"]);
+    assert!(result.contains(&options), "{result}");
+    let tree_id = result
+        .split(r#""tree_id": ""#)
+        .nth(1)
+        .and_then(|rest| rest.get(..64))
+        .unwrap_or_else(|| panic!("no tree_id in {result}"))
+        .to_owned();
+    // Again as a checkpoint, to read back what the stage got on stdin.
+    let result = build(&["--json", "--checkpoint", &tree_id]);
+    assert!(result.contains(&options), "{result}");
+    let args = std::fs::read_to_string(env.committed(&tree_id, "args.json")).unwrap();
+    assert_eq!(
+        args,
+        format!(r#"{{{options}, "sources": "/run/osbuild/sources", "tree": "/run/osbuild/tree"}}"#)
+    );
+    assert_store_clean(&env);
+}
+
 /// A build pipeline that makes a tiny build root, three stages, a gzip tarball.
 fn tar_manifest(hostname: &str) -> Value {
     json!({"pipeline": {

@@ -1,47 +1,17 @@
-//! The JSON arguments an assembler gets on stdin (osbuild v10 protocol).
+//! The JSON arguments an assembler gets on stdin (osbuild v10 protocol), and typed access
+//! to its options.
 
-use std::path::PathBuf;
-
+use osbuild_protocol::args::AssemblerArgs;
 use serde_json::{Map, Value};
 
 use crate::AssemblerError;
 
-/// `{"tree": ..., "options": {...}, "output_dir": ...}`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Arguments {
-    /// The tree to assemble (read-only).
-    pub tree: PathBuf,
-    /// Where the artifact goes.
-    pub output_dir: PathBuf,
-    /// The assembler's options; absent means `{}`.
-    pub options: Map<String, Value>,
-}
+/// `{"tree": ..., "options": {...}, "output_dir": ...}` (the protocol's [`AssemblerArgs`]).
+pub type Arguments = AssemblerArgs;
 
-impl Arguments {
-    /// Parses the arguments text.
-    pub fn parse(text: &str) -> Result<Self, AssemblerError> {
-        let bad = |why: String| AssemblerError::Arguments(why);
-        let value: Value = serde_json::from_str(text).map_err(|e| bad(format!("not JSON: {e}")))?;
-        let obj = value
-            .as_object()
-            .ok_or_else(|| bad("not a JSON object".into()))?;
-        let path = |key: &str| -> Result<PathBuf, AssemblerError> {
-            match obj.get(key) {
-                Some(Value::String(s)) if !s.is_empty() => Ok(PathBuf::from(s)),
-                _ => Err(bad(format!("\"{key}\" must be a non-empty string"))),
-            }
-        };
-        let options = match obj.get("options") {
-            None | Some(Value::Null) => Map::new(),
-            Some(Value::Object(m)) => m.clone(),
-            Some(_) => return Err(bad("\"options\" must be an object".into())),
-        };
-        Ok(Arguments {
-            tree: path("tree")?,
-            output_dir: path("output_dir")?,
-            options,
-        })
-    }
+/// Parses the arguments text.
+pub fn parse(text: &str) -> Result<Arguments, AssemblerError> {
+    Arguments::parse(text).map_err(|e| AssemblerError::Arguments(e.to_string()))
 }
 
 /// An invalid option, for every assembler's messages.
@@ -116,7 +86,7 @@ mod tests {
             ("", Err("not JSON")),
         ];
         for (text, want) in cases {
-            match (Arguments::parse(text), want) {
+            match (parse(text), want) {
                 (Ok(a), Ok((t, o, n))) => {
                     assert_eq!((a.tree, a.output_dir), (t.into(), o.into()), "{text}");
                     assert_eq!(a.options.len(), n, "{text}");

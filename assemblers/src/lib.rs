@@ -103,7 +103,7 @@ pub fn run(argv: &[OsString]) -> i32 {
     let result = std::io::stdin()
         .read_to_string(&mut input)
         .map_err(|e| AssemblerError::Arguments(format!("cannot read stdin: {e}")))
-        .and_then(|_| args::Arguments::parse(&input))
+        .and_then(|_| args::parse(&input))
         .and_then(|a| assemble(&a));
     match result {
         Ok(()) => 0,

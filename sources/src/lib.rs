@@ -1,7 +1,7 @@
 //! osbuild's built-in sources: executables the engine runs **on the host** (never in a build
 //! root) to bring content in by checksum before any stage runs.
 //!
-//! The protocol is osbuild v10's: the request is JSON on stdin,
+//! The protocol is osbuild v10's ([`osbuild_protocol::source`]): the request is JSON on stdin,
 //! `{"options", "secrets", "cache", "output", "checksums"}`; the reply is JSON on stdout, `{}`
 //! (or, for `org.osbuild.dnf`, a list) on success and `{"error": "..."}` on failure, with exit
 //! status 0 or 1. One multi-call binary serves every source, chosen by the name it is run as
@@ -24,9 +24,9 @@ pub mod progress;
 
 use std::ffi::OsString;
 use std::io::{Read, Write};
-use std::path::PathBuf;
 
-use serde_json::{json, Map, Value};
+use osbuild_protocol::source;
+use serde_json::{json, Value};
 
 /// The sources this binary provides.
 pub const SOURCES: &[&str] = &["org.osbuild.dnf", "org.osbuild.files"];
@@ -34,65 +34,19 @@ pub const SOURCES: &[&str] = &["org.osbuild.dnf", "org.osbuild.files"];
 /// The multi-call binary's own name.
 const MULTI_CALL: &str = "osbuild-sources";
 
-/// One parsed request.
-#[derive(Debug, Clone)]
-pub struct Request {
-    pub options: Map<String, Value>,
-    /// Never printed, logged or returned.
-    pub secrets: Map<String, Value>,
-    pub cache: PathBuf,
-    pub output: PathBuf,
-    pub checksums: Vec<String>,
-}
-
-impl Request {
-    /// Parses the stdin JSON. `options` and `secrets` may be absent or `null`.
-    pub fn parse(input: &[u8]) -> Result<Self, String> {
-        let v: Value = serde_json::from_slice(input)
-            .map_err(|e| format!("the request is not valid JSON: {e}"))?;
-        let obj = v.as_object().ok_or("the request is not a JSON object")?;
-        let map = |key: &str| -> Result<Map<String, Value>, String> {
-            match obj.get(key) {
-                None | Some(Value::Null) => Ok(Map::new()),
-                Some(Value::Object(m)) => Ok(m.clone()),
-                Some(_) => Err(format!("request: \"{key}\" must be an object")),
-            }
-        };
-        let path = |key: &str| -> Result<PathBuf, String> {
-            match obj.get(key) {
-                Some(Value::String(s)) if !s.is_empty() => Ok(PathBuf::from(s)),
-                _ => Err(format!("request: \"{key}\" must be a path")),
-            }
-        };
-        let checksums = match obj.get("checksums") {
-            Some(Value::Array(a)) => a
-                .iter()
-                .map(|c| c.as_str().map(str::to_owned))
-                .collect::<Option<Vec<_>>>()
-                .ok_or("request: \"checksums\" must be a list of strings")?,
-            None => Vec::new(),
-            Some(_) => return Err("request: \"checksums\" must be a list of strings".into()),
-        };
-        Ok(Self {
-            options: map("options")?,
-            secrets: map("secrets")?,
-            cache: path("cache")?,
-            output: path("output")?,
-            checksums,
-        })
-    }
-}
+/// One parsed request (the protocol's; its `Debug` never shows the secrets).
+pub type Request = source::Request;
 
 /// `{"error": message}`.
 pub fn error_reply(message: impl Into<String>) -> Value {
-    json!({ "error": message.into() })
+    source::Reply::Failed(message.into()).into_value()
 }
 
 /// Runs source `name` on the request bytes; returns the reply and whether it succeeded.
 pub fn run(name: &str, input: &[u8]) -> (Value, bool) {
     let request = match Request::parse(input) {
         Ok(r) => r,
-        Err(e) => return (error_reply(e), false),
+        Err(e) => return (error_reply(e.to_string()), false),
     };
     let result = match name {
         "org.osbuild.files" => files::run(&request).map(|()| json!({})),

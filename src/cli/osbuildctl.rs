@@ -12,6 +12,7 @@ use std::process::{Command, Stdio};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use futures_util::StreamExt;
+use osbuild_protocol::result::PipelineResult;
 use zbus::{Connection, OwnedObjectPath};
 
 use crate::json;
@@ -450,30 +451,21 @@ async fn report(
         eprintln!("osbuildctl: cancelled");
         return Ok(130);
     }
+    let parsed = PipelineResult::parse(&result).ok();
     if !success {
         if !req.json {
-            let why = serde_json::from_str::<serde_json::Value>(&result)
-                .ok()
-                .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
+            let why = parsed
+                .and_then(|r| r.error)
                 .unwrap_or_else(|| "a stage failed".into());
             eprintln!("osbuildctl: build failed: {why}");
         }
         return Ok(1);
     }
-    let v: serde_json::Value = serde_json::from_str(&result).unwrap_or_default();
-    let output_id = v
-        .get("output_id")
-        .and_then(|o| o.as_str())
-        .map(str::to_owned);
+    let (tree_id, output_id) = parsed.map_or((None, None), |r| (r.tree_id, r.output_id));
     if !req.json {
-        let show = |k: &str| {
-            v.get(k)
-                .and_then(|o| o.as_str())
-                .unwrap_or("None")
-                .to_owned()
-        };
-        println!("tree id: {}", show("tree_id"));
-        println!("output id: {}", show("output_id"));
+        let show = |id: &Option<String>| id.clone().unwrap_or_else(|| "None".into());
+        println!("tree id: {}", show(&tree_id));
+        println!("output id: {}", show(&output_id));
     }
     if let Some(dir) = &req.output {
         let Some(id) = output_id else {

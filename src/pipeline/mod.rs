@@ -19,10 +19,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+use osbuild_protocol::args::{AssemblerArgs, StageArgs};
+
 use crate::buildroot::{BuildRoot, BuildRootError, Cancel, ModuleRun, SharedRoot, SourcesHandler};
 use crate::events::{Event, Monitor};
 use crate::id::ObjectId;
-use crate::json::{self, Value};
 use crate::manifest::{Pipeline, Stage};
 use crate::modules::{Index, ModuleKind, RunnerError};
 use crate::sources::{SourceError, Sources};
@@ -94,8 +95,11 @@ impl Builder<'_> {
                 let tree_id = pipeline
                     .tree_id()
                     .filter(|t| self.store.contains(t))
-                    .cloned();
-                return Ok(PipelineResult::cached_output(output_id.clone(), tree_id));
+                    .map(ObjectId::to_string);
+                return Ok(PipelineResult::cached_output(
+                    output_id.to_string(),
+                    tree_id,
+                ));
             }
         }
         let runner = self.runner_for(pipeline)?;
@@ -123,7 +127,7 @@ impl Builder<'_> {
             let r = run.assemble(assembler, env, &tree, &runner)?;
             result.success = r.success;
             if r.success {
-                result.output_id = Some(assembler.id.clone());
+                result.output_id = Some(assembler.id.to_string());
             }
             result.assembler = Some(r);
         }
@@ -210,7 +214,7 @@ impl<'a> Run<'a, '_> {
         let mut result = PipelineResult::success();
         let tree_cached = pipeline.tree_id().is_none_or(|t| store.contains(t));
         if pipeline.stages.is_empty() || (tree_cached && !need) {
-            result.tree_id = pipeline.tree_id().cloned();
+            result.tree_id = pipeline.tree_id().map(ObjectId::to_string);
             let tree = store.new_object(pipeline.tree_id())?;
             return Ok((result, Some((Root::Pending(None), tree))));
         }
@@ -234,7 +238,7 @@ impl<'a> Run<'a, '_> {
         };
 
         if tree_cached {
-            result.tree_id = pipeline.tree_id().cloned();
+            result.tree_id = pipeline.tree_id().map(ObjectId::to_string);
             let tree = store.new_object(pipeline.tree_id())?;
             return Ok((result, Some((build_root, tree))));
         }
@@ -264,7 +268,7 @@ impl<'a> Run<'a, '_> {
             }
         }
         result.stages = Some(stages);
-        result.tree_id = pipeline.tree_id().cloned();
+        result.tree_id = pipeline.tree_id().map(ObjectId::to_string);
         Ok((result, Some((build_root, tree))))
     }
 
@@ -276,7 +280,7 @@ impl<'a> Run<'a, '_> {
         runner: &str,
         at: Position,
     ) -> Result<ModuleResult, BuildError> {
-        let args = json::dumps(&stage_args(&stage.options));
+        let args = StageArgs::in_sandbox(&stage.options).to_json();
         let build_guard = env.tree.as_ref().map(Object::read).transpose()?;
         let root = build_guard.as_ref().map_or(Path::new("/"), |g| g.path());
         let tree_guard = tree.write()?;
@@ -298,17 +302,7 @@ impl<'a> Run<'a, '_> {
         runner: &str,
     ) -> Result<ModuleResult, BuildError> {
         let store = self.b.store;
-        let mut options = json::Map::new();
-        options.insert(
-            "tree".into(),
-            Value::String(crate::buildroot::TREE_DIR.into()),
-        );
-        options.insert("options".into(), assembler.options.clone());
-        options.insert(
-            "output_dir".into(),
-            Value::String(crate::buildroot::OUTPUT_DIR.into()),
-        );
-        let args = json::dumps(&Value::Object(options));
+        let args = AssemblerArgs::in_sandbox(&assembler.options).to_json();
         let output = store.new_object(None)?;
         let r = {
             let build_guard = env.tree.as_ref().map(Object::read).transpose()?;
@@ -420,7 +414,7 @@ impl<'a> Run<'a, '_> {
         if !run.success() {
             tracing::warn!(module = %module.name, id = %module.id, "{} {} failed: {}", kind.noun(), module.name, run.describe_status());
         }
-        Ok(ModuleResult::new(module, &run))
+        Ok(result::module_result(module, &run))
     }
 }
 
@@ -430,19 +424,4 @@ struct Position {
     depth: usize,
     index: usize,
     total: usize,
-}
-
-/// `{"tree", "sources", "options"}` as v10 hands it to a stage.
-fn stage_args(options: &Value) -> Value {
-    let mut m = json::Map::new();
-    m.insert(
-        "tree".into(),
-        Value::String(crate::buildroot::TREE_DIR.into()),
-    );
-    m.insert(
-        "sources".into(),
-        Value::String(crate::buildroot::SOURCES_DIR.into()),
-    );
-    m.insert("options".into(), options.clone());
-    Value::Object(m)
 }

@@ -1,58 +1,37 @@
-//! Stage arguments: the JSON object on stdin (`{"tree", "sources", "options"}`) and typed,
+//! Stage arguments: the protocol's `{"tree", "sources", "options"}` on stdin, and typed,
 //! error-reporting access to the options, so every stage names the offending option the
 //! same way (`option "users.alice.uid": ...`).
 
+use std::ops::Deref;
 use std::path::PathBuf;
 
+use osbuild_protocol::args::{ArgsError, StageArgs};
 use serde_json::{Map, Value};
 
 use crate::error::StageError;
 
-/// What a stage receives on stdin.
+/// What a stage receives on stdin (the protocol's [`StageArgs`]: `tree`, `sources`,
+/// `options`), with typed access to the options.
 #[derive(Debug)]
-pub struct Args {
-    /// The tree to modify (`/run/osbuild/tree` in the build root).
-    pub tree: PathBuf,
-    /// Where sources are visible (`/run/osbuild/sources`), when given.
-    pub sources: Option<PathBuf>,
-    /// The stage options; an absent `options` is an empty object.
-    pub options: Map<String, Value>,
+pub struct Args(StageArgs);
+
+impl Deref for Args {
+    type Target = StageArgs;
+
+    fn deref(&self) -> &StageArgs {
+        &self.0
+    }
 }
 
 impl Args {
     /// Parses the stdin text.
     pub fn parse(input: &str) -> Result<Args, StageError> {
-        let value: Value =
-            serde_json::from_str(input).map_err(|e| StageError::Arguments(e.to_string()))?;
-        let Value::Object(mut obj) = value else {
-            return Err(StageError::Arguments("expected a JSON object".into()));
-        };
-        let tree = match obj.get("tree") {
-            Some(Value::String(s)) if !s.is_empty() => PathBuf::from(s),
-            _ => {
-                return Err(StageError::Arguments(
-                    "\"tree\" must be a non-empty string".into(),
-                ))
-            }
-        };
-        let sources = match obj.get("sources") {
-            Some(Value::String(s)) => Some(PathBuf::from(s)),
-            None | Some(Value::Null) => None,
-            Some(_) => return Err(StageError::Arguments("\"sources\" must be a string".into())),
-        };
-        let options = match obj.remove("options") {
-            Some(Value::Object(m)) => m,
-            None | Some(Value::Null) => Map::new(),
-            Some(_) => {
-                return Err(StageError::Arguments(
-                    "\"options\" must be an object".into(),
-                ))
-            }
-        };
-        Ok(Args {
-            tree,
-            sources,
-            options,
+        StageArgs::parse(input).map(Args).map_err(|e| {
+            StageError::Arguments(match e {
+                ArgsError::NotJson(e) => e.to_string(),
+                ArgsError::NotObject => "expected a JSON object".into(),
+                e => e.to_string(),
+            })
         })
     }
 

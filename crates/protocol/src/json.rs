@@ -781,29 +781,68 @@ pub fn to_python<T: serde::Serialize + ?Sized>(v: &T) -> Result<String, serde_js
     Ok(out)
 }
 
+/// A document whose objects keep their keys in the order given, as Python writes a dict built
+/// key by key without `sort_keys` (v10's build results). Its [`Ordered::Value`] leaves are
+/// written as [`dumps`] writes them, so options embedded in a result keep their exact text.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Ordered<'a> {
+    Value(Cow<'a, Value>),
+    Array(Vec<Ordered<'a>>),
+    Object(Vec<(&'static str, Ordered<'a>)>),
+}
+
+impl Ordered<'_> {
+    /// Encodes as Python's `json.dumps(document)`: default separators, ASCII only.
+    pub fn dumps(&self) -> String {
+        let mut out = String::new();
+        write_ordered(&mut out, self);
+        out
+    }
+}
+
+fn write_ordered(out: &mut String, doc: &Ordered<'_>) {
+    match doc {
+        Ordered::Value(v) => write_compact(out, v.as_ref()),
+        Ordered::Array(items) => write_array(out, items, write_ordered),
+        Ordered::Object(entries) => {
+            write_object(out, entries.iter().map(|(k, v)| (*k, v)), write_ordered)
+        }
+    }
+}
+
+fn write_array<T>(out: &mut String, items: &[T], write: fn(&mut String, &T)) {
+    out.push('[');
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        write(out, item);
+    }
+    out.push(']');
+}
+
+fn write_object<'t, T: 't>(
+    out: &mut String,
+    entries: impl Iterator<Item = (&'t str, &'t T)>,
+    write: fn(&mut String, &T),
+) {
+    out.push('{');
+    for (i, (k, item)) in entries.enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        write_string(out, k);
+        out.push_str(": ");
+        write(out, item);
+    }
+    out.push('}');
+}
+
 fn write_compact<T: Tree>(out: &mut String, v: &T) {
     match v.node() {
-        Node::Array(a) => {
-            out.push('[');
-            for (i, item) in a.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                write_compact(out, item);
-            }
-            out.push(']');
-        }
+        Node::Array(a) => write_array(out, a, write_compact),
         Node::Object(entries) => {
-            out.push('{');
-            for (i, (k, item)) in entries.enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                write_string(out, k);
-                out.push_str(": ");
-                write_compact(out, item);
-            }
-            out.push('}');
+            write_object(out, entries.map(|(k, v)| (k.as_str(), v)), write_compact)
         }
         scalar => write_scalar(out, scalar),
     }

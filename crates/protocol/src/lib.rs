@@ -6,19 +6,23 @@
 //! working with this engine and these modules with v10's; each module's tests pin the bytes.
 //!
 //! - [`paths`]: in-sandbox directories and API socket names.
+//! - [`args`]: a stage's or an assembler's arguments on stdin.
 //! - [`stdio`]: the runner's `setup-stdio` call on the `osbuild` socket.
 //! - [`sources_api`]: a stage asking the host's sources for files.
 //! - [`remoteloop`]: an assembler asking the host for a loop device.
 //! - [`source`]: a source executable's progress lines.
 //! - [`meta`]: `NAME.meta.json`, what a module says about itself (summary, schema, network).
 //! - [`json`]: JSON as Python's `json` module reads and writes it (ids rest on it).
+//! - [`result`]: a build's result, as `osbuild --json` prints it.
 
 #![forbid(unsafe_code)]
 
+pub mod args;
 pub mod json;
 pub mod meta;
 pub mod paths;
 pub mod remoteloop;
+pub mod result;
 pub mod source;
 pub mod sources_api;
 pub mod stdio;
