@@ -299,8 +299,14 @@ fn outcome(result: &std::result::Result<PipelineResult, BuildError>) -> (JobStat
     }
 }
 
+/// The result of a build that could not be carried out, in the result's own shape.
 fn error_json(message: &str) -> String {
-    serde_json::json!({"success": false, "error": message}).to_string()
+    PipelineResult {
+        success: false,
+        error: Some(message.to_owned()),
+        ..PipelineResult::success()
+    }
+    .to_json()
 }
 
 /// Records the outcome, announces it, frees the slot and schedules the unexport.
