@@ -262,55 +262,14 @@ impl Sources {
         }
         .to_json();
 
-        let spawn_err = |source| SourceError::Spawn {
+        let mut cmd = source_command(&entry.executable);
+        let mut child = Child::spawn(&mut cmd).map_err(|source| SourceError::Spawn {
             name: name.to_owned(),
             source,
-        };
-        let mut cmd = Command::new(&entry.executable);
-        cmd.env_clear()
-            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            .env(PROGRESS_ENV, "1")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for var in PASSED_ENV {
-            if let Some(v) = std::env::var_os(var) {
-                cmd.env(var, v);
-            }
-        }
-        // The source dies with this thread; dropping the child (an error or a cancel) kills it.
-        osbuild_sys::process::tie_to_thread(&mut cmd, None);
-        let mut child = Child::spawn(&mut cmd).map_err(spawn_err)?;
-        let stdin = child.std().stdin.take();
-        let stdout = child.std().stdout.take();
-        let stderr = child.std().stderr.take();
-        // The request goes in on its own thread, so a source that replies before reading
-        // everything cannot deadlock us.
-        let writer = std::thread::spawn(move || {
-            if let Some(mut stdin) = stdin {
-                let _ = stdin.write_all(request.as_bytes());
-            }
-        });
-        let reader = std::thread::spawn(move || {
-            let mut out = Vec::new();
-            if let Some(mut stdout) = stdout {
-                let _ = stdout.read_to_end(&mut out);
-            }
-            out
-        });
-        let (tx, rx) = mpsc::channel::<String>();
-        let lines = std::thread::spawn(move || {
-            if let Some(stderr) = stderr {
-                for line in BufReader::new(stderr).lines() {
-                    let Ok(line) = line else { break };
-                    if tx.send(line).is_err() {
-                        break;
-                    }
-                }
-            }
-        });
+        })?;
+        let io = SourceIo::start(&mut child, request);
         let status = loop {
-            match rx.recv_timeout(Duration::from_millis(100)) {
+            match io.lines.recv_timeout(Duration::from_millis(100)) {
                 Ok(line) => handle_line(name, &line, on_progress),
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
@@ -323,21 +282,90 @@ impl Sources {
                 return Err(SourceError::Cancelled);
             }
         };
-        let _ = writer.join();
-        let _ = lines.join();
-        let out = reader.join().unwrap_or_default();
+        let out = io.finish();
         let text = String::from_utf8_lossy(&out);
-        match json::parse(text.trim()) {
-            Ok(reply) => Ok(reply),
-            Err(_) => Err(SourceError::Failed {
-                name: name.to_owned(),
-                message: format!(
-                    "source returned malformed json ({}): {:?}",
-                    describe_status(status),
-                    tail(&text)
-                ),
-            }),
+        json::parse(text.trim()).map_err(|_| SourceError::Failed {
+            name: name.to_owned(),
+            message: format!(
+                "source returned malformed json ({}): {:?}",
+                describe_status(status),
+                tail(&text)
+            ),
+        })
+    }
+}
+
+/// The command line of a source: its executable, a cleared environment but for PATH, the
+/// progress switch and [`PASSED_ENV`], and pipes for the three standard streams. The source
+/// dies with this thread; dropping its [`Child`] (an error or a cancel) kills it.
+fn source_command(executable: &Path) -> Command {
+    let mut cmd = Command::new(executable);
+    cmd.env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env(PROGRESS_ENV, "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for var in PASSED_ENV {
+        if let Some(v) = std::env::var_os(var) {
+            cmd.env(var, v);
         }
+    }
+    osbuild_sys::process::tie_to_thread(&mut cmd, None);
+    cmd
+}
+
+/// A running source's standard streams, each on its own thread: the request goes in (so a
+/// source that replies before reading everything cannot deadlock us), the reply is collected,
+/// and stderr arrives line by line on `lines`.
+struct SourceIo {
+    writer: std::thread::JoinHandle<()>,
+    reader: std::thread::JoinHandle<Vec<u8>>,
+    stderr: std::thread::JoinHandle<()>,
+    lines: mpsc::Receiver<String>,
+}
+
+impl SourceIo {
+    fn start(child: &mut Child, request: String) -> Self {
+        let stdin = child.std().stdin.take();
+        let stdout = child.std().stdout.take();
+        let stderr = child.std().stderr.take();
+        let writer = std::thread::spawn(move || {
+            if let Some(mut stdin) = stdin {
+                let _ = stdin.write_all(request.as_bytes());
+            }
+        });
+        let reader = std::thread::spawn(move || {
+            let mut out = Vec::new();
+            if let Some(mut stdout) = stdout {
+                let _ = stdout.read_to_end(&mut out);
+            }
+            out
+        });
+        let (tx, lines) = mpsc::channel::<String>();
+        let stderr = std::thread::spawn(move || {
+            if let Some(stderr) = stderr {
+                for line in BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        SourceIo {
+            writer,
+            reader,
+            stderr,
+            lines,
+        }
+    }
+
+    /// Waits for the three threads and returns what the source wrote on stdout.
+    fn finish(self) -> Vec<u8> {
+        let _ = self.writer.join();
+        let _ = self.stderr.join();
+        self.reader.join().unwrap_or_default()
     }
 }
 
