@@ -285,3 +285,38 @@ fn a_valid_manifest_loads_against_its_libdir() {
     let e = manifest::load(text, &index).unwrap_err();
     assert!(matches!(e, ManifestError::V2NotBuildable));
 }
+
+#[test]
+fn osbuild_inspects_v2_and_refuses_to_build_it() {
+    let lib = tempfile::tempdir().unwrap();
+    write_module(
+        lib.path(),
+        "stages",
+        "org.osbuild.noop",
+        r#"{"summary": "n"}"#,
+    );
+    let vector = vectors_dir().join("v01-minimal.json");
+    let run = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_osbuild"))
+            .arg("--libdir")
+            .arg(lib.path())
+            .args(extra)
+            .arg(&vector)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["--inspect"]);
+    assert_eq!(out.status.code(), Some(0));
+    let want_text = std::fs::read_to_string(vectors_dir().join("v01-minimal.ids.json")).unwrap();
+    let want = json::parse(&want_text).unwrap();
+    let got = json::parse(&String::from_utf8(out.stdout).unwrap()).unwrap();
+    assert_eq!(json::dumps(&got), json::dumps(want.get("inspect").unwrap()));
+
+    let out = run(&[]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("v2 manifests can be inspected but not built yet"),
+        "{stderr}"
+    );
+}
