@@ -101,6 +101,15 @@ pub fn load(text: &str, index: &Index) -> Result<Manifest, ManifestError> {
     load_document(text, index).and_then(buildable)
 }
 
+/// The manifest read, or every error found while reading it.
+fn outcome<T>(manifest: T, errors: Vec<ValidationError>) -> Result<T, ManifestError> {
+    if errors.is_empty() {
+        Ok(manifest)
+    } else {
+        Err(ManifestError::Invalid(errors))
+    }
+}
+
 /// `path` + `.key` (just `key` at the top).
 fn join(path: &str, key: &str) -> String {
     if path.is_empty() {

@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use sha2::{Digest, Sha256};
 
-use super::{join, options_path, ManifestError, ValidationError};
+use super::{join, options_path, outcome, ManifestError, ValidationError};
 use crate::id::ObjectId;
 use crate::json::{self, Map, Value};
 use crate::modules::{Index, ModuleKind};
@@ -187,11 +187,7 @@ pub fn parse_build_env(text: &str) -> Result<Build, ManifestError> {
 pub(super) fn check(doc: &Value, index: Option<&Index>) -> Result<Manifest, ManifestError> {
     let mut c = Checker::new(index);
     let manifest = c.manifest(doc);
-    if c.errors.is_empty() {
-        Ok(manifest)
-    } else {
-        Err(ManifestError::Invalid(c.errors))
-    }
+    outcome(manifest, c.errors)
 }
 
 /// One pass over the document: builds the manifest and collects every error.

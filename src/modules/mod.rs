@@ -1,7 +1,6 @@
 //! What a libdir provides: the stages, assemblers, runners and sources it holds (and HEAD's
-//! inputs, devices and mounts), what each
-//! module says about itself (summary, options schema, network use), and which runner to use
-//! for a given OS.
+//! inputs, devices and mounts), what each module says about itself (summary, options schema,
+//! v2 schema, capabilities, network use), and which runner to use for a given OS.
 //!
 //! - `index`: the layout (`stages/NAME`, `assemblers/NAME`, `runners/NAME`, `sources/NAME`,
 //!   `inputs/NAME`, `devices/NAME`, `mounts/NAME`, each an executable file or a symlink to

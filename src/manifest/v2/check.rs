@@ -7,7 +7,7 @@ use std::collections::{BTreeSet, HashMap};
 use super::{schema, Device, Input, Manifest, Mount, Origin, Pipeline, Stage, StageContext};
 use crate::id::ObjectId;
 use crate::json::{Map, Value};
-use crate::manifest::{join, options_path, ManifestError, ValidationError};
+use crate::manifest::{join, options_path, outcome, ManifestError, ValidationError};
 use crate::modules::{Index, ModuleKind};
 
 pub(super) fn check(doc: &Value, index: Option<&Index>) -> Result<Manifest, ManifestError> {
@@ -19,11 +19,7 @@ pub(super) fn check(doc: &Value, index: Option<&Index>) -> Result<Manifest, Mani
         source_refs: BTreeSet::new(),
     };
     let manifest = c.manifest(doc);
-    if c.errors.is_empty() {
-        Ok(manifest)
-    } else {
-        Err(ManifestError::Invalid(c.errors))
-    }
+    outcome(manifest, c.errors)
 }
 
 struct Checker<'a> {
