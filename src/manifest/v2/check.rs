@@ -328,7 +328,11 @@ impl Checker<'_> {
         if index.path(kind, name).is_none() {
             let dir = index.libdir().join(kind.dir_name());
             let message = format!("unknown {kind} '{name}' (not in {})", dir.display());
-            self.error(&join(path, type_key), message);
+            let at = match type_key {
+                "" => path.to_owned(),
+                key => join(path, key),
+            };
+            self.error(&at, message);
             return None;
         }
         let built = index
