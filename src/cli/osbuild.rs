@@ -14,7 +14,7 @@ use crate::buildroot::Cancel;
 use crate::events::{Event, Monitor, SourceProgress};
 use crate::id::ObjectId;
 use crate::json;
-use crate::manifest::ManifestError;
+use crate::manifest::{self, Document, ManifestError};
 use crate::modules::{Index, ModuleKind};
 use crate::pipeline::{BuildError, Builder, CheckpointsOnly, Overrides, Request, RequestError};
 use crate::store::Store;
@@ -113,6 +113,11 @@ fn run(args: Args) -> anyhow::Result<i32> {
             args.checkpoint.clone()
         },
     };
+    if args.inspect {
+        if let Some(code) = inspect_v2(&text, &index) {
+            return Ok(code);
+        }
+    }
     let request = match Request::new(&text, &index, overrides) {
         Ok(r) => r,
         Err(e) => return refused(e, &args),
@@ -139,6 +144,21 @@ fn run(args: Args) -> anyhow::Result<i32> {
         cancel: Cancel::with_signal(&INTERRUPTED),
     };
     build(&builder, &request, args.json)
+}
+
+/// `--inspect` of a v2 manifest: prints HEAD's description (compact JSON, as HEAD's
+/// `json.dump`) and returns the exit code; `None` for a v1 manifest, which is inspected as v10
+/// does. An invalid manifest is reported as the v1 path reports it.
+fn inspect_v2(text: &str, index: &Index) -> Option<i32> {
+    match manifest::load_document(text, index) {
+        Ok(Document::V2(m)) => {
+            let host_runner = index.host_runner().ok();
+            println!("{}", json::dumps(&m.describe(host_runner.as_deref())));
+            Some(0)
+        }
+        Ok(Document::V1(_)) => None,
+        Err(e) => Some(report_invalid(&e, true)),
+    }
 }
 
 /// Builds `request` and prints the outcome as v10 does; returns the exit code.

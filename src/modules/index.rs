@@ -1,6 +1,7 @@
-//! The libdir's layout: the four kinds of module, where each kind lives (`stages/NAME`,
-//! `assemblers/NAME`, `runners/NAME`, `sources/NAME`, each an executable file or a symlink to
-//! one), which names are modules, and finding and listing them.
+//! The libdir's layout: the kinds of module, where each kind lives (`stages/NAME`,
+//! `assemblers/NAME`, `runners/NAME`, `sources/NAME`, and osbuild HEAD's `inputs/NAME`,
+//! `devices/NAME`, `mounts/NAME`; each an executable file or a symlink to one), which names
+//! are modules, and finding and listing them.
 
 use std::fmt;
 use std::os::unix::fs::PermissionsExt;
@@ -15,13 +16,18 @@ pub const DEFAULT_LIBDIR: &str = match option_env!("OSBUILD_LIBDIR") {
     None => "/usr/lib/osbuild",
 };
 
-/// The four kinds of module a libdir holds.
+/// The kinds of module a libdir holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ModuleKind {
     Stage,
     Assembler,
     Runner,
     Source,
+    /// Host services of v2 manifests (osbuild HEAD): what a stage's `inputs`, `devices` and
+    /// `mounts` name.
+    Input,
+    Device,
+    Mount,
 }
 
 impl ModuleKind {
@@ -32,6 +38,9 @@ impl ModuleKind {
             ModuleKind::Assembler => "assemblers",
             ModuleKind::Runner => "runners",
             ModuleKind::Source => "sources",
+            ModuleKind::Input => "inputs",
+            ModuleKind::Device => "devices",
+            ModuleKind::Mount => "mounts",
         }
     }
 
@@ -42,6 +51,9 @@ impl ModuleKind {
             ModuleKind::Assembler => "assembler",
             ModuleKind::Runner => "runner",
             ModuleKind::Source => "source",
+            ModuleKind::Input => "input",
+            ModuleKind::Device => "device",
+            ModuleKind::Mount => "mount",
         }
     }
 }
@@ -140,6 +152,9 @@ mod tests {
             ["org.osbuild.alias", "org.osbuild.noop"]
         );
         assert!(index.list(ModuleKind::Source).is_empty());
+        write_exec(&dir.path().join("mounts/org.osbuild.ext4"), "#!/bin/sh\n");
+        assert_eq!(index.list(ModuleKind::Mount), ["org.osbuild.ext4"]);
+        assert!(index.path(ModuleKind::Device, "org.osbuild.ext4").is_none());
         let cases = [
             ("org.osbuild.noop", true),
             ("org.osbuild.alias", true),

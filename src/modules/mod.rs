@@ -1,9 +1,10 @@
-//! What a libdir provides: the stages, assemblers, runners and sources it holds, what each
-//! module says about itself (summary, options schema, network use), and which runner to use
-//! for a given OS.
+//! What a libdir provides: the stages, assemblers, runners and sources it holds (and HEAD's
+//! inputs, devices and mounts), what each module says about itself (summary, options schema,
+//! v2 schema, capabilities, network use), and which runner to use for a given OS.
 //!
 //! - `index`: the layout (`stages/NAME`, `assemblers/NAME`, `runners/NAME`, `sources/NAME`,
-//!   each an executable file or a symlink to one), finding and listing modules.
+//!   `inputs/NAME`, `devices/NAME`, `mounts/NAME`, each an executable file or a symlink to
+//!   one), finding and listing modules.
 //! - `meta`: a module's `NAME.meta.json` (the protocol's `Meta`) and its options schema.
 //! - `python`: the same, scraped from a foreign Python module (osbuild v10's) without
 //!   running it.

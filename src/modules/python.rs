@@ -1,7 +1,7 @@
 //! Reading what a foreign Python module (osbuild v10's, which has no `NAME.meta.json`) says
 //! about itself from its source, without running it: its `STAGE_DESC` string as summary and
 //! the options schema in its `STAGE_OPTS = """..."""` (or `ASSEMBLER_OPTS`, or HEAD's
-//! `SCHEMA`) string.
+//! `SCHEMA`) string, and HEAD's `SCHEMA_2` string for v2 manifests.
 //!
 //! Scraped by hand: no crate reads a Python literal without Python.
 
@@ -19,29 +19,33 @@ pub(super) fn is_python(executable: &[u8]) -> bool {
 /// checked. Fails when the schema string is not JSON.
 pub(super) fn scrape_meta(source: &str) -> Result<Meta, String> {
     let summary = python_string_assignment(source, &["STAGE_DESC"]).unwrap_or_default();
-    let Some(fragment) =
-        python_string_assignment(source, &["STAGE_OPTS", "ASSEMBLER_OPTS", "SCHEMA"])
-    else {
-        return Ok(Meta {
-            summary,
-            ..Meta::default()
-        });
-    };
+    let schema = python_string_assignment(source, &["STAGE_OPTS", "ASSEMBLER_OPTS", "SCHEMA"])
+        .map(|fragment| schema_from_fragment(&fragment, "options schema"))
+        .transpose()?;
+    let schema_2 = python_string_assignment(source, &["SCHEMA_2"])
+        .map(|fragment| schema_from_fragment(&fragment, "SCHEMA_2"))
+        .transpose()?;
+    Ok(Meta {
+        summary,
+        schema,
+        schema_2,
+        ..Meta::default()
+    })
+}
+
+/// A schema string of a Python module as JSON; `what` names it in the error.
+fn schema_from_fragment(fragment: &str, what: &str) -> Result<serde_json::Value, String> {
     // v10's fragment is the inside of an object schema (`"properties": {...}`); v10's own
-    // test suite wraps it in braces unless it already starts with one.
+    // test suite wraps it in braces unless it already starts with one (HEAD's loader always
+    // wraps its `SCHEMA`/`SCHEMA_2` the same way).
     let text = if fragment.trim_start().starts_with('{') {
-        fragment
+        fragment.to_owned()
     } else {
         format!("{{{fragment}}}")
     };
-    let schema = json::parse(&text)
-        .map_err(|e| format!("its options schema string is not JSON: {e}"))?
-        .to_serde();
-    Ok(Meta {
-        summary,
-        schema: Some(schema),
-        ..Meta::default()
-    })
+    Ok(json::parse(&text)
+        .map_err(|e| format!("its {what} string is not JSON: {e}"))?
+        .to_serde())
 }
 
 /// The value of the first top-level `NAME = "..."` (any Python string literal form) for

@@ -2,7 +2,8 @@
 //! libdir (`stages/NAME` and `stages/NAME.meta.json`), as in osbuild HEAD.
 //!
 //! The engine reads it to validate a module's options and to decide whether the module gets
-//! the network; the modules' crates check theirs against the same type in their tests. Every
+//! the network, and for v2 manifests `schema_2` and `capabilities` as osbuild HEAD has them;
+//! the modules' crates check theirs against the same type in their tests. Every
 //! member is optional and unknown members are ignored (osbuild HEAD's files carry more).
 
 use serde::de::{DeserializeOwned, Error as _};
@@ -25,6 +26,14 @@ pub struct Meta {
     /// value is taken here (even `null`); whether it is a usable schema is the reader's check.
     #[serde(default, deserialize_with = "schema")]
     pub schema: Option<Value>,
+    /// osbuild HEAD's schema for v2 manifests: for a stage an object of schema fragments
+    /// (`options`, `inputs`, `devices`, `mounts`), for a mount its whole schema; `None` means
+    /// v2 manifests use `schema` (as HEAD falls back). Taken as any JSON value, like `schema`.
+    #[serde(default, deserialize_with = "schema")]
+    pub schema_2: Option<Value>,
+    /// Capabilities (`CAP_MAC_ADMIN`, ...) the module needs beyond the default set (HEAD).
+    #[serde(default, deserialize_with = "capabilities")]
+    pub capabilities: Vec<String>,
     /// Whether the module needs the network (sources do; stages normally do not).
     #[serde(default, deserialize_with = "network")]
     pub network: bool,
@@ -39,6 +48,12 @@ fn summary<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
 fn description<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     typed(d, |_| {
         "'description' must be an array of strings".to_owned()
+    })
+}
+
+fn capabilities<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    typed(d, |_| {
+        "'capabilities' must be an array of strings".to_owned()
     })
 }
 
@@ -96,6 +111,11 @@ mod tests {
         assert_eq!(m.description, ["a", "b"]);
         assert!(m.network);
         assert_eq!(m.schema, Some(serde_json::json!({"type": "object"})));
+        assert_eq!(m.schema_2, Some(serde_json::json!({})));
+        assert!(m.capabilities.is_empty());
+        let m = parse(r#"{"capabilities": ["CAP_MAC_ADMIN"], "generated": 1}"#).unwrap();
+        assert_eq!(m.capabilities, ["CAP_MAC_ADMIN"]);
+        assert_eq!(m.schema_2, None);
         // A null schema is still a schema, for the reader to refuse.
         assert_eq!(
             parse(r#"{"schema": null}"#).unwrap().schema,
@@ -129,6 +149,10 @@ mod tests {
             (
                 r#"{"description": [1]}"#,
                 "'description' must be an array of strings",
+            ),
+            (
+                r#"{"capabilities": "CAP_MAC_ADMIN"}"#,
+                "'capabilities' must be an array of strings",
             ),
             (
                 r#"{"description": null}"#,

@@ -2,22 +2,23 @@
 //!
 //! A manifest is `{"pipeline": {"build"?: {"pipeline", "runner"}, "stages"?: [...],
 //! "assembler"?: {...}}, "sources"?: {...}}`, or the older bare form with the pipeline at the
-//! top level. [`parse`] checks the structure (osbuild's v1 schema, with paths such as
-//! `pipeline.stages[2].options`) and computes the ids exactly as osbuild v10 does;
-//! [`load`] further checks every stage against a libdir: the module exists, its options
-//! match its schema and each build runner resolves. All errors are reported together.
+//! top level. Without a libdir ([`super::parse`]) the structure is checked (osbuild's v1
+//! schema, with paths such as `pipeline.stages[2].options`) and the ids are computed exactly
+//! as osbuild v10 does; with one ([`super::load`]) every stage is further checked: the module
+//! exists, its options match its schema and each build runner resolves. All errors are
+//! reported together.
 //!
 //! Ids: `sha256(d(name) ‖ d(build) ‖ d(base) ‖ d(options))` with `d` = Python's
 //! `json.dumps(x, sort_keys=True)` ([`json::dumps`]); `build` is the build pipeline's tree
 //! id or null, `base` the previous stage's id or null (the tree id for the assembler).
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt;
 
 use sha2::{Digest, Sha256};
 
+use super::{join, options_path, outcome, ManifestError, ValidationError};
 use crate::id::ObjectId;
-use crate::json::{self, Map, ParseError, Value};
+use crate::json::{self, Map, Value};
 use crate::modules::{Index, ModuleKind};
 
 /// A v1 manifest.
@@ -51,33 +52,6 @@ pub struct Stage {
     /// Always an object (a missing or null `options` is `{}`).
     pub options: Value,
     pub id: ObjectId,
-}
-
-/// One problem in a manifest, at a path such as `pipeline.stages[2].options.hostname`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ValidationError {
-    pub path: String,
-    pub message: String,
-}
-
-impl fmt::Display for ValidationError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.path.is_empty() {
-            f.write_str(&self.message)
-        } else {
-            write!(f, "{}: {}", self.path, self.message)
-        }
-    }
-}
-
-/// Why a manifest was rejected.
-#[derive(Clone, Debug, thiserror::Error)]
-pub enum ManifestError {
-    #[error("invalid JSON: {0}")]
-    Json(#[from] ParseError),
-    /// Every problem found, one per line in the message.
-    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
-    Invalid(Vec<ValidationError>),
 }
 
 impl Pipeline {
@@ -189,17 +163,6 @@ fn stage_id(
     ObjectId::from_digest(&h.finalize())
 }
 
-/// Parses a manifest and computes its ids, without looking at any libdir.
-pub fn parse(text: &str) -> Result<Manifest, ManifestError> {
-    check(text, None)
-}
-
-/// Parses a manifest and checks it against `index`: every stage and assembler exists, its
-/// options match its schema, and every build runner resolves. All errors are collected.
-pub fn load(text: &str, index: &Index) -> Result<Manifest, ManifestError> {
-    check(text, Some(index))
-}
-
 /// Parses a `--build-env` file: a build section `{"pipeline": {...}, "runner": "..."}`.
 pub fn parse_build_env(text: &str) -> Result<Build, ManifestError> {
     let doc = json::parse(text)?;
@@ -219,23 +182,12 @@ pub fn parse_build_env(text: &str) -> Result<Build, ManifestError> {
     }
 }
 
-fn check(text: &str, index: Option<&Index>) -> Result<Manifest, ManifestError> {
-    let doc = json::parse(text)?;
+/// Checks a v1 document (against `index` when given) and computes its ids; all errors are
+/// collected.
+pub(super) fn check(doc: &Value, index: Option<&Index>) -> Result<Manifest, ManifestError> {
     let mut c = Checker::new(index);
-    let manifest = c.manifest(&doc);
-    if c.errors.is_empty() {
-        Ok(manifest)
-    } else {
-        Err(ManifestError::Invalid(c.errors))
-    }
-}
-
-fn join(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_owned()
-    } else {
-        format!("{path}.{key}")
-    }
+    let manifest = c.manifest(doc);
+    outcome(manifest, c.errors)
 }
 
 /// One pass over the document: builds the manifest and collects every error.
@@ -535,35 +487,10 @@ impl<'a> Checker<'a> {
     }
 }
 
-/// `pipeline.stages[0].options` + the JSON pointer `/a/0/b` → `...options.a[0].b`, looking at
-/// the value to tell an array index from an object key that happens to be a number.
-fn options_path(prefix: &str, options: &Value, pointer: &jsonschema::paths::Location) -> String {
-    let mut path = prefix.to_owned();
-    let mut cur = Some(options);
-    for seg in pointer {
-        let key = match seg {
-            jsonschema::paths::LocationSegment::Property(p) => p.into_owned(),
-            jsonschema::paths::LocationSegment::Index(i) => i.to_string(),
-        };
-        match cur {
-            Some(Value::Array(items)) => {
-                let i: Option<usize> = key.parse().ok();
-                path.push_str(&format!("[{key}]"));
-                cur = i.and_then(|i| items.get(i));
-            }
-            other => {
-                path.push('.');
-                path.push_str(&key);
-                cur = other.and_then(|v| v.get(&key));
-            }
-        }
-    }
-    path
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::manifest::parse;
 
     const NOOP: &str = "beda46704765a47e6d4f44aff22168ae36866c9c0e6e11552b775b77776b2969";
 
