@@ -3,15 +3,20 @@
 //!
 //! A v1 manifest describes a pipeline (an optional build pipeline, stages, an optional
 //! assembler). Every stage and assembler is an executable from the libdir, run in a sandboxed
-//! build root; results are cached in a content-addressed object store.
+//! build root; results are cached in a content-addressed object store. v2 manifests (osbuild
+//! HEAD's format) are loaded, validated and given HEAD's ids, but not built yet.
+//!
+//! `ARCHITECTURE.md` at the top of the repository maps the crates, the layers and the
+//! protocols. The messages shared with the modules are in `osbuild_protocol`; every syscall
+//! that needs `unsafe` is in `osbuild_sys`.
 //!
 //! Where to look:
 //! - [`id`]: typed identifiers (stage/tree/output ids, treesums).
-//! - [`json`]: JSON values and the encoder byte-identical to Python's `json.dumps(sort_keys=True)`,
-//!   on which every id rests.
-//! - [`modules`]: what a libdir provides (stages, assemblers, runners, sources, their schemas)
-//!   and runner selection.
-//! - [`manifest`]: loading and validating v1 manifests, computing ids, `--inspect`.
+//! - [`json`] (= `osbuild_protocol::json`): JSON values and the encoder byte-identical to
+//!   Python's `json.dumps(sort_keys=True)`, on which every id rests.
+//! - [`modules`]: what a libdir provides (stages, assemblers, runners, sources, and HEAD's
+//!   inputs, devices and mounts; their schemas) and runner selection.
+//! - [`manifest`]: loading and validating v1 and v2 manifests, computing ids, `--inspect`.
 //! - [`store`]: the object store (objects, refs, treesum, copy-on-write objects, pruning).
 //! - [`mount`]: bind mounts with owners, and the private mount namespace.
 //! - [`buildroot`]: the bubblewrap sandbox and the API sockets a stage talks to.

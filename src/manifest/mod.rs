@@ -1,6 +1,6 @@
 //! Manifests in osbuild's two formats, chosen as osbuild HEAD chooses them: a document whose
 //! `"version"` is `"2"` is a v2 manifest ([`v2`], HEAD's pipelines with inputs, devices and
-//! mounts), anything else is a v1 manifest ([`v1`], osbuild v10's single pipeline).
+//! mounts), anything else is a v1 manifest (`v1`, osbuild v10's single pipeline).
 //!
 //! This module owns the choice and what both formats share: the errors, with their paths such
 //! as `pipelines[1].stages[0].options.foo`. [`load`] and [`parse`] give the v1 manifest the

@@ -7,7 +7,7 @@
 //! options, inputs, devices, mounts}`. The structure is checked by hand against the rules of
 //! HEAD's v2 schema; with a libdir every stage, input, device, mount and source is further
 //! checked against the module's own v2 schema (`schema_2` in `NAME.meta.json`, built into a
-//! whole schema as HEAD builds it, see [`schema`]). All errors are collected with their paths.
+//! whole schema as HEAD builds it, see `schema`). All errors are collected with their paths.
 //!
 //! Ids, with `d` = Python's `json.dumps(x, sort_keys=True)` ([`json::dumps`]):
 //! - stage: `d(type) ‖ d(build) ‖ d(base) ‖ d(options)`, then `d(source-epoch)` if set,

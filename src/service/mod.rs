@@ -3,7 +3,7 @@
 //!
 //! - [`scheduler`]: the jobs, admission limits, the queue, conflicts, single flight and
 //!   retention; synchronous, no D-Bus.
-//! - [`worker`]: a job's build thread, its events, and its commit policy.
+//! - `worker`: a job's build thread, its events, and its commit policy.
 //! - [`interface`]: the bus adapter: the D-Bus objects (`org.osbuild.Builder1`,
 //!   `org.osbuild.Builder1.Job`), signals, property changes, the journal's fields.
 //! - [`wire`]: the interface's `a{sv}` dictionaries as types; [`client`]: the client proxies.

@@ -5,7 +5,7 @@
 //! - At most `max_jobs` builds run at once. A queued job starts when a slot is free and none
 //!   of its not-yet-built stages is also a stage of a running job (a conflict).
 //! - Single flight: a running job commits a stage that a queued job also needs
-//!   ([`Scheduler::wanted_by_queue`]), so that stage is built once and both jobs use it.
+//!   (`Scheduler::wanted_by_queue`), so that stage is built once and both jobs use it.
 //! - Retention: a finished job stays listed until it is forgotten (`keep_finished` later).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
