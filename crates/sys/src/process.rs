@@ -117,3 +117,17 @@ impl Drop for Child {
 pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?)
 }
+
+/// Makes `src` also open as `dst` (`dup2`); the copy is not close-on-exec, so children of
+/// ours inherit it.
+pub fn dup_onto(src: impl AsFd, dst: &mut OwnedFd) -> nix::Result<()> {
+    nix::unistd::dup2(src, dst)
+}
+
+/// Makes the three descriptors this process's stdin, stdout and stderr (`dup2` onto 0, 1,
+/// 2; not close-on-exec, so whatever we exec inherits them).
+pub fn install_stdio(stdin: impl AsFd, stdout: impl AsFd, stderr: impl AsFd) -> nix::Result<()> {
+    nix::unistd::dup2_stdin(stdin)?;
+    nix::unistd::dup2_stdout(stdout)?;
+    nix::unistd::dup2_stderr(stderr)
+}
