@@ -86,7 +86,7 @@ fn exchange(body: &[u8], fds: &[BorrowedFd<'_>]) -> Result<Vec<u8>, AssemblerErr
     let server = UnixAddr::new(SOCKET).map_err(|e| fail("socket path", e))?;
     // Autobound to an abstract address so the engine can reply.
     let sock = socket::connect_autobound(&server, Some(REPLY_TIMEOUT))
-        .map_err(|f| fail(f.step, f.errno))?;
+        .map_err(|f| fail(f.step.name(), f.errno))?;
     socket::send(&sock, body, fds, None).map_err(|e| fail("sending the request", e))?;
     let mut buf = vec![0u8; 4096];
     let got = socket::receive(&sock, &mut buf, 0).map_err(|e| fail("waiting for the reply", e))?;

@@ -95,8 +95,8 @@ pub fn setup_stdio(socket: &Path) -> Result<(), StdioError> {
 /// them. Descriptors the reply does not name are closed.
 pub fn request_stdio(socket: &Path, timeout: Duration) -> Result<StdioFds, StdioError> {
     let addr = sockaddr(socket)?;
-    let sock =
-        socket::connect_autobound(&addr, Some(timeout)).map_err(|f| os_err(f.step)(f.errno))?;
+    let sock = socket::connect_autobound(&addr, Some(timeout))
+        .map_err(|f| os_err(f.step.name())(f.errno))?;
     let request = stdio::Request::setup_stdio().to_wire();
     socket::send(&sock, request.as_bytes(), &[], None).map_err(os_err("send"))?;
 

@@ -22,7 +22,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use osbuild_protocol::{paths, sources_api, stdio};
-use osbuild_sys::socket::{self, UnixAddr};
+use osbuild_sys::socket::{self, Step, UnixAddr};
 
 use super::{io_err, BuildRootError, NetNs};
 
@@ -135,9 +135,9 @@ fn bind_socket(path: &Path, netns: Option<OwnedFd>) -> Result<OwnedFd, BuildRoot
     }
     socket::bind_datagram(path, Duration::from_secs(1)).map_err(|f| {
         let what = match f.step {
-            "socket" => "creating the API socket".to_owned(),
-            "address" => "API socket path".to_owned(),
-            "bind" => format!("binding {}", path.display()),
+            Step::Socket => "creating the API socket".to_owned(),
+            Step::Address => "API socket path".to_owned(),
+            Step::Bind => format!("binding {}", path.display()),
             _ => "API socket timeout".to_owned(),
         };
         io_err(what)(f.errno.into())

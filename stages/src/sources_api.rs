@@ -7,7 +7,7 @@ use std::path::Path;
 
 use osbuild_protocol::paths;
 use osbuild_protocol::sources_api::{Reply, Request, MAX_DATAGRAM};
-use osbuild_sys::socket::UnixAddr;
+use osbuild_sys::socket::{Step, UnixAddr};
 use serde_json::Value;
 
 /// Where the engine serves the API inside the build root.
@@ -24,8 +24,8 @@ pub fn get(socket: &Path, source: &str, checksums: &[&str]) -> Result<Value, Str
     // address on connect, which is where the server sends its reply.
     let sock = osbuild_sys::socket::connect_autobound(&server, None).map_err(|f| {
         let what = match f.step {
-            "socket" => "cannot create a socket",
-            "setsockopt(SO_PASSCRED)" => "cannot set SO_PASSCRED",
+            Step::Socket => "cannot create a socket",
+            Step::PassCred => "cannot set SO_PASSCRED",
             _ => "cannot connect",
         };
         fail(what, f.errno.into())

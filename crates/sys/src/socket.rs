@@ -16,16 +16,40 @@ use nix::sys::time::TimeVal;
 
 pub use nix::sys::socket::{SockaddrLike, UnixAddr};
 
+/// A step of making a socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Socket,
+    /// Making the address out of a path (too long, or a NUL in it).
+    Address,
+    Bind,
+    PassCred,
+    ReceiveTimeout,
+    Connect,
+}
+
+impl Step {
+    /// The call's name, for messages: "socket", "setsockopt(SO_PASSCRED)", ...
+    pub fn name(self) -> &'static str {
+        match self {
+            Step::Socket => "socket",
+            Step::Address => "address",
+            Step::Bind => "bind",
+            Step::PassCred => "setsockopt(SO_PASSCRED)",
+            Step::ReceiveTimeout => "setsockopt(SO_RCVTIMEO)",
+            Step::Connect => "connect",
+        }
+    }
+}
+
 /// Which step of making a socket failed, and how.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SocketFailed {
-    /// "socket", "setsockopt(SO_PASSCRED)", "setsockopt(SO_RCVTIMEO)", "address", "bind"
-    /// or "connect".
-    pub step: &'static str,
+    pub step: Step,
     pub errno: Errno,
 }
 
-fn fail(step: &'static str) -> impl Fn(Errno) -> SocketFailed {
+fn fail(step: Step) -> impl Fn(Errno) -> SocketFailed {
     move |errno| SocketFailed { step, errno }
 }
 
@@ -36,21 +60,21 @@ fn datagram_socket() -> Result<OwnedFd, SocketFailed> {
         SockFlag::SOCK_CLOEXEC,
         None,
     )
-    .map_err(fail("socket"))
+    .map_err(fail(Step::Socket))
 }
 
 fn set_receive_timeout(sock: &OwnedFd, timeout: Duration) -> Result<(), SocketFailed> {
     let tv = TimeVal::new(timeout.as_secs() as _, timeout.subsec_micros() as _);
-    setsockopt(sock, sockopt::ReceiveTimeout, &tv).map_err(fail("setsockopt(SO_RCVTIMEO)"))
+    setsockopt(sock, sockopt::ReceiveTimeout, &tv).map_err(fail(Step::ReceiveTimeout))
 }
 
 /// A close-on-exec datagram socket bound at `path` (a server's), whose receives time out
 /// after `timeout` (so a serving loop can look at its stop flag).
 pub fn bind_datagram(path: &Path, timeout: Duration) -> Result<OwnedFd, SocketFailed> {
-    let addr = UnixAddr::new(path).map_err(fail("address"))?;
+    let addr = UnixAddr::new(path).map_err(fail(Step::Address))?;
     let sock = datagram_socket()?;
     set_receive_timeout(&sock, timeout)?;
-    bind(sock.as_raw_fd(), &addr).map_err(fail("bind"))?;
+    bind(sock.as_raw_fd(), &addr).map_err(fail(Step::Bind))?;
     Ok(sock)
 }
 
@@ -68,11 +92,11 @@ pub fn connect_autobound(
     timeout: Option<Duration>,
 ) -> Result<OwnedFd, SocketFailed> {
     let sock = datagram_socket()?;
-    setsockopt(&sock, sockopt::PassCred, &true).map_err(fail("setsockopt(SO_PASSCRED)"))?;
+    setsockopt(&sock, sockopt::PassCred, &true).map_err(fail(Step::PassCred))?;
     if let Some(timeout) = timeout {
         set_receive_timeout(&sock, timeout)?;
     }
-    connect(sock.as_raw_fd(), server).map_err(fail("connect"))?;
+    connect(sock.as_raw_fd(), server).map_err(fail(Step::Connect))?;
     Ok(sock)
 }
 
