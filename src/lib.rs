@@ -29,6 +29,8 @@
 //! - [`mkmanifest`]: the manifest generators behind `osbuild-mkmanifest-debian` (apt) and
 //!   `osbuild-mkmanifest-dnf` (rpm repositories pinned by their metadata checksum).
 
+#![forbid(unsafe_code)]
+
 pub mod buildroot;
 pub mod cli;
 pub mod events;

@@ -17,6 +17,8 @@
 //! - [`remoteloop`]: the client of the engine's loop device API;
 //! - [`tool`]: running the build root's tools.
 
+#![forbid(unsafe_code)]
+
 pub mod args;
 pub mod image;
 pub mod noop;

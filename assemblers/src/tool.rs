@@ -4,6 +4,8 @@
 use std::ffi::OsStr;
 use std::process::{Command, Stdio};
 
+use osbuild_sys::process::Child;
+
 use crate::AssemblerError;
 
 /// The environment every tool gets (nothing is inherited).
@@ -27,11 +29,12 @@ pub fn command<S: AsRef<OsStr>>(program: &str, args: &[S]) -> Command {
 /// Runs `cmd`, returning its stdout; a failure carries the last lines of stderr.
 pub fn run(mut cmd: Command) -> Result<Vec<u8>, AssemblerError> {
     let program = cmd.get_program().to_string_lossy().into_owned();
-    let out = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output()
-        .map_err(|e| AssemblerError::Tool(format!("cannot run {program}: {e}")))?;
+    let cannot_run = |e| AssemblerError::Tool(format!("cannot run {program}: {e}"));
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    // The owner kills and reaps the tool if reading its output fails.
+    let out = Child::spawn(&mut cmd)
+        .and_then(Child::wait_with_output)
+        .map_err(cannot_run)?;
     if out.status.success() {
         return Ok(out.stdout);
     }

@@ -25,6 +25,8 @@
 //! `OSBUILD_API_SOCKET` when it is set; it is removed from the environment before the stage
 //! runs.
 
+#![forbid(unsafe_code)]
+
 pub mod names;
 pub mod setup;
 pub mod stdio;

@@ -9,15 +9,16 @@
 //! 3. receive `{"stdin": i, "stdout": j, "stderr": k}` (indexes into the passed descriptors);
 //! 4. `dup2` each onto 0, 1, 2 and close the received originals.
 
-use std::ffi::CString;
 use std::fmt;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::Duration;
 
 use osbuild_protocol::{paths, stdio};
+use osbuild_sys::socket::{self, UnixAddr};
+use osbuild_sys::Errno;
 
 /// Where the API socket is inside the build root.
 pub const API_SOCKET: &str = paths::OSBUILD_API;
@@ -65,10 +66,10 @@ impl std::error::Error for StdioError {
     }
 }
 
-fn os_err(what: &'static str) -> StdioError {
-    StdioError::Io {
+fn os_err(what: &'static str) -> impl FnOnce(Errno) -> StdioError {
+    move |e| StdioError::Io {
         what,
-        source: io::Error::last_os_error(),
+        source: e.into(),
     }
 }
 
@@ -86,69 +87,20 @@ pub struct StdioFds {
 /// Asks the host for the stage's stdio and makes it the process's fds 0, 1 and 2.
 pub fn setup_stdio(socket: &Path) -> Result<(), StdioError> {
     let fds = request_stdio(socket, DEFAULT_TIMEOUT)?;
-    install_stdio(fds, [0, 1, 2])
+    osbuild_sys::process::install_stdio(&fds.stdin, &fds.stdout, &fds.stderr)
+        .map_err(os_err("dup2"))
 }
 
 /// Does the `setup-stdio` exchange and returns the received descriptors, without installing
 /// them. Descriptors the reply does not name are closed.
 pub fn request_stdio(socket: &Path, timeout: Duration) -> Result<StdioFds, StdioError> {
     let addr = sockaddr(socket)?;
-    // SAFETY: plain socket(2); the result is checked and owned immediately.
-    let raw = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if raw < 0 {
-        return Err(os_err("socket"));
-    }
-    // SAFETY: `raw` is a fresh descriptor nobody else owns.
-    let sock = unsafe { OwnedFd::from_raw_fd(raw) };
-    let fd = sock.as_raw_fd();
-
-    let one: libc::c_int = 1;
-    // SAFETY: valid fd, pointer to a c_int of the size passed.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_PASSCRED,
-            (&one as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        return Err(os_err("setsockopt(SO_PASSCRED)"));
-    }
-    let tv = libc::timeval {
-        tv_sec: timeout.as_secs() as libc::time_t,
-        tv_usec: timeout.subsec_micros() as libc::suseconds_t,
-    };
-    // SAFETY: valid fd, pointer to a timeval of the size passed.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            (&tv as *const libc::timeval).cast(),
-            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        return Err(os_err("setsockopt(SO_RCVTIMEO)"));
-    }
-
-    let (sa, len) = addr;
-    // SAFETY: `sa` is an initialised sockaddr_un and `len` its used length.
-    let rc = unsafe { libc::connect(fd, (&sa as *const libc::sockaddr_un).cast(), len) };
-    if rc < 0 {
-        return Err(os_err("connect"));
-    }
-
+    let sock = socket::connect_autobound(&addr, Some(timeout))
+        .map_err(|f| os_err(f.step.name())(f.errno))?;
     let request = stdio::Request::setup_stdio().to_wire();
-    // SAFETY: valid fd and buffer of the given length.
-    let sent = unsafe { libc::send(fd, request.as_ptr().cast(), request.len(), 0) };
-    if sent < 0 {
-        return Err(os_err("send"));
-    }
+    socket::send(&sock, request.as_bytes(), &[], None).map_err(os_err("send"))?;
 
-    let (payload, mut fds) = receive(fd)?;
+    let (payload, mut fds) = receive(&sock)?;
     let reply = stdio::Reply::parse(&payload).map_err(|e| StdioError::BadReply(e.to_string()))?;
     let index = |key: &str, i: usize| -> Result<usize, StdioError> {
         if i >= fds.len() {
@@ -180,108 +132,53 @@ pub fn request_stdio(socket: &Path, timeout: Duration) -> Result<StdioFds, Stdio
 }
 
 /// `dup2`s the received descriptors onto `targets` (stdin, stdout, stderr order) and closes
-/// the originals. `setup_stdio` uses `[0, 1, 2]`; tests use spare descriptors.
-pub fn install_stdio(fds: StdioFds, targets: [RawFd; 3]) -> Result<(), StdioError> {
+/// the originals; tests use it with spare descriptors (`setup_stdio` installs onto 0, 1, 2).
+pub fn install_stdio(fds: StdioFds, targets: [&mut OwnedFd; 3]) -> Result<(), StdioError> {
     for (src, dst) in [&fds.stdin, &fds.stdout, &fds.stderr]
         .into_iter()
         .zip(targets)
     {
-        // SAFETY: both are open descriptors; dup2 clears FD_CLOEXEC on `dst`, so the stage
-        // inherits it.
-        if unsafe { libc::dup2(src.as_raw_fd(), dst) } < 0 {
-            return Err(os_err("dup2"));
-        }
+        osbuild_sys::process::dup_onto(src, dst).map_err(os_err("dup2"))?;
     }
     Ok(())
 }
 
-fn sockaddr(path: &Path) -> Result<(libc::sockaddr_un, libc::socklen_t), StdioError> {
-    let bytes = path.as_os_str().as_bytes();
+fn sockaddr(path: &Path) -> Result<UnixAddr, StdioError> {
     let bad = || StdioError::BadPath(path.display().to_string());
-    CString::new(bytes).map_err(|_| bad())?;
-    // SAFETY: sockaddr_un is plain old data; all-zero is a valid value.
-    let mut sa: libc::sockaddr_un = unsafe { std::mem::zeroed() };
-    if bytes.is_empty() || bytes.len() >= sa.sun_path.len() {
+    if path.as_os_str().as_bytes().is_empty() {
         return Err(bad());
     }
-    sa.sun_family = libc::AF_UNIX as libc::sa_family_t;
-    for (dst, src) in sa.sun_path.iter_mut().zip(bytes) {
-        *dst = *src as libc::c_char;
-    }
-    let len = std::mem::size_of::<libc::sa_family_t>() + bytes.len() + 1;
-    Ok((sa, len as libc::socklen_t))
+    UnixAddr::new(path).map_err(|_| bad())
 }
 
 /// Receives one datagram with its SCM_RIGHTS descriptors (close-on-exec until installed).
-fn receive(fd: RawFd) -> Result<(Vec<u8>, Vec<OwnedFd>), StdioError> {
+fn receive(sock: impl AsFd) -> Result<(Vec<u8>, Vec<OwnedFd>), StdioError> {
     let mut buf = vec![0u8; MAX_REPLY];
-    // u64 elements keep the control buffer aligned for cmsghdr.
-    let space = unsafe { libc::CMSG_SPACE((MAX_FDS * std::mem::size_of::<RawFd>()) as u32) };
-    let mut control = vec![0u64; (space as usize).div_ceil(8)];
-    let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
-    // SAFETY: msghdr is plain old data; all-zero is valid, the used fields are set below.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = (control.len() * 8) as _;
-
-    let n = loop {
-        // SAFETY: msg points at live buffers of the lengths it states.
-        let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_CMSG_CLOEXEC) };
-        if n >= 0 {
-            break n as usize;
-        }
-        let err = io::Error::last_os_error();
-        match err.kind() {
-            io::ErrorKind::Interrupted => continue,
-            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+    let got = loop {
+        match socket::receive(&sock, &mut buf, MAX_FDS) {
+            Ok(got) => break got,
+            Err(Errno::EINTR) => continue,
+            Err(Errno::EAGAIN | Errno::ETIMEDOUT) => {
                 return Err(StdioError::Io {
                     what: "receive (no reply from the host)",
                     source: io::Error::from(io::ErrorKind::TimedOut),
                 })
             }
-            _ => {
-                return Err(StdioError::Io {
-                    what: "receive",
-                    source: err,
-                })
-            }
+            Err(e) => return Err(os_err("receive")(e)),
         }
     };
-
-    let mut fds = Vec::new();
-    // SAFETY: walking the control messages the kernel filled in, within msg_controllen.
-    unsafe {
-        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
-        while !cmsg.is_null() {
-            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
-                let data = libc::CMSG_DATA(cmsg) as *const RawFd;
-                let bytes = (*cmsg).cmsg_len as usize - (data as usize - cmsg as usize);
-                for k in 0..bytes / std::mem::size_of::<RawFd>() {
-                    let raw = std::ptr::read_unaligned(data.add(k));
-                    // The kernel installed these descriptors for us: we own them.
-                    fds.push(OwnedFd::from_raw_fd(raw));
-                }
-            }
-            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
-        }
-    }
-    if msg.msg_flags & libc::MSG_CTRUNC != 0 {
+    if got.fds_truncated {
         return Err(StdioError::BadReply(format!(
             "more than {MAX_FDS} descriptors were passed"
         )));
     }
-    if msg.msg_flags & libc::MSG_TRUNC != 0 {
+    if got.truncated {
         return Err(StdioError::BadReply(format!(
             "reply longer than {MAX_REPLY} bytes"
         )));
     }
-    buf.truncate(n);
-    Ok((buf, fds))
+    buf.truncate(got.len);
+    Ok((buf, got.fds))
 }
 
 #[cfg(test)]

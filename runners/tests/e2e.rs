@@ -4,7 +4,6 @@ mod common;
 
 use std::fs;
 use std::io::{Read, Seek, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -42,7 +41,7 @@ fn run_with_server(cmd: &mut Command, dir: &Path, stdin_text: &str) -> Run {
     let server = common::serve_once(
         &sock,
         r#"{"stdin": 0, "stdout": 1, "stderr": 2}"#,
-        vec![args.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()],
+        common::owned(&[&args, &out_w, &err_w]),
     );
     let output = cmd
         .env("OSBUILD_API_SOCKET", &sock)

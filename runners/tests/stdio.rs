@@ -4,13 +4,13 @@ mod common;
 
 use std::fs::File;
 use std::io::{Read, Seek, Write};
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
+use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 use osbuild_runners::stdio::{install_stdio, request_stdio};
 
-fn devnull_fd() -> i32 {
-    File::open("/dev/null").unwrap().into_raw_fd()
+fn devnull_fd() -> OwnedFd {
+    File::open("/dev/null").unwrap().into()
 }
 
 #[test]
@@ -27,7 +27,7 @@ fn handover_dup2s_the_named_descriptors() {
     let server = common::serve_once(
         &sock,
         r#"{"stdin": 2, "stdout": 0, "stderr": 1}"#,
-        vec![out_w.as_raw_fd(), err_w.as_raw_fd(), args.as_raw_fd()],
+        common::owned(&[&out_w, &err_w, &args]),
     );
     let fds = request_stdio(&sock, Duration::from_secs(10)).unwrap();
     let req = server.join().unwrap();
@@ -38,16 +38,9 @@ fn handover_dup2s_the_named_descriptors() {
         "the client must be autobound (SO_PASSCRED before connect) so the host can reply"
     );
 
-    let targets = [devnull_fd(), devnull_fd(), devnull_fd()];
-    install_stdio(fds, targets).unwrap();
-    // SAFETY (test): the targets are ours.
-    let (mut t_in, mut t_out, mut t_err) = unsafe {
-        (
-            File::from_raw_fd(targets[0]),
-            File::from_raw_fd(targets[1]),
-            File::from_raw_fd(targets[2]),
-        )
-    };
+    let [mut t_in, mut t_out, mut t_err] = [devnull_fd(), devnull_fd(), devnull_fd()];
+    install_stdio(fds, [&mut t_in, &mut t_out, &mut t_err]).unwrap();
+    let (mut t_in, mut t_out, mut t_err) = (File::from(t_in), File::from(t_out), File::from(t_err));
     let mut got = String::new();
     t_in.read_to_string(&mut got).unwrap();
     assert_eq!(got, "{\"tree\": \"/run/osbuild/tree\"}");
@@ -84,7 +77,7 @@ fn bad_replies_are_named() {
         let dir = tempfile::tempdir().unwrap();
         let sock = dir.path().join("osbuild");
         let null = File::open("/dev/null").unwrap();
-        let server = common::serve_once(&sock, reply, vec![null.as_raw_fd(); nfds]);
+        let server = common::serve_once(&sock, reply, common::owned(&vec![&null; nfds]));
         let err = request_stdio(&sock, Duration::from_secs(10)).unwrap_err();
         server.join().unwrap();
         assert!(err.to_string().contains(want), "{reply}: {err}");

@@ -13,21 +13,16 @@
 //! The runner's autobound address is abstract, and abstract addresses belong to a network
 //! namespace, so the sockets are made inside the sandbox's (see [`super::netns`]).
 
-use std::io::{IoSlice, Seek, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::io::{Seek, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use nix::sched::{setns, CloneFlags};
-use nix::sys::socket::{
-    bind, recvmsg, sendmsg, setsockopt, socket, sockopt, AddressFamily, ControlMessage,
-    ControlMessageOwned, MsgFlags, SockFlag, SockType, UnixAddr,
-};
-
 use osbuild_protocol::{paths, sources_api, stdio};
+use osbuild_sys::socket::{self, Step, UnixAddr};
 
 use super::{io_err, BuildRootError, NetNs};
 
@@ -84,7 +79,7 @@ impl SocketThread {
 impl Drop for SocketThread {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        let _ = nix::sys::socket::shutdown(self.wake.as_raw_fd(), nix::sys::socket::Shutdown::Both);
+        let _ = socket::shutdown(&self.wake);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -135,23 +130,18 @@ impl ApiServer {
 /// stays in it: [`SocketThread::spawn`] calls this on a thread of its own).
 fn bind_socket(path: &Path, netns: Option<OwnedFd>) -> Result<OwnedFd, BuildRootError> {
     if let Some(fd) = netns {
-        setns(&fd, CloneFlags::CLONE_NEWNET)
+        osbuild_sys::net::enter_network(&fd)
             .map_err(|e| io_err("entering the sandbox's network namespace")(e.into()))?;
     }
-    let sock = socket(
-        AddressFamily::Unix,
-        SockType::Datagram,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-    .map_err(|e| io_err("creating the API socket")(e.into()))?;
-    let addr = UnixAddr::new(path).map_err(|e| io_err("API socket path")(e.into()))?;
-    bind(sock.as_raw_fd(), &addr)
-        .map_err(|e| io_err(format!("binding {}", path.display()))(e.into()))?;
-    let timeout = nix::sys::time::TimeVal::new(1, 0);
-    setsockopt(&sock, sockopt::ReceiveTimeout, &timeout)
-        .map_err(|e| io_err("API socket timeout")(e.into()))?;
-    Ok(sock)
+    socket::bind_datagram(path, Duration::from_secs(1)).map_err(|f| {
+        let what = match f.step {
+            Step::Socket => "creating the API socket".to_owned(),
+            Step::Address => "API socket path".to_owned(),
+            Step::Bind => format!("binding {}", path.display()),
+            _ => "API socket timeout".to_owned(),
+        };
+        io_err(what)(f.errno.into())
+    })
 }
 
 /// The arguments as an unlinked file, re-opened read-only so the module cannot change them.
@@ -176,28 +166,15 @@ fn receive(sock: &OwnedFd) -> nix::Result<Request> {
     receive_up_to(sock, 1024)
 }
 
+/// One datagram of at most `size` bytes; nobody should send us descriptors, so any that
+/// arrive are closed at once.
 fn receive_up_to(sock: &OwnedFd, size: usize) -> nix::Result<Request> {
     let mut buf = vec![0u8; size];
-    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-    let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 8]);
-    let msg = recvmsg::<UnixAddr>(
-        sock.as_raw_fd(),
-        &mut iov,
-        Some(&mut cmsg),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )?;
-    // Nobody should send us descriptors; close any that arrive.
-    for c in msg.cmsgs()? {
-        if let ControlMessageOwned::ScmRights(fds) = c {
-            fds.into_iter().for_each(|fd| {
-                let _ = nix::unistd::close(fd);
-            });
-        }
-    }
-    let (len, peer) = (msg.bytes, msg.address);
+    let msg = socket::receive(sock, &mut buf, 8)?;
+    buf.truncate(msg.len);
     Ok(Request {
-        payload: buf[..len].to_vec(),
-        peer,
+        payload: buf,
+        peer: msg.peer,
     })
 }
 
@@ -224,16 +201,8 @@ fn serve(
             (Some(stdio::SETUP_STDIO), Some(peer)) => {
                 let reply = stdio::Reply::IN_ORDER.to_wire();
                 // In the reply's order: stdin, stdout, stderr.
-                let fds = [stdin.as_raw_fd(), stdout.as_raw_fd(), stdout.as_raw_fd()];
-                let cmsg = [ControlMessage::ScmRights(&fds)];
-                let iov = [IoSlice::new(reply.as_bytes())];
-                match sendmsg(
-                    sock.as_raw_fd(),
-                    &iov,
-                    &cmsg,
-                    MsgFlags::empty(),
-                    Some(&peer),
-                ) {
+                let fds = [stdin.as_fd(), stdout.as_fd(), stdout.as_fd()];
+                match socket::send(&sock, reply.as_bytes(), &fds, Some(&peer)) {
                     Ok(_) => requested.store(true, Ordering::SeqCst),
                     Err(e) => tracing::warn!("API socket: replying to setup-stdio: {e}"),
                 }
@@ -298,10 +267,7 @@ fn serve_sources(sock: OwnedFd, handler: &SourcesHandler, stop: &AtomicBool) {
                 sources_api::MAX_DATAGRAM
             ));
         }
-        let iov = [IoSlice::new(reply.as_bytes())];
-        if let Err(e) =
-            sendmsg::<UnixAddr>(sock.as_raw_fd(), &iov, &[], MsgFlags::empty(), Some(&peer))
-        {
+        if let Err(e) = socket::send(&sock, reply.as_bytes(), &[], Some(&peer)) {
             tracing::warn!("sources API: replying: {e}");
         }
     }

@@ -6,6 +6,8 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
 
+use osbuild_sys::process::Child;
+
 use crate::error::StageError;
 
 /// The search path for tools (the build root's, and the tree's when chrooted).
@@ -27,10 +29,12 @@ pub fn chrooted(tree: &Path, program: &str) -> Result<Command, StageError> {
     Ok(cmd)
 }
 
-/// Runs `cmd` and returns its exit status (started or not is the error).
+/// Runs `cmd` and returns its exit status (started or not is the error). The child is owned
+/// meanwhile: killed and reaped should waiting fail.
 pub fn status(cmd: &mut Command) -> Result<ExitStatus, StageError> {
     let program = cmd.get_program().to_string_lossy().into_owned();
-    cmd.status()
+    Child::spawn(cmd)
+        .and_then(|mut child| child.wait())
         .map_err(|source| StageError::Spawn { program, source })
 }
 

@@ -19,6 +19,8 @@
 //!
 //! One module per stage follows; [`STAGES`] maps names to them.
 
+#![forbid(unsafe_code)]
+
 mod args;
 mod command;
 mod error;

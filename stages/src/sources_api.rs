@@ -2,12 +2,12 @@
 //! knows (`{"source": NAME, "checksums": [...]}` as one datagram to
 //! `/run/osbuild/api/sources`) and gets the source's JSON reply, or `{"error": ...}`.
 
-use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 
 use osbuild_protocol::paths;
 use osbuild_protocol::sources_api::{Reply, Request, MAX_DATAGRAM};
+use osbuild_sys::socket::{Step, UnixAddr};
 use serde_json::Value;
 
 /// Where the engine serves the API inside the build root.
@@ -19,28 +19,18 @@ pub const SOCKET: &str = paths::SOURCES_API;
 pub fn get(socket: &Path, source: &str, checksums: &[&str]) -> Result<Value, String> {
     let fail =
         |what: &str, e: std::io::Error| format!("sources API at {}: {what}: {e}", socket.display());
-    let sock = UnixDatagram::unbound().map_err(|e| fail("cannot create a socket", e))?;
+    let server = UnixAddr::new(socket).map_err(|e| fail("cannot connect", e.into()))?;
     // As v10's client: with SO_PASSCRED the kernel autobinds the socket to an abstract
     // address on connect, which is where the server sends its reply.
-    let one: libc::c_int = 1;
-    // SAFETY: a valid socket and a pointer to an int that outlives the call.
-    let rc = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_PASSCRED,
-            (&one as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        return Err(fail(
-            "cannot set SO_PASSCRED",
-            std::io::Error::last_os_error(),
-        ));
-    }
-    sock.connect(socket)
-        .map_err(|e| fail("cannot connect", e))?;
+    let sock = osbuild_sys::socket::connect_autobound(&server, None).map_err(|f| {
+        let what = match f.step {
+            Step::Socket => "cannot create a socket",
+            Step::PassCred => "cannot set SO_PASSCRED",
+            _ => "cannot connect",
+        };
+        fail(what, f.errno.into())
+    })?;
+    let sock = UnixDatagram::from(sock);
     let request = Request {
         source: source.to_owned(),
         checksums: checksums.iter().map(|c| (*c).to_owned()).collect(),

@@ -8,10 +8,12 @@
 pub mod caps;
 pub mod fs;
 pub mod lock;
+pub mod loopdev;
 pub mod mount;
 pub mod net;
 pub mod process;
 pub mod signal;
+pub mod socket;
 
 pub use nix::errno::Errno;
 

@@ -75,6 +75,18 @@ impl Mount {
         Ok(Self::owning(target))
     }
 
+    /// Mounts the filesystem of type `fstype` on the block device `device` at `target`.
+    pub fn device(device: &Path, fstype: &str, target: &Path) -> Result<Self, MountFailed> {
+        Self::call(
+            Some(device),
+            target,
+            Some(fstype),
+            MsFlags::empty(),
+            "mount",
+        )?;
+        Ok(Self::owning(target))
+    }
+
     /// Makes the mount private, so nothing mounted below it propagates anywhere.
     pub fn make_private(&self) -> Result<(), MountFailed> {
         let flags = MsFlags::MS_PRIVATE;
@@ -95,6 +107,19 @@ impl Mount {
     /// Unmounts now, lazily detaching if the mount is busy; the error is the detach's.
     pub fn unmount(mut self) -> nix::Result<()> {
         self.release()
+    }
+
+    /// For a filesystem that took writes: flushes it (`syncfs`), then unmounts synchronously,
+    /// which writes everything back before it returns. Never detaches lazily, which would
+    /// hide a failed write-back: if busy, the mount stays (until its namespace ends). The
+    /// unmount is tried even when the flush failed; the first failure is the error.
+    pub fn flush_and_unmount(mut self) -> nix::Result<()> {
+        self.mounted = false;
+        let flushed = std::fs::File::open(&self.target)
+            .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(0)))
+            .and_then(nix::unistd::syncfs);
+        umount2(&self.target, MntFlags::empty())?;
+        flushed
     }
 
     fn owning(target: &Path) -> Self {

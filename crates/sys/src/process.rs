@@ -2,10 +2,10 @@
 //! on), and the `pre_exec` steps the engine and the stages need between fork and exec.
 
 use std::ffi::CString;
-use std::io;
+use std::io::{self, Read};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Command, ExitStatus};
+use std::process::{Command, ExitStatus, Output};
 
 use nix::sched::CloneFlags;
 use nix::sys::signal::Signal;
@@ -98,6 +98,27 @@ impl Child {
         self.inner.wait()
     }
 
+    /// Reads the child's piped stdout and stderr to their ends (concurrently, so neither pipe
+    /// fills up), then waits for it. On a read error the child is killed and reaped.
+    pub fn wait_with_output(mut self) -> io::Result<Output> {
+        let (stdout, stderr) = (self.inner.stdout.take(), self.inner.stderr.take());
+        let (stdout, stderr) = std::thread::scope(|s| {
+            let stderr = s.spawn(|| read_to_end(stderr));
+            let stdout = read_to_end(stdout);
+            let stderr = stderr
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("the stderr reader panicked")));
+            (stdout, stderr)
+        });
+        let (stdout, stderr) = (stdout?, stderr?);
+        let status = self.wait()?;
+        Ok(Output {
+            status,
+            stdout,
+            stderr,
+        })
+    }
+
     /// Kills the child (if still running) and reaps it.
     pub fn kill(&mut self) {
         if !matches!(self.inner.try_wait(), Ok(Some(_))) {
@@ -113,7 +134,30 @@ impl Drop for Child {
     }
 }
 
+/// Everything left in `pipe` (nothing when there is no pipe).
+fn read_to_end(pipe: Option<impl Read>) -> io::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    if let Some(mut pipe) = pipe {
+        pipe.read_to_end(&mut buf)?;
+    }
+    Ok(buf)
+}
+
 /// A pipe, both ends close-on-exec: (read end, write end).
 pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?)
+}
+
+/// Makes `src` also open as `dst` (`dup2`); the copy is not close-on-exec, so children of
+/// ours inherit it.
+pub fn dup_onto(src: impl AsFd, dst: &mut OwnedFd) -> nix::Result<()> {
+    nix::unistd::dup2(src, dst)
+}
+
+/// Makes the three descriptors this process's stdin, stdout and stderr (`dup2` onto 0, 1,
+/// 2; not close-on-exec, so whatever we exec inherits them).
+pub fn install_stdio(stdin: impl AsFd, stdout: impl AsFd, stderr: impl AsFd) -> nix::Result<()> {
+    nix::unistd::dup2_stdin(stdin)?;
+    nix::unistd::dup2_stdout(stdout)?;
+    nix::unistd::dup2_stderr(stderr)
 }
