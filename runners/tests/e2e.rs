@@ -199,6 +199,7 @@ fn privileged_debian_setup_in_bwrap() {
     let runner = link(dir.path(), "org.osbuild.debian");
     let stage = script(dir.path(), "stage", "echo stage ran; exit 0");
     let d = dir.path().to_str().unwrap();
+    let bin_dir = Path::new(BIN).parent().unwrap().to_str().unwrap();
     let run = run_with_server(
         Command::new(bwrap)
             .args([
@@ -213,6 +214,8 @@ fn privileged_debian_setup_in_bwrap() {
                 "/run",
             ])
             .args(["--tmpfs", "/var", "--tmpfs", "/tmp", "--bind", d, d])
+            // The runner binary lives in the checkout, which may itself be under /var or /tmp.
+            .args(["--ro-bind", bin_dir, bin_dir])
             .args(["--bind", etc.to_str().unwrap(), "/etc"])
             // No --unshare-net here: the client autobinds to an *abstract* address, and abstract
             // addresses belong to a network namespace, so a host-side server cannot reply into

@@ -5,6 +5,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use osbuild_sys::socket::{self, SockaddrLike};
 
@@ -16,13 +17,20 @@ pub struct Request {
     pub addr_len: usize,
 }
 
+/// How long the server waits for the runner's request: a runner that never asks is a failure
+/// within seconds, not a hang.
+const DEADLINE: Duration = Duration::from_secs(30);
+
 /// Binds `path` and, in a thread, answers one request with `reply` and `fds`.
 pub fn serve_once(path: &Path, reply: &str, fds: Vec<OwnedFd>) -> JoinHandle<Request> {
     let sock = UnixDatagram::bind(path).expect("bind test API socket");
+    sock.set_read_timeout(Some(DEADLINE)).expect("SO_RCVTIMEO");
     let reply = reply.to_owned();
     std::thread::spawn(move || {
         let mut buf = [0u8; 1024];
-        let got = socket::receive(&sock, &mut buf, 0).expect("recvmsg");
+        let got = socket::receive(&sock, &mut buf, 0).unwrap_or_else(|e| {
+            panic!("no setup-stdio request within {DEADLINE:?} (did the runner start?): {e}")
+        });
         let peer = got.peer.expect("the client's address");
         let request = Request {
             payload: String::from_utf8_lossy(&buf[..got.len]).into_owned(),
