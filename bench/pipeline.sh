@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Pipeline overhead benchmark (not a test). As root:
 #   bench/pipeline.sh [OSBUILD_HEAD_CHECKOUT]
+#   OSBUILD_BASELINE=DIR bench/pipeline.sh    # DIR holds another build's `osbuild` and `libdir`
+#                                             # (e.g. of an older commit): ours vs it, same run
 # Measures, on a fresh store each time: 20 noop stages (per-stage overhead), the same manifest
 # fully cached, and one stage that writes a 500 MiB tree with a checkpoint. Given a checkout of
 # osbuild HEAD (never commit it; it needs python3-jsonschema and /etc/containers), it runs the
@@ -42,16 +44,50 @@ theirs() { # theirs MANIFEST STORE
         --checkpoint '*' --export tree --output-directory "$2.out" "$1")
 }
 
+median() { printf '%s\n' "$@" | sort -g | sed -n "$((($# + 1) / 2))p"; }
+# measure NAME RUNNER: cold and cached times of both manifests with RUNNER (ours or base)
+# into t[NAME_cold_M] / t[NAME_cached_M], appending one sample per call.
 declare -A t
-for m in noop20 big; do
-    rm -rf "$work/s-ours"
-    id=$(last_id "$work/$m.json")
-    t[ours_cold_$m]=$(elapsed ours "$work/$m.json" "$work/s-ours" "$id")
-    t[ours_cached_$m]=$(elapsed ours "$work/$m.json" "$work/s-ours" "$id")
-done
-printf 'ours:  20 noop stages %.3f s (%.1f ms/stage), cached rebuild %.1f ms, 500 MiB stage %.2f s\n' \
-    "${t[ours_cold_noop20]}" "$(echo "${t[ours_cold_noop20]} * 1000 / 20" | bc -l)" \
-    "$(echo "${t[ours_cached_noop20]} * 1000" | bc -l)" "${t[ours_cold_big]}"
+measure() {
+    local m id
+    for m in noop20 big; do
+        rm -rf "$work/s-$1"
+        id=$(last_id "$work/$m.json")
+        t[$1_cold_$m]+=" $(elapsed "$2" "$work/$m.json" "$work/s-$1" "$id")"
+        t[$1_cached_$m]+=" $(elapsed "$2" "$work/$m.json" "$work/s-$1" "$id")"
+    done
+}
+report() { # report NAME: medians of NAME's samples into m[NAME_*], printed
+    local k
+    for k in cold_noop20 cached_noop20 cold_big; do
+        # shellcheck disable=SC2086
+        m[$1_$k]=$(median ${t[$1_$k]})
+    done
+    printf '%-9s 20 noop stages %.3f s (%.1f ms/stage), cached rebuild %.1f ms, 500 MiB stage %.2f s\n' \
+        "$1:" "${m[$1_cold_noop20]}" "$(echo "${m[$1_cold_noop20]} * 1000 / 20" | bc -l)" \
+        "$(echo "${m[$1_cached_noop20]} * 1000" | bc -l)" "${m[$1_cold_big]}"
+}
+declare -A m
+
+if [ -n "${OSBUILD_BASELINE:-}" ]; then
+    blib="$work/base-lib"
+    cp -a "$OSBUILD_BASELINE/libdir" "$blib"
+    cp bench/stages/* "$blib/stages/"
+    base() { "$OSBUILD_BASELINE/osbuild" --store "$2" --libdir "$blib" --checkpoint "$3" "$1"; }
+    for _ in 1 2 3 4 5; do measure ours ours; measure base base; done   # interleaved
+    report ours
+    report base
+    printf 'ratio (ours/baseline, medians of 5 interleaved): per stage %.2f, cached rebuild %.2f, 500 MiB stage %.2f\n' \
+        "$(echo "${m[ours_cold_noop20]} / ${m[base_cold_noop20]}" | bc -l)" \
+        "$(echo "${m[ours_cached_noop20]} / ${m[base_cached_noop20]}" | bc -l)" \
+        "$(echo "${m[ours_cold_big]} / ${m[base_cold_big]}" | bc -l)"
+else
+    measure ours ours
+    report ours
+fi
+t[ours_cold_noop20]=${m[ours_cold_noop20]}
+t[ours_cached_noop20]=${m[ours_cached_noop20]}
+t[ours_cold_big]=${m[ours_cold_big]}
 
 if [ -n "$head_dir" ]; then
     mkdir -p /etc/containers
