@@ -517,6 +517,16 @@ fn watch_as_outsider(f: &Fixture) -> Proc {
     monitor
 }
 
+/// The fixture with the group rule in force, and the outsider watching.
+fn granted_and_watched() -> (Fixture, Installed, Proc) {
+    let f = Fixture::new();
+    let rule = f.grant_group();
+    // polkitd notices new rules within a few seconds.
+    std::thread::sleep(Duration::from_secs(3));
+    let monitor = watch_as_outsider(&f);
+    (f, rule, monitor)
+}
+
 /// Everything a monitor printed, once it is stopped.
 fn monitor_output(mut monitor: Proc) -> String {
     use std::io::Read;
@@ -537,10 +547,7 @@ fn privileged_service_owner_cancels_others_cannot_and_see_no_output() {
     if !privileged("privileged_service_owner_cancels_others_cannot_and_see_no_output") {
         return;
     }
-    let f = Fixture::new();
-    let _rule = f.grant_group();
-    std::thread::sleep(Duration::from_secs(3));
-    let monitor = watch_as_outsider(&f);
+    let (f, _rule, monitor) = granted_and_watched();
     let m = f.manifest("sleep.json", &sleep_manifest());
     let o = f.ctl(Some(BUILDER), &["build", &m, "--detach"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
@@ -611,10 +618,7 @@ fn privileged_service_others_see_nothing_of_a_job_but_its_summary() {
     if !privileged("privileged_service_others_see_nothing_of_a_job_but_its_summary") {
         return;
     }
-    let f = Fixture::new();
-    let _rule = f.grant_group();
-    std::thread::sleep(Duration::from_secs(3));
-    let monitor = watch_as_outsider(&f);
+    let (f, _rule, monitor) = granted_and_watched();
 
     // Succeeded and failed: the owner's --json prints the full result (through GetResult).
     for (fail, code) in [(false, 0), (true, 1)] {

@@ -87,6 +87,10 @@ fn error_name(e: &zbus::Error) -> (String, String) {
     }
 }
 
+async fn job_proxy(conn: &Connection, job: OwnedObjectPath) -> JobProxy<'static> {
+    JobProxy::builder(conn).path(job).build().await.unwrap()
+}
+
 fn no_options() -> BuildOptions {
     BuildOptions::default()
 }
@@ -107,11 +111,7 @@ async fn build_queues_a_job_with_its_properties_and_signal() {
     assert_eq!(sig.args().unwrap().job, job.as_ref());
     assert_eq!(proxy.list_jobs().await.unwrap(), vec![job.clone()]);
 
-    let jp = JobProxy::builder(&f.client)
-        .path(job.clone())
-        .build()
-        .await
-        .unwrap();
+    let jp = job_proxy(&f.client, job.clone()).await;
     assert_eq!(jp.state().await.unwrap(), "queued");
     assert_eq!(jp.progress().await.unwrap(), 0.0);
     assert_eq!(
@@ -229,11 +229,7 @@ async fn cancel_of_a_queued_job_finishes_it_and_it_is_forgotten_later() {
     let proxy = Builder1Proxy::new(&f.client).await.unwrap();
     let mut finished = proxy.receive_job_finished().await.unwrap();
     let job = proxy.build(MANIFEST, &no_options()).await.unwrap();
-    let jp = JobProxy::builder(&f.client)
-        .path(job.clone())
-        .build()
-        .await
-        .unwrap();
+    let jp = job_proxy(&f.client, job.clone()).await;
     jp.cancel().await.unwrap();
     let sig = finished.next().await.unwrap();
     let a = sig.args().unwrap();
@@ -426,11 +422,7 @@ async fn job_finished_shows_everyone_a_summary_and_get_result_the_owner_everythi
     ];
     for (result, success) in outcomes {
         let job = proxy.build(MANIFEST, &no_options()).await.unwrap();
-        let jp = JobProxy::builder(&f.client)
-            .path(job.clone())
-            .build()
-            .await
-            .unwrap();
+        let jp = job_proxy(&f.client, job.clone()).await;
         let e = jp.get_result().await.unwrap_err();
         assert_eq!(error_name(&e).0, "org.osbuild.Builder1.Error.NotFinished");
         let ran = result.is_ok();
@@ -493,11 +485,7 @@ async fn get_result_is_for_the_owner_or_cancel_other_user() {
             .unwrap();
         end_job(&f, &job.id.path(), Ok(marked_result(true))).await;
 
-        let jp = JobProxy::builder(&f.client)
-            .path(job.id.path())
-            .build()
-            .await
-            .unwrap();
+        let jp = job_proxy(&f.client, job.id.path()).await;
         match jp.get_result().await {
             Ok(full) if allowed => assert!(full.contains(OPTION_MARKER), "{full}"),
             Err(e) if !allowed => {
