@@ -497,20 +497,13 @@ fn daemon_mounts(f: &Fixture) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn privileged_service_owner_cancels_others_cannot_and_see_no_output() {
-    if !privileged("privileged_service_owner_cancels_others_cannot_and_see_no_output") {
-        return;
-    }
-    let f = Fixture::new();
-    let _rule = f.grant_group();
-    std::thread::sleep(Duration::from_secs(3));
-    // The outsider watches everything the daemon sends that it may receive.
+/// The outsider watching everything the daemon sends that it may receive (a match rule on
+/// the daemon's name, as `gdbus monitor` adds it).
+fn watch_as_outsider(f: &Fixture) -> Proc {
     use std::os::unix::process::CommandExt;
-    let outsider = uid_of(OUTSIDER);
-    let mut monitor = Proc(
+    let monitor = Proc(
         Command::new("gdbus")
-            .uid(outsider)
+            .uid(uid_of(OUTSIDER))
             .gid(gid_of(OUTSIDER))
             .args(["monitor", "--address"])
             .arg(&f.address)
@@ -521,6 +514,40 @@ fn privileged_service_owner_cancels_others_cannot_and_see_no_output() {
             .unwrap(),
     );
     std::thread::sleep(Duration::from_millis(500));
+    monitor
+}
+
+/// The fixture with the group rule in force, and the outsider watching.
+fn granted_and_watched() -> (Fixture, Installed, Proc) {
+    let f = Fixture::new();
+    let rule = f.grant_group();
+    // polkitd notices new rules within a few seconds.
+    std::thread::sleep(Duration::from_secs(3));
+    let monitor = watch_as_outsider(&f);
+    (f, rule, monitor)
+}
+
+/// Everything a monitor printed, once it is stopped.
+fn monitor_output(mut monitor: Proc) -> String {
+    use std::io::Read;
+    let _ = monitor.0.kill();
+    let mut seen = String::new();
+    monitor
+        .0
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut seen)
+        .unwrap();
+    seen
+}
+
+#[test]
+fn privileged_service_owner_cancels_others_cannot_and_see_no_output() {
+    if !privileged("privileged_service_owner_cancels_others_cannot_and_see_no_output") {
+        return;
+    }
+    let (f, _rule, monitor) = granted_and_watched();
     let m = f.manifest("sleep.json", &sleep_manifest());
     let o = f.ctl(Some(BUILDER), &["build", &m, "--detach"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
@@ -556,22 +583,113 @@ fn privileged_service_owner_cancels_others_cannot_and_see_no_output() {
         f.store_names("tmp")
     );
 
-    let _ = monitor.0.kill();
-    let mut seen = String::new();
-    use std::io::Read;
-    monitor
-        .0
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut seen)
-        .unwrap();
+    let seen = monitor_output(monitor);
     assert!(
         seen.contains("StageStarted"),
         "broadcast signals are public: {seen}"
     );
     assert!(!seen.contains("StageOutput"), "output lines leaked: {seen}");
     assert!(!seen.contains("sleeping"), "output lines leaked: {seen}");
+}
+
+/// A stage whose options and output carry markers, then optionally one that never ends.
+fn marked_manifest(fail: bool, then_sleep: bool) -> Value {
+    let mut stages = vec![json!({
+        "name": "org.osbuild.test.say",
+        "options": {"password": "$6$OPTION-MARKER", "fail": fail}
+    })];
+    if then_sleep {
+        stages.push(json!({"name": "org.osbuild.test.sleep"}));
+    }
+    json!({"pipeline": {"stages": stages}})
+}
+
+/// `Job.GetResult` of `job` called by `user` with gdbus.
+fn get_result_as(f: &Fixture, user: &str, job: &str) -> Output {
+    run(Command::new("runuser")
+        .args(["-u", user, "--", "gdbus", "call", "--address", &f.address])
+        .args(["--dest", "org.osbuild.Builder1", "--object-path", job])
+        .args(["--method", "org.osbuild.Builder1.Job.GetResult"])
+        .current_dir("/"))
+}
+
+#[test]
+fn privileged_service_others_see_nothing_of_a_job_but_its_summary() {
+    if !privileged("privileged_service_others_see_nothing_of_a_job_but_its_summary") {
+        return;
+    }
+    let (f, _rule, monitor) = granted_and_watched();
+
+    // Succeeded and failed: the owner's --json prints the full result (through GetResult).
+    for (fail, code) in [(false, 0), (true, 1)] {
+        let m = f.manifest("marked.json", &marked_manifest(fail, false));
+        let o = f.ctl(Some(BUILDER), &["build", &m, "--json"]);
+        assert_eq!(o.status.code(), Some(code), "{}", text(&o));
+        let r: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", text(&o)));
+        assert_eq!(r["success"], !fail);
+        assert_eq!(r["stages"][0]["options"]["password"], "$6$OPTION-MARKER");
+        assert!(
+            r["stages"][0]["output"]
+                .as_str()
+                .unwrap()
+                .contains("OUTPUT-MARKER"),
+            "{r}"
+        );
+    }
+    // Cancelled after the marked stage ran.
+    let m = f.manifest("marked-sleep.json", &marked_manifest(false, true));
+    let o = f.ctl(Some(BUILDER), &["build", &m, "--detach"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let cancelled = String::from_utf8_lossy(&o.stdout).trim().to_owned();
+    wait_state(&f, &cancelled, "running");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while processes_matching("sleep 600").is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let o = f.ctl(Some(BUILDER), &["cancel", &cancelled]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    wait_state(&f, &cancelled, "cancelled");
+
+    let jobs = rt().block_on(async {
+        let conn = f.conn().await;
+        let p = Builder1Proxy::new(&conn).await.unwrap();
+        p.list_jobs().await.unwrap()
+    });
+    assert_eq!(jobs.len(), 3, "{jobs:?}");
+    // The outsider is refused, under one of the service's two refusal names (polkit would
+    // ask an administrator's password, which this call did not allow).
+    let refusals = [
+        "org.freedesktop.DBus.Error.AccessDenied",
+        "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired",
+    ];
+    for job in &jobs {
+        let o = get_result_as(&f, OUTSIDER, job.as_str());
+        assert!(!o.status.success(), "{}", text(&o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(refusals.iter().any(|r| err.contains(r)), "{}", text(&o));
+        assert!(err.contains("cancel-other-user"), "{}", text(&o));
+        assert!(!err.contains("MARKER"), "{}", text(&o));
+    }
+    let o = get_result_as(&f, BUILDER, jobs[1].as_str());
+    assert!(o.status.success(), "{}", text(&o));
+    let full = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        full.contains("OPTION-MARKER") && full.contains("OUTPUT-MARKER"),
+        "{full}"
+    );
+
+    std::thread::sleep(Duration::from_millis(500));
+    let seen = monitor_output(monitor);
+    assert_eq!(seen.matches("JobFinished").count(), 3, "{seen}");
+    assert!(
+        seen.contains("org.osbuild.test.say"),
+        "summaries name stages: {seen}"
+    );
+    assert!(!seen.contains("OPTION-MARKER"), "an option leaked: {seen}");
+    assert!(
+        !seen.contains("OUTPUT-MARKER"),
+        "an output line leaked: {seen}"
+    );
 }
 
 fn slow_manifest(tag: &str) -> Value {

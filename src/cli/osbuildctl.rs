@@ -349,7 +349,7 @@ impl JobSignals {
 /// How a followed job ended.
 struct Ending {
     success: bool,
-    /// The `JobFinished` result JSON.
+    /// The job's full result JSON (`Job.GetResult`; `JobFinished` carries only a summary).
     result: String,
     /// Ctrl-C cancelled it.
     cancelled: bool,
@@ -416,7 +416,8 @@ async fn follow(
             Some(sig) = s.done.next() => {
                 let Ok(a) = sig.args() else { continue };
                 if a.job != job.as_ref() { continue; }
-                let result = a.result.to_string();
+                let j = JobProxy::builder(conn).path(job.clone()).build().await?;
+                let result = j.get_result().await.map_err(explain)?;
                 return Ok(Ending { success: a.success, result, cancelled });
             }
             r = &mut ctrl_c, if !cancelled => {

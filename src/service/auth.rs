@@ -160,3 +160,55 @@ impl Authority {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shipped policy without its comments.
+    fn policy() -> String {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/polkit/org.osbuild.builder1.policy"
+        );
+        let mut text = std::fs::read_to_string(path).unwrap();
+        while let Some(open) = text.find("<!--") {
+            let close = text[open..].find("-->").expect("comment closed") + open + 3;
+            text.replace_range(open..close, "");
+        }
+        text
+    }
+
+    /// The text inside the one `<tag ...>...</tag>` of `doc` whose start tag has `attrs`.
+    fn element<'a>(doc: &'a str, tag: &str, attrs: &str) -> &'a str {
+        let start = format!("<{tag}{attrs}>");
+        let found: Vec<_> = doc.match_indices(&start).collect();
+        assert_eq!(found.len(), 1, "{start} appears {} times", found.len());
+        let inner = &doc[found[0].0 + start.len()..];
+        &inner[..inner.find(&format!("</{tag}>")).expect("element closed")]
+    }
+
+    #[test]
+    fn granting_build_stays_an_administrator_decision() {
+        let doc = policy();
+        // An action implying build would grant it under its own, maybe weaker, defaults.
+        assert!(!doc.contains("org.freedesktop.policykit.imply"), "{doc}");
+        for action in [Action::Build, Action::CancelOtherUser, Action::ManageStore] {
+            let attrs = format!(" id=\"{}\"", action.id());
+            let defaults = element(element(&doc, "action", &attrs), "defaults", "");
+            for who in ["allow_any", "allow_inactive", "allow_active"] {
+                let value = element(defaults, who, "").trim();
+                assert!(
+                    ["auth_admin", "auth_admin_keep"].contains(&value),
+                    "{}: {who} is {value:?}; granting build grants root",
+                    action.id()
+                );
+            }
+        }
+        let build = element(&doc, "action", " id=\"org.osbuild.builder1.build\"");
+        assert!(
+            element(build, "description", "").contains("grants root"),
+            "{build}"
+        );
+    }
+}

@@ -64,6 +64,7 @@ pub trait Job {
     #[zbus(property)]
     fn output_id(&self) -> zbus::Result<String>;
     fn cancel(&self) -> zbus::Result<()>;
+    fn get_result(&self) -> zbus::Result<String>;
 }
 
 /// The D-Bus error name and message of a failed call, if it was an error reply.

@@ -44,6 +44,9 @@ pub enum Error {
     /// The job is already finished.
     #[error("{0}")]
     NotRunning(String),
+    /// The job has not finished yet, so it has no result.
+    #[error("{0}")]
+    NotFinished(String),
     /// The daemon failed to do what it should have been able to do (see the journal).
     #[error("{0}")]
     Failed(String),
@@ -98,6 +101,7 @@ impl DBusError for Error {
             Error::NoSuchJob(_) => "org.osbuild.Builder1.Error.NoSuchJob",
             Error::NoSuchObject(_) => "org.osbuild.Builder1.Error.NoSuchObject",
             Error::NotRunning(_) => "org.osbuild.Builder1.Error.NotRunning",
+            Error::NotFinished(_) => "org.osbuild.Builder1.Error.NotFinished",
         };
         ErrorName::from_static_str_unchecked(name)
     }
@@ -115,6 +119,7 @@ impl DBusError for Error {
             | Error::NoSuchJob(m)
             | Error::NoSuchObject(m)
             | Error::NotRunning(m)
+            | Error::NotFinished(m)
             | Error::Failed(m) => Some(m),
         }
     }

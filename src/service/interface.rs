@@ -19,9 +19,10 @@ use super::scheduler::{lock, Job, JobId, JobState, Owner};
 use super::wire::{BuildOptions, ObjectInfo};
 use super::worker::{self, JobEvent};
 use super::{output, Service, MANAGER_PATH};
+use crate::json;
 use crate::manifest::Pipeline;
 use crate::modules::Index;
-use crate::pipeline::{BuildError, Overrides, PipelineResult, Request, RequestError};
+use crate::pipeline::{BuildError, ModuleResult, Overrides, PipelineResult, Request, RequestError};
 
 /// `org.osbuild.Builder1`.
 pub struct Manager {
@@ -289,48 +290,69 @@ impl<'a> Relay<'a> {
     }
 }
 
-/// The job's state and `JobFinished` result for a build's outcome.
-fn outcome(result: &std::result::Result<PipelineResult, BuildError>) -> (JobState, String) {
+/// The job's state and full result (osbuild v10's `--json` shape) for a build's outcome.
+fn outcome(result: &std::result::Result<PipelineResult, BuildError>) -> (JobState, PipelineResult) {
     match result {
-        Ok(r) if r.success => (JobState::Succeeded, r.to_json()),
-        Ok(r) => (JobState::Failed, r.to_json()),
-        Err(BuildError::Cancelled) => (JobState::Cancelled, error_json("cancelled")),
-        Err(e) => (JobState::Failed, error_json(&e.to_string())),
+        Ok(r) if r.success => (JobState::Succeeded, r.clone()),
+        Ok(r) => (JobState::Failed, r.clone()),
+        Err(BuildError::Cancelled) => (JobState::Cancelled, failure("cancelled")),
+        Err(e) => (JobState::Failed, failure(&e.to_string())),
     }
 }
 
 /// The result of a build that could not be carried out, in the result's own shape.
-fn error_json(message: &str) -> String {
+fn failure(message: &str) -> PipelineResult {
     PipelineResult {
         success: false,
         error: Some(message.to_owned()),
         ..PipelineResult::success()
     }
-    .to_json()
+}
+
+/// What `JobFinished` tells every local user: the full result's shape with each stage's
+/// `options` and `output` null, and no error text but "cancelled" (errors may quote stage
+/// output or a source URL; the owner reads them with `Job.GetResult`).
+fn public_summary(r: &PipelineResult, state: JobState) -> PipelineResult {
+    let module = |m: &ModuleResult| ModuleResult {
+        options: json::Value::Null,
+        output: None,
+        ..m.clone()
+    };
+    PipelineResult {
+        success: r.success,
+        error: (state == JobState::Cancelled).then(|| "cancelled".to_owned()),
+        build: r.build.as_ref().map(|b| Box::new(public_summary(b, state))),
+        stages: r.stages.as_ref().map(|s| s.iter().map(module).collect()),
+        tree_id: r.tree_id.clone(),
+        assembler: r.assembler.as_ref().map(module),
+        output_id: r.output_id.clone(),
+    }
 }
 
 /// Records the outcome, announces it, frees the slot and schedules the unexport.
-async fn finish(
+pub(super) async fn finish(
     svc: &Arc<Service>,
     conn: &Connection,
     job: &Arc<Job>,
     result: std::result::Result<PipelineResult, BuildError>,
 ) {
     let n = job.id.0;
-    let (state, json) = outcome(&result);
+    let (state, full) = outcome(&result);
     match &result {
         Err(e) if state == JobState::Failed => {
             tracing::warn!(OSBUILD_JOB = n, "job {n} failed: {e}")
         }
         _ => tracing::info!(OSBUILD_JOB = n, "job {n} {}", state.as_str()),
     }
+    let _ = job.result.set(full.to_json());
     svc.scheduler.finish(job, state);
     emit_state(conn, job).await;
     emit_progress(conn, job).await;
     if let Ok(mgr) = SignalEmitter::new(conn, MANAGER_PATH) {
         let path = job.id.path();
         let success = state == JobState::Succeeded;
-        let _ = Manager::job_finished(&mgr, path.as_ref(), success, &json).await;
+        let summary = public_summary(&full, state).to_json();
+        let _ = Manager::job_finished(&mgr, path.as_ref(), success, &summary).await;
     }
     start_ready(svc, conn);
     let (svc, conn, id) = (svc.clone(), conn.clone(), job.id);
@@ -369,6 +391,23 @@ async fn emit_progress(conn: &Connection, job: &Job) {
     }
 }
 
+/// `hdr`'s sender, if it may act on `job`: its owner may, anyone else needs
+/// cancel-other-user.
+async fn owner_or_admin(
+    svc: &Service,
+    conn: &Connection,
+    hdr: &Header<'_>,
+    job: &Job,
+) -> Result<auth::Caller> {
+    let caller = auth::caller(conn, hdr).await?;
+    if caller.uid != job.owner.uid {
+        svc.authority
+            .check(conn, hdr, &caller, Action::CancelOtherUser)
+            .await?;
+    }
+    Ok(caller)
+}
+
 /// Cancel on behalf of `hdr`'s sender: the owner may, anyone else needs cancel-other-user.
 async fn cancel_job(
     svc: &Arc<Service>,
@@ -376,12 +415,7 @@ async fn cancel_job(
     hdr: &Header<'_>,
     job: &Arc<Job>,
 ) -> Result<()> {
-    let caller = auth::caller(conn, hdr).await?;
-    if caller.uid != job.owner.uid {
-        svc.authority
-            .check(conn, hdr, &caller, Action::CancelOtherUser)
-            .await?;
-    }
+    let caller = owner_or_admin(svc, conn, hdr, job).await?;
     tracing::info!(
         OSBUILD_JOB = job.id.0,
         OSBUILD_CALLER_UID = caller.uid,
@@ -600,8 +634,9 @@ impl Manager {
         seconds: f64,
     ) -> zbus::Result<()>;
 
-    /// A job ended; `result` is osbuild v10's `--json` result, or `{"success": false,
-    /// "error": ...}` when the build could not run or was cancelled.
+    /// A job ended. Broadcast, so `result` is only what any local user may see: osbuild v10's
+    /// `--json` shape with every stage's `options` and `output` null and no error text but
+    /// "cancelled". The owner reads the full result with `Job.GetResult`.
     #[zbus(signal)]
     pub(crate) async fn job_finished(
         e: &SignalEmitter<'_>,
@@ -657,6 +692,23 @@ impl JobIface {
         #[zbus(connection)] conn: &Connection,
     ) -> Result<()> {
         cancel_job(&self.svc, conn, &hdr, &self.job).await
+    }
+
+    /// The finished job's full result: osbuild v10's `--json` result with every stage's
+    /// options and output, or `{"success": false, "error": ...}`. Allowed to its owner, others
+    /// need `org.osbuild.builder1.cancel-other-user`.
+    async fn get_result(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<String> {
+        owner_or_admin(&self.svc, conn, &hdr, &self.job).await?;
+        self.job.result.get().cloned().ok_or_else(|| {
+            Error::NotFinished(format!(
+                "job {} has not finished; its result comes after JobFinished",
+                self.job.id
+            ))
+        })
     }
 }
 

@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use crate::buildroot::Cancel;
@@ -108,6 +108,9 @@ pub(crate) struct Job {
     pub order: Vec<ObjectId>,
     pub cancel: Cancel,
     pub status: Mutex<Status>,
+    /// The full v10 result (options, output, errors), set once when the job ends. Only the
+    /// owner, or a caller allowed `cancel-other-user`, reads it (`Job.GetResult`).
+    pub result: OnceLock<String>,
 }
 
 impl Job {
@@ -196,6 +199,7 @@ impl Scheduler {
                 state: JobState::Queued,
                 progress: 0.0,
             }),
+            result: OnceLock::new(),
         });
         s.jobs.insert(id, job.clone());
         s.queue.push_back(id);

@@ -17,7 +17,8 @@ use crate::store::Store;
 
 struct Fixture {
     _dir: tempfile::TempDir,
-    _server: Connection,
+    svc: Arc<Service>,
+    server: Connection,
     client: Connection,
 }
 
@@ -43,14 +44,15 @@ async fn fixture(limits: Limits, authority: Authority) -> Fixture {
     let store = Store::open(&dir.path().join("store")).unwrap();
     let svc = Service::new(store, Index::new(libdir(dir.path())), limits, authority);
     let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
-    let server = serve_p2p(svc, a);
+    let server = serve_p2p(svc.clone(), a);
     let client = zbus::connection::Builder::unix_stream(b).p2p().build();
     let (server, client) = futures_util::future::try_join(server, client)
         .await
         .unwrap();
     Fixture {
         _dir: dir,
-        _server: server,
+        svc,
+        server,
         client,
     }
 }
@@ -85,6 +87,10 @@ fn error_name(e: &zbus::Error) -> (String, String) {
     }
 }
 
+async fn job_proxy(conn: &Connection, job: OwnedObjectPath) -> JobProxy<'static> {
+    JobProxy::builder(conn).path(job).build().await.unwrap()
+}
+
 fn no_options() -> BuildOptions {
     BuildOptions::default()
 }
@@ -105,11 +111,7 @@ async fn build_queues_a_job_with_its_properties_and_signal() {
     assert_eq!(sig.args().unwrap().job, job.as_ref());
     assert_eq!(proxy.list_jobs().await.unwrap(), vec![job.clone()]);
 
-    let jp = JobProxy::builder(&f.client)
-        .path(job.clone())
-        .build()
-        .await
-        .unwrap();
+    let jp = job_proxy(&f.client, job.clone()).await;
     assert_eq!(jp.state().await.unwrap(), "queued");
     assert_eq!(jp.progress().await.unwrap(), 0.0);
     assert_eq!(
@@ -227,11 +229,7 @@ async fn cancel_of_a_queued_job_finishes_it_and_it_is_forgotten_later() {
     let proxy = Builder1Proxy::new(&f.client).await.unwrap();
     let mut finished = proxy.receive_job_finished().await.unwrap();
     let job = proxy.build(MANIFEST, &no_options()).await.unwrap();
-    let jp = JobProxy::builder(&f.client)
-        .path(job.clone())
-        .build()
-        .await
-        .unwrap();
+    let jp = job_proxy(&f.client, job.clone()).await;
     jp.cancel().await.unwrap();
     let sig = finished.next().await.unwrap();
     let a = sig.args().unwrap();
@@ -371,4 +369,132 @@ async fn the_xml_in_dbus_is_what_the_daemon_serves() {
         interface_xml(&file, JOB_INTERFACE),
         interface_xml(&job_doc, JOB_INTERFACE)
     );
+}
+
+const OPTION_MARKER: &str = "$6$OPTION-MARKER";
+const OUTPUT_MARKER: &str = "OUTPUT-MARKER";
+
+/// A result whose stage, assembler and build pipeline carry both markers.
+fn marked_result(success: bool) -> crate::pipeline::PipelineResult {
+    use crate::pipeline::{ModuleResult, PipelineResult};
+    let module = |name: &str| ModuleResult {
+        name: name.into(),
+        id: "c".repeat(64),
+        options: crate::json::parse(&format!(r#"{{"password": "{OPTION_MARKER}"}}"#)).unwrap(),
+        success,
+        output: Some(format!("{OUTPUT_MARKER}\n")),
+    };
+    let pipeline = |build| PipelineResult {
+        success,
+        build,
+        stages: Some(vec![module("org.osbuild.test.a")]),
+        tree_id: Some("c".repeat(64)),
+        assembler: Some(module("org.osbuild.tar")),
+        output_id: Some("d".repeat(64)),
+        ..PipelineResult::success()
+    };
+    pipeline(Some(Box::new(pipeline(None))))
+}
+
+/// Ends queued job `path` with `result`, as its build thread would.
+async fn end_job(
+    f: &Fixture,
+    path: &OwnedObjectPath,
+    result: Result<crate::pipeline::PipelineResult, crate::pipeline::BuildError>,
+) {
+    let id = JobId::from_path(&path.as_ref()).unwrap();
+    let job = f.svc.scheduler.job(id).unwrap();
+    f.svc.scheduler.dequeue(id);
+    interface::finish(&f.svc, &f.server, &job, result).await;
+}
+
+#[tokio::test]
+async fn job_finished_shows_everyone_a_summary_and_get_result_the_owner_everything() {
+    use crate::pipeline::BuildError;
+    let f = fixture(queued_only(), allow_all()).await;
+    let proxy = Builder1Proxy::new(&f.client).await.unwrap();
+    let mut finished = proxy.receive_job_finished().await.unwrap();
+    let internal = format!("a source printed {OUTPUT_MARKER} {OPTION_MARKER}");
+    let outcomes = [
+        (Ok(marked_result(true)), true),
+        (Ok(marked_result(false)), false),
+        (Err(BuildError::Internal(internal)), false),
+    ];
+    for (result, success) in outcomes {
+        let job = proxy.build(MANIFEST, &no_options()).await.unwrap();
+        let jp = job_proxy(&f.client, job.clone()).await;
+        let e = jp.get_result().await.unwrap_err();
+        assert_eq!(error_name(&e).0, "org.osbuild.Builder1.Error.NotFinished");
+        let ran = result.is_ok();
+        end_job(&f, &job, result).await;
+
+        let sig = finished.next().await.unwrap();
+        let a = sig.args().unwrap();
+        assert_eq!((a.job.as_str(), a.success), (job.as_str(), success));
+        for marker in [OPTION_MARKER, OUTPUT_MARKER, "OPTION-MARKER"] {
+            assert!(
+                !a.result.contains(marker),
+                "{marker} broadcast: {}",
+                a.result
+            );
+        }
+        let summary: serde_json::Value = serde_json::from_str(a.result).unwrap();
+        assert_eq!(summary["success"], success);
+        assert!(summary.get("error").is_none(), "{summary}");
+        if ran {
+            for stage in [&summary["stages"][0], &summary["build"]["stages"][0]] {
+                assert_eq!(stage["name"], "org.osbuild.test.a");
+                assert_eq!(stage["id"], "c".repeat(64));
+                assert_eq!(stage["success"], success);
+            }
+            assert_eq!(summary["assembler"]["name"], "org.osbuild.tar");
+            assert_eq!(summary["output_id"], "d".repeat(64));
+        }
+
+        let full = jp.get_result().await.unwrap();
+        assert!(full.contains(OPTION_MARKER), "{full}");
+        assert!(full.contains(OUTPUT_MARKER), "{full}");
+        if ran {
+            let full = crate::pipeline::PipelineResult::parse(&full).unwrap();
+            assert_eq!(full, marked_result(success));
+        }
+    }
+}
+
+#[tokio::test]
+async fn get_result_is_for_the_owner_or_cancel_other_user() {
+    for (may_cancel_others, allowed) in [(false, false), (true, true)] {
+        let decide: auth::Decide =
+            Arc::new(move |_, a| a != Action::CancelOtherUser || may_cancel_others);
+        let f = fixture(queued_only(), Authority::Fixed(decide)).await;
+        // A job of another uid, exported as publish() would.
+        let request = interface::validate(&f.svc, MANIFEST, HashMap::new()).unwrap();
+        let other = scheduler::Owner {
+            uid: nix::unistd::getuid().as_raw() + 1,
+            name: None,
+        };
+        let job = f.svc.scheduler.admit(other, request).unwrap();
+        let iface = JobIface {
+            job: job.clone(),
+            svc: f.svc.clone(),
+        };
+        f.server
+            .object_server()
+            .at(job.id.path(), iface)
+            .await
+            .unwrap();
+        end_job(&f, &job.id.path(), Ok(marked_result(true))).await;
+
+        let jp = job_proxy(&f.client, job.id.path()).await;
+        match jp.get_result().await {
+            Ok(full) if allowed => assert!(full.contains(OPTION_MARKER), "{full}"),
+            Err(e) if !allowed => {
+                let (name, msg) = error_name(&e);
+                assert_eq!(name, "org.freedesktop.DBus.Error.AccessDenied", "{msg}");
+                assert!(msg.contains("cancel-other-user"), "{msg}");
+                assert!(!msg.contains("MARKER"), "{msg}");
+            }
+            other => panic!("allowed {allowed}: {other:?}"),
+        }
+    }
 }
