@@ -1,6 +1,8 @@
 //! The ids of every manifest in the public vectors (`vectors/ids/NAME.json` with the ids
 //! osbuild v10 computes in `NAME.ids.json`), and what a user sees when a manifest is wrong.
 
+mod common;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -36,19 +38,7 @@ fn ids_of(p: &Pipeline) -> Value {
 
 #[test]
 fn every_vector_gives_v10_ids() {
-    let dir = vectors_dir();
-    let mut names: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n.ends_with(".json") && !n.ends_with(".ids.json"))
-        .collect();
-    names.sort();
-    assert!(names.len() >= 12, "only {names:?} in {}", dir.display());
-    for name in &names {
-        let text = std::fs::read_to_string(dir.join(name)).unwrap();
-        let want_text =
-            std::fs::read_to_string(dir.join(name.replace(".json", ".ids.json"))).unwrap();
-        let want = json::parse(&want_text).unwrap();
+    for (name, text, want) in common::id_vectors(&vectors_dir(), 12) {
         let m = manifest::parse(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(
             json::dumps(&ids_of(&m.pipeline)),

@@ -2,6 +2,8 @@
 //! `--inspect` output osbuild HEAD's own code computes in `NAME.ids.json`), and the errors a
 //! user sees, with their paths, when a v2 manifest is wrong.
 
+mod common;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -71,19 +73,7 @@ fn parse_v2(text: &str) -> Result<v2::Manifest, ManifestError> {
 
 #[test]
 fn every_vector_gives_head_ids() {
-    let dir = vectors_dir();
-    let mut names: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n.ends_with(".json") && !n.ends_with(".ids.json"))
-        .collect();
-    names.sort();
-    assert!(names.len() >= 10, "only {names:?} in {}", dir.display());
-    for name in &names {
-        let text = std::fs::read_to_string(dir.join(name)).unwrap();
-        let want_text =
-            std::fs::read_to_string(dir.join(name.replace(".json", ".ids.json"))).unwrap();
-        let want = json::parse(&want_text).unwrap();
+    for (name, text, want) in common::id_vectors(&vectors_dir(), 10) {
         let m = parse_v2(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
         let got = ids_of(&m);
         assert_eq!(

@@ -205,3 +205,29 @@ pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
     }
     found
 }
+
+/// The vectors in `dir` (every `NAME.json` beside its `NAME.ids.json`), sorted, and at least
+/// `at_least` of them: as (name, manifest text, expected ids).
+pub fn id_vectors(dir: &Path, at_least: usize) -> Vec<(String, String, osbuild::json::Value)> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".json") && !n.ends_with(".ids.json"))
+        .collect();
+    names.sort();
+    assert!(
+        names.len() >= at_least,
+        "only {names:?} in {}",
+        dir.display()
+    );
+    names
+        .into_iter()
+        .map(|name| {
+            let text = std::fs::read_to_string(dir.join(&name)).unwrap();
+            let want_text =
+                std::fs::read_to_string(dir.join(name.replace(".json", ".ids.json"))).unwrap();
+            let want = osbuild::json::parse(&want_text).unwrap();
+            (name, text, want)
+        })
+        .collect()
+}
