@@ -1,5 +1,5 @@
 //! Disk images as root: the qemu assembler run directly (MBR+BIOS, GPT+BIOS-boot, GPT+UEFI,
-//! every output format) and through the engine with the grub2 stage and an xfs root, whose
+//! every output format, ESPs of every common size) and through the engine with the grub2 stage and an xfs root, whose
 //! loop device comes from the remoteloop API. Each test checks what a user would: the
 //! partition table read back with `sfdisk --json`, filesystem UUIDs and labels (`blkid -p`
 //! at the partition's offset), files inside (`debugfs`, `mdir`), `qemu-img info`, and that no
@@ -310,6 +310,89 @@ fn privileged_every_format_has_the_right_virtual_size() {
         .unwrap();
     assert_eq!(xz.stdout.len() as u64, size);
     assert_no_loop_devices(dir.path());
+}
+
+/// `fsck.vfat -n -v` of a FAT filesystem in `file` (which must be clean): its FAT entry width
+/// ("2 FATs, 16 bit entries") and cluster size ("2048 bytes per cluster") lines.
+fn fat_geometry(file: &Path) -> Vec<String> {
+    let text = output(Command::new("fsck.vfat").args(["-n", "-v"]).arg(file));
+    let lines: Vec<String> = text
+        .lines()
+        .filter(|l| l.contains("bit entries") || l.contains("bytes per cluster"))
+        .map(|l| l.trim().to_owned())
+        .collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    lines
+}
+
+/// An ESP of each common size in sparse disks of 0.5 to 20 GiB (where it fits): clean for
+/// `fsck.vfat`, the FAT type and cluster size mkfs.fat chooses for a device of the partition's
+/// size, the volume id and label asked for, the tree's files inside.
+#[test]
+fn privileged_esp_sizes_in_disks_of_every_size() {
+    if !privileged("privileged_esp_sizes_in_disks_of_every_size") {
+        return;
+    }
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    let t = tree(dir.path());
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let part = dir.path().join("part.img");
+    let plain = dir.path().join("plain.img");
+    for disk_mib in [512u64, 2 << 10, 10 << 10, 20 << 10] {
+        for esp_mib in [100u64, 200, 512, 600] {
+            // 1 MiB before the ESP, the backup GPT (33 sectors) after it.
+            if (esp_mib + 1) << 20 > (disk_mib << 20) - 33 * 512 {
+                continue;
+            }
+            let case = format!("{esp_mib} MiB ESP in a {disk_mib} MiB disk");
+            let sectors = esp_mib << 11;
+            let (code, err) = qemu(
+                &t,
+                &out,
+                &json!({"format": "raw", "filename": "esp.raw", "ptuuid": "0b0bcafe-0000-4000-8000-0000000000cc",
+                    "size": disk_mib << 20, "pttype": "gpt",
+                    "partitions": [{"start": 2048, "size": sectors, "type": ESP,
+                        "filesystem": {"type": "vfat", "uuid": "7B77-95E7", "label": "ESP", "mountpoint": "/boot/efi"}}]}),
+            );
+            assert_eq!(code, 0, "{case}: {err}");
+            let img = out.join("esp.raw");
+            assert_eq!(
+                blkid(&img, 2048),
+                ("vfat".into(), "7B77-95E7".into(), "ESP".into()),
+                "{case}"
+            );
+            let cfg = output(
+                Command::new("mtype")
+                    .env("MTOOLS_SKIP_CHECK", "1")
+                    .arg("-i")
+                    .arg(format!("{}@@{}", img.display(), 2048 * 512))
+                    .arg("::/EFI/debian/grub.cfg"),
+            );
+            assert_eq!(cfg, "esp cfg\n", "{case}");
+            output(
+                Command::new("dd")
+                    .arg(format!("if={}", img.display()))
+                    .arg(format!("of={}", part.display()))
+                    .args(["bs=1M", "conv=sparse", "status=none", "skip=1"])
+                    .arg(format!("count={esp_mib}")),
+            );
+            let _ = std::fs::remove_file(&plain);
+            std::fs::File::create(&plain)
+                .unwrap()
+                .set_len(esp_mib << 20)
+                .unwrap();
+            output(Command::new("mkfs.fat").arg(&plain));
+            assert_eq!(fat_geometry(&part), fat_geometry(&plain), "{case}");
+            eprintln!("{case}: {:?}", fat_geometry(&part));
+            std::fs::remove_file(&img).unwrap();
+        }
+    }
+    assert_eq!(
+        files_in(&out),
+        Vec::<String>::new(),
+        "no temporary file left"
+    );
 }
 
 #[test]

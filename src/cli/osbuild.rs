@@ -113,13 +113,11 @@ fn run(args: Args) -> anyhow::Result<i32> {
             args.checkpoint.clone()
         },
     };
-    if args.inspect {
-        if let Some(code) = inspect_v2(&text, &index) {
-            return Ok(code);
-        }
-    }
     let request = match Request::new(&text, &index, overrides) {
         Ok(r) => r,
+        Err(RequestError::Manifest(ManifestError::V2NotBuildable)) if args.inspect => {
+            return Ok(inspect_v2(&text, &index));
+        }
         Err(e) => return refused(e, &args),
     };
     if args.inspect {
@@ -146,18 +144,18 @@ fn run(args: Args) -> anyhow::Result<i32> {
     build(&builder, &request, args.json)
 }
 
-/// `--inspect` of a v2 manifest: prints HEAD's description (compact JSON, as HEAD's
-/// `json.dump`) and returns the exit code; `None` for a v1 manifest, which is inspected as v10
-/// does. An invalid manifest is reported as the v1 path reports it.
-fn inspect_v2(text: &str, index: &Index) -> Option<i32> {
+/// `--inspect` of a valid v2 manifest (which [`Request::new`] refuses to build): prints HEAD's
+/// description (compact JSON, as HEAD's `json.dump`); returns the exit code. A v1 manifest is
+/// inspected through its request (as v10 does), so it is read once and warned about once.
+fn inspect_v2(text: &str, index: &Index) -> i32 {
     match manifest::load_document(text, index) {
         Ok(Document::V2(m)) => {
             let host_runner = index.host_runner().ok();
             println!("{}", json::dumps(&m.describe(host_runner.as_deref())));
-            Some(0)
+            0
         }
-        Ok(Document::V1(_)) => None,
-        Err(e) => Some(report_invalid(&e, true)),
+        Ok(Document::V1(_)) => unreachable!("Request::new accepts every valid v1 manifest"),
+        Err(e) => report_invalid(&e, true),
     }
 }
 

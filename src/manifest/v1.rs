@@ -190,6 +190,20 @@ pub(super) fn check(doc: &Value, index: Option<&Index>) -> Result<Manifest, Mani
     outcome(manifest, c.errors)
 }
 
+/// The top level without a stray `"runner"`, which osbuild v10 ignored (several of its samples
+/// carry one), with a warning on stderr; `None` when there is none.
+fn without_runner(obj: &Map) -> Option<Map> {
+    if !obj.contains_key("runner") {
+        return None;
+    }
+    eprintln!(
+        "warning: runner: ignored (osbuild v10 ignores a top-level runner; use pipeline.build.runner)"
+    );
+    let mut rest = obj.clone();
+    rest.remove("runner");
+    Some(rest)
+}
+
 /// One pass over the document: builds the manifest and collects every error.
 struct Checker<'a> {
     index: Option<&'a Index>,
@@ -235,6 +249,8 @@ impl<'a> Checker<'a> {
             pipeline: Pipeline::default(),
             sources: BTreeMap::new(),
         };
+        let stripped = doc.as_object().and_then(without_runner).map(Value::Object);
+        let doc = stripped.as_ref().unwrap_or(doc);
         let Some(obj) = doc.as_object() else {
             self.error(
                 "",
@@ -529,6 +545,27 @@ mod tests {
                 output,
                 "{text}"
             );
+        }
+    }
+
+    #[test]
+    fn a_top_level_runner_is_ignored_as_v10_did() {
+        for (with, without) in [
+            (
+                r#"{"runner":"org.osbuild.fedora30","stages":[{"name":"org.osbuild.noop"}]}"#,
+                r#"{"stages":[{"name":"org.osbuild.noop"}]}"#,
+            ),
+            (
+                r#"{"runner":"x","pipeline":{"stages":[{"name":"org.osbuild.noop"}]}}"#,
+                r#"{"pipeline":{"stages":[{"name":"org.osbuild.noop"}]}}"#,
+            ),
+        ] {
+            let m = parse(with).unwrap_or_else(|e| panic!("{with}: {e}"));
+            assert_eq!(
+                m.pipeline.describe(),
+                parse(without).unwrap().pipeline.describe()
+            );
+            assert_eq!(m.pipeline.tree_id().map(ObjectId::as_str), Some(NOOP));
         }
     }
 

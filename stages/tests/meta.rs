@@ -113,6 +113,16 @@ fn system_cases() -> Vec<Case> {
         ),
         ("fstab", json!({"filesystems": [{"path": "/"}]}), false),
         (
+            "fstab",
+            json!({"filesystems": [{"uuid": "u", "path": "/", "freq": "1", "passno": 2}]}),
+            true,
+        ),
+        (
+            "fstab",
+            json!({"filesystems": [{"uuid": "u", "path": "/", "freq": "one"}]}),
+            false,
+        ),
+        (
             "systemd",
             json!({"enabled_services": ["sshd.service"], "default_target": "multi-user.target"}),
             true,

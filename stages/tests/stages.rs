@@ -99,6 +99,19 @@ fn fstab() {
         json!({"filesystems": [{"uuid": "x"}]}),
         "option \"filesystems[0].path\": is required",
     );
+    // freq and passno as strings of digits (a v10 sample's way) are written as given.
+    ok(
+        "org.osbuild.fstab",
+        &t.root,
+        json!({"filesystems": [{"uuid": "u", "path": "/", "freq": "1", "passno": "2"}]}),
+    );
+    assert_eq!(t.read("etc/fstab"), "UUID=u\t/\tnone\tdefaults\t1\t2\n");
+    fails(
+        "org.osbuild.fstab",
+        &t.root,
+        json!({"filesystems": [{"uuid": "u", "path": "/", "passno": "1\t"}]}),
+        "option \"filesystems[0].passno\": must be a number or a string of digits",
+    );
 }
 
 #[test]

@@ -2,16 +2,20 @@
 //!
 //! ext4 and vfat are written **without loop devices or mounts**: `mkfs.ext4 -d DIR -E
 //! offset=` populates the filesystem from the tree directly at the partition's offset, and a
-//! FAT filesystem is made with `mkfs.vfat --offset` and filled with mtools (`mcopy -i
-//! IMAGE@@OFFSET`). Only xfs needs a loop device, which the engine makes through the
+//! FAT filesystem is made with `mkfs.vfat` in a sparse file of the partition's size (so
+//! mkfs.fat picks the FAT type and cluster size for that size), filled with mtools (`mcopy`)
+//! and copied in. Only xfs needs a loop device, which the engine makes through the
 //! `remoteloop` API ([`crate::remoteloop`]); it is formatted, then mounted ([`super::mount`]),
 //! filled with `cp -a` and unmounted inside the sandbox's private mount namespace. With
 //! `mkfs.ext4 -d`, the files of a nested mountpoint (e.g. `/boot/efi`) also stay in the parent
 //! filesystem, hidden under the mount at boot.
 
+use std::io::Read;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::image::mount::Mount;
+use crate::image::output::TempFile;
 use crate::image::Placed;
 use crate::{remoteloop, tool, AssemblerError};
 
@@ -92,26 +96,26 @@ impl Mkfs<'_> {
         tool::run_args("mkfs.ext4", &a).map(|_| ())
     }
 
-    /// `mkfs.vfat --offset`, then filled with mtools.
+    /// `mkfs.vfat` on a sparse file of exactly the partition's size, filled with mtools, then
+    /// copied into the partition. mkfs.fat chooses the FAT type and cluster size from the size
+    /// of the file it is given (not from a block count), so this is what it makes on a device
+    /// of the partition's size, as v10 did on a loop device of the partition.
     fn vfat(&self) -> Result<(), AssemblerError> {
-        let mut a: Vec<String> = vec![
-            "--offset".into(),
-            self.part.start.to_string(),
-            "-i".into(),
-            self.fs.uuid.replace('-', ""),
-        ];
+        let mut name = self.image.as_os_str().to_owned();
+        name.push(format!(".vfat-{}", self.part.start));
+        let fat = TempFile::sized(name.into(), self.part.size * 512)
+            .map_err(|e| AssemblerError::Tool(format!("creating the FAT filesystem: {e}")))?;
+        let mut a: Vec<String> = vec!["-i".into(), self.fs.uuid.replace('-', "")];
         if let Some(l) = &self.fs.label {
             a.extend(["-n".into(), l.clone()]);
         }
-        a.extend([
-            self.image.display().to_string(),
-            (self.part.size * 512 / 1024).to_string(),
-        ]);
+        a.push(fat.path().display().to_string());
         tool::run_args("mkfs.vfat", &a)?;
-        match self.src {
-            Some(src) => copy_into_fat(src, self.image, self.part.start * 512),
-            None => Ok(()),
+        if let Some(src) = self.src {
+            copy_into_fat(src, fat.path(), 0)?;
         }
+        copy_data_into(fat.path(), self.image, self.part.start * 512)
+            .map_err(|e| AssemblerError::Tool(format!("copying the FAT filesystem: {e}")))
     }
 
     /// `mkfs.xfs` on a loop device over the partition, filled through a mount.
@@ -132,6 +136,37 @@ impl Mkfs<'_> {
         )?;
         mounted.unmount()
     }
+}
+
+/// Writes the blocks of `from` that are not all zeros into `image` at `offset`; the rest of
+/// the partition already reads as zeros, in a new sparse image, and stays a hole.
+fn copy_data_into(from: &Path, image: &Path, offset: u64) -> std::io::Result<()> {
+    let mut from = std::fs::File::open(from)?;
+    let image = std::fs::OpenOptions::new().write(true).open(image)?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut at = 0u64;
+    loop {
+        let n = read_full(&mut from, &mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        if buf[..n].iter().any(|&b| b != 0) {
+            image.write_all_at(&buf[..n], offset + at)?;
+        }
+        at += n as u64;
+    }
+}
+
+/// Reads until `buf` is full or the file ends; the number of bytes read.
+fn read_full(file: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match file.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
 }
 
 /// `IMAGE@@OFFSET`, mtools' way to address a filesystem inside a disk image.
