@@ -1,6 +1,7 @@
 //! Where the daemon logs: the journal (structured fields `OSBUILD_JOB`, `OSBUILD_STAGE`,
 //! `OSBUILD_STAGE_ID`, `OSBUILD_CALLER_UID`) when its socket exists, stderr otherwise.
 
+use std::io::IsTerminal;
 use std::path::Path;
 
 use tracing_subscriber::layer::SubscriberExt;
@@ -29,6 +30,8 @@ pub fn init() {
         .with(
             tracing_subscriber::fmt::layer()
                 .with_writer(std::io::stderr)
+                // Colours only for a person watching; a log file or a pipe gets plain text.
+                .with_ansi(std::io::stderr().is_terminal())
                 .with_target(false),
         )
         .try_init();
