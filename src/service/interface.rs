@@ -15,7 +15,7 @@ use zbus::{Connection, ObjectPath, OwnedObjectPath, OwnedVariant};
 
 use super::auth::{self, Action};
 use super::error::{Error, Result};
-use super::scheduler::{lock, Job, JobId, JobState, Owner};
+use super::scheduler::{lock, Job, JobId, JobState, Owner, Refused};
 use super::wire::{BuildOptions, ObjectInfo};
 use super::worker::{self, JobEvent};
 use super::{output, Service, MANAGER_PATH};
@@ -123,12 +123,17 @@ fn admit(svc: &Service, caller: &auth::Caller, request: Request) -> Result<Arc<J
         uid: caller.uid,
         name: caller.name.clone(),
     };
-    svc.scheduler.admit(owner, request).map_err(|refused| {
-        Error::TooManyJobs(format!(
-            "uid {} already has {} unfinished jobs, the most one user may have; wait for one to finish or cancel one",
-            caller.uid, refused.active
-        ))
-    })
+    svc.scheduler
+        .admit(owner, request)
+        .map_err(|refused| match refused {
+            Refused::TooManyJobs { active } => Error::TooManyJobs(format!(
+                "uid {} already has {active} unfinished jobs, the most one user may have; wait for one to finish or cancel one",
+                caller.uid
+            )),
+            Refused::ShuttingDown => Error::ShuttingDown(
+                "osbuildd is shutting down; try again when it is back".into(),
+            ),
+        })
 }
 
 /// Exports and announces an admitted job, and starts what may start.
