@@ -592,6 +592,48 @@ fn privileged_service_owner_cancels_others_cannot_and_see_no_output() {
     assert!(!seen.contains("sleeping"), "output lines leaked: {seen}");
 }
 
+/// Cancel replies only once the sandbox is gone: right after it, the job is cancelled and no
+/// process of it runs, even a grandchild of a stage that ignores SIGTERM.
+#[test]
+fn privileged_service_cancel_returns_when_no_process_of_the_sandbox_remains() {
+    if !privileged("privileged_service_cancel_returns_when_no_process_of_the_sandbox_remains") {
+        return;
+    }
+    let f = Fixture::new();
+    let stubborn = json!({"pipeline": {"stages": [{"name": "org.osbuild.test.stubborn"}]}});
+    let m = f.manifest("stubborn.json", &stubborn);
+    let o = f.ctl(None, &["build", &m, "--detach"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let job = String::from_utf8_lossy(&o.stdout).trim().to_owned();
+    wait_state(&f, &job, "running");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while processes_matching("sleep 1000").is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the stage's grandchild never ran"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let o = f.ctl(None, &["cancel", &job]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(
+        processes_matching("sleep 1000"),
+        Vec::<String>::new(),
+        "no process of the sandbox once cancel returned"
+    );
+    let o = run(Command::new("busctl")
+        .arg(format!("--address={}", f.address))
+        .args(["get-property", "org.osbuild.Builder1", &job])
+        .args(["org.osbuild.Builder1.Job", "State"]));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "s \"cancelled\"");
+    assert!(daemon_mounts(&f).is_empty(), "{:?}", daemon_mounts(&f));
+    assert!(
+        f.store_names("tmp").is_empty(),
+        "{:?}",
+        f.store_names("tmp")
+    );
+}
+
 /// A stage whose options and output carry markers, then optionally one that never ends.
 fn marked_manifest(fail: bool, then_sleep: bool) -> Value {
     let mut stages = vec![json!({

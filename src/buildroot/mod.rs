@@ -350,7 +350,10 @@ impl BuildRoot {
         let status = loop {
             output.poll(Some(child.pidfd()), Duration::from_millis(100), on_line);
             if cancel.is_cancelled() {
-                child.kill();
+                // Returns when every process of the sandbox is gone (or after the bound).
+                if !child.kill_with_pid_namespace(SANDBOX_EXIT_TIMEOUT) {
+                    tracing::warn!("the cancelled sandbox's processes still run after {SANDBOX_EXIT_TIMEOUT:?}");
+                }
                 drop(server);
                 return Err(BuildRootError::Cancelled);
             }
@@ -388,6 +391,10 @@ pub const MAX_LINE_BYTES: usize = 64 * 1024;
 /// osbuildd's memory): the last this many bytes, after a first line saying how many bytes
 /// before them were dropped. Every line still reaches the `on_line` callback as it arrives.
 pub const MAX_OUTPUT_BYTES: usize = 1024 * 1024;
+
+/// How long a cancel waits for a killed sandbox's processes to be gone (the kernel kills them
+/// all at once; only a process stuck in the kernel, e.g. on a hung mount, takes longer).
+const SANDBOX_EXIT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Reads the output pipe without blocking the cancellation checks, splitting it into lines of
 /// at most [`MAX_LINE_BYTES`] and keeping the last [`MAX_OUTPUT_BYTES`] of them.

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, UNIX_EPOCH};
 
 use tokio::sync::mpsc;
 use zbus::message::Header;
@@ -439,9 +439,14 @@ async fn cancel_job(
             job.id
         )));
     }
-    // A running one ends when its sandbox is gone.
+    // A running one ends when its sandbox is gone. Reply only then (within a bound under the
+    // usual 25 s D-Bus call timeout): a caller seeing the reply knows no process of the job runs.
     tracing::info!(OSBUILD_JOB = job.id.0, "cancelling job {}", job.id);
     job.cancel.cancel();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !job.status().state.is_finished() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     Ok(())
 }
 
