@@ -187,7 +187,7 @@ async fn follow(
     svc: Arc<Service>,
     conn: Connection,
     job: Arc<Job>,
-    mut rx: mpsc::UnboundedReceiver<JobEvent>,
+    mut rx: mpsc::Receiver<JobEvent>,
 ) {
     let Ok(relay) = Relay::new(&conn, &job) else {
         return;
