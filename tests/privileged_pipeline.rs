@@ -88,6 +88,89 @@ fn privileged_foreign_stage_gets_v10_arguments_in_a_sandbox() {
     assert_store_clean(&env);
 }
 
+/// The peak resident memory of a running process, in KiB (`VmHWM`), if it still runs.
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?;
+    line.trim().trim_end_matches("kB").trim().parse().ok()
+}
+
+/// A stage printing 60 MiB, 50 in lines of 1 KiB and 10 in one unterminated line: the build succeeds, the
+/// result keeps a bounded tail with notices of what was dropped, osbuild's memory stays small.
+#[test]
+fn privileged_a_flooding_stage_is_bounded_in_memory_and_result() {
+    if !privileged("privileged_a_flooding_stage_is_bounded_in_memory_and_result") {
+        return;
+    }
+    let env = Env::new();
+    let manifest = json!({"pipeline": {"stages": [{"name": "org.osbuild.test.flood"}]}});
+    let path = env.dir.path().join("flood.json");
+    std::fs::write(&path, manifest.to_string()).unwrap();
+    let mut child = env
+        .osbuild_cmd(&["--json"])
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut stdout, &mut out).unwrap();
+        out
+    });
+    let mut peak = 0;
+    while child.try_wait().unwrap().is_none() {
+        peak = peak_rss_kib(pid).unwrap_or(peak).max(peak);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = child.wait().unwrap();
+    let out = reader.join().unwrap();
+    let result: Value = serde_json::from_str(out.trim()).expect("--json prints valid JSON");
+    assert_eq!(status.code(), Some(0), "{result}");
+    let output = result["stages"][0]["output"].as_str().unwrap();
+    assert!(output.len() <= 1024 * 1024 + 100, "{}", output.len());
+    assert!(
+        output.starts_with("[... the first ")
+            && output.contains(" bytes of this output dropped]\n"),
+        "{}",
+        &output[..200]
+    );
+    let dropped = 10 * 1024 * 1024 - 64 * 1024;
+    assert!(
+        output.ends_with(&format!("a[... {dropped} bytes of this line dropped]")),
+        "{}",
+        &output[output.len() - 200..]
+    );
+    assert!(output.contains(&format!("\n{}\n", "s".repeat(1023))));
+    assert!(
+        peak > 0 && peak < 64 * 1024,
+        "osbuild's peak RSS: {peak} KiB"
+    );
+    assert_store_clean(&env);
+}
+
+/// Every sandbox has its own UTS namespace: a stage sees a fixed host name, never the host's.
+#[test]
+fn privileged_stage_sees_the_sandbox_hostname_not_the_hosts() {
+    if !privileged("privileged_stage_sees_the_sandbox_hostname_not_the_hosts") {
+        return;
+    }
+    let env = Env::new();
+    let manifest = json!({"pipeline": {"stages": [{"name": "org.osbuild.test.hostname"}]}});
+    let (result, code) = env.build_json(&[], &manifest.to_string());
+    assert_eq!(code, 0, "{result}");
+    let output = result["stages"][0]["output"].as_str().unwrap();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_ne!(
+        host.trim(),
+        "osbuild",
+        "this test needs a host with another name"
+    );
+    assert!(output.contains("hostname=osbuild\n"), "{output}");
+    assert_store_clean(&env);
+}
+
 /// Options that only Python's JSON holds (a 40-digit integer, NaN) reach the stage and the
 /// `--json` result verbatim, as osbuild v10 writes them.
 #[test]

@@ -592,6 +592,83 @@ fn privileged_service_owner_cancels_others_cannot_and_see_no_output() {
     assert!(!seen.contains("sleeping"), "output lines leaked: {seen}");
 }
 
+/// A stage printing 60 MiB (10 of them in one unterminated line) through osbuildd: the job
+/// succeeds, its result keeps a bounded tail, and the daemon's memory stays bounded (the
+/// build thread waits for the bus instead of the daemon buffering every line).
+#[test]
+fn privileged_service_a_flooding_stage_leaves_the_daemon_bounded() {
+    if !privileged("privileged_service_a_flooding_stage_leaves_the_daemon_bounded") {
+        return;
+    }
+    let f = Fixture::new();
+    let flood = json!({"pipeline": {"stages": [{"name": "org.osbuild.test.flood"}]}});
+    let m = f.manifest("flood.json", &flood);
+    let o = f.ctl(None, &["build", &m, "--detach"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let job = String::from_utf8_lossy(&o.stdout).trim().to_owned();
+    wait_state(&f, &job, "succeeded");
+    let o = run(Command::new("busctl")
+        .arg(format!("--address={}", f.address))
+        .args(["--json=short", "call", "org.osbuild.Builder1", &job])
+        .args(["org.osbuild.Builder1.Job", "GetResult"]));
+    assert!(o.status.success(), "{}", text(&o));
+    let reply: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let result: Value = serde_json::from_str(reply["data"][0].as_str().unwrap()).unwrap();
+    let output = result["stages"][0]["output"].as_str().unwrap();
+    assert!(output.len() <= 1024 * 1024 + 100, "{}", output.len());
+    assert!(output.starts_with("[... the first "), "{}", &output[..100]);
+    assert!(output.ends_with(" bytes of this line dropped]"));
+    let status = std::fs::read_to_string(format!("/proc/{}/status", f.daemon_pid())).unwrap();
+    let peak: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    assert!(peak < 48 * 1024, "osbuildd's peak RSS: {peak} KiB");
+}
+
+/// Cancel replies only once the sandbox is gone: right after it, the job is cancelled and no
+/// process of it runs, even a grandchild of a stage that ignores SIGTERM.
+#[test]
+fn privileged_service_cancel_returns_when_no_process_of_the_sandbox_remains() {
+    if !privileged("privileged_service_cancel_returns_when_no_process_of_the_sandbox_remains") {
+        return;
+    }
+    let f = Fixture::new();
+    let stubborn = json!({"pipeline": {"stages": [{"name": "org.osbuild.test.stubborn"}]}});
+    let m = f.manifest("stubborn.json", &stubborn);
+    let o = f.ctl(None, &["build", &m, "--detach"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let job = String::from_utf8_lossy(&o.stdout).trim().to_owned();
+    wait_state(&f, &job, "running");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while processes_matching("sleep 1000").is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the stage's grandchild never ran"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let o = f.ctl(None, &["cancel", &job]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(
+        processes_matching("sleep 1000"),
+        Vec::<String>::new(),
+        "no process of the sandbox once cancel returned"
+    );
+    let o = run(Command::new("busctl")
+        .arg(format!("--address={}", f.address))
+        .args(["get-property", "org.osbuild.Builder1", &job])
+        .args(["org.osbuild.Builder1.Job", "State"]));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "s \"cancelled\"");
+    assert!(daemon_mounts(&f).is_empty(), "{:?}", daemon_mounts(&f));
+    assert!(
+        f.store_names("tmp").is_empty(),
+        "{:?}",
+        f.store_names("tmp")
+    );
+}
+
 /// A stage whose options and output carry markers, then optionally one that never ends.
 fn marked_manifest(fail: bool, then_sleep: bool) -> Value {
     let mut stages = vec![json!({

@@ -10,7 +10,8 @@
 //!
 //! Inside, the runner (`runners/<name>`) asks the `osbuild` API socket for its stdio
 //! (`setup-stdio`, v10's protocol) and executes the module. stdin is the arguments JSON;
-//! stdout and stderr are one pipe that [`BuildRoot::run`] reads line by line as the module runs.
+//! stdout and stderr are one pipe that [`BuildRoot::run`] reads line by line as the module runs,
+//! within [`MAX_LINE_BYTES`] per line and [`MAX_OUTPUT_BYTES`] kept per module.
 //!
 //! The argv is plain data ([`Sandbox::argv`]) so the plan is tested without root.
 
@@ -130,6 +131,10 @@ impl Cancel {
     }
 }
 
+/// The host name every sandbox sees (fixed: what a stage prints or writes never depends on
+/// the build host's name).
+pub const SANDBOX_HOSTNAME: &str = "osbuild";
+
 /// Everything that describes one sandboxed run; the argv follows from it alone.
 #[derive(Debug, Clone)]
 pub struct Sandbox {
@@ -183,7 +188,9 @@ impl Sandbox {
             &"--new-session",
         ]);
         // No network: BuildRoot::run starts bubblewrap inside `netns` (see the netns module).
-        push(&[&"--unshare-ipc", &"--unshare-pid"]);
+        // A UTS namespace of its own: a stage calling sethostname renames only its sandbox.
+        push(&[&"--unshare-ipc", &"--unshare-pid", &"--unshare-uts"]);
+        push(&[&"--hostname", &SANDBOX_HOSTNAME]);
         push(&[&"--cap-drop", &"ALL"]);
         for cap in &self.capabilities {
             push(&[&"--cap-add", &cap.to_string()]);
@@ -343,7 +350,10 @@ impl BuildRoot {
         let status = loop {
             output.poll(Some(child.pidfd()), Duration::from_millis(100), on_line);
             if cancel.is_cancelled() {
-                child.kill();
+                // Returns when every process of the sandbox is gone (or after the bound).
+                if !child.kill_with_pid_namespace(SANDBOX_EXIT_TIMEOUT) {
+                    tracing::warn!("the cancelled sandbox's processes still run after {SANDBOX_EXIT_TIMEOUT:?}");
+                }
                 drop(server);
                 return Err(BuildRootError::Cancelled);
             }
@@ -360,7 +370,7 @@ impl BuildRoot {
         output.drain(on_line);
         Ok(RunResult {
             status,
-            output: output.text,
+            output: output.into_text(),
             connected,
         })
     }
@@ -371,11 +381,30 @@ fn dup(fd: &OwnedFd) -> Result<OwnedFd, BuildRootError> {
         .map_err(io_err("duplicating the output pipe"))
 }
 
-/// Reads the output pipe without blocking the cancellation checks, splitting it into lines.
+/// The most of one output line that is kept: the rest of a longer line is dropped and the line
+/// ends with `[... N bytes of this line dropped]`. Each line is one `StageOutput` D-Bus signal
+/// of osbuildd, so this also keeps every signal far below the bus's message limit, whatever a
+/// module prints (even gigabytes without a newline).
+pub const MAX_LINE_BYTES: usize = 64 * 1024;
+
+/// The most of one module's output kept in its [`RunResult`] (and so in the build result and
+/// osbuildd's memory): the last this many bytes, after a first line saying how many bytes
+/// before them were dropped. Every line still reaches the `on_line` callback as it arrives.
+pub const MAX_OUTPUT_BYTES: usize = 1024 * 1024;
+
+/// How long a cancel waits for a killed sandbox's processes to be gone (the kernel kills them
+/// all at once; only a process stuck in the kernel, e.g. on a hung mount, takes longer).
+const SANDBOX_EXIT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Reads the output pipe without blocking the cancellation checks, splitting it into lines of
+/// at most [`MAX_LINE_BYTES`] and keeping the last [`MAX_OUTPUT_BYTES`] of them.
 struct OutputReader {
     file: std::fs::File,
-    pending: Vec<u8>,
-    text: String,
+    /// The current line so far (at most [`MAX_LINE_BYTES`]) and how many bytes of it were
+    /// dropped beyond that.
+    line: Vec<u8>,
+    line_dropped: usize,
+    tail: Tail,
 }
 
 impl OutputReader {
@@ -387,8 +416,9 @@ impl OutputReader {
         .map_err(|e| io_err("making the output pipe non-blocking")(e.into()))?;
         Ok(Self {
             file: fd.into(),
-            pending: Vec::new(),
-            text: String::new(),
+            line: Vec::new(),
+            line_dropped: 0,
+            tail: Tail::default(),
         })
     }
 
@@ -429,22 +459,45 @@ impl OutputReader {
         }
     }
 
-    fn feed(&mut self, data: &[u8], on_line: &mut dyn FnMut(&str)) {
-        self.pending.extend_from_slice(data);
-        while let Some(pos) = self.pending.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = self.pending.drain(..=pos).collect();
-            let line = String::from_utf8_lossy(&line);
-            self.text.push_str(&line);
-            on_line(line.trim_end_matches('\n'));
+    fn feed(&mut self, mut data: &[u8], on_line: &mut dyn FnMut(&str)) {
+        while !data.is_empty() {
+            let newline = data.iter().position(|&b| b == b'\n');
+            let part = &data[..newline.unwrap_or(data.len())];
+            let room = MAX_LINE_BYTES.saturating_sub(self.line.len());
+            let kept = part.len().min(room);
+            self.line.extend_from_slice(&part[..kept]);
+            self.line_dropped += part.len() - kept;
+            match newline {
+                Some(pos) => {
+                    self.end_line(true, on_line);
+                    data = &data[pos + 1..];
+                }
+                None => data = &[],
+            }
         }
     }
 
+    /// Hands the current line to `on_line` (without its newline) and keeps it.
+    fn end_line(&mut self, newline: bool, on_line: &mut dyn FnMut(&str)) {
+        let mut line = String::from_utf8_lossy(&self.line).into_owned();
+        if self.line_dropped > 0 {
+            line.push_str(&format!(
+                "[... {} bytes of this line dropped]",
+                self.line_dropped
+            ));
+        }
+        on_line(&line);
+        if newline {
+            line.push('\n');
+        }
+        self.tail.push(&line);
+        self.line.clear();
+        self.line_dropped = 0;
+    }
+
     fn flush_partial(&mut self, on_line: &mut dyn FnMut(&str)) {
-        if !self.pending.is_empty() {
-            let line = String::from_utf8_lossy(&self.pending).into_owned();
-            self.pending.clear();
-            self.text.push_str(&line);
-            on_line(&line);
+        if !self.line.is_empty() || self.line_dropped > 0 {
+            self.end_line(false, on_line);
         }
     }
 
@@ -458,6 +511,57 @@ impl OutputReader {
             }
         }
         self.flush_partial(on_line);
+    }
+
+    /// The output kept (see [`MAX_OUTPUT_BYTES`]).
+    fn into_text(self) -> String {
+        self.tail.into_text()
+    }
+}
+
+/// The last [`MAX_OUTPUT_BYTES`] (in whole lines) of an output, and how much came before them.
+#[derive(Default)]
+struct Tail {
+    text: String,
+    dropped: usize,
+}
+
+impl Tail {
+    fn push(&mut self, s: &str) {
+        self.text.push_str(s);
+        // Trimming only past twice the bound keeps the copying linear in the output.
+        if self.text.len() > 2 * MAX_OUTPUT_BYTES {
+            self.trim();
+        }
+    }
+
+    /// Drops whole lines from the start until at most [`MAX_OUTPUT_BYTES`] remain.
+    fn trim(&mut self) {
+        let Some(excess) = self.text.len().checked_sub(MAX_OUTPUT_BYTES) else {
+            return;
+        };
+        let cut = match self.text.as_bytes()[excess..]
+            .iter()
+            .position(|&b| b == b'\n')
+        {
+            Some(pos) => excess + pos + 1,
+            None => (excess..)
+                .find(|&i| self.text.is_char_boundary(i))
+                .unwrap_or(excess),
+        };
+        self.text.drain(..cut);
+        self.dropped += cut;
+    }
+
+    fn into_text(mut self) -> String {
+        self.trim();
+        if self.dropped == 0 {
+            return self.text;
+        }
+        format!(
+            "[... the first {} bytes of this output dropped]\n{}",
+            self.dropped, self.text
+        )
     }
 }
 
@@ -520,6 +624,64 @@ mod tests {
                 "/run/osbuild/lib/stages/org.osbuild.noop"
             ]
         );
+    }
+
+    /// Feeds `chunks` to an output reader and returns the lines it handed on and the text kept.
+    fn read_output<'a>(chunks: impl Iterator<Item = &'a [u8]>) -> (Vec<String>, String) {
+        let (reader, _writer) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        let mut output = OutputReader::new(reader).unwrap();
+        let mut lines = Vec::new();
+        for chunk in chunks {
+            output.feed(chunk, &mut |l| lines.push(l.to_owned()));
+        }
+        output.flush_partial(&mut |l| lines.push(l.to_owned()));
+        (lines, output.into_text())
+    }
+
+    #[test]
+    fn a_long_line_keeps_its_start_and_says_how_much_was_dropped() {
+        let chunk = vec![b'a'; 1024 * 1024];
+        let chunks = std::iter::repeat_n(&chunk[..], 10).chain([&b"\nshort\nend"[..]]);
+        let (lines, text) = read_output(chunks);
+        let dropped = 10 * 1024 * 1024 - MAX_LINE_BYTES;
+        let first = format!(
+            "{}[... {dropped} bytes of this line dropped]",
+            "a".repeat(MAX_LINE_BYTES)
+        );
+        assert_eq!(lines, [first.clone(), "short".into(), "end".into()]);
+        assert_eq!(text, format!("{first}\nshort\nend"));
+    }
+
+    #[test]
+    fn the_kept_output_is_the_last_lines_after_a_notice() {
+        let all: String = (0..400_000).map(|i| format!("line {i:07}\n")).collect();
+        let (lines, text) = read_output(all.as_bytes().chunks(4096));
+        assert_eq!(lines.len(), 400_000, "every line is handed on");
+        let (notice, kept) = text.split_once('\n').unwrap();
+        assert!(kept.len() <= MAX_OUTPUT_BYTES, "{}", kept.len());
+        assert!(kept.len() > MAX_OUTPUT_BYTES - 100, "{}", kept.len());
+        assert!(
+            all.ends_with(kept) && kept.starts_with("line "),
+            "whole lines"
+        );
+        let dropped = all.len() - kept.len();
+        assert_eq!(
+            notice,
+            format!("[... the first {dropped} bytes of this output dropped]")
+        );
+    }
+
+    #[test]
+    fn every_sandbox_has_its_own_uts_namespace_and_a_fixed_hostname() {
+        for kind in [ModuleKind::Stage, ModuleKind::Assembler] {
+            let argv = strings(&plan(kind).argv());
+            assert!(argv.contains(&"--unshare-uts".to_string()), "{argv:?}");
+            let at = argv
+                .iter()
+                .position(|a| a == "--hostname")
+                .expect("--hostname");
+            assert_eq!(argv[at + 1], SANDBOX_HOSTNAME);
+        }
     }
 
     #[test]

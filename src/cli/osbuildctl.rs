@@ -425,9 +425,12 @@ async fn follow(
                     cancelled = true;
                     display.line("cancelling the job...");
                     let j = JobProxy::builder(conn).path(job.clone()).build().await?;
-                    if let Err(e) = j.cancel().await {
-                        display.line(&format!("cancel failed: {e}"));
-                    }
+                    // Cancel replies once the sandbox is gone: keep reading signals meanwhile.
+                    tokio::spawn(async move {
+                        if let Err(e) = j.cancel().await {
+                            eprintln!("osbuildctl: cancel failed: {e}");
+                        }
+                    });
                 }
             }
         }

@@ -35,6 +35,9 @@ pub enum Error {
     /// The caller has as many unfinished jobs as one user may have.
     #[error("{0}")]
     TooManyJobs(String),
+    /// The daemon is shutting down and takes no new job.
+    #[error("{0}")]
+    ShuttingDown(String),
     /// No such job (it never existed, or it finished a while ago and was forgotten).
     #[error("{0}")]
     NoSuchJob(String),
@@ -98,6 +101,7 @@ impl DBusError for Error {
             Error::UnknownCheckpoint(_) => "org.osbuild.Builder1.Error.UnknownCheckpoint",
             Error::RunnerNotFound(_) => "org.osbuild.Builder1.Error.RunnerNotFound",
             Error::TooManyJobs(_) => "org.osbuild.Builder1.Error.TooManyJobs",
+            Error::ShuttingDown(_) => "org.osbuild.Builder1.Error.ShuttingDown",
             Error::NoSuchJob(_) => "org.osbuild.Builder1.Error.NoSuchJob",
             Error::NoSuchObject(_) => "org.osbuild.Builder1.Error.NoSuchObject",
             Error::NotRunning(_) => "org.osbuild.Builder1.Error.NotRunning",
@@ -116,6 +120,7 @@ impl DBusError for Error {
             | Error::UnknownCheckpoint(m)
             | Error::RunnerNotFound(m)
             | Error::TooManyJobs(m)
+            | Error::ShuttingDown(m)
             | Error::NoSuchJob(m)
             | Error::NoSuchObject(m)
             | Error::NotRunning(m)

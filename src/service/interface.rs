@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, UNIX_EPOCH};
 
 use tokio::sync::mpsc;
 use zbus::message::Header;
@@ -15,7 +15,7 @@ use zbus::{Connection, ObjectPath, OwnedObjectPath, OwnedVariant};
 
 use super::auth::{self, Action};
 use super::error::{Error, Result};
-use super::scheduler::{lock, Job, JobId, JobState, Owner};
+use super::scheduler::{lock, Job, JobId, JobState, Owner, Refused};
 use super::wire::{BuildOptions, ObjectInfo};
 use super::worker::{self, JobEvent};
 use super::{output, Service, MANAGER_PATH};
@@ -123,12 +123,17 @@ fn admit(svc: &Service, caller: &auth::Caller, request: Request) -> Result<Arc<J
         uid: caller.uid,
         name: caller.name.clone(),
     };
-    svc.scheduler.admit(owner, request).map_err(|refused| {
-        Error::TooManyJobs(format!(
-            "uid {} already has {} unfinished jobs, the most one user may have; wait for one to finish or cancel one",
-            caller.uid, refused.active
-        ))
-    })
+    svc.scheduler
+        .admit(owner, request)
+        .map_err(|refused| match refused {
+            Refused::TooManyJobs { active } => Error::TooManyJobs(format!(
+                "uid {} already has {active} unfinished jobs, the most one user may have; wait for one to finish or cancel one",
+                caller.uid
+            )),
+            Refused::ShuttingDown => Error::ShuttingDown(
+                "osbuildd is shutting down; try again when it is back".into(),
+            ),
+        })
 }
 
 /// Exports and announces an admitted job, and starts what may start.
@@ -182,7 +187,7 @@ async fn follow(
     svc: Arc<Service>,
     conn: Connection,
     job: Arc<Job>,
-    mut rx: mpsc::UnboundedReceiver<JobEvent>,
+    mut rx: mpsc::Receiver<JobEvent>,
 ) {
     let Ok(relay) = Relay::new(&conn, &job) else {
         return;
@@ -434,9 +439,14 @@ async fn cancel_job(
             job.id
         )));
     }
-    // A running one ends when its sandbox is gone.
+    // A running one ends when its sandbox is gone. Reply only then (within a bound under the
+    // usual 25 s D-Bus call timeout): a caller seeing the reply knows no process of the job runs.
     tracing::info!(OSBUILD_JOB = job.id.0, "cancelling job {}", job.id);
     job.cancel.cancel();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !job.status().state.is_finished() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     Ok(())
 }
 

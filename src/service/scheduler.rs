@@ -143,10 +143,13 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// A refused admission: the owner already has `active` unfinished jobs.
+/// Why a job was not admitted.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) struct TooManyJobs {
-    pub active: usize,
+pub(crate) enum Refused {
+    /// The owner already has `active` unfinished jobs.
+    TooManyJobs { active: usize },
+    /// The daemon is shutting down ([`Scheduler::drain`] was called).
+    ShuttingDown,
 }
 
 #[derive(Default)]
@@ -155,6 +158,8 @@ struct State {
     queue: VecDeque<JobId>,
     running: BTreeSet<JobId>,
     last: u64,
+    /// Set by [`Scheduler::drain`]: no job is admitted any more.
+    closed: bool,
 }
 
 /// The jobs, the queue and the running set (see the module doc).
@@ -175,16 +180,20 @@ impl Scheduler {
         &self.limits
     }
 
-    /// Queues `request` for `owner`, unless they have as many unfinished jobs as one may.
-    pub fn admit(&self, owner: Owner, request: Request) -> Result<Arc<Job>, TooManyJobs> {
+    /// Queues `request` for `owner`, unless they have as many unfinished jobs as one may or
+    /// the daemon is shutting down.
+    pub fn admit(&self, owner: Owner, request: Request) -> Result<Arc<Job>, Refused> {
         let mut s = lock(&self.state);
+        if s.closed {
+            return Err(Refused::ShuttingDown);
+        }
         let active = s
             .jobs
             .values()
             .filter(|j| j.owner.uid == owner.uid && !j.status().state.is_finished())
             .count();
         if active >= self.limits.max_jobs_per_user {
-            return Err(TooManyJobs { active });
+            return Err(Refused::TooManyJobs { active });
         }
         s.last += 1;
         let id = JobId(s.last);
@@ -282,9 +291,10 @@ impl Scheduler {
         lock(&self.state).jobs.remove(&id);
     }
 
-    /// Empties the queue and returns every job (daemon shutdown).
+    /// Empties the queue, admits no job from now on, and returns every job (daemon shutdown).
     pub fn drain(&self) -> Vec<Arc<Job>> {
         let mut s = lock(&self.state);
+        s.closed = true;
         s.queue.clear();
         s.jobs.values().cloned().collect()
     }
@@ -352,7 +362,7 @@ mod tests {
         s.admit(owner(1), request(&["a"])).unwrap();
         assert_eq!(
             s.admit(owner(1), request(&["a"])).unwrap_err(),
-            TooManyJobs { active: 2 }
+            Refused::TooManyJobs { active: 2 }
         );
         s.admit(owner(2), request(&["a"])).expect("another uid");
         assert!(s.dequeue(first.id));
@@ -398,6 +408,10 @@ mod tests {
         s.forget(a.id);
         assert!(s.job(a.id).is_none());
         assert_eq!(s.drain().len(), 1);
+        assert_eq!(
+            s.admit(owner(2), request(&["z"])).unwrap_err(),
+            Refused::ShuttingDown
+        );
         assert!(
             s.start_ready(&nothing_built).is_empty(),
             "the queue is empty"

@@ -220,6 +220,19 @@ async fn jobs_per_user_are_bounded() {
 }
 
 #[tokio::test]
+async fn builds_are_refused_during_shutdown() {
+    let f = fixture(queued_only(), allow_all()).await;
+    let proxy = Builder1Proxy::new(&f.client).await.unwrap();
+    let queued = proxy.build(MANIFEST, &no_options()).await.unwrap();
+    f.svc.shutdown(Duration::from_millis(100)).await;
+    let e = proxy.build(MANIFEST, &no_options()).await.unwrap_err();
+    let (name, msg) = error_name(&e);
+    assert_eq!(name, "org.osbuild.Builder1.Error.ShuttingDown");
+    assert_eq!(msg, "osbuildd is shutting down; try again when it is back");
+    assert_eq!(proxy.list_jobs().await.unwrap(), vec![queued], "no new job");
+}
+
+#[tokio::test]
 async fn cancel_of_a_queued_job_finishes_it_and_it_is_forgotten_later() {
     let limits = Limits {
         keep_finished: Duration::from_millis(300),

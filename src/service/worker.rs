@@ -32,13 +32,19 @@ pub(crate) enum JobEvent {
     Done(Result<PipelineResult, BuildError>),
 }
 
+/// How many events a build thread may be ahead of the bus: when the relay is slower than a
+/// stage prints, the build thread waits (and so does the stage, on its full pipe) instead of
+/// the daemon buffering without bound. With lines of at most
+/// [`crate::buildroot::MAX_LINE_BYTES`], at most 4 MiB wait per job.
+const EVENTS_IN_FLIGHT: usize = 64;
+
 /// Starts `job`'s build thread; its events arrive on the returned channel, which closes
 /// without [`JobEvent::Done`] only when the thread panicked.
 pub(crate) fn spawn(
     svc: &Arc<Service>,
     job: &Arc<Job>,
-) -> std::io::Result<mpsc::UnboundedReceiver<JobEvent>> {
-    let (tx, rx) = mpsc::unbounded_channel();
+) -> std::io::Result<mpsc::Receiver<JobEvent>> {
+    let (tx, rx) = mpsc::channel(EVENTS_IN_FLIGHT);
     let (svc, job) = (svc.clone(), job.clone());
     std::thread::Builder::new()
         .name(format!("job-{}", job.id))
@@ -59,7 +65,7 @@ pub(crate) fn spawn(
                 current: None,
             };
             let result = builder.build(&job.request, &mut monitor);
-            let _ = tx.send(JobEvent::Done(result));
+            let _ = tx.blocking_send(JobEvent::Done(result));
         })?;
     Ok(rx)
 }
@@ -86,7 +92,7 @@ impl CommitPolicy for SharedStages<'_> {
 
 /// Turns pipeline events into [`JobEvent`]s; source events only go to the journal.
 struct JobMonitor {
-    tx: mpsc::UnboundedSender<JobEvent>,
+    tx: mpsc::Sender<JobEvent>,
     job: JobId,
     current: Option<(ObjectId, String)>,
 }
@@ -141,6 +147,6 @@ impl Monitor for JobMonitor {
                 seconds,
             },
         };
-        let _ = self.tx.send(msg);
+        let _ = self.tx.blocking_send(msg);
     }
 }

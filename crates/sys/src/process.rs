@@ -119,6 +119,36 @@ impl Child {
         })
     }
 
+    /// Kills the child and reaps it; when the child is the parent of a PID namespace's init
+    /// (bubblewrap with `--unshare-pid`), also waits up to `timeout` for that init to exit.
+    /// The kernel lets a namespace's init exit only after every other process in the
+    /// namespace is gone, so on `true` nothing of the namespace runs any more. Without this,
+    /// killing bubblewrap returns while the namespace still dies asynchronously.
+    pub fn kill_with_pid_namespace(&mut self, timeout: std::time::Duration) -> bool {
+        let init = self.first_child();
+        self.kill();
+        match init {
+            Some(init) => wait_readable(init.as_fd(), timeout),
+            None => true,
+        }
+    }
+
+    /// A pidfd of the child's first child, if it has one.
+    fn first_child(&self) -> Option<OwnedFd> {
+        let pid = self.inner.id();
+        let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
+        let first: i32 = children.split_whitespace().next()?.parse().ok()?;
+        let first = rustix::process::Pid::from_raw(first)?;
+        let pidfd =
+            rustix::process::pidfd_open(first, rustix::process::PidfdFlags::empty()).ok()?;
+        // The pid may have been reused between the two reads: the pidfd pins the process, so
+        // checking its parent now is enough.
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", first.as_raw_nonzero())).ok()?;
+        let ppid = status.lines().find_map(|l| l.strip_prefix("PPid:"))?;
+        (ppid.trim() == pid.to_string()).then_some(pidfd)
+    }
+
     /// Kills the child (if still running) and reaps it.
     pub fn kill(&mut self) {
         if !matches!(self.inner.try_wait(), Ok(Some(_))) {
@@ -131,6 +161,23 @@ impl Child {
 impl Drop for Child {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// Waits up to `timeout` for `fd` to become readable (a pidfd: its process has exited).
+fn wait_readable(fd: BorrowedFd<'_>, timeout: std::time::Duration) -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let ms = PollTimeout::try_from(left.as_millis().min(i32::MAX as u128) as i32)
+            .unwrap_or(PollTimeout::MAX);
+        match poll(&mut [PollFd::new(fd, PollFlags::POLLIN)], ms) {
+            Ok(0) => return false,
+            Ok(_) => return true,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return false,
+        }
     }
 }
 
@@ -160,4 +207,44 @@ pub fn install_stdio(stdin: impl AsFd, stdout: impl AsFd, stderr: impl AsFd) -> 
     nix::unistd::dup2_stdin(stdin)?;
     nix::unistd::dup2_stdout(stdout)?;
     nix::unistd::dup2_stderr(stderr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn processes_running(needle: &str) -> Vec<String> {
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+                let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+                if cmdline.trim_end() == needle {
+                    found.push(format!("{}: {cmdline}", entry.file_name().display()));
+                }
+            }
+        }
+        found
+    }
+
+    /// The shape of bubblewrap with `--unshare-pid --die-with-parent`: a parent, and below it
+    /// the namespace's init with a grandchild that ignores SIGTERM.
+    #[test]
+    fn killing_waits_for_every_process_of_the_pid_namespace() {
+        if !crate::is_root() {
+            eprintln!("skipping: unsharing a PID namespace needs root");
+            return;
+        }
+        let marker = "sleep 1017";
+        let mut cmd = Command::new("unshare");
+        cmd.args(["--pid", "--fork", "--kill-child", "sh", "-c"])
+            .arg(format!("trap '' TERM; {marker} & wait"));
+        let mut child = Child::spawn(&mut cmd).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while processes_running(marker).is_empty() {
+            assert!(std::time::Instant::now() < deadline, "{marker} never ran");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(child.kill_with_pid_namespace(std::time::Duration::from_secs(10)));
+        assert_eq!(processes_running(marker), Vec::<String>::new());
+    }
 }
