@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{mounts_under, privileged, processes_matching, Env};
+use common::{mounts_under, peak_rss_kib, privileged, processes_matching, Env};
 use serde_json::{json, Value};
 
 fn ids(result: &Value) -> Vec<String> {
@@ -86,13 +86,6 @@ fn privileged_foreign_stage_gets_v10_arguments_in_a_sandbox() {
         "{facts}"
     );
     assert_store_clean(&env);
-}
-
-/// The peak resident memory of a running process, in KiB (`VmHWM`), if it still runs.
-fn peak_rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?;
-    line.trim().trim_end_matches("kB").trim().parse().ok()
 }
 
 /// A stage printing 60 MiB, 50 in lines of 1 KiB and 10 in one unterminated line: the build succeeds, the

@@ -15,7 +15,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::{privileged, processes_matching, rpm_repo, Env};
+use common::{peak_rss_kib, privileged, processes_matching, rpm_repo, Env};
 use futures_util::StreamExt;
 use osbuild::service::client::{error_reply, Builder1Proxy};
 use osbuild::service::wire::BuildOptions;
@@ -618,12 +618,7 @@ fn privileged_service_a_flooding_stage_leaves_the_daemon_bounded() {
     assert!(output.len() <= 1024 * 1024 + 100, "{}", output.len());
     assert!(output.starts_with("[... the first "), "{}", &output[..100]);
     assert!(output.ends_with(" bytes of this line dropped]"));
-    let status = std::fs::read_to_string(format!("/proc/{}/status", f.daemon_pid())).unwrap();
-    let peak: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap();
+    let peak = peak_rss_kib(f.daemon_pid()).expect("osbuildd still runs");
     assert!(peak < 48 * 1024, "osbuildd's peak RSS: {peak} KiB");
 }
 

@@ -231,3 +231,10 @@ pub fn id_vectors(dir: &Path, at_least: usize) -> Vec<(String, String, osbuild::
         })
         .collect()
 }
+
+/// The peak resident memory of a running process, in KiB (`VmHWM`), if it still runs.
+pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?;
+    line.trim().trim_end_matches("kB").trim().parse().ok()
+}
