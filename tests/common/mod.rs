@@ -4,6 +4,7 @@
 pub mod http;
 pub mod rpm_repo;
 pub mod rpms;
+pub mod service;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
