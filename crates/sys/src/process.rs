@@ -35,6 +35,22 @@ pub fn tie_to_thread(cmd: &mut Command, netns: Option<OwnedFd>) {
     unsafe { cmd.pre_exec(step) };
 }
 
+/// Lets the child of `cmd` inherit `fd` under its own number (clears close-on-exec in the
+/// child only), for programs that take a descriptor by number, like bubblewrap's
+/// `--seccomp FD`. The descriptor stays owned here and is closed when `cmd` is dropped.
+pub fn inherit_fd(cmd: &mut Command, fd: OwnedFd) {
+    let step = move || -> io::Result<()> {
+        nix::fcntl::fcntl(
+            &fd,
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+        )?;
+        Ok(())
+    };
+    // SAFETY: fcntl(2) is async-signal-safe and uses only the descriptor opened before the
+    // fork.
+    unsafe { cmd.pre_exec(step) };
+}
+
 /// Makes the child of `cmd` run with `root` as its root directory and `/` as its working
 /// directory (what `chroot ROOT` does). Fails only if `root` contains a NUL byte.
 pub fn chroot_before_exec(
