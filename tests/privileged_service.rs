@@ -711,3 +711,57 @@ fn privileged_service_dnf_keeps_repository_secrets_out_of_logs_and_results() {
         .collect();
     assert_eq!(leaked, Vec::<PathBuf>::new());
 }
+
+/// The daemon keeps its store to itself (0700, whatever made the directory) and verifies it on
+/// request of an administrator only: `osbuildctl verify` reports, and a corrupt object is
+/// quarantined with its refs.
+#[test]
+fn privileged_service_store_is_private_and_verified_on_request() {
+    if !privileged("privileged_service_store_is_private_and_verified_on_request") {
+        return;
+    }
+    let f = Fixture::new();
+    let mode = std::fs::metadata(&f.env.store)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o7777;
+    assert_eq!(mode, 0o700, "the store's mode");
+    let m = f.manifest("m.json", &record_and_tar());
+    let o = f.ctl(None, &["build", &m]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = f.ctl(None, &["verify"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let objects = f.store_names("objects");
+    assert!(
+        String::from_utf8_lossy(&o.stdout).ends_with(&format!(
+            "checked {} object(s) and 0 download(s): all match their names\n",
+            objects.len()
+        )),
+        "{}",
+        text(&o)
+    );
+    // Someone else may not, even to look.
+    let o = f.ctl(Some(OUTSIDER), &["verify"]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    // Damage one object: verify exits 1, names it, and quarantines it.
+    let victim = f.env.store.join("objects").join(&objects[0]);
+    let file = std::fs::read_dir(&victim)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.is_file())
+        .expect("a file in the object");
+    std::fs::write(&file, b"damaged").unwrap();
+    let o = f.ctl(None, &["verify"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let report = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        report.contains(&format!(
+            "corrupt: objects/{} (its content hashes to ",
+            objects[0]
+        )),
+        "{report}"
+    );
+    assert!(!victim.exists());
+    assert_eq!(f.store_names("quarantine").len(), 1);
+}

@@ -376,9 +376,14 @@ async fn attempt_once(
     progress: &Progress,
 ) -> Result<(), Failure> {
     let mut tmp = tempfile::Builder::new()
-        .prefix(".unverified-")
+        .prefix(osbuild_protocol::source::PARTIAL_DOWNLOAD_PREFIX)
         .tempfile_in(cache)
         .map_err(|e| Failure::Permanent(format!("creating a temporary file in the cache: {e}")))?;
+    // Held until the file is renamed or removed: the store sweeps only partial files nobody
+    // holds (a downloader that died).
+    tmp.as_file()
+        .try_lock()
+        .map_err(|e| Failure::Permanent(format!("locking the temporary file: {e}")))?;
     let mut hasher = checksum.hasher();
     let parsed =
         reqwest::Url::parse(url).map_err(|e| Failure::Permanent(format!("invalid URL: {e}")))?;

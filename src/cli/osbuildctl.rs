@@ -73,6 +73,9 @@ pub enum Cmd {
     Export { id: String, dir: PathBuf },
     /// Remove least recently used objects until the store fits in BUDGET bytes.
     Prune { budget: u64 },
+    /// Hash every object and download of the store again; quarantine what does not match its
+    /// name (exit status 1 when anything was found).
+    Verify,
     /// Print MANIFEST with every stage's id (local, no daemon).
     Inspect {
         manifest: String,
@@ -217,6 +220,11 @@ async fn run(args: Args) -> anyhow::Result<i32> {
             let freed = proxy.prune(budget).await.map_err(explain)?;
             println!("freed {freed} bytes");
             Ok(0)
+        }
+        Cmd::Verify => {
+            let (clean, report) = proxy.verify().await.map_err(explain)?;
+            print!("{report}");
+            Ok(if clean { 0 } else { 1 })
         }
         Cmd::Inspect { .. } => unreachable!("handled above"),
     }

@@ -62,6 +62,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     crate::mount::enter_private_namespace().context("entering a private mount namespace")?;
     let store = Store::open(&args.store)
         .with_context(|| format!("opening the store {}", args.store.display()))?;
+    store.restrict_to_owner()?;
     let index = Index::new(&args.libdir);
     let limits = Limits {
         max_jobs: args.max_jobs.max(1),

@@ -569,6 +569,45 @@ impl Manager {
         Ok(report.freed)
     }
 
+    /// Hashes every object and cached download again (like `git fsck`); what does not match
+    /// its name is moved to the store's quarantine and its refs removed. Returns whether the
+    /// store was clean and the report. Needs `org.osbuild.builder1.manage-store`.
+    #[zbus(out_args("clean", "report"))]
+    async fn verify(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<(bool, String)> {
+        let caller = auth::caller(conn, &hdr).await?;
+        self.svc
+            .authority
+            .check(conn, &hdr, &caller, Action::ManageStore)
+            .await?;
+        let store = self.svc.store.clone();
+        let report = tokio::task::spawn_blocking(move || store.verify())
+            .await
+            .map_err(|e| Error::Failed(format!("verifying: {e}")))?
+            .map_err(|e| {
+                tracing::error!("verifying the store: {e}");
+                Error::Failed("cannot verify the store; see the daemon's journal".into())
+            })?;
+        let text = report.to_text();
+        if report.is_clean() {
+            tracing::info!(
+                OSBUILD_CALLER_UID = caller.uid,
+                "verified: {}",
+                text.trim_end()
+            );
+        } else {
+            tracing::warn!(
+                OSBUILD_CALLER_UID = caller.uid,
+                "verified: {}",
+                text.trim_end()
+            );
+        }
+        Ok((report.is_clean(), text))
+    }
+
     /// A read-only descriptor of the regular file `path` inside output (or tree) `id`.
     /// `path` is relative; `..`, absolute paths and symlinks are refused.
     async fn open_output(

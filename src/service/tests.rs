@@ -274,6 +274,7 @@ async fn denied_callers_get_access_denied_and_no_job() {
         proxy.build(MANIFEST, &no_options()).await.unwrap_err(),
         proxy.list_objects().await.unwrap_err(),
         proxy.prune(0).await.unwrap_err(),
+        proxy.verify().await.unwrap_err(),
         proxy.open_output(&"0".repeat(64), "x").await.unwrap_err(),
     ] {
         let (name, msg) = error_name(&e);
@@ -307,6 +308,12 @@ async fn store_listing_and_output_paths() {
     let proxy = Builder1Proxy::new(&f.client).await.unwrap();
     assert!(proxy.list_objects().await.unwrap().is_empty());
     assert_eq!(proxy.prune(0).await.unwrap(), 0);
+    let (clean, report) = proxy.verify().await.unwrap();
+    assert!(clean);
+    assert_eq!(
+        report,
+        "checked 0 object(s) and 0 download(s): all match their names\n"
+    );
     for (id, path, want) in [
         ("nope", "x", "is not an id"),
         (&*"a".repeat(64), "x", "no object"),

@@ -17,6 +17,11 @@ pub const PROGRESS_ENV: &str = "OSBUILD_SOURCE_PROGRESS";
 /// The prefix of a progress line.
 pub const PROGRESS_PREFIX: &str = "osbuild-source-progress ";
 
+/// The name prefix of a download in progress in the cache directory. The downloader holds an
+/// exclusive flock(2) on the file while it writes and renames it to its checksum once verified
+/// and flushed; the store removes such files nobody holds (a downloader that died).
+pub const PARTIAL_DOWNLOAD_PREFIX: &str = ".unverified-";
+
 /// An object as a source reads it.
 pub type Object = serde_json::Map<String, serde_json::Value>;
 
