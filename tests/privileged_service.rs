@@ -765,3 +765,60 @@ fn privileged_service_store_is_private_and_verified_on_request() {
     assert!(!victim.exists());
     assert_eq!(f.store_names("quarantine").len(), 1);
 }
+
+/// The sources run as root; for a caller who is not, they read nothing of the host: a
+/// `file:///etc/shadow` source fails without reading it (so no digest or size of it appears),
+/// and so does a certificate path.
+#[test]
+fn privileged_service_sources_read_no_host_file_for_a_user() {
+    if !privileged("privileged_service_sources_read_no_host_file_for_a_user") {
+        return;
+    }
+    let f = Fixture::new();
+    let _rule = f.grant_group();
+    let shadow = std::fs::read("/etc/shadow").unwrap();
+    let digest = {
+        use sha2::Digest;
+        let d = sha2::Sha256::digest(&shadow);
+        d.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    };
+    let claimed = format!("sha256:{}", "0".repeat(64));
+    let fetch = |sources: Value| {
+        json!({"pipeline": {"stages": [{"name": "org.osbuild.test.fetch", "options": {
+            "source": "org.osbuild.files", "checksums": [&claimed]}}]},
+            "sources": {"org.osbuild.files": sources}})
+    };
+    let shadow_url = fetch(json!({"urls": {&claimed: "file:///etc/shadow"}}));
+    let ca_path =
+        fetch(json!({"urls": {&claimed: "http://127.0.0.1:9/x"}, "sslcacert": "/etc/shadow"}));
+    for (name, manifest, want) in [
+        ("shadow.json", shadow_url, "a file:// URL would be read as root, so it is refused for a caller who is not root"),
+        ("ca.json", ca_path, "option sslcacert: a path would be read as root, so it is refused for a caller who is not root"),
+    ] {
+        let m = f.manifest(name, &manifest);
+        // polkitd notices the new rule within a few seconds.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let o = loop {
+            let o = f.ctl(Some(BUILDER), &["build", &m]);
+            if o.status.code() != Some(3) || Instant::now() > deadline {
+                break o;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        };
+        let all = text(&o);
+        assert_eq!(o.status.code(), Some(1), "{all}");
+        assert!(all.contains(want), "{all}");
+        assert!(!all.contains(&digest) && !all.contains(&format!("{} bytes", shadow.len())), "{all}");
+        let log = std::fs::read_to_string(f.env.dir.path().join("osbuildd.log")).unwrap();
+        assert!(!log.contains(&digest), "the daemon's log");
+        assert!(f.store_names("objects").is_empty());
+    }
+    // Root may (it could read the file anyway): the source reads it and finds the wrong sum.
+    let m = f.manifest(
+        "root.json",
+        &fetch(json!({"urls": {&claimed: "file:///etc/shadow"}})),
+    );
+    let o = f.ctl(None, &["build", &m]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("checksum mismatch"), "{}", text(&o));
+}

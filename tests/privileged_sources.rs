@@ -141,3 +141,64 @@ fn privileged_a_source_that_fails_stops_the_build_before_any_stage() {
         "{stderr}"
     );
 }
+
+/// Secret headers go only where the manifest sends them: a redirect to another origin is
+/// refused with a clear error (reqwest would carry custom headers along), while a redirect
+/// within the same server is followed.
+#[test]
+fn privileged_secret_headers_never_follow_a_redirect_to_another_host() {
+    if !privileged("privileged_secret_headers_never_follow_a_redirect_to_another_host") {
+        return;
+    }
+    let env = Env::new();
+    let body = b"the file\n".to_vec();
+    let sum = sha256(&body);
+    let elsewhere = Server::start(vec![("/f", body.clone())]);
+    let origin = Server::start(vec![
+        (
+            "/away",
+            format!("redirect:{}", elsewhere.url("/f")).into_bytes(),
+        ),
+        ("/here", format!("redirect:{}", "/f").into_bytes()),
+        ("/f", body.clone()),
+    ]);
+    let secrets = env.dir.path().join("secrets.json");
+    let token = "k3y-n0t-f0r-others";
+    std::fs::write(
+        &secrets,
+        json!({"org.osbuild.files": {"headers": {"X-Api-Key": token}}}).to_string(),
+    )
+    .unwrap();
+    let secrets_arg = secrets.to_str().unwrap();
+    let manifest = fetch_manifest(json!({&sum: origin.url("/away")}), &[&sum]);
+    let out = env.osbuild(&["--secrets", secrets_arg], &manifest.to_string());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("redirected to http://127.0.0.1, which is not followed: the request carries secret headers"),
+        "{stderr}"
+    );
+    assert!(
+        elsewhere.requests().is_empty(),
+        "{:?}",
+        elsewhere.requests()
+    );
+    assert!(!stderr.contains(token));
+    // Within the same server the redirect is followed, headers and all.
+    let manifest = fetch_manifest(json!({&sum: origin.url("/here")}), &[&sum]);
+    let out = env.osbuild(&["--secrets", secrets_arg], &manifest.to_string());
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let requests = origin.requests();
+    assert!(
+        requests.iter().any(|r| r.starts_with("GET /f ")),
+        "{requests:?}"
+    );
+    assert!(requests.iter().all(|r| r
+        .to_ascii_lowercase()
+        .contains(&format!("x-api-key: {token}").to_ascii_lowercase())));
+}

@@ -118,7 +118,8 @@ pub(crate) fn validate(
 }
 
 /// Queues a validated request for `caller`, within the per-user limit.
-fn admit(svc: &Service, caller: &auth::Caller, request: Request) -> Result<Arc<Job>> {
+fn admit(svc: &Service, caller: &auth::Caller, mut request: Request) -> Result<Arc<Job>> {
+    request.unprivileged_caller = caller.uid != 0;
     let owner = Owner {
         uid: caller.uid,
         name: caller.name.clone(),
