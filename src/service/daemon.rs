@@ -39,6 +39,15 @@ pub struct Args {
     /// Seconds a finished job stays on the bus.
     #[arg(long, value_name = "SECONDS", default_value_t = 300)]
     pub keep_finished: u64,
+    /// The most finished jobs kept on the bus at once (the oldest are forgotten first).
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    pub max_finished_jobs: usize,
+    /// The most bytes of finished jobs' results kept at once (the oldest are forgotten first).
+    #[arg(long, value_name = "BYTES", default_value_t = 64 << 20)]
+    pub max_finished_bytes: usize,
+    /// Exports (osbuildctl export, build --output) running at once; more are refused.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub max_exports: usize,
 }
 
 /// Runs the daemon; returns its exit code.
@@ -69,6 +78,9 @@ fn run(args: Args) -> anyhow::Result<()> {
         max_jobs_per_user: args.max_jobs_per_user,
         max_manifest_bytes: args.max_manifest_bytes,
         keep_finished: Duration::from_secs(args.keep_finished),
+        max_finished_jobs: args.max_finished_jobs,
+        max_finished_bytes: args.max_finished_bytes,
+        max_exports: args.max_exports,
     };
     let svc = Service::new(store, index, limits, Authority::Polkit);
     let rt = tokio::runtime::Builder::new_multi_thread()

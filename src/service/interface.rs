@@ -92,12 +92,7 @@ fn check_runners(index: &Index, pipeline: &Pipeline) -> Result<()> {
     }
 }
 
-/// Validates a `Build` call into a request; no side effect.
-pub(crate) fn validate(
-    svc: &Service,
-    manifest: &str,
-    options: HashMap<String, OwnedVariant>,
-) -> Result<Request> {
+fn check_manifest_size(svc: &Service, manifest: &str) -> Result<()> {
     let limit = svc.scheduler.limits().max_manifest_bytes;
     if manifest.len() > limit {
         return Err(Error::ManifestTooLarge(format!(
@@ -105,6 +100,16 @@ pub(crate) fn validate(
             manifest.len()
         )));
     }
+    Ok(())
+}
+
+/// Validates a `Build` call into a request; no side effect.
+pub(crate) fn validate(
+    svc: &Service,
+    manifest: &str,
+    options: HashMap<String, OwnedVariant>,
+) -> Result<Request> {
+    check_manifest_size(svc, manifest)?;
     let opts = BuildOptions::from_dict(options).map_err(Error::InvalidOption)?;
     let overrides = Overrides {
         sources: opts.sources,
@@ -135,6 +140,46 @@ fn admit(svc: &Service, caller: &auth::Caller, mut request: Request) -> Result<A
                 "osbuildd is shutting down; try again when it is back".into(),
             ),
         })
+}
+
+/// The most bytes of a job's full result kept for `Job.GetResult`, well below the system bus's
+/// 32 MiB message limit: each module keeps at most 1 MiB of output, but a build of many chatty
+/// stages could still pass it.
+pub(crate) const MAX_RESULT_BYTES: usize = 16 << 20;
+
+/// The result's JSON within [`MAX_RESULT_BYTES`]: outputs are dropped, earliest first (the
+/// stage that failed, usually the last, keeps its own), each replaced by a notice.
+pub(crate) fn fit_for_the_bus(mut result: PipelineResult) -> String {
+    let mut text = result.to_json();
+    let mut next = 0;
+    while text.len() > MAX_RESULT_BYTES {
+        let mut outputs = outputs_mut(&mut result);
+        let Some(output) = outputs.get_mut(next) else {
+            break;
+        };
+        let dropped = output.len();
+        **output = format!(
+            "[... {dropped} bytes of output dropped: the whole result would not fit a D-Bus message; the daemon's journal has every line]"
+        );
+        next += 1;
+        text = result.to_json();
+    }
+    text
+}
+
+/// Every module's output, in the order the modules ran.
+fn outputs_mut(result: &mut PipelineResult) -> Vec<&mut String> {
+    let mut out = Vec::new();
+    if let Some(build) = result.build.as_deref_mut() {
+        out.extend(outputs_mut(build));
+    }
+    let modules = result
+        .stages
+        .iter_mut()
+        .flatten()
+        .chain(result.assembler.as_mut());
+    out.extend(modules.filter_map(|m| m.output.as_mut()));
+    out
 }
 
 /// Exports and announces an admitted job, and starts what may start.
@@ -350,8 +395,14 @@ pub(super) async fn finish(
         }
         _ => tracing::info!(OSBUILD_JOB = n, "job {n} {}", state.as_str()),
     }
-    let _ = job.result.set(full.to_json());
-    svc.scheduler.finish(job, state);
+    let _ = job.result.set(fit_for_the_bus(full.clone()));
+    let forgotten = svc.scheduler.finish(job, state);
+    for id in forgotten {
+        let _ = conn
+            .object_server()
+            .remove::<JobIface, _>(id.path().as_ref())
+            .await;
+    }
     emit_state(conn, job).await;
     emit_progress(conn, job).await;
     if let Ok(mgr) = SignalEmitter::new(conn, MANAGER_PATH) {
@@ -462,6 +513,8 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
     ) -> Result<OwnedObjectPath> {
         let caller = auth::caller(conn, &hdr).await?;
+        // Before polkit is asked: an oversized call costs the daemon nothing more.
+        check_manifest_size(&self.svc, manifest)?;
         self.svc
             .authority
             .check(conn, &hdr, &caller, Action::Build)
@@ -641,6 +694,13 @@ impl Manager {
             .authority
             .check(conn, &hdr, &caller, Action::Build)
             .await?;
+        // Each export holds a thread and a tar process: a bounded number at once.
+        let _running = self.svc.exports.try_acquire().map_err(|_| {
+            zbus::fdo::Error::LimitsExceeded(format!(
+                "{} exports are running, the most at once; try again when one has finished",
+                self.svc.scheduler.limits().max_exports
+            ))
+        })?;
         let child = output::export(&self.svc.store, id, fd.into())?;
         tracing::info!(OSBUILD_CALLER_UID = caller.uid, "exporting {id}");
         tokio::task::spawn_blocking(move || output::wait(child))
