@@ -324,6 +324,7 @@ fn source_command(executable: &Path) -> Command {
         }
     }
     osbuild_sys::process::tie_to_thread(&mut cmd, None);
+    osbuild_sys::process::inherit_only(&mut cmd, Vec::new());
     cmd
 }
 

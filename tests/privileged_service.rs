@@ -554,6 +554,10 @@ fn privileged_service_sigkilled_daemon_leaves_nothing_behind() {
     let o = f.ctl(None, &["build", &s, "--detach"]);
     let job = String::from_utf8_lossy(&o.stdout).trim().to_owned();
     wait_state(&f, &job, "running");
+    // A client following a build (the same stage: it waits for the first job's).
+    let mut follower = f.ctl_command(None, &["build", &s]);
+    follower.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let follower = follower.spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     while processes_matching("sleep 600").is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
@@ -562,6 +566,18 @@ fn privileged_service_sigkilled_daemon_leaves_nothing_behind() {
     let pid = nix::unistd::Pid::from_raw(f.daemon_pid() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
     let _ = f.daemon.take();
+    // The follower notices the daemon is gone (its name lost its owner) and says so.
+    let o = wait_within(
+        follower,
+        Duration::from_secs(10),
+        "the following osbuildctl",
+    );
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    assert!(
+        text(&o).contains("osbuildd went away while job "),
+        "{}",
+        text(&o)
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     while !processes_matching("sleep 600").is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
@@ -821,4 +837,25 @@ fn privileged_service_sources_read_no_host_file_for_a_user() {
     let o = f.ctl(None, &["build", &m]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("checksum mismatch"), "{}", text(&o));
+}
+
+/// `osbuildctl export` and `build --output` end in seconds, with a reason, when the daemon
+/// refuses: a missing object, an id that is none.
+#[test]
+fn privileged_service_export_of_a_missing_object_fails_in_seconds() {
+    if !privileged("privileged_service_export_of_a_missing_object_fails_in_seconds") {
+        return;
+    }
+    let f = Fixture::new();
+    let dir = f.env.dir.path().join("out");
+    let dir = dir.to_str().unwrap();
+    let missing = "0".repeat(64);
+    for (id, want) in [
+        (missing.as_str(), "NoSuchObject: "),
+        ("nope", "NoSuchObject: "),
+    ] {
+        let o = f.ctl_within(None, &["export", id, dir], Duration::from_secs(10));
+        assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+        assert!(text(&o).contains(want), "{}", text(&o));
+    }
 }

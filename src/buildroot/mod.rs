@@ -366,7 +366,7 @@ impl BuildRoot {
             .map_err(io_err("duplicating the network namespace"))?;
         // bwrap dies with this thread: spawn and wait here, on the caller's own thread.
         osbuild_sys::process::tie_to_thread(&mut cmd, netns);
-        osbuild_sys::process::inherit_fd(&mut cmd, filter);
+        osbuild_sys::process::inherit_only(&mut cmd, vec![filter]);
         // Dropping the child (any early return below) kills and reaps it.
         let mut child = Child::spawn(&mut cmd).map_err(BuildRootError::Spawn)?;
         drop(cmd); // closes our copies of the pipe's write end
