@@ -202,3 +202,42 @@ fn privileged_secret_headers_never_follow_a_redirect_to_another_host() {
         .to_ascii_lowercase()
         .contains(&format!("x-api-key: {token}").to_ascii_lowercase())));
 }
+
+/// Downloads count in the store's budget: a prune removes the least recently used ones (a
+/// cache hit counts as a use), and none of a cache a running source holds.
+#[test]
+fn privileged_prune_removes_least_recently_used_downloads_but_not_a_busy_cache() {
+    if !privileged("privileged_prune_removes_least_recently_used_downloads_but_not_a_busy_cache") {
+        return;
+    }
+    let env = Env::new();
+    let (a, b) = (vec![b'a'; 50_000], vec![b'b'; 70_000]);
+    let (sa, sb) = (sha256(&a), sha256(&b));
+    let server = Server::start(vec![("/a", a.clone()), ("/b", b.clone())]);
+    let urls = json!({&sa: server.url("/a"), &sb: server.url("/b")});
+    let fetch = |sums: &[&str]| {
+        let out = env.osbuild(&[], &fetch_manifest(urls.clone(), sums).to_string());
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+    };
+    fetch(&[&sa]);
+    fetch(&[&sb]);
+    fetch(&[&sa]); // a cache hit: a is now the most recently used
+    let store = osbuild::store::Store::open(&env.store).unwrap();
+    let cache = env.store.join("sources/org.osbuild.files");
+    // A source running on the cache (it holds a shared lock): nothing of it goes.
+    let busy = std::fs::File::open(&cache).unwrap();
+    busy.lock_shared().unwrap();
+    let report = store.prune(0).unwrap();
+    assert!(report.downloads_removed.is_empty(), "{report:?}");
+    assert!(cache.join(&sa).exists() && cache.join(&sb).exists());
+    drop(busy);
+    // Over budget by less than b: b, the least recently used, goes; a stays.
+    let report = store.prune(a.len() as u64).unwrap();
+    assert_eq!(
+        report.downloads_removed,
+        [format!("org.osbuild.files/{sb}")]
+    );
+    assert!(cache.join(&sa).exists() && !cache.join(&sb).exists());
+    assert_eq!(report.remaining, a.len() as u64);
+}

@@ -172,6 +172,10 @@ pub fn run(request: &Request) -> Result<(), String> {
     for dir in [&request.cache, &request.output] {
         std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     }
+    // Shared while this runs: the store prunes a cache directory only under an exclusive lock.
+    let cache_lock = std::fs::File::open(&request.cache)
+        .and_then(|dir| dir.lock_shared().map(|()| dir))
+        .map_err(|e| format!("locking the cache {}: {e}", request.cache.display()))?;
     let progress = Arc::new(Progress::new(wanted.len() as u64));
     progress.report(true);
     if !wanted.is_empty() {
@@ -197,6 +201,7 @@ pub fn run(request: &Request) -> Result<(), String> {
             .map_err(|e| format!("{name}: placing it in {}: {e}", request.output.display()))?;
     }
     progress.report(true);
+    drop(cache_lock);
     Ok(())
 }
 
@@ -366,6 +371,10 @@ async fn fetch_one(
 ) -> Result<(), String> {
     let target = cache.join(checksum.as_str());
     if let Some(size) = verify_cached(&target, checksum).await? {
+        // Its modification time is its last use, for the store's least-recently-used prune.
+        if let Ok(f) = std::fs::File::options().write(true).open(&target) {
+            let _ = f.set_modified(std::time::SystemTime::now());
+        }
         progress.expect(size);
         progress.advance(size);
         return Ok(());

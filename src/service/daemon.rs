@@ -48,6 +48,10 @@ pub struct Args {
     /// Exports (osbuildctl export, build --output) running at once; more are refused.
     #[arg(long, value_name = "N", default_value_t = 4)]
     pub max_exports: usize,
+    /// After each build, remove least recently used objects and downloads until the store
+    /// holds at most this many bytes (what running builds use is kept). Default: no limit.
+    #[arg(long, value_name = "BYTES")]
+    pub max_store_bytes: Option<u64>,
 }
 
 /// Runs the daemon; returns its exit code.
@@ -81,6 +85,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         max_finished_jobs: args.max_finished_jobs,
         max_finished_bytes: args.max_finished_bytes,
         max_exports: args.max_exports,
+        max_store_bytes: args.max_store_bytes,
     };
     let svc = Service::new(store, index, limits, Authority::Polkit);
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -412,6 +412,21 @@ pub(super) async fn finish(
         let _ = Manager::job_finished(&mgr, path.as_ref(), success, &summary).await;
     }
     start_ready(svc, conn);
+    if let Some(budget) = svc.scheduler.limits().max_store_bytes {
+        let store = svc.store.clone();
+        tokio::task::spawn_blocking(move || {
+            match store.prune(budget) {
+            Ok(r) if r.freed > 0 => tracing::info!(
+                "store kept within {budget} bytes: {} objects and {} downloads removed, {} bytes freed",
+                r.removed.len(),
+                r.downloads_removed.len(),
+                r.freed
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!("pruning the store to {budget} bytes: {e}"),
+        }
+        });
+    }
     let (svc, conn, id) = (svc.clone(), conn.clone(), job.id);
     tokio::spawn(async move {
         tokio::time::sleep(svc.scheduler.limits().keep_finished).await;

@@ -36,6 +36,8 @@ pub struct Limits {
     pub max_finished_bytes: usize,
     /// Exports (`ExportOutput`) running at once.
     pub max_exports: usize,
+    /// After each job, prune the store (objects and downloads) to this many bytes.
+    pub max_store_bytes: Option<u64>,
 }
 
 impl Default for Limits {
@@ -48,6 +50,7 @@ impl Default for Limits {
             max_finished_jobs: 64,
             max_finished_bytes: 64 << 20,
             max_exports: 4,
+            max_store_bytes: None,
         }
     }
 }
