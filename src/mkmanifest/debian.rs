@@ -829,4 +829,99 @@ mod tests {
         let m = manifest(&[], &ManifestOptions::default());
         assert!(m["pipeline"].get("assembler").is_none());
     }
+
+    /// The stage and assembler options of an image of `boot`.
+    fn image_parts(boot: Boot) -> (ImageOptions, Value, Value, Value) {
+        let img = ImageOptions::for_boot(boot);
+        let m = manifest(
+            &[],
+            &ManifestOptions {
+                image: Some(img.clone()),
+                ..Default::default()
+            },
+        );
+        let stages = &m["pipeline"]["stages"];
+        assert_eq!(stages[1]["name"], "org.osbuild.fstab");
+        assert_eq!(stages[2]["name"], "org.osbuild.grub2");
+        let (fstab, grub) = (stages[1]["options"].clone(), stages[2]["options"].clone());
+        (
+            img,
+            fstab,
+            grub,
+            m["pipeline"]["assembler"]["options"].clone(),
+        )
+    }
+
+    #[test]
+    fn uefi_image_is_gpt_with_an_esp() {
+        let (img, fstab, grub, asm) = image_parts(Boot::Uefi);
+        assert_eq!(
+            fstab["filesystems"][1],
+            json!({"uuid": "0B0B-CAFE", "vfs_type": "vfat", "path": "/boot/efi",
+                   "options": "umask=0077", "passno": 2})
+        );
+        assert_eq!(grub["legacy"], false);
+        assert_eq!(grub["uefi"], json!({"vendor": "debian", "install": true}));
+        assert_eq!(asm["pttype"], "gpt");
+        assert_eq!(asm["ptuuid"], "0b0bcafe-0000-4000-8000-0000000000d1");
+        assert_eq!(asm["bootloader"], json!({"type": "none"}));
+        assert!(asm.get("root_fs_uuid").is_none(), "{asm:#}");
+        assert_eq!(
+            asm["partitions"],
+            json!([
+                {"start": 2048, "size": 409600, "type": ESP_TYPE, "name": "EFI System",
+                 "filesystem": {"type": "vfat", "uuid": "0B0B-CAFE", "mountpoint": "/boot/efi"}},
+                {"start": 411648, "type": LINUX_FS_TYPE, "name": "root",
+                 "filesystem": {"type": "ext4", "uuid": img.root_fs_uuid, "mountpoint": "/"}}
+            ])
+        );
+        assert_eq!(
+            Boot::Uefi.packages(),
+            ["grub-efi-amd64", "dosfstools"],
+            "GRUB for EFI and fsck.vfat for the ESP in the tree"
+        );
+    }
+
+    #[test]
+    fn hybrid_image_has_a_bios_boot_partition_and_an_esp() {
+        let (img, fstab, grub, asm) = image_parts(Boot::Hybrid);
+        assert_eq!(fstab["filesystems"].as_array().unwrap().len(), 2);
+        assert_eq!(grub["legacy"], "i386-pc");
+        assert_eq!(grub["uefi"], json!({"vendor": "debian", "install": true}));
+        assert_eq!(
+            asm["bootloader"],
+            json!({"type": "grub2", "platform": "i386-pc"})
+        );
+        let parts = asm["partitions"].as_array().unwrap();
+        assert_eq!(
+            parts[0],
+            json!({"start": 2048, "size": 2048, "type": BIOS_BOOT_TYPE, "name": "BIOS boot"})
+        );
+        assert_eq!(parts[1]["start"], 4096);
+        assert_eq!(parts[1]["size"], img.esp_size / 512);
+        assert_eq!(parts[1]["type"], ESP_TYPE);
+        assert_eq!(parts[2]["start"], 4096 + 409600);
+        assert_eq!(parts[2]["filesystem"]["mountpoint"], "/");
+        assert!(Boot::Hybrid.packages().contains(&"grub-pc-bin"));
+
+        // BIOS stays v10's single-root form, without an ESP.
+        let (_, fstab, grub, asm) = image_parts(Boot::Bios);
+        assert_eq!(fstab["filesystems"].as_array().unwrap().len(), 1);
+        assert!(grub.get("uefi").is_none());
+        assert!(asm.get("partitions").is_none() && asm.get("pttype").is_none());
+        assert!(Boot::Bios.packages().is_empty());
+    }
+
+    #[test]
+    fn boot_kinds_by_name() {
+        for (name, boot) in Boot::ALL {
+            assert_eq!(Boot::parse(name), Ok(boot));
+            assert_eq!(boot.name(), name);
+        }
+        assert_eq!(Boot::default(), Boot::Bios);
+        assert_eq!(
+            Boot::parse("efi").unwrap_err(),
+            "\"efi\" is not one of bios, uefi, hybrid"
+        );
+    }
 }
