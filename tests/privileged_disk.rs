@@ -428,6 +428,22 @@ fn privileged_bad_size_and_failure_leave_nothing() {
     assert_no_loop_devices(dir.path());
 }
 
+/// Builds `manifest` through the engine and returns a raw copy (`d.raw` in the test's
+/// directory) of its output `filename`.
+fn build_raw(env: &Env, manifest: &Value, filename: &str) -> PathBuf {
+    let (result, code) = env.build_json(&[], &manifest.to_string());
+    assert_eq!(code, 0, "{result:#}");
+    let qcow = env.committed(result["output_id"].as_str().unwrap(), filename);
+    let raw = env.dir.path().join("d.raw");
+    output(
+        Command::new("qemu-img")
+            .args(["convert", "-O", "raw"])
+            .arg(&qcow)
+            .arg(&raw),
+    );
+    raw
+}
+
 /// Through the engine: grub2 stage on a tree, qemu assembler with an ext4 /boot and an xfs
 /// root (loop device from the remoteloop API), MBR + BIOS.
 #[test]
@@ -451,17 +467,7 @@ fn privileged_engine_builds_xfs_disk_through_remoteloop() {
                  "filesystem": {"type": "xfs", "uuid": if fail { "bad-uuid" } else { root_uuid }, "label": "root", "mountpoint": "/"}}]}}
         }})
     };
-    let (result, code) = env.build_json(&[], &manifest(false).to_string());
-    assert_eq!(code, 0, "{result}");
-    let output_id = result["output_id"].as_str().unwrap();
-    let qcow = env.committed(output_id, "d.qcow2");
-    let raw = env.dir.path().join("d.raw");
-    output(
-        Command::new("qemu-img")
-            .args(["convert", "-O", "raw"])
-            .arg(&qcow)
-            .arg(&raw),
-    );
+    let raw = build_raw(&env, &manifest(false), "d.qcow2");
     let pt = sfdisk_json(&raw);
     let parts = pt["partitiontable"]["partitions"].as_array().unwrap();
     assert_eq!(parts[0]["bootable"], true);
@@ -542,16 +548,7 @@ fn privileged_engine_builds_hybrid_debian_layout() {
     );
     let manifest = json!({"pipeline": {"stages": stages,
         "assembler": generated["pipeline"]["assembler"].clone()}});
-    let (result, code) = env.build_json(&[], &manifest.to_string());
-    assert_eq!(code, 0, "{result:#}");
-    let qcow = env.committed(result["output_id"].as_str().unwrap(), "disk.qcow2");
-    let raw = env.dir.path().join("d.raw");
-    output(
-        Command::new("qemu-img")
-            .args(["convert", "-O", "raw"])
-            .arg(&qcow)
-            .arg(&raw),
-    );
+    let raw = build_raw(&env, &manifest, "disk.qcow2");
 
     let pt = sfdisk_json(&raw);
     let table = &pt["partitiontable"];
