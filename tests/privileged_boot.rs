@@ -471,19 +471,16 @@ fn check_gpt_disk(raw: &Path, img: &ImageOptions) -> u64 {
         "root=UUID={} ro console=ttyS0,115200 systemd.wants=imgtest.service\n",
         img.root_fs_uuid
     );
-    if hybrid {
-        // The ESP's configuration finds the canonical one on the root.
-        assert!(
-            esp_cfg.contains("--file /boot/grub/grub.cfg\n"),
-            "{esp_cfg}"
-        );
-        assert!(
-            esp_cfg.contains("configfile $prefix/grub.cfg\n"),
-            "{esp_cfg}"
-        );
-    } else {
-        assert!(esp_cfg.contains(&kernel_args), "{esp_cfg}");
-    }
+    // The ESP's configuration finds the canonical one on the root (the file the tree's
+    // update-grub rewrites on a kernel update).
+    assert!(
+        esp_cfg.contains("--file /boot/grub/grub.cfg\n"),
+        "{esp_cfg}"
+    );
+    assert!(
+        esp_cfg.contains("configfile $prefix/grub.cfg\n"),
+        "{esp_cfg}"
+    );
     let grub_cfg = ext4_cat(raw, root_at, "/boot/grub/grub.cfg");
     assert!(grub_cfg.contains(&kernel_args), "{grub_cfg}");
     let grub_dir = ext4_ls(raw, root_at, "/boot/grub");

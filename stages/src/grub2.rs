@@ -12,7 +12,9 @@
 //! `legacy` (true, or a platform such as `i386-pc`) copies the build root's GRUB modules
 //! (`/usr/lib/grub/<platform>/*.mod|*.lst`, not `fdt.lst`) and `unicode.pf2` next to the
 //! configuration; `uefi {vendor}` writes `/boot/efi/EFI/<vendor>/grub.cfg`, the whole
-//! configuration, or with `legacy` too (hybrid) a short one that finds the canonical file.
+//! configuration (BLS trees, UEFI only), or a short one that finds the canonical file (with
+//! `legacy` too, i.e. hybrid, and always in trees without BLS, whose `update-grub` rewrites
+//! only the canonical file).
 //! `uefi.install` (beyond v10, where packages such as Fedora's shim and grub2-efi put the EFI
 //! programs into `/boot/efi`; Debian's grub-efi-amd64 leaves that to `grub-install`) builds
 //! GRUB as an x86_64 EFI program with the build root's `grub-mkimage`, its prefix
@@ -388,22 +390,28 @@ fn write_grubenv(t: &Path, opts: &Options) -> Result<(), StageError> {
     Ok(())
 }
 
-/// `/boot/efi/EFI/<vendor>/grub.cfg`: the whole configuration, or (hybrid) one that finds
-/// the canonical file.
+/// `/boot/efi/EFI/<vendor>/grub.cfg`: the whole configuration (v10, BLS trees booting by
+/// UEFI only), or one that finds the canonical file: for hybrid, and always without BLS, where
+/// the canonical file is what the tree's `update-grub` rewrites on a kernel update (a copy on
+/// the ESP would go stale).
 fn write_esp_cfg(
     t: &Path,
     opts: &Options,
     config: &Config,
     vendor: &str,
+    bls: bool,
 ) -> Result<(), StageError> {
     let path = format!("boot/efi/EFI/{vendor}/grub.cfg");
-    let text = if opts.hybrid() {
+    let text = if opts.hybrid() || !bls {
         let on_fs = if opts.boot_fs_uuid.is_some() {
             config.grub_dir.trim_start_matches("boot").to_owned()
         } else {
             format!("/{}", config.grub_dir)
         };
-        println!("hybrid boot support enabled: writing a redirecting grub.cfg to the ESP");
+        println!(
+            "writing a grub.cfg to the ESP that finds /{}/grub.cfg",
+            config.grub_dir
+        );
         redirect_cfg(&on_fs)
     } else {
         config.cfg.clone()
@@ -427,7 +435,7 @@ pub fn run(args: &Args) -> Result<i32, StageError> {
         write_grubenv(t, &opts)?;
     }
     if let Some(vendor) = &opts.vendor {
-        write_esp_cfg(t, &opts, &config, vendor)?;
+        write_esp_cfg(t, &opts, &config, vendor, bls)?;
         if opts.install_efi {
             install_efi_program(t, vendor, config.grub_dir)?;
         }
