@@ -180,8 +180,10 @@ impl Booting {
             .args([
                 "-accel",
                 "tcg",
+                // One vCPU each: four VMs at once on two busy cores; with two, a guest was seen
+                // stuck in soft lockups in virtio-blk's notify under heavy host load.
                 "-smp",
-                "2",
+                "1",
                 "-m",
                 "1024",
                 "-nographic",
