@@ -112,3 +112,39 @@ fn what_v10_samples_carry_passes_inspect() {
         );
     }
 }
+
+#[test]
+fn generated_uefi_and_hybrid_manifests_pass_inspect_and_bad_options_do_not() {
+    use osbuild::mkmanifest::debian::{self, Boot, ImageOptions, ManifestOptions};
+    for (name, boot) in Boot::ALL {
+        let m = debian::manifest(
+            &[],
+            &ManifestOptions {
+                image: Some(ImageOptions::for_boot(boot)),
+                ..Default::default()
+            },
+        );
+        let (code, _, stderr) = osbuild(&["--inspect", "-"], &m.to_string());
+        assert_eq!(code, 0, "{name}: {stderr}");
+    }
+    // uefi.install is a boolean, checked against the grub2 stage's schema.
+    let manifest = r#"{"pipeline":{"stages":[{"name":"org.osbuild.grub2","options":
+        {"root_fs_uuid":"u","uefi":{"vendor":"debian","install":"yes"}}}]}}"#;
+    let (code, stdout, _) = osbuild(&["--inspect", "-"], manifest);
+    assert_eq!(code, 2);
+    assert!(
+        stdout.contains(r#""path":"pipeline.stages[0].options.uefi.install""#),
+        "{stdout}"
+    );
+    // The generator names the kinds it knows.
+    let out = Command::new(env!("CARGO_BIN_EXE_osbuild-mkmanifest-debian"))
+        .args(["--image", "--boot", "efi"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(r#""efi" is not one of bios, uefi, hybrid"#),
+        "{stderr}"
+    );
+}

@@ -428,6 +428,22 @@ fn privileged_bad_size_and_failure_leave_nothing() {
     assert_no_loop_devices(dir.path());
 }
 
+/// Builds `manifest` through the engine and returns a raw copy (`d.raw` in the test's
+/// directory) of its output `filename`.
+fn build_raw(env: &Env, manifest: &Value, filename: &str) -> PathBuf {
+    let (result, code) = env.build_json(&[], &manifest.to_string());
+    assert_eq!(code, 0, "{result:#}");
+    let qcow = env.committed(result["output_id"].as_str().unwrap(), filename);
+    let raw = env.dir.path().join("d.raw");
+    output(
+        Command::new("qemu-img")
+            .args(["convert", "-O", "raw"])
+            .arg(&qcow)
+            .arg(&raw),
+    );
+    raw
+}
+
 /// Through the engine: grub2 stage on a tree, qemu assembler with an ext4 /boot and an xfs
 /// root (loop device from the remoteloop API), MBR + BIOS.
 #[test]
@@ -451,17 +467,7 @@ fn privileged_engine_builds_xfs_disk_through_remoteloop() {
                  "filesystem": {"type": "xfs", "uuid": if fail { "bad-uuid" } else { root_uuid }, "label": "root", "mountpoint": "/"}}]}}
         }})
     };
-    let (result, code) = env.build_json(&[], &manifest(false).to_string());
-    assert_eq!(code, 0, "{result}");
-    let output_id = result["output_id"].as_str().unwrap();
-    let qcow = env.committed(output_id, "d.qcow2");
-    let raw = env.dir.path().join("d.raw");
-    output(
-        Command::new("qemu-img")
-            .args(["convert", "-O", "raw"])
-            .arg(&qcow)
-            .arg(&raw),
-    );
+    let raw = build_raw(&env, &manifest(false), "d.qcow2");
     let pt = sfdisk_json(&raw);
     let parts = pt["partitiontable"]["partitions"].as_array().unwrap();
     assert_eq!(parts[0]["bootable"], true);
@@ -540,4 +546,136 @@ fn privileged_an_assembler_gets_a_bounded_number_of_loop_devices() {
         }
     }
     assert_eq!(attached(), 0, "every loop device detached");
+
+/// Through the engine, without the network: the layout and the fstab and grub2 stages of
+/// `osbuild-mkmanifest-debian --image --boot hybrid` on a tiny tree with a stand-in kernel.
+/// The disk read back: GPT with a BIOS boot partition holding GRUB's i386-pc core (and boot
+/// code in the protective MBR pointing at it), a 200 MiB FAT ESP with GRUB's EFI program at
+/// the removable path and in EFI/debian, and the root's fstab mounting the ESP.
+#[test]
+fn privileged_engine_builds_hybrid_debian_layout() {
+    use osbuild::mkmanifest::debian::{self, Boot, ImageOptions, ManifestOptions};
+    if !privileged("privileged_engine_builds_hybrid_debian_layout") {
+        return;
+    }
+    let env = Env::new();
+    let img = ImageOptions {
+        size: 512 << 20,
+        ..ImageOptions::for_boot(Boot::Hybrid)
+    };
+    let generated = debian::manifest(
+        &[],
+        &ManifestOptions {
+            image: Some(img.clone()),
+            ..Default::default()
+        },
+    );
+    // The generator's stages after dpkg, on a minimal root with a kernel file.
+    let mut stages = vec![
+        json!({"name": "org.osbuild.test.minimal-root"}),
+        json!({"name": "org.osbuild.script", "options": {"script":
+            "#!/bin/sh\nmkdir -p /boot\necho kernel > /boot/vmlinuz-6.1.0-1-amd64\n\
+             echo initrd > /boot/initrd.img-6.1.0-1-amd64\n"}}),
+    ];
+    stages.extend(
+        generated["pipeline"]["stages"].as_array().unwrap()[1..]
+            .iter()
+            .cloned(),
+    );
+    let manifest = json!({"pipeline": {"stages": stages,
+        "assembler": generated["pipeline"]["assembler"].clone()}});
+    let raw = build_raw(&env, &manifest, "disk.qcow2");
+
+    let pt = sfdisk_json(&raw);
+    let table = &pt["partitiontable"];
+    assert_eq!(table["label"], "gpt", "{pt:#}");
+    assert_eq!(table["id"], img.ptuuid.to_uppercase(), "{pt:#}");
+    let layout: Vec<(u64, u64, &str)> = table["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["start"].as_u64().unwrap(),
+                p["size"].as_u64().unwrap(),
+                p["type"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let root_size = layout[2].1;
+    assert_eq!(
+        layout,
+        [
+            (2048, 2048, BIOS_BOOT),
+            (4096, 409600, ESP),
+            (413696, root_size, LINUX)
+        ],
+        "{pt:#}"
+    );
+    assert!(root_size > 200 * 2048, "{pt:#}");
+
+    // GRUB: boot code in the protective MBR, its core in the BIOS boot partition.
+    let disk = std::fs::File::open(&raw).unwrap();
+    let read = |offset: u64, len: usize| {
+        use std::os::unix::fs::FileExt;
+        let mut buf = vec![0u8; len];
+        disk.read_exact_at(&mut buf, offset).unwrap();
+        buf
+    };
+    let mbr = read(0, 512);
+    assert_eq!(mbr[450], 0xee, "protective MBR");
+    assert!(mbr[..440].windows(4).any(|w| w == b"GRUB"), "no boot code");
+    assert_eq!(mbr[0x5c..0x64], 2048u64.to_le_bytes(), "core's sector");
+    let core = read(2048 * 512, 2048 * 512);
+    let used = core.iter().filter(|&&b| b != 0).count();
+    assert!(
+        used > 10_000,
+        "BIOS boot partition holds {used} non-zero bytes"
+    );
+
+    // The ESP: FAT with our volume id, GRUB's EFI program twice, the redirecting grub.cfg.
+    assert_eq!(
+        blkid(&raw, 4096),
+        ("vfat".into(), img.esp_fs_uuid.clone(), String::new())
+    );
+    let esp = format!("{}@@{}", raw.display(), 4096 * 512);
+    let listing = output(Command::new("mdir").args(["-/", "-b", "-i", &esp, "::/EFI"]));
+    for want in [
+        "::/EFI/BOOT/BOOTX64.EFI",
+        "::/EFI/debian/grubx64.efi",
+        "::/EFI/debian/grub.cfg",
+    ] {
+        assert!(listing.contains(want), "{want} not in {listing}");
+    }
+    let mtype = |path: &str| {
+        let out = Command::new("mtype")
+            .args(["-i", &esp, path])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{path}");
+        out.stdout
+    };
+    let efi = mtype("::/EFI/BOOT/BOOTX64.EFI");
+    assert_eq!(&efi[..2], b"MZ");
+    assert_eq!(efi, mtype("::/EFI/debian/grubx64.efi"));
+    let cfg = String::from_utf8(mtype("::/EFI/debian/grub.cfg")).unwrap();
+    assert!(cfg.contains("--file /boot/grub/grub.cfg\n"), "{cfg}");
+
+    // The root: fstab mounts the ESP; GRUB's configuration boots the stand-in kernel.
+    let scratch = env.dir.path();
+    let fstab = ext4_cat(&raw, 413696, root_size, "/etc/fstab", scratch);
+    assert!(
+        fstab.ends_with(&format!(
+            "UUID={}\t/boot/efi\tvfat\tumask=0077\t0\t2\n",
+            img.esp_fs_uuid
+        )),
+        "{fstab}"
+    );
+    let grub_cfg = ext4_cat(&raw, 413696, root_size, "/boot/grub/grub.cfg", scratch);
+    assert!(
+        grub_cfg.contains("  linux /boot/vmlinuz-6.1.0-1-amd64 root=UUID="),
+        "{grub_cfg}"
+    );
+    assert_no_loop_devices(env.dir.path());
+    assert_eq!(mounts_under(&env.store), Vec::<String>::new());
 }

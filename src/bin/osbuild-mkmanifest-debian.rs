@@ -42,11 +42,19 @@ struct Args {
     /// A kernel module for a small initrd (MODULES=list; repeatable).
     #[arg(long = "initramfs-module", value_name = "MODULE")]
     initramfs_modules: Vec<String>,
-    /// Make a bootable disk image (BIOS, MBR, ext4 root, GRUB 2): adds --base, the kernel,
+    /// Make a bootable disk image (ext4 root, GRUB 2; see --boot): adds --base, the kernel,
     /// initramfs-tools, systemd-sysv and udev, a small virtio/SCSI/IDE initrd unless
     /// --initramfs-module is given, the fstab and grub2 stages and the qemu assembler.
     #[arg(long)]
     image: bool,
+    /// How the image boots: bios (MBR, GRUB in the MBR gap), uefi (GPT, an EFI system
+    /// partition at /boot/efi with GRUB as EFI/BOOT/BOOTX64.EFI, grub-efi-amd64 in the tree)
+    /// or hybrid (GPT with a BIOS boot partition and an ESP: boots both ways).
+    #[arg(long, value_name = "KIND", default_value = "bios", requires = "image", value_parser = debian::Boot::parse)]
+    boot: debian::Boot,
+    /// The EFI system partition's size (uefi and hybrid), e.g. 200M.
+    #[arg(long, value_name = "SIZE", default_value = "200M", requires = "image", value_parser = debian::image_size)]
+    esp_size: u64,
     /// Image format (qcow2, raw, raw.xz, vdi, vmdk, vpc); the output file is disk.FORMAT.
     #[arg(
         long,
@@ -80,8 +88,9 @@ struct Args {
 
 fn run(args: Args) -> anyhow::Result<()> {
     let image = args.image.then(|| {
-        let defaults = debian::ImageOptions::default();
+        let defaults = debian::ImageOptions::for_boot(args.boot);
         debian::ImageOptions {
+            esp_size: args.esp_size,
             size: args.image_size,
             format: args.image_format,
             kernel_opts: args.kernel_opts,

@@ -241,13 +241,87 @@ ExecStart=/bin/sh -c 'echo IMGTEST-BEGIN $(uname -r) $(hostname); systemctl --fa
 ExecStartPost=/bin/systemctl poweroff --no-block
 ";
 
-/// A bootable disk image (BIOS, MBR, one ext4 root partition with GRUB 2).
+/// How a disk image boots: the partition table, the bootloader and what the tree needs for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Boot {
+    /// BIOS: an MBR with GRUB's boot code, its core after the MBR, one bootable ext4 root.
+    #[default]
+    Bios,
+    /// UEFI: GPT with an EFI system partition (FAT, mounted at `/boot/efi`) and an ext4 root;
+    /// GRUB's EFI program at `EFI/BOOT/BOOTX64.EFI` and `EFI/debian/grubx64.efi`.
+    Uefi,
+    /// Both: GPT with a BIOS boot partition holding GRUB's i386-pc core, the EFI system
+    /// partition of [`Boot::Uefi`] and the root.
+    Hybrid,
+}
+
+impl Boot {
+    /// Every kind, by its name on the command line.
+    pub const ALL: [(&'static str, Boot); 3] = [
+        ("bios", Boot::Bios),
+        ("uefi", Boot::Uefi),
+        ("hybrid", Boot::Hybrid),
+    ];
+
+    /// The kind named `text` (`bios`, `uefi` or `hybrid`).
+    pub fn parse(text: &str) -> Result<Boot, String> {
+        Boot::ALL
+            .iter()
+            .find(|(name, _)| *name == text)
+            .map(|(_, b)| *b)
+            .ok_or_else(|| format!("{text:?} is not one of bios, uefi, hybrid"))
+    }
+
+    /// The name on the command line.
+    pub fn name(self) -> &'static str {
+        Boot::ALL
+            .iter()
+            .find(|(_, b)| *b == self)
+            .map_or("bios", |(n, _)| n)
+    }
+
+    /// Whether the disk has an EFI system partition.
+    pub fn has_esp(self) -> bool {
+        self != Boot::Bios
+    }
+
+    /// The packages the tree needs besides [`IMAGE_PACKAGES`], as a Debian installation on
+    /// such a machine has them: GRUB for EFI (its modules and `grub-install`), for hybrid also
+    /// the PC modules, and the FAT tools that check the ESP at boot.
+    pub fn packages(self) -> &'static [&'static str] {
+        match self {
+            Boot::Bios => &[],
+            Boot::Uefi => &["grub-efi-amd64", "dosfstools"],
+            Boot::Hybrid => &["grub-efi-amd64", "grub-pc-bin", "dosfstools"],
+        }
+    }
+}
+
+/// The EFI system partition's size unless another is asked for: 200 MiB, as distributions
+/// make it (a FAT16 filesystem with room for several bootloaders).
+pub const ESP_SIZE: u64 = 200 << 20;
+
+/// GPT type of a BIOS boot partition (where GRUB's core image goes on GPT).
+pub const BIOS_BOOT_TYPE: &str = "21686148-6449-6E6F-744E-656564454649";
+/// GPT type of an EFI system partition.
+pub const ESP_TYPE: &str = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
+/// GPT type of a Linux filesystem partition.
+pub const LINUX_FS_TYPE: &str = "0FC63DAF-8483-4772-8E79-3D69D8477DE4";
+
+/// A bootable disk image with an ext4 root and GRUB 2, booting as [`Boot`] says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageOptions {
+    /// BIOS, UEFI or both.
+    pub boot: Boot,
     /// The root filesystem's UUID (fstab, GRUB's search and `root=`).
     pub root_fs_uuid: String,
-    /// The MBR's disk identifier, `0x` and up to 8 hexadecimal digits.
+    /// The partition table's id: for BIOS the MBR's disk identifier (`0x` and up to 8
+    /// hexadecimal digits), for GPT a UUID.
     pub ptuuid: String,
+    /// The ESP's FAT volume id, `XXXX-XXXX` (fstab's `UUID=`).
+    pub esp_fs_uuid: String,
+    /// The ESP's size in bytes (a multiple of 512).
+    pub esp_size: u64,
     /// Virtual disk size in bytes (a multiple of 512; the qemu assembler checks it).
     pub size: u64,
     /// The assembler's output format: `qcow2`, `raw`, ...
@@ -260,18 +334,31 @@ pub struct ImageOptions {
 
 impl Default for ImageOptions {
     fn default() -> Self {
+        ImageOptions::for_boot(Boot::Bios)
+    }
+}
+
+impl ImageOptions {
+    /// The defaults for `boot`: fixed ids (an MBR id for BIOS, a UUID for GPT), a 2 GiB
+    /// qcow2 and a serial console.
+    pub fn for_boot(boot: Boot) -> Self {
+        let ptuuid = match boot {
+            Boot::Bios => "0x0b0bcafe",
+            Boot::Uefi | Boot::Hybrid => "0b0bcafe-0000-4000-8000-0000000000d1",
+        };
         ImageOptions {
+            boot,
             root_fs_uuid: "0b0bcafe-0000-4000-8000-000000000001".into(),
-            ptuuid: "0x0b0bcafe".into(),
+            ptuuid: ptuuid.into(),
+            esp_fs_uuid: "0B0B-CAFE".into(),
+            esp_size: ESP_SIZE,
             size: 2 << 30,
             format: "qcow2".into(),
             kernel_opts: "ro console=ttyS0,115200".into(),
             probe: false,
         }
     }
-}
 
-impl ImageOptions {
     /// The image's file name in the output directory: `disk.<format>`.
     pub fn filename(&self) -> String {
         format!("disk.{}", self.format)
@@ -358,8 +445,9 @@ pub fn generate(request: &Request) -> Result<Generated, DebianError> {
         packages.extend(BASE.iter().map(|s| s.to_string()));
     }
     let mut opts = request.manifest.clone();
-    if image {
+    if let Some(img) = &opts.image {
         packages.extend(IMAGE_PACKAGES.iter().map(|s| s.to_string()));
+        packages.extend(img.boot.packages().iter().map(|s| s.to_string()));
         if opts.initramfs_modules.is_empty() {
             opts.initramfs_modules = IMAGE_INITRAMFS_MODULES
                 .iter()
@@ -434,16 +522,27 @@ pub fn manifest(debs: &[PinnedDeb], opts: &ManifestOptions) -> Value {
 
 /// The stages that make an installed tree bootable from `img`'s disk.
 fn image_stages(img: &ImageOptions) -> Vec<Value> {
+    let mut filesystems = vec![json!({
+        "uuid": img.root_fs_uuid, "vfs_type": "ext4", "path": "/",
+        "options": "errors=remount-ro", "passno": 1
+    })];
+    if img.boot.has_esp() {
+        filesystems.push(json!({
+            "uuid": img.esp_fs_uuid, "vfs_type": "vfat", "path": "/boot/efi",
+            "options": "umask=0077", "passno": 2
+        }));
+    }
+    let mut grub = json!({
+        "root_fs_uuid": img.root_fs_uuid,
+        "kernel_opts": img.kernel_cmdline(),
+        "legacy": if img.boot == Boot::Uefi { json!(false) } else { json!("i386-pc") },
+    });
+    if img.boot.has_esp() {
+        grub["uefi"] = json!({"vendor": "debian", "install": true});
+    }
     let mut stages = vec![
-        json!({"name": "org.osbuild.fstab", "options": {"filesystems": [{
-            "uuid": img.root_fs_uuid, "vfs_type": "ext4", "path": "/",
-            "options": "errors=remount-ro", "passno": 1
-        }]}}),
-        json!({"name": "org.osbuild.grub2", "options": {
-            "root_fs_uuid": img.root_fs_uuid,
-            "kernel_opts": img.kernel_cmdline(),
-            "legacy": "i386-pc"
-        }}),
+        json!({"name": "org.osbuild.fstab", "options": {"filesystems": filesystems}}),
+        json!({"name": "org.osbuild.grub2", "options": grub}),
     ];
     if img.probe {
         let script = format!(
@@ -454,16 +553,56 @@ fn image_stages(img: &ImageOptions) -> Vec<Value> {
     stages
 }
 
-/// The `org.osbuild.qemu` assembler for `img`: MBR, one bootable ext4 root, GRUB for BIOS.
+/// The `org.osbuild.qemu` assembler for `img`: for BIOS an MBR with one bootable ext4 root
+/// (v10's `root_fs_uuid` form); for UEFI and hybrid a GPT with the partitions of
+/// [`gpt_partitions`]. GRUB's i386-pc core goes after the MBR (BIOS) or into the BIOS boot
+/// partition (hybrid); the EFI program comes with the tree's `/boot/efi` (grub2 stage).
 fn image_assembler(img: &ImageOptions) -> Value {
-    json!({"name": "org.osbuild.qemu", "options": {
+    let mut options = json!({
         "format": img.format,
         "filename": img.filename(),
         "ptuuid": img.ptuuid,
-        "root_fs_uuid": img.root_fs_uuid,
         "size": img.size,
-        "bootloader": {"type": "grub2", "platform": "i386-pc"}
-    }})
+    });
+    match img.boot {
+        Boot::Bios => {
+            options["root_fs_uuid"] = json!(img.root_fs_uuid);
+            options["bootloader"] = json!({"type": "grub2", "platform": "i386-pc"});
+        }
+        Boot::Uefi | Boot::Hybrid => {
+            options["pttype"] = json!("gpt");
+            options["partitions"] = Value::Array(gpt_partitions(img));
+            options["bootloader"] = if img.boot == Boot::Hybrid {
+                json!({"type": "grub2", "platform": "i386-pc"})
+            } else {
+                json!({"type": "none"})
+            };
+        }
+    }
+    json!({"name": "org.osbuild.qemu", "options": options})
+}
+
+/// The GPT of a UEFI or hybrid image, in 512-byte sectors from 1 MiB on: (hybrid) a 1 MiB
+/// BIOS boot partition, the ESP, and the root filling the rest.
+fn gpt_partitions(img: &ImageOptions) -> Vec<Value> {
+    let mut start = 2048u64;
+    let mut parts = Vec::new();
+    if img.boot == Boot::Hybrid {
+        parts.push(
+            json!({"start": start, "size": 2048, "type": BIOS_BOOT_TYPE, "name": "BIOS boot"}),
+        );
+        start += 2048;
+    }
+    parts.push(json!({
+        "start": start, "size": img.esp_size / 512, "type": ESP_TYPE, "name": "EFI System",
+        "filesystem": {"type": "vfat", "uuid": img.esp_fs_uuid, "mountpoint": "/boot/efi"}
+    }));
+    start += img.esp_size / 512;
+    parts.push(json!({
+        "start": start, "type": LINUX_FS_TYPE, "name": "root",
+        "filesystem": {"type": "ext4", "uuid": img.root_fs_uuid, "mountpoint": "/"}
+    }));
+    parts
 }
 
 #[cfg(test)]
@@ -689,5 +828,100 @@ mod tests {
         // Without an image: no assembler.
         let m = manifest(&[], &ManifestOptions::default());
         assert!(m["pipeline"].get("assembler").is_none());
+    }
+
+    /// The stage and assembler options of an image of `boot`.
+    fn image_parts(boot: Boot) -> (ImageOptions, Value, Value, Value) {
+        let img = ImageOptions::for_boot(boot);
+        let m = manifest(
+            &[],
+            &ManifestOptions {
+                image: Some(img.clone()),
+                ..Default::default()
+            },
+        );
+        let stages = &m["pipeline"]["stages"];
+        assert_eq!(stages[1]["name"], "org.osbuild.fstab");
+        assert_eq!(stages[2]["name"], "org.osbuild.grub2");
+        let (fstab, grub) = (stages[1]["options"].clone(), stages[2]["options"].clone());
+        (
+            img,
+            fstab,
+            grub,
+            m["pipeline"]["assembler"]["options"].clone(),
+        )
+    }
+
+    #[test]
+    fn uefi_image_is_gpt_with_an_esp() {
+        let (img, fstab, grub, asm) = image_parts(Boot::Uefi);
+        assert_eq!(
+            fstab["filesystems"][1],
+            json!({"uuid": "0B0B-CAFE", "vfs_type": "vfat", "path": "/boot/efi",
+                   "options": "umask=0077", "passno": 2})
+        );
+        assert_eq!(grub["legacy"], false);
+        assert_eq!(grub["uefi"], json!({"vendor": "debian", "install": true}));
+        assert_eq!(asm["pttype"], "gpt");
+        assert_eq!(asm["ptuuid"], "0b0bcafe-0000-4000-8000-0000000000d1");
+        assert_eq!(asm["bootloader"], json!({"type": "none"}));
+        assert!(asm.get("root_fs_uuid").is_none(), "{asm:#}");
+        assert_eq!(
+            asm["partitions"],
+            json!([
+                {"start": 2048, "size": 409600, "type": ESP_TYPE, "name": "EFI System",
+                 "filesystem": {"type": "vfat", "uuid": "0B0B-CAFE", "mountpoint": "/boot/efi"}},
+                {"start": 411648, "type": LINUX_FS_TYPE, "name": "root",
+                 "filesystem": {"type": "ext4", "uuid": img.root_fs_uuid, "mountpoint": "/"}}
+            ])
+        );
+        assert_eq!(
+            Boot::Uefi.packages(),
+            ["grub-efi-amd64", "dosfstools"],
+            "GRUB for EFI and fsck.vfat for the ESP in the tree"
+        );
+    }
+
+    #[test]
+    fn hybrid_image_has_a_bios_boot_partition_and_an_esp() {
+        let (img, fstab, grub, asm) = image_parts(Boot::Hybrid);
+        assert_eq!(fstab["filesystems"].as_array().unwrap().len(), 2);
+        assert_eq!(grub["legacy"], "i386-pc");
+        assert_eq!(grub["uefi"], json!({"vendor": "debian", "install": true}));
+        assert_eq!(
+            asm["bootloader"],
+            json!({"type": "grub2", "platform": "i386-pc"})
+        );
+        let parts = asm["partitions"].as_array().unwrap();
+        assert_eq!(
+            parts[0],
+            json!({"start": 2048, "size": 2048, "type": BIOS_BOOT_TYPE, "name": "BIOS boot"})
+        );
+        assert_eq!(parts[1]["start"], 4096);
+        assert_eq!(parts[1]["size"], img.esp_size / 512);
+        assert_eq!(parts[1]["type"], ESP_TYPE);
+        assert_eq!(parts[2]["start"], 4096 + 409600);
+        assert_eq!(parts[2]["filesystem"]["mountpoint"], "/");
+        assert!(Boot::Hybrid.packages().contains(&"grub-pc-bin"));
+
+        // BIOS stays v10's single-root form, without an ESP.
+        let (_, fstab, grub, asm) = image_parts(Boot::Bios);
+        assert_eq!(fstab["filesystems"].as_array().unwrap().len(), 1);
+        assert!(grub.get("uefi").is_none());
+        assert!(asm.get("partitions").is_none() && asm.get("pttype").is_none());
+        assert!(Boot::Bios.packages().is_empty());
+    }
+
+    #[test]
+    fn boot_kinds_by_name() {
+        for (name, boot) in Boot::ALL {
+            assert_eq!(Boot::parse(name), Ok(boot));
+            assert_eq!(boot.name(), name);
+        }
+        assert_eq!(Boot::default(), Boot::Bios);
+        assert_eq!(
+            Boot::parse("efi").unwrap_err(),
+            "\"efi\" is not one of bios, uefi, hybrid"
+        );
     }
 }

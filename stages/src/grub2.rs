@@ -12,13 +12,24 @@
 //! `legacy` (true, or a platform such as `i386-pc`) copies the build root's GRUB modules
 //! (`/usr/lib/grub/<platform>/*.mod|*.lst`, not `fdt.lst`) and `unicode.pf2` next to the
 //! configuration; `uefi {vendor}` writes `/boot/efi/EFI/<vendor>/grub.cfg`, the whole
-//! configuration, or with `legacy` too (hybrid) a short one that finds the canonical file.
+//! configuration (BLS trees, UEFI only), or a short one that finds the canonical file (with
+//! `legacy` too, i.e. hybrid, and always in trees without BLS, whose `update-grub` rewrites
+//! only the canonical file).
+//! `uefi.install` (beyond v10, where packages such as Fedora's shim and grub2-efi put the EFI
+//! programs into `/boot/efi`; Debian's grub-efi-amd64 leaves that to `grub-install`) builds
+//! GRUB as an x86_64 EFI program with the build root's `grub-mkimage`, its prefix
+//! `/EFI/<vendor>` on the partition it is loaded from, and writes it as
+//! `/boot/efi/EFI/<vendor>/grubx64.efi` and at the removable-media path
+//! `/boot/efi/EFI/BOOT/BOOTX64.EFI` (so firmware finds it without a boot entry in NVRAM),
+//! with the x86_64-efi modules next to the canonical configuration as `grub-install` leaves
+//! them.
 
 use std::path::Path;
 
 use serde_json::Value;
 
 use crate::args::Args;
+use crate::command;
 use crate::error::StageError;
 use crate::tree;
 
@@ -175,6 +186,8 @@ struct Options<'a> {
     legacy: Option<String>,
     /// The directory under `/boot/efi/EFI` (`uefi.vendor`).
     vendor: Option<String>,
+    /// Write GRUB's EFI program into the ESP (`uefi.install`).
+    install_efi: bool,
 }
 
 impl<'a> Options<'a> {
@@ -186,6 +199,7 @@ impl<'a> Options<'a> {
             kernel_opts: opts.opt_str("kernel_opts")?.unwrap_or(""),
             legacy: legacy_platform(args.options.get("legacy"))?,
             vendor: uefi_vendor(args.options.get("uefi"))?,
+            install_efi: uefi_install(args.options.get("uefi"))?,
         })
     }
 
@@ -230,6 +244,88 @@ fn uefi_vendor(value: Option<&Value>) -> Result<Option<String>, StageError> {
         },
         Some(_) => Err(StageError::option("uefi", "must be an object")),
     }
+}
+
+/// `uefi.install`, false unless given.
+fn uefi_install(value: Option<&Value>) -> Result<bool, StageError> {
+    match value.and_then(|u| u.get("install")) {
+        None => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(StageError::option(
+            "uefi",
+            "\"install\" must be true or false",
+        )),
+    }
+}
+
+/// The GRUB platform of the EFI program `uefi.install` writes.
+const EFI_PLATFORM: &str = "x86_64-efi";
+
+/// What the EFI program holds besides its prefix: enough to read a GPT or MBR disk, FAT
+/// and ext2/3/4, and run a configuration that searches a filesystem and boots Linux, without a
+/// module directory.
+pub const EFI_MODULES: &[&str] = &[
+    "part_gpt",
+    "part_msdos",
+    "fat",
+    "ext2",
+    "normal",
+    "configfile",
+    "search",
+    "search_fs_uuid",
+    "search_fs_file",
+    "linux",
+    "echo",
+    "test",
+    "all_video",
+    "gzio",
+    "boot",
+];
+
+/// The `grub-mkimage` arguments for the EFI program at `output`, prefixed `/EFI/<vendor>`.
+pub fn efi_mkimage_args(vendor: &str, output: &str) -> Vec<String> {
+    let mut a: Vec<String> = [
+        "--format",
+        EFI_PLATFORM,
+        "--directory",
+        &format!("/usr/lib/grub/{EFI_PLATFORM}"),
+        "--prefix",
+        &format!("/EFI/{vendor}"),
+        "--output",
+        output,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    a.extend(EFI_MODULES.iter().map(|m| m.to_string()));
+    a
+}
+
+/// `uefi.install`: GRUB's EFI program at `EFI/<vendor>/grubx64.efi` and `EFI/BOOT/BOOTX64.EFI`
+/// in the tree's `/boot/efi`, and the platform's modules beside the canonical configuration.
+fn install_efi_program(t: &Path, vendor: &str, grub_dir: &str) -> Result<(), StageError> {
+    let dir = tree::create_dirs(t, &format!("boot/efi/EFI/{vendor}"), 0o755)?;
+    let program = dir.join("grubx64.efi");
+    let mkimage = ["grub-mkimage", "grub2-mkimage"]
+        .into_iter()
+        .find(|p| {
+            command::PATH
+                .split(':')
+                .any(|d| Path::new(d).join(p).is_file())
+        })
+        .ok_or_else(|| {
+            StageError::Other(
+                "uefi.install needs grub-mkimage (grub-common) or grub2-mkimage (grub2-tools) \
+                 in the build root"
+                    .into(),
+            )
+        })?;
+    command::run(
+        command::tool(mkimage).args(efi_mkimage_args(vendor, &program.to_string_lossy())),
+    )?;
+    let data = std::fs::read(&program).map_err(|e| StageError::io("cannot read", &program, e))?;
+    tree::write_file(t, "boot/efi/EFI/BOOT/BOOTX64.EFI", &data, 0o644)?;
+    copy_modules(t, grub_dir, EFI_PLATFORM)
 }
 
 /// The configuration for the tree's kind.
@@ -294,22 +390,28 @@ fn write_grubenv(t: &Path, opts: &Options) -> Result<(), StageError> {
     Ok(())
 }
 
-/// `/boot/efi/EFI/<vendor>/grub.cfg`: the whole configuration, or (hybrid) one that finds
-/// the canonical file.
+/// `/boot/efi/EFI/<vendor>/grub.cfg`: the whole configuration (v10, BLS trees booting by
+/// UEFI only), or one that finds the canonical file: for hybrid, and always without BLS, where
+/// the canonical file is what the tree's `update-grub` rewrites on a kernel update (a copy on
+/// the ESP would go stale).
 fn write_esp_cfg(
     t: &Path,
     opts: &Options,
     config: &Config,
     vendor: &str,
+    bls: bool,
 ) -> Result<(), StageError> {
     let path = format!("boot/efi/EFI/{vendor}/grub.cfg");
-    let text = if opts.hybrid() {
+    let text = if opts.hybrid() || !bls {
         let on_fs = if opts.boot_fs_uuid.is_some() {
             config.grub_dir.trim_start_matches("boot").to_owned()
         } else {
             format!("/{}", config.grub_dir)
         };
-        println!("hybrid boot support enabled: writing a redirecting grub.cfg to the ESP");
+        println!(
+            "writing a grub.cfg to the ESP that finds /{}/grub.cfg",
+            config.grub_dir
+        );
         redirect_cfg(&on_fs)
     } else {
         config.cfg.clone()
@@ -333,7 +435,10 @@ pub fn run(args: &Args) -> Result<i32, StageError> {
         write_grubenv(t, &opts)?;
     }
     if let Some(vendor) = &opts.vendor {
-        write_esp_cfg(t, &opts, &config, vendor)?;
+        write_esp_cfg(t, &opts, &config, vendor, bls)?;
+        if opts.install_efi {
+            install_efi_program(t, vendor, config.grub_dir)?;
+        }
     }
     if let Some(platform) = &opts.legacy {
         tree::write_file(t, &canonical, config.cfg.as_bytes(), 0o644)?;
@@ -413,6 +518,53 @@ mod tests {
         );
         assert!(static_cfg(&k, "B", "R", "", "")
             .contains("  linux /vmlinuz-6.1.0-9-amd64 root=UUID=R\n"));
+    }
+
+    #[test]
+    fn efi_program_arguments() {
+        let a = efi_mkimage_args("debian", "/t/boot/efi/EFI/debian/grubx64.efi").join(" ");
+        assert!(
+            a.starts_with(
+                "--format x86_64-efi --directory /usr/lib/grub/x86_64-efi --prefix /EFI/debian \
+                 --output /t/boot/efi/EFI/debian/grubx64.efi part_gpt part_msdos fat ext2 "
+            ),
+            "{a}"
+        );
+        for m in [
+            "linux",
+            "search_fs_uuid",
+            "search_fs_file",
+            "configfile",
+            "normal",
+        ] {
+            assert!(a.split(' ').any(|w| w == m), "{m} missing: {a}");
+        }
+    }
+
+    #[test]
+    fn uefi_install_option() {
+        let cases = [
+            (None, Ok(false)),
+            (Some(serde_json::json!({"vendor": "debian"})), Ok(false)),
+            (
+                Some(serde_json::json!({"vendor": "debian", "install": true})),
+                Ok(true),
+            ),
+            (
+                Some(serde_json::json!({"vendor": "debian", "install": "yes"})),
+                Err(()),
+            ),
+        ];
+        for (v, want) in cases {
+            assert_eq!(
+                uefi_install(v.as_ref()).map_err(|e| assert!(
+                    e.to_string().contains("\"install\" must be true or false"),
+                    "{e}"
+                )),
+                want,
+                "{v:?}"
+            );
+        }
     }
 
     #[test]
