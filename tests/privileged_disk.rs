@@ -546,6 +546,7 @@ fn privileged_an_assembler_gets_a_bounded_number_of_loop_devices() {
         }
     }
     assert_eq!(attached(), 0, "every loop device detached");
+}
 
 /// Through the engine, without the network: the layout and the fstab and grub2 stages of
 /// `osbuild-mkmanifest-debian --image --boot hybrid` on a tiny tree with a stand-in kernel.
