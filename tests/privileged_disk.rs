@@ -680,3 +680,120 @@ fn privileged_engine_builds_hybrid_debian_layout() {
     assert_no_loop_devices(env.dir.path());
     assert_eq!(mounts_under(&env.store), Vec::<String>::new());
 }
+
+/// GRUB's powerpc-ieee1275 modules (Debian's ppc64el grub-ieee1275-bin, fetched from the Debian
+/// mirror as the dpkg tests fetch their packages) in /usr/lib/grub/powerpc-ieee1275 while the
+/// guard lives; nothing is left when it drops. `None` when it cannot be had (no network).
+struct PpcModules {
+    installed: Option<PathBuf>,
+}
+
+impl PpcModules {
+    fn install(scratch: &Path) -> Option<PpcModules> {
+        let dir = PathBuf::from("/usr/lib/grub/powerpc-ieee1275");
+        if dir.is_dir() {
+            return Some(PpcModules { installed: None });
+        }
+        // The same source version as this machine's amd64 package, for ppc64el.
+        let show = output(Command::new("apt-cache").args(["show", "grub-ieee1275-bin"]));
+        let file = show.lines().find_map(|l| l.strip_prefix("Filename: "))?;
+        let file = file.replace("_amd64.deb", "_ppc64el.deb");
+        let base = if file.starts_with("pool/updates/") {
+            "http://deb.debian.org/debian-security"
+        } else {
+            "http://deb.debian.org/debian"
+        };
+        let deb = scratch.join("grub-ieee1275-bin_ppc64el.deb");
+        let got = Command::new("curl")
+            .args(["-sSf", "--max-time", "60", "-o"])
+            .arg(&deb)
+            .arg(format!("{base}/{file}"))
+            .status()
+            .ok()?;
+        let unpacked = scratch.join("ppc");
+        if !got.success()
+            || !Command::new("dpkg-deb")
+                .arg("-x")
+                .arg(&deb)
+                .arg(&unpacked)
+                .status()
+                .ok()?
+                .success()
+        {
+            return None;
+        }
+        let status = Command::new("cp")
+            .arg("-a")
+            .arg(unpacked.join("usr/lib/grub/powerpc-ieee1275"))
+            .arg(&dir)
+            .status()
+            .ok()?;
+        status.success().then_some(PpcModules {
+            installed: Some(dir),
+        })
+    }
+}
+
+impl Drop for PpcModules {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.installed {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// v10's f30-ppc64le layout: a dos table with a PReP boot partition (type 41) and the root;
+/// GRUB for Open Firmware (a big-endian PowerPC ELF carrying the prefix) is written at the start
+/// of the PReP partition, and nothing into the MBR's boot code.
+#[test]
+fn privileged_powerpc_ieee1275_core_goes_into_the_prep_partition() {
+    if !privileged("privileged_powerpc_ieee1275_core_goes_into_the_prep_partition") {
+        return;
+    }
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    let Some(_modules) = PpcModules::install(dir.path()) else {
+        panic!("cannot fetch Debian's ppc64el grub-ieee1275-bin (network to deb.debian.org?)");
+    };
+    let t = tree(dir.path());
+    std::fs::create_dir_all(t.join("boot/grub2")).unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let (code, err) = qemu(
+        &t,
+        &out,
+        &json!({"format": "raw", "filename": "ppc.raw", "ptuuid": "0x14fc63d2", "size": 64 << 20,
+            "pttype": "dos", "bootloader": {"type": "grub2", "platform": "powerpc-ieee1275"},
+            "partitions": [
+                {"size": 8192, "type": "41", "bootable": true},
+                {"start": 10240, "filesystem": {"type": "ext4", "mountpoint": "/",
+                    "uuid": "0b0bcafe-0000-4000-8000-000000000003"}}]}),
+    );
+    assert_eq!(code, 0, "{err}");
+    let img = out.join("ppc.raw");
+    let pt = sfdisk_json(&img);
+    let parts = &pt["partitiontable"]["partitions"];
+    assert_eq!(
+        (parts[0]["start"].as_u64(), parts[0]["type"].as_str()),
+        (Some(2048), Some("41"))
+    );
+    assert_eq!(parts[0]["size"].as_u64(), Some(8192));
+    let bytes = std::fs::read(&img).unwrap();
+    let core = &bytes[2048 * 512..(2048 + 8192) * 512];
+    assert_eq!(&core[..4], b"\x7fELF", "an ELF program");
+    assert_eq!((core[4], core[5]), (1, 2), "32-bit, big-endian");
+    assert_eq!(
+        u16::from_be_bytes([core[18], core[19]]),
+        20,
+        "machine: PowerPC"
+    );
+    let prefix = b"(,msdos2)/boot/grub2";
+    assert!(
+        core.windows(prefix.len()).any(|w| w == prefix),
+        "the prefix"
+    );
+    assert!(
+        bytes[..440].iter().all(|&b| b == 0),
+        "no boot code in the MBR"
+    );
+    assert_eq!(blkid(&img, 10240).0, "ext4");
+}

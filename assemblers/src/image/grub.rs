@@ -4,7 +4,9 @@
 //! or in the BIOS-boot partition (gpt), with the first 440 bytes of `boot.img` and the core's
 //! sector written into the MBR. For `x86_64-efi` GRUB is built as an EFI program and written to
 //! `EFI/BOOT/BOOTX64.EFI` on the EFI system partition (a vfat partition mounted at
-//! `/boot/efi`), with its prefix on the partition holding `/boot`.
+//! `/boot/efi`), with its prefix on the partition holding `/boot`. For `powerpc-ieee1275`
+//! (ppc64le with Open Firmware, v10's f30-ppc64le) the core image goes into the PReP boot
+//! partition, which the firmware loads and runs itself: no first stage is written.
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
@@ -25,7 +27,13 @@ pub enum Bootloader {
     Grub2Bios,
     /// GRUB 2 as `EFI/BOOT/BOOTX64.EFI` on the EFI system partition.
     Grub2Efi,
+    /// GRUB 2 for Open Firmware (ppc64le): core image in the PReP boot partition.
+    Grub2Ieee1275,
 }
+
+/// The PReP boot partition's type on dos and on gpt.
+pub const PREP_DOS: &str = "41";
+pub const PREP_GUID: &str = "9E1A2D38-C612-4316-AA26-8B49521E5A8B";
 
 /// Installs `bootloader` into `image`, partitioned as `table` and laid out as `placed`.
 pub fn install(
@@ -50,6 +58,7 @@ pub fn install(
         Bootloader::None => Ok(()),
         Bootloader::Grub2Bios => disk.install_bios(),
         Bootloader::Grub2Efi => disk.install_efi(),
+        Bootloader::Grub2Ieee1275 => disk.install_ieee1275(),
     }
 }
 
@@ -106,6 +115,19 @@ impl Disk<'_> {
         w(&boot[..440], 0)?;
         w(&at.sector.to_le_bytes(), 0x5c)?;
         Ok(())
+    }
+
+    fn install_ieee1275(&self) -> Result<(), AssemblerError> {
+        let mut modules = vec![part_module(self.table.pttype), fs_module(self.boot_fs)?];
+        modules.extend(EXTRA_MODULES);
+        let core = mkimage("powerpc-ieee1275", &self.prefix, &modules)?;
+        let prep = prep_partition(self.placed, core.len() as u64)?;
+        let f = OpenOptions::new()
+            .write(true)
+            .open(self.image)
+            .map_err(|e| AssemblerError::Tool(format!("opening the image: {e}")))?;
+        f.write_all_at(&core, prep.start * 512)
+            .map_err(|e| AssemblerError::Tool(format!("writing GRUB into the image: {e}")))
     }
 
     fn install_efi(&self) -> Result<(), AssemblerError> {
@@ -257,6 +279,28 @@ fn mkimage(platform: &str, prefix: &str, modules: &[&str]) -> Result<Vec<u8>, As
         .map_err(|e| AssemblerError::Tool(format!("reading the GRUB image: {e}")))
 }
 
+/// The PReP boot partition, which must hold the core image (v10 kept its last sector free).
+pub fn prep_partition(placed: &[Placed], core_len: u64) -> Result<&Placed, AssemblerError> {
+    let prep = placed
+        .iter()
+        .find(|p| p.ptype.eq_ignore_ascii_case(PREP_DOS) || p.ptype.eq_ignore_ascii_case(PREP_GUID))
+        .ok_or_else(|| {
+            invalid(
+                "partitions",
+                format!(
+                    "powerpc-ieee1275 needs a PReP boot partition (type {PREP_DOS} on dos, {PREP_GUID} on gpt)"
+                ),
+            )
+        })?;
+    if core_len >= (prep.size * 512).saturating_sub(512) {
+        return Err(AssemblerError::Tool(format!(
+            "GRUB's core image ({core_len} bytes) does not fit the PReP boot partition ({} bytes)",
+            prep.size * 512
+        )));
+    }
+    Ok(prep)
+}
+
 /// Where the core image goes and what sector number `boot.img` is told.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CorePlacement {
@@ -365,5 +409,22 @@ mod tests {
         assert!(core_placement(PtType::Gpt, &gpt[1..], 1).is_err());
         let e = core_placement(PtType::Gpt, &[p(34, 10, BIOS_BOOT_GUID)], 6000).unwrap_err();
         assert!(e.to_string().contains("larger than the BIOS-boot"), "{e}");
+    }
+
+    #[test]
+    fn prep_partition_table() {
+        let p = |start, size, ptype: &str| Placed {
+            start,
+            size,
+            ptype: ptype.into(),
+        };
+        let dos = [p(2048, 8192, "41"), p(10240, 100, "83")];
+        assert_eq!(prep_partition(&dos, 200_000).unwrap().start, 2048);
+        let gpt = [p(2048, 100, "x"), p(4096, 8192, &PREP_GUID.to_lowercase())];
+        assert_eq!(prep_partition(&gpt, 1).unwrap().start, 4096);
+        let e = prep_partition(&dos[1..], 1).unwrap_err();
+        assert!(e.to_string().contains("needs a PReP boot partition"), "{e}");
+        let e = prep_partition(&dos, 8192 * 512 - 512).unwrap_err();
+        assert!(e.to_string().contains("does not fit the PReP"), "{e}");
     }
 }

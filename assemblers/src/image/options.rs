@@ -190,9 +190,10 @@ pub fn bootloader(
         (Some("none"), _) => Ok(Bootloader::None),
         (Some("grub2") | None, None | Some("i386-pc")) => Ok(Bootloader::Grub2Bios),
         (Some("grub2") | None, Some("x86_64-efi")) => Ok(Bootloader::Grub2Efi),
+        (Some("grub2") | None, Some("powerpc-ieee1275")) => Ok(Bootloader::Grub2Ieee1275),
         (Some("grub2") | None, Some(p)) => Err(invalid(
             "bootloader",
-            format!("platform {p:?} is not one of i386-pc, x86_64-efi"),
+            format!("platform {p:?} is not one of i386-pc, x86_64-efi, powerpc-ieee1275"),
         )),
         (Some(t), _) => Err(invalid(
             "bootloader",
