@@ -797,3 +797,99 @@ fn privileged_powerpc_ieee1275_core_goes_into_the_prep_partition() {
     );
     assert_eq!(blkid(&img, 10240).0, "ext4");
 }
+
+/// A stand-in for s390x's zipl at /usr/sbin/zipl (none exists for this machine's architecture)
+/// while the guard lives: it records its arguments and writes the boot map into --target and
+/// an IPL marker at the start of --targetbase, as the real one writes its boot records there.
+struct StubZipl;
+
+const ZIPL: &str = "/usr/sbin/zipl";
+
+impl StubZipl {
+    fn install() -> StubZipl {
+        assert!(
+            !Path::new(ZIPL).exists(),
+            "{ZIPL} exists here: this test would replace it"
+        );
+        let script = r#"#!/bin/sh
+args="$*"
+while [ $# -gt 0 ]; do
+    case "$1" in --target) target=$2; shift ;; --targetbase) base=$2; shift ;; esac
+    shift
+done
+printf '%s\n' "$args" > "$target/zipl-args"
+echo "stub boot map" > "$target/bootmap"
+printf 'ZIPL-IPL' | dd of="$base" conv=notrunc status=none
+"#;
+        std::fs::write(ZIPL, script).unwrap();
+        std::fs::set_permissions(ZIPL, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        StubZipl
+    }
+}
+
+impl Drop for StubZipl {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(ZIPL);
+    }
+}
+
+/// v10's f30-s390x: the qemu assembler with `bootloader: zipl` runs the build root's zipl on
+/// the mounted root (through loop devices from the remoteloop API) with v10's arguments, from
+/// the first non-rescue boot loader entry; what zipl writes lands in the image.
+#[test]
+fn privileged_zipl_writes_its_boot_map_and_ipl_record_into_the_image() {
+    if !privileged("privileged_zipl_writes_its_boot_map_and_ipl_record_into_the_image") {
+        return;
+    }
+    let _zipl = StubZipl::install();
+    let env = Env::new();
+    let manifest = json!({"pipeline": {
+        "stages": [{"name": "org.osbuild.test.bls"}],
+        "assembler": {"name": "org.osbuild.qemu", "options": {
+            "format": "qcow2", "filename": "disk.qcow2", "ptuuid": "0x14fc63d2",
+            "size": 64 << 20, "pttype": "dos", "bootloader": {"type": "zipl"},
+            "partitions": [{"start": 2048, "bootable": true, "filesystem": {
+                "type": "ext4", "mountpoint": "/",
+                "uuid": "76a22bf4-f153-4541-b6c7-0332c0dfaeac"}}]}}}});
+    let raw = build_raw(&env, &manifest, "disk.qcow2");
+    let bytes = std::fs::read(&raw).unwrap();
+    assert_eq!(&bytes[..8], b"ZIPL-IPL", "the IPL record on the disk");
+    let pt = sfdisk_json(&raw);
+    let size = pt["partitiontable"]["partitions"][0]["size"]
+        .as_u64()
+        .unwrap();
+    let scratch = env.dir.path();
+    let args = ext4_cat(&raw, 2048, size, "/boot/zipl-args", scratch);
+    let words: Vec<&str> = args.split_whitespace().collect();
+    let after = |flag: &str| {
+        let at = words
+            .iter()
+            .position(|w| *w == flag)
+            .unwrap_or_else(|| panic!("{flag}: {args}"));
+        words[at + 1]
+    };
+    assert!(after("--target").ends_with("/boot"), "{args}");
+    assert!(
+        after("--image").ends_with("/boot/vmlinuz-5.3.7-301.fc31.s390x"),
+        "{args}"
+    );
+    assert!(
+        after("--ramdisk").ends_with("/boot/initramfs-5.3.7-301.fc31.s390x.img"),
+        "{args}"
+    );
+    assert!(
+        args.contains("--parameters root=UUID=76a22bf4-f153-4541-b6c7-0332c0dfaeac ro "),
+        "{args}"
+    );
+    assert!(after("--targetbase").starts_with("/dev/loop"), "{args}");
+    assert_eq!(after("--targettype"), "SCSI");
+    assert_eq!(after("--targetblocksize"), "512");
+    assert_eq!(after("--targetoffset"), "2048");
+    assert_eq!(
+        ext4_cat(&raw, 2048, size, "/boot/bootmap", scratch),
+        "stub boot map\n"
+    );
+    assert_no_loop_devices(env.dir.path());
+    assert_eq!(mounts_under(&env.store), Vec::<String>::new());
+}

@@ -149,9 +149,9 @@ mod tests {
             ),
             (
                 format!(
-                    r#"{{{BASE}, "size": 512, "partitions": [], "bootloader": {{"type": "zipl"}}}}"#
+                    r#"{{{BASE}, "size": 512, "partitions": [], "bootloader": {{"type": "lilo"}}}}"#
                 ),
-                r#"type "zipl" is not supported"#,
+                r#"type "lilo" is not supported (grub2, zipl or none)"#,
             ),
         ];
         for (json, want) in cases {

@@ -29,6 +29,8 @@ pub enum Bootloader {
     Grub2Efi,
     /// GRUB 2 for Open Firmware (ppc64le): core image in the PReP boot partition.
     Grub2Ieee1275,
+    /// zipl for s390x (see [`crate::image::zipl`]).
+    Zipl,
 }
 
 /// The PReP boot partition's type on dos and on gpt.
@@ -43,8 +45,10 @@ pub fn install(
     image: &Path,
     tree: &Path,
 ) -> Result<(), AssemblerError> {
-    if bootloader == Bootloader::None {
-        return Ok(());
+    match bootloader {
+        Bootloader::None => return Ok(()),
+        Bootloader::Zipl => return crate::image::zipl::install(table, placed, image),
+        _ => {}
     }
     let (prefix, boot_fs) = boot_prefix(table, tree)?;
     let disk = Disk {
@@ -55,7 +59,7 @@ pub fn install(
         boot_fs,
     };
     match bootloader {
-        Bootloader::None => Ok(()),
+        Bootloader::None | Bootloader::Zipl => Ok(()),
         Bootloader::Grub2Bios => disk.install_bios(),
         Bootloader::Grub2Efi => disk.install_efi(),
         Bootloader::Grub2Ieee1275 => disk.install_ieee1275(),

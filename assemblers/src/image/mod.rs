@@ -8,7 +8,9 @@
 //! - [`partition`]: partition tables, written with `sfdisk` and read back with `sfdisk --json`;
 //! - [`filesystem`]: making and filling ext4, vfat and xfs at a partition's place in an image;
 //! - [`mount`]: the one mount the library needs (xfs through a loop device), and its owner;
-//! - [`grub`]: GRUB 2 for BIOS (core image, MBR) and EFI (`BOOTX64.EFI` on the ESP);
+//! - [`grub`]: GRUB 2 for BIOS (core image, MBR), EFI (`BOOTX64.EFI` on the ESP) and Open
+//!   Firmware (PReP partition);
+//! - [`zipl`]: s390x's boot loader, run from the build root on the mounted image;
 //! - [`convert`]: the output formats and the conversion with `qemu-img` or `xz`.
 //!
 //! [`Placed`], a region of the image, is the vocabulary the partition table and the
@@ -21,6 +23,7 @@ pub mod mount;
 pub mod options;
 pub mod output;
 pub mod partition;
+pub mod zipl;
 
 /// A partition as laid out on the disk (from `sfdisk --json`), in 512-byte sectors.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -188,6 +188,7 @@ pub fn bootloader(
     let platform = string(b, "platform")?;
     match (string(b, "type")?.as_deref(), platform.as_deref()) {
         (Some("none"), _) => Ok(Bootloader::None),
+        (Some("zipl"), _) => Ok(Bootloader::Zipl),
         (Some("grub2") | None, None | Some("i386-pc")) => Ok(Bootloader::Grub2Bios),
         (Some("grub2") | None, Some("x86_64-efi")) => Ok(Bootloader::Grub2Efi),
         (Some("grub2") | None, Some("powerpc-ieee1275")) => Ok(Bootloader::Grub2Ieee1275),
@@ -197,7 +198,7 @@ pub fn bootloader(
         )),
         (Some(t), _) => Err(invalid(
             "bootloader",
-            format!("type {t:?} is not supported (grub2 or none)"),
+            format!("type {t:?} is not supported (grub2, zipl or none)"),
         )),
     }
 }
