@@ -321,6 +321,7 @@ mod tests {
             manifest: crate::manifest::parse(&text).expect("a valid manifest"),
             checkpoints: Default::default(),
             secrets: None,
+            source_epoch: None,
         }
     }
 
