@@ -9,7 +9,8 @@
 //! - [`filesystem`]: making and filling ext4, vfat and xfs at a partition's place in an image;
 //! - [`mount`]: the one mount the library needs (xfs through a loop device), and its owner;
 //! - [`grub`]: GRUB 2 for BIOS (core image, MBR) and EFI (`BOOTX64.EFI` on the ESP);
-//! - [`convert`]: the output formats and the conversion with `qemu-img` or `xz`.
+//! - [`convert`]: the output formats and the conversion with `qemu-img` or `xz`;
+//! - [`reproducible`]: what changes under `SOURCE_DATE_EPOCH` (tool clocks, derived UUIDs).
 //!
 //! [`Placed`], a region of the image, is the vocabulary the partition table and the
 //! filesystems share.
@@ -21,6 +22,7 @@ pub mod mount;
 pub mod options;
 pub mod output;
 pub mod partition;
+pub mod reproducible;
 
 /// A partition as laid out on the disk (from `sfdisk --json`), in 512-byte sectors.
 #[derive(Debug, Clone, PartialEq, Eq)]
