@@ -74,8 +74,11 @@ median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a
 read -r size start uuid < <(python3 -c '
 import json,sys
 o = json.load(open(sys.argv[1]))["pipeline"]["assembler"]["options"]
-root = [p for p in o["partitions"] if p.get("filesystem", {}).get("mountpoint") == "/"][0]
-print(o["size"], root["start"], root["filesystem"]["uuid"])' "$work/b.json")
+if "partitions" in o:
+    root = [p for p in o["partitions"] if p.get("filesystem", {}).get("mountpoint") == "/"][0]
+    print(o["size"], root["start"], root["filesystem"]["uuid"])
+else:  # v10 legacy layout: one partition where sfdisk puts the first, at 1 MiB
+    print(o["size"], 2048, o["root_fs_uuid"])' "$work/b.json")
 tree=$store/refs/$tree_b
 floor_run() {
     local raw=$work/floor.raw t

@@ -5,8 +5,16 @@ mod common;
 use std::process::Command;
 
 fn osbuild(args: &[&str], stdin: &str) -> (i32, String, String) {
+    osbuild_with_env(args, stdin, &[])
+}
+
+/// `osbuild --libdir LIBDIR ARGS` with `stdin`, and `env` added to the environment.
+fn osbuild_with_env(args: &[&str], stdin: &str, env: &[(&str, &str)]) -> (i32, String, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_osbuild"));
-    cmd.arg("--libdir").arg(common::built_libdir()).args(args);
+    cmd.arg("--libdir")
+        .arg(common::built_libdir())
+        .args(args)
+        .envs(env.iter().copied());
     let out = common::run_with_stdin(cmd, stdin);
     (
         out.status.code().unwrap_or(-1),
@@ -35,16 +43,10 @@ fn inspect_prints_v10_ids_on_stages_and_assembler() {
 /// `osbuild --inspect` of the m5 manifest with `SOURCE_DATE_EPOCH` set to `epoch`.
 fn inspect_with_epoch(epoch: &str) -> (i32, String, String) {
     let manifest = r#"{"pipeline":{"stages":[{"name":"org.osbuild.noop","options":{"a":1}}],"assembler":{"name":"org.osbuild.tar","options":{"filename":"tree.tar"}}}}"#;
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_osbuild"));
-    cmd.arg("--libdir")
-        .arg(common::built_libdir())
-        .args(["--inspect", "-"])
-        .env("SOURCE_DATE_EPOCH", epoch);
-    let out = common::run_with_stdin(cmd, manifest);
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
+    osbuild_with_env(
+        &["--inspect", "-"],
+        manifest,
+        &[("SOURCE_DATE_EPOCH", epoch)],
     )
 }
 

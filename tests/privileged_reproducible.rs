@@ -1,7 +1,7 @@
 //! Reproducible builds as root: the same manifest built twice, in two empty stores, more than a
 //! second apart, with `SOURCE_DATE_EPOCH` in `osbuild`'s environment, gives the same tree
 //! (treesum), the same tar archive, the same ext4 filesystem image and the same qcow2 and raw
-//! disks (sha256 of each file). Built the same way without an epoch, the images differ: the
+//! disks with a GPT, an ESP and an ext4 root (sha256 of each file). Built the same way without an epoch, the images differ: the
 //! comparison can fail.
 
 mod common;
@@ -37,7 +37,9 @@ fn assemblers() -> Vec<(&'static str, Value)> {
             "ptuuid": "D209C89E-EA5E-4FBD-B161-B461CCE297E0", "size": 256u64 << 20, "pttype": "gpt",
             "partitions": [
                 {"start": 2048, "size": 2048, "type": "21686148-6449-6E6F-744E-656564454649"},
-                {"start": 4096, "type": "0FC63DAF-8483-4772-8E79-3D69D8477DE4",
+                {"start": 4096, "size": 204800, "type": "C12A7328-F81F-11D2-BA4B-00A0C93EC93B",
+                 "filesystem": {"type": "vfat", "uuid": "7B77-95E7", "label": "ESP", "mountpoint": "/boot/efi"}},
+                {"start": 208896, "type": "0FC63DAF-8483-4772-8E79-3D69D8477DE4",
                  "filesystem": {"type": "ext4", "uuid": ROOT_UUID, "label": "root", "mountpoint": "/"}}]}})
     };
     vec![
@@ -148,4 +150,110 @@ fn privileged_without_an_epoch_images_differ() {
             "{file} is reproducible even without an epoch: the test proves nothing"
         );
     }
+}
+
+/// Every regular file and symlink below `root` with its sha256 (files) or target (symlinks),
+/// mode and owner, sorted: what two trees are compared by when their treesums differ.
+fn listing(root: &Path) -> Vec<String> {
+    let out = output(
+        Command::new("find")
+            .arg(root)
+            .args(["-printf", "%P\t%M\t%U:%G\t%s\t%l\n"]),
+    );
+    let mut lines: Vec<String> = out
+        .lines()
+        .map(|l| {
+            let rel = l.split('\t').next().unwrap();
+            let path = root.join(rel);
+            let sum = match std::fs::symlink_metadata(&path) {
+                Ok(m) if m.is_file() => {
+                    use sha2::Digest;
+                    let digest = sha2::Sha256::digest(std::fs::read(&path).unwrap());
+                    digest.iter().map(|b| format!("{b:02x}")).collect()
+                }
+                _ => String::new(),
+            };
+            format!("{l}\t{sum}")
+        })
+        .collect();
+    lines.sort();
+    lines
+}
+
+/// The bootable Debian image of `osbuild-mkmanifest-debian --image`, built twice with an
+/// epoch: the second store gets the first one's downloaded .debs, so only the build repeats.
+#[test]
+fn privileged_debian_image_is_reproducible() {
+    let name = "privileged_debian_image_is_reproducible";
+    if !privileged(name) {
+        return;
+    }
+    let a = Env::new();
+    let manifest_path = a.dir.path().join("image.json");
+    let gen = Command::new(env!("CARGO_BIN_EXE_osbuild-mkmanifest-debian"))
+        .args(["--image", "--boot-probe", "--hostname", "repro"])
+        .arg("--output")
+        .arg(&manifest_path)
+        .output()
+        .unwrap();
+    if !gen.status.success() {
+        eprintln!(
+            "skipping {name}: cannot resolve packages with apt (run apt-get update): {}",
+            String::from_utf8_lossy(&gen.stderr)
+        );
+        return;
+    }
+    let text = std::fs::read_to_string(&manifest_path).unwrap();
+    let build = |env: &Env| {
+        let mut inspect = env.osbuild_cmd(&["--inspect", "-"]);
+        inspect.env("SOURCE_DATE_EPOCH", EPOCH);
+        let described: Value =
+            serde_json::from_slice(&common::run_with_stdin(inspect, &text).stdout).unwrap();
+        let stages = described["pipeline"]["stages"].as_array().unwrap();
+        let tree_id = stages.last().unwrap()["id"].as_str().unwrap().to_owned();
+        let mut cmd = env.osbuild_cmd(&["--json", "--checkpoint", &tree_id, "-"]);
+        cmd.env("SOURCE_DATE_EPOCH", EPOCH);
+        let out = common::run_with_stdin(cmd, &text);
+        let result: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!("{e}: {}", String::from_utf8_lossy(&out.stderr));
+        });
+        if result["success"] != true {
+            // A machine without the mirror: nothing to compare.
+            return None;
+        }
+        let output_id = result["output_id"].as_str().unwrap().to_owned();
+        Some((tree_id, output_id))
+    };
+    let Some((tree_a, out_a)) = build(&a) else {
+        eprintln!("skipping {name}: the image did not build here (no mirror?)");
+        return;
+    };
+    let b = Env::new();
+    std::fs::create_dir_all(&b.store).unwrap();
+    output(
+        Command::new("cp")
+            .arg("-a")
+            .arg(a.store.join("sources"))
+            .arg(b.store.join("sources")),
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let (tree_b, out_b) = build(&b).expect("the second build, with the same .debs");
+    assert_eq!((&tree_a, &out_a), (&tree_b, &out_b), "the same ids");
+    let treesum = |env: &Env| std::fs::read_link(env.store.join("refs").join(&tree_a)).unwrap();
+    if treesum(&a) != treesum(&b) {
+        let (la, lb) = (
+            listing(&a.committed(&tree_a, "")),
+            listing(&b.committed(&tree_b, "")),
+        );
+        let only_a: Vec<&String> = la.iter().filter(|l| !lb.contains(l)).collect();
+        let only_b: Vec<&String> = lb.iter().filter(|l| !la.contains(l)).collect();
+        panic!(
+            "the trees differ:\nfirst build only:\n{only_a:#?}\nsecond build only:\n{only_b:#?}"
+        );
+    }
+    assert_eq!(
+        sha256(&a.committed(&out_a, "disk.qcow2")),
+        sha256(&b.committed(&out_b, "disk.qcow2")),
+        "the same qcow2"
+    );
 }

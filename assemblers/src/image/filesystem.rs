@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use crate::image::mount::Mount;
 use crate::image::output::TempFile;
-use crate::image::{reproducible, Placed};
+use crate::image::{fat, reproducible, Placed};
 use crate::{remoteloop, tool, AssemblerError};
 
 /// Filesystem types.
@@ -128,6 +128,9 @@ impl Mkfs<'_> {
         tool::run_args("mkfs.vfat", &a)?;
         if let Some(src) = self.src {
             copy_into_fat(src, fat.path(), 0)?;
+        }
+        if let Some(epoch) = reproducible::source_epoch() {
+            fat::stamp_directories(fat.path(), epoch)?;
         }
         copy_data_into(fat.path(), self.image, self.part.start * 512)
             .map_err(|e| AssemblerError::Tool(format!("copying the FAT filesystem: {e}")))

@@ -7,6 +7,7 @@
 //!   below (with the option's name in every error);
 //! - [`partition`]: partition tables, written with `sfdisk` and read back with `sfdisk --json`;
 //! - [`filesystem`]: making and filling ext4, vfat and xfs at a partition's place in an image;
+//! - [`fat`]: the dates of a FAT filesystem's directories, for a reproducible build;
 //! - [`mount`]: the one mount the library needs (xfs through a loop device), and its owner;
 //! - [`grub`]: GRUB 2 for BIOS (core image, MBR) and EFI (`BOOTX64.EFI` on the ESP);
 //! - [`convert`]: the output formats and the conversion with `qemu-img` or `xz`;
@@ -16,6 +17,7 @@
 //! filesystems share.
 
 pub mod convert;
+pub mod fat;
 pub mod filesystem;
 pub mod grub;
 pub mod mount;
