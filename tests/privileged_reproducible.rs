@@ -190,17 +190,7 @@ fn privileged_debian_image_is_reproducible() {
     }
     let a = Env::new();
     let manifest_path = a.dir.path().join("image.json");
-    let gen = Command::new(env!("CARGO_BIN_EXE_osbuild-mkmanifest-debian"))
-        .args(["--image", "--boot-probe", "--hostname", "repro"])
-        .arg("--output")
-        .arg(&manifest_path)
-        .output()
-        .unwrap();
-    if !gen.status.success() {
-        eprintln!(
-            "skipping {name}: cannot resolve packages with apt (run apt-get update): {}",
-            String::from_utf8_lossy(&gen.stderr)
-        );
+    if !common::debian_image_manifest(name, "repro", &manifest_path) {
         return;
     }
     let text = std::fs::read_to_string(&manifest_path).unwrap();
