@@ -5,8 +5,16 @@ mod common;
 use std::process::Command;
 
 fn osbuild(args: &[&str], stdin: &str) -> (i32, String, String) {
+    osbuild_with_env(args, stdin, &[])
+}
+
+/// `osbuild --libdir LIBDIR ARGS` with `stdin`, and `env` added to the environment.
+fn osbuild_with_env(args: &[&str], stdin: &str, env: &[(&str, &str)]) -> (i32, String, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_osbuild"));
-    cmd.arg("--libdir").arg(common::built_libdir()).args(args);
+    cmd.arg("--libdir")
+        .arg(common::built_libdir())
+        .args(args)
+        .envs(env.iter().copied());
     let out = common::run_with_stdin(cmd, stdin);
     (
         out.status.code().unwrap_or(-1),
@@ -29,6 +37,48 @@ fn inspect_prints_v10_ids_on_stages_and_assembler() {
     assert_eq!(
         v["pipeline"]["assembler"]["id"],
         "e53fb77dfc678d1647d6e0b93c1eef80d3e0a55f4b8fee60f1083f876bb281cc"
+    );
+}
+
+/// `osbuild --inspect` of the m5 manifest with `SOURCE_DATE_EPOCH` set to `epoch`.
+fn inspect_with_epoch(epoch: &str) -> (i32, String, String) {
+    let manifest = r#"{"pipeline":{"stages":[{"name":"org.osbuild.noop","options":{"a":1}}],"assembler":{"name":"org.osbuild.tar","options":{"filename":"tree.tar"}}}}"#;
+    osbuild_with_env(
+        &["--inspect", "-"],
+        manifest,
+        &[("SOURCE_DATE_EPOCH", epoch)],
+    )
+}
+
+#[test]
+fn source_date_epoch_changes_every_id_and_a_bad_one_is_refused() {
+    let (code, stdout, stderr) = inspect_with_epoch("1700000000");
+    assert_eq!(code, 0, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let stage = v["pipeline"]["stages"][0]["id"].as_str().unwrap();
+    let assembler = v["pipeline"]["assembler"]["id"].as_str().unwrap();
+    assert_ne!(
+        stage,
+        "d88d7d863ca10ef64fe7e857dc69c889bf7bf3c75f674031c410d33324d35a8e"
+    );
+    assert_ne!(
+        assembler,
+        "e53fb77dfc678d1647d6e0b93c1eef80d3e0a55f4b8fee60f1083f876bb281cc"
+    );
+    let (_, again, _) = inspect_with_epoch("1700000000");
+    assert_eq!(again, stdout, "the same epoch gives the same ids");
+    let (_, empty, _) = inspect_with_epoch("");
+    assert!(
+        empty.contains("d88d7d863ca10ef64fe7e857dc69c889bf7bf3c75f674031c410d33324d35a8e"),
+        "an empty SOURCE_DATE_EPOCH is unset: {empty}"
+    );
+    let (code, _, stderr) = inspect_with_epoch("yesterday");
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains(
+            "SOURCE_DATE_EPOCH=yesterday in the environment is not a number of seconds since 1970"
+        ),
+        "{stderr}"
     );
 }
 

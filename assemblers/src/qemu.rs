@@ -14,6 +14,8 @@
 //! - The image is built under a temporary name in the output directory and renamed into place;
 //!   a failure leaves nothing behind.
 
+use std::path::Path;
+
 use serde_json::{Map, Value};
 
 use crate::args::{image_size, required, Arguments};
@@ -21,7 +23,9 @@ use crate::image::convert::{convert, Format};
 use crate::image::grub::{self, Bootloader};
 use crate::image::options::{self, check_keys};
 use crate::image::output::{check_filename, TempFile};
-use crate::image::partition::PartitionTable;
+use crate::image::partition::{PartitionTable, PtType};
+use crate::image::reproducible;
+use crate::tool;
 use crate::AssemblerError;
 
 /// The validated options.
@@ -80,6 +84,11 @@ pub fn assemble(args: &Arguments) -> Result<(), AssemblerError> {
     )
     .map_err(|e| AssemblerError::Tool(format!("creating the disk image: {e}")))?;
     let placed = opts.table.write(image.path())?;
+    if let Some(epoch) = reproducible::source_epoch() {
+        for args in gpt_partition_uuid_args(&opts.table, placed.len(), image.path(), epoch) {
+            tool::run_args("sfdisk", &args)?;
+        }
+    }
     opts.table
         .make_filesystems(&placed, image.path(), &args.tree)?;
     grub::install(
@@ -92,11 +101,35 @@ pub fn assemble(args: &Arguments) -> Result<(), AssemblerError> {
     convert(opts.format, image, &args.output_dir.join(&opts.filename))
 }
 
+/// `sfdisk --part-uuid` calls that give each of the `count` partitions of a GPT a UUID derived
+/// from the epoch, the table's id and the partition's number (sfdisk picks random ones).
+fn gpt_partition_uuid_args(
+    table: &PartitionTable,
+    count: usize,
+    image: &Path,
+    epoch: u64,
+) -> Vec<Vec<String>> {
+    if table.pttype != PtType::Gpt {
+        return Vec::new();
+    }
+    (1..=count as u64)
+        .map(|n| {
+            let uuid = reproducible::derived_uuid(epoch, "gpt-partition", &table.ptuuid, n);
+            vec![
+                "--part-uuid".into(),
+                image.display().to_string(),
+                n.to_string(),
+                uuid,
+            ]
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::image::filesystem::FsType;
-    use crate::image::partition::{PtType, BIOS_BOOT_GUID};
+    use crate::image::partition::BIOS_BOOT_GUID;
 
     fn opts(json: &str) -> Result<QemuOptions, AssemblerError> {
         let v: Value = serde_json::from_str(json).unwrap();
@@ -201,5 +234,30 @@ mod tests {
             )
         );
         assert_eq!(o.table.sfdisk_script().matches("bootable").count(), 1);
+    }
+
+    #[test]
+    fn gpt_partitions_get_derived_uuids_under_an_epoch() {
+        let gpt = opts(&format!(
+            r#"{{{BASE}, "size": 1073741824, "pttype": "gpt", "partitions": [
+                {{"size": 2048, "type": "{BIOS_BOOT_GUID}"}},
+                {{"type": "0FC63DAF-8483-4772-8E79-3D69D8477DE4"}}]}}"#
+        ))
+        .unwrap();
+        let calls = gpt_partition_uuid_args(&gpt.table, 2, Path::new("/o/d"), 7);
+        let uuid = |n| reproducible::derived_uuid(7, "gpt-partition", "0x14fc63d2", n);
+        assert_eq!(
+            calls,
+            [
+                ["--part-uuid", "/o/d", "1", &uuid(1)],
+                ["--part-uuid", "/o/d", "2", &uuid(2)]
+            ]
+        );
+        assert_ne!(uuid(1), uuid(2));
+        let dos = opts(&format!(
+            r#"{{{BASE}, "size": 1048576000, "root_fs_uuid": "u"}}"#
+        ))
+        .unwrap();
+        assert!(gpt_partition_uuid_args(&dos.table, 1, Path::new("/o/d"), 7).is_empty());
     }
 }

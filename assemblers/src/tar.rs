@@ -11,6 +11,9 @@
 //!   `acls`, `selinux`, `xattrs`) when the build root's tar supports them (probed with
 //!   `tar --help`); file capabilities live in xattrs, so an image without them would break
 //!   `ping` and friends.
+//! - Under `SOURCE_DATE_EPOCH` (a reproducible build) the archive is the same bytes whenever
+//!   the tree is: names sorted, mtimes clamped to the epoch, no access or change times and
+//!   fixed extended-header names in pax headers ([`reproducible_args`]).
 //! - `filename` must be a plain file name, so nothing is written outside `output_dir`; a
 //!   failed tar leaves no partial archive behind.
 
@@ -23,6 +26,7 @@ use serde_json::{Map, Value};
 use crate::args::{invalid, Arguments};
 use crate::image::options::check_keys;
 use crate::image::output::check_filename;
+use crate::image::reproducible;
 use crate::AssemblerError;
 
 /// The compressions v10 accepts; each is passed to GNU tar as `--<name>`.
@@ -150,16 +154,32 @@ pub fn tar_args(
     args
 }
 
+/// The arguments that make GNU tar's output depend on the tree alone, under a source epoch.
+pub fn reproducible_args(epoch: Option<u64>) -> Vec<OsString> {
+    let Some(epoch) = epoch else {
+        return Vec::new();
+    };
+    vec![
+        "--sort=name".into(),
+        format!("--mtime=@{epoch}").into(),
+        "--clamp-mtime".into(),
+        "--pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime".into(),
+    ]
+}
+
 /// Runs the assembler.
 pub fn assemble(args: &Arguments) -> Result<(), AssemblerError> {
     let opts = TarOptions::parse(&args.options)?;
     let output: PathBuf = args.output_dir.join(&opts.filename);
-    let argv = tar_args(&opts, TarFeatures::probe(), &args.tree, &output);
+    let epoch = reproducible::source_epoch();
+    let mut argv = reproducible_args(epoch);
+    argv.extend(tar_args(&opts, TarFeatures::probe(), &args.tree, &output));
     let result = Command::new("tar")
         .args(&argv)
         .env_clear()
         .env("PATH", "/usr/sbin:/usr/bin")
         .env("LC_ALL", "C")
+        .envs(reproducible::tool_env(epoch))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .status();
@@ -264,6 +284,20 @@ mod tests {
         assert_eq!(
             argv(&off, all),
             "--numeric-owner -cf /run/osbuild/output/t -C /run/osbuild/tree ."
+        );
+    }
+
+    #[test]
+    fn reproducible_arguments_only_under_an_epoch() {
+        assert!(reproducible_args(None).is_empty());
+        assert_eq!(
+            reproducible_args(Some(1_700_000_000)),
+            [
+                "--sort=name",
+                "--mtime=@1700000000",
+                "--clamp-mtime",
+                "--pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime"
+            ]
         );
     }
 

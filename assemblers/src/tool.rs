@@ -6,6 +6,7 @@ use std::process::{Command, Stdio};
 
 use osbuild_sys::process::Child;
 
+use crate::image::reproducible;
 use crate::AssemblerError;
 
 /// The environment every tool gets (nothing is inherited).
@@ -22,6 +23,7 @@ pub fn command<S: AsRef<OsStr>>(program: &str, args: &[S]) -> Command {
     cmd.args(args)
         .env_clear()
         .envs(ENV.iter().copied())
+        .envs(reproducible::tool_env(reproducible::source_epoch()))
         .stdin(Stdio::null());
     cmd
 }

@@ -179,6 +179,9 @@ pub struct Sandbox {
     /// The network namespace to run in (loopback only); `None` shares the host's network,
     /// for modules that declare they need it (never decided by a manifest).
     pub netns: Option<Arc<NetNs>>,
+    /// `SOURCE_DATE_EPOCH` of a reproducible build (the reproducible-builds convention that
+    /// dpkg, initramfs-tools, mkfs.fat and the assemblers honour).
+    pub source_epoch: Option<u64>,
 }
 
 impl Sandbox {
@@ -274,8 +277,8 @@ impl Sandbox {
     }
 
     /// The environment of the sandbox; nothing is inherited from the engine.
-    pub fn env(&self) -> Vec<(&'static str, &'static str)> {
-        vec![
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        let mut env: Vec<(&'static str, String)> = [
             ("PATH", "/usr/sbin:/usr/bin"),
             ("LC_CTYPE", "C.UTF-8"),
             ("container", "bwrap-osbuild"),
@@ -283,6 +286,12 @@ impl Sandbox {
             ("PYTHONUNBUFFERED", "1"),
             ("TERM", "dumb"),
         ]
+        .map(|(k, v)| (k, v.to_owned()))
+        .into();
+        if let Some(epoch) = self.source_epoch {
+            env.push(("SOURCE_DATE_EPOCH", epoch.to_string()));
+        }
+        env
     }
 }
 
@@ -614,6 +623,7 @@ mod tests {
             sources: (kind == ModuleKind::Stage).then(|| "/s/tmp/src".into()),
             netns: None,
             capabilities: DEFAULT_CAPABILITIES.to_vec(),
+            source_epoch: None,
         }
     }
 
@@ -773,7 +783,19 @@ mod tests {
     #[test]
     fn environment_is_fixed() {
         let env = plan(ModuleKind::Stage).env();
-        assert!(env.contains(&("PATH", "/usr/sbin:/usr/bin")));
+        assert!(env.contains(&("PATH", "/usr/sbin:/usr/bin".into())));
         assert!(env.iter().all(|(k, _)| *k != "HOME"));
+        assert!(env.iter().all(|(k, _)| *k != "SOURCE_DATE_EPOCH"));
+    }
+
+    #[test]
+    fn a_source_epoch_reaches_the_environment() {
+        let sandbox = Sandbox {
+            source_epoch: Some(1_700_000_000),
+            ..plan(ModuleKind::Assembler)
+        };
+        assert!(sandbox
+            .env()
+            .contains(&("SOURCE_DATE_EPOCH", "1700000000".into())));
     }
 }

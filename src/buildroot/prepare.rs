@@ -48,6 +48,8 @@ pub struct ModuleRun<'a> {
     /// The module declared it needs the network (then it shares the host's).
     pub network: bool,
     pub shared: &'a SharedRoot,
+    /// `SOURCE_DATE_EPOCH` of a reproducible build, in the module's environment.
+    pub source_epoch: Option<u64>,
 }
 
 impl ModuleRun<'_> {
@@ -78,6 +80,7 @@ impl ModuleRun<'_> {
             sources,
             netns: (!self.network).then(|| self.shared.netns.clone()),
             capabilities: Sandbox::default_capabilities(),
+            source_epoch: self.source_epoch,
         })
     }
 }

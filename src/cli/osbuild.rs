@@ -96,6 +96,23 @@ fn init_logging() {
         .try_init();
 }
 
+/// The reproducible-builds convention: `SOURCE_DATE_EPOCH` in `osbuild`'s environment makes
+/// the build reproducible (an empty value counts as unset).
+fn source_date_epoch(value: Option<&std::ffi::OsStr>) -> anyhow::Result<Option<u64>> {
+    let Some(v) = value.filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    v.to_str()
+        .and_then(|s| s.parse::<u64>().ok())
+        .map(Some)
+        .with_context(|| {
+            format!(
+                "SOURCE_DATE_EPOCH={} in the environment is not a number of seconds since 1970",
+                v.to_string_lossy()
+            )
+        })
+}
+
 /// The text of an optional input file; `what` names it in the error.
 fn read_file(path: Option<&Path>, what: &str) -> anyhow::Result<Option<String>> {
     path.map(|p| {
@@ -120,6 +137,7 @@ fn run(args: Args) -> anyhow::Result<i32> {
         } else {
             args.checkpoint.clone()
         },
+        source_epoch: source_date_epoch(std::env::var_os("SOURCE_DATE_EPOCH").as_deref())?,
     };
     let request = match Request::new(&text, &index, overrides) {
         Ok(r) => r,

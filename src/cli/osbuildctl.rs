@@ -62,6 +62,9 @@ pub enum Cmd {
         /// JSON file with secrets for the sources (sent to the daemon, never logged).
         #[arg(long, value_name = "FILE")]
         secrets: Option<PathBuf>,
+        /// Build reproducibly with this SOURCE_DATE_EPOCH (seconds; changes every id).
+        #[arg(long, value_name = "SECONDS")]
+        source_epoch: Option<u64>,
     },
     /// Cancel a job (its number or object path).
     Cancel { job: String },
@@ -82,6 +85,9 @@ pub enum Cmd {
         /// Libdir whose stage schemas validate the manifest.
         #[arg(short = 'l', long, default_value = crate::modules::DEFAULT_LIBDIR)]
         libdir: PathBuf,
+        /// The ids of a build with this SOURCE_DATE_EPOCH (as `build --source-epoch`).
+        #[arg(long, value_name = "SECONDS")]
+        source_epoch: Option<u64>,
     },
 }
 
@@ -164,8 +170,13 @@ async fn connect(address: &Option<String>) -> anyhow::Result<Connection> {
 }
 
 async fn run(args: Args) -> anyhow::Result<i32> {
-    if let Cmd::Inspect { manifest, libdir } = &args.command {
-        return inspect(manifest, libdir);
+    if let Cmd::Inspect {
+        manifest,
+        libdir,
+        source_epoch,
+    } = &args.command
+    {
+        return inspect(manifest, libdir, *source_epoch);
     }
     let conn = connect(&args.address).await?;
     let proxy = Builder1Proxy::new(&conn).await?;
@@ -178,6 +189,7 @@ async fn run(args: Args) -> anyhow::Result<i32> {
             detach,
             sources,
             secrets,
+            source_epoch,
         } => {
             let read = |p: Option<PathBuf>| {
                 p.map(|p| {
@@ -191,6 +203,7 @@ async fn run(args: Args) -> anyhow::Result<i32> {
                     checkpoints: (!checkpoint.is_empty()).then_some(checkpoint),
                     sources: read(sources)?,
                     secrets: read(secrets)?,
+                    source_epoch,
                 },
                 output,
                 json,
@@ -241,10 +254,13 @@ async fn run(args: Args) -> anyhow::Result<i32> {
 }
 
 /// `inspect`: the manifest with every stage's id, checked locally against `libdir`.
-fn inspect(manifest: &str, libdir: &Path) -> anyhow::Result<i32> {
+fn inspect(manifest: &str, libdir: &Path, source_epoch: Option<u64>) -> anyhow::Result<i32> {
     let text = super::read_input(manifest)?;
     match manifest::load(&text, &Index::new(libdir)) {
-        Ok(m) => {
+        Ok(mut m) => {
+            if let Some(epoch) = source_epoch {
+                m.set_source_epoch(epoch);
+            }
             println!("{}", json::dumps_pretty(&m.describe()));
             Ok(0)
         }

@@ -77,6 +77,23 @@ impl Pipeline {
         out
     }
 
+    /// Recomputes the ids of this pipeline and its build pipelines with `epoch` mixed into
+    /// every stage's and the assembler's id (see [`Manifest::set_source_epoch`]).
+    fn rehash_with_epoch(&mut self, epoch: u64) {
+        let build_id = self.build.as_mut().and_then(|b| {
+            b.pipeline.rehash_with_epoch(epoch);
+            b.pipeline.tree_id().cloned()
+        });
+        let mut base: Option<ObjectId> = None;
+        for stage in &mut self.stages {
+            stage.id = stage.id_under(build_id.as_ref(), base.as_ref(), epoch);
+            base = Some(stage.id.clone());
+        }
+        if let Some(assembler) = &mut self.assembler {
+            assembler.id = assembler.id_under(build_id.as_ref(), base.as_ref(), epoch);
+        }
+    }
+
     /// The innermost pipeline: the one without a build pipeline, which runs on the host.
     fn innermost_mut(&mut self) -> &mut Pipeline {
         match self.build {
@@ -105,6 +122,11 @@ impl Pipeline {
 }
 
 impl Stage {
+    /// The id under a source epoch, after `build` and `base`.
+    fn id_under(&self, build: Option<&ObjectId>, base: Option<&ObjectId>, epoch: u64) -> ObjectId {
+        stage_id(&self.name, build, base, &self.options, Some(epoch))
+    }
+
     fn describe(&self) -> Value {
         let mut d = Map::new();
         d.insert("name".into(), Value::from(self.name.as_str()));
@@ -136,6 +158,14 @@ impl Manifest {
         self.pipeline.innermost_mut().build = Some(build);
     }
 
+    /// Builds with `SOURCE_DATE_EPOCH` = `epoch`: every id changes (as osbuild HEAD mixes a
+    /// pipeline's `source-epoch` into its ids), so a store never mixes trees built with and
+    /// without an epoch, or with different ones. Call it before [`Self::prepend_build_env`],
+    /// which keeps ids.
+    pub fn set_source_epoch(&mut self, epoch: u64) {
+        self.pipeline.rehash_with_epoch(epoch);
+    }
+
     /// Every id in the manifest (stages and assemblers of all pipelines, build pipelines
     /// first), e.g. to check that `--checkpoint` names a known id.
     pub fn ids(&self) -> Vec<&ObjectId> {
@@ -147,12 +177,14 @@ impl Manifest {
     }
 }
 
-/// The v10 id of a stage or assembler.
+/// The v10 id of a stage or assembler; under a source epoch, the epoch as JSON follows the
+/// options (HEAD's order for a pipeline's `source-epoch`).
 fn stage_id(
     name: &str,
     build: Option<&ObjectId>,
     base: Option<&ObjectId>,
     options: &Value,
+    epoch: Option<u64>,
 ) -> ObjectId {
     let as_value = |id: Option<&ObjectId>| Value::from(id.map(|i| i.as_str()));
     let mut h = Sha256::new();
@@ -160,6 +192,9 @@ fn stage_id(
     h.update(json::dumps(&as_value(build)));
     h.update(json::dumps(&as_value(base)));
     h.update(json::dumps(options));
+    if let Some(epoch) = epoch {
+        h.update(epoch.to_string());
+    }
     ObjectId::from_digest(&h.finalize())
 }
 
@@ -441,7 +476,7 @@ impl<'a> Checker<'a> {
         }
         let options = options?;
         Some(Stage {
-            id: stage_id(&name, build, base, &options),
+            id: stage_id(&name, build, base, &options, None),
             name,
             options,
         })

@@ -265,6 +265,7 @@ impl<'a> Run<'a, '_> {
             }
             if self.request.checkpoints.contains(&stage.id) || self.b.commit.also_commit(&stage.id)
             {
+                self.clamp_times(&tree)?;
                 store.commit(&tree, &stage.id, ObjectKind::Tree)?;
             }
         }
@@ -304,6 +305,7 @@ impl<'a> Run<'a, '_> {
     ) -> Result<ModuleResult, BuildError> {
         let store = self.b.store;
         let args = AssemblerArgs::in_sandbox(&assembler.options).to_json();
+        self.clamp_times(tree)?;
         let output = store.new_object(None)?;
         let r = {
             let build_guard = env.tree.as_ref().map(Object::read).transpose()?;
@@ -326,9 +328,19 @@ impl<'a> Run<'a, '_> {
             self.run_module(assembler, plan, &args, at)?
         };
         if r.success {
+            self.clamp_times(&output)?;
             store.commit(&output, &assembler.id, ObjectKind::Output)?;
         }
         Ok(r)
+    }
+
+    /// In a reproducible build, clamps the times of `object`'s tree to the source epoch
+    /// (before it is committed or assembled).
+    fn clamp_times(&self, object: &Object) -> Result<(), BuildError> {
+        match self.request.source_epoch {
+            Some(epoch) => Ok(object.clamp_times(epoch)?),
+            None => Ok(()),
+        }
     }
 
     /// The part of a module's plan that follows from the module and its pipeline; the caller
@@ -362,6 +374,7 @@ impl<'a> Run<'a, '_> {
             output: None,
             network: index.meta(kind, &module.name).is_ok_and(|m| m.network),
             shared: &env.shared,
+            source_epoch: self.request.source_epoch,
         })
     }
 

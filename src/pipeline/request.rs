@@ -21,6 +21,9 @@ pub struct Overrides {
     pub checkpoints: Vec<String>,
     /// A build section `{"pipeline", "runner"}` to build in (it does not change ids).
     pub build_env: Option<String>,
+    /// `SOURCE_DATE_EPOCH` for a reproducible build (seconds since 1970): every stage and the
+    /// assembler see it, trees are clamped to it at commit, and it changes every id.
+    pub source_epoch: Option<u64>,
 }
 
 /// Secrets for the sources: they reach the source processes' stdin and nothing else, and
@@ -70,6 +73,8 @@ pub struct Request {
     /// The build is for a caller who is not root (osbuildd's): the sources, which run as root,
     /// read no host path for it (`file://` URLs, certificate files).
     pub unprivileged_caller: bool,
+    /// The build's `SOURCE_DATE_EPOCH`, if reproducible (already mixed into the ids).
+    pub source_epoch: Option<u64>,
 }
 
 impl Request {
@@ -77,6 +82,10 @@ impl Request {
     /// manifest, build environment, sources, secrets, checkpoints (the first problem wins).
     pub fn new(manifest: &str, index: &Index, overrides: Overrides) -> Result<Self, RequestError> {
         let mut manifest = manifest::load(manifest, index).map_err(RequestError::Manifest)?;
+        // Before the build environment, which keeps the ids the manifest alone has.
+        if let Some(epoch) = overrides.source_epoch {
+            manifest.set_source_epoch(epoch);
+        }
         if let Some(text) = &overrides.build_env {
             let build = manifest::parse_build_env(text).map_err(RequestError::BuildEnv)?;
             manifest.prepend_build_env(build);
@@ -100,6 +109,7 @@ impl Request {
             checkpoints,
             secrets,
             unprivileged_caller: false,
+            source_epoch: overrides.source_epoch,
         })
     }
 }
@@ -190,5 +200,26 @@ mod tests {
         .unwrap();
         assert!(!format!("{r:?}").contains("hunter2"));
         assert!(r.secrets.is_some());
+    }
+
+    #[test]
+    fn a_source_epoch_changes_every_id_and_only_then() {
+        let ids = |epoch| {
+            let r = request(Overrides {
+                source_epoch: epoch,
+                ..Overrides::default()
+            })
+            .unwrap();
+            assert_eq!(r.source_epoch, epoch);
+            r.manifest.pipeline.stages[0].id.to_string()
+        };
+        let plain = ids(None);
+        let v10 = manifest::parse(MANIFEST).unwrap().pipeline.stages[0]
+            .id
+            .to_string();
+        assert_eq!(plain, v10, "without an epoch the ids are v10's");
+        assert_ne!(ids(Some(1_700_000_000)), plain);
+        assert_eq!(ids(Some(1_700_000_000)), ids(Some(1_700_000_000)));
+        assert_ne!(ids(Some(1_700_000_000)), ids(Some(1_700_000_001)));
     }
 }

@@ -116,6 +116,7 @@ pub(crate) fn validate(
         secrets: opts.secrets,
         checkpoints: opts.checkpoints.unwrap_or_default(),
         build_env: None,
+        source_epoch: opts.source_epoch,
     };
     let request = Request::new(manifest, &svc.index, overrides).map_err(request_error)?;
     check_runners(&svc.index, &request.manifest.pipeline)?;

@@ -357,6 +357,7 @@ mod tests {
             checkpoints: Default::default(),
             secrets: None,
             unprivileged_caller: false,
+            source_epoch: None,
         }
     }
 

@@ -124,6 +124,26 @@ async fn build_queues_a_job_with_its_properties_and_signal() {
 }
 
 #[tokio::test]
+async fn a_source_epoch_reaches_the_request_and_its_ids() {
+    let f = fixture(queued_only(), allow_all()).await;
+    let proxy = Builder1Proxy::new(&f.client).await.unwrap();
+    let with_epoch = BuildOptions {
+        source_epoch: Some(1_700_000_000),
+        ..BuildOptions::default()
+    };
+    let plain = proxy.build(MANIFEST, &no_options()).await.unwrap();
+    let epoch = proxy.build(MANIFEST, &with_epoch).await.unwrap();
+    let tree_id = |job| async { job_proxy(&f.client, job).await.tree_id().await.unwrap() };
+    let mut manifest = crate::manifest::parse(MANIFEST).unwrap();
+    let v10 = manifest.pipeline.tree_id().unwrap().to_string();
+    manifest.set_source_epoch(1_700_000_000);
+    let under_epoch = manifest.pipeline.tree_id().unwrap().to_string();
+    assert_eq!(tree_id(plain).await, v10);
+    assert_eq!(tree_id(epoch).await, under_epoch);
+    assert_ne!(v10, under_epoch);
+}
+
+#[tokio::test]
 async fn bad_requests_get_named_errors_and_create_nothing() {
     let f = fixture(queued_only(), allow_all()).await;
     let proxy = Builder1Proxy::new(&f.client).await.unwrap();

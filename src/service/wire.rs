@@ -19,13 +19,17 @@ pub struct BuildOptions {
     pub sources: Option<String>,
     /// Secrets for the sources (a JSON object); never logged, never echoed.
     pub secrets: Option<String>,
+    /// `SOURCE_DATE_EPOCH` for a reproducible build (changes every id).
+    #[zbus(rename = "source-epoch")]
+    pub source_epoch: Option<u64>,
 }
 
 /// Every option with the D-Bus type of its value, in the order error messages list them.
-const OPTIONS: [(&str, &Signature); 3] = [
+const OPTIONS: [(&str, &Signature); 4] = [
     ("checkpoints", <Vec<String> as Type>::SIGNATURE),
     ("sources", <String as Type>::SIGNATURE),
     ("secrets", <String as Type>::SIGNATURE),
+    ("source-epoch", <u64 as Type>::SIGNATURE),
 ];
 
 impl BuildOptions {
@@ -60,6 +64,7 @@ impl fmt::Debug for BuildOptions {
             .field("checkpoints", &self.checkpoints)
             .field("sources", &self.sources)
             .field("secrets", &self.secrets.as_ref().map(|_| "<redacted>"))
+            .field("source_epoch", &self.source_epoch)
             .finish()
     }
 }
@@ -105,7 +110,7 @@ mod tests {
         let cases: Vec<(HashMap<String, OwnedVariant>, &str)> = vec![
             (
                 opts(vec![("libdir", s("/x"))]),
-                "unknown option 'libdir'; known: checkpoints (as), sources (s), secrets (s)",
+                "unknown option 'libdir'; known: checkpoints (as), sources (s), secrets (s), source-epoch (t)",
             ),
             (
                 opts(vec![("sources", OwnedVariant::from(3u32))]),
@@ -114,6 +119,10 @@ mod tests {
             (
                 opts(vec![("checkpoints", s("abc"))]),
                 "option 'checkpoints' must be of type as",
+            ),
+            (
+                opts(vec![("source-epoch", s("1700000000"))]),
+                "option 'source-epoch' must be of type t",
             ),
         ];
         for (o, want) in cases {
@@ -130,6 +139,7 @@ mod tests {
             checkpoints: Some(vec!["a".repeat(64)]),
             sources: Some("{}".into()),
             secrets: None,
+            source_epoch: Some(1_700_000_000),
         };
         let ctxt = Context::new(LE, 0);
         let data = zbus::wire::to_bytes(ctxt, &sent).unwrap();

@@ -29,6 +29,7 @@
 //! Mounts ([`Object::read`], [`Object::write`], [`HostTree::read`]) should be made in a private
 //! mount namespace, see [`crate::mount::enter_private_namespace`].
 
+mod clamp;
 mod copy;
 mod lock;
 mod object;

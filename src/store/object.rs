@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::lock::{remove_tree, sync_dir, ObjectLock, TempDir};
 use super::refs::ObjectKind;
-use super::{copy, treesum, Store, StoreError};
+use super::{clamp, copy, treesum, Store, StoreError};
 use crate::id::{ObjectId, Treesum};
 use crate::mount::BindMount;
 
@@ -184,6 +184,20 @@ impl Store {
 impl Object {
     fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Clamps the times of the working tree to `epoch` for a reproducible build (see
+    /// [`super::clamp`]); an object unchanged since its committed base was clamped before
+    /// that commit. Not while a writer is active.
+    pub fn clamp_times(&self, epoch: u64) -> Result<(), StoreError> {
+        let st = self.state();
+        if st.writer {
+            return Err(StoreError::Busy("a writer is active"));
+        }
+        if st.initialized {
+            clamp::clamp_times(&self.tree, epoch)?;
+        }
+        Ok(())
     }
 
     /// The committed object this one is (or will be) a copy of.

@@ -18,6 +18,11 @@
 //! scripts see no network, and a `policy-rc.d` refusing every action keeps services from being
 //! started. Afterwards `/etc/machine-id` is left empty (an image must not share one) and
 //! `dpkg --audit` must report nothing. A failure names the packages dpkg gave up on.
+//!
+//! In a reproducible build (`SOURCE_DATE_EPOCH` set by the engine) dpkg and the maintainer
+//! scripts get the epoch (initramfs-tools clamps the initramfs to it, shadow dates accounts by
+//! it), and what records the build's own time or inode numbers is emptied or removed
+//! afterwards ([`forget_the_build`]): dpkg's and update-alternatives' logs, ldconfig's cache.
 
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
@@ -138,6 +143,9 @@ pub fn run(args: &Args) -> Result<i32, StageError> {
     leave_machine_id_empty(tree, &machine_id_before)?;
     remove_backups(tree);
     audit(tree)?;
+    if source_date_epoch().is_some() {
+        forget_the_build(tree)?;
+    }
     println!("installed {} packages", debs.len());
     Ok(0)
 }
@@ -367,6 +375,9 @@ impl Dpkg<'_> {
             .env("LC_ALL", "C")
             .env("HOME", "/root")
             .args(DPKG_FORCE);
+        if let Some(epoch) = source_date_epoch() {
+            cmd.env("SOURCE_DATE_EPOCH", epoch);
+        }
         Ok(cmd)
     }
 
@@ -484,6 +495,33 @@ fn remove_backups(tree: &Path) {
     ] {
         let _ = tree::remove_file(tree, f);
     }
+}
+
+/// The engine's `SOURCE_DATE_EPOCH`, when the build is reproducible.
+fn source_date_epoch() -> Option<String> {
+    std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .filter(|e| !e.is_empty())
+}
+
+/// Logs that hold the time of each step (emptied under a source epoch).
+const TIMED_LOGS: &[&str] = &["var/log/dpkg.log", "var/log/alternatives.log"];
+
+/// Caches that hold inode numbers and change times of the build (removed under a source epoch;
+/// ldconfig writes it again on the machine).
+const BUILD_CACHES: &[&str] = &["var/cache/ldconfig/aux-cache"];
+
+/// Empties the timed logs and removes the build's caches, for a reproducible tree.
+fn forget_the_build(tree: &Path) -> Result<(), StageError> {
+    for log in TIMED_LOGS {
+        if tree::tree_path(tree, log)?.is_file() {
+            tree::write_file(tree, log, b"", 0o644)?;
+        }
+    }
+    for cache in BUILD_CACHES {
+        let _ = tree::remove_file(tree, cache);
+    }
+    Ok(())
 }
 
 /// `dpkg --audit` in the tree must print nothing.

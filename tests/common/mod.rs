@@ -243,3 +243,22 @@ pub fn peak_rss_kib(pid: u32) -> Option<u64> {
     let line = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?;
     line.trim().trim_end_matches("kB").trim().parse().ok()
 }
+
+/// Writes the bootable Debian image manifest (`osbuild-mkmanifest-debian --image --boot-probe
+/// --hostname HOSTNAME`) to `path`; false (and says why) when apt cannot resolve the packages
+/// here, so that `test` skips.
+pub fn debian_image_manifest(test: &str, hostname: &str, path: &Path) -> bool {
+    let gen = Command::new(env!("CARGO_BIN_EXE_osbuild-mkmanifest-debian"))
+        .args(["--image", "--boot-probe", "--hostname", hostname])
+        .arg("--output")
+        .arg(path)
+        .output()
+        .unwrap();
+    if !gen.status.success() {
+        eprintln!(
+            "skipping {test}: cannot resolve packages with apt (run apt-get update): {}",
+            String::from_utf8_lossy(&gen.stderr)
+        );
+    }
+    gen.status.success()
+}

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use crate::image::mount::Mount;
 use crate::image::output::TempFile;
-use crate::image::Placed;
+use crate::image::{fat, reproducible, Placed};
 use crate::{remoteloop, tool, AssemblerError};
 
 /// Filesystem types.
@@ -78,22 +78,37 @@ struct Mkfs<'a> {
 }
 
 impl Mkfs<'_> {
-    /// `mkfs.ext4 -d`: made and filled in one step.
+    /// `mkfs.ext4 -d`: made and filled in one step; under a source epoch with a derived
+    /// directory hash seed and the epoch as every inode's access and change time.
     fn ext4(&self) -> Result<(), AssemblerError> {
-        let mut a: Vec<String> = vec!["-q".into(), "-F".into(), "-U".into(), self.fs.uuid.clone()];
-        if let Some(l) = &self.fs.label {
-            a.extend(["-L".into(), l.clone()]);
+        let epoch = reproducible::source_epoch();
+        tool::run_args(
+            "mkfs.ext4",
+            &ext4_args(self.fs, self.part, self.image, self.src, epoch),
+        )?;
+        match epoch {
+            Some(epoch) => self.ext4_times(epoch),
+            None => Ok(()),
         }
-        if let Some(src) = self.src {
-            a.extend(["-d".into(), src.display().to_string()]);
-        }
-        a.extend([
-            "-E".into(),
-            format!("offset={}", self.part.start * 512),
-            self.image.display().to_string(),
-            format!("{}k", self.part.size * 512 / 1024),
-        ]);
-        tool::run_args("mkfs.ext4", &a).map(|_| ())
+    }
+
+    /// Sets the access and change times of every inode in use to `epoch` (mke2fs -d copies
+    /// them from the tree, where no one can set a change time).
+    fn ext4_times(&self, epoch: u64) -> Result<(), AssemblerError> {
+        let fs = format!("{}?offset={}", self.image.display(), self.part.start * 512);
+        let listing = tool::run_args("dumpe2fs", &[fs.as_str()])?;
+        let inodes = reproducible::used_inodes(&String::from_utf8_lossy(&listing))
+            .ok_or_else(|| AssemblerError::Tool("dumpe2fs printed no inode groups".into()))?;
+        let mut script = self.image.as_os_str().to_owned();
+        script.push(format!(".debugfs-{}", self.part.start));
+        let script = TempFile::new(script.into());
+        std::fs::write(
+            script.path(),
+            reproducible::ext4_times_script(&inodes, epoch),
+        )
+        .map_err(|e| AssemblerError::Tool(format!("writing the debugfs script: {e}")))?;
+        let s = script.path().display().to_string();
+        tool::run_args("debugfs", &["-w", "-f", s.as_str(), fs.as_str()]).map(|_| ())
     }
 
     /// `mkfs.vfat` on a sparse file of exactly the partition's size, filled with mtools, then
@@ -113,6 +128,9 @@ impl Mkfs<'_> {
         tool::run_args("mkfs.vfat", &a)?;
         if let Some(src) = self.src {
             copy_into_fat(src, fat.path(), 0)?;
+        }
+        if let Some(epoch) = reproducible::source_epoch() {
+            fat::stamp_directories(fat.path(), epoch)?;
         }
         copy_data_into(fat.path(), self.image, self.part.start * 512)
             .map_err(|e| AssemblerError::Tool(format!("copying the FAT filesystem: {e}")))
@@ -136,6 +154,36 @@ impl Mkfs<'_> {
         )?;
         mounted.unmount()
     }
+}
+
+/// `mkfs.ext4` arguments for `fs` at `part` of `image`, filled from `src`; under a source
+/// epoch with a directory hash seed derived from it, the filesystem's UUID and the start.
+fn ext4_args(
+    fs: &Filesystem,
+    part: &Placed,
+    image: &Path,
+    src: Option<&Path>,
+    epoch: Option<u64>,
+) -> Vec<String> {
+    let mut a: Vec<String> = vec!["-q".into(), "-F".into(), "-U".into(), fs.uuid.clone()];
+    if let Some(l) = &fs.label {
+        a.extend(["-L".into(), l.clone()]);
+    }
+    if let Some(src) = src {
+        a.extend(["-d".into(), src.display().to_string()]);
+    }
+    let mut extended = format!("offset={}", part.start * 512);
+    if let Some(epoch) = epoch {
+        let seed = reproducible::derived_uuid(epoch, "ext4-hash-seed", &fs.uuid, part.start);
+        extended.push_str(&format!(",hash_seed={seed}"));
+    }
+    a.extend([
+        "-E".into(),
+        extended,
+        image.display().to_string(),
+        format!("{}k", part.size * 512 / 1024),
+    ]);
+    a
 }
 
 /// Writes the blocks of `from` that are not all zeros into `image` at `offset`; the rest of
@@ -195,4 +243,37 @@ fn copy_into_fat(src: &Path, image: &Path, offset: u64) -> Result<(), AssemblerE
     a.extend(entries.iter().map(|e| e.display().to_string()));
     a.push("::/".into());
     tool::run_args("mcopy", &a).map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ext4_arguments_with_and_without_an_epoch() {
+        let fs = Filesystem {
+            fstype: FsType::Ext4,
+            uuid: "6e4ff95f-f662-45ee-a82a-bdf44a2d0b75".into(),
+            label: Some("root".into()),
+            mountpoint: "/".into(),
+        };
+        let part = Placed {
+            start: 2048,
+            size: 4096,
+            ptype: "83".into(),
+        };
+        let plain = ext4_args(&fs, &part, Path::new("/o/d"), Some(Path::new("/t")), None);
+        assert_eq!(
+            plain.join(" "),
+            "-q -F -U 6e4ff95f-f662-45ee-a82a-bdf44a2d0b75 -L root -d /t -E offset=1048576 /o/d 2048k"
+        );
+        let seed = reproducible::derived_uuid(7, "ext4-hash-seed", &fs.uuid, 2048);
+        let epoch = ext4_args(&fs, &part, Path::new("/o/d"), None, Some(7));
+        assert_eq!(
+            epoch.join(" "),
+            format!(
+                "-q -F -U 6e4ff95f-f662-45ee-a82a-bdf44a2d0b75 -L root -E offset=1048576,hash_seed={seed} /o/d 2048k"
+            )
+        );
+    }
 }
