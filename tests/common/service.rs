@@ -259,7 +259,17 @@ impl Fixture {
     }
 
     pub fn start_daemon(&mut self, extra: &[&str]) {
-        let child = Command::new(env!("CARGO_BIN_EXE_osbuildd"))
+        self.start_daemon_via(&[], extra);
+    }
+
+    /// Starts osbuildd through `wrapper` (a command that execs its arguments, such as
+    /// `nsenter --mount=...`), so that it runs where the wrapper puts it.
+    pub fn start_daemon_via(&mut self, wrapper: &[&str], extra: &[&str]) {
+        let exe = env!("CARGO_BIN_EXE_osbuildd");
+        let mut argv = wrapper.to_vec();
+        argv.push(exe);
+        let child = Command::new(argv[0])
+            .args(&argv[1..])
             .arg("--address")
             .arg(&self.address)
             .arg("--store")
@@ -303,15 +313,24 @@ impl Fixture {
 
     /// `osbuildctl --address A ARGS` as `user` (None: root).
     pub fn ctl(&self, user: Option<&str>, args: &[&str]) -> Output {
+        self.ctl_via(&[], user, args)
+    }
+
+    /// [`Fixture::ctl`], killed after `limit` (exit 124, as `timeout` reports it).
+    pub fn ctl_within(&self, limit: Duration, user: Option<&str>, args: &[&str]) -> Output {
+        let secs = limit.as_secs().max(1).to_string();
+        self.ctl_via(&["timeout", "--kill-after=5", &secs], user, args)
+    }
+
+    fn ctl_via(&self, wrapper: &[&str], user: Option<&str>, args: &[&str]) -> Output {
         let exe = env!("CARGO_BIN_EXE_osbuildctl");
-        let mut c = match user {
-            Some(u) => {
-                let mut c = Command::new("runuser");
-                c.args(["-u", u, "--", exe]);
-                c
-            }
-            None => Command::new(exe),
-        };
+        let mut argv = wrapper.to_vec();
+        if let Some(u) = user {
+            argv.extend(["runuser", "-u", u, "--"]);
+        }
+        argv.push(exe);
+        let mut c = Command::new(argv[0]);
+        c.args(&argv[1..]);
         c.arg("--address").arg(&self.address).args(args);
         c.current_dir("/");
         c.output().unwrap()
