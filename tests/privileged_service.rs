@@ -181,26 +181,6 @@ fn daemon_mounts(f: &Fixture) -> Vec<String> {
         .collect()
 }
 
-/// The outsider watching everything the daemon sends that it may receive (a match rule on
-/// the daemon's name, as `gdbus monitor` adds it).
-fn watch_as_outsider(f: &Fixture) -> Proc {
-    use std::os::unix::process::CommandExt;
-    let monitor = Proc(
-        Command::new("gdbus")
-            .uid(uid_of(OUTSIDER))
-            .gid(gid_of(OUTSIDER))
-            .args(["monitor", "--address"])
-            .arg(&f.address)
-            .args(["--dest", "org.osbuild.Builder1"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    std::thread::sleep(Duration::from_millis(500));
-    monitor
-}
-
 /// The fixture with the group rule in force, and the outsider watching.
 fn granted_and_watched() -> (Fixture, Installed, Proc) {
     let f = Fixture::new();
@@ -209,21 +189,6 @@ fn granted_and_watched() -> (Fixture, Installed, Proc) {
     std::thread::sleep(Duration::from_secs(3));
     let monitor = watch_as_outsider(&f);
     (f, rule, monitor)
-}
-
-/// Everything a monitor printed, once it is stopped.
-fn monitor_output(mut monitor: Proc) -> String {
-    use std::io::Read;
-    let _ = monitor.0.kill();
-    let mut seen = String::new();
-    monitor
-        .0
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut seen)
-        .unwrap();
-    seen
 }
 
 #[test]

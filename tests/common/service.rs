@@ -5,8 +5,9 @@
 //! /etc/passwd), so it serializes its users across threads and processes ([`Serial`]); every
 //! change there is undone by a guard, even when a test fails.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Mutex;
@@ -361,6 +362,39 @@ impl Fixture {
             .replace("\"osbuild\"", &format!("\"{GROUP}\""));
         Installed::new(RULES_DEST, text.as_bytes())
     }
+}
+
+/// The outsider watching everything the daemon sends that it may receive (a match rule on
+/// the daemon's name, as `gdbus monitor` adds it).
+pub fn watch_as_outsider(f: &Fixture) -> Proc {
+    let monitor = Proc(
+        Command::new("gdbus")
+            .uid(uid_of(OUTSIDER))
+            .gid(gid_of(OUTSIDER))
+            .args(["monitor", "--address"])
+            .arg(&f.address)
+            .args(["--dest", "org.osbuild.Builder1"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    monitor
+}
+
+/// Everything a monitor printed, once it is stopped.
+pub fn monitor_output(mut monitor: Proc) -> String {
+    let _ = monitor.0.kill();
+    let mut seen = String::new();
+    monitor
+        .0
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut seen)
+        .unwrap();
+    seen
 }
 
 pub fn text(o: &Output) -> String {
