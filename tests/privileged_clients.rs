@@ -4,11 +4,13 @@
 
 mod common;
 
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use common::http::Server;
-use common::privileged;
 use common::service::*;
+use common::{privileged, processes_matching};
 use futures_util::StreamExt;
 use osbuild::service::client::Builder1Proxy;
 use osbuild::service::wire::BuildOptions;
@@ -164,5 +166,203 @@ fn privileged_clients_download_progress_reaches_the_owner_only_and_osbuildctl_sh
     assert!(
         !seen.contains("DownloadProgress"),
         "progress leaked: {seen}"
+    );
+}
+
+/// examples/desktop-client.py, copied where the users can read it.
+fn desktop_client(f: &Fixture) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let dest = f.env.dir.path().join("desktop-client.py");
+    std::fs::copy(repo().join("examples/desktop-client.py"), &dest).unwrap();
+    std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o755)).unwrap();
+    dest.to_string_lossy().into_owned()
+}
+
+/// The desktop client as `user` (its uid and gid, as a desktop session runs it).
+fn client_command(f: &Fixture, script: &str, user: &str, args: &[&str]) -> Command {
+    use std::os::unix::process::CommandExt;
+    let mut c = Command::new("/usr/bin/python3");
+    c.uid(uid_of(user))
+        .gid(gid_of(user))
+        .arg(script)
+        .args(["--address", &f.address])
+        .args(args)
+        .current_dir("/");
+    c
+}
+
+/// One run of the desktop client, under a deadline (`timeout` ends it with 124).
+fn client(f: &Fixture, script: &str, user: &str, args: &[&str]) -> Output {
+    let client = client_command(f, script, user, args);
+    let mut c = Command::new("timeout");
+    c.args(["--kill-after=5", &LIMIT.as_secs().to_string()])
+        .arg(client.get_program())
+        .args(client.get_args())
+        .current_dir("/");
+    use std::os::unix::process::CommandExt;
+    c.uid(uid_of(user)).gid(gid_of(user));
+    run(&mut c)
+}
+
+fn record_and_tar() -> Value {
+    json!({"pipeline": {
+        "stages": [{"name": "org.osbuild.test.record", "options": {"n": 1}}],
+        "assembler": {"name": "org.osbuild.tar", "options": {"filename": "tree.tar"}}
+    }})
+}
+
+fn tar_names(path: &Path) -> Vec<String> {
+    let out = run(Command::new("tar").arg("-tf").arg(path));
+    assert!(out.status.success(), "{}", text(&out));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A directory `user` may write into.
+fn users_dir(f: &Fixture, user: &str) -> PathBuf {
+    let dir = f.env.dir.path().join(format!("{user}-out"));
+    std::fs::create_dir(&dir).unwrap();
+    let uid = nix::unistd::Uid::from_raw(uid_of(user));
+    nix::unistd::chown(&dir, Some(uid), None).unwrap();
+    dir
+}
+
+/// The fixture with the group rule in force (polkitd reads new rules within seconds).
+fn granted(f: &Fixture, script: &str) -> Installed {
+    let rule = f.grant_group();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let o = client(f, script, BUILDER, &["list"]);
+        if o.status.code() == Some(0) {
+            return rule;
+        }
+        assert!(
+            o.status.code() == Some(3) && Instant::now() < deadline,
+            "{}",
+            text(&o)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[test]
+fn privileged_clients_desktop_client_builds_saves_and_cancels_as_a_user() {
+    if !privileged("privileged_clients_desktop_client_builds_saves_and_cancels_as_a_user") {
+        return;
+    }
+    let f = Fixture::new();
+    let script = desktop_client(&f);
+    let o = client(&f, &script, BUILDER, &["list"]);
+    assert_eq!(o.status.code(), Some(3), "no rule yet: {}", text(&o));
+    let _rule = granted(&f, &script);
+    let out = users_dir(&f, BUILDER);
+
+    // Build and save the image: one file of the output, through OpenOutput's fd.
+    let m = f.manifest("tar.json", &record_and_tar());
+    let image = out.join("image.tar");
+    let args = [
+        "build",
+        &m,
+        "--save",
+        image.to_str().unwrap(),
+        "--file",
+        "tree.tar",
+    ];
+    let o = client(&f, &script, BUILDER, &args);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    for want in [
+        "job /org/osbuild/Builder1/job/",
+        "[1/2] org.osbuild.test.record ",
+        "  recorded to stdout",
+        "org.osbuild.test.record finished in ",
+        "[2/2] org.osbuild.tar ",
+        "progress 100%",
+        "saved ",
+    ] {
+        assert!(stdout.contains(want), "{want:?} not in: {}", text(&o));
+    }
+    let names = tar_names(&image);
+    assert!(names.iter().any(|n| n.ends_with("args.json")), "{names:?}");
+    assert!(
+        names.iter().any(|n| n.ends_with("sandbox.txt")),
+        "{names:?}"
+    );
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(&image).unwrap();
+    assert_eq!(meta.uid(), uid_of(BUILDER), "the user's file");
+
+    // The whole output as a tar stream the daemon writes into the user's file.
+    let output_id = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("output id: "))
+        .unwrap()
+        .to_owned();
+    let whole = out.join("output.tar");
+    let o = client(
+        &f,
+        &script,
+        BUILDER,
+        &["save", &output_id, whole.to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let names = tar_names(&whole);
+    assert!(
+        names
+            .iter()
+            .any(|n| n.trim_start_matches("./") == "tree.tar"),
+        "{names:?}"
+    );
+    let o = client(&f, &script, BUILDER, &["list"]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains(&output_id),
+        "{}",
+        text(&o)
+    );
+
+    // A long build, cancelled from a second client while the first one follows it.
+    let m = f.manifest(
+        "sleep.json",
+        &json!({"pipeline": {"stages": [{"name": "org.osbuild.test.sleep"}]}}),
+    );
+    let log = out.join("follow.log");
+    let mut follow = client_command(&f, &script, BUILDER, &["build", &m]);
+    follow.stdout(std::fs::File::create(&log).unwrap());
+    let mut follower = Proc(follow.spawn().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let job = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(job) = text.lines().find_map(|l| l.strip_prefix("job ")) {
+            break job.to_owned();
+        }
+        assert!(Instant::now() < deadline, "no job path printed: {text}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    wait_state(&f, &job, "running");
+    while processes_matching("sleep 600").is_empty() {
+        assert!(Instant::now() < deadline, "the stage never ran");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let o = client(&f, &script, BUILDER, &["cancel", &job]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let status = loop {
+        if let Some(status) = follower.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the following client did not end"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let followed = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(status.code(), Some(130), "{followed}");
+    assert!(followed.contains("  sleeping"), "{followed}");
+    wait_state(&f, &job, "cancelled");
+    assert!(
+        processes_matching("sleep 600").is_empty(),
+        "no stage process left"
     );
 }

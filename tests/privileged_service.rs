@@ -151,25 +151,6 @@ fn sleep_manifest() -> Value {
     json!({"pipeline": {"stages": [{"name": "org.osbuild.test.sleep"}]}})
 }
 
-fn wait_state(f: &Fixture, job: &str, want: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let o = run(Command::new("busctl")
-            .arg(format!("--address={}", f.address))
-            .args(["get-property", "org.osbuild.Builder1", job])
-            .args(["org.osbuild.Builder1.Job", "State"]));
-        let s = String::from_utf8_lossy(&o.stdout).trim().to_owned();
-        if s == format!("s \"{want}\"") {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "job {job} state {s}, want {want}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 fn daemon_mounts(f: &Fixture) -> Vec<String> {
     let text =
         std::fs::read_to_string(format!("/proc/{}/mountinfo", f.daemon_pid())).unwrap_or_default();

@@ -397,6 +397,26 @@ pub fn monitor_output(mut monitor: Proc) -> String {
     seen
 }
 
+/// Waits (30 s at most) until `job`'s State is `want`.
+pub fn wait_state(f: &Fixture, job: &str, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let o = run(Command::new("busctl")
+            .arg(format!("--address={}", f.address))
+            .args(["get-property", "org.osbuild.Builder1", job])
+            .args(["org.osbuild.Builder1.Job", "State"]));
+        let s = String::from_utf8_lossy(&o.stdout).trim().to_owned();
+        if s == format!("s \"{want}\"") {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "job {job} state {s}, want {want}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 pub fn text(o: &Output) -> String {
     format!(
         "exit {:?}\nstdout:\n{}\nstderr:\n{}",
