@@ -329,7 +329,9 @@ fn privileged_clients_desktop_client_builds_saves_and_cancels_as_a_user() {
     );
     let log = out.join("follow.log");
     let mut follow = client_command(&f, &script, BUILDER, &["build", &m]);
+    let errors = out.join("follow.err");
     follow.stdout(std::fs::File::create(&log).unwrap());
+    follow.stderr(std::fs::File::create(&errors).unwrap());
     let mut follower = Proc(follow.spawn().unwrap());
     let deadline = Instant::now() + Duration::from_secs(30);
     let job = loop {
@@ -360,9 +362,87 @@ fn privileged_clients_desktop_client_builds_saves_and_cancels_as_a_user() {
     let followed = std::fs::read_to_string(&log).unwrap();
     assert_eq!(status.code(), Some(130), "{followed}");
     assert!(followed.contains("  sleeping"), "{followed}");
+    let said = std::fs::read_to_string(&errors).unwrap();
+    assert_eq!(said.trim(), "cancelled", "{followed}");
     wait_state(&f, &job, "cancelled");
     assert!(
         processes_matching("sleep 600").is_empty(),
         "no stage process left"
+    );
+}
+
+/// The shell lines of README.md's marked block (between `<!-- client-interface: begin -->`
+/// and `<!-- client-interface: end -->`, inside its sh fence).
+fn readme_client_lines() -> String {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let begin = "<!-- client-interface: begin -->";
+    let end = "<!-- client-interface: end -->";
+    let start = readme
+        .find(begin)
+        .expect("README.md has the client-interface block")
+        + begin.len();
+    let stop = start + readme[start..].find(end).expect("the block ends");
+    let block = readme[start..stop].trim();
+    let body = block
+        .strip_prefix("```sh\n")
+        .and_then(|b| b.strip_suffix("```"))
+        .unwrap_or_else(|| panic!("the block is one sh fence:\n{block}"));
+    body.to_owned()
+}
+
+#[test]
+fn privileged_clients_the_readme_busctl_and_gdbus_lines_work() {
+    if !privileged("privileged_clients_the_readme_busctl_and_gdbus_lines_work") {
+        return;
+    }
+    let f = Fixture::new();
+    let lines = readme_client_lines();
+    let dir = f.env.dir.path().join("readme");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("manifest.json"), record_and_tar().to_string()).unwrap();
+    let long = json!({"pipeline": {"stages": [{"name": "org.osbuild.test.sleep"}]}});
+    std::fs::write(dir.join("long.json"), long.to_string()).unwrap();
+    // On the private bus; whatever happens, nothing the lines start outlives them (`timeout`
+    // kills its process group at the deadline, the trap a background job on an early exit).
+    let script = format!("set -e\ntrap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n{lines}");
+    let o = run(Command::new("timeout")
+        .args(["--kill-after=5", &LIMIT.as_secs().to_string()])
+        .args(["bash", "-c", &script])
+        .env("DBUS_SYSTEM_BUS_ADDRESS", &f.address)
+        .current_dir(&dir));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}\n--- the lines:\n{lines}",
+        text(&o)
+    );
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    for want in [
+        // busctl introspect, then gdbus introspect
+        ".ExportOutput                       method    sh",
+        "ExportOutput(in  s id,",
+        // ListObjects: an empty store
+        "aa{sv} 0",
+        // the build's State, Progress, OutputId
+        "s \"succeeded\"",
+        "d 1",
+        // GetResult
+        "\\\"success\\\": true",
+        // the cancelled job
+        "s \"cancelled\"",
+        // the monitor
+        "org.osbuild.Builder1.JobNew (objectpath '/org/osbuild/Builder1/job/1',)",
+        "org.osbuild.Builder1.JobFinished (objectpath '/org/osbuild/Builder1/job/1', true,",
+        "org.osbuild.Builder1.JobFinished (objectpath '/org/osbuild/Builder1/job/2', false,",
+    ] {
+        assert!(stdout.contains(want), "{want:?} not in:\n{}", text(&o));
+    }
+    assert!(
+        processes_matching("sleep 600").is_empty(),
+        "the cancelled job left a process"
+    );
+    assert!(
+        processes_matching("gdbus monitor").is_empty(),
+        "the monitor was left"
     );
 }
