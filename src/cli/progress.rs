@@ -85,10 +85,11 @@ impl Display {
     pub fn stage_started(&self, name: &str, stage_id: &str, index: u32, total: u32) {
         match self {
             Display::Bar(b) => {
-                b.set_style(stage_style());
+                // The figures first: a style change redraws with whatever they are.
                 b.set_length(u64::from(total));
                 b.set_position(u64::from(index));
                 b.set_message(name.to_owned());
+                b.set_style(stage_style());
             }
             d => d.line(&format!("[{}/{total}] {name} {stage_id}", index + 1)),
         }
@@ -108,10 +109,10 @@ impl Display {
     pub fn download(&mut self, source: &str, d: Download) {
         match self {
             Display::Bar(b) => {
-                b.set_style(download_style());
                 b.set_length(d.bytes_total);
                 b.set_position(d.bytes_done);
                 b.set_message(format!("{source} {}/{}", d.files_done, d.files_total));
+                b.set_style(download_style());
             }
             Display::Plain { last_download } => {
                 let now = Instant::now();
