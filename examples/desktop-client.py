@@ -213,8 +213,8 @@ def cmd_build(bus, args):
     follower = Follower(bus, name_owner(bus))
     (follower.job,) = call(bus, MANAGER_PATH, MANAGER, "Build",
                            GLib.Variant("(sa{sv})", (manifest, {})), "(o)")
-    print(f"job {follower.job}", flush=True)
     GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signal.SIGINT, follower.cancel)
+    print(f"job {follower.job}", flush=True)
     bus.connect("closed", follower.on_closed)
     follower.loop.run()
     if follower.lost:

@@ -322,14 +322,33 @@ fn privileged_clients_desktop_client_builds_saves_and_cancels_as_a_user() {
         text(&o)
     );
 
-    // A long build, cancelled from a second client while the first one follows it.
+    // A long build, cancelled from a second client while the first one follows it, then
+    // one cancelled by Ctrl-C in the client that follows it.
     let m = f.manifest(
         "sleep.json",
         &json!({"pipeline": {"stages": [{"name": "org.osbuild.test.sleep"}]}}),
     );
-    let log = out.join("follow.log");
-    let mut follow = client_command(&f, &script, BUILDER, &["build", &m]);
-    let errors = out.join("follow.err");
+    cancel_while_following(
+        &f,
+        &script,
+        &out.join("by-call"),
+        &m,
+        CancelBy::SecondClient,
+    );
+    cancel_while_following(&f, &script, &out.join("by-ctrl-c"), &m, CancelBy::CtrlC);
+}
+
+enum CancelBy {
+    SecondClient,
+    CtrlC,
+}
+
+/// Builds `manifest` (a stage that never ends) with the desktop client following it, cancels
+/// it `how`, and checks the follower ends with 130, the job is cancelled and no stage process
+/// is left. `logs`: a path prefix for the follower's output.
+fn cancel_while_following(f: &Fixture, script: &str, logs: &Path, manifest: &str, how: CancelBy) {
+    let (log, errors) = (logs.with_extension("log"), logs.with_extension("err"));
+    let mut follow = client_command(f, script, BUILDER, &["build", manifest]);
     follow.stdout(std::fs::File::create(&log).unwrap());
     follow.stderr(std::fs::File::create(&errors).unwrap());
     let mut follower = Proc(follow.spawn().unwrap());
@@ -342,13 +361,21 @@ fn privileged_clients_desktop_client_builds_saves_and_cancels_as_a_user() {
         assert!(Instant::now() < deadline, "no job path printed: {text}");
         std::thread::sleep(Duration::from_millis(100));
     };
-    wait_state(&f, &job, "running");
+    wait_state(f, &job, "running");
     while processes_matching("sleep 600").is_empty() {
         assert!(Instant::now() < deadline, "the stage never ran");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let o = client(&f, &script, BUILDER, &["cancel", &job]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    match how {
+        CancelBy::SecondClient => {
+            let o = client(f, script, BUILDER, &["cancel", &job]);
+            assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        }
+        CancelBy::CtrlC => {
+            let pid = nix::unistd::Pid::from_raw(follower.0.id() as i32);
+            nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+        }
+    }
     let status = loop {
         if let Some(status) = follower.0.try_wait().unwrap() {
             break status;
@@ -364,7 +391,7 @@ fn privileged_clients_desktop_client_builds_saves_and_cancels_as_a_user() {
     assert!(followed.contains("  sleeping"), "{followed}");
     let said = std::fs::read_to_string(&errors).unwrap();
     assert_eq!(said.trim(), "cancelled", "{followed}");
-    wait_state(&f, &job, "cancelled");
+    wait_state(f, &job, "cancelled");
     assert!(
         processes_matching("sleep 600").is_empty(),
         "no stage process left"
