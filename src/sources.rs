@@ -92,6 +92,7 @@ struct Entry {
 #[derive(Debug, Clone, Default)]
 pub struct Sources {
     entries: BTreeMap<String, Entry>,
+    unprivileged_caller: bool,
 }
 
 impl Sources {
@@ -135,7 +136,17 @@ impl Sources {
                 },
             );
         }
-        Ok(Self { entries })
+        Ok(Self {
+            entries,
+            unprivileged_caller: false,
+        })
+    }
+
+    /// Tells every source that the build's caller is not root, so that it reads no host path
+    /// for them (the request's `unprivileged-caller`).
+    pub fn for_unprivileged_caller(mut self, unprivileged: bool) -> Self {
+        self.unprivileged_caller = unprivileged;
+        self
     }
 
     /// The names of the sources.
@@ -259,6 +270,7 @@ impl Sources {
             cache: entry.cache.clone(),
             output: output.to_owned(),
             checksums: checksums.to_vec(),
+            unprivileged_caller: self.unprivileged_caller,
         }
         .to_json();
 
@@ -312,6 +324,7 @@ fn source_command(executable: &Path) -> Command {
         }
     }
     osbuild_sys::process::tie_to_thread(&mut cmd, None);
+    osbuild_sys::process::inherit_only(&mut cmd, Vec::new());
     cmd
 }
 

@@ -140,7 +140,7 @@ fn privileged_clients_download_progress_reaches_the_owner_only_and_osbuildctl_sh
         "second.json",
         &fetch_manifest(&server.url("/second"), &second),
     );
-    let o = f.ctl_within(LIMIT, None, &["build", &m]);
+    let o = f.ctl_within(None, &["build", &m], LIMIT);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let stdout = String::from_utf8_lossy(&o.stdout);
     let lines: Vec<&str> = stdout

@@ -504,3 +504,40 @@ fn privileged_engine_builds_xfs_disk_through_remoteloop() {
     assert_no_loop_devices(env.dir.path());
     assert_eq!(mounts_under(&env.store), Vec::<String>::new());
 }
+
+/// The host's loop devices are shared by everyone: one assembler gets at most 16 (the
+/// remoteloop API refuses more, saying why), and all are detached when it ends.
+#[test]
+fn privileged_an_assembler_gets_a_bounded_number_of_loop_devices() {
+    if !privileged("privileged_an_assembler_gets_a_bounded_number_of_loop_devices") {
+        return;
+    }
+    let env = Env::new();
+    // Loop devices over this test's files (other tests attach theirs meanwhile).
+    let store = env.store.to_string_lossy().into_owned();
+    let attached = || {
+        let all = output(Command::new("losetup").arg("-a"));
+        all.lines().filter(|l| l.contains(&store)).count()
+    };
+    let manifest = json!({"pipeline": {
+        "assembler": {"name": "org.osbuild.test.loops", "options": {"count": 18}}}});
+    let (result, code) = env.build_json(&[], &manifest.to_string());
+    assert_eq!(code, 0, "{result}");
+    let out = result["assembler"]["output"].as_str().unwrap();
+    let replies: Vec<&str> = out.lines().filter(|l| l.starts_with("loop ")).collect();
+    assert_eq!(replies.len(), 18, "{out}");
+    for (k, reply) in replies.iter().enumerate() {
+        if k < 16 {
+            assert!(
+                reply.contains("\"devname\": \"loop") || reply.contains("\"devname\":\"loop"),
+                "{reply}"
+            );
+        } else {
+            assert!(
+                reply.contains("this assembler already has 16 loop devices, the most one may have"),
+                "{reply}"
+            );
+        }
+    }
+    assert_eq!(attached(), 0, "every loop device detached");
+}

@@ -163,7 +163,7 @@ fn privileged_journal_keeps_the_build_fields_and_every_stage_line() {
     // polkitd notices new rules within a few seconds.
     let deadline = Instant::now() + Duration::from_secs(15);
     let o = loop {
-        let o = f.ctl_within(LIMIT, Some(BUILDER), &["build", &m]);
+        let o = f.ctl_within(Some(BUILDER), &["build", &m], LIMIT);
         if o.status.code() != Some(3) || Instant::now() > deadline {
             break o;
         }
@@ -263,7 +263,7 @@ fn privileged_journal_socket_without_a_reader_falls_back_to_stderr() {
         let offset = log_len(&f);
         start_daemon_in(&mut f, &ns);
         let m = f.manifest(&format!("m{n}.json"), &record_and_tar(n));
-        let o = f.ctl_within(LIMIT, None, &["build", &m]);
+        let o = f.ctl_within(None, &["build", &m], LIMIT);
         assert_eq!(o.status.code(), Some(0), "{}", text(&o));
         let log = log_since(&f, offset);
         assert!(log.contains(why), "want {why:?} in: {log}");

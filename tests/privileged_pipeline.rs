@@ -143,6 +143,56 @@ fn privileged_a_flooding_stage_is_bounded_in_memory_and_result() {
     assert_store_clean(&env);
 }
 
+/// A hostile stage (tests/stages/org.osbuild.test.escape) tries, as root with osbuild's
+/// default capabilities, what would reach the host; the sandbox's seccomp filter and namespaces
+/// refuse each, while what real stages do (an overlay whiteout, a read-only remount) still works.
+#[test]
+fn privileged_a_hostile_stage_cannot_reach_the_host() {
+    if !privileged("privileged_a_hostile_stage_cannot_reach_the_host") {
+        return;
+    }
+    let env = Env::new();
+    // A socket of the host's network namespace (its abstract names are per namespace).
+    let name = format!("osbuild-test-escape-{}", std::process::id());
+    let addr =
+        <std::os::unix::net::SocketAddr as std::os::linux::net::SocketAddrExt>::from_abstract_name(
+            name.as_bytes(),
+        )
+        .unwrap();
+    let _listener = std::os::unix::net::UnixListener::bind_addr(&addr).unwrap();
+    let core_pattern = std::fs::read("/proc/sys/kernel/core_pattern").unwrap();
+    let manifest = json!({"pipeline": {"stages": [
+        {"name": "org.osbuild.test.escape", "options": {"abstract": name}}]}});
+    let (result, code) = env.build_json(&[], &manifest.to_string());
+    assert_eq!(code, 0, "{result}");
+    let output = result["stages"][0]["output"].as_str().unwrap();
+    let line = output
+        .lines()
+        .find_map(|l| l.strip_prefix("escape: "))
+        .unwrap_or_else(|| panic!("the stage did not report: {output}"));
+    let got: Value = serde_json::from_str(line).unwrap();
+    let expected = json!({
+        "open_by_handle_at": "EPERM",
+        "mknod_disk": "EPERM",
+        "mknod_mem": "EPERM",
+        "mknod_whiteout": "ok made",
+        "remount_sys_rw": "EPERM",
+        "remount_proc_sys_rw": "EPERM",
+        "remount_sys_ro": "ok 0",
+        "core_pattern": "EROFS",
+        "user_namespace": "EPERM",
+        "abstract_socket": "ECONNREFUSED",
+    });
+    for (attempt, want) in expected.as_object().unwrap() {
+        assert_eq!(&got[attempt], want, "{attempt}: {got}");
+    }
+    assert_eq!(
+        std::fs::read("/proc/sys/kernel/core_pattern").unwrap(),
+        core_pattern
+    );
+    assert_store_clean(&env);
+}
+
 /// Every sandbox has its own UTS namespace: a stage sees a fixed host name, never the host's.
 #[test]
 fn privileged_stage_sees_the_sandbox_hostname_not_the_hosts() {

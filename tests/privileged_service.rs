@@ -500,6 +500,10 @@ fn privileged_service_sigkilled_daemon_leaves_nothing_behind() {
     let o = f.ctl(None, &["build", &s, "--detach"]);
     let job = String::from_utf8_lossy(&o.stdout).trim().to_owned();
     wait_state(&f, &job, "running");
+    // A client following a build (the same stage: it waits for the first job's).
+    let mut follower = f.ctl_command(None, &["build", &s]);
+    follower.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let follower = follower.spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     while processes_matching("sleep 600").is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
@@ -508,6 +512,18 @@ fn privileged_service_sigkilled_daemon_leaves_nothing_behind() {
     let pid = nix::unistd::Pid::from_raw(f.daemon_pid() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
     let _ = f.daemon.take();
+    // The follower notices the daemon is gone (its name lost its owner) and says so.
+    let o = wait_within(
+        follower,
+        Duration::from_secs(10),
+        "the following osbuildctl",
+    );
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    assert!(
+        text(&o).contains("osbuildd went away while job "),
+        "{}",
+        text(&o)
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     while !processes_matching("sleep 600").is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
@@ -656,4 +672,136 @@ fn privileged_service_dnf_keeps_repository_secrets_out_of_logs_and_results() {
         .flat_map(|d| common::files_containing(d, key_body.as_bytes()))
         .collect();
     assert_eq!(leaked, Vec::<PathBuf>::new());
+}
+
+/// The daemon keeps its store to itself (0700, whatever made the directory) and verifies it on
+/// request of an administrator only: `osbuildctl verify` reports, and a corrupt object is
+/// quarantined with its refs.
+#[test]
+fn privileged_service_store_is_private_and_verified_on_request() {
+    if !privileged("privileged_service_store_is_private_and_verified_on_request") {
+        return;
+    }
+    let f = Fixture::new();
+    let mode = std::fs::metadata(&f.env.store)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o7777;
+    assert_eq!(mode, 0o700, "the store's mode");
+    let m = f.manifest("m.json", &record_and_tar());
+    let o = f.ctl(None, &["build", &m]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = f.ctl(None, &["verify"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let objects = f.store_names("objects");
+    assert!(
+        String::from_utf8_lossy(&o.stdout).ends_with(&format!(
+            "checked {} object(s) and 0 download(s): all match their names\n",
+            objects.len()
+        )),
+        "{}",
+        text(&o)
+    );
+    // Someone else may not, even to look.
+    let o = f.ctl(Some(OUTSIDER), &["verify"]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    // Damage one object: verify exits 1, names it, and quarantines it.
+    let victim = f.env.store.join("objects").join(&objects[0]);
+    let file = std::fs::read_dir(&victim)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.is_file())
+        .expect("a file in the object");
+    std::fs::write(&file, b"damaged").unwrap();
+    let o = f.ctl(None, &["verify"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let report = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        report.contains(&format!(
+            "corrupt: objects/{} (its content hashes to ",
+            objects[0]
+        )),
+        "{report}"
+    );
+    assert!(!victim.exists());
+    assert_eq!(f.store_names("quarantine").len(), 1);
+}
+
+/// The sources run as root; for a caller who is not, they read nothing of the host: a
+/// `file:///etc/shadow` source fails without reading it (so no digest or size of it appears),
+/// and so does a certificate path.
+#[test]
+fn privileged_service_sources_read_no_host_file_for_a_user() {
+    if !privileged("privileged_service_sources_read_no_host_file_for_a_user") {
+        return;
+    }
+    let f = Fixture::new();
+    let _rule = f.grant_group();
+    let shadow = std::fs::read("/etc/shadow").unwrap();
+    let digest = {
+        use sha2::Digest;
+        let d = sha2::Sha256::digest(&shadow);
+        d.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    };
+    let claimed = format!("sha256:{}", "0".repeat(64));
+    let fetch = |sources: Value| {
+        json!({"pipeline": {"stages": [{"name": "org.osbuild.test.fetch", "options": {
+            "source": "org.osbuild.files", "checksums": [&claimed]}}]},
+            "sources": {"org.osbuild.files": sources}})
+    };
+    let shadow_url = fetch(json!({"urls": {&claimed: "file:///etc/shadow"}}));
+    let ca_path =
+        fetch(json!({"urls": {&claimed: "http://127.0.0.1:9/x"}, "sslcacert": "/etc/shadow"}));
+    for (name, manifest, want) in [
+        ("shadow.json", shadow_url, "a file:// URL would be read as root, so it is refused for a caller who is not root"),
+        ("ca.json", ca_path, "option sslcacert: a path would be read as root, so it is refused for a caller who is not root"),
+    ] {
+        let m = f.manifest(name, &manifest);
+        // polkitd notices the new rule within a few seconds.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let o = loop {
+            let o = f.ctl(Some(BUILDER), &["build", &m]);
+            if o.status.code() != Some(3) || Instant::now() > deadline {
+                break o;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        };
+        let all = text(&o);
+        assert_eq!(o.status.code(), Some(1), "{all}");
+        assert!(all.contains(want), "{all}");
+        assert!(!all.contains(&digest) && !all.contains(&format!("{} bytes", shadow.len())), "{all}");
+        let log = std::fs::read_to_string(f.env.dir.path().join("osbuildd.log")).unwrap();
+        assert!(!log.contains(&digest), "the daemon's log");
+        assert!(f.store_names("objects").is_empty());
+    }
+    // Root may (it could read the file anyway): the source reads it and finds the wrong sum.
+    let m = f.manifest(
+        "root.json",
+        &fetch(json!({"urls": {&claimed: "file:///etc/shadow"}})),
+    );
+    let o = f.ctl(None, &["build", &m]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("checksum mismatch"), "{}", text(&o));
+}
+
+/// `osbuildctl export` and `build --output` end in seconds, with a reason, when the daemon
+/// refuses: a missing object, an id that is none.
+#[test]
+fn privileged_service_export_of_a_missing_object_fails_in_seconds() {
+    if !privileged("privileged_service_export_of_a_missing_object_fails_in_seconds") {
+        return;
+    }
+    let f = Fixture::new();
+    let dir = f.env.dir.path().join("out");
+    let dir = dir.to_str().unwrap();
+    let missing = "0".repeat(64);
+    for (id, want) in [
+        (missing.as_str(), "NoSuchObject: "),
+        ("nope", "NoSuchObject: "),
+    ] {
+        let o = f.ctl_within(None, &["export", id, dir], Duration::from_secs(10));
+        assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+        assert!(text(&o).contains(want), "{}", text(&o));
+    }
 }

@@ -141,3 +141,103 @@ fn privileged_a_source_that_fails_stops_the_build_before_any_stage() {
         "{stderr}"
     );
 }
+
+/// Secret headers go only where the manifest sends them: a redirect to another origin is
+/// refused with a clear error (reqwest would carry custom headers along), while a redirect
+/// within the same server is followed.
+#[test]
+fn privileged_secret_headers_never_follow_a_redirect_to_another_host() {
+    if !privileged("privileged_secret_headers_never_follow_a_redirect_to_another_host") {
+        return;
+    }
+    let env = Env::new();
+    let body = b"the file\n".to_vec();
+    let sum = sha256(&body);
+    let elsewhere = Server::start(vec![("/f", body.clone())]);
+    let origin = Server::start(vec![
+        (
+            "/away",
+            format!("redirect:{}", elsewhere.url("/f")).into_bytes(),
+        ),
+        ("/here", format!("redirect:{}", "/f").into_bytes()),
+        ("/f", body.clone()),
+    ]);
+    let secrets = env.dir.path().join("secrets.json");
+    let token = "k3y-n0t-f0r-others";
+    std::fs::write(
+        &secrets,
+        json!({"org.osbuild.files": {"headers": {"X-Api-Key": token}}}).to_string(),
+    )
+    .unwrap();
+    let secrets_arg = secrets.to_str().unwrap();
+    let manifest = fetch_manifest(json!({&sum: origin.url("/away")}), &[&sum]);
+    let out = env.osbuild(&["--secrets", secrets_arg], &manifest.to_string());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("redirected to http://127.0.0.1, which is not followed: the request carries secret headers"),
+        "{stderr}"
+    );
+    assert!(
+        elsewhere.requests().is_empty(),
+        "{:?}",
+        elsewhere.requests()
+    );
+    assert!(!stderr.contains(token));
+    // Within the same server the redirect is followed, headers and all.
+    let manifest = fetch_manifest(json!({&sum: origin.url("/here")}), &[&sum]);
+    let out = env.osbuild(&["--secrets", secrets_arg], &manifest.to_string());
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let requests = origin.requests();
+    assert!(
+        requests.iter().any(|r| r.starts_with("GET /f ")),
+        "{requests:?}"
+    );
+    assert!(requests.iter().all(|r| r
+        .to_ascii_lowercase()
+        .contains(&format!("x-api-key: {token}").to_ascii_lowercase())));
+}
+
+/// Downloads count in the store's budget: a prune removes the least recently used ones (a
+/// cache hit counts as a use), and none of a cache a running source holds.
+#[test]
+fn privileged_prune_removes_least_recently_used_downloads_but_not_a_busy_cache() {
+    if !privileged("privileged_prune_removes_least_recently_used_downloads_but_not_a_busy_cache") {
+        return;
+    }
+    let env = Env::new();
+    let (a, b) = (vec![b'a'; 50_000], vec![b'b'; 70_000]);
+    let (sa, sb) = (sha256(&a), sha256(&b));
+    let server = Server::start(vec![("/a", a.clone()), ("/b", b.clone())]);
+    let urls = json!({&sa: server.url("/a"), &sb: server.url("/b")});
+    let fetch = |sums: &[&str]| {
+        let out = env.osbuild(&[], &fetch_manifest(urls.clone(), sums).to_string());
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+    };
+    fetch(&[&sa]);
+    fetch(&[&sb]);
+    fetch(&[&sa]); // a cache hit: a is now the most recently used
+    let store = osbuild::store::Store::open(&env.store).unwrap();
+    let cache = env.store.join("sources/org.osbuild.files");
+    // A source running on the cache (it holds a shared lock): nothing of it goes.
+    let busy = std::fs::File::open(&cache).unwrap();
+    busy.lock_shared().unwrap();
+    let report = store.prune(0).unwrap();
+    assert!(report.downloads_removed.is_empty(), "{report:?}");
+    assert!(cache.join(&sa).exists() && cache.join(&sb).exists());
+    drop(busy);
+    // Over budget by less than b: b, the least recently used, goes; a stays.
+    let report = store.prune(a.len() as u64).unwrap();
+    assert_eq!(
+        report.downloads_removed,
+        [format!("org.osbuild.files/{sb}")]
+    );
+    assert!(cache.join(&sa).exists() && !cache.join(&sb).exists());
+    assert_eq!(report.remaining, a.len() as u64);
+}

@@ -7,12 +7,18 @@
 //!   body or an HTTP 5xx/408/429, with exponential backoff from `retry_delay_ms` (default 500);
 //!   never after a 4xx or a checksum mismatch;
 //! - `connect_timeout` (default 10) and `read_timeout` (default 60): seconds;
-//! - `sslcacert`: a PEM file of extra CA certificates (the system's roots are always trusted).
+//! - `sslcacert`: extra CA certificates (the system's roots are always trusted), as PEM
+//!   contents or the path of a PEM file.
 //!
-//! Secrets (never printed): `headers` (`{NAME: VALUE}`, sent with every HTTP(S) request; reqwest
-//! drops `Authorization` on redirects to another host), `sslclientcert` and `sslclientkey`
-//! (PEM files of a client certificate and its key). Proxies come from the usual environment
-//! variables (`http_proxy`, `https_proxy`, `all_proxy`, `no_proxy`).
+//! Secrets (never printed): `headers` (`{NAME: VALUE}`, sent with every HTTP(S) request; a
+//! redirect to another host, port or scheme is then refused, not followed, since reqwest would
+//! send the headers along), `sslclientcert` and `sslclientkey` (a client certificate and its
+//! key, PEM contents or paths). Proxies come from the usual environment variables
+//! (`http_proxy`, `https_proxy`, `all_proxy`, `no_proxy`).
+//!
+//! For a caller who is not root (the request's `unprivileged-caller`), nothing on the host is
+//! read on their behalf, since this runs as root: `file://` URLs and certificate paths are
+//! refused (PEM contents are fine).
 //!
 //! The cache invariant: `CACHE/CHECKSUM` exists only with verified content. A download goes to a
 //! temporary file in the cache directory (same filesystem), is hashed while it streams, and is
@@ -40,7 +46,8 @@ pub struct Settings {
     pub retry_delay: Duration,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
-    pub ca_cert: Option<PathBuf>,
+    /// `sslcacert`: PEM contents or a path.
+    pub ca_cert: Option<String>,
 }
 
 impl Default for Settings {
@@ -87,8 +94,12 @@ impl Settings {
         }
         match options.get("sslcacert") {
             None => {}
-            Some(Value::String(p)) => s.ca_cert = Some(PathBuf::from(p)),
-            Some(v) => return Err(format!("option sslcacert: expected a path, found {v}")),
+            Some(Value::String(p)) => s.ca_cert = Some(p.clone()),
+            Some(v) => {
+                return Err(format!(
+                    "option sslcacert: expected PEM contents or a path, found {v}"
+                ))
+            }
         }
         Ok(s)
     }
@@ -147,6 +158,12 @@ pub fn run(request: &Request) -> Result<(), String> {
     let mut wanted: Vec<(Checksum, String)> = Vec::new();
     for c in &request.checksums {
         let url = urls.get(c).ok_or_else(|| format!("unknown file: {c}"))?;
+        if request.unprivileged_caller && url.trim_start().to_ascii_lowercase().starts_with("file:")
+        {
+            return Err(format!(
+                "{c}: a file:// URL would be read as root, so it is refused for a caller who is not root; serve the file over HTTP, or build as root (sudo osbuild)"
+            ));
+        }
         let checksum = Checksum::parse(c).map_err(|e| e.to_string())?;
         if !wanted.iter().any(|(w, _)| w == &checksum) {
             wanted.push((checksum, url.clone()));
@@ -155,10 +172,14 @@ pub fn run(request: &Request) -> Result<(), String> {
     for dir in [&request.cache, &request.output] {
         std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     }
+    // Shared while this runs: the store prunes a cache directory only under an exclusive lock.
+    let cache_lock = std::fs::File::open(&request.cache)
+        .and_then(|dir| dir.lock_shared().map(|()| dir))
+        .map_err(|e| format!("locking the cache {}: {e}", request.cache.display()))?;
     let progress = Arc::new(Progress::new(wanted.len() as u64));
     progress.report(true);
     if !wanted.is_empty() {
-        let client = client(&settings, &request.secrets)?;
+        let client = client(&settings, &request.secrets, request.unprivileged_caller)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -180,6 +201,7 @@ pub fn run(request: &Request) -> Result<(), String> {
             .map_err(|e| format!("{name}: placing it in {}: {e}", request.output.display()))?;
     }
     progress.report(true);
+    drop(cache_lock);
     Ok(())
 }
 
@@ -198,17 +220,17 @@ fn summarize(mut failures: Vec<String>) -> String {
 fn client(
     settings: &Settings,
     secrets: &serde_json::Map<String, Value>,
+    unprivileged_caller: bool,
 ) -> Result<reqwest::Client, String> {
     let mut b = reqwest::Client::builder()
         .user_agent(concat!("osbuild-sources/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(settings.connect_timeout)
         .read_timeout(settings.read_timeout)
         .pool_max_idle_per_host(settings.parallel);
-    if let Some(path) = &settings.ca_cert {
-        let pem = std::fs::read(path)
-            .map_err(|e| format!("option sslcacert: reading {}: {e}", path.display()))?;
+    if let Some(value) = &settings.ca_cert {
+        let pem = pem_contents(value, "option sslcacert", unprivileged_caller)?;
         let certs = reqwest::Certificate::from_pem_bundle(&pem)
-            .map_err(|e| format!("option sslcacert: {}: {e}", path.display()))?;
+            .map_err(|e| format!("option sslcacert: {e}"))?;
         for c in certs {
             b = b.add_root_certificate(c);
         }
@@ -216,10 +238,10 @@ fn client(
     let secret_path = |key: &str| -> Result<Option<Vec<u8>>, String> {
         match secrets.get(key) {
             None => Ok(None),
-            Some(Value::String(p)) => std::fs::read(p)
-                .map(Some)
-                .map_err(|e| format!("secret {key}: cannot read the file: {}", e.kind())),
-            Some(_) => Err(format!("secret {key}: expected a path")),
+            Some(Value::String(p)) => {
+                pem_contents(p, &format!("secret {key}"), unprivileged_caller).map(Some)
+            }
+            Some(_) => Err(format!("secret {key}: expected PEM contents or a path")),
         }
     };
     match (secret_path("sslclientcert")?, secret_path("sslclientkey")?) {
@@ -250,10 +272,51 @@ fn client(
             v.set_sensitive(true);
             map.insert(n, v);
         }
-        b = b.default_headers(map);
+        b = b
+            .default_headers(map)
+            .redirect(reqwest::redirect::Policy::custom(same_origin_redirects));
     }
     b.build()
         .map_err(|e| format!("setting up the HTTP client: {e}"))
+}
+
+/// PEM given inline (`-----BEGIN ...`) or the path of a PEM file; a path is read only for a
+/// privileged caller (this runs as root).
+fn pem_contents(value: &str, what: &str, unprivileged_caller: bool) -> Result<Vec<u8>, String> {
+    if value.trim_start().starts_with("-----BEGIN") {
+        return Ok(value.as_bytes().to_vec());
+    }
+    if unprivileged_caller {
+        return Err(format!(
+            "{what}: a path would be read as root, so it is refused for a caller who is not root; give the PEM contents instead"
+        ));
+    }
+    std::fs::read(value).map_err(|e| format!("{what}: cannot read the file: {}", e.kind()))
+}
+
+/// The redirect policy of a client that sends secret headers: follow within the same origin
+/// (or from http to https on the same host and port), refuse anything else, since reqwest keeps
+/// sending custom headers to wherever it is redirected.
+fn same_origin_redirects(attempt: reqwest::redirect::Attempt) -> reqwest::redirect::Action {
+    let Some(previous) = attempt.previous().last() else {
+        return attempt.follow();
+    };
+    let next = attempt.url();
+    let same_host = previous.host_str() == next.host_str();
+    let same_origin = same_host
+        && previous.scheme() == next.scheme()
+        && previous.port_or_known_default() == next.port_or_known_default();
+    let upgrade = same_host && previous.scheme() == "http" && next.scheme() == "https";
+    if attempt.previous().len() > 10 {
+        attempt.error("too many redirects")
+    } else if same_origin || upgrade {
+        attempt.follow()
+    } else {
+        let to = format!("{}://{}", next.scheme(), next.host_str().unwrap_or(""));
+        attempt.error(format!(
+            "redirected to {to}, which is not followed: the request carries secret headers"
+        ))
+    }
 }
 
 async fn fetch_all(
@@ -308,6 +371,10 @@ async fn fetch_one(
 ) -> Result<(), String> {
     let target = cache.join(checksum.as_str());
     if let Some(size) = verify_cached(&target, checksum).await? {
+        // Its modification time is its last use, for the store's least-recently-used prune.
+        if let Ok(f) = std::fs::File::options().write(true).open(&target) {
+            let _ = f.set_modified(std::time::SystemTime::now());
+        }
         progress.expect(size);
         progress.advance(size);
         return Ok(());
@@ -376,9 +443,14 @@ async fn attempt_once(
     progress: &Progress,
 ) -> Result<(), Failure> {
     let mut tmp = tempfile::Builder::new()
-        .prefix(".unverified-")
+        .prefix(osbuild_protocol::source::PARTIAL_DOWNLOAD_PREFIX)
         .tempfile_in(cache)
         .map_err(|e| Failure::Permanent(format!("creating a temporary file in the cache: {e}")))?;
+    // Held until the file is renamed or removed: the store sweeps only partial files nobody
+    // holds (a downloader that died).
+    tmp.as_file()
+        .try_lock()
+        .map_err(|e| Failure::Permanent(format!("locking the temporary file: {e}")))?;
     let mut hasher = checksum.hasher();
     let parsed =
         reqwest::Url::parse(url).map_err(|e| Failure::Permanent(format!("invalid URL: {e}")))?;
@@ -617,7 +689,7 @@ mod tests {
             ),
             (
                 r#"{"sslcacert": 1}"#,
-                "option sslcacert: expected a path, found 1",
+                "option sslcacert: expected PEM contents or a path, found 1",
             ),
         ];
         for (opts, want) in cases {

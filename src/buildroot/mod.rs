@@ -20,10 +20,11 @@ mod dev;
 mod netns;
 mod prepare;
 mod remoteloop;
+mod seccomp;
 
 use std::ffi::OsString;
 use std::io::Read;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -62,6 +63,16 @@ pub const DEFAULT_CAPABILITIES: &[Capability] = &[
     Capability::CAP_SYS_RESOURCE,
 ];
 
+/// Parts of the sandbox's /proc that reach the kernel as a whole (sysctls, SysRq, interrupt
+/// and bus settings), bound read-only over the sandbox's own /proc.
+const PROC_READ_ONLY: &[&str] = &[
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+    "/proc/irq",
+    "/proc/bus",
+    "/proc/fs",
+];
+
 /// The default capabilities that this process's bounding set still has. bubblewrap keeps
 /// *every* capability when asked to add one that the bounding set lacks (as in some
 /// containers), so asking only for what we can have is what keeps the sandbox confined.
@@ -95,6 +106,8 @@ pub enum BuildRootError {
     },
     #[error("cancelled")]
     Cancelled,
+    #[error("{0}")]
+    Seccomp(String),
 }
 
 pub(crate) fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> BuildRootError {
@@ -174,8 +187,9 @@ impl Sandbox {
         grantable_capabilities()
     }
 
-    /// The bubblewrap command line, program name first.
-    pub fn argv(&self) -> Vec<OsString> {
+    /// The bubblewrap command line, program name first; `seccomp` is the descriptor bubblewrap
+    /// reads the sandbox's seccomp filter from (see the seccomp module).
+    pub fn argv(&self, seccomp: Option<RawFd>) -> Vec<OsString> {
         let mut a: Vec<OsString> = Vec::new();
         let mut push = |items: &[&dyn AsRef<std::ffi::OsStr>]| {
             a.extend(items.iter().map(|i| i.as_ref().to_owned()));
@@ -225,6 +239,12 @@ impl Sandbox {
         push(&[&"--tmpfs", &"/run", &"--tmpfs", &"/tmp"]);
         push(&[&"--bind", &self.var, &"/var"]);
         push(&[&"--proc", &"/proc", &"--ro-bind", &"/sys", &"/sys"]);
+        // bubblewrap covers these only when access(2) says they are writable, which it does
+        // not say of /proc/sys as root: /proc/sys/kernel/core_pattern would run a program as
+        // the host's root.
+        for dir in PROC_READ_ONLY {
+            push(&[&"--ro-bind-try", dir, dir]);
+        }
         push(&[&"--ro-bind-try", &"/sys/fs/selinux", &"/sys/fs/selinux"]);
         for file in ROOT_FILES {
             let dst = format!("/{file}");
@@ -243,6 +263,9 @@ impl Sandbox {
         }
         if let Some(sources) = &self.sources {
             push(&[&"--ro-bind", sources, &SOURCES_DIR]);
+        }
+        if let Some(fd) = seccomp {
+            push(&[&"--seccomp", &fd.to_string()]);
         }
         let runner = format!("{LIB_DIR}/runners/{}", self.runner);
         let module = format!("{LIB_DIR}/{}/{}", self.kind.dir_name(), self.module);
@@ -326,7 +349,8 @@ impl BuildRoot {
             _ => None,
         };
 
-        let argv = sandbox.argv();
+        let filter = seccomp::filter_pipe().map_err(BuildRootError::Seccomp)?;
+        let argv = sandbox.argv(Some(filter.as_raw_fd()));
         let mut cmd = Command::new(&argv[0]);
         cmd.args(&argv[1..])
             .env_clear()
@@ -342,6 +366,7 @@ impl BuildRoot {
             .map_err(io_err("duplicating the network namespace"))?;
         // bwrap dies with this thread: spawn and wait here, on the caller's own thread.
         osbuild_sys::process::tie_to_thread(&mut cmd, netns);
+        osbuild_sys::process::inherit_only(&mut cmd, vec![filter]);
         // Dropping the child (any early return below) kills and reaps it.
         let mut child = Child::spawn(&mut cmd).map_err(BuildRootError::Spawn)?;
         drop(cmd); // closes our copies of the pipe's write end
@@ -606,7 +631,7 @@ mod tests {
 
     #[test]
     fn stage_gets_tree_read_write_and_no_network() {
-        let argv = strings(&plan(ModuleKind::Stage).argv());
+        let argv = strings(&plan(ModuleKind::Stage).argv(None));
         assert!(find(&argv, ["--bind", "/s/tmp/tree", TREE_DIR]).is_some());
         assert!(find(&argv, ["--ro-bind", "/s/tmp/src", SOURCES_DIR]).is_some());
         assert!(find(&argv, ["--ro-bind", "/usr/lib/osbuild", LIB_DIR]).is_some());
@@ -674,7 +699,7 @@ mod tests {
     #[test]
     fn every_sandbox_has_its_own_uts_namespace_and_a_fixed_hostname() {
         for kind in [ModuleKind::Stage, ModuleKind::Assembler] {
-            let argv = strings(&plan(kind).argv());
+            let argv = strings(&plan(kind).argv(None));
             assert!(argv.contains(&"--unshare-uts".to_string()), "{argv:?}");
             let at = argv
                 .iter()
@@ -687,7 +712,7 @@ mod tests {
     #[test]
     fn modules_with_the_host_network_get_its_name_resolution() {
         // `plan` has no netns of its own (making one needs root): the host's network.
-        let argv = strings(&plan(ModuleKind::Stage).argv());
+        let argv = strings(&plan(ModuleKind::Stage).argv(None));
         for file in NETWORK_FILES {
             assert!(
                 find(&argv, ["--ro-bind-try", file, file]).is_some(),
@@ -698,7 +723,7 @@ mod tests {
 
     #[test]
     fn assembler_gets_tree_read_only_and_output() {
-        let argv = strings(&plan(ModuleKind::Assembler).argv());
+        let argv = strings(&plan(ModuleKind::Assembler).argv(None));
         assert!(find(&argv, ["--ro-bind", "/s/tmp/tree", TREE_DIR]).is_some());
         assert!(find(&argv, ["--bind", "/s/tmp/tree", TREE_DIR]).is_none());
         assert!(find(&argv, ["--bind", "/s/tmp/out", OUTPUT_DIR]).is_some());
@@ -710,7 +735,7 @@ mod tests {
 
     #[test]
     fn capabilities_are_dropped_then_the_default_set_added() {
-        let argv = strings(&plan(ModuleKind::Stage).argv());
+        let argv = strings(&plan(ModuleKind::Stage).argv(None));
         let drop_at = argv.iter().position(|a| a == "--cap-drop").unwrap();
         assert_eq!(argv[drop_at + 1], "ALL");
         let added: Vec<&str> = argv
@@ -733,7 +758,7 @@ mod tests {
         let mut p = plan(ModuleKind::Stage);
         p.root = root.path().to_owned();
         p.root_is_build_tree = true;
-        let argv = strings(&p.argv());
+        let argv = strings(&p.argv(None));
         let r = root.path().display();
         assert!(find(&argv, ["--ro-bind", &format!("{r}/usr"), "/usr"]).is_some());
         assert!(find(&argv, ["--ro-bind", &format!("{r}/lib64"), "/lib64"]).is_some());

@@ -110,12 +110,22 @@ fn serve(sock: OwnedFd, stop: &AtomicBool, devices: &Mutex<Vec<LoopDevice>>) {
     }
 }
 
+/// The most loop devices one assembler may hold: a disk and its partitions need a few; the
+/// host's loop devices are shared by every build and every other user of the machine.
+pub const MAX_LOOP_DEVICES: usize = 16;
+
 /// Makes the loop device and its node; returns `loopN`.
 fn make_device(
     req: &Request,
     fds: &[OwnedFd],
     devices: &Mutex<Vec<LoopDevice>>,
 ) -> Result<String, String> {
+    let held = devices.lock().map(|d| d.len()).unwrap_or(MAX_LOOP_DEVICES);
+    if held >= MAX_LOOP_DEVICES {
+        return Err(format!(
+            "this assembler already has {held} loop devices, the most one may have"
+        ));
+    }
     let dev =
         LoopDevice::attach(&fds[req.fd], req.offset, req.sizelimit).map_err(|e| e.to_string())?;
     let name = format!("loop{}", dev.number());

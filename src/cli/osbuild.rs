@@ -24,8 +24,8 @@ use crate::store::Store;
 #[command(name = "osbuild", version)]
 pub struct Args {
     /// JSON file containing the manifest, or '-' to read it from stdin.
-    #[arg(value_name = "MANIFEST")]
-    pub manifest: String,
+    #[arg(value_name = "MANIFEST", required_unless_present = "verify")]
+    pub manifest: Option<String>,
     /// Directory where intermediary trees and outputs are stored.
     #[arg(long, value_name = "DIRECTORY", default_value = ".osbuild")]
     pub store: PathBuf,
@@ -55,6 +55,11 @@ pub struct Args {
     /// JSON file with secrets for the sources (never logged).
     #[arg(long, value_name = "FILE")]
     pub secrets: Option<PathBuf>,
+    /// Check the store instead of building: hash every object and cached download again,
+    /// move what does not match its name to STORE/quarantine and remove the refs naming it
+    /// (exit status 1 when anything was found).
+    #[arg(long, conflicts_with_all = ["manifest", "inspect", "json", "checkpoint"])]
+    pub verify: bool,
 }
 
 /// Set by SIGINT/SIGTERM; the running build notices it, cleans up and stops.
@@ -100,7 +105,10 @@ fn read_file(path: Option<&Path>, what: &str) -> anyhow::Result<Option<String>> 
 }
 
 fn run(args: Args) -> anyhow::Result<i32> {
-    let text = super::read_input(&args.manifest)?;
+    let Some(manifest) = &args.manifest else {
+        return verify(&args.store);
+    };
+    let text = super::read_input(manifest)?;
     let index = Index::new(&args.libdir);
     let overrides = Overrides {
         build_env: read_file(args.build_env.as_deref(), "")?,
@@ -142,6 +150,18 @@ fn run(args: Args) -> anyhow::Result<i32> {
         cancel: Cancel::with_signal(&INTERRUPTED),
     };
     build(&builder, &request, args.json)
+}
+
+/// `--verify`: checks the store, prints what it found; 0 when clean, 1 otherwise.
+fn verify(store: &Path) -> anyhow::Result<i32> {
+    if !store.is_dir() {
+        anyhow::bail!("no store at {}", store.display());
+    }
+    let store =
+        Store::open(store).with_context(|| format!("opening the store {}", store.display()))?;
+    let report = store.verify()?;
+    print!("{}", report.to_text());
+    Ok(if report.is_clean() { 0 } else { 1 })
 }
 
 /// `--inspect` of a valid v2 manifest (which [`Request::new`] refuses to build): prints HEAD's

@@ -5,7 +5,7 @@
 //! bus is unreachable; 130 the build was cancelled (Ctrl-C cancels the job).
 
 use std::io::Read;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -74,6 +74,9 @@ pub enum Cmd {
     Export { id: String, dir: PathBuf },
     /// Remove least recently used objects until the store fits in BUDGET bytes.
     Prune { budget: u64 },
+    /// Hash every object and download of the store again; quarantine what does not match its
+    /// name (exit status 1 when anything was found).
+    Verify,
     /// Print MANIFEST with every stage's id (local, no daemon).
     Inspect {
         manifest: String,
@@ -104,14 +107,24 @@ pub fn main(args: Args) -> i32 {
     }
 }
 
+/// osbuildd left the bus while we waited for it (it crashed, or was stopped or restarted).
+#[derive(Debug, thiserror::Error)]
+#[error("osbuildd went away while {0}; its log says why (journalctl -t osbuildd)")]
+struct DaemonGone(String);
+
 fn exit_code_for(e: &anyhow::Error) -> i32 {
     for cause in e.chain() {
+        if cause.downcast_ref::<DaemonGone>().is_some() {
+            return 4;
+        }
         if let Some((name, _)) = cause.downcast_ref::<zbus::Error>().and_then(error_reply) {
             return match name.as_str() {
                 "org.freedesktop.DBus.Error.AccessDenied"
                 | "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired" => 3,
                 "org.freedesktop.DBus.Error.ServiceUnknown"
-                | "org.freedesktop.DBus.Error.NameHasNoOwner" => 4,
+                | "org.freedesktop.DBus.Error.NameHasNoOwner"
+                | "org.freedesktop.DBus.Error.NoReply"
+                | "org.osbuild.Builder1.Error.ShuttingDown" => 4,
                 n if n.starts_with("org.osbuild.Builder1.Error.")
                     && n != "org.osbuild.Builder1.Error.Failed" =>
                 {
@@ -219,6 +232,11 @@ async fn run(args: Args) -> anyhow::Result<i32> {
             println!("freed {freed} bytes");
             Ok(0)
         }
+        Cmd::Verify => {
+            let (clean, report) = proxy.verify().await.map_err(explain)?;
+            print!("{report}");
+            Ok(if clean { 0 } else { 1 })
+        }
         Cmd::Inspect { .. } => unreachable!("handled above"),
     }
 }
@@ -252,8 +270,9 @@ fn job_path(job: &str) -> anyhow::Result<OwnedObjectPath> {
 /// `tar` running as the calling user unpacks it, so the files are the caller's.
 pub async fn export(proxy: &Builder1Proxy<'_>, id: &str, dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let (rd, wr) = nix::unistd::pipe().context("pipe")?;
-    let rd: OwnedFd = rd;
+    // Close-on-exec: tar must not hold the write end, or it never sees the end of input when
+    // the daemon refuses or dies.
+    let (rd, wr) = osbuild_sys::process::pipe().context("pipe")?;
     let mut tar = Command::new("tar")
         .arg("--extract")
         .arg("--file=-")
@@ -295,16 +314,18 @@ struct BuildRequest {
 /// The signals about jobs, subscribed to before `Build` so none can be missed: the manager's,
 /// and the job objects' `DownloadProgress` (from the daemon's unique name: any connection may
 /// send us a unicast signal, only the daemon's count).
-struct JobSignals {
+struct JobSignals<'a> {
     started: StageStartedStream,
     output: StageOutputStream,
     finished: StageFinishedStream,
     done: JobFinishedStream,
+    /// The daemon's bus name changing hands: `None` when it went away.
+    owner: zbus::proxy::OwnerChangedStream<'a>,
     downloads: zbus::MessageStream,
 }
 
-impl JobSignals {
-    async fn subscribe(conn: &Connection, proxy: &Builder1Proxy<'_>) -> zbus::Result<Self> {
+impl<'a> JobSignals<'a> {
+    async fn subscribe(conn: &Connection, proxy: &'a Builder1Proxy<'_>) -> zbus::Result<Self> {
         let daemon = zbus::fdo::DBusProxy::new(conn)
             .await?
             .get_name_owner(proxy.inner().destination().clone())
@@ -320,6 +341,7 @@ impl JobSignals {
             output: proxy.receive_stage_output().await?,
             finished: proxy.receive_stage_finished().await?,
             done: proxy.receive_job_finished().await?,
+            owner: proxy.inner().receive_owner_changed().await?,
             downloads: zbus::MessageStream::for_match_rule(rule, conn, None).await?,
         })
     }
@@ -377,7 +399,7 @@ async fn follow(
     conn: &Connection,
     job: &OwnedObjectPath,
     display: &mut Display,
-    mut s: JobSignals,
+    mut s: JobSignals<'_>,
 ) -> anyhow::Result<Ending> {
     let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
     let mut cancelled = false;
@@ -409,6 +431,11 @@ async fn follow(
                 let j = JobProxy::builder(conn).path(job.clone()).build().await?;
                 let result = j.get_result().await.map_err(explain)?;
                 return Ok(Ending { success: a.success, result, cancelled });
+            }
+            Some(owner) = s.owner.next() => {
+                if owner.is_none() {
+                    return Err(DaemonGone(format!("job {} ran", job.as_str())).into());
+                }
             }
             r = &mut ctrl_c, if !cancelled => {
                 if r.is_ok() {
@@ -499,6 +526,8 @@ mod tests {
             ("org.osbuild.Builder1.Error.InvalidManifest", 2),
             ("org.osbuild.Builder1.Error.TooManyJobs", 2),
             ("org.osbuild.Builder1.Error.Failed", 1),
+            ("org.osbuild.Builder1.Error.ShuttingDown", 4),
+            ("org.freedesktop.DBus.Error.NoReply", 4),
         ];
         for (name, code) in cases {
             let msg = zbus::message::Message::method_call("/", "X")

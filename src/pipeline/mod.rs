@@ -107,7 +107,8 @@ impl Builder<'_> {
         // fails the build here, with nothing built.
         let secrets = request.secrets.as_ref().map(Secrets::value);
         let sources = Sources::new(self.index, self.store, &request.manifest.sources, secrets)
-            .map_err(source_error)?;
+            .map_err(source_error)?
+            .for_unprivileged_caller(request.unprivileged_caller);
         sources
             .fetch_all(self.store, &self.cancel, monitor)
             .map_err(source_error)?;

@@ -67,6 +67,9 @@ pub struct Request {
     /// Stage ids after which the tree is committed; each is a stage of the manifest.
     pub checkpoints: BTreeSet<ObjectId>,
     pub secrets: Option<Secrets>,
+    /// The build is for a caller who is not root (osbuildd's): the sources, which run as root,
+    /// read no host path for it (`file://` URLs, certificate files).
+    pub unprivileged_caller: bool,
 }
 
 impl Request {
@@ -96,6 +99,7 @@ impl Request {
             manifest,
             checkpoints,
             secrets,
+            unprivileged_caller: false,
         })
     }
 }

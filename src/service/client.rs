@@ -19,6 +19,7 @@ pub trait Builder1 {
     fn list_jobs(&self) -> zbus::Result<Vec<OwnedObjectPath>>;
     fn list_objects(&self) -> zbus::Result<Vec<ObjectInfo>>;
     fn prune(&self, budget: u64) -> zbus::Result<u64>;
+    fn verify(&self) -> zbus::Result<(bool, String)>;
     fn open_output(&self, id: &str, path: &str) -> zbus::Result<zbus::OwnedFd>;
     fn export_output(&self, id: &str, fd: zbus::Fd<'_>) -> zbus::Result<()>;
     #[zbus(signal)]

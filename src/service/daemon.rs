@@ -39,6 +39,19 @@ pub struct Args {
     /// Seconds a finished job stays on the bus.
     #[arg(long, value_name = "SECONDS", default_value_t = 300)]
     pub keep_finished: u64,
+    /// The most finished jobs kept on the bus at once (the oldest are forgotten first).
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    pub max_finished_jobs: usize,
+    /// The most bytes of finished jobs' results kept at once (the oldest are forgotten first).
+    #[arg(long, value_name = "BYTES", default_value_t = 64 << 20)]
+    pub max_finished_bytes: usize,
+    /// Exports (osbuildctl export, build --output) running at once; more are refused.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub max_exports: usize,
+    /// After each build, remove least recently used objects and downloads until the store
+    /// holds at most this many bytes (what running builds use is kept). Default: no limit.
+    #[arg(long, value_name = "BYTES")]
+    pub max_store_bytes: Option<u64>,
 }
 
 /// Runs the daemon; returns its exit code.
@@ -62,12 +75,17 @@ fn run(args: Args) -> anyhow::Result<()> {
     crate::mount::enter_private_namespace().context("entering a private mount namespace")?;
     let store = Store::open(&args.store)
         .with_context(|| format!("opening the store {}", args.store.display()))?;
+    store.restrict_to_owner()?;
     let index = Index::new(&args.libdir);
     let limits = Limits {
         max_jobs: args.max_jobs.max(1),
         max_jobs_per_user: args.max_jobs_per_user,
         max_manifest_bytes: args.max_manifest_bytes,
         keep_finished: Duration::from_secs(args.keep_finished),
+        max_finished_jobs: args.max_finished_jobs,
+        max_finished_bytes: args.max_finished_bytes,
+        max_exports: args.max_exports,
+        max_store_bytes: args.max_store_bytes,
     };
     let svc = Service::new(store, index, limits, Authority::Polkit);
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -92,12 +92,7 @@ fn check_runners(index: &Index, pipeline: &Pipeline) -> Result<()> {
     }
 }
 
-/// Validates a `Build` call into a request; no side effect.
-pub(crate) fn validate(
-    svc: &Service,
-    manifest: &str,
-    options: HashMap<String, OwnedVariant>,
-) -> Result<Request> {
+fn check_manifest_size(svc: &Service, manifest: &str) -> Result<()> {
     let limit = svc.scheduler.limits().max_manifest_bytes;
     if manifest.len() > limit {
         return Err(Error::ManifestTooLarge(format!(
@@ -105,6 +100,16 @@ pub(crate) fn validate(
             manifest.len()
         )));
     }
+    Ok(())
+}
+
+/// Validates a `Build` call into a request; no side effect.
+pub(crate) fn validate(
+    svc: &Service,
+    manifest: &str,
+    options: HashMap<String, OwnedVariant>,
+) -> Result<Request> {
+    check_manifest_size(svc, manifest)?;
     let opts = BuildOptions::from_dict(options).map_err(Error::InvalidOption)?;
     let overrides = Overrides {
         sources: opts.sources,
@@ -118,7 +123,8 @@ pub(crate) fn validate(
 }
 
 /// Queues a validated request for `caller`, within the per-user limit.
-fn admit(svc: &Service, caller: &auth::Caller, request: Request) -> Result<Arc<Job>> {
+fn admit(svc: &Service, caller: &auth::Caller, mut request: Request) -> Result<Arc<Job>> {
+    request.unprivileged_caller = caller.uid != 0;
     let owner = Owner {
         uid: caller.uid,
         name: caller.name.clone(),
@@ -134,6 +140,46 @@ fn admit(svc: &Service, caller: &auth::Caller, request: Request) -> Result<Arc<J
                 "osbuildd is shutting down; try again when it is back".into(),
             ),
         })
+}
+
+/// The most bytes of a job's full result kept for `Job.GetResult`, well below the system bus's
+/// 32 MiB message limit: each module keeps at most 1 MiB of output, but a build of many chatty
+/// stages could still pass it.
+pub(crate) const MAX_RESULT_BYTES: usize = 16 << 20;
+
+/// The result's JSON within [`MAX_RESULT_BYTES`]: outputs are dropped, earliest first (the
+/// stage that failed, usually the last, keeps its own), each replaced by a notice.
+pub(crate) fn fit_for_the_bus(mut result: PipelineResult) -> String {
+    let mut text = result.to_json();
+    let mut next = 0;
+    while text.len() > MAX_RESULT_BYTES {
+        let mut outputs = outputs_mut(&mut result);
+        let Some(output) = outputs.get_mut(next) else {
+            break;
+        };
+        let dropped = output.len();
+        **output = format!(
+            "[... {dropped} bytes of output dropped: the whole result would not fit a D-Bus message; the daemon's journal has every line]"
+        );
+        next += 1;
+        text = result.to_json();
+    }
+    text
+}
+
+/// Every module's output, in the order the modules ran.
+fn outputs_mut(result: &mut PipelineResult) -> Vec<&mut String> {
+    let mut out = Vec::new();
+    if let Some(build) = result.build.as_deref_mut() {
+        out.extend(outputs_mut(build));
+    }
+    let modules = result
+        .stages
+        .iter_mut()
+        .flatten()
+        .chain(result.assembler.as_mut());
+    out.extend(modules.filter_map(|m| m.output.as_mut()));
+    out
 }
 
 /// Exports and announces an admitted job, and starts what may start.
@@ -368,8 +414,14 @@ pub(super) async fn finish(
         }
         _ => tracing::info!(OSBUILD_JOB = n, "job {n} {}", state.as_str()),
     }
-    let _ = job.result.set(full.to_json());
-    svc.scheduler.finish(job, state);
+    let _ = job.result.set(fit_for_the_bus(full.clone()));
+    let forgotten = svc.scheduler.finish(job, state);
+    for id in forgotten {
+        let _ = conn
+            .object_server()
+            .remove::<JobIface, _>(id.path().as_ref())
+            .await;
+    }
     emit_state(conn, job).await;
     emit_progress(conn, job).await;
     if let Ok(mgr) = SignalEmitter::new(conn, MANAGER_PATH) {
@@ -379,6 +431,21 @@ pub(super) async fn finish(
         let _ = Manager::job_finished(&mgr, path.as_ref(), success, &summary).await;
     }
     start_ready(svc, conn);
+    if let Some(budget) = svc.scheduler.limits().max_store_bytes {
+        let store = svc.store.clone();
+        tokio::task::spawn_blocking(move || {
+            match store.prune(budget) {
+            Ok(r) if r.freed > 0 => tracing::info!(
+                "store kept within {budget} bytes: {} objects and {} downloads removed, {} bytes freed",
+                r.removed.len(),
+                r.downloads_removed.len(),
+                r.freed
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!("pruning the store to {budget} bytes: {e}"),
+        }
+        });
+    }
     let (svc, conn, id) = (svc.clone(), conn.clone(), job.id);
     tokio::spawn(async move {
         tokio::time::sleep(svc.scheduler.limits().keep_finished).await;
@@ -480,6 +547,8 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
     ) -> Result<OwnedObjectPath> {
         let caller = auth::caller(conn, &hdr).await?;
+        // Before polkit is asked: an oversized call costs the daemon nothing more.
+        check_manifest_size(&self.svc, manifest)?;
         self.svc
             .authority
             .check(conn, &hdr, &caller, Action::Build)
@@ -588,6 +657,45 @@ impl Manager {
         Ok(report.freed)
     }
 
+    /// Hashes every object and cached download again (like `git fsck`); what does not match
+    /// its name is moved to the store's quarantine and its refs removed. Returns whether the
+    /// store was clean and the report. Needs `org.osbuild.builder1.manage-store`.
+    #[zbus(out_args("clean", "report"))]
+    async fn verify(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<(bool, String)> {
+        let caller = auth::caller(conn, &hdr).await?;
+        self.svc
+            .authority
+            .check(conn, &hdr, &caller, Action::ManageStore)
+            .await?;
+        let store = self.svc.store.clone();
+        let report = tokio::task::spawn_blocking(move || store.verify())
+            .await
+            .map_err(|e| Error::Failed(format!("verifying: {e}")))?
+            .map_err(|e| {
+                tracing::error!("verifying the store: {e}");
+                Error::Failed("cannot verify the store; see the daemon's journal".into())
+            })?;
+        let text = report.to_text();
+        if report.is_clean() {
+            tracing::info!(
+                OSBUILD_CALLER_UID = caller.uid,
+                "verified: {}",
+                text.trim_end()
+            );
+        } else {
+            tracing::warn!(
+                OSBUILD_CALLER_UID = caller.uid,
+                "verified: {}",
+                text.trim_end()
+            );
+        }
+        Ok((report.is_clean(), text))
+    }
+
     /// A read-only descriptor of the regular file `path` inside output (or tree) `id`.
     /// `path` is relative; `..`, absolute paths and symlinks are refused.
     async fn open_output(
@@ -620,6 +728,13 @@ impl Manager {
             .authority
             .check(conn, &hdr, &caller, Action::Build)
             .await?;
+        // Each export holds a thread and a tar process: a bounded number at once.
+        let _running = self.svc.exports.try_acquire().map_err(|_| {
+            zbus::fdo::Error::LimitsExceeded(format!(
+                "{} exports are running, the most at once; try again when one has finished",
+                self.svc.scheduler.limits().max_exports
+            ))
+        })?;
         let child = output::export(&self.svc.store, id, fd.into())?;
         tracing::info!(OSBUILD_CALLER_UID = caller.uid, "exporting {id}");
         tokio::task::spawn_blocking(move || output::wait(child))

@@ -49,6 +49,8 @@ pub struct Service {
     pub(crate) index: Index,
     pub(crate) authority: Authority,
     pub(crate) scheduler: scheduler::Scheduler,
+    /// One permit per export that may run at once.
+    pub(crate) exports: tokio::sync::Semaphore,
 }
 
 impl Service {
@@ -58,6 +60,7 @@ impl Service {
             store,
             index,
             authority,
+            exports: tokio::sync::Semaphore::new(limits.max_exports),
             scheduler: scheduler::Scheduler::new(limits),
         })
     }

@@ -88,8 +88,10 @@ pub fn open(store: &Store, id: &str, path: &str) -> Result<OwnedFd> {
 pub fn export(store: &Store, id: &str, fd: OwnedFd) -> Result<Child> {
     let (oid, dir) = object_dir(store, id)?;
     tracing::debug!("tar of {oid} into fd {}", fd.as_raw_fd());
-    Command::new("tar")
-        .arg("--create")
+    let mut cmd = Command::new("tar");
+    // Only the client's descriptor (as stdout): not another client's, received meanwhile.
+    osbuild_sys::process::inherit_only(&mut cmd, Vec::new());
+    cmd.arg("--create")
         .arg("--numeric-owner")
         .arg("--file=-")
         .arg("--directory")

@@ -6,7 +6,9 @@
 //!   of its not-yet-built stages is also a stage of a running job (a conflict).
 //! - Single flight: a running job commits a stage that a queued job also needs
 //!   (`Scheduler::wanted_by_queue`), so that stage is built once and both jobs use it.
-//! - Retention: a finished job stays listed until it is forgotten (`keep_finished` later).
+//! - Retention: a finished job stays listed until it is forgotten (`keep_finished` later), or
+//!   earlier when more than `max_finished_jobs` finished jobs, or their results together more
+//!   than `max_finished_bytes`, are kept (the oldest go first).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
@@ -28,6 +30,14 @@ pub struct Limits {
     pub max_manifest_bytes: usize,
     /// How long a finished job stays on the bus.
     pub keep_finished: Duration,
+    /// The most finished jobs kept at once.
+    pub max_finished_jobs: usize,
+    /// The most bytes of finished jobs' results kept at once.
+    pub max_finished_bytes: usize,
+    /// Exports (`ExportOutput`) running at once.
+    pub max_exports: usize,
+    /// After each job, prune the store (objects and downloads) to this many bytes.
+    pub max_store_bytes: Option<u64>,
 }
 
 impl Default for Limits {
@@ -37,6 +47,10 @@ impl Default for Limits {
             max_jobs_per_user: 8,
             max_manifest_bytes: 4 << 20,
             keep_finished: Duration::from_secs(300),
+            max_finished_jobs: 64,
+            max_finished_bytes: 64 << 20,
+            max_exports: 4,
+            max_store_bytes: None,
         }
     }
 }
@@ -272,8 +286,9 @@ impl Scheduler {
         before != s.queue.len()
     }
 
-    /// Records that `job` ended in `state`, which frees its slot.
-    pub fn finish(&self, job: &Job, state: JobState) {
+    /// Records that `job` ended in `state`, which frees its slot. Returns the older finished
+    /// jobs forgotten to stay within the retention limits.
+    pub fn finish(&self, job: &Job, state: JobState) -> Vec<JobId> {
         {
             let mut st = lock(&job.status);
             st.state = state;
@@ -284,6 +299,26 @@ impl Scheduler {
         let mut s = lock(&self.state);
         s.running.remove(&job.id);
         s.queue.retain(|q| *q != job.id);
+        let finished: Vec<(JobId, usize)> = s
+            .jobs
+            .values()
+            .filter(|j| j.status().state.is_finished())
+            .map(|j| (j.id, j.result.get().map_or(0, String::len)))
+            .collect(); // in id order: oldest first
+        let (mut count, mut bytes) = (finished.len(), finished.iter().map(|f| f.1).sum::<usize>());
+        let mut forgotten = Vec::new();
+        for (id, size) in finished {
+            let over =
+                count > self.limits.max_finished_jobs || bytes > self.limits.max_finished_bytes;
+            if !over || id == job.id {
+                break;
+            }
+            s.jobs.remove(&id);
+            forgotten.push(id);
+            count -= 1;
+            bytes -= size;
+        }
+        forgotten
     }
 
     /// Drops a finished job (its retention time is over).
@@ -321,6 +356,7 @@ mod tests {
             manifest: crate::manifest::parse(&text).expect("a valid manifest"),
             checkpoints: Default::default(),
             secrets: None,
+            unprivileged_caller: false,
         }
     }
 
@@ -397,6 +433,41 @@ mod tests {
         let next: Vec<JobId> = s.start_ready(&built).iter().map(|j| j.id).collect();
         assert_eq!(next, [b.id]);
         assert!(s.any_running());
+    }
+
+    #[test]
+    fn finished_jobs_are_kept_within_count_and_bytes() {
+        let s = Scheduler::new(Limits {
+            max_finished_jobs: 2,
+            max_finished_bytes: 100,
+            ..limits(0, 8)
+        });
+        let done = |size: usize| {
+            let j = s.admit(owner(1), request(&["x"])).unwrap();
+            s.dequeue(j.id);
+            j.result.set("r".repeat(size)).unwrap();
+            let forgotten = s.finish(&j, JobState::Succeeded);
+            (j.id, forgotten)
+        };
+        let (a, none) = done(10);
+        assert!(none.is_empty());
+        let (b, none) = done(10);
+        assert!(none.is_empty());
+        let (c, forgotten) = done(10);
+        assert_eq!(forgotten, [a], "a third finished job pushes out the oldest");
+        let (d, forgotten) = done(95);
+        assert_eq!(forgotten, [b, c], "95 + 10 bytes are more than 100");
+        let (_, forgotten) = done(200);
+        assert_eq!(
+            forgotten,
+            [d],
+            "the newest is kept even when it alone is too large"
+        );
+        let unfinished = s.admit(owner(1), request(&["y"])).unwrap();
+        assert!(
+            s.job(unfinished.id).is_some(),
+            "unfinished jobs are never forgotten"
+        );
     }
 
     #[test]

@@ -63,6 +63,7 @@ fn queued_only() -> Limits {
         max_jobs_per_user: 2,
         max_manifest_bytes: 4096,
         keep_finished: Duration::from_secs(60),
+        ..Limits::default()
     }
 }
 
@@ -274,6 +275,7 @@ async fn denied_callers_get_access_denied_and_no_job() {
         proxy.build(MANIFEST, &no_options()).await.unwrap_err(),
         proxy.list_objects().await.unwrap_err(),
         proxy.prune(0).await.unwrap_err(),
+        proxy.verify().await.unwrap_err(),
         proxy.open_output(&"0".repeat(64), "x").await.unwrap_err(),
     ] {
         let (name, msg) = error_name(&e);
@@ -307,6 +309,12 @@ async fn store_listing_and_output_paths() {
     let proxy = Builder1Proxy::new(&f.client).await.unwrap();
     assert!(proxy.list_objects().await.unwrap().is_empty());
     assert_eq!(proxy.prune(0).await.unwrap(), 0);
+    let (clean, report) = proxy.verify().await.unwrap();
+    assert!(clean);
+    assert_eq!(
+        report,
+        "checked 0 object(s) and 0 download(s): all match their names\n"
+    );
     for (id, path, want) in [
         ("nope", "x", "is not an id"),
         (&*"a".repeat(64), "x", "no object"),
@@ -510,4 +518,81 @@ async fn get_result_is_for_the_owner_or_cancel_other_user() {
             other => panic!("allowed {allowed}: {other:?}"),
         }
     }
+}
+
+#[tokio::test]
+async fn exports_beyond_the_limit_are_refused() {
+    let limits = Limits {
+        max_exports: 0,
+        ..queued_only()
+    };
+    let f = fixture(limits, allow_all()).await;
+    let proxy = Builder1Proxy::new(&f.client).await.unwrap();
+    let (_read, write) = osbuild_sys::process::pipe().unwrap();
+    let e = proxy
+        .export_output(&"a".repeat(64), zbus::Fd::from(&write))
+        .await
+        .unwrap_err();
+    let (name, msg) = error_name(&e);
+    assert_eq!(name, "org.freedesktop.DBus.Error.LimitsExceeded");
+    assert!(
+        msg.contains("0 exports are running, the most at once"),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn oversized_manifests_are_refused_before_polkit_is_asked() {
+    let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = asked.clone();
+    let authority = Authority::Fixed(Arc::new(move |_, _| {
+        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        true
+    }));
+    let f = fixture(queued_only(), authority).await;
+    let proxy = Builder1Proxy::new(&f.client).await.unwrap();
+    let big = format!(r#"{{"pipeline": {{}}, "x": "{}"}}"#, "a".repeat(5000));
+    let e = proxy.build(&big, &no_options()).await.unwrap_err();
+    assert_eq!(
+        error_name(&e).0,
+        "org.osbuild.Builder1.Error.ManifestTooLarge"
+    );
+    assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 0);
+}
+
+#[test]
+fn a_result_too_large_for_the_bus_drops_the_earliest_outputs() {
+    use crate::pipeline::{ModuleResult, PipelineResult};
+    let module = |name: &str, mib: usize| ModuleResult {
+        name: name.into(),
+        id: "0".repeat(64),
+        options: crate::json::parse("{}").unwrap(),
+        success: true,
+        output: Some("x".repeat(mib << 20)),
+    };
+    let result = PipelineResult {
+        success: false,
+        error: None,
+        build: None,
+        stages: Some((0..20).map(|i| module(&format!("s{i}"), 1)).collect()),
+        tree_id: None,
+        assembler: None,
+        output_id: None,
+    };
+    let whole = result.to_json();
+    assert!(whole.len() > interface::MAX_RESULT_BYTES);
+    let fitted = interface::fit_for_the_bus(result);
+    assert!(fitted.len() <= interface::MAX_RESULT_BYTES);
+    let parsed = PipelineResult::parse(&fitted).unwrap();
+    let stages = parsed.stages.unwrap();
+    let kept: Vec<bool> = stages
+        .iter()
+        .map(|s| s.output.as_deref().unwrap().len() == 1 << 20)
+        .collect();
+    assert!(!kept[0] && kept[19], "the earliest go first: {kept:?}");
+    assert!(stages[0]
+        .output
+        .as_deref()
+        .unwrap()
+        .starts_with("[... 1048576 bytes of output dropped"));
 }

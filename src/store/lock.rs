@@ -26,6 +26,12 @@ pub(super) fn open_dir_fd(path: &Path) -> Result<OwnedFd, Errno> {
 
 /// Removes a directory tree that may have had mounts below it: detaches them first and refuses
 /// to delete anything if that fails.
+/// Makes the entries of directory `path` (a rename into it) durable: fsync(2) of the directory.
+pub(super) fn sync_dir(path: &Path) -> Result<(), StoreError> {
+    let fd = open_dir_fd(path).map_err(errno_io("open", path))?;
+    nix::unistd::fsync(fd).map_err(errno_io("flush to disk", path))
+}
+
 pub(super) fn remove_tree(path: &Path) {
     if let Err(e) = crate::mount::detach_all_under(path) {
         tracing::error!("not removing {}: {e}", path.display());
@@ -66,6 +72,11 @@ pub(super) struct ObjectLock {
 }
 
 impl ObjectLock {
+    /// Writes back every dirty page of the filesystem holding the locked tree (syncfs(2)).
+    pub(super) fn sync_filesystem(&self) -> io::Result<()> {
+        Ok(nix::unistd::syncfs(self._lock.as_fd())?)
+    }
+
     /// Takes a shared lock on the directory `tree`, which is about to become an object.
     pub(super) fn on_tree(tree: &Path) -> Result<ObjectLock, StoreError> {
         let fd = open_dir_fd(tree).map_err(errno_io("open", tree))?;

@@ -35,12 +35,14 @@ mod object;
 mod prune;
 mod refs;
 mod treesum;
+mod verify;
 
 pub use self::lock::TempDir;
 pub use self::object::{HostGuard, HostTree, Object, ObjectMount, ReadGuard, WriteGuard};
 pub use self::prune::PruneReport;
 pub use self::refs::{Entry, ObjectKind};
 pub use self::treesum::treesum;
+pub use self::verify::{Corrupt, VerifyReport};
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -149,8 +151,9 @@ fn valid_name(name: &str) -> bool {
 }
 
 impl Store {
-    /// Opens (creating if needed) the store at `root` and removes what dead processes left in
-    /// `tmp/`. Entries of live processes (locked) are left alone.
+    /// Opens (creating if needed) the store at `root` and removes what dead processes left:
+    /// `tmp/` entries, objects no ref names, partial downloads. What live processes hold
+    /// (locked) is left alone.
     pub fn open(root: &Path) -> Result<Store, StoreError> {
         std::fs::create_dir_all(root)
             .map_err(|e| StoreError::io("create the store directory", root, e))?;
@@ -179,6 +182,7 @@ impl Store {
             inner: Arc::new(inner),
         };
         store.sweep_tmp()?;
+        store.sweep_unreachable()?;
         Ok(store)
     }
 
@@ -202,6 +206,24 @@ impl Store {
                 }
                 Err(_) => {}
             }
+        }
+        Ok(())
+    }
+
+    /// Makes the store's root directory accessible to its owner only (0700), whatever created
+    /// it: objects hold other users' build results, and sources their downloads.
+    pub fn restrict_to_owner(&self) -> Result<(), StoreError> {
+        use std::os::unix::fs::PermissionsExt;
+        let root = &self.inner.root;
+        let mode = std::fs::metadata(root)
+            .map_err(|e| StoreError::io("stat", root, e))?
+            .permissions()
+            .mode()
+            & 0o7777;
+        if mode != 0o700 {
+            tracing::warn!("{}: mode {mode:04o}, setting 0700", root.display());
+            std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o700))
+                .map_err(|e| StoreError::io("restrict the permissions of", root, e))?;
         }
         Ok(())
     }

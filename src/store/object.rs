@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::lock::{remove_tree, ObjectLock, TempDir};
+use super::lock::{remove_tree, sync_dir, ObjectLock, TempDir};
 use super::refs::ObjectKind;
 use super::{copy, treesum, Store, StoreError};
 use crate::id::{ObjectId, Treesum};
@@ -157,10 +157,14 @@ impl Store {
     fn publish_tree(&self, tree: &Path, ts: &Treesum) -> Result<ObjectLock, StoreError> {
         let dest = self.object_path(ts);
         let ours = ObjectLock::on_tree(tree)?;
+        // Durable before it is named: after a power cut, objects/<ts> is whole or absent. One
+        // syncfs writes back the tree's data (stages never fsync: dpkg runs with unsafe-io).
+        ours.sync_filesystem()
+            .map_err(|e| StoreError::io("flush the tree to disk", tree, e))?;
         loop {
             match std::fs::rename(tree, &dest) {
                 Ok(()) => {
-                    // Objects are directories anyone may read, like v10's 0755 trees.
+                    sync_dir(&self.inner.objects)?;
                     return Ok(ours);
                 }
                 Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTEMPTY | libc::EEXIST)) => {

@@ -9,7 +9,7 @@ use nix::errno::Errno;
 use nix::fcntl::AT_FDCWD;
 use serde::{Deserialize, Serialize};
 
-use super::lock::TempDir;
+use super::lock::{sync_dir, TempDir};
 use super::{errno_io, treesum, Store, StoreError};
 use crate::id::{ObjectId, Treesum};
 
@@ -116,7 +116,8 @@ impl Store {
         std::os::unix::fs::symlink(Path::new("../objects").join(ts.as_str()), &link)
             .map_err(|e| StoreError::io("create", &link, e))?;
         let ref_path = self.ref_path(id);
-        std::fs::rename(&link, &ref_path).map_err(|e| StoreError::io("replace", &ref_path, e))
+        std::fs::rename(&link, &ref_path).map_err(|e| StoreError::io("replace", &ref_path, e))?;
+        sync_dir(&self.inner.refs)
     }
 
     fn write_meta(

@@ -1,5 +1,5 @@
-//! A small HTTP server on 127.0.0.1 for tests: fixed files, one connection at a time, every
-//! request recorded.
+//! A small HTTP server on 127.0.0.1 for tests: fixed files (or redirects), one connection at a
+//! time, every request recorded.
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -55,9 +55,23 @@ impl Server {
                     Some((_, body)) => ("200 OK", body.clone()),
                     None => ("404 Not Found", b"no".to_vec()),
                 };
+                // A body "redirect:URL" answers 302 Found to URL.
+                let (status, location, body) = match body.strip_prefix(b"redirect:") {
+                    Some(to) => (
+                        "302 Found",
+                        String::from_utf8_lossy(to).into_owned(),
+                        Vec::new(),
+                    ),
+                    None => (status, String::new(), body),
+                };
+                let location = if location.is_empty() {
+                    String::new()
+                } else {
+                    format!("Location: {location}\r\n")
+                };
                 let _ = write!(
                     conn,
-                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    "HTTP/1.1 {status}\r\n{location}Content-Length: {}\r\nConnection: close\r\n\r\n",
                     body.len()
                 );
                 for part in body.chunks(chunk) {

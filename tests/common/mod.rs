@@ -34,8 +34,8 @@ pub fn built_libdir() -> PathBuf {
     dir
 }
 
-/// A scratch directory with a private libdir (the built one plus the test stages of
-/// tests/stages) and a store path.
+/// A scratch directory with a private libdir (the built one plus the test modules of
+/// tests/stages and tests/assemblers) and a store path.
 pub struct Env {
     pub dir: tempfile::TempDir,
     pub libdir: PathBuf,
@@ -56,10 +56,14 @@ impl Env {
             .status()
             .unwrap();
         assert!(status.success());
-        let test_stages = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/stages");
-        for entry in std::fs::read_dir(test_stages).unwrap() {
-            let entry = entry.unwrap();
-            std::fs::copy(entry.path(), libdir.join("stages").join(entry.file_name())).unwrap();
+        for kind in ["stages", "assemblers"] {
+            let test_modules = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests")
+                .join(kind);
+            for entry in std::fs::read_dir(test_modules).unwrap() {
+                let entry = entry.unwrap();
+                std::fs::copy(entry.path(), libdir.join(kind).join(entry.file_name())).unwrap();
+            }
         }
         let store = dir.path().join("store");
         Env { dir, libdir, store }

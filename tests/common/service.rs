@@ -314,27 +314,31 @@ impl Fixture {
 
     /// `osbuildctl --address A ARGS` as `user` (None: root).
     pub fn ctl(&self, user: Option<&str>, args: &[&str]) -> Output {
-        self.ctl_via(&[], user, args)
+        self.ctl_command(user, args).output().unwrap()
     }
 
-    /// [`Fixture::ctl`], killed after `limit` (exit 124, as `timeout` reports it).
-    pub fn ctl_within(&self, limit: Duration, user: Option<&str>, args: &[&str]) -> Output {
-        let secs = limit.as_secs().max(1).to_string();
-        self.ctl_via(&["timeout", "--kill-after=5", &secs], user, args)
-    }
-
-    fn ctl_via(&self, wrapper: &[&str], user: Option<&str>, args: &[&str]) -> Output {
+    /// The command line of [`Self::ctl`].
+    pub fn ctl_command(&self, user: Option<&str>, args: &[&str]) -> Command {
         let exe = env!("CARGO_BIN_EXE_osbuildctl");
-        let mut argv = wrapper.to_vec();
-        if let Some(u) = user {
-            argv.extend(["runuser", "-u", u, "--"]);
-        }
-        argv.push(exe);
-        let mut c = Command::new(argv[0]);
-        c.args(&argv[1..]);
+        let mut c = match user {
+            Some(u) => {
+                let mut c = Command::new("runuser");
+                c.args(["-u", u, "--", exe]);
+                c
+            }
+            None => Command::new(exe),
+        };
         c.arg("--address").arg(&self.address).args(args);
         c.current_dir("/");
-        c.output().unwrap()
+        c
+    }
+
+    /// [`Self::ctl`] that must end within `limit`: killed and reported otherwise.
+    pub fn ctl_within(&self, user: Option<&str>, args: &[&str], limit: Duration) -> Output {
+        let mut cmd = self.ctl_command(user, args);
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let child = cmd.spawn().unwrap();
+        wait_within(child, limit, &format!("osbuildctl {}", args.join(" ")))
     }
 
     /// Writes a manifest where every user can read it.
@@ -431,4 +435,22 @@ pub fn rt() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
+}
+
+/// Waits for `child` at most `limit`; kills it and panics with its output otherwise.
+pub fn wait_within(mut child: Child, limit: Duration, what: &str) -> Output {
+    let deadline = Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "{what} did not end within {limit:?}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
 }

@@ -17,6 +17,11 @@ pub const PROGRESS_ENV: &str = "OSBUILD_SOURCE_PROGRESS";
 /// The prefix of a progress line.
 pub const PROGRESS_PREFIX: &str = "osbuild-source-progress ";
 
+/// The name prefix of a download in progress in the cache directory. The downloader holds an
+/// exclusive flock(2) on the file while it writes and renames it to its checksum once verified
+/// and flushed; the store removes such files nobody holds (a downloader that died).
+pub const PARTIAL_DOWNLOAD_PREFIX: &str = ".unverified-";
+
 /// An object as a source reads it.
 pub type Object = serde_json::Map<String, serde_json::Value>;
 
@@ -30,6 +35,10 @@ pub struct Request<O = Object> {
     pub cache: PathBuf,
     pub output: PathBuf,
     pub checksums: Vec<String>,
+    /// The build's caller is not root: the source, which runs as root, must read no host path
+    /// on its behalf (`file://` URLs, certificate and key files). Sent as
+    /// `"unprivileged-caller": true`, and only then, so v10's request stays byte for byte.
+    pub unprivileged_caller: bool,
 }
 
 impl<O: fmt::Debug> fmt::Debug for Request<O> {
@@ -40,6 +49,7 @@ impl<O: fmt::Debug> fmt::Debug for Request<O> {
             .field("cache", &self.cache)
             .field("output", &self.output)
             .field("checksums", &self.checksums)
+            .field("unprivileged_caller", &self.unprivileged_caller)
             .finish()
     }
 }
@@ -83,6 +93,9 @@ impl Request<&Value> {
             "checksums".into(),
             Value::Array(self.checksums.iter().cloned().map(Value::String).collect()),
         );
+        if self.unprivileged_caller {
+            m.insert("unprivileged-caller".into(), Value::Bool(true));
+        }
         json::dumps(&Value::Object(m))
     }
 }
@@ -115,12 +128,18 @@ impl Request {
             None => Vec::new(),
             Some(_) => return Err(member("checksums", "a list of strings")),
         };
+        let unprivileged_caller = match obj.get("unprivileged-caller") {
+            None => false,
+            Some(J::Bool(b)) => *b,
+            Some(_) => return Err(member("unprivileged-caller", "a boolean")),
+        };
         Ok(Self {
             options: object("options")?,
             secrets: object("secrets")?,
             cache: path("cache")?,
             output: path("output")?,
             checksums,
+            unprivileged_caller,
         })
     }
 }
@@ -165,8 +184,35 @@ mod tests {
             cache: "/store/sources/org.osbuild.files".into(),
             output: "/tmp/out".into(),
             checksums: vec!["sha256:00".into()],
+            unprivileged_caller: false,
         }
         .to_json()
+    }
+
+    #[test]
+    fn an_unprivileged_caller_is_named_and_read_back() {
+        let empty = json::parse("{}").unwrap();
+        let text = Request {
+            options: &empty,
+            secrets: &empty,
+            cache: "/c".into(),
+            output: "/o".into(),
+            checksums: vec![],
+            unprivileged_caller: true,
+        }
+        .to_json();
+        assert_eq!(
+            text,
+            r#"{"cache": "/c", "checksums": [], "options": {}, "output": "/o", "secrets": {}, "unprivileged-caller": true}"#
+        );
+        assert!(Request::parse(text.as_bytes()).unwrap().unprivileged_caller);
+        let v10 = engine_request(&empty, &empty);
+        assert!(!Request::parse(v10.as_bytes()).unwrap().unprivileged_caller);
+        let bad = br#"{"cache": "/c", "output": "/o", "unprivileged-caller": 1}"#;
+        assert_eq!(
+            Request::parse(bad).unwrap_err().to_string(),
+            r#"request: "unprivileged-caller" must be a boolean"#
+        );
     }
 
     #[test]
@@ -199,6 +245,7 @@ mod tests {
             cache: "/c".into(),
             output: "/o".into(),
             checksums: vec![],
+            unprivileged_caller: false,
         };
         assert!(!format!("{engine_side:?}").contains("s3cret"));
     }

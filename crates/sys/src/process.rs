@@ -35,6 +35,41 @@ pub fn tie_to_thread(cmd: &mut Command, netns: Option<OwnedFd>) {
     unsafe { cmd.pre_exec(step) };
 }
 
+/// Makes the child of `cmd` inherit its stdin, stdout and stderr and the descriptors in `keep`
+/// (under their own numbers, for programs that take a descriptor by number, like bubblewrap's
+/// `--seccomp FD`), and nothing else. Whatever else this process holds is closed at exec, even
+/// a descriptor another thread has just received without close-on-exec (zbus receives a
+/// client's descriptors so) or opened between our checks: a client's pipe kept open by a
+/// sandbox would make that client wait forever for its end. Register it after the other
+/// `pre_exec` steps. The kept descriptors are closed here when `cmd` is dropped.
+pub fn inherit_only(cmd: &mut Command, keep: Vec<OwnedFd>) {
+    let step = move || -> io::Result<()> {
+        // SAFETY: close_range(2) with CLOSE_RANGE_CLOEXEC closes nothing now (it only marks
+        // descriptors close-on-exec), so no owner's descriptor becomes invalid; it is a plain
+        // system call, async-signal-safe.
+        let marked = unsafe {
+            libc::close_range(
+                3,
+                libc::c_uint::MAX,
+                libc::CLOSE_RANGE_CLOEXEC as libc::c_int,
+            )
+        };
+        if marked != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        for fd in &keep {
+            nix::fcntl::fcntl(
+                fd,
+                nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+            )?;
+        }
+        Ok(())
+    };
+    // SAFETY: the step makes only async-signal-safe system calls (close_range, fcntl) on
+    // descriptors opened before the fork, and allocates nothing.
+    unsafe { cmd.pre_exec(step) };
+}
+
 /// Makes the child of `cmd` run with `root` as its root directory and `/` as its working
 /// directory (what `chroot ROOT` does). Fails only if `root` contains a NUL byte.
 pub fn chroot_before_exec(
@@ -212,6 +247,31 @@ pub fn install_stdio(stdin: impl AsFd, stdout: impl AsFd, stderr: impl AsFd) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::AsRawFd;
+
+    /// A descriptor without close-on-exec (as zbus receives a client's) reaches no child;
+    /// the one asked for does, under its own number.
+    #[test]
+    fn a_child_inherits_only_what_it_is_given() {
+        let (pipe_end, _w) = pipe().unwrap();
+        // F_DUPFD gives a copy without close-on-exec, numbered far from what `ls` opens.
+        let leaked = nix::fcntl::fcntl(&pipe_end, nix::fcntl::FcntlArg::F_DUPFD(200)).unwrap();
+        let (kept, _w2) = pipe().unwrap();
+        let kept_number = kept.as_raw_fd();
+        let mut cmd = Command::new("ls");
+        cmd.arg("/proc/self/fd");
+        inherit_only(&mut cmd, vec![kept]);
+        let out = cmd.output().unwrap();
+        assert!(out.status.success());
+        let fds: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        assert!(fds.contains(&kept_number.to_string()), "{fds:?}");
+        assert!(!fds.contains(&leaked.to_string()), "{fds:?}");
+        // SAFETY: `leaked` is the descriptor F_DUPFD made above, owned by nothing else.
+        drop(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(leaked) });
+    }
 
     fn processes_running(needle: &str) -> Vec<String> {
         let mut found = Vec::new();
