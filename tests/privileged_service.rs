@@ -151,25 +151,6 @@ fn sleep_manifest() -> Value {
     json!({"pipeline": {"stages": [{"name": "org.osbuild.test.sleep"}]}})
 }
 
-fn wait_state(f: &Fixture, job: &str, want: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let o = run(Command::new("busctl")
-            .arg(format!("--address={}", f.address))
-            .args(["get-property", "org.osbuild.Builder1", job])
-            .args(["org.osbuild.Builder1.Job", "State"]));
-        let s = String::from_utf8_lossy(&o.stdout).trim().to_owned();
-        if s == format!("s \"{want}\"") {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "job {job} state {s}, want {want}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 fn daemon_mounts(f: &Fixture) -> Vec<String> {
     let text =
         std::fs::read_to_string(format!("/proc/{}/mountinfo", f.daemon_pid())).unwrap_or_default();
@@ -181,26 +162,6 @@ fn daemon_mounts(f: &Fixture) -> Vec<String> {
         .collect()
 }
 
-/// The outsider watching everything the daemon sends that it may receive (a match rule on
-/// the daemon's name, as `gdbus monitor` adds it).
-fn watch_as_outsider(f: &Fixture) -> Proc {
-    use std::os::unix::process::CommandExt;
-    let monitor = Proc(
-        Command::new("gdbus")
-            .uid(uid_of(OUTSIDER))
-            .gid(gid_of(OUTSIDER))
-            .args(["monitor", "--address"])
-            .arg(&f.address)
-            .args(["--dest", "org.osbuild.Builder1"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    std::thread::sleep(Duration::from_millis(500));
-    monitor
-}
-
 /// The fixture with the group rule in force, and the outsider watching.
 fn granted_and_watched() -> (Fixture, Installed, Proc) {
     let f = Fixture::new();
@@ -209,21 +170,6 @@ fn granted_and_watched() -> (Fixture, Installed, Proc) {
     std::thread::sleep(Duration::from_secs(3));
     let monitor = watch_as_outsider(&f);
     (f, rule, monitor)
-}
-
-/// Everything a monitor printed, once it is stopped.
-fn monitor_output(mut monitor: Proc) -> String {
-    use std::io::Read;
-    let _ = monitor.0.kill();
-    let mut seen = String::new();
-    monitor
-        .0
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut seen)
-        .unwrap();
-    seen
 }
 
 #[test]

@@ -2,6 +2,7 @@
 
 pub mod osbuild;
 pub mod osbuildctl;
+mod progress;
 
 use std::path::Path;
 

@@ -4,7 +4,7 @@
 //! the request (invalid manifest, option or argument); 3 not authorized; 4 the daemon or the
 //! bus is unreachable; 130 the build was cancelled (Ctrl-C cancels the job).
 
-use std::io::{IsTerminal, Read};
+use std::io::Read;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -15,6 +15,7 @@ use futures_util::StreamExt;
 use osbuild_protocol::result::PipelineResult;
 use zbus::{Connection, OwnedObjectPath};
 
+use super::progress::{Display, Download};
 use crate::json;
 use crate::manifest;
 use crate::modules::Index;
@@ -326,43 +327,9 @@ struct BuildRequest {
     detach: bool,
 }
 
-/// How progress is shown: a bar on a terminal, plain lines otherwise, nothing with --json.
-enum Display {
-    Bar(indicatif::ProgressBar),
-    Plain,
-    Quiet,
-}
-
-impl Display {
-    fn line(&self, text: &str) {
-        match self {
-            Display::Bar(b) => b.println(text),
-            Display::Plain => println!("{text}"),
-            Display::Quiet => {}
-        }
-    }
-}
-
-impl Display {
-    /// Quiet with --json, a bar on a terminal, plain lines otherwise.
-    fn new(json: bool) -> Self {
-        if json {
-            return Display::Quiet;
-        }
-        if !std::io::stderr().is_terminal() {
-            return Display::Plain;
-        }
-        let bar = indicatif::ProgressBar::new(1);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} [{pos}/{len}] {msg} {elapsed}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        bar.enable_steady_tick(std::time::Duration::from_millis(200));
-        Display::Bar(bar)
-    }
-}
-
-/// The manager's signals about jobs, subscribed to before `Build` so none can be missed.
+/// The signals about jobs, subscribed to before `Build` so none can be missed: the manager's,
+/// and the job objects' `DownloadProgress` (from the daemon's unique name: any connection may
+/// send us a unicast signal, only the daemon's count).
 struct JobSignals<'a> {
     started: StageStartedStream,
     output: StageOutputStream,
@@ -370,18 +337,48 @@ struct JobSignals<'a> {
     done: JobFinishedStream,
     /// The daemon's bus name changing hands: `None` when it went away.
     owner: zbus::proxy::OwnerChangedStream<'a>,
+    downloads: zbus::MessageStream,
 }
 
 impl<'a> JobSignals<'a> {
-    async fn subscribe(proxy: &'a Builder1Proxy<'_>) -> zbus::Result<Self> {
+    async fn subscribe(conn: &Connection, proxy: &'a Builder1Proxy<'_>) -> zbus::Result<Self> {
+        let daemon = zbus::fdo::DBusProxy::new(conn)
+            .await?
+            .get_name_owner(proxy.inner().destination().clone())
+            .await?;
+        let rule = zbus::MatchRule::builder()
+            .msg_type(zbus::message::Type::Signal)
+            .sender(daemon)
+            .interface(JOB_INTERFACE)
+            .member("DownloadProgress")
+            .build()?;
         Ok(JobSignals {
             started: proxy.receive_stage_started().await?,
             output: proxy.receive_stage_output().await?,
             finished: proxy.receive_stage_finished().await?,
             done: proxy.receive_job_finished().await?,
             owner: proxy.inner().receive_owner_changed().await?,
+            downloads: zbus::MessageStream::for_match_rule(rule, conn, None).await?,
         })
     }
+}
+
+const JOB_INTERFACE: &str = "org.osbuild.Builder1.Job";
+
+/// A `DownloadProgress` signal of `job`: its source and figures.
+fn download_of(msg: &zbus::Message, job: &OwnedObjectPath) -> Option<(String, Download)> {
+    if msg.header().path().map(|p| p.as_str()) != Some(job.as_str()) {
+        return None;
+    }
+    let (source, bytes_done, bytes_total, files_done, files_total): (String, u64, u64, u64, u64) =
+        msg.body().deserialize().ok()?;
+    let d = Download {
+        bytes_done,
+        bytes_total,
+        files_done,
+        files_total,
+    };
+    Some((source, d))
 }
 
 /// How a followed job ended.
@@ -398,7 +395,7 @@ async fn build(
     proxy: &Builder1Proxy<'_>,
     req: BuildRequest,
 ) -> anyhow::Result<i32> {
-    let signals = JobSignals::subscribe(proxy).await?;
+    let signals = JobSignals::subscribe(conn, proxy).await?;
     let job = proxy
         .build(&req.manifest, &req.options)
         .await
@@ -407,11 +404,9 @@ async fn build(
         println!("{}", job.as_str());
         return Ok(0);
     }
-    let display = Display::new(req.json);
-    let ending = follow(conn, &job, &display, signals).await?;
-    if let Display::Bar(b) = &display {
-        b.finish_and_clear();
-    }
+    let mut display = Display::new(req.json);
+    let ending = follow(conn, &job, &mut display, signals).await?;
+    display.finish();
     report(proxy, &req, ending).await
 }
 
@@ -419,7 +414,7 @@ async fn build(
 async fn follow(
     conn: &Connection,
     job: &OwnedObjectPath,
-    display: &Display,
+    display: &mut Display,
     mut s: JobSignals<'_>,
 ) -> anyhow::Result<Ending> {
     let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
@@ -429,13 +424,11 @@ async fn follow(
             Some(sig) = s.started.next() => {
                 let Ok(a) = sig.args() else { continue };
                 if a.job != job.as_ref() { continue; }
-                match display {
-                    Display::Bar(b) => {
-                        b.set_length(u64::from(a.total));
-                        b.set_position(u64::from(a.index));
-                        b.set_message(a.name.to_string());
-                    }
-                    d => d.line(&format!("[{}/{}] {} {}", a.index + 1, a.total, a.name, a.stage_id)),
+                display.stage_started(a.name, a.stage_id, a.index, a.total);
+            }
+            Some(Ok(msg)) = s.downloads.next() => {
+                if let Some((source, d)) = download_of(&msg, job) {
+                    display.download(&source, d);
                 }
             }
             Some(sig) = s.output.next() => {
@@ -446,10 +439,7 @@ async fn follow(
             Some(sig) = s.finished.next() => {
                 let Ok(a) = sig.args() else { continue };
                 if a.job != job.as_ref() { continue; }
-                match display {
-                    Display::Bar(b) => b.inc(1),
-                    d => d.line(&format!("{} {} in {:.1}s", a.name, if a.success { "finished" } else { "FAILED" }, a.seconds)),
-                }
+                display.stage_finished(a.name, a.success, a.seconds);
             }
             Some(sig) = s.done.next() => {
                 let Ok(a) = sig.args() else { continue };

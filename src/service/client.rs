@@ -66,6 +66,15 @@ pub trait Job {
     fn output_id(&self) -> zbus::Result<String>;
     fn cancel(&self) -> zbus::Result<()>;
     fn get_result(&self) -> zbus::Result<String>;
+    #[zbus(signal)]
+    fn download_progress(
+        &self,
+        source: &str,
+        bytes_done: u64,
+        bytes_total: u64,
+        files_done: u64,
+        files_total: u64,
+    ) -> zbus::Result<()>;
 }
 
 /// The D-Bus error name and message of a failed call, if it was an error reply.

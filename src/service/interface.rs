@@ -261,28 +261,33 @@ struct Relay<'a> {
     mgr: SignalEmitter<'a>,
     /// The owner's connection, for stage output; `None` when its name is not valid.
     owner: Option<SignalEmitter<'a>>,
+    /// The job object's signals to the owner's connection (download progress).
+    owner_job: Option<SignalEmitter<'a>>,
     total: u32,
+}
+
+/// `emitter` aimed at the job owner's connection only: `None` when the owner's name is not
+/// a bus name, as is (there is no bus to broadcast on) on a peer-to-peer connection.
+fn to_owner<'a>(emitter: SignalEmitter<'a>, job: &Job) -> Option<SignalEmitter<'a>> {
+    match job.owner.name.as_deref().map(BusName::try_from) {
+        Some(Ok(name)) => Some(emitter.set_destination(name.to_owned())),
+        Some(Err(_)) => None,
+        None => Some(emitter),
+    }
 }
 
 impl<'a> Relay<'a> {
     fn new(conn: &'a Connection, job: &'a Job) -> zbus::Result<Self> {
         let mgr = SignalEmitter::new(conn, MANAGER_PATH)?;
-        let owner = match job
-            .owner
-            .name
-            .as_deref()
-            .map(|name| BusName::try_from(name.to_owned()))
-        {
-            Some(Ok(name)) => Some(mgr.clone().set_destination(name)),
-            Some(Err(_)) => None,
-            None => Some(mgr.clone()),
-        };
+        let path = job.id.path();
+        let owner_job = to_owner(SignalEmitter::new(conn, path.clone())?, job);
         Ok(Relay {
             conn,
             job,
-            path: job.id.path(),
+            owner: to_owner(mgr.clone(), job),
+            owner_job,
+            path,
             mgr,
-            owner,
             total: u32::try_from(job.order.len()).unwrap_or(u32::MAX),
         })
     }
@@ -336,6 +341,20 @@ impl<'a> Relay<'a> {
                 emit_progress(self.conn, self.job).await;
                 let (mgr, id) = (&self.mgr, id.as_str());
                 let _ = Manager::stage_finished(mgr, path, id, &name, success, seconds).await;
+            }
+            JobEvent::Download { source, progress } => {
+                if let Some(owner) = &self.owner_job {
+                    let p = progress;
+                    let _ = JobIface::download_progress(
+                        owner,
+                        &source,
+                        p.bytes_done,
+                        p.bytes_total,
+                        p.files_done,
+                        p.files_total,
+                    )
+                    .await;
+                }
             }
             JobEvent::Done(_) => unreachable!("follow handles the end"),
         }
@@ -819,6 +838,19 @@ impl JobIface {
     ) -> Result<()> {
         cancel_job(&self.svc, conn, &hdr, &self.job).await
     }
+
+    /// Where `source`'s download stands: bytes and files in place, of those known so far
+    /// (`bytes_total` grows as responses arrive). Sent only to the job owner's connection,
+    /// at most 10 times a second, and once more when the source is done.
+    #[zbus(signal)]
+    pub(crate) async fn download_progress(
+        e: &SignalEmitter<'_>,
+        source: &str,
+        bytes_done: u64,
+        bytes_total: u64,
+        files_done: u64,
+        files_total: u64,
+    ) -> zbus::Result<()>;
 
     /// The finished job's full result: osbuild v10's `--json` result with every stage's
     /// options and output, or `{"success": false, "error": ...}`. Allowed to its owner, others

@@ -3,12 +3,13 @@
 //! back as [`JobEvent`]s over a channel, for the bus adapter to relay. No D-Bus here.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
 use super::scheduler::{Job, JobId, Scheduler};
 use super::Service;
-use crate::events::{Event, Monitor};
+use crate::events::{Event, Monitor, SourceProgress};
 use crate::id::ObjectId;
 use crate::pipeline::{BuildError, Builder, CommitPolicy, PipelineResult};
 
@@ -29,7 +30,60 @@ pub(crate) enum JobEvent {
         success: bool,
         seconds: f64,
     },
+    /// Where a source's download stands, at most every [`DOWNLOAD_INTERVAL`].
+    Download {
+        source: String,
+        progress: SourceProgress,
+    },
     Done(Result<PipelineResult, BuildError>),
+}
+
+/// The shortest time between two download reports of one job (at most 10 a second reach
+/// the bus, however often the sources report).
+pub(crate) const DOWNLOAD_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Passes a source's reports at most every `interval`; the latest one held back is sent when
+/// the source finishes, so the last report a client sees is where the download ended.
+#[derive(Debug)]
+struct Throttle {
+    interval: Duration,
+    last: Option<Instant>,
+    held: Option<(String, SourceProgress)>,
+}
+
+impl Throttle {
+    fn new(interval: Duration) -> Self {
+        Throttle {
+            interval,
+            last: None,
+            held: None,
+        }
+    }
+
+    /// The report to send now, if any (otherwise it is held back).
+    fn report(
+        &mut self,
+        now: Instant,
+        source: &str,
+        progress: SourceProgress,
+    ) -> Option<(String, SourceProgress)> {
+        let due = self
+            .last
+            .is_none_or(|last| now.duration_since(last) >= self.interval);
+        if due {
+            self.last = Some(now);
+            self.held = None;
+            Some((source.to_owned(), progress))
+        } else {
+            self.held = Some((source.to_owned(), progress));
+            None
+        }
+    }
+
+    /// The report held back when the source finished.
+    fn flush(&mut self) -> Option<(String, SourceProgress)> {
+        self.held.take()
+    }
 }
 
 /// How many events a build thread may be ahead of the bus: when the relay is slower than a
@@ -63,6 +117,7 @@ pub(crate) fn spawn(
                 tx: tx.clone(),
                 job: job.id,
                 current: None,
+                downloads: Throttle::new(DOWNLOAD_INTERVAL),
             };
             let result = builder.build(&job.request, &mut monitor);
             let _ = tx.blocking_send(JobEvent::Done(result));
@@ -90,11 +145,23 @@ impl CommitPolicy for SharedStages<'_> {
     }
 }
 
-/// Turns pipeline events into [`JobEvent`]s; source events only go to the journal.
+/// Turns pipeline events into [`JobEvent`]s; a source's start and end only go to the
+/// journal, its progress to the job's owner (throttled).
 struct JobMonitor {
     tx: mpsc::Sender<JobEvent>,
     job: JobId,
     current: Option<(ObjectId, String)>,
+    downloads: Throttle,
+}
+
+impl JobMonitor {
+    fn download(&self, report: Option<(String, SourceProgress)>) {
+        if let Some((source, progress)) = report {
+            let _ = self
+                .tx
+                .blocking_send(JobEvent::Download { source, progress });
+        }
+    }
 }
 
 impl Monitor for JobMonitor {
@@ -121,12 +188,18 @@ impl Monitor for JobMonitor {
                 tracing::info!(OSBUILD_JOB = self.job.0, "{name}: fetching {files} files");
                 return;
             }
-            Event::SourceProgress { .. } => return,
+            Event::SourceProgress { name, progress } => {
+                let report = self.downloads.report(Instant::now(), name, progress);
+                self.download(report);
+                return;
+            }
             Event::SourceFinished {
                 name,
                 success,
                 seconds,
             } => {
+                let held = self.downloads.flush();
+                self.download(held);
                 tracing::info!(
                     OSBUILD_JOB = self.job.0,
                     "{name}: {} after {seconds:.1} s",
@@ -148,5 +221,45 @@ impl Monitor for JobMonitor {
             },
         };
         let _ = self.tx.blocking_send(msg);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn downloads_are_reported_at_most_every_interval_and_the_last_is_kept() {
+        let mut t = Throttle::new(Duration::from_millis(100));
+        let at = |ms| Instant::now() + Duration::from_millis(ms);
+        let start = Instant::now();
+        let p = |bytes_done| SourceProgress {
+            bytes_done,
+            bytes_total: 100,
+            ..SourceProgress::default()
+        };
+        let mut sent = Vec::new();
+        // 30 reports in 150 ms: the first, and the one 100 ms after it.
+        for i in 0..30u64 {
+            let now = start + Duration::from_millis(i * 5);
+            if let Some((_, p)) = t.report(now, "org.osbuild.files", p(i)) {
+                sent.push(p.bytes_done);
+            }
+        }
+        assert_eq!(sent, [0, 20]);
+        let (source, last) = t.flush().expect("the latest report waits for the end");
+        assert_eq!(
+            (source.as_str(), last.bytes_done),
+            ("org.osbuild.files", 29)
+        );
+        assert!(t.flush().is_none(), "flushed once");
+        assert!(
+            t.report(at(1000), "s", p(30)).is_some(),
+            "after a pause, at once"
+        );
+        assert!(
+            t.flush().is_none(),
+            "nothing held when the last one was sent"
+        );
     }
 }

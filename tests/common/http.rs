@@ -18,6 +18,16 @@ pub struct Server {
 
 impl Server {
     pub fn start<P: Into<String>>(files: Vec<(P, Vec<u8>)>) -> Server {
+        Server::start_paced(files, usize::MAX, Duration::ZERO)
+    }
+
+    /// Like [`Server::start`], but each body goes out `chunk` bytes at a time with `pause`
+    /// between chunks (a download that takes a while, for progress reports).
+    pub fn start_paced<P: Into<String>>(
+        files: Vec<(P, Vec<u8>)>,
+        chunk: usize,
+        pause: Duration,
+    ) -> Server {
         let files: Vec<(String, Vec<u8>)> = files.into_iter().map(|(p, b)| (p.into(), b)).collect();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
@@ -64,7 +74,12 @@ impl Server {
                     "HTTP/1.1 {status}\r\n{location}Content-Length: {}\r\nConnection: close\r\n\r\n",
                     body.len()
                 );
-                let _ = conn.write_all(&body);
+                for part in body.chunks(chunk) {
+                    if conn.write_all(part).is_err() || s.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    std::thread::sleep(pause);
+                }
             }
         });
         Server { port, log, stop }

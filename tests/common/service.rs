@@ -5,8 +5,9 @@
 //! /etc/passwd), so it serializes its users across threads and processes ([`Serial`]); every
 //! change there is undone by a guard, even when a test fails.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Mutex;
@@ -259,7 +260,17 @@ impl Fixture {
     }
 
     pub fn start_daemon(&mut self, extra: &[&str]) {
-        let child = Command::new(env!("CARGO_BIN_EXE_osbuildd"))
+        self.start_daemon_via(&[], extra);
+    }
+
+    /// Starts osbuildd through `wrapper` (a command that execs its arguments, such as
+    /// `nsenter --mount=...`), so that it runs where the wrapper puts it.
+    pub fn start_daemon_via(&mut self, wrapper: &[&str], extra: &[&str]) {
+        let exe = env!("CARGO_BIN_EXE_osbuildd");
+        let mut argv = wrapper.to_vec();
+        argv.push(exe);
+        let child = Command::new(argv[0])
+            .args(&argv[1..])
             .arg("--address")
             .arg(&self.address)
             .arg("--store")
@@ -354,6 +365,59 @@ impl Fixture {
             .unwrap()
             .replace("\"osbuild\"", &format!("\"{GROUP}\""));
         Installed::new(RULES_DEST, text.as_bytes())
+    }
+}
+
+/// The outsider watching everything the daemon sends that it may receive (a match rule on
+/// the daemon's name, as `gdbus monitor` adds it).
+pub fn watch_as_outsider(f: &Fixture) -> Proc {
+    let monitor = Proc(
+        Command::new("gdbus")
+            .uid(uid_of(OUTSIDER))
+            .gid(gid_of(OUTSIDER))
+            .args(["monitor", "--address"])
+            .arg(&f.address)
+            .args(["--dest", "org.osbuild.Builder1"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    monitor
+}
+
+/// Everything a monitor printed, once it is stopped.
+pub fn monitor_output(mut monitor: Proc) -> String {
+    let _ = monitor.0.kill();
+    let mut seen = String::new();
+    monitor
+        .0
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut seen)
+        .unwrap();
+    seen
+}
+
+/// Waits (30 s at most) until `job`'s State is `want`.
+pub fn wait_state(f: &Fixture, job: &str, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let o = run(Command::new("busctl")
+            .arg(format!("--address={}", f.address))
+            .args(["get-property", "org.osbuild.Builder1", job])
+            .args(["org.osbuild.Builder1.Job", "State"]));
+        let s = String::from_utf8_lossy(&o.stdout).trim().to_owned();
+        if s == format!("s \"{want}\"") {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "job {job} state {s}, want {want}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

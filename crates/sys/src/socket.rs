@@ -78,6 +78,43 @@ pub fn bind_datagram(path: &Path, timeout: Duration) -> Result<OwnedFd, SocketFa
     Ok(sock)
 }
 
+nix::ioctl_read_bad!(unread_output_bytes, libc::TIOCOUTQ, libc::c_int);
+
+/// Whether something listens on the datagram socket at `path` and reads what it is sent: an
+/// empty datagram is sent without blocking, then the sender's queue is watched until `timeout`
+/// (the kernel charges an AF_UNIX datagram to its sender until the receiver takes it, which
+/// `SIOCOUTQ` reports). `Ok(false)`: the socket is bound but nobody read the datagram (or its
+/// queue is full); `Err`: nothing is bound there (`ECONNREFUSED`, `ENOENT`) or the send failed.
+pub fn datagram_listener_reads(path: &Path, timeout: Duration) -> nix::Result<bool> {
+    let addr = UnixAddr::new(path)?;
+    let sock = datagram_socket().map_err(|e| e.errno)?;
+    let iov = [IoSlice::new(&[])];
+    match sendmsg(
+        sock.as_raw_fd(),
+        &iov,
+        &[],
+        MsgFlags::MSG_DONTWAIT,
+        Some(&addr),
+    ) {
+        Ok(_) => {}
+        Err(Errno::EAGAIN) => return Ok(false),
+        Err(e) => return Err(e),
+    }
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let mut queued: libc::c_int = 0;
+        // SAFETY: SIOCOUTQ writes one int into `queued`, which lives across the call.
+        unsafe { unread_output_bytes(sock.as_raw_fd(), &mut queued) }?;
+        if queued == 0 {
+            return Ok(true);
+        }
+        if std::time::Instant::now() >= deadline {
+            return Ok(false);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// Shuts both directions of `sock` down, which wakes a thread blocked receiving on it.
 pub fn shutdown(sock: impl AsFd) -> nix::Result<()> {
     nix::sys::socket::shutdown(sock.as_fd().as_raw_fd(), Shutdown::Both)
@@ -170,4 +207,53 @@ pub fn receive(sock: impl AsFd, buf: &mut [u8], max_fds: usize) -> nix::Result<R
         truncated: msg.flags.contains(MsgFlags::MSG_TRUNC),
         fds_truncated: msg.flags.contains(MsgFlags::MSG_CTRUNC),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixDatagram;
+
+    /// A scratch directory removed on drop, even when an assertion fails.
+    struct Scratch(std::path::PathBuf);
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn a_listener_is_told_apart_from_a_deaf_socket_and_a_stale_file() {
+        let scratch =
+            Scratch(std::env::temp_dir().join(format!("osbuild-sys-probe-{}", std::process::id())));
+        let dir = &scratch.0;
+        std::fs::create_dir_all(dir).unwrap();
+        let (reader, deaf, stale) = (dir.join("reader"), dir.join("deaf"), dir.join("stale"));
+        for p in [&reader, &deaf, &stale] {
+            let _ = std::fs::remove_file(p);
+        }
+        let listener = UnixDatagram::bind(&reader).unwrap();
+        let serving = std::thread::spawn(move || {
+            let mut buf = [0u8; 16];
+            listener.recv(&mut buf).unwrap()
+        });
+        let wait = Duration::from_secs(5);
+        assert_eq!(datagram_listener_reads(&reader, wait), Ok(true));
+        assert_eq!(serving.join().unwrap(), 0, "the probe is an empty datagram");
+
+        let _deaf = UnixDatagram::bind(&deaf).unwrap();
+        let short = Duration::from_millis(200);
+        assert_eq!(datagram_listener_reads(&deaf, short), Ok(false));
+
+        drop(UnixDatagram::bind(&stale).unwrap());
+        assert_eq!(
+            datagram_listener_reads(&stale, short),
+            Err(Errno::ECONNREFUSED)
+        );
+        assert_eq!(
+            datagram_listener_reads(&dir.join("absent"), short),
+            Err(Errno::ENOENT)
+        );
+    }
 }
