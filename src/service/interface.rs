@@ -460,6 +460,7 @@ impl Manager {
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<OwnedObjectPath> {
+        let _call = self.svc.calls.begin();
         let caller = auth::caller(conn, &hdr).await?;
         self.svc
             .authority
@@ -504,6 +505,7 @@ impl Manager {
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<Vec<ObjectInfo>> {
+        let _call = self.svc.calls.begin();
         let caller = auth::caller(conn, &hdr).await?;
         self.svc
             .authority
@@ -547,6 +549,7 @@ impl Manager {
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<u64> {
+        let _call = self.svc.calls.begin();
         let caller = auth::caller(conn, &hdr).await?;
         self.svc
             .authority
@@ -578,6 +581,7 @@ impl Manager {
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<zbus::OwnedFd> {
+        let _call = self.svc.calls.begin();
         let caller = auth::caller(conn, &hdr).await?;
         self.svc
             .authority
@@ -596,6 +600,7 @@ impl Manager {
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<()> {
+        let _call = self.svc.calls.begin();
         let caller = auth::caller(conn, &hdr).await?;
         self.svc
             .authority

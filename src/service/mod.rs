@@ -10,12 +10,14 @@
 //! - [`auth`]: caller identity from the bus and polkit checks.
 //! - [`output`]: handing committed objects to clients through file descriptors.
 //! - [`error`]: the `org.osbuild.Builder1.Error.*` replies.
-//! - [`daemon`]: `osbuildd`'s command line and main loop; [`log`]: journal or stderr.
+//! - [`daemon`]: `osbuildd`'s command line and main loop; [`log`]: journal or stderr;
+//!   [`idle`]: leaving when idle (activated daemons).
 
 pub mod auth;
 pub mod client;
 pub mod daemon;
 pub mod error;
+pub mod idle;
 pub mod interface;
 pub mod log;
 pub mod output;
@@ -49,6 +51,8 @@ pub struct Service {
     pub(crate) index: Index,
     pub(crate) authority: Authority,
     pub(crate) scheduler: scheduler::Scheduler,
+    /// Method calls in progress (idle exit waits for them).
+    pub(crate) calls: idle::Calls,
 }
 
 impl Service {
@@ -59,6 +63,7 @@ impl Service {
             index,
             authority,
             scheduler: scheduler::Scheduler::new(limits),
+            calls: idle::Calls::default(),
         })
     }
 
