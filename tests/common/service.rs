@@ -278,7 +278,7 @@ impl Fixture {
                 .spawn()
                 .unwrap(),
         );
-        let mut f = Fixture {
+        let f = Fixture {
             env,
             address,
             daemon: None,
