@@ -19,22 +19,17 @@ passed=0
 check() { echo "ok: $*"; passed=$((passed + 1)); }
 
 [ "$(id -u)" = 0 ] || die "needs root (installs and purges a package)"
-exec 9>/run/osbuild-privileged-tests.lock
-flock -w 1800 9 || die "the machine's test lock stayed taken for 30 minutes"
-if dpkg-query -W -f '${Status}' osbuild 2>/dev/null | grep -q installed; then
-    die "an osbuild package is installed here; this test would purge it"
-fi
 
 start=$(date +%s)
 work=$(mktemp -d /var/tmp/osbuild-package.XXXXXX)
 chmod 755 "$work"
-bus_pid= polkit_pid=
+bus_pid= polkit_pid= installed_by_us=
 cleanup() {
     local status=$?
     [ -n "${address:-}" ] && stop_daemon
     [ -n "$polkit_pid" ] && kill "$polkit_pid" 2>/dev/null && wait "$polkit_pid" 2>/dev/null
     [ -n "$bus_pid" ] && kill "$bus_pid" 2>/dev/null && wait "$bus_pid" 2>/dev/null
-    if dpkg-query -W -f '${Status}' osbuild 2>/dev/null | grep -q installed; then
+    if [ -n "$installed_by_us" ] && dpkg-query -W osbuild >/dev/null 2>&1; then
         dpkg --purge osbuild >/dev/null || true
     fi
     if [ $status != 0 ] && [ -s "$work/bus.log" ]; then
@@ -52,13 +47,14 @@ listing() {
     find /usr /etc /var/lib -xdev \( -path /var/lib/dpkg -o -path /var/lib/apt \
         -o -path /var/lib/man-db \) -prune -o -print | sort
 }
-listing > "$work/before"
 
-# Build. install.sh reuses what cargo built before (the stage-side binaries of tests/run's
-# libdir); the release binaries for /usr are built here.
+# Build (before the lock: it changes nothing outside the checkout and $work). install.sh reuses
+# what cargo built before (the stage-side binaries of tests/run's libdir); the release binaries
+# for /usr are built here. Every file it makes goes to $work, none beside the checkout.
 t0=$(date +%s)
 OSBUILD_DEB_DIR=$work dpkg-buildpackage -us -uc -b \
-    --buildinfo-file="$work/osbuild.buildinfo" --changes-file="$work/osbuild.changes" \
+    --buildinfo-file="$work/osbuild.buildinfo" --buildinfo-option="-u$work" \
+    --changes-file="$work/osbuild.changes" --changes-option="-u$work" \
     > "$work/build.log" 2>&1 || { tail -40 "$work/build.log"; die "dpkg-buildpackage failed"; }
 deb=$(echo "$work"/osbuild_*.deb)
 [ -f "$deb" ] || die "no .deb in $work"
@@ -81,6 +77,15 @@ done
 check "the package has the binaries, libdir, unit, tmpfiles, bus and polkit files, man pages, completions"
 if grep -q '^/usr/local' "$work/contents"; then die "the package has files under /usr/local"; fi
 
+# From here on the machine's files change: one such test at a time (tests/common/service.rs).
+exec 9>/run/osbuild-privileged-tests.lock
+flock -w 1800 9 || die "the machine's test lock stayed taken for 30 minutes"
+if dpkg-query -W -f '${Status}' osbuild 2>/dev/null | grep -q installed; then
+    die "an osbuild package is installed here; this test would purge it"
+fi
+listing > "$work/before"
+
+installed_by_us=1
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$deb" \
     > "$work/install.log" 2>&1 || { cat "$work/install.log"; die "apt-get install failed"; }
 dpkg -L osbuild > "$work/installed"

@@ -72,5 +72,9 @@ pub async fn wait_and_leave(
     while svc.calls.count() > 0 {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // The last reply is sent just after its handler returns; a round trip to the bus after it
+    // means it has been written.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    zbus::fdo::DBusProxy::new(conn).await?.get_id().await?;
     Ok(())
 }
