@@ -63,7 +63,7 @@ check "dpkg-buildpackage built ${deb##*/} in $(($(date +%s) - t0)) s"
 dpkg-deb -c "$deb" | awk '{print $6}' | sed 's|^\./|/|' > "$work/contents"
 for f in /usr/bin/osbuild /usr/bin/osbuildd /usr/bin/osbuildctl /usr/bin/osbuild-mkmanifest-debian \
     /usr/bin/osbuild-mkmanifest-dnf /usr/lib/osbuild/libexec/osbuild-stages \
-    /usr/lib/osbuild/stages/org.osbuild.tar /usr/lib/systemd/system/osbuildd.service \
+    /usr/lib/osbuild/stages/org.osbuild.hostname /usr/lib/osbuild/assemblers/org.osbuild.tar /usr/lib/systemd/system/osbuildd.service \
     /usr/lib/tmpfiles.d/osbuildd.conf /usr/share/dbus-1/system.d/org.osbuild.Builder1.conf \
     /usr/share/dbus-1/system-services/org.osbuild.Builder1.service \
     /usr/share/dbus-1/interfaces/org.osbuild.Builder1.xml \
@@ -171,7 +171,8 @@ pid=$(owner_pid)
 [ "$(readlink "/proc/$pid/exe")" = /usr/bin/osbuildd ] || die "the bus started $(readlink "/proc/$pid/exe"), not /usr/bin/osbuildd"
 tr '\0' ' ' < "/proc/$pid/cmdline" | grep -q -- '--libdir /usr/lib/osbuild --idle-exit 60' \
     || die "osbuildd was not started with the activation file's arguments: $(tr '\0' ' ' < "/proc/$pid/cmdline")"
-tar -tJf "$work/out/hello.tar.xz" | grep -qx './etc/hostname' || die "hello.tar.xz has no ./etc/hostname"
+tar -tJf "$work/out/hello.tar.xz" > "$work/hello.list" || die "cannot list hello.tar.xz: $(ls -l "$work/out")"
+grep -q '^\(\./\)\{0,1\}etc/hostname$' "$work/hello.list" || die "hello.tar.xz has no etc/hostname: $(head "$work/hello.list")"
 check "the first osbuildctl call started /usr/bin/osbuildd by activation; the sample built"
 
 # Every example of the installed man page, as a script, in a scratch directory.
