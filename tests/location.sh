@@ -4,7 +4,8 @@
 # the command-line tests (they run the built binaries, stages in bubblewrap sandboxes with the
 # runner from the clone's libdir when root) and the id vectors (data inside the repository).
 # The clone shares this checkout's target directory, so only the workspace's own crates are
-# compiled again (their path is part of what cargo hashes); the registry's are reused.
+# compiled again (for the clone's paths; the registry's are reused). That replaces this
+# checkout's builds of them, so tests/run runs it last.
 #
 #   tests/location.sh           (tests/run runs it)
 set -euo pipefail
@@ -19,5 +20,7 @@ git clone --quiet --no-hardlinks "$repo" "$scratch/osbuild"
 cd "$scratch/osbuild"
 [ ! -e ../shared ] || { echo "tests/location.sh: $scratch has a shared/ beside the clone" >&2; exit 1; }
 CARGO_TARGET_DIR=$target OSBUILD_TEST_LIBDIR=$target/libdir \
-    timeout 600 cargo test --quiet --test cli --test ids
-echo "tests/location.sh: a clone in $scratch passed (cli, ids) in $(($(date +%s) - start)) s"
+    timeout 600 cargo test --quiet --test cli --test ids 2>&1 | tee "$scratch/test.log"
+passed=$(sed -n 's/^test result: ok\. \([0-9]*\) passed.*/\1/p' "$scratch/test.log" | awk '{s += $1} END {print s + 0}')
+echo "tests/location.sh: a clone in $scratch passed cli and ids in $(($(date +%s) - start)) s"
+echo "location: ${passed:-0} passed, 0 failed"
