@@ -26,9 +26,10 @@ chmod 755 "$work"
 bus_pid= polkit_pid= installed_by_us=
 cleanup() {
     local status=$?
+    set +e  # clean up everything, whatever fails
     [ -n "${address:-}" ] && stop_daemon
-    [ -n "$polkit_pid" ] && kill "$polkit_pid" 2>/dev/null && wait "$polkit_pid" 2>/dev/null
-    [ -n "$bus_pid" ] && kill "$bus_pid" 2>/dev/null && wait "$bus_pid" 2>/dev/null
+    [ -n "$polkit_pid" ] && kill "$polkit_pid" && wait "$polkit_pid"
+    [ -n "$bus_pid" ] && kill "$bus_pid" && wait "$bus_pid"
     if [ -n "$installed_by_us" ] && dpkg-query -W osbuild >/dev/null 2>&1; then
         dpkg --purge osbuild >/dev/null || true
     fi
@@ -133,7 +134,8 @@ cat > "$work/bus.conf" <<CONF
   <include>/usr/share/dbus-1/system.d/org.osbuild.Builder1.conf</include>
 </busconfig>
 CONF
-dbus-daemon --config-file="$work/bus.conf" --nofork --nopidfile >"$work/bus.log" 2>&1 &
+# 9>&-: the daemons must not inherit (and so hold) the machine's test lock.
+dbus-daemon --config-file="$work/bus.conf" --nofork --nopidfile >"$work/bus.log" 2>&1 9>&- &
 bus_pid=$!
 export DBUS_SYSTEM_BUS_ADDRESS=$address
 bus_call() {
@@ -157,7 +159,7 @@ stop_daemon() {
     done
 }
 for i in $(seq 50); do [ -S "$work/system_bus_socket" ] && break; sleep 0.1; done
-/usr/lib/polkit-1/polkitd --no-debug >/dev/null 2>&1 &
+/usr/lib/polkit-1/polkitd --no-debug >/dev/null 2>&1 9>&- &
 polkit_pid=$!
 wait_for org.freedesktop.PolicyKit1 15
 
@@ -186,7 +188,7 @@ grep -q '"success": true' "$work/examples/result.json" || die "result.json: $(he
 check "the $(wc -l < "$work/examples.sh") example lines of man osbuildctl ran"
 
 stop_daemon
-kill "$polkit_pid" "$bus_pid"; wait "$polkit_pid" "$bus_pid" 2>/dev/null || true
+kill "$polkit_pid" "$bus_pid"; wait "$polkit_pid" "$bus_pid" || true
 polkit_pid= bus_pid= address=
 
 dpkg --purge osbuild > "$work/purge.log" 2>&1 || { cat "$work/purge.log"; die "dpkg --purge failed"; }
