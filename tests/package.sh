@@ -36,6 +36,8 @@ cleanup() {
     if [ $status != 0 ] && [ -s "$work/bus.log" ]; then
         echo "--- the bus's and the activated osbuildd's log:"; tail -40 "$work/bus.log"
     fi
+    [ -d "$work/saved" ] && (cd "$work/saved" && find . ! -type d -print | while read -r f; do
+        mkdir -p "$(dirname "${f#.}")" && mv "$f" "${f#.}"; done)
     rm -rf "$work" "$repo/debian/osbuild" "$repo/debian/.debhelper"
     rm -f "$repo"/debian/{files,debhelper-build-stamp,*.substvars,*.debhelper}
     return $status
@@ -84,6 +86,15 @@ flock -w 1800 9 || die "the machine's test lock stayed taken for 30 minutes"
 if dpkg-query -W -f '${Status}' osbuild 2>/dev/null | grep -q installed; then
     die "an osbuild package is installed here; this test would purge it"
 fi
+# A file the package ships that is already here (a test's leftover, a hand install) would be
+# taken over and then purged: move it aside for the test, and put it back at the end.
+mkdir "$work/saved"
+while read -r f; do
+    if [ -f "$f" ] || [ -L "$f" ]; then
+        echo "moving aside $f (not from a package) for the test"
+        mkdir -p "$work/saved$(dirname "$f")" && mv "$f" "$work/saved$f"
+    fi
+done < <(grep -v '/$' "$work/contents")
 listing > "$work/before"
 
 installed_by_us=1
