@@ -10,7 +10,9 @@
 #                                        policy under P/share/polkit-1, the systemd unit and
 #                                        tmpfiles under P/lib/systemd and P/lib/tmpfiles.d
 #                                        (P defaults to /usr/local; the polkit rules example goes
-#                                        to P/share/doc/osbuild, it is opt-in)
+#                                        to P/share/doc/osbuild, it is opt-in), the man pages under
+#                                        P/share/man/man1, bash, zsh and fish completions, and the
+#                                        sample manifests under P/share/doc/osbuild/examples
 #   ./install.sh uninstall [--prefix P] [--destdir D]
 #
 # The stage-side executables run inside build roots that may be another distribution, so they
@@ -96,6 +98,40 @@ install_service_files() {
     sed "$subst" systemd/osbuildd.service.in > "$root/lib/systemd/system/osbuildd.service"
     install -D -m 0644 systemd/osbuildd.tmpfiles.conf "$root/lib/tmpfiles.d/osbuildd.conf"
     install -D -m 0644 polkit/50-osbuild.rules.example "$root/share/doc/osbuild/50-osbuild.rules.example"
+    install -D -m 0644 samples/hello-tar.json "$root/share/doc/osbuild/examples/hello-tar.json"
+}
+
+# zsh's directory for a distribution's completions is vendor-completions on Debian (/usr),
+# site-functions elsewhere (/usr/local).
+zsh_dir() {
+    if [ "$prefix" = /usr ]; then echo share/zsh/vendor-completions; else echo share/zsh/site-functions; fi
+}
+
+# install_docs: man pages and completions, generated from the clap definitions by
+# osbuild-docgen (crates/docgen; built here, never installed).
+install_docs() {
+    local root="$destdir$prefix" gen
+    OSBUILD_LIBDIR="$prefix/lib/osbuild" cargo build --quiet --release -p osbuild-docgen
+    gen=$(mktemp -d)
+    "$target_dir/release/osbuild-docgen" --prefix "$prefix" "$gen"
+    install -d "$root/share/man/man1" "$root/share/bash-completion/completions" \
+        "$root/$(zsh_dir)" "$root/share/fish/vendor_completions.d"
+    install -m 0644 "$gen"/man1/*.1 "$root/share/man/man1/"
+    install -m 0644 "$gen"/bash/* "$root/share/bash-completion/completions/"
+    install -m 0644 "$gen"/zsh/* "$root/$(zsh_dir)/"
+    install -m 0644 "$gen"/fish/* "$root/share/fish/vendor_completions.d/"
+    rm -rf "$gen"
+}
+
+# remove_docs: what install_docs installed (osbuildctl also has a page per subcommand).
+remove_docs() {
+    local root="$destdir$prefix" b
+    rm -f "$root/share/man/man1/osbuildctl"-*.1
+    for b in "${binaries[@]}"; do
+        rm -f "$root/share/man/man1/$b.1" \
+            "$root/share/bash-completion/completions/$b" "$root/$(zsh_dir)/_$b" \
+            "$root/share/fish/vendor_completions.d/$b.fish"
+    done
 }
 
 parse_prefix() {
@@ -126,6 +162,7 @@ case "${1:-}" in
         rm -rf "$destdir$prefix/lib/osbuild"
         lay_out_libdir "$destdir$prefix/lib/osbuild"
         install_service_files
+        install_docs
         echo "installed under $destdir$prefix"
         ;;
     uninstall)
@@ -134,10 +171,11 @@ case "${1:-}" in
         rm -rf "$destdir$prefix/lib/osbuild"
         for f in "${service_files[@]}"; do rm -f "$destdir$prefix/$f"; done
         rm -rf "$destdir$prefix/share/doc/osbuild"
+        remove_docs
         echo "uninstalled from $destdir$prefix"
         ;;
     *)
-        sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'
         exit 2
         ;;
 esac

@@ -1,7 +1,9 @@
 //! The command-line front ends; `src/bin/*` only call into these.
 
+pub mod mkmanifest;
 pub mod osbuild;
 pub mod osbuildctl;
+pub mod pages;
 mod progress;
 
 use std::path::Path;

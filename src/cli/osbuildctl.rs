@@ -396,10 +396,7 @@ async fn build(
     req: BuildRequest,
 ) -> anyhow::Result<i32> {
     let signals = JobSignals::subscribe(conn, proxy).await?;
-    let job = proxy
-        .build(&req.manifest, &req.options)
-        .await
-        .map_err(explain)?;
+    let job = submit(proxy, &req).await?;
     if req.detach {
         println!("{}", job.as_str());
         return Ok(0);
@@ -408,6 +405,25 @@ async fn build(
     let ending = follow(conn, &job, &mut display, signals).await?;
     display.finish();
     report(proxy, &req, ending).await
+}
+
+/// `Build`, tried again for a few seconds while the daemon answers ShuttingDown: a daemon
+/// leaving when idle refuses the calls that reach it as it goes, and the next call starts a new
+/// one (see `osbuild::service::idle`).
+async fn submit(proxy: &Builder1Proxy<'_>, req: &BuildRequest) -> anyhow::Result<OwnedObjectPath> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match proxy.build(&req.manifest, &req.options).await {
+            Err(e)
+                if error_reply(&e)
+                    .is_some_and(|(name, _)| name == "org.osbuild.Builder1.Error.ShuttingDown")
+                    && tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            }
+            r => return r.map_err(explain),
+        }
+    }
 }
 
 /// Shows the job's progress until it ends; Ctrl-C cancels it (once).

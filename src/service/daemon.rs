@@ -1,8 +1,9 @@
 //! `osbuildd`: enter a private mount namespace, open the store, serve the objects, then take
 //! the bus name (so an activated client never finds the name without the objects).
 //!
-//! Exit codes: 0 after SIGTERM/SIGINT (running jobs cancelled and cleaned up), 1 on a set-up
-//! error (not root, store unusable, bus unreachable, name taken).
+//! Exit codes: 0 after SIGTERM/SIGINT (running jobs cancelled and cleaned up) or after
+//! `--idle-exit` seconds without work ([`super::idle`]), 1 on a set-up error (not root, store
+//! unusable, bus unreachable, name taken).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -24,7 +25,8 @@ pub struct Args {
     /// Directory with stages, assemblers, runners and sources.
     #[arg(long, value_name = "DIR", default_value = crate::modules::DEFAULT_LIBDIR)]
     pub libdir: PathBuf,
-    /// Bus to serve on (default: DBUS_SYSTEM_BUS_ADDRESS, else the system bus).
+    /// Bus to serve on (default: the bus that activated osbuildd, DBUS_STARTER_ADDRESS; else
+    /// DBUS_SYSTEM_BUS_ADDRESS; else the system bus).
     #[arg(long, value_name = "BUS_ADDRESS")]
     pub address: Option<String>,
     /// Builds run at once; more are queued.
@@ -52,6 +54,10 @@ pub struct Args {
     /// holds at most this many bytes (what running builds use is kept). Default: no limit.
     #[arg(long, value_name = "BYTES")]
     pub max_store_bytes: Option<u64>,
+    /// Exit after SECONDS without work: no job queued, running or kept, no call in progress
+    /// (the activation file and the unit set 60; by default osbuildd runs until stopped).
+    #[arg(long, value_name = "SECONDS")]
+    pub idle_exit: Option<u64>,
 }
 
 /// Runs the daemon; returns its exit code.
@@ -93,10 +99,25 @@ fn run(args: Args) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    rt.block_on(serve(svc, args.address))
+    let address = args.address.or_else(starter_address);
+    let idle = args.idle_exit.map(Duration::from_secs);
+    rt.block_on(serve(svc, address, idle))
 }
 
-async fn serve(svc: std::sync::Arc<Service>, address: Option<String>) -> anyhow::Result<()> {
+/// The address of the system bus that started us by activation: dbus-daemon sets
+/// DBUS_STARTER_ADDRESS (and DBUS_STARTER_BUS_TYPE=system) for the services it starts.
+fn starter_address() -> Option<String> {
+    let system = std::env::var("DBUS_STARTER_BUS_TYPE").is_ok_and(|t| t == "system");
+    system
+        .then(|| std::env::var("DBUS_STARTER_ADDRESS").ok())
+        .flatten()
+}
+
+async fn serve(
+    svc: std::sync::Arc<Service>,
+    address: Option<String>,
+    idle: Option<Duration>,
+) -> anyhow::Result<()> {
     let builder = match &address {
         Some(a) => zbus::connection::Builder::address(a.as_str()),
         None => zbus::connection::Builder::system(),
@@ -118,9 +139,20 @@ async fn serve(svc: std::sync::Arc<Service>, address: Option<String>) -> anyhow:
     );
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("SIGTERM handler")?;
+    let idle_exit = async {
+        match idle {
+            Some(idle) => super::idle::wait_and_leave(&svc, &conn, idle).await,
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
+        left = idle_exit => {
+            left.context("releasing the bus name")?;
+            tracing::info!("exiting: idle");
+            return Ok(());
+        }
     }
     tracing::info!("stopping: cancelling running jobs");
     svc.shutdown(Duration::from_secs(20)).await;

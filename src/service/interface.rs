@@ -547,6 +547,7 @@ impl Manager {
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<OwnedObjectPath> {
+        let _call = self.svc.calls.begin();
         let caller = auth::caller(conn, &hdr).await?;
         // Before polkit is asked: an oversized call costs the daemon nothing more.
         check_manifest_size(&self.svc, manifest)?;
@@ -593,6 +594,7 @@ impl Manager {
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<Vec<ObjectInfo>> {
+        let _call = self.svc.calls.begin();
         let caller = auth::caller(conn, &hdr).await?;
         self.svc
             .authority
@@ -636,6 +638,7 @@ impl Manager {
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<u64> {
+        let _call = self.svc.calls.begin();
         let caller = auth::caller(conn, &hdr).await?;
         self.svc
             .authority
@@ -667,6 +670,7 @@ impl Manager {
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(bool, String)> {
+        let _call = self.svc.calls.begin();
         let caller = auth::caller(conn, &hdr).await?;
         self.svc
             .authority
@@ -706,6 +710,7 @@ impl Manager {
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<zbus::OwnedFd> {
+        let _call = self.svc.calls.begin();
         let caller = auth::caller(conn, &hdr).await?;
         self.svc
             .authority
@@ -724,6 +729,7 @@ impl Manager {
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<()> {
+        let _call = self.svc.calls.begin();
         let caller = auth::caller(conn, &hdr).await?;
         self.svc
             .authority

@@ -10,12 +10,14 @@
 //! - [`auth`]: caller identity from the bus and polkit checks.
 //! - [`output`]: handing committed objects to clients through file descriptors.
 //! - [`error`]: the `org.osbuild.Builder1.Error.*` replies.
-//! - [`daemon`]: `osbuildd`'s command line and main loop; [`log`]: journal or stderr.
+//! - [`daemon`]: `osbuildd`'s command line and main loop; [`log`]: journal or stderr;
+//!   [`idle`]: leaving when idle (activated daemons).
 
 pub mod auth;
 pub mod client;
 pub mod daemon;
 pub mod error;
+pub mod idle;
 pub mod interface;
 pub mod log;
 pub mod output;
@@ -51,6 +53,8 @@ pub struct Service {
     pub(crate) scheduler: scheduler::Scheduler,
     /// One permit per export that may run at once.
     pub(crate) exports: tokio::sync::Semaphore,
+    /// Method calls in progress (idle exit waits for them).
+    pub(crate) calls: idle::Calls,
 }
 
 impl Service {
@@ -62,6 +66,7 @@ impl Service {
             authority,
             exports: tokio::sync::Semaphore::new(limits.max_exports),
             scheduler: scheduler::Scheduler::new(limits),
+            calls: idle::Calls::default(),
         })
     }
 

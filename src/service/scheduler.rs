@@ -334,6 +334,21 @@ impl Scheduler {
         s.jobs.values().cloned().collect()
     }
 
+    /// Whether any job is known (queued, running, or finished and not yet forgotten).
+    pub fn has_jobs(&self) -> bool {
+        !lock(&self.state).jobs.is_empty()
+    }
+
+    /// Admits no job from now on, if none is known; false (and nothing changed) otherwise.
+    /// Idle exit: checked and closed under one lock, so no job slips in between.
+    pub fn close_if_empty(&self) -> bool {
+        let mut s = lock(&self.state);
+        if s.jobs.is_empty() {
+            s.closed = true;
+        }
+        s.closed
+    }
+
     /// Whether a build is still running.
     pub fn any_running(&self) -> bool {
         !lock(&self.state).running.is_empty()
@@ -489,5 +504,23 @@ mod tests {
             "the queue is empty"
         );
         assert!(!s.any_running());
+    }
+
+    #[test]
+    fn idle_exit_closes_only_without_jobs() {
+        let s = Scheduler::new(limits(1, 8));
+        let a = s.admit(owner(1), request(&["x"])).unwrap();
+        assert!(!s.close_if_empty(), "a queued job");
+        s.finish(&a, JobState::Succeeded);
+        assert!(!s.close_if_empty(), "a finished job is kept for its owner");
+        assert!(s.admit(owner(1), request(&["y"])).is_ok(), "still open");
+        s.drain();
+        let s = Scheduler::new(limits(1, 8));
+        assert!(!s.has_jobs());
+        assert!(s.close_if_empty());
+        assert_eq!(
+            s.admit(owner(1), request(&["x"])).unwrap_err(),
+            Refused::ShuttingDown
+        );
     }
 }

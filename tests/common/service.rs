@@ -165,6 +165,25 @@ pub struct Fixture {
 
 impl Fixture {
     pub fn new() -> Fixture {
+        let mut f = Fixture::without_daemon(None);
+        f.start_daemon(&[]);
+        f
+    }
+
+    /// Bus, polkitd, policy and users, but no osbuildd: the bus starts it on the first call,
+    /// through this checkout's activation file (dbus/org.osbuild.Builder1.service.in, with the
+    /// test's store and libdir, and `daemon_args` for its `--idle-exit 60`), as dbus-daemon
+    /// would on a machine where osbuildd is installed but not running.
+    ///
+    /// The bus is system-type and reads the file from a `<servicedir>` and starts osbuildd
+    /// itself, as root: the system bus's `<servicehelper>` (dbus-daemon-launch-helper) cannot
+    /// serve a private bus, since it reads only the machine's system.conf and its service
+    /// directories and points the service at the machine's system bus socket.
+    pub fn activatable(daemon_args: &str) -> Fixture {
+        Fixture::without_daemon(Some(daemon_args))
+    }
+
+    fn without_daemon(daemon_args: Option<&str>) -> Fixture {
         let serial = Serial::take();
         let env = Env::new();
         let dir = env.dir.path().to_owned();
@@ -176,6 +195,19 @@ impl Fixture {
             sysd.join("org.osbuild.Builder1.conf"),
         )
         .unwrap();
+        let services = match daemon_args {
+            Some(args) => {
+                let services = dir.join("system-services");
+                std::fs::create_dir(&services).unwrap();
+                std::fs::write(
+                    services.join("org.osbuild.Builder1.service"),
+                    activation_file(&env, args),
+                )
+                .unwrap();
+                format!("<servicedir>{}</servicedir>", services.display())
+            }
+            None => String::new(),
+        };
         let socket = dir.join("system_bus_socket");
         let conf = dir.join("bus.conf");
         std::fs::write(
@@ -210,6 +242,7 @@ impl Fixture {
   </policy>
   <include>/usr/share/dbus-1/system.d/org.freedesktop.PolicyKit1.conf</include>
   <includedir>{}</includedir>
+  {services}
 </busconfig>
 "#,
                 socket.display(),
@@ -225,8 +258,10 @@ impl Fixture {
         let mut bus = Command::new("dbus-daemon")
             .arg(format!("--config-file={}", conf.display()))
             .args(["--nofork", "--nopidfile", "--print-address=1"])
+            .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            // The bus's log, and an activated osbuildd's: its stderr is the bus's.
+            .stderr(log_file(&dir.join("bus.log")))
             .spawn()
             .unwrap();
         let mut line = String::new();
@@ -244,7 +279,7 @@ impl Fixture {
                 .spawn()
                 .unwrap(),
         );
-        let mut f = Fixture {
+        let f = Fixture {
             env,
             address,
             daemon: None,
@@ -255,7 +290,6 @@ impl Fixture {
             _serial: serial,
         };
         f.wait_for_name("org.freedesktop.PolicyKit1");
-        f.start_daemon(&[]);
         f
     }
 
@@ -280,13 +314,7 @@ impl Fixture {
             .args(extra)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
-            .stderr(Stdio::from(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(self.env.dir.path().join("osbuildd.log"))
-                    .unwrap(),
-            ))
+            .stderr(log_file(&self.env.dir.path().join("osbuildd.log")))
             .spawn()
             .unwrap();
         self.daemon = Some(Proc(child));
@@ -297,14 +325,34 @@ impl Fixture {
         self.daemon.as_ref().unwrap().0.id()
     }
 
+    /// Whether `name` has an owner on the bus now.
+    pub fn has_owner(&self, name: &str) -> bool {
+        let out = run(Command::new("busctl")
+            .arg(format!("--address={}", self.address))
+            .args(["call", "org.freedesktop.DBus", "/org/freedesktop/DBus"])
+            .args(["org.freedesktop.DBus", "NameHasOwner", "s", name]));
+        String::from_utf8_lossy(&out.stdout).trim() == "b true"
+    }
+
+    /// The pid of `name`'s owner, if it has one.
+    pub fn owner_pid(&self, name: &str) -> Option<u32> {
+        let out = run(Command::new("busctl")
+            .arg(format!("--address={}", self.address))
+            .args(["call", "org.freedesktop.DBus", "/org/freedesktop/DBus"])
+            .args([
+                "org.freedesktop.DBus",
+                "GetConnectionUnixProcessID",
+                "s",
+                name,
+            ]));
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.trim().strip_prefix("u ")?.parse().ok()
+    }
+
     pub fn wait_for_name(&self, name: &str) {
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
-            let out = run(Command::new("busctl")
-                .arg(format!("--address={}", self.address))
-                .args(["call", "org.freedesktop.DBus", "/org/freedesktop/DBus"])
-                .args(["org.freedesktop.DBus", "NameHasOwner", "s", name]));
-            if String::from_utf8_lossy(&out.stdout).trim() == "b true" {
+            if self.has_owner(name) {
                 return;
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -419,6 +467,67 @@ pub fn wait_state(f: &Fixture, job: &str, want: &str) {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+fn log_file(path: &Path) -> Stdio {
+    Stdio::from(
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap(),
+    )
+}
+
+/// This checkout's activation file with this test's osbuildd, libdir and store, and
+/// `daemon_args` instead of its `--idle-exit 60`.
+pub fn activation_file(env: &Env, daemon_args: &str) -> String {
+    let template =
+        std::fs::read_to_string(repo().join("dbus/org.osbuild.Builder1.service.in")).unwrap();
+    let daemon = Path::new(env!("CARGO_BIN_EXE_osbuildd"));
+    let mut text = template
+        .replace("@BINDIR@", &daemon.parent().unwrap().to_string_lossy())
+        .replace("@LIBDIR@", &env.libdir.to_string_lossy());
+    for (installed, test) in [
+        (
+            "/var/lib/osbuild/store",
+            env.store.to_string_lossy().into_owned(),
+        ),
+        ("--idle-exit 60", daemon_args.to_owned()),
+    ] {
+        assert!(text.contains(installed), "{installed} in {template}");
+        text = text.replace(installed, &test);
+    }
+    text
+}
+
+/// Stops the osbuildd the bus started (it is the bus's child, not ours), and waits for it.
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        if self.daemon.is_some() {
+            return;
+        }
+        let Some(pid) = self.owner_pid("org.osbuild.Builder1") else {
+            return;
+        };
+        let _ = Command::new("kill").arg(pid.to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while process_alive(pid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if process_alive(pid) {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
+    }
+}
+
+/// Whether `pid` runs (a zombie has exited).
+pub fn process_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit(')')
+            .next()
+            .is_some_and(|rest| !rest.trim_start().starts_with('Z'))
+    })
 }
 
 pub fn text(o: &Output) -> String {
