@@ -1,0 +1,198 @@
+//! Making inputs: byte mutations of a seed (bit flips, byte inserts, deletes and duplicates,
+//! splices of dictionary tokens and of other seeds, deep nesting, huge numbers, long strings)
+//! and a generator of random JSON documents with the same extremes.
+
+use std::fmt::Write as _;
+
+use crate::corpus::TOKENS;
+use crate::rng::Rng;
+
+/// No input grows beyond this: big enough for every limit of the parsers (nesting of 512,
+/// 4300-digit integers, 64 KiB datagrams) to be crossed, small enough for 100,000 inputs.
+pub const MAX_INPUT: usize = 1 << 20;
+
+/// Nesting deeper than every parser's limit (512 for ours, 128 for serde_json).
+const DEEP: usize = 2048;
+
+/// Applies one to eight mutations to `input`; `others` are seeds to splice from.
+pub fn mutate(rng: &mut Rng, input: &mut Vec<u8>, others: &[&[u8]]) {
+    for _ in 0..1 + rng.below(8) {
+        mutate_once(rng, input, others);
+        input.truncate(MAX_INPUT);
+    }
+}
+
+fn mutate_once(rng: &mut Rng, input: &mut Vec<u8>, others: &[&[u8]]) {
+    let at = rng.below(input.len() + 1);
+    match rng.below(13) {
+        0 if !input.is_empty() => {
+            let i = at.min(input.len() - 1);
+            input[i] ^= 1 << rng.below(8);
+        }
+        1 if !input.is_empty() => {
+            let i = at.min(input.len() - 1);
+            input[i] = rng.pick(&[0, 0x7f, 0x80, 0xff, b'"', b'\\', b'{', b'[', b'0', b'-']);
+        }
+        2 => input.insert(at, rng.next_u64() as u8),
+        3 => {
+            let len = rng.size(input.len() - at + 1);
+            input.drain(at..at + len);
+        }
+        4 => {
+            let len = rng.size(input.len() - at + 1);
+            let chunk = input[at..at + len].to_vec();
+            let to = rng.below(input.len() + 1);
+            splice_in(input, to, &chunk, 1 + rng.size(16));
+        }
+        5 | 6 => splice_in(input, at, rng.pick(TOKENS), 1),
+        7 => {
+            // Replace a run with a token.
+            let len = rng.size(input.len() - at + 1).min(16);
+            let token = rng.pick(TOKENS);
+            input.splice(at..at + len, token.iter().copied());
+        }
+        8 if !others.is_empty() => {
+            let other = rng.pick(others);
+            let from = rng.below(other.len() + 1);
+            let len = rng.size(other.len() - from + 1);
+            splice_in(input, at, &other[from..from + len], 1);
+        }
+        9 => nest(rng, input, at),
+        10 => {
+            let digits = 1 + rng.size(20_000);
+            let mut number = if rng.one_in(2) { "-".to_owned() } else { String::new() };
+            number.push('9');
+            number.extend(std::iter::repeat_n('0', digits));
+            if rng.one_in(2) {
+                let _ = write!(number, "e{}", rng.size(100_000));
+            }
+            splice_in(input, at, number.as_bytes(), 1);
+        }
+        11 => {
+            let mut s = vec![b'"'];
+            let unit: &[u8] = rng.pick(&[&b"a"[..], b"\\u00e9", b"\\\\", b"\xc3\xa9", b"\\ud83d\\ude00"]);
+            splice_in(&mut s, 1, unit, 1 + rng.size(200_000 / unit.len()));
+            s.push(b'"');
+            splice_in(input, at, &s, 1);
+        }
+        _ => {
+            let mut text = String::new();
+            json_value(rng, &mut text, 0);
+            splice_in(input, at, text.as_bytes(), 1);
+        }
+    }
+}
+
+/// Inserts `times` copies of `chunk` at `at`, within [`MAX_INPUT`].
+fn splice_in(input: &mut Vec<u8>, at: usize, chunk: &[u8], times: usize) {
+    let room = MAX_INPUT.saturating_sub(input.len()) / chunk.len().max(1);
+    let copies = times.min(room);
+    let mut added = Vec::with_capacity(chunk.len() * copies);
+    for _ in 0..copies {
+        added.extend_from_slice(chunk);
+    }
+    input.splice(at..at, added);
+}
+
+/// Wraps the text at `at` in openers (and, half the time, the matching closers at the end):
+/// `[`, `{"a":` or a manifest's `{"pipeline": {"build": {"pipeline":`.
+fn nest(rng: &mut Rng, input: &mut Vec<u8>, at: usize) {
+    let depth = 1 + rng.size(DEEP);
+    let (open, close): (&[u8], &[u8]) = rng.pick(&[
+        (&b"["[..], &b"]"[..]),
+        (b"{\"a\": ", b"}"),
+        (b"{\"pipeline\": {\"build\": {\"runner\": \"org.osbuild.linux\", \"pipeline\": ", b"}}}"),
+        (b"{\"options\": ", b"}"),
+    ]);
+    splice_in(input, at, open, depth);
+    if rng.one_in(2) {
+        let end = input.len();
+        splice_in(input, end, close, depth);
+    }
+}
+
+/// Appends a random JSON value (sometimes not quite JSON: lone surrogates, bare `-`).
+pub fn json_value(rng: &mut Rng, out: &mut String, depth: usize) {
+    let leaf = depth > 8 || rng.one_in(3);
+    match if leaf { rng.below(6) } else { 6 + rng.below(2) } {
+        0 => out.push_str(rng.pick(&["null", "true", "false", "NaN", "Infinity", "-Infinity"])),
+        1 => {
+            let _ = write!(out, "{}", rng.next_u64() as i64 >> rng.below(64));
+        }
+        2 => {
+            let f = f64::from_bits(rng.next_u64());
+            let _ = if f.is_finite() { write!(out, "{f:e}") } else { write!(out, "1e{}", rng.size(1000)) };
+        }
+        3 => {
+            out.push('-');
+            out.extend(std::iter::repeat_n('7', 1 + rng.size(5000)));
+        }
+        4 | 5 => json_string(rng, out),
+        6 => {
+            out.push('[');
+            for i in 0..rng.size(8) {
+                if i > 0 {
+                    out.push(',');
+                }
+                json_value(rng, out, depth + 1);
+            }
+            out.push(']');
+        }
+        _ => {
+            out.push('{');
+            for i in 0..rng.size(8) {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                json_string(rng, out);
+                out.push_str(": ");
+                json_value(rng, out, depth + 1);
+            }
+            out.push('}');
+        }
+    }
+}
+
+fn json_string(rng: &mut Rng, out: &mut String) {
+    out.push('"');
+    for _ in 0..rng.size(24) {
+        match rng.below(8) {
+            0 => out.push_str(rng.pick(&["\\n", "\\\"", "\\\\", "\\/", "\\u0000", "\\u00e9"])),
+            1 => out.push_str(rng.pick(&["\\ud800", "\\udfff", "\\ud83d\\ude00", "\\ud800\\ud800"])),
+            2 => out.push(char::from_u32(rng.below(0x11_0000) as u32).unwrap_or('\u{fffd}')),
+            3 => out.push_str(rng.pick(&["org.osbuild.", "name:", "sha256:", "loop", "/", ".."])),
+            _ => out.push(char::from(b'a' + rng.below(26) as u8)),
+        }
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mutations_stay_within_the_size_limit() {
+        let mut rng = Rng::new(9);
+        let seed = br#"{"a": [1, 2.5, "x"]}"#;
+        for _ in 0..2000 {
+            let mut input = seed.to_vec();
+            mutate(&mut rng, &mut input, &[seed]);
+            assert!(input.len() <= MAX_INPUT);
+        }
+    }
+
+    #[test]
+    fn generated_values_are_mostly_json() {
+        let mut rng = Rng::new(5);
+        let parsed = (0..500)
+            .filter(|_| {
+                let mut text = String::new();
+                json_value(&mut rng, &mut text, 0);
+                osbuild_protocol::json::parse(&text).is_ok()
+            })
+            .count();
+        // Lone surrogates and bare control characters are the rest.
+        assert!(parsed > 250, "{parsed} of 500 parsed");
+    }
+}

@@ -1,0 +1,315 @@
+//! The fuzz targets: each parser that reads what a client, a manifest or a sandbox sends, fed
+//! one input (bytes) at a time, with the properties that must hold when it accepts the input.
+//! A target panics (caught by [`crate::worker`]) when a parser panics or a property fails.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use osbuild::manifest;
+use osbuild::modules::Index;
+use osbuild::service::wire::BuildOptions;
+use osbuild_protocol::json::{self, Value};
+use osbuild_protocol::{args, remoteloop, result, source, sources_api, stdio};
+use zbus::wire::serialized::{Context, Data};
+use zbus::wire::{OwnedVariant, BE, LE};
+
+use crate::corpus;
+use crate::dbus;
+use crate::libdir::Libdir;
+use crate::mutate::{self, json_value};
+use crate::rng::Rng;
+
+/// What the targets share: the index over the libdir the manifest loader checks against.
+pub struct Harness {
+    index: Index,
+    _libdir: Option<Libdir>,
+}
+
+impl Harness {
+    /// A harness with a libdir of its own (removed when dropped).
+    pub fn new() -> std::io::Result<Harness> {
+        let libdir = Libdir::new()?;
+        Ok(Harness {
+            index: libdir.index().clone(),
+            _libdir: Some(libdir),
+        })
+    }
+
+    /// A harness over a [`Libdir`] someone else owns (a worker process that may die).
+    pub fn at(libdir: &Path) -> Harness {
+        Harness {
+            index: Index::new(libdir),
+            _libdir: None,
+        }
+    }
+}
+
+/// How a target makes a fresh input (as opposed to mutating a seed).
+#[derive(Clone, Copy)]
+enum Fresh {
+    /// A random JSON document.
+    Json,
+    /// Random bytes (choices for the D-Bus dictionary).
+    Bytes,
+    /// A random dictionary, serialized (the body of a `Build` call).
+    DictBody,
+}
+
+pub struct Target {
+    pub name: &'static str,
+    pub about: &'static str,
+    seeds: fn() -> Vec<Vec<u8>>,
+    fresh: Fresh,
+    run: fn(&Harness, &[u8]),
+}
+
+impl Target {
+    /// Runs one input; panics when a parser panics or a property does not hold.
+    pub fn run(&self, harness: &Harness, input: &[u8]) {
+        (self.run)(harness, input)
+    }
+
+    pub fn by_name(name: &str) -> Option<&'static Target> {
+        TARGETS.iter().find(|t| t.name == name)
+    }
+}
+
+/// Makes the inputs of one target: input `i` of seed `s` depends on nothing else.
+pub struct Generator {
+    target: &'static Target,
+    seeds: Vec<Vec<u8>>,
+}
+
+impl Generator {
+    pub fn new(target: &'static Target) -> Generator {
+        Generator {
+            target,
+            seeds: (target.seeds)(),
+        }
+    }
+
+    pub fn input(&self, seed: u64, iteration: u64) -> Vec<u8> {
+        let mut rng = Rng::for_input(seed, self.target.name, iteration);
+        let mut input = if rng.one_in(8) {
+            fresh(self.target.fresh, &mut rng)
+        } else {
+            self.seeds[rng.below(self.seeds.len())].clone()
+        };
+        if !rng.one_in(16) {
+            let others: Vec<&[u8]> = self.seeds.iter().map(Vec::as_slice).collect();
+            mutate::mutate(&mut rng, &mut input, &others);
+        }
+        input
+    }
+}
+
+fn fresh(kind: Fresh, rng: &mut Rng) -> Vec<u8> {
+    match kind {
+        Fresh::Json => {
+            let mut text = String::new();
+            json_value(rng, &mut text, 0);
+            text.into_bytes()
+        }
+        Fresh::Bytes => (0..rng.size(2048)).map(|_| rng.next_u64() as u8).collect(),
+        Fresh::DictBody => {
+            let choices: Vec<u8> = (0..rng.size(2048)).map(|_| rng.next_u64() as u8).collect();
+            dict_body(&choices, rng.one_in(2))
+        }
+    }
+}
+
+/// The body of a `Build` call's options: a flag byte (even: little-endian) and the `a{sv}`.
+fn dict_body(choices: &[u8], big_endian: bool) -> Vec<u8> {
+    let dict = dbus::build_options(choices);
+    let ctxt = Context::new(if big_endian { BE } else { LE }, 0);
+    let body = zbus::wire::to_bytes(ctxt, &dict).map_or_else(|_| Vec::new(), |d| d.to_vec());
+    let mut out = vec![u8::from(big_endian)];
+    out.extend(body);
+    out
+}
+
+fn texts(texts: &[&str]) -> Vec<Vec<u8>> {
+    texts.iter().map(|t| t.as_bytes().to_vec()).collect()
+}
+
+fn manifests() -> Vec<Vec<u8>> {
+    let mut seeds: Vec<Vec<u8>> = corpus::MANIFESTS.iter().map(|(_, t)| t.as_bytes().to_vec()).collect();
+    seeds.push(corpus::BUILD_ENV.as_bytes().to_vec());
+    seeds
+}
+
+/// Choice strings for the dictionary generator: fixed random bytes.
+fn choices() -> Vec<Vec<u8>> {
+    let mut rng = Rng::new(0x05b0_11d);
+    (0..32).map(|i| (0..16 << (i % 6)).map(|_| rng.next_u64() as u8).collect()).collect()
+}
+
+fn dict_bodies() -> Vec<Vec<u8>> {
+    choices().iter().enumerate().map(|(i, c)| dict_body(c, i % 4 == 0)).collect()
+}
+
+/// Every target, in the order `all` runs them.
+pub static TARGETS: &[Target] = &[
+    Target {
+        name: "json",
+        about: "osbuild_protocol::json::parse; dumps of what parses parses back equal, dumps is stable",
+        seeds: || corpus::json_texts().into_iter().map(String::into_bytes).collect(),
+        fresh: Fresh::Json,
+        run: |_, input| json_round_trip(&String::from_utf8_lossy(input)),
+    },
+    Target {
+        name: "manifest-parse",
+        about: "osbuild::manifest::parse_document (v1 and v2) and parse_build_env",
+        seeds: manifests,
+        fresh: Fresh::Json,
+        run: |_, input| {
+            let text = String::from_utf8_lossy(input);
+            let _ = manifest::parse_document(&text);
+            let _ = manifest::parse_build_env(&text);
+        },
+    },
+    Target {
+        name: "manifest-load",
+        about: "osbuild::manifest::load_document against a libdir of this repository's meta files",
+        seeds: manifests,
+        fresh: Fresh::Json,
+        run: |h, input| {
+            let _ = manifest::load_document(&String::from_utf8_lossy(input), &h.index);
+        },
+    },
+    Target {
+        name: "build-options",
+        about: "BuildOptions::from_dict on generated a{sv} dictionaries; what it accepts round-trips",
+        seeds: choices,
+        fresh: Fresh::Bytes,
+        run: |_, input| build_options(dbus::build_options(input)),
+    },
+    Target {
+        name: "build-options-wire",
+        about: "a Build call's a{sv} body as bytes: zbus's decoding, then BuildOptions::from_dict",
+        seeds: dict_bodies,
+        fresh: Fresh::DictBody,
+        run: |_, input| build_options_wire(input),
+    },
+    Target {
+        name: "sources-api",
+        about: "osbuild_protocol::sources_api::{Request,Reply}::parse; requests round-trip",
+        seeds: || texts(corpus::SOURCES_API),
+        fresh: Fresh::Json,
+        run: |_, input| {
+            if let Some(r) = sources_api::Request::parse(input) {
+                assert_eq!(sources_api::Request::parse(r.to_wire().as_bytes()), Some(r));
+            }
+            let _ = sources_api::Reply::parse(input);
+        },
+    },
+    Target {
+        name: "stdio",
+        about: "osbuild_protocol::stdio::{Request,Reply}::parse (setup-stdio); both round-trip",
+        seeds: || texts(corpus::STDIO),
+        fresh: Fresh::Json,
+        run: |_, input| {
+            if let Some(r) = stdio::Request::parse(input) {
+                assert_eq!(stdio::Request::parse(r.to_wire().as_bytes()), Some(r));
+            }
+            if let Ok(r) = stdio::Reply::parse(input) {
+                assert_eq!(stdio::Reply::parse(r.to_wire().as_bytes()), Ok(r));
+            }
+        },
+    },
+    Target {
+        name: "source",
+        about: "osbuild_protocol::source::Request::parse and the engine's reading of a reply",
+        seeds: || texts(corpus::SOURCE),
+        fresh: Fresh::Json,
+        run: |_, input| {
+            let _ = source::Request::parse(input);
+            if let Ok(v) = json::parse(&String::from_utf8_lossy(input)) {
+                let _ = source::Reply::from_value(v);
+            }
+        },
+    },
+    Target {
+        name: "args",
+        about: "osbuild_protocol::args::{StageArgs,AssemblerArgs}::parse",
+        seeds: || texts(corpus::ARGS),
+        fresh: Fresh::Json,
+        run: |_, input| {
+            let text = String::from_utf8_lossy(input);
+            let _ = args::StageArgs::parse(&text);
+            let _ = args::AssemblerArgs::parse(&text);
+        },
+    },
+    Target {
+        name: "result",
+        about: "osbuild_protocol::result::PipelineResult::parse; what parses is written back the same",
+        seeds: || corpus::results().into_iter().map(String::into_bytes).collect(),
+        fresh: Fresh::Json,
+        run: |_, input| {
+            if let Ok(r) = result::PipelineResult::parse(&String::from_utf8_lossy(input)) {
+                let text = r.to_json();
+                let again = result::PipelineResult::parse(&text).expect("to_json parses back");
+                assert_eq!(again.to_json(), text, "to_json is not stable");
+            }
+        },
+    },
+    Target {
+        name: "remoteloop",
+        about: "osbuild_protocol::remoteloop::{Request,Reply}::parse with 0-255 descriptors passed",
+        seeds: || corpus::REMOTELOOP.iter().map(|t| [&[2u8][..], t.as_bytes()].concat()).collect(),
+        fresh: Fresh::Json,
+        run: |_, input| remoteloop(input),
+    },
+];
+
+fn json_round_trip(text: &str) {
+    let Ok(v) = json::parse(text) else { return };
+    let once = json::dumps(&v);
+    let back = json::parse(&once).unwrap_or_else(|e| panic!("dumps wrote what parse refuses: {e}"));
+    assert!(same(&v, &back), "dumps changed the value");
+    assert_eq!(json::dumps(&back), once, "dumps is not stable on the second round");
+    let pretty = json::parse(&json::dumps_pretty(&v)).expect("dumps_pretty parses back");
+    assert!(same(&v, &pretty), "dumps_pretty changed the value");
+}
+
+/// Equality with floats compared bit for bit (NaN equals NaN, -0.0 is not 0.0), as a round
+/// trip through Python's float repr keeps them.
+fn same(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Float(x), Value::Float(y)) => x.to_bits() == y.to_bits() || x.is_nan() && y.is_nan(),
+        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same(a, b)),
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|((ka, a), (kb, b))| ka == kb && same(a, b))
+        }
+        _ => a == b,
+    }
+}
+
+fn build_options(dict: HashMap<String, OwnedVariant>) {
+    let Ok(options) = BuildOptions::from_dict(dict) else { return };
+    let data = zbus::wire::to_bytes(Context::new(LE, 0), &options).expect("options serialize");
+    let (dict, _): (HashMap<String, OwnedVariant>, _) = data.deserialize().expect("as a{sv}");
+    assert_eq!(BuildOptions::from_dict(dict).as_ref(), Ok(&options), "options round-trip");
+}
+
+fn build_options_wire(input: &[u8]) {
+    let Some((&flag, body)) = input.split_first() else { return };
+    let endian = if flag % 2 == 0 { LE } else { BE };
+    let data = Data::new(body, Context::new(endian, 0));
+    if let Ok((dict, _)) = data.deserialize::<HashMap<String, OwnedVariant>>() {
+        let _ = BuildOptions::from_dict(dict);
+    }
+}
+
+fn remoteloop(input: &[u8]) {
+    let (fds, body) = input.split_first().map_or((0, input), |(&n, rest)| (usize::from(n), rest));
+    if let Ok(r) = remoteloop::Request::parse(body, fds) {
+        assert!(r.fd < fds && r.dir_fd < fds, "{r:?} with {fds} descriptors");
+        let back = remoteloop::Request::parse(r.to_wire().as_bytes(), fds);
+        assert_eq!(back, Ok(r));
+    }
+    if let Ok(remoteloop::Reply::Devname(name)) = remoteloop::Reply::parse(body) {
+        let digits = name.strip_prefix("loop").expect("loopN");
+        assert!(!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()), "{name:?}");
+    }
+}

@@ -1,0 +1,189 @@
+//! Running inputs: each on a thread with the daemon's stack size, under `catch_unwind`, with a
+//! watchdog that calls an input running longer than [`HANG`] a hang, and the process's RSS
+//! read after warm-up and at the end. The worker reports on a writer, one line per event, so
+//! that whoever reads it knows which input was running when the process died:
+//!
+//! ```text
+//! at ITERATION             before each input
+//! panic ITERATION MESSAGE  a parser panicked or a property failed
+//! hang ITERATION           the input ran longer than HANG; the worker stops there
+//! done INPUTS SECONDS RSS_WARM_KIB RSS_END_KIB
+//! ```
+
+use std::cell::RefCell;
+use std::io::Write;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::targets::{Generator, Harness, Target};
+
+/// An input that runs longer than this is a hang (the slowest legitimate input, a 1 MiB
+/// manifest in a debug build, takes well under a second).
+pub const HANG: Duration = Duration::from_secs(2);
+
+/// The stack of the thread inputs run on: 2 MiB, the stack of tokio's worker threads (osbuildd
+/// runs `Build`'s validation there and keeps tokio's default) and of every `std::thread` the
+/// engine spawns (the API socket threads parse the sandbox's messages there).
+pub const STACK: usize = 2 << 20;
+
+const THREAD_NAME: &str = "fuzz-input";
+
+thread_local! {
+    static PANIC_MESSAGE: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Keeps the message of a panic on the input thread (printed once by the reader, not 10,000
+/// times on stderr); other threads panic as usual.
+pub fn capture_panics() {
+    let default = panic::take_hook();
+    panic::set_hook(Box::new(move |info| {
+        if std::thread::current().name() == Some(THREAD_NAME) {
+            let text = info.payload_as_str().unwrap_or("a panic with a non-string payload");
+            let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line()));
+            PANIC_MESSAGE.set(Some(format!("{text}{}", at.unwrap_or_default())));
+        } else {
+            default(info);
+        }
+    }));
+}
+
+/// Runs one input; `Err` is the panic's message.
+pub fn run_one(target: &Target, harness: &Harness, input: &[u8]) -> Result<(), String> {
+    panic::catch_unwind(AssertUnwindSafe(|| target.run(harness, input))).map_err(|_| {
+        PANIC_MESSAGE
+            .take()
+            .unwrap_or_else(|| "a panic".to_owned())
+            // One line, and bounded: a message may quote a megabyte input.
+            .chars()
+            .flat_map(char::escape_debug)
+            .take(2000)
+            .collect()
+    })
+}
+
+/// Runs `f` on a thread named and sized as the campaign's input thread (for `--replay`).
+pub fn run_on_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::Builder::new()
+        .name(THREAD_NAME.into())
+        .stack_size(STACK)
+        .spawn(f)
+        .expect("starting the input thread")
+        .join()
+        .expect("the input thread catches every panic")
+}
+
+/// The resident set of this process in KiB (`VmRSS` of /proc/self/status).
+pub fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Which input runs, and since when (milliseconds after the run started).
+struct Progress {
+    epoch: Instant,
+    iteration: AtomicU64,
+    since_ms: AtomicU64,
+}
+
+impl Progress {
+    fn start(&self, iteration: u64) {
+        self.iteration.store(iteration, Ordering::Release);
+        let ms = self.epoch.elapsed().as_millis() as u64;
+        self.since_ms.store(ms, Ordering::Release);
+    }
+
+    /// The input running for longer than [`HANG`], if one is.
+    fn hung(&self) -> Option<u64> {
+        let since = self.since_ms.load(Ordering::Acquire);
+        let iteration = self.iteration.load(Ordering::Acquire);
+        let now = self.epoch.elapsed().as_millis() as u64;
+        // Still the same input after reading its number: not one that just ended.
+        let same = self.since_ms.load(Ordering::Acquire) == since;
+        (same && now.saturating_sub(since) > HANG.as_millis() as u64).then_some(iteration)
+    }
+}
+
+/// What one run measured.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Stats {
+    pub inputs: u64,
+    pub seconds: f64,
+    pub panics: u64,
+    pub rss_warm_kib: u64,
+    pub rss_end_kib: u64,
+}
+
+/// Runs inputs `start..start + count` of `target` and reports on `out`. Returns the stats, or
+/// the iteration that hung (its thread is left running; the caller exits).
+pub fn run(
+    target: &'static Target,
+    harness: Harness,
+    seed: u64,
+    start: u64,
+    count: u64,
+    out: Box<dyn Write + Send>,
+) -> Result<Stats, u64> {
+    let progress = Arc::new(Progress {
+        epoch: Instant::now(),
+        iteration: AtomicU64::new(start),
+        since_ms: AtomicU64::new(u64::MAX),
+    });
+    let shared = progress.clone();
+    let thread = std::thread::Builder::new()
+        .name(THREAD_NAME.into())
+        .stack_size(STACK)
+        .spawn(move || run_inputs(target, &harness, seed, start..start + count, &shared, out))
+        .expect("starting the input thread");
+    loop {
+        if thread.is_finished() {
+            return Ok(thread.join().expect("the input thread catches every panic"));
+        }
+        if let Some(iteration) = progress.hung() {
+            return Err(iteration);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn run_inputs(
+    target: &'static Target,
+    harness: &Harness,
+    seed: u64,
+    range: std::ops::Range<u64>,
+    progress: &Progress,
+    mut out: Box<dyn Write + Send>,
+) -> Stats {
+    let generator = Generator::new(target);
+    let warm_at = range.start + (range.end - range.start) / 10;
+    let mut stats = Stats::default();
+    let started = Instant::now();
+    for i in range {
+        if i == warm_at {
+            stats.rss_warm_kib = rss_kib();
+        }
+        let input = generator.input(seed, i);
+        // Written (and flushed: a line) before the input runs, so a crash names it.
+        let _ = writeln!(out, "at {i}");
+        progress.start(i);
+        if let Err(message) = run_one(target, harness, &input) {
+            stats.panics += 1;
+            let _ = writeln!(out, "panic {i} {message}");
+        }
+        stats.inputs += 1;
+    }
+    progress.since_ms.store(u64::MAX, Ordering::Release);
+    stats.seconds = started.elapsed().as_secs_f64();
+    stats.rss_end_kib = rss_kib();
+    let _ = writeln!(
+        out,
+        "done {} {:.3} {} {}",
+        stats.inputs, stats.seconds, stats.rss_warm_kib, stats.rss_end_kib
+    );
+    stats
+}
