@@ -113,3 +113,23 @@ pub const TOKENS: &[&[u8]] = &[
     b"\"success\"", b"\"tree_id\"", b"\"output_id\"", b"\"id\"",
     b"\"../../etc/shadow\"", b"\"/\"", b"\"\"", b"\"mount://root/\"", b"\"tree:///\"",
 ];
+
+/// Keys the tree mutator adds: every member name the parsers look up.
+pub const KEYS: &[&str] = &[
+    "version", "pipeline", "pipelines", "stages", "name", "type", "options", "build", "runner",
+    "assembler", "inputs", "devices", "mounts", "sources", "origin", "references", "source",
+    "target", "partition", "parent", "id", "fd", "dir_fd", "offset", "sizelimit", "devname",
+    "error", "method", "stdin", "stdout", "stderr", "checksums", "cache", "output", "secrets",
+    "unprivileged-caller", "tree", "output_dir", "success", "tree_id", "output_id", "urls",
+    "items", "metadata", "a",
+];
+
+/// Strings the tree mutator puts in: module names, references, paths, ids, edges.
+pub const STRINGS: &[&str] = &[
+    "", "2", "1", "org.osbuild.noop", "org.osbuild.linux", "org.osbuild.tree",
+    "org.osbuild.pipeline", "org.osbuild.source", "org.osbuild.files", "org.osbuild.loopback",
+    "org.osbuild.ext4", "org.osbuild.curl", "org.osbuild.nope", "org.osbuild.fedora99",
+    "name:build", "name:", "name:nope", "sha256:", "loop0", "loop", "loop-1", "/", "..",
+    "../../etc/shadow", "/etc/shadow", "tree:///", "mount://root/", "\u{0}", "a\u{0}b",
+    "7a1e0a1fd3c9e4c4ac8af1b1f06d6e1f27b9f3a5a2b5dbe3f9d7a2f2e5b8c7d1", "NaN", "caf\u{e9}", "\u{1F600}",
+];

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use osbuild_fuzz::campaign::{Campaign, Report, RSS_GROWTH_LIMIT_KIB};
+use osbuild_fuzz::campaign::{Campaign, Report, RSS_GROWTH_LIMIT_KIB, RSS_MIN_INPUTS};
 use osbuild_fuzz::targets::{Harness, Target, TARGETS};
 use osbuild_fuzz::worker;
 
@@ -79,16 +79,23 @@ fn run(args: Args) -> Result<ExitCode, String> {
         exe: std::env::current_exe().map_err(|e| format!("finding this binary: {e}"))?,
     };
     println!(
-        "seed {}, {} inputs per target, inputs on a {} KiB stack, a hang is an input over {:?}, RSS may grow {} KiB",
+        "seed {}, {} inputs per target, each on a {} KiB stack; a hang is an input running over {:?}; \
+         the RSS may grow {} KiB after the first quarter (judged from {} inputs)",
         campaign.seed,
         campaign.iterations,
         worker::STACK / 1024,
         worker::HANG,
-        RSS_GROWTH_LIMIT_KIB
+        RSS_GROWTH_LIMIT_KIB,
+        RSS_MIN_INPUTS
     );
     println!("{}", Report::HEADER);
     let reports = campaign
-        .run(&mut |r| println!("{}", r.row()))
+        .run(&mut |r| {
+            println!("{}", r.row());
+            if r.memory_grew() {
+                println!("FAIL {}: the RSS grew by {} KiB", r.target, r.rss_growth_kib());
+            }
+        })
         .map_err(|e| format!("running the campaign: {e}"))?;
     let passed = reports.iter().all(Report::passed);
     println!("{}", if passed { "PASS" } else { "FAIL" });
@@ -112,12 +119,14 @@ fn worker_main(target: &'static Target, libdir: &std::path::Path, args: &Args) -
 /// Runs one input file on the input thread's stack and says what happened.
 fn replay(target: &'static Target, file: &std::path::Path) -> Result<ExitCode, String> {
     let input = std::fs::read(file).map_err(|e| format!("reading {}: {e}", file.display()))?;
+    let input_len = input.len();
     worker::capture_panics();
     let harness = Harness::new().map_err(|e| format!("making the libdir: {e}"))?;
     let outcome = worker::run_on_stack(move || worker::run_one(target, &harness, &input));
     match outcome {
-        Ok(()) => {
-            println!("{}: {} bytes, no panic", target.name, std::fs::metadata(file).map_or(0, |m| m.len()));
+        Ok(accepted) => {
+            let verdict = if accepted { "accepted" } else { "refused" };
+            println!("{}: {} bytes, no panic ({verdict})", target.name, input_len);
             Ok(ExitCode::SUCCESS)
         }
         Err(message) => {

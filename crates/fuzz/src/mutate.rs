@@ -4,7 +4,9 @@
 
 use std::fmt::Write as _;
 
-use crate::corpus::TOKENS;
+use osbuild_protocol::json::{self, Int, Value};
+
+use crate::corpus::{KEYS, STRINGS, TOKENS};
 use crate::rng::Rng;
 
 /// No input grows beyond this: big enough for every limit of the parsers (nesting of 512,
@@ -80,6 +82,114 @@ fn mutate_once(rng: &mut Rng, input: &mut Vec<u8>, others: &[&[u8]]) {
             json_value(rng, &mut text, 0);
             splice_in(input, at, text.as_bytes(), 1);
         }
+    }
+}
+
+/// Mutates `input` as a JSON document, when it is one: one to four changes to its tree
+/// (replace, delete or duplicate a node, add a known key, change a value's type, wrap a node in
+/// deep nesting), written back as `json.dumps` writes it. The result is JSON (until a byte
+/// mutation follows), so the checks behind the parser see it.
+pub fn mutate_tree(rng: &mut Rng, input: &[u8]) -> Option<Vec<u8>> {
+    let mut root = json::parse(std::str::from_utf8(input).ok()?).ok()?;
+    let mut text = json::dumps(&root);
+    for _ in 0..1 + rng.below(4) {
+        let before = root.clone();
+        let donor = pick_node(rng, &mut root.clone()).clone();
+        let mut walk = rng.clone();
+        change_node(rng, pick_node(&mut walk, &mut root), donor);
+        rng.next_u64();
+        let changed = json::dumps(&root);
+        if changed.len() > MAX_INPUT {
+            // Too big (copies of copies): keep the tree before this change.
+            root = before;
+        } else {
+            text = changed;
+        }
+    }
+    // Indented only when small: indentation grows with the square of the depth.
+    if text.len() < 1 << 16 && rng.one_in(4) {
+        text = json::dumps_pretty(&root);
+    }
+    Some(text.into_bytes())
+}
+
+/// A node of the tree, reached by a random walk from the root.
+fn pick_node<'a>(rng: &mut Rng, v: &'a mut Value) -> &'a mut Value {
+    let len = match v {
+        Value::Array(a) => a.len(),
+        Value::Object(m) => m.len(),
+        _ => 0,
+    };
+    if len == 0 || rng.one_in(4) {
+        return v;
+    }
+    let i = rng.below(len);
+    match v {
+        Value::Array(a) => pick_node(rng, &mut a[i]),
+        Value::Object(m) => pick_node(rng, m.values_mut().nth(i).expect("i < len")),
+        _ => v,
+    }
+}
+
+fn generated(rng: &mut Rng) -> Value {
+    let mut text = String::new();
+    json_value(rng, &mut text, 0);
+    json::parse(&text).unwrap_or(Value::Null)
+}
+
+/// One change to `node`; `donor` is a copy of some node of the same tree.
+fn change_node(rng: &mut Rng, node: &mut Value, donor: Value) {
+    match (rng.below(7), &mut *node) {
+        (0, _) => *node = generated(rng),
+        (1, _) => *node = donor,
+        (2, _) => {
+            let mut v = std::mem::replace(node, Value::Null);
+            for _ in 0..1 + rng.size(DEEP) {
+                v = if rng.one_in(2) { Value::Array(vec![v]) } else { Value::Object([("a".to_owned(), v)].into()) };
+            }
+            *node = v;
+        }
+        (3, Value::Object(m)) if !m.is_empty() && rng.one_in(2) => {
+            let key = m.keys().nth(rng.below(m.len())).expect("a key").clone();
+            m.remove(&key);
+        }
+        (3, Value::Array(a)) if !a.is_empty() && rng.one_in(2) => {
+            a.remove(rng.below(a.len()));
+        }
+        (3, Value::Object(m)) => {
+            let value = if rng.one_in(2) { donor } else { generated(rng) };
+            m.insert(rng.pick(KEYS).to_owned(), value);
+        }
+        (3, Value::Array(a)) => {
+            let room = MAX_INPUT / (json::dumps(&donor).len() + 1);
+            a.extend(std::iter::repeat_n(donor, 1 + rng.size(1000).min(room)));
+        }
+        (4, _) => *node = retyped(rng, node),
+        _ => *node = extreme(rng),
+    }
+}
+
+/// The same content as another type: `1` as `"1"`, `1.0` or `[1]`, a string as a number.
+fn retyped(rng: &mut Rng, v: &Value) -> Value {
+    match v {
+        Value::Int(i) if rng.one_in(2) => Value::Float(i.to_f64()),
+        Value::Int(i) => Value::String(i.to_string()),
+        Value::Float(f) => Value::Int(Int::from(*f as i64)),
+        Value::String(s) => Int::parse(s).map_or(Value::Bool(!s.is_empty()), Value::Int),
+        Value::Bool(b) => Value::String(b.to_string()),
+        Value::Null => Value::Object(Default::default()),
+        other => Value::Array(vec![other.clone()]),
+    }
+}
+
+/// A value at the edge of what a parser expects.
+fn extreme(rng: &mut Rng) -> Value {
+    match rng.below(5) {
+        0 => Value::String(rng.pick(STRINGS).to_owned()),
+        1 => Value::String("x".repeat(rng.size(1 << 18))),
+        2 => Value::Float(rng.pick(&[f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -0.0, 5e-324, f64::MAX])),
+        3 => Value::Int(Int::parse(&format!("-{}", "9".repeat(1 + rng.size(4400)))).expect("digits")),
+        _ => Value::Int(Int::from(rng.pick(&[i64::MIN, -1, 0, 1, 255, 256, 65536, i64::MAX]))),
     }
 }
 

@@ -60,12 +60,14 @@ pub struct Target {
     pub about: &'static str,
     seeds: fn() -> Vec<Vec<u8>>,
     fresh: Fresh,
-    run: fn(&Harness, &[u8]),
+    /// True when the parser accepted the input.
+    run: fn(&Harness, &[u8]) -> bool,
 }
 
 impl Target {
-    /// Runs one input; panics when a parser panics or a property does not hold.
-    pub fn run(&self, harness: &Harness, input: &[u8]) {
+    /// Runs one input; panics when a parser panics or a property does not hold. True when
+    /// a parser accepted the input (how deep the inputs reach).
+    pub fn run(&self, harness: &Harness, input: &[u8]) -> bool {
         (self.run)(harness, input)
     }
 
@@ -95,7 +97,12 @@ impl Generator {
         } else {
             self.seeds[rng.below(self.seeds.len())].clone()
         };
-        if !rng.one_in(16) {
+        let tree = matches!(self.target.fresh, Fresh::Json) && rng.one_in(2);
+        if let Some(changed) = tree.then(|| mutate::mutate_tree(&mut rng, &input)).flatten() {
+            input = changed;
+        }
+        // Byte mutations after most tree mutations too, but not all: some stay JSON.
+        if !rng.one_in(if tree { 2 } else { 16 }) {
             let others: Vec<&[u8]> = self.seeds.iter().map(Vec::as_slice).collect();
             mutate::mutate(&mut rng, &mut input, &others);
         }
@@ -164,8 +171,8 @@ pub static TARGETS: &[Target] = &[
         fresh: Fresh::Json,
         run: |_, input| {
             let text = String::from_utf8_lossy(input);
-            let _ = manifest::parse_document(&text);
-            let _ = manifest::parse_build_env(&text);
+            let build_env = manifest::parse_build_env(&text).is_ok();
+            manifest::parse_document(&text).is_ok() || build_env
         },
     },
     Target {
@@ -173,9 +180,7 @@ pub static TARGETS: &[Target] = &[
         about: "osbuild::manifest::load_document against a libdir of this repository's meta files",
         seeds: manifests,
         fresh: Fresh::Json,
-        run: |h, input| {
-            let _ = manifest::load_document(&String::from_utf8_lossy(input), &h.index);
-        },
+        run: |h, input| manifest::load_document(&String::from_utf8_lossy(input), &h.index).is_ok(),
     },
     Target {
         name: "build-options",
@@ -197,10 +202,12 @@ pub static TARGETS: &[Target] = &[
         seeds: || texts(corpus::SOURCES_API),
         fresh: Fresh::Json,
         run: |_, input| {
-            if let Some(r) = sources_api::Request::parse(input) {
-                assert_eq!(sources_api::Request::parse(r.to_wire().as_bytes()), Some(r));
+            let request = sources_api::Request::parse(input);
+            if let Some(r) = &request {
+                assert_eq!(sources_api::Request::parse(r.to_wire().as_bytes()).as_ref(), Some(r));
             }
-            let _ = sources_api::Reply::parse(input);
+            let reply = sources_api::Reply::parse(input);
+            request.is_some() || matches!(reply, Ok(sources_api::Reply::Error(_)))
         },
     },
     Target {
@@ -209,12 +216,15 @@ pub static TARGETS: &[Target] = &[
         seeds: || texts(corpus::STDIO),
         fresh: Fresh::Json,
         run: |_, input| {
-            if let Some(r) = stdio::Request::parse(input) {
-                assert_eq!(stdio::Request::parse(r.to_wire().as_bytes()), Some(r));
+            let request = stdio::Request::parse(input);
+            if let Some(r) = &request {
+                assert_eq!(stdio::Request::parse(r.to_wire().as_bytes()).as_ref(), Some(r));
             }
-            if let Ok(r) = stdio::Reply::parse(input) {
+            let reply = stdio::Reply::parse(input);
+            if let Ok(r) = reply {
                 assert_eq!(stdio::Reply::parse(r.to_wire().as_bytes()), Ok(r));
             }
+            request.is_some() || reply.is_ok()
         },
     },
     Target {
@@ -223,10 +233,10 @@ pub static TARGETS: &[Target] = &[
         seeds: || texts(corpus::SOURCE),
         fresh: Fresh::Json,
         run: |_, input| {
-            let _ = source::Request::parse(input);
-            if let Ok(v) = json::parse(&String::from_utf8_lossy(input)) {
-                let _ = source::Reply::from_value(v);
-            }
+            let request = source::Request::parse(input).is_ok();
+            let failed = json::parse(&String::from_utf8_lossy(input))
+                .is_ok_and(|v| matches!(source::Reply::from_value(v), source::Reply::Failed(_)));
+            request || failed
         },
     },
     Target {
@@ -236,8 +246,8 @@ pub static TARGETS: &[Target] = &[
         fresh: Fresh::Json,
         run: |_, input| {
             let text = String::from_utf8_lossy(input);
-            let _ = args::StageArgs::parse(&text);
-            let _ = args::AssemblerArgs::parse(&text);
+            let stage = args::StageArgs::parse(&text).is_ok();
+            args::AssemblerArgs::parse(&text).is_ok() || stage
         },
     },
     Target {
@@ -246,11 +256,13 @@ pub static TARGETS: &[Target] = &[
         seeds: || corpus::results().into_iter().map(String::into_bytes).collect(),
         fresh: Fresh::Json,
         run: |_, input| {
-            if let Ok(r) = result::PipelineResult::parse(&String::from_utf8_lossy(input)) {
-                let text = r.to_json();
-                let again = result::PipelineResult::parse(&text).expect("to_json parses back");
-                assert_eq!(again.to_json(), text, "to_json is not stable");
-            }
+            let Ok(r) = result::PipelineResult::parse(&String::from_utf8_lossy(input)) else {
+                return false;
+            };
+            let text = r.to_json();
+            let again = result::PipelineResult::parse(&text).expect("to_json parses back");
+            assert_eq!(again.to_json(), text, "to_json is not stable");
+            true
         },
     },
     Target {
@@ -262,14 +274,17 @@ pub static TARGETS: &[Target] = &[
     },
 ];
 
-fn json_round_trip(text: &str) {
-    let Ok(v) = json::parse(text) else { return };
+fn json_round_trip(text: &str) -> bool {
+    let Ok(v) = json::parse(text) else {
+        return false;
+    };
     let once = json::dumps(&v);
     let back = json::parse(&once).unwrap_or_else(|e| panic!("dumps wrote what parse refuses: {e}"));
     assert!(same(&v, &back), "dumps changed the value");
     assert_eq!(json::dumps(&back), once, "dumps is not stable on the second round");
     let pretty = json::parse(&json::dumps_pretty(&v)).expect("dumps_pretty parses back");
     assert!(same(&v, &pretty), "dumps_pretty changed the value");
+    true
 }
 
 /// Equality with floats compared bit for bit (NaN equals NaN, -0.0 is not 0.0), as a round
@@ -285,31 +300,50 @@ fn same(a: &Value, b: &Value) -> bool {
     }
 }
 
-fn build_options(dict: HashMap<String, OwnedVariant>) {
-    let Ok(options) = BuildOptions::from_dict(dict) else { return };
+fn build_options(dict: HashMap<String, OwnedVariant>) -> bool {
+    let Ok(options) = BuildOptions::from_dict(dict) else {
+        return false;
+    };
     let data = zbus::wire::to_bytes(Context::new(LE, 0), &options).expect("options serialize");
     let (dict, _): (HashMap<String, OwnedVariant>, _) = data.deserialize().expect("as a{sv}");
     assert_eq!(BuildOptions::from_dict(dict).as_ref(), Ok(&options), "options round-trip");
+    true
 }
 
-fn build_options_wire(input: &[u8]) {
-    let Some((&flag, body)) = input.split_first() else { return };
+fn build_options_wire(input: &[u8]) -> bool {
+    let Some((&flag, body)) = input.split_first() else {
+        return false;
+    };
     let endian = if flag % 2 == 0 { LE } else { BE };
     let data = Data::new(body, Context::new(endian, 0));
-    if let Ok((dict, _)) = data.deserialize::<HashMap<String, OwnedVariant>>() {
-        let _ = BuildOptions::from_dict(dict);
-    }
+    data.deserialize::<HashMap<String, OwnedVariant>>()
+        .is_ok_and(|(dict, _)| BuildOptions::from_dict(dict).is_ok())
 }
 
-fn remoteloop(input: &[u8]) {
+fn remoteloop(input: &[u8]) -> bool {
     let (fds, body) = input.split_first().map_or((0, input), |(&n, rest)| (usize::from(n), rest));
-    if let Ok(r) = remoteloop::Request::parse(body, fds) {
+    let request = remoteloop::Request::parse(body, fds);
+    if let Ok(r) = request {
         assert!(r.fd < fds && r.dir_fd < fds, "{r:?} with {fds} descriptors");
         let back = remoteloop::Request::parse(r.to_wire().as_bytes(), fds);
         assert_eq!(back, Ok(r));
     }
-    if let Ok(remoteloop::Reply::Devname(name)) = remoteloop::Reply::parse(body) {
+    let reply = remoteloop::Reply::parse(body);
+    if let Ok(remoteloop::Reply::Devname(name)) = &reply {
         let digits = name.strip_prefix("loop").expect("loopN");
         assert!(!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()), "{name:?}");
     }
+    request.is_ok() || reply.is_ok()
+}
+
+/// A target for the harness's own tests (a run that panics, hangs, ...), seeded like `json`.
+#[cfg(test)]
+pub(crate) fn test_target(run: fn(&Harness, &[u8]) -> bool) -> &'static Target {
+    Box::leak(Box::new(Target {
+        name: "test",
+        about: "",
+        seeds: || vec![b"{}".to_vec()],
+        fresh: Fresh::Json,
+        run,
+    }))
 }

@@ -7,7 +7,7 @@
 //! at ITERATION             before each input
 //! panic ITERATION MESSAGE  a parser panicked or a property failed
 //! hang ITERATION           the input ran longer than HANG; the worker stops there
-//! done INPUTS SECONDS RSS_WARM_KIB RSS_END_KIB
+//! done INPUTS SECONDS ACCEPTED RSS_WARM_KIB RSS_END_KIB
 //! ```
 
 use std::cell::RefCell;
@@ -50,7 +50,7 @@ pub fn capture_panics() {
 }
 
 /// Runs one input; `Err` is the panic's message.
-pub fn run_one(target: &Target, harness: &Harness, input: &[u8]) -> Result<(), String> {
+pub fn run_one(target: &Target, harness: &Harness, input: &[u8]) -> Result<bool, String> {
     panic::catch_unwind(AssertUnwindSafe(|| target.run(harness, input))).map_err(|_| {
         PANIC_MESSAGE
             .take()
@@ -92,6 +92,11 @@ struct Progress {
 }
 
 impl Progress {
+    /// Between inputs (making the next one is not watched).
+    fn idle(&self) {
+        self.since_ms.store(u64::MAX, Ordering::Release);
+    }
+
     fn start(&self, iteration: u64) {
         self.iteration.store(iteration, Ordering::Release);
         let ms = self.epoch.elapsed().as_millis() as u64;
@@ -115,6 +120,8 @@ pub struct Stats {
     pub inputs: u64,
     pub seconds: f64,
     pub panics: u64,
+    /// Inputs a parser accepted.
+    pub accepted: u64,
     pub rss_warm_kib: u64,
     pub rss_end_kib: u64,
 }
@@ -160,30 +167,94 @@ fn run_inputs(
     mut out: Box<dyn Write + Send>,
 ) -> Stats {
     let generator = Generator::new(target);
-    let warm_at = range.start + (range.end - range.start) / 10;
+    let warm_at = range.start + (range.end - range.start) / 4;
     let mut stats = Stats::default();
     let started = Instant::now();
     for i in range {
         if i == warm_at {
             stats.rss_warm_kib = rss_kib();
         }
+        progress.idle();
         let input = generator.input(seed, i);
         // Written (and flushed: a line) before the input runs, so a crash names it.
         let _ = writeln!(out, "at {i}");
         progress.start(i);
-        if let Err(message) = run_one(target, harness, &input) {
-            stats.panics += 1;
-            let _ = writeln!(out, "panic {i} {message}");
+        match run_one(target, harness, &input) {
+            Ok(accepted) => stats.accepted += u64::from(accepted),
+            Err(message) => {
+                stats.panics += 1;
+                let _ = writeln!(out, "panic {i} {message}");
+            }
         }
         stats.inputs += 1;
     }
-    progress.since_ms.store(u64::MAX, Ordering::Release);
+    progress.idle();
     stats.seconds = started.elapsed().as_secs_f64();
     stats.rss_end_kib = rss_kib();
     let _ = writeln!(
         out,
-        "done {} {:.3} {} {}",
-        stats.inputs, stats.seconds, stats.rss_warm_kib, stats.rss_end_kib
+        "done {} {:.3} {} {} {}",
+        stats.inputs, stats.seconds, stats.accepted, stats.rss_warm_kib, stats.rss_end_kib
     );
     stats
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::targets::test_target;
+    use std::sync::Mutex;
+
+    /// A writer the test reads back.
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Lines {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Lines {
+        fn text(&self) -> String {
+            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+        }
+    }
+
+    #[test]
+    fn panics_are_caught_counted_and_named_with_their_input() {
+        capture_panics();
+        let target = test_target(|_, input| {
+            assert!(!input.contains(&b'['), "a bracket");
+            true
+        });
+        let lines = Lines::default();
+        let stats = run(target, Harness::new().unwrap(), 3, 10, 300, Box::new(lines.clone())).unwrap();
+        let text = lines.text();
+        let panics: Vec<&str> = text.lines().filter(|l| l.starts_with("panic ")).collect();
+        assert_eq!(stats.inputs, 300);
+        assert_eq!(stats.panics as usize, panics.len());
+        assert!(stats.panics > 0 && stats.panics < 300, "{}", stats.panics);
+        let first: u64 = panics[0].split(' ').nth(1).unwrap().parse().unwrap();
+        assert!(Generator::new(target).input(3, first).contains(&b'['));
+        assert!(panics[0].contains("a bracket at crates/fuzz/src/worker.rs:"), "{}", panics[0]);
+        assert!(text.starts_with("at 10\n") && text.lines().last().unwrap().starts_with("done 300 "));
+        assert!(stats.rss_warm_kib > 0 && stats.rss_end_kib > 0);
+    }
+
+    #[test]
+    fn an_input_running_past_the_limit_is_a_hang() {
+        let target = test_target(|_, _| {
+            std::thread::sleep(HANG + Duration::from_millis(500));
+            true
+        });
+        let started = Instant::now();
+        let hung = run(target, Harness::new().unwrap(), 1, 5, 10, Box::new(Lines::default()));
+        assert_eq!(hung, Err(5));
+        assert!(started.elapsed() < HANG + Duration::from_millis(400));
+    }
 }
