@@ -24,7 +24,12 @@ fn list(out: &mut String, name: &str, paths: &[PathBuf], strip: &str) {
     for p in paths {
         let file = p.file_name().unwrap().to_str().unwrap();
         let label = file.strip_suffix(strip).unwrap_or(file);
-        writeln!(out, "    ({label:?}, include_str!({:?})),", p.display().to_string()).unwrap();
+        writeln!(
+            out,
+            "    ({label:?}, include_str!({:?})),",
+            p.display().to_string()
+        )
+        .unwrap();
     }
     writeln!(out, "];").unwrap();
 }

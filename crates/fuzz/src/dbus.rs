@@ -41,8 +41,22 @@ impl Choices<'_> {
 
     fn string(&mut self) -> String {
         const PIECES: &[&str] = &[
-            "a", "0", "{", "}", "\"", ":", "sha256:", "org.osbuild.noop", "\u{e9}", "\0",
-            "{\"org.osbuild.curl\": {\"urls\": {}}}", "NaN", "[", "\\", "\u{1F600}", "/",
+            "a",
+            "0",
+            "{",
+            "}",
+            "\"",
+            ":",
+            "sha256:",
+            "org.osbuild.noop",
+            "\u{e9}",
+            "\0",
+            "{\"org.osbuild.curl\": {\"urls\": {}}}",
+            "NaN",
+            "[",
+            "\\",
+            "\u{1F600}",
+            "/",
         ];
         let n = self.len();
         let mut s = String::new();
@@ -64,7 +78,9 @@ fn dev_null() -> &'static File {
     DEV_NULL.get_or_init(|| File::open("/dev/null").expect("opening /dev/null"))
 }
 
-const SIGNATURES: &[&str] = &["s", "as", "a{sv}", "(ii)", "v", "g", "aaaaas", "a{", "", "h"];
+const SIGNATURES: &[&str] = &[
+    "s", "as", "a{sv}", "(ii)", "v", "g", "aaaaas", "a{", "", "h",
+];
 
 /// A value of any D-Bus type; containers nest up to `depth` 0 (past the bus's limit of 32).
 fn variant(c: &mut Choices, depth: u8) -> Variant<'static> {
@@ -82,11 +98,16 @@ fn variant(c: &mut Choices, depth: u8) -> Variant<'static> {
         9 => Variant::from(c.string()),
         10 => {
             let text = SIGNATURES[usize::from(c.byte()) % SIGNATURES.len()];
-            text.parse::<Signature>().map_or_else(|_| Variant::from(text.to_owned()), Variant::from)
+            text.parse::<Signature>()
+                .map_or_else(|_| Variant::from(text.to_owned()), Variant::from)
         }
         11 => {
             let path = ["/", "/org/osbuild/Builder1/job/1", "/a/b_c"][usize::from(c.below(3))];
-            Variant::from(ObjectPath::try_from(path).expect("a valid object path").into_owned())
+            Variant::from(
+                ObjectPath::try_from(path)
+                    .expect("a valid object path")
+                    .into_owned(),
+            )
         }
         12 => Variant::Variant(Box::new(variant(c, depth - 1))),
         13 => array(c, depth - 1),
@@ -104,13 +125,19 @@ fn array(c: &mut Choices, depth: u8) -> Variant<'static> {
         1 => Variant::from(vec!["a".repeat(64); n]),
         2 => Variant::from((0..n).map(|_| c.byte()).collect::<Vec<u8>>()),
         3 => Variant::from((0..n).map(|_| c.u64() as u32).collect::<Vec<u32>>()),
-        4 => Variant::from((0..n.min(32)).map(|_| variant(c, depth)).collect::<Vec<_>>()),
+        4 => Variant::from(
+            (0..n.min(32))
+                .map(|_| variant(c, depth))
+                .collect::<Vec<_>>(),
+        ),
         _ => Variant::from((0..n.min(8)).map(|_| vec![c.string()]).collect::<Vec<_>>()),
     }
 }
 
 fn dict(c: &mut Choices, depth: u8) -> HashMap<String, Variant<'static>> {
-    (0..c.below(6)).map(|_| (c.string(), variant(c, depth))).collect()
+    (0..c.below(6))
+        .map(|_| (c.string(), variant(c, depth)))
+        .collect()
 }
 
 fn structure(c: &mut Choices, depth: u8) -> zbus::Result<Structure<'static>> {
@@ -165,9 +192,18 @@ mod tests {
         for _ in 0..2000 {
             let bytes: Vec<u8> = (0..rng.size(600)).map(|_| rng.next_u64() as u8).collect();
             let a = build_options(&bytes);
-            assert_eq!(format!("{:?}", build_options(&bytes).len()), format!("{:?}", a.len()));
+            assert_eq!(
+                format!("{:?}", build_options(&bytes).len()),
+                format!("{:?}", a.len())
+            );
             for v in a.values() {
-                kinds.insert(v.value_signature().to_string().chars().next().unwrap_or(' '));
+                kinds.insert(
+                    v.value_signature()
+                        .to_string()
+                        .chars()
+                        .next()
+                        .unwrap_or(' '),
+                );
             }
         }
         // Strings, arrays, dicts (a{...} starts with 'a'), variants, structures, fds, numbers.

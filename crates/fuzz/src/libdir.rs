@@ -13,10 +13,18 @@ use crate::corpus::{ASSEMBLER_METAS, RUNNER_NAMES, STAGE_METAS};
 
 /// The host services of v2 manifests the vectors use.
 const V2_MODULES: &[(&str, &[&str])] = &[
-    ("inputs", &["org.osbuild.tree", "org.osbuild.files", "org.osbuild.noop"]),
+    (
+        "inputs",
+        &["org.osbuild.tree", "org.osbuild.files", "org.osbuild.noop"],
+    ),
     (
         "devices",
-        &["org.osbuild.loopback", "org.osbuild.luks2", "org.osbuild.lvm2.lv", "org.osbuild.noop"],
+        &[
+            "org.osbuild.loopback",
+            "org.osbuild.luks2",
+            "org.osbuild.lvm2.lv",
+            "org.osbuild.noop",
+        ],
     ),
     (
         "mounts",
@@ -29,7 +37,14 @@ const V2_MODULES: &[(&str, &[&str])] = &[
             "org.osbuild.noop",
         ],
     ),
-    ("sources", &["org.osbuild.curl", "org.osbuild.inline", "org.osbuild.files"]),
+    (
+        "sources",
+        &[
+            "org.osbuild.curl",
+            "org.osbuild.inline",
+            "org.osbuild.files",
+        ],
+    ),
 ];
 
 pub struct Libdir {
@@ -54,7 +69,9 @@ fn write_kind(root: &Path, kind: &str, metas: &[(&str, &str)]) -> std::io::Resul
 
 impl Libdir {
     pub fn new() -> std::io::Result<Libdir> {
-        let dir = tempfile::Builder::new().prefix("osbuild-fuzz-libdir-").tempdir()?;
+        let dir = tempfile::Builder::new()
+            .prefix("osbuild-fuzz-libdir-")
+            .tempdir()?;
         write_kind(dir.path(), "stages", STAGE_METAS)?;
         write_kind(dir.path(), "assemblers", ASSEMBLER_METAS)?;
         // Aliases are plain executables here: the index only asks whether a runner exists.
@@ -95,8 +112,13 @@ mod tests {
         let libdir = Libdir::new().unwrap();
         let index = libdir.index();
         assert_eq!(index.list(ModuleKind::Stage).len(), STAGE_METAS.len());
-        assert_eq!(index.list(ModuleKind::Assembler).len(), ASSEMBLER_METAS.len());
-        assert!(index.path(ModuleKind::Runner, "org.osbuild.linux").is_some());
+        assert_eq!(
+            index.list(ModuleKind::Assembler).len(),
+            ASSEMBLER_METAS.len()
+        );
+        assert!(index
+            .path(ModuleKind::Runner, "org.osbuild.linux")
+            .is_some());
         let sample = crate::corpus::MANIFESTS
             .iter()
             .find(|(name, _)| *name == "hello-tar")

@@ -80,7 +80,8 @@ fn run(args: Args) -> Result<ExitCode, String> {
     };
     println!(
         "seed {}, {} inputs per target, each on a {} KiB stack; a hang is an input running over {:?}; \
-         the RSS may grow {} KiB after the first quarter (judged from {} inputs)",
+         the RSS floor may grow {} KiB from the second quarter of the inputs to the last \
+         (judged from {} inputs)",
         campaign.seed,
         campaign.iterations,
         worker::STACK / 1024,
@@ -93,21 +94,40 @@ fn run(args: Args) -> Result<ExitCode, String> {
         .run(&mut |r| {
             println!("{}", r.row());
             if r.memory_grew() {
-                println!("FAIL {}: the RSS grew by {} KiB", r.target, r.rss_growth_kib());
+                println!(
+                    "FAIL {}: the RSS grew by {} KiB",
+                    r.target,
+                    r.rss_growth_kib()
+                );
             }
         })
         .map_err(|e| format!("running the campaign: {e}"))?;
     let passed = reports.iter().all(Report::passed);
     println!("{}", if passed { "PASS" } else { "FAIL" });
-    Ok(if passed { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// Runs inputs as a campaign's worker (lines on stdout, see `worker`); after a hang, exits at
 /// once (the input's thread cannot be stopped).
-fn worker_main(target: &'static Target, libdir: &std::path::Path, args: &Args) -> Result<ExitCode, String> {
+fn worker_main(
+    target: &'static Target,
+    libdir: &std::path::Path,
+    args: &Args,
+) -> Result<ExitCode, String> {
     worker::capture_panics();
     let out = Box::new(std::io::stdout());
-    match worker::run(target, Harness::at(libdir), args.seed, args.start, args.iterations, out) {
+    match worker::run(
+        target,
+        Harness::at(libdir),
+        args.seed,
+        args.start,
+        args.iterations,
+        out,
+    ) {
         Ok(_) => Ok(ExitCode::SUCCESS),
         Err(iteration) => {
             println!("hang {iteration}");

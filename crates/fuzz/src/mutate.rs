@@ -13,8 +13,12 @@ use crate::rng::Rng;
 /// 4300-digit integers, 64 KiB datagrams) to be crossed, small enough for 100,000 inputs.
 pub const MAX_INPUT: usize = 1 << 20;
 
-/// Nesting deeper than every parser's limit (512 for ours, 128 for serde_json).
+/// Nesting deeper than every parser's limit (512 for ours, 128 for serde_json), as text.
 const DEEP: usize = 2048;
+
+/// Nesting of a tree the mutator itself walks and writes (recursively, on the input thread's
+/// stack): just past the parsers' limit of 512.
+const DEEP_TREE: usize = 600;
 
 /// Applies one to eight mutations to `input`; `others` are seeds to splice from.
 pub fn mutate(rng: &mut Rng, input: &mut Vec<u8>, others: &[&[u8]]) {
@@ -62,7 +66,11 @@ fn mutate_once(rng: &mut Rng, input: &mut Vec<u8>, others: &[&[u8]]) {
         9 => nest(rng, input, at),
         10 => {
             let digits = 1 + rng.size(20_000);
-            let mut number = if rng.one_in(2) { "-".to_owned() } else { String::new() };
+            let mut number = if rng.one_in(2) {
+                "-".to_owned()
+            } else {
+                String::new()
+            };
             number.push('9');
             number.extend(std::iter::repeat_n('0', digits));
             if rng.one_in(2) {
@@ -72,7 +80,13 @@ fn mutate_once(rng: &mut Rng, input: &mut Vec<u8>, others: &[&[u8]]) {
         }
         11 => {
             let mut s = vec![b'"'];
-            let unit: &[u8] = rng.pick(&[&b"a"[..], b"\\u00e9", b"\\\\", b"\xc3\xa9", b"\\ud83d\\ude00"]);
+            let unit: &[u8] = rng.pick(&[
+                &b"a"[..],
+                b"\\u00e9",
+                b"\\\\",
+                b"\xc3\xa9",
+                b"\\ud83d\\ude00",
+            ]);
             splice_in(&mut s, 1, unit, 1 + rng.size(200_000 / unit.len()));
             s.push(b'"');
             splice_in(input, at, &s, 1);
@@ -92,11 +106,13 @@ fn mutate_once(rng: &mut Rng, input: &mut Vec<u8>, others: &[&[u8]]) {
 pub fn mutate_tree(rng: &mut Rng, input: &[u8]) -> Option<Vec<u8>> {
     let mut root = json::parse(std::str::from_utf8(input).ok()?).ok()?;
     let mut text = json::dumps(&root);
+    // One deep nesting per input at most: two, one inside the other, would be twice as deep.
+    let mut nested = false;
     for _ in 0..1 + rng.below(4) {
         let before = root.clone();
         let donor = pick_node(rng, &mut root.clone()).clone();
         let mut walk = rng.clone();
-        change_node(rng, pick_node(&mut walk, &mut root), donor);
+        nested |= change_node(rng, pick_node(&mut walk, &mut root), donor, !nested);
         rng.next_u64();
         let changed = json::dumps(&root);
         if changed.len() > MAX_INPUT {
@@ -137,17 +153,23 @@ fn generated(rng: &mut Rng) -> Value {
     json::parse(&text).unwrap_or(Value::Null)
 }
 
-/// One change to `node`; `donor` is a copy of some node of the same tree.
-fn change_node(rng: &mut Rng, node: &mut Value, donor: Value) {
+/// One change to `node`; `donor` is a copy of some node of the same tree. True when it
+/// nested the node deep (only when `may_nest`).
+fn change_node(rng: &mut Rng, node: &mut Value, donor: Value, may_nest: bool) -> bool {
     match (rng.below(7), &mut *node) {
         (0, _) => *node = generated(rng),
         (1, _) => *node = donor,
-        (2, _) => {
+        (2, _) if may_nest => {
             let mut v = std::mem::replace(node, Value::Null);
-            for _ in 0..1 + rng.size(DEEP) {
-                v = if rng.one_in(2) { Value::Array(vec![v]) } else { Value::Object([("a".to_owned(), v)].into()) };
+            for _ in 0..1 + rng.size(DEEP_TREE) {
+                v = if rng.one_in(2) {
+                    Value::Array(vec![v])
+                } else {
+                    Value::Object([("a".to_owned(), v)].into())
+                };
             }
             *node = v;
+            return true;
         }
         (3, Value::Object(m)) if !m.is_empty() && rng.one_in(2) => {
             let key = m.keys().nth(rng.below(m.len())).expect("a key").clone();
@@ -167,6 +189,7 @@ fn change_node(rng: &mut Rng, node: &mut Value, donor: Value) {
         (4, _) => *node = retyped(rng, node),
         _ => *node = extreme(rng),
     }
+    false
 }
 
 /// The same content as another type: `1` as `"1"`, `1.0` or `[1]`, a string as a number.
@@ -187,9 +210,27 @@ fn extreme(rng: &mut Rng) -> Value {
     match rng.below(5) {
         0 => Value::String(rng.pick(STRINGS).to_owned()),
         1 => Value::String("x".repeat(rng.size(1 << 18))),
-        2 => Value::Float(rng.pick(&[f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -0.0, 5e-324, f64::MAX])),
-        3 => Value::Int(Int::parse(&format!("-{}", "9".repeat(1 + rng.size(4400)))).expect("digits")),
-        _ => Value::Int(Int::from(rng.pick(&[i64::MIN, -1, 0, 1, 255, 256, 65536, i64::MAX]))),
+        2 => Value::Float(rng.pick(&[
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            -0.0,
+            5e-324,
+            f64::MAX,
+        ])),
+        3 => {
+            Value::Int(Int::parse(&format!("-{}", "9".repeat(1 + rng.size(4400)))).expect("digits"))
+        }
+        _ => Value::Int(Int::from(rng.pick(&[
+            i64::MIN,
+            -1,
+            0,
+            1,
+            255,
+            256,
+            65536,
+            i64::MAX,
+        ]))),
     }
 }
 
@@ -211,7 +252,10 @@ fn nest(rng: &mut Rng, input: &mut Vec<u8>, at: usize) {
     let (open, close): (&[u8], &[u8]) = rng.pick(&[
         (&b"["[..], &b"]"[..]),
         (b"{\"a\": ", b"}"),
-        (b"{\"pipeline\": {\"build\": {\"runner\": \"org.osbuild.linux\", \"pipeline\": ", b"}}}"),
+        (
+            b"{\"pipeline\": {\"build\": {\"runner\": \"org.osbuild.linux\", \"pipeline\": ",
+            b"}}}",
+        ),
         (b"{\"options\": ", b"}"),
     ]);
     splice_in(input, at, open, depth);
@@ -231,7 +275,11 @@ pub fn json_value(rng: &mut Rng, out: &mut String, depth: usize) {
         }
         2 => {
             let f = f64::from_bits(rng.next_u64());
-            let _ = if f.is_finite() { write!(out, "{f:e}") } else { write!(out, "1e{}", rng.size(1000)) };
+            let _ = if f.is_finite() {
+                write!(out, "{f:e}")
+            } else {
+                write!(out, "1e{}", rng.size(1000))
+            };
         }
         3 => {
             out.push('-');
@@ -268,7 +316,9 @@ fn json_string(rng: &mut Rng, out: &mut String) {
     for _ in 0..rng.size(24) {
         match rng.below(8) {
             0 => out.push_str(rng.pick(&["\\n", "\\\"", "\\\\", "\\/", "\\u0000", "\\u00e9"])),
-            1 => out.push_str(rng.pick(&["\\ud800", "\\udfff", "\\ud83d\\ude00", "\\ud800\\ud800"])),
+            1 => {
+                out.push_str(rng.pick(&["\\ud800", "\\udfff", "\\ud83d\\ude00", "\\ud800\\ud800"]))
+            }
             2 => out.push(char::from_u32(rng.below(0x11_0000) as u32).unwrap_or('\u{fffd}')),
             3 => out.push_str(rng.pick(&["org.osbuild.", "name:", "sha256:", "loop", "/", ".."])),
             _ => out.push(char::from(b'a' + rng.below(26) as u8)),

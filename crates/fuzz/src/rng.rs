@@ -17,11 +17,9 @@ fn mix(mut z: u64) -> u64 {
 impl Rng {
     /// The generator of input `iteration` of `target` in the campaign `seed`.
     pub fn for_input(seed: u64, target: &str, iteration: u64) -> Rng {
-        let name = target
-            .bytes()
-            .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-                (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-            });
+        let name = target.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        });
         Rng::new(mix(seed ^ mix(name ^ mix(iteration))))
     }
 
@@ -68,7 +66,9 @@ mod tests {
 
     #[test]
     fn inputs_are_reproducible_and_distinct() {
-        let a: Vec<u64> = (0..4).map(|_| Rng::for_input(1, "json", 7).next_u64()).collect();
+        let a: Vec<u64> = (0..4)
+            .map(|_| Rng::for_input(1, "json", 7).next_u64())
+            .collect();
         assert!(a.windows(2).all(|w| w[0] == w[1]));
         assert_ne!(
             Rng::for_input(1, "json", 7).next_u64(),

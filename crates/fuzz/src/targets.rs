@@ -98,7 +98,10 @@ impl Generator {
             self.seeds[rng.below(self.seeds.len())].clone()
         };
         let tree = matches!(self.target.fresh, Fresh::Json) && rng.one_in(2);
-        if let Some(changed) = tree.then(|| mutate::mutate_tree(&mut rng, &input)).flatten() {
+        if let Some(changed) = tree
+            .then(|| mutate::mutate_tree(&mut rng, &input))
+            .flatten()
+        {
             input = changed;
         }
         // Byte mutations after most tree mutations too, but not all: some stay JSON.
@@ -140,7 +143,10 @@ fn texts(texts: &[&str]) -> Vec<Vec<u8>> {
 }
 
 fn manifests() -> Vec<Vec<u8>> {
-    let mut seeds: Vec<Vec<u8>> = corpus::MANIFESTS.iter().map(|(_, t)| t.as_bytes().to_vec()).collect();
+    let mut seeds: Vec<Vec<u8>> = corpus::MANIFESTS
+        .iter()
+        .map(|(_, t)| t.as_bytes().to_vec())
+        .collect();
     seeds.push(corpus::BUILD_ENV.as_bytes().to_vec());
     seeds
 }
@@ -148,19 +154,31 @@ fn manifests() -> Vec<Vec<u8>> {
 /// Choice strings for the dictionary generator: fixed random bytes.
 fn choices() -> Vec<Vec<u8>> {
     let mut rng = Rng::new(0x05b0_11d);
-    (0..32).map(|i| (0..16 << (i % 6)).map(|_| rng.next_u64() as u8).collect()).collect()
+    (0..32)
+        .map(|i| (0..16 << (i % 6)).map(|_| rng.next_u64() as u8).collect())
+        .collect()
 }
 
 fn dict_bodies() -> Vec<Vec<u8>> {
-    choices().iter().enumerate().map(|(i, c)| dict_body(c, i % 4 == 0)).collect()
+    choices()
+        .iter()
+        .enumerate()
+        .map(|(i, c)| dict_body(c, i % 4 == 0))
+        .collect()
 }
 
 /// Every target, in the order `all` runs them.
 pub static TARGETS: &[Target] = &[
     Target {
         name: "json",
-        about: "osbuild_protocol::json::parse; dumps of what parses parses back equal, dumps is stable",
-        seeds: || corpus::json_texts().into_iter().map(String::into_bytes).collect(),
+        about:
+            "osbuild_protocol::json::parse; dumps of what parses parses back equal, dumps is stable",
+        seeds: || {
+            corpus::json_texts()
+                .into_iter()
+                .map(String::into_bytes)
+                .collect()
+        },
         fresh: Fresh::Json,
         run: |_, input| json_round_trip(&String::from_utf8_lossy(input)),
     },
@@ -184,7 +202,8 @@ pub static TARGETS: &[Target] = &[
     },
     Target {
         name: "build-options",
-        about: "BuildOptions::from_dict on generated a{sv} dictionaries; what it accepts round-trips",
+        about:
+            "BuildOptions::from_dict on generated a{sv} dictionaries; what it accepts round-trips",
         seeds: choices,
         fresh: Fresh::Bytes,
         run: |_, input| build_options(dbus::build_options(input)),
@@ -204,7 +223,10 @@ pub static TARGETS: &[Target] = &[
         run: |_, input| {
             let request = sources_api::Request::parse(input);
             if let Some(r) = &request {
-                assert_eq!(sources_api::Request::parse(r.to_wire().as_bytes()).as_ref(), Some(r));
+                assert_eq!(
+                    sources_api::Request::parse(r.to_wire().as_bytes()).as_ref(),
+                    Some(r)
+                );
             }
             let reply = sources_api::Reply::parse(input);
             request.is_some() || matches!(reply, Ok(sources_api::Reply::Error(_)))
@@ -218,7 +240,10 @@ pub static TARGETS: &[Target] = &[
         run: |_, input| {
             let request = stdio::Request::parse(input);
             if let Some(r) = &request {
-                assert_eq!(stdio::Request::parse(r.to_wire().as_bytes()).as_ref(), Some(r));
+                assert_eq!(
+                    stdio::Request::parse(r.to_wire().as_bytes()).as_ref(),
+                    Some(r)
+                );
             }
             let reply = stdio::Reply::parse(input);
             if let Ok(r) = reply {
@@ -252,8 +277,14 @@ pub static TARGETS: &[Target] = &[
     },
     Target {
         name: "result",
-        about: "osbuild_protocol::result::PipelineResult::parse; what parses is written back the same",
-        seeds: || corpus::results().into_iter().map(String::into_bytes).collect(),
+        about:
+            "osbuild_protocol::result::PipelineResult::parse; what parses is written back the same",
+        seeds: || {
+            corpus::results()
+                .into_iter()
+                .map(String::into_bytes)
+                .collect()
+        },
         fresh: Fresh::Json,
         run: |_, input| {
             let Ok(r) = result::PipelineResult::parse(&String::from_utf8_lossy(input)) else {
@@ -268,7 +299,12 @@ pub static TARGETS: &[Target] = &[
     Target {
         name: "remoteloop",
         about: "osbuild_protocol::remoteloop::{Request,Reply}::parse with 0-255 descriptors passed",
-        seeds: || corpus::REMOTELOOP.iter().map(|t| [&[2u8][..], t.as_bytes()].concat()).collect(),
+        seeds: || {
+            corpus::REMOTELOOP
+                .iter()
+                .map(|t| [&[2u8][..], t.as_bytes()].concat())
+                .collect()
+        },
         fresh: Fresh::Json,
         run: |_, input| remoteloop(input),
     },
@@ -281,7 +317,11 @@ fn json_round_trip(text: &str) -> bool {
     let once = json::dumps(&v);
     let back = json::parse(&once).unwrap_or_else(|e| panic!("dumps wrote what parse refuses: {e}"));
     assert!(same(&v, &back), "dumps changed the value");
-    assert_eq!(json::dumps(&back), once, "dumps is not stable on the second round");
+    assert_eq!(
+        json::dumps(&back),
+        once,
+        "dumps is not stable on the second round"
+    );
     let pretty = json::parse(&json::dumps_pretty(&v)).expect("dumps_pretty parses back");
     assert!(same(&v, &pretty), "dumps_pretty changed the value");
     true
@@ -291,10 +331,17 @@ fn json_round_trip(text: &str) -> bool {
 /// trip through Python's float repr keeps them.
 fn same(a: &Value, b: &Value) -> bool {
     match (a, b) {
-        (Value::Float(x), Value::Float(y)) => x.to_bits() == y.to_bits() || x.is_nan() && y.is_nan(),
-        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same(a, b)),
+        (Value::Float(x), Value::Float(y)) => {
+            x.to_bits() == y.to_bits() || x.is_nan() && y.is_nan()
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same(a, b))
+        }
         (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|((ka, a), (kb, b))| ka == kb && same(a, b))
+            x.len() == y.len()
+                && x.iter()
+                    .zip(y)
+                    .all(|((ka, a), (kb, b))| ka == kb && same(a, b))
         }
         _ => a == b,
     }
@@ -306,7 +353,11 @@ fn build_options(dict: HashMap<String, OwnedVariant>) -> bool {
     };
     let data = zbus::wire::to_bytes(Context::new(LE, 0), &options).expect("options serialize");
     let (dict, _): (HashMap<String, OwnedVariant>, _) = data.deserialize().expect("as a{sv}");
-    assert_eq!(BuildOptions::from_dict(dict).as_ref(), Ok(&options), "options round-trip");
+    assert_eq!(
+        BuildOptions::from_dict(dict).as_ref(),
+        Ok(&options),
+        "options round-trip"
+    );
     true
 }
 
@@ -321,7 +372,9 @@ fn build_options_wire(input: &[u8]) -> bool {
 }
 
 fn remoteloop(input: &[u8]) -> bool {
-    let (fds, body) = input.split_first().map_or((0, input), |(&n, rest)| (usize::from(n), rest));
+    let (fds, body) = input
+        .split_first()
+        .map_or((0, input), |(&n, rest)| (usize::from(n), rest));
     let request = remoteloop::Request::parse(body, fds);
     if let Ok(r) = request {
         assert!(r.fd < fds && r.dir_fd < fds, "{r:?} with {fds} descriptors");
@@ -331,7 +384,10 @@ fn remoteloop(input: &[u8]) -> bool {
     let reply = remoteloop::Reply::parse(body);
     if let Ok(remoteloop::Reply::Devname(name)) = &reply {
         let digits = name.strip_prefix("loop").expect("loopN");
-        assert!(!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()), "{name:?}");
+        assert!(
+            !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()),
+            "{name:?}"
+        );
     }
     request.is_ok() || reply.is_ok()
 }

@@ -1,6 +1,6 @@
 //! Running inputs: each on a thread with the daemon's stack size, under `catch_unwind`, with a
 //! watchdog that calls an input running longer than [`HANG`] a hang, and the process's RSS
-//! read after warm-up and at the end. The worker reports on a writer, one line per event, so
+//! floor after warm-up (the second quarter of the inputs) and at the end (the last quarter). The worker reports on a writer, one line per event, so
 //! that whoever reads it knows which input was running when the process died:
 //!
 //! ```text
@@ -40,8 +40,12 @@ pub fn capture_panics() {
     let default = panic::take_hook();
     panic::set_hook(Box::new(move |info| {
         if std::thread::current().name() == Some(THREAD_NAME) {
-            let text = info.payload_as_str().unwrap_or("a panic with a non-string payload");
-            let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line()));
+            let text = info
+                .payload_as_str()
+                .unwrap_or("a panic with a non-string payload");
+            let at = info
+                .location()
+                .map(|l| format!(" at {}:{}", l.file(), l.line()));
             PANIC_MESSAGE.set(Some(format!("{text}{}", at.unwrap_or_default())));
         } else {
             default(info);
@@ -167,17 +171,27 @@ fn run_inputs(
     mut out: Box<dyn Write + Send>,
 ) -> Stats {
     let generator = Generator::new(target);
-    let warm_at = range.start + (range.end - range.start) / 4;
+    // The RSS floor (lowest sample) of the second quarter and of the last: a leak raises the
+    // floor; one large input lifts a sample or two, and glibc's heap keeps such a peak until
+    // later allocations reuse it.
+    let (first, len) = (range.start, range.end - range.start);
+    let every = (len / 100).max(1);
+    let (mut warm, mut end) = (u64::MAX, u64::MAX);
     let mut stats = Stats::default();
     let started = Instant::now();
     for i in range {
-        if i == warm_at {
-            stats.rss_warm_kib = rss_kib();
+        let done = i - first;
+        if done % every == 0 {
+            match done * 4 / len.max(1) {
+                1 => warm = warm.min(rss_kib()),
+                3 => end = end.min(rss_kib()),
+                _ => {}
+            }
         }
+        // Written (and flushed: a line) before the input is made and run, so a crash names it.
+        let _ = writeln!(out, "at {i}");
         progress.idle();
         let input = generator.input(seed, i);
-        // Written (and flushed: a line) before the input runs, so a crash names it.
-        let _ = writeln!(out, "at {i}");
         progress.start(i);
         match run_one(target, harness, &input) {
             Ok(accepted) => stats.accepted += u64::from(accepted),
@@ -190,7 +204,12 @@ fn run_inputs(
     }
     progress.idle();
     stats.seconds = started.elapsed().as_secs_f64();
-    stats.rss_end_kib = rss_kib();
+    stats.rss_end_kib = end.min(rss_kib());
+    stats.rss_warm_kib = if warm == u64::MAX {
+        stats.rss_end_kib
+    } else {
+        warm
+    };
     let _ = writeln!(
         out,
         "done {} {:.3} {} {} {}",
@@ -233,7 +252,15 @@ mod tests {
             true
         });
         let lines = Lines::default();
-        let stats = run(target, Harness::new().unwrap(), 3, 10, 300, Box::new(lines.clone())).unwrap();
+        let stats = run(
+            target,
+            Harness::new().unwrap(),
+            3,
+            10,
+            300,
+            Box::new(lines.clone()),
+        )
+        .unwrap();
         let text = lines.text();
         let panics: Vec<&str> = text.lines().filter(|l| l.starts_with("panic ")).collect();
         assert_eq!(stats.inputs, 300);
@@ -241,8 +268,14 @@ mod tests {
         assert!(stats.panics > 0 && stats.panics < 300, "{}", stats.panics);
         let first: u64 = panics[0].split(' ').nth(1).unwrap().parse().unwrap();
         assert!(Generator::new(target).input(3, first).contains(&b'['));
-        assert!(panics[0].contains("a bracket at crates/fuzz/src/worker.rs:"), "{}", panics[0]);
-        assert!(text.starts_with("at 10\n") && text.lines().last().unwrap().starts_with("done 300 "));
+        assert!(
+            panics[0].contains("a bracket at crates/fuzz/src/worker.rs:"),
+            "{}",
+            panics[0]
+        );
+        assert!(
+            text.starts_with("at 10\n") && text.lines().last().unwrap().starts_with("done 300 ")
+        );
         assert!(stats.rss_warm_kib > 0 && stats.rss_end_kib > 0);
     }
 
@@ -253,7 +286,14 @@ mod tests {
             true
         });
         let started = Instant::now();
-        let hung = run(target, Harness::new().unwrap(), 1, 5, 10, Box::new(Lines::default()));
+        let hung = run(
+            target,
+            Harness::new().unwrap(),
+            1,
+            5,
+            10,
+            Box::new(Lines::default()),
+        );
         assert_eq!(hung, Err(5));
         assert!(started.elapsed() < HANG + Duration::from_millis(400));
     }

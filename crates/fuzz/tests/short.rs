@@ -6,14 +6,21 @@ use std::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_osbuild-fuzz");
 
-/// Inputs per target: about 20 s for all targets on two busy cores in a debug build.
-const ITERATIONS: &str = "1500";
+/// Inputs per target: about 15 s for all targets on two busy cores in a debug build.
+const ITERATIONS: &str = "3000";
 
 #[test]
 fn every_target_survives_a_short_campaign() {
     let out = tempfile::tempdir().unwrap();
     let run = Command::new(BIN)
-        .args(["--target", "all", "--iterations", ITERATIONS, "--seed", "11"])
+        .args([
+            "--target",
+            "all",
+            "--iterations",
+            ITERATIONS,
+            "--seed",
+            "11",
+        ])
         .arg("--out")
         .arg(out.path())
         .output()
@@ -38,7 +45,11 @@ fn every_target_survives_a_short_campaign() {
         assert_eq!(&cols[4..7], ["0", "0", "0"], "{row}");
     }
     assert!(stdout.trim_end().ends_with("PASS"), "{stdout}");
-    assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0, "no failing input written");
+    assert_eq!(
+        std::fs::read_dir(out.path()).unwrap().count(),
+        0,
+        "no failing input written"
+    );
 }
 
 #[test]
