@@ -153,7 +153,7 @@ fn manifests() -> Vec<Vec<u8>> {
 
 /// Choice strings for the dictionary generator: fixed random bytes.
 fn choices() -> Vec<Vec<u8>> {
-    let mut rng = Rng::new(0x05b0_11d);
+    let mut rng = Rng::new(0x005b_011d);
     (0..32)
         .map(|i| (0..16 << (i % 6)).map(|_| rng.next_u64() as u8).collect())
         .collect()

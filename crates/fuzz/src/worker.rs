@@ -40,8 +40,11 @@ pub fn capture_panics() {
     let default = panic::take_hook();
     panic::set_hook(Box::new(move |info| {
         if std::thread::current().name() == Some(THREAD_NAME) {
-            let text = info
-                .payload_as_str()
+            let payload = info.payload();
+            let text = payload
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
                 .unwrap_or("a panic with a non-string payload");
             let at = info
                 .location()
@@ -286,14 +289,9 @@ mod tests {
             true
         });
         let started = Instant::now();
-        let hung = run(
-            target,
-            Harness::new().unwrap(),
-            1,
-            5,
-            10,
-            Box::new(Lines::default()),
-        );
+        // No libdir of its own: the hung thread outlives the test and would never remove it.
+        let harness = Harness::at(std::path::Path::new("/nonexistent"));
+        let hung = run(target, harness, 1, 5, 10, Box::new(Lines::default()));
         assert_eq!(hung, Err(5));
         assert!(started.elapsed() < HANG + Duration::from_millis(400));
     }
