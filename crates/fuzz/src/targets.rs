@@ -221,13 +221,7 @@ pub static TARGETS: &[Target] = &[
         seeds: || texts(corpus::SOURCES_API),
         fresh: Fresh::Json,
         run: |_, input| {
-            let request = sources_api::Request::parse(input);
-            if let Some(r) = &request {
-                assert_eq!(
-                    sources_api::Request::parse(r.to_wire().as_bytes()).as_ref(),
-                    Some(r)
-                );
-            }
+            let request = round_trip(input, sources_api::Request::parse, |r| r.to_wire());
             let reply = sources_api::Reply::parse(input);
             request.is_some() || matches!(reply, Ok(sources_api::Reply::Error(_)))
         },
@@ -238,13 +232,7 @@ pub static TARGETS: &[Target] = &[
         seeds: || texts(corpus::STDIO),
         fresh: Fresh::Json,
         run: |_, input| {
-            let request = stdio::Request::parse(input);
-            if let Some(r) = &request {
-                assert_eq!(
-                    stdio::Request::parse(r.to_wire().as_bytes()).as_ref(),
-                    Some(r)
-                );
-            }
+            let request = round_trip(input, stdio::Request::parse, |r| r.to_wire());
             let reply = stdio::Reply::parse(input);
             if let Ok(r) = reply {
                 assert_eq!(stdio::Reply::parse(r.to_wire().as_bytes()), Ok(r));
@@ -309,6 +297,21 @@ pub static TARGETS: &[Target] = &[
         run: |_, input| remoteloop(input),
     },
 ];
+
+/// Parses `input`; what parses must parse back to itself from its wire text.
+fn round_trip<T: PartialEq + std::fmt::Debug>(
+    input: &[u8],
+    parse: fn(&[u8]) -> Option<T>,
+    wire: fn(&T) -> String,
+) -> Option<T> {
+    let parsed = parse(input)?;
+    assert_eq!(
+        parse(wire(&parsed).as_bytes()).as_ref(),
+        Some(&parsed),
+        "round trip"
+    );
+    Some(parsed)
+}
 
 fn json_round_trip(text: &str) -> bool {
     let Ok(v) = json::parse(text) else {
