@@ -18,6 +18,8 @@ const CRATES: &[&str] = &[
     "runners",
     "sources",
     "crates/protocol",
+    "crates/docgen",
+    "crates/fuzz",
 ];
 
 fn root() -> PathBuf {
