@@ -342,10 +342,13 @@ struct JobSignals<'a> {
 
 impl<'a> JobSignals<'a> {
     async fn subscribe(conn: &Connection, proxy: &'a Builder1Proxy<'_>) -> zbus::Result<Self> {
-        let daemon = zbus::fdo::DBusProxy::new(conn)
-            .await?
-            .get_name_owner(proxy.inner().destination().clone())
-            .await?;
+        // Started first (by D-Bus activation, if it is not running), so that it has an owner
+        // whose signals and departure we can follow.
+        let bus = zbus::fdo::DBusProxy::new(conn).await?;
+        let name = proxy.inner().destination().clone();
+        let well_known = zbus::names::WellKnownName::try_from(name.as_str())?;
+        bus.start_service_by_name(well_known, 0).await?;
+        let daemon = bus.get_name_owner(name).await?;
         let rule = zbus::MatchRule::builder()
             .msg_type(zbus::message::Type::Signal)
             .sender(daemon)
