@@ -347,7 +347,10 @@ impl<'a> JobSignals<'a> {
         let bus = zbus::fdo::DBusProxy::new(conn).await?;
         let name = proxy.inner().destination().clone();
         let well_known = zbus::names::WellKnownName::try_from(name.as_str())?;
-        bus.start_service_by_name(well_known, 0).await?;
+        // dbus-daemon answers ServiceUnknown for a running service without an activation file.
+        if !bus.name_has_owner(name.clone()).await? {
+            bus.start_service_by_name(well_known, 0).await?;
+        }
         let daemon = bus.get_name_owner(name).await?;
         let rule = zbus::MatchRule::builder()
             .msg_type(zbus::message::Type::Signal)

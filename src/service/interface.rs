@@ -23,6 +23,7 @@ use crate::json;
 use crate::manifest::Pipeline;
 use crate::modules::Index;
 use crate::pipeline::{BuildError, ModuleResult, Overrides, PipelineResult, Request, RequestError};
+use crate::store::{Store, StoreError};
 
 /// `org.osbuild.Builder1`.
 pub struct Manager {
@@ -181,6 +182,23 @@ fn outputs_mut(result: &mut PipelineResult) -> Vec<&mut String> {
         .chain(result.assembler.as_mut());
     out.extend(modules.filter_map(|m| m.output.as_mut()));
     out
+}
+
+/// Runs `work` (to `what` the store) on a blocking thread; a failure is logged in full and
+/// answered without its details.
+async fn on_store<T: Send + 'static>(
+    svc: &Service,
+    what: &'static str,
+    work: impl FnOnce(&Store) -> std::result::Result<T, StoreError> + Send + 'static,
+) -> Result<T> {
+    let store = svc.store.clone();
+    tokio::task::spawn_blocking(move || work(&store))
+        .await
+        .map_err(|e| Error::Failed(format!("cannot {what} the store: {e}")))?
+        .map_err(|e| {
+            tracing::error!("cannot {what} the store: {e}");
+            Error::Failed(format!("cannot {what} the store; see the daemon's journal"))
+        })
 }
 
 /// Exports and announces an admitted job, and starts what may start.
@@ -600,14 +618,7 @@ impl Manager {
             .authority
             .check(conn, &hdr, &caller, Action::Build)
             .await?;
-        let store = self.svc.store.clone();
-        let list = tokio::task::spawn_blocking(move || store.list())
-            .await
-            .map_err(|e| Error::Failed(format!("listing the store: {e}")))?
-            .map_err(|e| {
-                tracing::error!("listing the store: {e}");
-                Error::Failed("cannot list the store; see the daemon's journal".into())
-            })?;
+        let list = on_store(&self.svc, "list", Store::list).await?;
         let secs = |t: std::time::SystemTime| {
             t.duration_since(UNIX_EPOCH)
                 .map(|d| d.as_secs())
@@ -644,14 +655,7 @@ impl Manager {
             .authority
             .check(conn, &hdr, &caller, Action::ManageStore)
             .await?;
-        let store = self.svc.store.clone();
-        let report = tokio::task::spawn_blocking(move || store.prune(budget))
-            .await
-            .map_err(|e| Error::Failed(format!("pruning: {e}")))?
-            .map_err(|e| {
-                tracing::error!("pruning the store: {e}");
-                Error::Failed("cannot prune the store; see the daemon's journal".into())
-            })?;
+        let report = on_store(&self.svc, "prune", move |s| s.prune(budget)).await?;
         tracing::info!(
             OSBUILD_CALLER_UID = caller.uid,
             "pruned to {budget} bytes: {} objects removed, {} bytes freed",
@@ -676,14 +680,7 @@ impl Manager {
             .authority
             .check(conn, &hdr, &caller, Action::ManageStore)
             .await?;
-        let store = self.svc.store.clone();
-        let report = tokio::task::spawn_blocking(move || store.verify())
-            .await
-            .map_err(|e| Error::Failed(format!("verifying: {e}")))?
-            .map_err(|e| {
-                tracing::error!("verifying the store: {e}");
-                Error::Failed("cannot verify the store; see the daemon's journal".into())
-            })?;
+        let report = on_store(&self.svc, "verify", Store::verify).await?;
         let text = report.to_text();
         if report.is_clean() {
             tracing::info!(

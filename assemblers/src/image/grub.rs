@@ -184,15 +184,7 @@ fn boot_prefix<'t>(
     table: &'t PartitionTable,
     tree: &Path,
 ) -> Result<(String, &'t Filesystem), AssemblerError> {
-    let find = |mp: &str| {
-        table.partitions.iter().enumerate().find_map(|(i, p)| {
-            p.filesystem
-                .as_ref()
-                .filter(|f| f.mountpoint == mp)
-                .map(|f| (i, f))
-        })
-    };
-    let (index, fs) = find("/boot").or_else(|| find("/")).ok_or_else(|| {
+    let (index, fs) = table.boot_filesystem().ok_or_else(|| {
         invalid(
             "bootloader",
             "grub2 needs a partition with a filesystem mounted at /boot or /",

@@ -52,6 +52,20 @@ pub struct PartitionTable {
 }
 
 impl PartitionTable {
+    /// The partition whose filesystem holds `/boot` (mounted at `/boot`, else at `/`), with
+    /// its index: where boot loaders look for their files.
+    pub fn boot_filesystem(&self) -> Option<(usize, &Filesystem)> {
+        let find = |mp: &str| {
+            self.partitions.iter().enumerate().find_map(|(i, p)| {
+                p.filesystem
+                    .as_ref()
+                    .filter(|f| f.mountpoint == mp)
+                    .map(|f| (i, f))
+            })
+        };
+        find("/boot").or_else(|| find("/"))
+    }
+
     /// Makes the filesystems of the partitions (laid out as `placed`), parents before the
     /// filesystems mounted below them.
     pub fn make_filesystems(

@@ -11,7 +11,6 @@
 use std::path::{Path, PathBuf};
 
 use crate::args::invalid;
-use crate::image::filesystem::Filesystem;
 use crate::image::mount::Mount;
 use crate::image::partition::PartitionTable;
 use crate::image::Placed;
@@ -23,7 +22,12 @@ pub fn install(
     placed: &[Placed],
     image: &Path,
 ) -> Result<(), AssemblerError> {
-    let (index, fs) = boot_partition(table)?;
+    let (index, fs) = table.boot_filesystem().ok_or_else(|| {
+        invalid(
+            "bootloader",
+            "zipl needs a partition with a filesystem mounted at /boot or /",
+        )
+    })?;
     let part = &placed[index];
     let disk = remoteloop::device(image, 0, 0)?;
     let partition = remoteloop::device(image, part.start * 512, part.size * 512)?;
@@ -54,24 +58,6 @@ pub fn install(
             .map_err(|e| AssemblerError::Tool(format!("flushing {}: {e}", dev.display())))?;
     }
     Ok(())
-}
-
-/// The partition whose filesystem holds `/boot`: mounted at `/boot`, else at `/`.
-fn boot_partition(table: &PartitionTable) -> Result<(usize, &Filesystem), AssemblerError> {
-    let find = |mp: &str| {
-        table.partitions.iter().enumerate().find_map(|(i, p)| {
-            p.filesystem
-                .as_ref()
-                .filter(|f| f.mountpoint == mp)
-                .map(|f| (i, f))
-        })
-    };
-    find("/boot").or_else(|| find("/")).ok_or_else(|| {
-        invalid(
-            "bootloader",
-            "zipl needs a partition with a filesystem mounted at /boot or /",
-        )
-    })
 }
 
 /// zipl's command line, v10's.
