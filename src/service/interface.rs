@@ -184,6 +184,18 @@ fn outputs_mut(result: &mut PipelineResult) -> Vec<&mut String> {
     out
 }
 
+/// The caller of the message, once root or polkit allows it `action`.
+async fn authorized(
+    svc: &Service,
+    conn: &Connection,
+    hdr: &Header<'_>,
+    action: Action,
+) -> Result<auth::Caller> {
+    let caller = auth::caller(conn, hdr).await?;
+    svc.authority.check(conn, hdr, &caller, action).await?;
+    Ok(caller)
+}
+
 /// Runs `work` (to `what` the store) on a blocking thread; a failure is logged in full and
 /// answered without its details.
 async fn on_store<T: Send + 'static>(
@@ -566,13 +578,9 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
     ) -> Result<OwnedObjectPath> {
         let _call = self.svc.calls.begin();
-        let caller = auth::caller(conn, &hdr).await?;
         // Before polkit is asked: an oversized call costs the daemon nothing more.
         check_manifest_size(&self.svc, manifest)?;
-        self.svc
-            .authority
-            .check(conn, &hdr, &caller, Action::Build)
-            .await?;
+        let caller = authorized(&self.svc, conn, &hdr, Action::Build).await?;
         let admitted = validate(&self.svc, manifest, options)
             .and_then(|request| admit(&self.svc, &caller, request));
         let job = match admitted {
@@ -613,11 +621,7 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
     ) -> Result<Vec<ObjectInfo>> {
         let _call = self.svc.calls.begin();
-        let caller = auth::caller(conn, &hdr).await?;
-        self.svc
-            .authority
-            .check(conn, &hdr, &caller, Action::Build)
-            .await?;
+        authorized(&self.svc, conn, &hdr, Action::Build).await?;
         let list = on_store(&self.svc, "list", Store::list).await?;
         let secs = |t: std::time::SystemTime| {
             t.duration_since(UNIX_EPOCH)
@@ -650,11 +654,7 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
     ) -> Result<u64> {
         let _call = self.svc.calls.begin();
-        let caller = auth::caller(conn, &hdr).await?;
-        self.svc
-            .authority
-            .check(conn, &hdr, &caller, Action::ManageStore)
-            .await?;
+        let caller = authorized(&self.svc, conn, &hdr, Action::ManageStore).await?;
         let report = on_store(&self.svc, "prune", move |s| s.prune(budget)).await?;
         tracing::info!(
             OSBUILD_CALLER_UID = caller.uid,
@@ -675,11 +675,7 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(bool, String)> {
         let _call = self.svc.calls.begin();
-        let caller = auth::caller(conn, &hdr).await?;
-        self.svc
-            .authority
-            .check(conn, &hdr, &caller, Action::ManageStore)
-            .await?;
+        let caller = authorized(&self.svc, conn, &hdr, Action::ManageStore).await?;
         let report = on_store(&self.svc, "verify", Store::verify).await?;
         let text = report.to_text();
         if report.is_clean() {
@@ -708,11 +704,7 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
     ) -> Result<zbus::OwnedFd> {
         let _call = self.svc.calls.begin();
-        let caller = auth::caller(conn, &hdr).await?;
-        self.svc
-            .authority
-            .check(conn, &hdr, &caller, Action::Build)
-            .await?;
+        authorized(&self.svc, conn, &hdr, Action::Build).await?;
         let fd = output::open(&self.svc.store, id, path)?;
         Ok(zbus::OwnedFd::from(fd))
     }
@@ -727,11 +719,7 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
     ) -> Result<()> {
         let _call = self.svc.calls.begin();
-        let caller = auth::caller(conn, &hdr).await?;
-        self.svc
-            .authority
-            .check(conn, &hdr, &caller, Action::Build)
-            .await?;
+        let caller = authorized(&self.svc, conn, &hdr, Action::Build).await?;
         // Each export holds a thread and a tar process: a bounded number at once.
         let _running = self.svc.exports.try_acquire().map_err(|_| {
             zbus::fdo::Error::LimitsExceeded(format!(
