@@ -15,26 +15,16 @@ cargo build --quiet --release --bin osbuild --bin osbuildd --bin osbuildctl
 
 work=$(mktemp -d /var/tmp/osbuild-soak-XXXXXX)
 chmod 755 "$work"
-bus=
+bus_pid=
 cleanup() {
-    [ -n "$bus" ] && kill "$bus" 2>/dev/null
+    [ -n "$bus_pid" ] && kill "$bus_pid" 2>/dev/null
     wait 2>/dev/null || true
     rm -rf "$work"
 }
 trap cleanup EXIT
 
-cat > "$work/bus.conf" <<CONF
-<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>system</type>
-  <listen>unix:path=$work/bus</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default"><allow user="*"/><allow own="*"/><allow send_destination="*"/><allow receive_sender="*"/></policy>
-</busconfig>
-CONF
-dbus-daemon --config-file="$work/bus.conf" --nofork --nopidfile >/dev/null 2>&1 & bus=$!
-for _ in $(seq 50); do [ -S "$work/bus" ] && break; sleep 0.1; done
+. bench/private-bus.sh
+start_private_bus "$work"
 
 cp -a "$target/libdir" "$work/lib"
 cp tests/stages/* "$work/lib/stages/"
