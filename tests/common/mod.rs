@@ -8,7 +8,8 @@ pub mod service;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 pub use osbuild_sys::is_root;
 
@@ -152,6 +153,7 @@ pub fn output(cmd: &mut Command) -> String {
 
 /// Runs `cmd` with `stdin` written to its standard input, collecting its output.
 pub fn run_with_stdin(mut cmd: Command, stdin: &str) -> Output {
+    let what = format!("{:?}", cmd.get_program());
     let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -160,7 +162,55 @@ pub fn run_with_stdin(mut cmd: Command, stdin: &str) -> Output {
         .unwrap();
     // A command that fails early may exit without reading stdin: a broken pipe is fine.
     let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
-    child.wait_with_output().unwrap()
+    wait_within(child, COMMAND_LIMIT, &what)
+}
+
+/// The longest any command of a test may take: a bootable Debian image built on a loaded
+/// 2-core machine takes a few minutes; past this, the test fails instead of hanging.
+pub const COMMAND_LIMIT: Duration = Duration::from_secs(30 * 60);
+
+/// Waits for `child` at most `limit`; kills it and panics with its output otherwise.
+pub fn wait_within(mut child: Child, limit: Duration, what: &str) -> Output {
+    // Read both pipes meanwhile: a child writing more than a pipe holds must not look hung.
+    let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut bytes);
+            }
+            let _ = tx.send(bytes);
+        });
+        rx
+    };
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as _));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as _));
+    // A grandchild (runuser's) may keep the pipes open: read what came within a bound.
+    let text =
+        |rx: &std::sync::mpsc::Receiver<Vec<u8>>, bound| rx.recv_timeout(bound).unwrap_or_default();
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let bound = Duration::from_secs(2);
+            panic!(
+                "{what} did not end within {limit:?}: {}{}",
+                String::from_utf8_lossy(&text(&stdout, bound)),
+                String::from_utf8_lossy(&text(&stderr, bound))
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let bound = Duration::from_secs(10);
+    Output {
+        status,
+        stdout: text(&stdout, bound),
+        stderr: text(&stderr, bound),
+    }
 }
 
 /// Mount points of this (host) mount namespace under `dir`.

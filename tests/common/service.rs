@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub use super::wait_within;
 use super::Env;
 
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -544,48 +545,4 @@ pub fn rt() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
-}
-
-/// Waits for `child` at most `limit`; kills it and panics with its output otherwise.
-pub fn wait_within(mut child: Child, limit: Duration, what: &str) -> Output {
-    // Read both pipes meanwhile: a child writing more than a pipe holds must not look hung.
-    let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut bytes = Vec::new();
-            if let Some(mut p) = pipe {
-                let _ = p.read_to_end(&mut bytes);
-            }
-            let _ = tx.send(bytes);
-        });
-        rx
-    };
-    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as _));
-    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as _));
-    // A grandchild (runuser's) may keep the pipes open: read what came within a bound.
-    let text =
-        |rx: &std::sync::mpsc::Receiver<Vec<u8>>, bound| rx.recv_timeout(bound).unwrap_or_default();
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            let bound = Duration::from_secs(2);
-            panic!(
-                "{what} did not end within {limit:?}: {}{}",
-                String::from_utf8_lossy(&text(&stdout, bound)),
-                String::from_utf8_lossy(&text(&stderr, bound))
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let bound = Duration::from_secs(10);
-    Output {
-        status,
-        stdout: text(&stdout, bound),
-        stderr: text(&stderr, bound),
-    }
 }
