@@ -24,6 +24,8 @@ start=$(date +%s)
 work=$(mktemp -d /var/tmp/osbuild-package.XXXXXX)
 chmod 755 "$work"
 bus_pid= polkit_pid= installed_by_us=
+# Where a store that was here before (samples/build's, a source install's) waits out the test.
+saved_state=/var/lib/.osbuild-saved-by-package-test moved_state=
 cleanup() {
     local status=$?
     set +e  # clean up everything, whatever fails
@@ -36,10 +38,14 @@ cleanup() {
     if [ $status != 0 ] && [ -s "$work/bus.log" ]; then
         echo "--- the bus's and the activated osbuildd's log:"; tail -40 "$work/bus.log"
     fi
+    # The state the purge removed is back only after the purge (and only if we moved it).
+    if [ -n "$moved_state" ] && [ ! -e /var/lib/osbuild ]; then
+        mv "$saved_state" /var/lib/osbuild
+    fi
     [ -d "$work/saved" ] && (cd "$work/saved" && find . ! -type d -print | while read -r f; do
         mkdir -p "$(dirname "${f#.}")" && mv "$f" "${f#.}"; done)
     rm -rf "$work" "$repo/debian/osbuild" "$repo/debian/.debhelper"
-    rm -f "$repo"/debian/{files,debhelper-build-stamp,*.substvars,*.debhelper}
+    rm -f "$repo"/debian/{files,debhelper-build-stamp,*.substvars,*.debhelper,*.debhelper.log}
     return $status
 }
 trap cleanup EXIT
@@ -48,7 +54,7 @@ trap cleanup EXIT
 # dpkg's and apt's own books (which record that the package came and went).
 listing() {
     find /usr /etc /var/lib -xdev \( -path /var/lib/dpkg -o -path /var/lib/apt \
-        -o -path /var/lib/man-db \) -prune -o -print | sort
+        -o -path /var/lib/man-db -o -path "$saved_state" \) -prune -o -print | sort
 }
 
 # Build (before the lock: it changes nothing outside the checkout and $work). install.sh reuses
@@ -95,6 +101,16 @@ while read -r f; do
         mkdir -p "$work/saved$(dirname "$f")" && mv "$f" "$work/saved$f"
     fi
 done < <(grep -v '/$' "$work/contents")
+# Purging removes /var/lib/osbuild, the package's state: a store that was here before the test
+# (samples/build makes one) is the user's, so it waits aside, on the same filesystem (a rename,
+# whatever its size), and comes back at the end.
+if [ -e "$saved_state" ]; then
+    die "$saved_state exists: a store a killed run of this test left aside; move it back to /var/lib/osbuild"
+fi
+if [ -e /var/lib/osbuild ]; then
+    echo "moving aside /var/lib/osbuild (a store from before the package) for the test"
+    mv /var/lib/osbuild "$saved_state" && moved_state=1
+fi
 listing > "$work/before"
 
 installed_by_us=1
