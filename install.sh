@@ -63,6 +63,15 @@ lay_out_libdir() {
             ln -sfn "../libexec/osbuild-$kind" "$dir/$kind/$name"
         done
     done
+    # Inputs, devices and mounts are served by the engine itself: only their meta files
+    # (the schemas v2 manifests are checked against) are in the libdir.
+    for kind in inputs devices mounts; do
+        [ -d "src/hostsvc/meta/$kind" ] || continue
+        mkdir -p "$dir/$kind"
+        for meta in "src/hostsvc/meta/$kind"/*.meta.json; do
+            install -m 0644 "$meta" "$dir/$kind/"
+        done
+    done
     local alias target_name
     while read -r alias target_name; do
         [ -n "$alias" ] || continue

@@ -4,7 +4,7 @@
 //! A v1 manifest describes a pipeline (an optional build pipeline, stages, an optional
 //! assembler). Every stage and assembler is an executable from the libdir, run in a sandboxed
 //! build root; results are cached in a content-addressed object store. v2 manifests (osbuild
-//! HEAD's format) are loaded, validated and given HEAD's ids, but not built yet.
+//! HEAD's format) are loaded, validated, given HEAD's ids and built by `osbuild` (`pipeline::v2`).
 //!
 //! `ARCHITECTURE.md` at the top of the repository maps the crates, the layers and the
 //! protocols. The messages shared with the modules are in `osbuild_protocol`; every syscall

@@ -90,14 +90,13 @@ fn every_vector_gives_head_ids() {
 }
 
 #[test]
-fn v2_is_chosen_by_version_and_not_built_yet() {
+fn v2_is_chosen_by_version_and_not_taken_by_the_v1_path() {
     let text = std::fs::read_to_string(vectors_dir().join("v01-minimal.json")).unwrap();
     let e = manifest::parse(&text).unwrap_err();
     assert!(matches!(e, ManifestError::V2NotBuildable));
-    assert_eq!(
-        e.to_string(),
-        "v2 manifests can be inspected but not built yet"
-    );
+    assert!(e
+        .to_string()
+        .starts_with("v2 manifests are built by osbuild"));
     // Another version is not v2: the v1 loader judges it (as before).
     let e = manifest::parse(r#"{"version": "3"}"#).unwrap_err();
     assert_eq!(
@@ -277,7 +276,7 @@ fn a_valid_manifest_loads_against_its_libdir() {
 }
 
 #[test]
-fn osbuild_inspects_v2_and_refuses_to_build_it() {
+fn osbuild_inspects_v2_and_checks_its_exports() {
     let lib = tempfile::tempdir().unwrap();
     write_module(
         lib.path(),
@@ -302,11 +301,9 @@ fn osbuild_inspects_v2_and_refuses_to_build_it() {
     let got = json::parse(&String::from_utf8(out.stdout).unwrap()).unwrap();
     assert_eq!(json::dumps(&got), json::dumps(want.get("inspect").unwrap()));
 
-    let out = run(&[]);
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    assert!(
-        stderr.contains("v2 manifests can be inspected but not built yet"),
-        "{stderr}"
-    );
+    // An export that names no pipeline fails before anything else (HEAD's exit code 1).
+    let out = run(&["--export", "nope", "--output-directory", "/nonexistent"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.contains("export nope is not a pipeline"), "{stdout}");
 }

@@ -5,7 +5,9 @@
 //! `org.osbuild.NAME /run/osbuild/lib/stages/<stage>`, it:
 //!
 //! 1. gets the stage's stdin/stdout/stderr from the host with v10's `setup-stdio` call on
-//!    `/run/osbuild/api/osbuild` ([`stdio`]); failure: message on stderr, exit status 2;
+//!    `/run/osbuild/api/osbuild` ([`stdio`]); failure: message on stderr, exit status 2.
+//!    A module of osbuild HEAD's protocol (the engine wrote `/run/osbuild/api/arguments`)
+//!    already has its stdio from bubblewrap and reads its arguments from that file;
 //! 2. does the per-OS setup of its flavour in the sandbox's root filesystem ([`setup`],
 //!    flavours in [`names`]); a fatal setup failure exits 1;
 //! 3. `exec`s the stage with the remaining arguments, so the stage's exit status (or signal)
@@ -81,13 +83,18 @@ pub fn run(argv: &[OsString]) -> i32 {
         return EXIT_RUNNER_FAILED;
     };
 
+    // osbuild HEAD's protocol gives a module its arguments in a file and its stdio through
+    // bubblewrap; v10's asks for them on the API socket.
     let socket = api_socket_path();
-    if let Err(e) = stdio::setup_stdio(&socket) {
-        eprintln!(
-            "{invoked}: cannot get the stage's stdio from the host: setup-stdio on {}: {e}",
-            socket.display()
-        );
-        return EXIT_RUNNER_FAILED;
+    let head_protocol = Path::new(osbuild_protocol::paths::ARGUMENTS_FILE).exists();
+    if !head_protocol {
+        if let Err(e) = stdio::setup_stdio(&socket) {
+            eprintln!(
+                "{invoked}: cannot get the stage's stdio from the host: setup-stdio on {}: {e}",
+                socket.display()
+            );
+            return EXIT_RUNNER_FAILED;
+        }
     }
     std::env::remove_var(SOCKET_ENV);
 

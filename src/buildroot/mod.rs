@@ -17,6 +17,7 @@
 
 mod api;
 mod dev;
+mod head_api;
 mod netns;
 mod prepare;
 mod remoteloop;
@@ -37,7 +38,8 @@ use osbuild_sys::process::Child;
 use crate::modules::ModuleKind;
 
 pub use api::{ApiServer, SourcesHandler, SourcesServer};
-pub use prepare::{ModuleRun, SharedRoot};
+pub use head_api::HeadApiServer;
+pub use prepare::{ModuleRun, Protocol, SharedRoot};
 pub use remoteloop::LoopServer;
 
 /// Capabilities a module keeps (osbuild's `DEFAULT_CAPABILITIES`); all others are dropped.
@@ -81,7 +83,9 @@ fn grantable_capabilities() -> Vec<Capability> {
 }
 
 /// Where things appear inside the sandbox.
-pub use osbuild_protocol::paths::{API_DIR, LIB_DIR, OUTPUT_DIR, SOURCES_DIR, TREE_DIR};
+pub use osbuild_protocol::paths::{
+    API_DIR, INPUTS_DIR, LIB_DIR, META_FILE, MOUNTS_DIR, OUTPUT_DIR, SOURCES_DIR, TREE_DIR,
+};
 
 /// The directories of the build tree that make up the sandbox's root filesystem.
 const ROOT_DIRS: &[&str] = &["usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32"];
@@ -182,6 +186,39 @@ pub struct Sandbox {
     /// `SOURCE_DATE_EPOCH` of a reproducible build (the reproducible-builds convention that
     /// dpkg, initramfs-tools, mkfs.fat and the assemblers honour).
     pub source_epoch: Option<u64>,
+    /// For a module that speaks osbuild HEAD's protocol: what its sandbox adds to v10's.
+    pub head: Option<HeadLayout>,
+}
+
+impl HeadLayout {
+    /// bubblewrap's arguments for the inputs, mounts and metadata file.
+    fn binds(&self) -> Vec<OsString> {
+        let mut a: Vec<OsString> = Vec::new();
+        let mut bind = |how: &str, from: &std::path::Path, to: &str| {
+            a.extend([how.into(), from.into(), to.into()]);
+        };
+        bind("--ro-bind", &self.inputs_dir, INPUTS_DIR);
+        for (name, path) in &self.inputs {
+            bind("--ro-bind", path, &format!("{INPUTS_DIR}/{name}"));
+        }
+        bind("--bind", &self.mounts_dir, MOUNTS_DIR);
+        bind("--bind", &self.meta_file, META_FILE);
+        a
+    }
+}
+
+/// What a sandbox of HEAD's protocol has besides v10's: the arguments file is in the API
+/// directory; inputs, mounts and the metadata file are bound at HEAD's paths.
+#[derive(Debug, Clone)]
+pub struct HeadLayout {
+    /// Bound read-only at `/run/osbuild/inputs`; holds an empty directory per input.
+    pub inputs_dir: PathBuf,
+    /// `(name, host path)`: each input bound read-only at `/run/osbuild/inputs/NAME`.
+    pub inputs: Vec<(String, PathBuf)>,
+    /// Bound read-write at `/run/osbuild/mounts` (with the mounts made below it).
+    pub mounts_dir: PathBuf,
+    /// Bound read-write at `/run/osbuild/meta`.
+    pub meta_file: PathBuf,
 }
 
 impl Sandbox {
@@ -267,6 +304,11 @@ impl Sandbox {
         if let Some(sources) = &self.sources {
             push(&[&"--ro-bind", sources, &SOURCES_DIR]);
         }
+        if let Some(head) = &self.head {
+            for arg in head.binds() {
+                push(&[&arg]);
+            }
+        }
         if let Some(fd) = seccomp {
             push(&[&"--seccomp", &fd.to_string()]);
         }
@@ -301,8 +343,12 @@ pub struct RunResult {
     pub status: ExitStatus,
     /// Everything the module (and the runner, and bubblewrap itself) printed.
     pub output: String,
-    /// False when the runner never asked for its stdio (it could not start).
+    /// False when the runner never asked for its stdio (it could not start); always true
+    /// for HEAD's protocol, which has no such call.
     pub connected: bool,
+    /// What a module of HEAD's protocol reported on its API socket before failing:
+    /// `{"type", "value", "traceback"}`.
+    pub exception: Option<crate::json::Value>,
 }
 
 impl RunResult {
@@ -345,7 +391,15 @@ impl BuildRoot {
         }
         let (reader, writer) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
             .map_err(|e| io_err("creating the output pipe")(e.into()))?;
-        let server = ApiServer::start(&sandbox.api, args, &writer, sandbox.netns.as_deref())?;
+        let server = match sandbox.head {
+            None => Api::V10(ApiServer::start(
+                &sandbox.api,
+                args,
+                &writer,
+                sandbox.netns.as_deref(),
+            )?),
+            Some(_) => Api::Head(HeadApiServer::start(&sandbox.api)?),
+        };
         let _sources_server = sources
             .map(|h| SourcesServer::start(&sandbox.api, h, sandbox.netns.as_deref()))
             .transpose()?;
@@ -397,17 +451,26 @@ impl BuildRoot {
                 Err(e) => return Err(io_err("waiting for bubblewrap")(e)),
             }
         };
-        let connected = server.stdio_requested();
-        // The server holds the last write end outside the sandbox: once it is gone, EOF comes
-        // as soon as the (already dead) sandbox processes have released theirs.
-        drop(server);
+        // The v10 server holds the last write end outside the sandbox: once it is gone, EOF
+        // comes as soon as the (already dead) sandbox processes have released theirs.
+        let (connected, exception) = match server {
+            Api::V10(server) => (server.stdio_requested(), None),
+            Api::Head(server) => (true, server.finish()),
+        };
         output.drain(on_line);
         Ok(RunResult {
             status,
             output: output.into_text(),
             connected,
+            exception,
         })
     }
+}
+
+/// The `osbuild` API endpoint of a sandbox, in its module's protocol.
+enum Api {
+    V10(ApiServer),
+    Head(HeadApiServer),
 }
 
 fn dup(fd: &OwnedFd) -> Result<OwnedFd, BuildRootError> {
@@ -624,7 +687,35 @@ mod tests {
             netns: None,
             capabilities: DEFAULT_CAPABILITIES.to_vec(),
             source_epoch: None,
+            head: None,
         }
+    }
+
+    #[test]
+    fn a_head_module_gets_inputs_mounts_and_meta_at_heads_paths() {
+        let sandbox = Sandbox {
+            head: Some(HeadLayout {
+                inputs_dir: "/s/tmp/inputs".into(),
+                inputs: vec![("tree".into(), "/store/objects/x".into())],
+                mounts_dir: "/s/tmp/mounts".into(),
+                meta_file: "/s/tmp/meta".into(),
+            }),
+            ..plan(ModuleKind::Stage)
+        };
+        let argv = strings(&sandbox.argv(None));
+        let inputs = find(&argv, ["--ro-bind", "/s/tmp/inputs", INPUTS_DIR]).unwrap();
+        let tree = find(
+            &argv,
+            ["--ro-bind", "/store/objects/x", "/run/osbuild/inputs/tree"],
+        );
+        assert!(
+            tree.unwrap() > inputs,
+            "each input is bound inside the inputs directory"
+        );
+        assert!(find(&argv, ["--bind", "/s/tmp/mounts", MOUNTS_DIR]).is_some());
+        assert!(find(&argv, ["--bind", "/s/tmp/meta", META_FILE]).is_some());
+        let plain = strings(&plan(ModuleKind::Stage).argv(None));
+        assert!(!plain.iter().any(|a| a.starts_with("/run/osbuild/inputs")));
     }
 
     fn strings(argv: &[OsString]) -> Vec<String> {

@@ -7,7 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::{io_err, BuildRootError, DevDir, NetNs, Sandbox};
+use super::{io_err, BuildRootError, DevDir, HeadLayout, NetNs, Sandbox};
 use crate::modules::ModuleKind;
 
 /// What the modules of one pipeline share: a private `/dev`, an `/etc` where the runner's
@@ -50,6 +50,29 @@ pub struct ModuleRun<'a> {
     pub shared: &'a SharedRoot,
     /// `SOURCE_DATE_EPOCH` of a reproducible build, in the module's environment.
     pub source_epoch: Option<u64>,
+    pub protocol: Protocol<'a>,
+}
+
+/// How the engine and the module talk.
+#[derive(Clone, Copy)]
+pub enum Protocol<'a> {
+    /// osbuild v10's: arguments on stdin through `setup-stdio`.
+    V10,
+    /// osbuild HEAD's: the arguments file (`arguments`, the JSON text), the inputs (`(name,
+    /// host path)`, bound read-only), the mounts made below `scratch/mounts`, the metadata
+    /// file.
+    Head {
+        arguments: &'a str,
+        inputs: &'a [(String, PathBuf)],
+    },
+}
+
+impl ModuleRun<'_> {
+    /// Where a module of HEAD's protocol finds its mounts: mounts are made here before
+    /// [`ModuleRun::prepare`], which binds the directory into the sandbox.
+    pub fn mounts_dir(scratch: &Path) -> PathBuf {
+        scratch.join("mounts")
+    }
 }
 
 impl ModuleRun<'_> {
@@ -64,6 +87,12 @@ impl ModuleRun<'_> {
         let sources = (self.kind == ModuleKind::Stage)
             .then(|| make_dir(scratch, "sources"))
             .transpose()?;
+        let head = match self.protocol {
+            Protocol::V10 => None,
+            Protocol::Head { arguments, inputs } => {
+                Some(head_layout(scratch, &api, arguments, inputs)?)
+            }
+        };
         Ok(Sandbox {
             root: self.root.to_owned(),
             root_is_build_tree: self.root_is_build_tree,
@@ -81,8 +110,38 @@ impl ModuleRun<'_> {
             netns: (!self.network).then(|| self.shared.netns.clone()),
             capabilities: Sandbox::default_capabilities(),
             source_epoch: self.source_epoch,
+            head,
         })
     }
+}
+
+/// HEAD's additions in `scratch`: `inputs/NAME` mount points, `mounts/` (perhaps made
+/// already, with mounts in it), the empty `meta` file, and `api/arguments` (read-only inside,
+/// since the API directory is).
+fn head_layout(
+    scratch: &Path,
+    api: &Path,
+    arguments: &str,
+    inputs: &[(String, PathBuf)],
+) -> Result<HeadLayout, BuildRootError> {
+    let inputs_dir = make_dir(scratch, "inputs")?;
+    for (name, _) in inputs {
+        make_dir(&inputs_dir, name)?;
+    }
+    let mounts_dir = ModuleRun::mounts_dir(scratch);
+    if !mounts_dir.is_dir() {
+        make_dir(scratch, "mounts")?;
+    }
+    let meta_file = scratch.join("meta");
+    std::fs::write(&meta_file, b"").map_err(io_err("creating the metadata file"))?;
+    let args_file = api.join(osbuild_protocol::paths::ARGUMENTS_NAME);
+    std::fs::write(&args_file, arguments).map_err(io_err("writing the arguments file"))?;
+    Ok(HeadLayout {
+        inputs_dir,
+        inputs: inputs.to_vec(),
+        mounts_dir,
+        meta_file,
+    })
 }
 
 fn make_dir(parent: &Path, name: &str) -> Result<PathBuf, BuildRootError> {

@@ -16,7 +16,10 @@ use crate::id::ObjectId;
 use crate::json;
 use crate::manifest::{self, Document, ManifestError};
 use crate::modules::{Index, ModuleKind};
-use crate::pipeline::{BuildError, Builder, CheckpointsOnly, Overrides, Request, RequestError};
+use crate::pipeline::{
+    BuildError, Builder, CheckpointsOnly, Overrides, Request, RequestError, V2Request,
+    V2RequestError,
+};
 use crate::store::Store;
 
 /// Build operating system images.
@@ -37,9 +40,21 @@ pub struct Args {
         default_value = crate::modules::DEFAULT_LIBDIR
     )]
     pub libdir: PathBuf,
-    /// Stage id after which the tree is committed to the store (repeatable).
+    /// Stage id after which the tree is committed to the store (repeatable). For a v2
+    /// manifest a pattern (`*`, `?`, `[...]`) over pipeline names, stage ids and stage types.
     #[arg(long, value_name = "ID")]
     pub checkpoint: Vec<String>,
+    /// Build the pipeline NAME (name or id) of a v2 manifest and copy its tree to
+    /// OUTPUT_DIRECTORY/NAME (repeatable); only what the exports need is built.
+    #[arg(long, value_name = "NAME")]
+    pub export: Vec<String>,
+    /// Where --export puts the exported trees.
+    #[arg(long, value_name = "DIRECTORY")]
+    pub output_directory: Option<PathBuf>,
+    /// After the build, prune the store to SIZE (bytes, or with kB, MB, GB, TB, KiB, MiB,
+    /// GiB, TiB) by least recent use, or keep everything (`unlimited`, the default).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub cache_max_size: Option<Size>,
     /// Print the result as JSON (osbuild v10's shape) instead of the human log.
     #[arg(long)]
     pub json: bool,
@@ -144,12 +159,145 @@ fn run(args: Args) -> anyhow::Result<i32> {
         Err(RequestError::Manifest(ManifestError::V2NotBuildable)) if args.inspect => {
             return Ok(inspect_v2(&text, &index));
         }
+        Err(RequestError::Manifest(ManifestError::V2NotBuildable)) => {
+            return run_v2(&text, &index, &args);
+        }
         Err(e) => return refused(e, &args),
     };
     if args.inspect {
         println!("{}", json::dumps_pretty(&request.manifest.describe()));
         return Ok(0);
     }
+    let store = start_building(&args)?;
+    let builder = Builder {
+        store: &store,
+        index: &index,
+        commit: &CheckpointsOnly,
+        cancel: Cancel::with_signal(&INTERRUPTED),
+    };
+    build(&builder, &request, args.json)
+}
+
+/// `--cache-max-size`: a number of bytes, or `unlimited`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Size {
+    Bytes(u64),
+    Unlimited,
+}
+
+/// HEAD's `parse_size`: `unlimited`, or a number with an optional unit (`kB` = 1000,
+/// `KiB` = 1024, up to `TB`/`TiB`; a space between them is allowed).
+pub fn parse_size(s: &str) -> Result<Size, String> {
+    if s == "unlimited" {
+        return Ok(Size::Unlimited);
+    }
+    const UNITS: &[(&str, u64)] = &[
+        ("kB", 1000),
+        ("KiB", 1 << 10),
+        ("MB", 1_000_000),
+        ("MiB", 1 << 20),
+        ("GB", 1_000_000_000),
+        ("GiB", 1 << 30),
+        ("TB", 1_000_000_000_000),
+        ("TiB", 1 << 40),
+    ];
+    let digits = s.trim_end_matches(|c: char| !c.is_ascii_digit());
+    let unit = s[digits.len()..].trim();
+    let factor = match unit {
+        "" => 1,
+        u => UNITS.iter().find(|(n, _)| *n == u).map(|(_, f)| *f).ok_or_else(|| {
+            format!("unknown unit {u:?} in {s:?} (use bytes, kB, KiB, MB, MiB, GB, GiB, TB, TiB or unlimited)")
+        })?,
+    };
+    let n: u64 = digits.parse().map_err(|_| {
+        format!("{s:?} is not a size (a number with an optional unit, or unlimited)")
+    })?;
+    n.checked_mul(factor)
+        .map(Size::Bytes)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+/// Builds a v2 manifest (HEAD's command line and `--json` result); returns the exit code.
+fn run_v2(text: &str, index: &Index, args: &Args) -> anyhow::Result<i32> {
+    let manifest = match manifest::load_document(text, index) {
+        Ok(Document::V2(m)) => m,
+        Ok(Document::V1(_)) => unreachable!("only v2 manifests come here"),
+        Err(e) => return Ok(report_invalid(&e, args.json)),
+    };
+    let request = match V2Request::new(manifest, args.export.clone(), &args.checkpoint) {
+        Ok(r) => r,
+        Err(V2RequestError::NoCheckpoint(_)) => {
+            println!("No checkpoints matched provided patterns!");
+            println!("{RESET}{BOLD}{RED}Failed{RESET}");
+            return Ok(1);
+        }
+        Err(e @ V2RequestError::UnknownExport { .. }) => {
+            println!("{e}");
+            println!("{RESET}{BOLD}{RED}Failed{RESET}");
+            return Ok(1);
+        }
+    };
+    let output_dir = match (&args.output_directory, request.exports.is_empty()) {
+        (None, false) => {
+            println!("Need --output-directory for --export");
+            return Ok(1);
+        }
+        (dir, _) => dir.clone(),
+    };
+    let store = start_building(args)?;
+    let builder = Builder {
+        store: &store,
+        index,
+        commit: &CheckpointsOnly,
+        cancel: Cancel::with_signal(&INTERRUPTED),
+    };
+    let mut log = HumanLog {
+        enabled: !args.json,
+        color: std::io::stdout().is_terminal(),
+        fetched: None,
+    };
+    let result = match builder.build_v2(&request, &mut log) {
+        Ok(r) => r,
+        Err(BuildError::Cancelled) => {
+            println!();
+            println!("{}", log.paint(&format!("{BOLD}{RED}Aborted{RESET}")));
+            return Ok(130);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if result.success {
+        if let Some(dir) = &output_dir {
+            for name in &request.exports {
+                let dest = dir.join(name);
+                std::fs::create_dir_all(&dest)
+                    .with_context(|| format!("creating {}", dest.display()))?;
+                builder
+                    .export_v2(&request, name, &dest)
+                    .with_context(|| format!("exporting {name} to {}", dest.display()))?;
+            }
+        }
+    }
+    if let Some(Size::Bytes(budget)) = args.cache_max_size {
+        store
+            .prune(budget)
+            .context("pruning the store to --cache-max-size")?;
+    }
+    if args.json {
+        println!("{}", json::dumps(&result.to_json()));
+    } else if result.success {
+        println!("\nPipelines");
+        for p in &request.manifest.pipelines {
+            let id = p.id().map_or("None".to_owned(), ObjectId::to_string);
+            println!("  {:<10}\t{id}", format!("{}:", p.name));
+        }
+    } else {
+        println!("{}", log.paint(&format!("{RESET}{BOLD}{RED}Failed{RESET}")));
+    }
+    Ok(if result.success { 0 } else { 1 })
+}
+
+/// Checks that we may build, enters the private mount namespace, opens the store.
+fn start_building(args: &Args) -> anyhow::Result<Store> {
     if !nix::unistd::geteuid().is_root() {
         anyhow::bail!(
             "building needs root (it creates namespaces and mounts); run it with sudo, or use osbuildctl to build through the osbuildd service"
@@ -158,16 +306,7 @@ fn run(args: Args) -> anyhow::Result<i32> {
     // Before any thread exists: every mount we make stays private and dies with us.
     crate::mount::enter_private_namespace().context("entering a private mount namespace")?;
     install_signal_handlers();
-
-    let store = Store::open(&args.store)
-        .with_context(|| format!("opening the store {}", args.store.display()))?;
-    let builder = Builder {
-        store: &store,
-        index: &index,
-        commit: &CheckpointsOnly,
-        cancel: Cancel::with_signal(&INTERRUPTED),
-    };
-    build(&builder, &request, args.json)
+    Store::open(&args.store).with_context(|| format!("opening the store {}", args.store.display()))
 }
 
 /// `--verify`: checks the store, prints what it found; 0 when clean, 1 otherwise.

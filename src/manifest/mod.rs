@@ -42,8 +42,9 @@ pub enum ManifestError {
     /// Every problem found, one per line in the message.
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
     Invalid(Vec<ValidationError>),
-    /// A valid v2 manifest given to something that builds.
-    #[error("v2 manifests can be inspected but not built yet")]
+    /// A valid v2 manifest given to something that builds v1 manifests only (osbuild builds
+    /// v2 through its own path; osbuildd does not yet).
+    #[error("v2 manifests are built by osbuild; this path (osbuildd's Build) takes v1 manifests only so far")]
     V2NotBuildable,
 }
 

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use osbuild_protocol::meta::{Meta, FILE_SUFFIX as META_SUFFIX};
 use serde::Deserialize;
 
-use super::index::{Index, ModuleKind};
+use super::index::{is_plain_name, Index, ModuleKind};
 use super::python;
 use crate::json;
 
@@ -32,14 +32,45 @@ pub enum ModuleError {
 }
 
 impl Index {
+    /// Whether the libdir has module `name`: its executable, or for the inputs, devices and
+    /// mounts the engine serves natively, its meta file.
+    pub fn knows(&self, kind: ModuleKind, name: &str) -> bool {
+        let native = matches!(
+            kind,
+            ModuleKind::Input | ModuleKind::Device | ModuleKind::Mount
+        );
+        self.path(kind, name).is_some()
+            || (native
+                && is_plain_name(name)
+                && self
+                    .dir(kind)
+                    .join(format!("{name}{META_SUFFIX}"))
+                    .is_file())
+    }
+
+    /// Whether module `name` speaks osbuild HEAD's protocol: its meta has `schema_2`, or it is
+    /// a Python module in a libdir of HEAD's layout (with HEAD's `osbuild` package beside).
+    pub fn speaks_head(&self, kind: ModuleKind, name: &str) -> bool {
+        if self.meta(kind, name).is_ok_and(|m| m.schema_2.is_some()) {
+            return true;
+        }
+        let python = self
+            .path(kind, name)
+            .and_then(|p| std::fs::read(p).ok())
+            .is_some_and(|bytes| python::is_python(&bytes));
+        python && self.libdir().join("osbuild").exists()
+    }
+
     /// What module `name` says about itself: from `NAME.meta.json` if present, else from the
     /// schema string embedded in a Python module, else nothing (any options accepted).
     pub fn meta(&self, kind: ModuleKind, name: &str) -> Result<Meta, ModuleError> {
-        let path = self.path(kind, name).ok_or_else(|| ModuleError::NotFound {
-            kind,
-            name: name.to_owned(),
-            dir: self.dir(kind),
-        })?;
+        if !self.knows(kind, name) {
+            return Err(ModuleError::NotFound {
+                kind,
+                name: name.to_owned(),
+                dir: self.dir(kind),
+            });
+        }
         let meta_path = self.dir(kind).join(format!("{name}{META_SUFFIX}"));
         match std::fs::read_to_string(&meta_path) {
             Ok(text) => return parse_meta_file(&text, &meta_path),
@@ -51,6 +82,9 @@ impl Index {
                 })
             }
         }
+        let Some(path) = self.path(kind, name) else {
+            return Ok(Meta::default());
+        };
         let bytes = std::fs::read(&path).map_err(|source| ModuleError::Read {
             path: path.clone(),
             source,

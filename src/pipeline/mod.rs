@@ -14,6 +14,7 @@
 
 mod request;
 mod result;
+mod v2;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -31,6 +32,7 @@ use crate::store::{Object, ObjectKind, Store, StoreError, TempDir};
 
 pub use request::{Overrides, Request, RequestError, Secrets};
 pub use result::{ModuleResult, PipelineResult};
+pub use v2::{fnmatch, mark_checkpoints, StageLog, V2Request, V2RequestError, V2Result};
 
 /// Which stage trees a build commits besides the request's checkpoints.
 pub trait CommitPolicy {
@@ -65,6 +67,9 @@ pub enum BuildError {
         name: String,
         libdir: PathBuf,
     },
+    /// A stage's input could not be given to it (v2 manifests).
+    #[error("{0}")]
+    Input(String),
     #[error("aborted")]
     Cancelled,
     /// The build itself broke (its thread panicked, or could not start); a bug, not a result.
@@ -375,6 +380,7 @@ impl<'a> Run<'a, '_> {
             network: index.meta(kind, &module.name).is_ok_and(|m| m.network),
             shared: &env.shared,
             source_epoch: self.request.source_epoch,
+            protocol: crate::buildroot::Protocol::V10,
         })
     }
 

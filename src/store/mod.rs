@@ -35,9 +35,11 @@ mod lock;
 mod object;
 mod prune;
 mod refs;
+mod stage_meta;
 mod treesum;
 mod verify;
 
+pub(crate) use self::copy::copy_tree;
 pub use self::lock::TempDir;
 pub use self::object::{HostGuard, HostTree, Object, ObjectMount, ReadGuard, WriteGuard};
 pub use self::prune::PruneReport;

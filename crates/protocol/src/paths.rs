@@ -25,6 +25,17 @@ pub const TREE_DIR: &str = "/run/osbuild/tree";
 pub const OUTPUT_DIR: &str = "/run/osbuild/output";
 /// Where the sources API puts the files a stage asked for (`<dir>/<source>/<checksum>`).
 pub const SOURCES_DIR: &str = "/run/osbuild/sources";
+/// osbuild HEAD's protocol: the file a module reads its arguments from
+/// (`{"tree", "paths", "devices", "inputs", "mounts", "options", "meta"}`).
+pub const ARGUMENTS_FILE: &str = concat!(api_dir!(), "/arguments");
+/// The name of [`ARGUMENTS_FILE`] in [`API_DIR`].
+pub const ARGUMENTS_NAME: &str = "arguments";
+/// HEAD's protocol: where a stage's inputs appear, read-only, one directory per input name.
+pub const INPUTS_DIR: &str = "/run/osbuild/inputs";
+/// HEAD's protocol: where a stage's mounts appear.
+pub const MOUNTS_DIR: &str = "/run/osbuild/mounts";
+/// HEAD's protocol: the file a module writes its metadata to (JSON).
+pub const META_FILE: &str = "/run/osbuild/meta";
 /// The directory of the API sockets.
 pub const API_DIR: &str = api_dir!();
 

@@ -77,3 +77,25 @@ pub fn read_appending(fd: impl AsFd, buf: &mut Vec<u8>, max: usize) -> nix::Resu
     unsafe { buf.set_len(len + n) };
     Ok(n)
 }
+
+/// Opens `path` read-only as if `root` were `/` (`openat2` with `RESOLVE_IN_ROOT`): `..`
+/// and symlinks, even absolute ones, resolve inside `root`, so a name from a manifest cannot
+/// reach a file outside the tree it names.
+pub fn open_in_root(root: &std::path::Path, path: &std::path::Path) -> nix::Result<std::fs::File> {
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    let dir = rustix::fs::open(
+        root,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(errno)?;
+    let fd = rustix::fs::openat2(
+        &dir,
+        path,
+        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY,
+        Mode::empty(),
+        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+    )
+    .map_err(errno)?;
+    Ok(std::fs::File::from(fd))
+}

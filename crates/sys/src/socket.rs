@@ -115,6 +115,35 @@ pub fn datagram_listener_reads(path: &Path, timeout: Duration) -> nix::Result<bo
     }
 }
 
+/// A close-on-exec, non-blocking AF_UNIX `SOCK_SEQPACKET` socket listening at `path`: the
+/// transport of osbuild HEAD's API sockets (`jsoncomm`), where clients `connect`.
+pub fn listen_seqpacket(path: &Path) -> Result<OwnedFd, SocketFailed> {
+    let addr = UnixAddr::new(path).map_err(fail(Step::Address))?;
+    let sock = socket(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+        None,
+    )
+    .map_err(fail(Step::Socket))?;
+    bind(sock.as_raw_fd(), &addr).map_err(fail(Step::Bind))?;
+    nix::sys::socket::listen(
+        &sock,
+        nix::sys::socket::Backlog::new(16).expect("a small backlog"),
+    )
+    .map_err(fail(Step::Bind))?;
+    Ok(sock)
+}
+
+/// Accepts one connection of a listening socket, close-on-exec and non-blocking; `EAGAIN`
+/// when none is waiting.
+pub fn accept(listener: impl AsFd) -> nix::Result<OwnedFd> {
+    nix::sys::socket::accept4(
+        listener.as_fd(),
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+    )
+}
+
 /// Shuts both directions of `sock` down, which wakes a thread blocked receiving on it.
 pub fn shutdown(sock: impl AsFd) -> nix::Result<()> {
     nix::sys::socket::shutdown(sock.as_fd().as_raw_fd(), Shutdown::Both)

@@ -325,7 +325,7 @@ impl Checker<'_> {
         path: &str,
         type_key: &str,
     ) -> Option<jsonschema::Validator> {
-        if index.path(kind, name).is_none() {
+        if !index.knows(kind, name) {
             let dir = index.libdir().join(kind.dir_name());
             let message = format!("unknown {kind} '{name}' (not in {})", dir.display());
             let at = match type_key {

@@ -1,0 +1,260 @@
+//! Building v2 manifests with HEAD's command line: exports, tree and files inputs, HEAD's
+//! module protocol (arguments file, metadata, exceptions), checkpoint patterns, a cached
+//! rebuild that runs nothing, and a failing stage that leaves nothing behind.
+
+mod common;
+
+use common::{mounts_under, privileged, Env};
+use serde_json::{json, Value};
+
+fn head_stage(options: Value) -> Value {
+    json!({"type": "org.osbuild.test.head", "options": options})
+}
+
+/// base -> image (tree and files inputs from base); "unused" is never exported.
+fn manifest() -> Value {
+    let mut image = head_stage(json!({"name": "image"}));
+    image["inputs"] = json!({
+        "tree": {"type": "org.osbuild.tree", "origin": "org.osbuild.pipeline",
+                 "references": ["name:base"]},
+        "one": {"type": "org.osbuild.files", "origin": "org.osbuild.pipeline",
+                "references": {"name:base": {"file": "/hello"}}}
+    });
+    json!({
+        "version": "2",
+        "pipelines": [
+            {"name": "base", "source-epoch": 1700000000,
+             "stages": [head_stage(json!({"name": "base", "write": {"hello": "world"}}))]},
+            {"name": "image", "stages": [image]},
+            {"name": "unused", "stages": [head_stage(json!({"name": "unused"}))]}
+        ]
+    })
+}
+
+fn read(path: &std::path::Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn stage_id(inspected: &Value, pipeline: usize) -> String {
+    inspected["pipelines"][pipeline]["stages"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn privileged_v2_exports_inputs_and_heads_arguments_file() {
+    if !privileged("privileged_v2_exports_inputs_and_heads_arguments_file") {
+        return;
+    }
+    let env = Env::new();
+    let m = manifest();
+    let inspected = env.inspect(&m);
+    let out = env.dir.path().join("out");
+    let out_arg = out.to_str().unwrap();
+    let (result, code) = env.build_json(
+        &["--export", "image", "--output-directory", out_arg],
+        &m.to_string(),
+    );
+    assert_eq!(code, 0, "{result:#}");
+    assert_eq!(result["type"], "result");
+    assert_eq!(result["success"], true);
+    let log = result["log"].as_object().unwrap();
+    let built: Vec<&String> = log.keys().collect();
+    assert_eq!(
+        built,
+        ["base", "image"],
+        "only what the export needs is built"
+    );
+    // (The runner's first-sandbox set-up may print before it.)
+    let output = log["image"][0]["output"].as_str().unwrap();
+    assert!(output.ends_with("image: done\n"), "{output}");
+    assert_eq!(
+        result["metadata"]["image"]["org.osbuild.test.head"],
+        json!({"name": "image", "inputs": ["one", "tree"]})
+    );
+    assert_eq!(
+        result["metadata"]["base"]["org.osbuild.test.head"]["name"],
+        "base"
+    );
+
+    // Exactly HEAD's arguments file (Stage.run + prepare_arguments).
+    let image = out.join("image");
+    let args: Value = serde_json::from_str(&read(&image.join("args/image.json"))).unwrap();
+    assert_eq!(
+        args,
+        json!({
+            "tree": "/run/osbuild/tree",
+            "paths": {"devices": "/dev", "inputs": "/run/osbuild/inputs", "mounts": "/run/osbuild/mounts"},
+            "devices": {},
+            "inputs": {
+                "one": {"path": "/run/osbuild/inputs/one", "data": {"files": {"hello": {}}}},
+                "tree": {"path": "/run/osbuild/inputs/tree"}
+            },
+            "mounts": {},
+            "options": {"name": "image"},
+            "meta": {"id": stage_id(&inspected, 1)}
+        })
+    );
+    assert!(
+        !image.join("args/base.json").exists(),
+        "the image tree starts empty: base's files are only an input"
+    );
+    let tree_listing = read(&image.join("inputs-image-tree.txt"));
+    assert!(tree_listing.contains("hello='world'"), "{tree_listing}");
+    assert!(tree_listing.contains("args/base.json="), "{tree_listing}");
+    assert_eq!(read(&image.join("inputs-image-one.txt")), "hello='world'\n");
+    assert!(!out.join("base").exists(), "only exports are copied out");
+
+    // The source epoch reached base's metadata id, and the export is a plain tree.
+    let base_export = env.dir.path().join("out2");
+    let (again, code) = env.build_json(
+        &[
+            "--export",
+            "base",
+            "--export",
+            "image",
+            "--output-directory",
+            base_export.to_str().unwrap(),
+        ],
+        &m.to_string(),
+    );
+    assert_eq!(code, 0, "{again:#}");
+    assert_eq!(again["log"], json!({}), "a cached rebuild runs nothing");
+    assert_eq!(
+        again["metadata"], result["metadata"],
+        "metadata survives in the store"
+    );
+    let base_args: Value =
+        serde_json::from_str(&read(&base_export.join("base/args/base.json"))).unwrap();
+    assert_eq!(
+        base_args["meta"],
+        json!({"id": stage_id(&inspected, 0), "source-epoch": 1700000000})
+    );
+    assert_eq!(
+        read(&base_export.join("image/inputs-image-one.txt")),
+        "hello='world'\n"
+    );
+    assert!(
+        env.store_entries("tmp").is_empty(),
+        "{:?}",
+        env.store_entries("tmp")
+    );
+}
+
+#[test]
+fn privileged_v2_failing_stage_reports_heads_error_and_leaves_nothing() {
+    if !privileged("privileged_v2_failing_stage_reports_heads_error_and_leaves_nothing") {
+        return;
+    }
+    let env = Env::new();
+    let m = json!({
+        "version": "2",
+        "pipelines": [{"name": "os", "stages": [
+            head_stage(json!({"name": "first", "write": {"a": "b"}})),
+            head_stage(json!({"name": "second", "fail": "disk on fire"}))
+        ]}]
+    });
+    let inspected = env.inspect(&m);
+    let out = env.dir.path().join("out");
+    let (result, code) = env.build_json(
+        &[
+            "--export",
+            "os",
+            "--output-directory",
+            out.to_str().unwrap(),
+            "--checkpoint",
+            "os",
+        ],
+        &m.to_string(),
+    );
+    assert_eq!(code, 1, "{result:#}");
+    assert_eq!(result["type"], "error");
+    assert_eq!(result["success"], false);
+    let stage = &result["error"]["details"]["stage"];
+    assert_eq!(result["error"]["type"], "org.osbuild.error.stage");
+    assert_eq!(stage["type"], "org.osbuild.test.head");
+    assert_eq!(stage["id"], inspected["pipelines"][0]["stages"][1]["id"]);
+    assert_eq!(stage["error"]["type"], "exception");
+    assert_eq!(stage["error"]["data"]["value"], "disk on fire");
+    assert!(stage["output"]
+        .as_str()
+        .unwrap()
+        .contains("second: failing with disk on fire"));
+    let log = result["log"]["os"].as_array().unwrap();
+    assert_eq!(log.len(), 2);
+    assert!(
+        log[0].get("success").is_none(),
+        "a successful entry has no success key (HEAD)"
+    );
+    assert_eq!(log[1]["success"], false);
+    assert!(!out.exists(), "nothing is exported after a failure");
+    assert!(
+        env.store_entries("refs").is_empty(),
+        "{:?}",
+        env.store_entries("refs")
+    );
+    assert!(
+        env.store_entries("tmp").is_empty(),
+        "{:?}",
+        env.store_entries("tmp")
+    );
+    assert!(mounts_under(&env.store).is_empty());
+}
+
+#[test]
+fn privileged_v2_command_line_errors_are_heads() {
+    if !privileged("privileged_v2_command_line_errors_are_heads") {
+        return;
+    }
+    let env = Env::new();
+    let m = manifest().to_string();
+    let text = |o: &std::process::Output| String::from_utf8_lossy(&o.stdout).into_owned();
+
+    let o = env.osbuild(
+        &["--export", "nope", "--output-directory", "/nonexistent"],
+        &m,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o).contains(
+            "export nope is not a pipeline of the manifest (pipelines: base, image, unused)"
+        ),
+        "{}",
+        text(&o)
+    );
+
+    let o = env.osbuild(&["--export", "image"], &m);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("Need --output-directory for --export"));
+
+    let o = env.osbuild(&["--checkpoint", "nothing-*"], &m);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("No checkpoints matched provided patterns!"));
+
+    let o = env.osbuild(&["--cache-max-size", "12 parsecs"], &m);
+    assert_eq!(o.status.code(), Some(2), "a usage error");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("unknown unit"));
+
+    // Checkpoints by stage type: the tree after each matching stage is committed.
+    let o = env.osbuild(
+        &[
+            "--checkpoint",
+            "org.osbuild.test.*",
+            "--cache-max-size",
+            "unlimited",
+        ],
+        &m,
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        env.store_entries("refs").is_empty(),
+        "no export: nothing is built"
+    );
+    assert!(env.store_entries("tmp").is_empty());
+}
