@@ -117,7 +117,7 @@ impl Progress {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 struct Entry {
     executable: PathBuf,
     options: Value,
@@ -125,6 +125,24 @@ struct Entry {
     cache: PathBuf,
     /// A v2 source's `items` (all fetched ahead); `None` for a v1 source.
     items: Option<Value>,
+}
+
+/// Without the secrets, and with the items only counted.
+impl std::fmt::Debug for Entry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let items = self
+            .items
+            .as_ref()
+            .and_then(Value::as_object)
+            .map(|m| m.len());
+        f.debug_struct("Entry")
+            .field("executable", &self.executable)
+            .field("options", &self.options)
+            .field("secrets", &"<redacted>")
+            .field("cache", &self.cache)
+            .field("items", &items)
+            .finish()
+    }
 }
 
 /// The sources of one build: their executables, options, secrets and caches. Cheap to share
