@@ -6,7 +6,6 @@
 mod common;
 
 use std::net::TcpListener;
-use std::time::{Duration, Instant};
 
 use common::http::Server;
 use osbuild::buildroot::Cancel;
@@ -26,31 +25,12 @@ fn sha256(data: &[u8]) -> String {
     )
 }
 
-/// A listener that accepts and never answers, until dropped (at most 60 s).
-struct Hanging {
-    url: String,
-    _stop: std::sync::mpsc::Sender<()>,
-}
-
-fn hanging(path: &str) -> Hanging {
+/// A listener that completes connections (the kernel's backlog) and never answers, until
+/// dropped.
+fn never_answering(path: &str) -> (TcpListener, String) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
     let url = format!("http://{}{path}", listener.local_addr().unwrap());
-    let (tx, rx) = std::sync::mpsc::channel::<()>();
-    std::thread::spawn(move || {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut held = Vec::new();
-        while Instant::now() < deadline {
-            if let Ok((conn, _)) = listener.accept() {
-                held.push(conn);
-            }
-            match rx.recv_timeout(Duration::from_millis(10)) {
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-                _ => return,
-            }
-        }
-    });
-    Hanging { url, _stop: tx }
+    (listener, url)
 }
 
 /// Every event, as text.
@@ -108,7 +88,7 @@ fn curl_and_inline_items_land_in_heads_cache_past_failing_mirrors() {
     let (sg, ss) = (sha256(&good), sha256(&small));
     let server = Server::start(vec![("/good.rpm", good.clone()), ("/small", small.clone())]);
     let liar = Server::start(vec![("/good.rpm", b"not it".to_vec())]);
-    let hang = hanging("/good.rpm");
+    let (_hang, hang_url) = never_answering("/good.rpm");
     let inline = b"inline bytes\n".to_vec();
     let si = sha256(&inline);
     // `printf 'inline bytes\n' | base64`
@@ -117,7 +97,7 @@ fn curl_and_inline_items_land_in_heads_cache_past_failing_mirrors() {
         "org.osbuild.curl": {
             "items": {
                 &sg: {"url": server.url("/missing.rpm"),
-                      "mirrors": [hang.url, liar.url("/good.rpm"), server.url("/good.rpm")]},
+                      "mirrors": [hang_url, liar.url("/good.rpm"), server.url("/good.rpm")]},
                 &ss: server.url("/small"),
             },
             "options": serde_json::from_str::<Value>(FAST).unwrap(),
@@ -155,10 +135,10 @@ fn all_mirrors_failing_stops_with_each_named_and_nothing_cached() {
     let want = b"the file".to_vec();
     let sum = sha256(&want);
     let server = Server::start(vec![("/wrong", b"other".to_vec())]);
-    let hang = hanging("/f");
+    let (_hang, hang_url) = never_answering("/f");
     let token = "Bearer v2-s3cr3t";
     let text = v2(json!({"org.osbuild.curl": {
-        "items": {&sum: [server.url("/missing"), hang.url, server.url("/wrong")]},
+        "items": {&sum: [server.url("/missing"), hang_url, server.url("/wrong")]},
         "options": serde_json::from_str::<Value>(FAST).unwrap(),
     }}));
     let secrets = json!({"org.osbuild.curl": {"headers": {"Authorization": token}}});
@@ -167,7 +147,7 @@ fn all_mirrors_failing_stops_with_each_named_and_nothing_cached() {
     for w in [
         format!("org.osbuild.curl: {sum}: all 3 mirrors failed: ["),
         format!("{}: HTTP 404 Not Found", server.url("/missing")),
-        format!("{}: timed out", hang.url),
+        format!("{}: timed out", hang_url),
         format!("{}: checksum mismatch", server.url("/wrong")),
     ] {
         assert!(err.contains(&w), "missing {w:?} in {err}");

@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -50,35 +49,6 @@ fn digest(algorithm: &str, body: &[u8]) -> String {
 
 fn serve(server: &Server, path: &str, body: Vec<u8>) {
     server.route(path, move |_, c| respond(c, 200, &body));
-}
-
-/// A server that accepts connections and never answers, until dropped (at most 60 s).
-struct Hanging {
-    url: String,
-    _stop: std::sync::mpsc::Sender<()>,
-}
-
-fn hanging(path: &str) -> Hanging {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let url = format!("http://{}{path}", listener.local_addr().unwrap());
-    let (tx, rx) = std::sync::mpsc::channel::<()>();
-    std::thread::spawn(move || {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut held = Vec::new();
-        while Instant::now() < deadline {
-            if let Ok((conn, _)) = listener.accept() {
-                held.push(conn);
-            }
-            if !matches!(
-                rx.recv_timeout(Duration::from_millis(10)),
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout)
-            ) {
-                return;
-            }
-        }
-    });
-    Hanging { url, _stop: tx }
 }
 
 /// The names in the cache: exactly the verified files, no partial download.
@@ -169,10 +139,10 @@ fn failing_mirrors_are_passed_over_for_a_good_one() {
     let sum = digest("sha256", &good);
     serve(&server, "/good", good.clone());
     serve(&server, "/wrong", b"other bytes".to_vec());
-    let hang = hanging("/slow");
+    let (_hang, hang_url) = never_answering("/slow");
     let mirrors = [
         server.url("/missing"),
-        hang.url.clone(),
+        hang_url.clone(),
         server.url("/wrong"),
         server.url("/good"),
     ];
@@ -207,11 +177,11 @@ fn all_mirrors_failing_names_each_and_caches_nothing() {
     let sum = digest("sha256", b"what the manifest expects");
     serve(&server, "/wrong", b"something else".to_vec());
     server.route("/down", |_, c| respond(c, 503, b""));
-    let hang = hanging("/slow");
+    let (_hang, hang_url) = never_answering("/slow");
     let other = digest("sha256", b"one more");
     let items = json!({
         &sum: {"url": server.url("/missing"),
-               "mirrors": [hang.url.clone(), server.url("/wrong"), server.url("/down")]},
+               "mirrors": [hang_url.clone(), server.url("/wrong"), server.url("/down")]},
         &other: server.url("/also-missing"),
     });
     let reply = run_source(
@@ -225,7 +195,7 @@ fn all_mirrors_failing_names_each_and_caches_nothing() {
         "2 files could not be fetched: ".to_owned(),
         format!("{sum}: all 4 mirrors failed: ["),
         format!("{}: HTTP 404 Not Found; ", server.url("/missing")),
-        format!("{}: timed out", hang.url),
+        format!("{}: timed out", hang_url),
         "(gave up after 2 attempts)".to_owned(),
         format!(
             "{}: checksum mismatch: the content has {} (14 bytes); ",
@@ -264,17 +234,7 @@ fn secrets_reach_the_server_only_and_host_paths_are_refused_for_others() {
         json!({&sum: server.url("/private"), &missing: server.url("/nope")}),
         json!({}),
     );
-    req["secrets"] = json!({"headers": {"Authorization": token}});
-    let reply = run_source(
-        "org.osbuild.curl",
-        &req,
-        &[("OSBUILD_SOURCE_PROGRESS", "1")],
-    );
-    assert_eq!(reply.status, 1);
-    assert!(server
-        .headers()
-        .contains(&format!("authorization: {token}")));
-    assert!(!reply.stdout.contains("s3cr3t") && !reply.stderr.contains("s3cr3t"));
+    assert_header_secret_kept(&server, "org.osbuild.curl", &mut req, token, "s3cr3t");
 
     // For a caller who is not root: no file:// URL, no secrets provider reading host files.
     let file = d.output.join("f");
