@@ -234,9 +234,7 @@ fn failures_name_the_file_and_the_cause_and_leave_nothing() {
             server.url("/cut")
         ),
     ];
-    for w in &want {
-        assert!(err.contains(w.as_str()), "missing {w:?} in {err}");
-    }
+    assert_contains_all(err, &want);
     assert_eq!(server.hits("/wrong"), 1, "a mismatch is not retried");
     assert_eq!(server.hits("/missing"), 1, "a 404 is not retried");
     assert_eq!(server.hits("/down"), 3);

@@ -258,3 +258,10 @@ pub fn never_answering(path: &str) -> (std::net::TcpListener, String) {
     let url = format!("http://{}{path}", listener.local_addr().unwrap());
     (listener, url)
 }
+
+/// `text` contains every one of `want`.
+pub fn assert_contains_all(text: &str, want: &[String]) {
+    for w in want {
+        assert!(text.contains(w.as_str()), "missing {w:?} in {text}");
+    }
+}
