@@ -56,6 +56,9 @@ lay_out_libdir() {
         ln -sfn ../libexec/osbuild-sources "$dir/sources/$source"
     done < sources/names.txt
     local kind meta name
+    for meta in sources/meta/*.meta.json; do
+        install -m 0644 "$meta" "$dir/sources/$(basename "$meta")"
+    done
     for kind in stages assemblers; do
         for meta in "$kind"/meta/*.meta.json; do
             name=$(basename "$meta" .meta.json)

@@ -7,6 +7,12 @@
 //! `STORE/sources/NAME`. Secrets go to the source's stdin and nowhere else: not into argv, the
 //! environment, logs, events or results.
 //!
+//! A v2 manifest's sources (`{TYPE: {"items", "options"?}}`, [`Sources::for_v2`]) travel the
+//! same way, with the items as the request's `"items"`; all their items are fetched before
+//! the first stage. HEAD's file sources (`org.osbuild.curl`, `org.osbuild.inline`,
+//! `org.osbuild.librepo`) share HEAD's cache `STORE/sources/org.osbuild.files`, where a
+//! stage's `org.osbuild.files` input finds a file by its checksum ([`cached_file`]).
+//!
 //! Sources that our binaries implement print progress lines on stderr when
 //! `OSBUILD_SOURCE_PROGRESS=1` (see the `osbuild-sources` crate); they become
 //! [`Event::SourceProgress`]. Other stderr lines are logged.
@@ -42,7 +48,39 @@ const PASSED_ENV: &[&str] = &[
     "NO_PROXY",
     "SSL_CERT_FILE",
     "SSL_CERT_DIR",
+    // org.osbuild.curl's proxy and its org.osbuild.mtls secrets provider (as osbuild HEAD).
+    "OSBUILD_SOURCES_CURL_PROXY",
+    "OSBUILD_SOURCES_CURL_SSL_CLIENT_CERT",
+    "OSBUILD_SOURCES_CURL_SSL_CLIENT_KEY",
+    "OSBUILD_SOURCES_CURL_SSL_CA_CERT",
 ];
+
+/// The cache of HEAD's file sources, keyed by checksum (HEAD's `content_type`).
+pub const FILES_CACHE: &str = "org.osbuild.files";
+
+/// The cache directory name of v2 source `name`: HEAD's file sources share [`FILES_CACHE`].
+fn v2_cache_name(name: &str) -> &str {
+    match name {
+        "org.osbuild.curl" | "org.osbuild.inline" | "org.osbuild.librepo" => FILES_CACHE,
+        other => other,
+    }
+}
+
+/// The verified file of `checksum` in HEAD's file cache (`STORE/sources/org.osbuild.files/
+/// CHECKSUM`), if it is there: what a stage's `org.osbuild.files` input with origin
+/// `org.osbuild.source` hands over. `checksum` must be `ALGORITHM:HEX`; nothing else is looked
+/// up.
+pub fn cached_file(store: &Store, checksum: &str) -> Option<PathBuf> {
+    let (algorithm, hex) = checksum.split_once(':')?;
+    let plain = ["md5", "sha1", "sha256", "sha384", "sha512"].contains(&algorithm)
+        && !hex.is_empty()
+        && hex.bytes().all(|b| b.is_ascii_hexdigit());
+    if !plain {
+        return None;
+    }
+    let path = store.sources_dir(FILES_CACHE).ok()?.join(checksum);
+    path.is_file().then_some(path)
+}
 
 /// Why sources could not be fetched.
 #[derive(Debug, thiserror::Error)]
@@ -79,12 +117,32 @@ impl Progress {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 struct Entry {
     executable: PathBuf,
     options: Value,
     secrets: Value,
     cache: PathBuf,
+    /// A v2 source's `items` (all fetched ahead); `None` for a v1 source.
+    items: Option<Value>,
+}
+
+/// Without the secrets, and with the items only counted.
+impl std::fmt::Debug for Entry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let items = self
+            .items
+            .as_ref()
+            .and_then(Value::as_object)
+            .map(|m| m.len());
+        f.debug_struct("Entry")
+            .field("executable", &self.executable)
+            .field("options", &self.options)
+            .field("secrets", &"<redacted>")
+            .field("cache", &self.cache)
+            .field("items", &items)
+            .finish()
+    }
 }
 
 /// The sources of one build: their executables, options, secrets and caches. Cheap to share
@@ -133,6 +191,7 @@ impl Sources {
                     options: opts.clone(),
                     secrets: secret,
                     cache: store.sources_dir(name)?,
+                    items: None,
                 },
             );
         }
@@ -140,6 +199,34 @@ impl Sources {
             entries,
             unprivileged_caller: false,
         })
+    }
+
+    /// The sources of a v2 manifest (`{TYPE: {"items", "options"?}}`, as checked by the
+    /// manifest loader), with `secrets` as for [`Self::new`]. Every item of every source is
+    /// fetched by [`Self::fetch_all`]; HEAD's file sources write into [`FILES_CACHE`].
+    pub fn for_v2(
+        index: &Index,
+        store: &Store,
+        sources: &json::Map,
+        secrets: Option<&Value>,
+    ) -> Result<Self, SourceError> {
+        let options: BTreeMap<String, Value> = sources
+            .iter()
+            .map(|(name, source)| {
+                let opts = source.get("options").cloned();
+                (
+                    name.clone(),
+                    opts.unwrap_or(Value::Object(json::Map::new())),
+                )
+            })
+            .collect();
+        let mut this = Self::new(index, store, &options, secrets)?;
+        for (name, entry) in &mut this.entries {
+            let items = sources.get(name).and_then(|s| s.get("items")).cloned();
+            entry.items = Some(items.unwrap_or(Value::Object(json::Map::new())));
+            entry.cache = store.sources_dir(v2_cache_name(name))?;
+        }
+        Ok(this)
     }
 
     /// Tells every source that the build's caller is not root, so that it reads no host path
@@ -154,16 +241,19 @@ impl Sources {
         self.entries.keys().map(String::as_str)
     }
 
-    /// What to fetch ahead of the build: every file `org.osbuild.files` knows (the keys of
-    /// its `urls`). Other sources (such as `org.osbuild.dnf`, which downloads nothing) are
-    /// only run when a stage asks.
+    /// What to fetch ahead of the build: every item of a v2 source, and every file
+    /// `org.osbuild.files` knows (the keys of its `urls`). Other v1 sources (such as
+    /// `org.osbuild.dnf`, which downloads nothing) are only run when a stage asks.
     pub fn prefetch_list(&self) -> Vec<(&str, Vec<String>)> {
         self.entries
             .iter()
-            .filter(|(name, _)| name.as_str() == "org.osbuild.files")
             .filter_map(|(name, e)| {
-                let urls = e.options.get("urls")?.as_object()?;
-                let list: Vec<String> = urls.keys().cloned().collect();
+                let known = match &e.items {
+                    Some(items) => items.as_object()?,
+                    None if name == "org.osbuild.files" => e.options.get("urls")?.as_object()?,
+                    None => return None,
+                };
+                let list: Vec<String> = known.keys().cloned().collect();
                 (!list.is_empty()).then_some((name.as_str(), list))
             })
             .collect()
@@ -270,6 +360,7 @@ impl Sources {
             cache: entry.cache.clone(),
             output: output.to_owned(),
             checksums: checksums.to_vec(),
+            items: entry.items.as_ref(),
             unprivileged_caller: self.unprivileged_caller,
         }
         .to_json();

@@ -10,16 +10,23 @@
 //!
 //! Where to look:
 //! - [`checksum`]: `ALGORITHM:HEX` checksums and streaming hashers.
+//! - [`download`]: the downloads by checksum that `files` and `curl` share: mirrors, retries,
+//!   clients with secrets, the verified cache.
 //! - [`files`]: `org.osbuild.files`, downloads over HTTP(S) (reqwest) and `file://` into the
 //!   cache, verified, then linked into the output directory.
+//! - [`curl`]: `org.osbuild.curl`, osbuild HEAD's v2 source for URLs (`items`), with mirrors.
+//! - [`inline`]: `org.osbuild.inline`, HEAD's v2 source for data in the manifest.
 //! - [`progress`]: the progress lines the engine reads from stderr.
 //! - [`dnf`]: `org.osbuild.dnf`, repository configurations by metadata checksum.
 
 #![forbid(unsafe_code)]
 
 pub mod checksum;
+pub mod curl;
 pub mod dnf;
+pub mod download;
 pub mod files;
+pub mod inline;
 pub mod progress;
 
 use std::ffi::OsString;
@@ -29,7 +36,12 @@ use osbuild_protocol::source;
 use serde_json::{json, Value};
 
 /// The sources this binary provides.
-pub const SOURCES: &[&str] = &["org.osbuild.dnf", "org.osbuild.files"];
+pub const SOURCES: &[&str] = &[
+    "org.osbuild.curl",
+    "org.osbuild.dnf",
+    "org.osbuild.files",
+    "org.osbuild.inline",
+];
 
 /// The multi-call binary's own name.
 const MULTI_CALL: &str = "osbuild-sources";
@@ -42,6 +54,25 @@ pub fn error_reply(message: impl Into<String>) -> Value {
     source::Reply::Failed(message.into()).into_value()
 }
 
+/// osbuild HEAD's reply of a v2 source that succeeded (`SourceResults.as_dict()`): one result
+/// per item, with whether it was in the cache already.
+pub fn source_results(name: &str, fetched: &[download::Fetched]) -> Value {
+    let results: Vec<Value> = fetched
+        .iter()
+        .map(|f| {
+            json!({"success": true, "metadata": {"checksum": f.checksum, "cached": f.cached},
+                   "error": ""})
+        })
+        .collect();
+    json!({
+        "name": format!("source {name}"),
+        "source_type": name,
+        "success": true,
+        "output": format!("source {name} finished successfully"),
+        "results": results,
+    })
+}
+
 /// Runs source `name` on the request bytes; returns the reply and whether it succeeded.
 pub fn run(name: &str, input: &[u8]) -> (Value, bool) {
     let request = match Request::parse(input) {
@@ -51,6 +82,8 @@ pub fn run(name: &str, input: &[u8]) -> (Value, bool) {
     let result = match name {
         "org.osbuild.files" => files::run(&request).map(|()| json!({})),
         "org.osbuild.dnf" => dnf::run(&request),
+        "org.osbuild.curl" => curl::run(&request),
+        "org.osbuild.inline" => inline::run(&request),
         other => Err(format!("unknown source {other}")),
     };
     match result {

@@ -234,9 +234,7 @@ fn failures_name_the_file_and_the_cause_and_leave_nothing() {
             server.url("/cut")
         ),
     ];
-    for w in &want {
-        assert!(err.contains(w.as_str()), "missing {w:?} in {err}");
-    }
+    assert_contains_all(err, &want);
     assert_eq!(server.hits("/wrong"), 1, "a mismatch is not retried");
     assert_eq!(server.hits("/missing"), 1, "a 404 is not retried");
     assert_eq!(server.hits("/down"), 3);
@@ -352,17 +350,7 @@ fn secrets_reach_the_server_and_nothing_else() {
         ],
         json!({}),
     );
-    req["secrets"] = json!({"headers": {"Authorization": token}});
-    let reply = run_source(
-        "org.osbuild.files",
-        &req,
-        &[("OSBUILD_SOURCE_PROGRESS", "1")],
-    );
-    assert_eq!(reply.status, 1);
-    assert!(server
-        .headers()
-        .contains(&format!("authorization: {token}")));
-    assert!(!reply.stdout.contains("s3cr3t") && !reply.stderr.contains("s3cr3t"));
+    assert_header_secret_kept(&server, "org.osbuild.files", &mut req, token, "s3cr3t");
 
     // A bad client certificate path is reported without the file's content.
     let keyfile = d.cache.join("key.pem");

@@ -1,5 +1,5 @@
 //! A source executable's protocol: the request on its stdin,
-//! `{"options", "secrets", "cache", "output", "checksums"}`; its reply on stdout, `{}` (or,
+//! `{"options", "secrets", "cache", "output", "checksums", "items"?}`; its reply on stdout, `{}` (or,
 //! for `org.osbuild.dnf`, a list) or `{"error": MESSAGE}`; and its side channel: with
 //! [`PROGRESS_ENV`]`=1` in its environment it prints progress lines on stderr, each
 //! [`PROGRESS_PREFIX`] followed by
@@ -35,6 +35,9 @@ pub struct Request<O = Object> {
     pub cache: PathBuf,
     pub output: PathBuf,
     pub checksums: Vec<String>,
+    /// A v2 manifest's `items` of this source (`{CHECKSUM: description}`), as osbuild HEAD
+    /// hands them to its sources; absent for v1 manifests, so v10's request stays byte for byte.
+    pub items: Option<O>,
     /// The build's caller is not root: the source, which runs as root, must read no host path
     /// on its behalf (`file://` URLs, certificate and key files). Sent as
     /// `"unprivileged-caller": true`, and only then, so v10's request stays byte for byte.
@@ -49,6 +52,7 @@ impl<O: fmt::Debug> fmt::Debug for Request<O> {
             .field("cache", &self.cache)
             .field("output", &self.output)
             .field("checksums", &self.checksums)
+            .field("items", &self.items.as_ref().map(|_| "<items>"))
             .field("unprivileged_caller", &self.unprivileged_caller)
             .finish()
     }
@@ -93,6 +97,9 @@ impl Request<&Value> {
             "checksums".into(),
             Value::Array(self.checksums.iter().cloned().map(Value::String).collect()),
         );
+        if let Some(items) = self.items {
+            m.insert("items".into(), items.clone());
+        }
         if self.unprivileged_caller {
             m.insert("unprivileged-caller".into(), Value::Bool(true));
         }
@@ -133,12 +140,18 @@ impl Request {
             Some(J::Bool(b)) => *b,
             Some(_) => return Err(member("unprivileged-caller", "a boolean")),
         };
+        let items = match obj.get("items") {
+            None | Some(J::Null) => None,
+            Some(J::Object(m)) => Some(m.clone()),
+            Some(_) => return Err(member("items", "an object")),
+        };
         Ok(Self {
             options: object("options")?,
             secrets: object("secrets")?,
             cache: path("cache")?,
             output: path("output")?,
             checksums,
+            items,
             unprivileged_caller,
         })
     }
@@ -184,6 +197,7 @@ mod tests {
             cache: "/store/sources/org.osbuild.files".into(),
             output: "/tmp/out".into(),
             checksums: vec!["sha256:00".into()],
+            items: None,
             unprivileged_caller: false,
         }
         .to_json()
@@ -198,6 +212,7 @@ mod tests {
             cache: "/c".into(),
             output: "/o".into(),
             checksums: vec![],
+            items: None,
             unprivileged_caller: true,
         }
         .to_json();
@@ -245,9 +260,41 @@ mod tests {
             cache: "/c".into(),
             output: "/o".into(),
             checksums: vec![],
+            items: None,
             unprivileged_caller: false,
         };
         assert!(!format!("{engine_side:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn v2_items_travel_only_when_given() {
+        let empty = json::parse("{}").unwrap();
+        let items = json::parse(r#"{"sha256:00": {"url": "http://x/a"}}"#).unwrap();
+        let text = Request {
+            options: &empty,
+            secrets: &empty,
+            cache: "/c".into(),
+            output: "/o".into(),
+            checksums: vec!["sha256:00".into()],
+            items: Some(&items),
+            unprivileged_caller: false,
+        }
+        .to_json();
+        assert_eq!(
+            text,
+            r#"{"cache": "/c", "checksums": ["sha256:00"], "items": {"sha256:00": {"url": "http://x/a"}}, "options": {}, "output": "/o", "secrets": {}}"#
+        );
+        let read = Request::parse(text.as_bytes()).unwrap();
+        assert_eq!(read.items.unwrap()["sha256:00"]["url"], "http://x/a");
+        assert!(Request::parse(engine_request(&empty, &empty).as_bytes())
+            .unwrap()
+            .items
+            .is_none());
+        let bad = br#"{"cache": "/c", "output": "/o", "items": []}"#;
+        assert_eq!(
+            Request::parse(bad).unwrap_err().to_string(),
+            r#"request: "items" must be an object"#
+        );
     }
 
     #[test]

@@ -231,3 +231,37 @@ pub fn names(dir: &Path) -> Vec<String> {
     v.sort();
     v
 }
+
+/// Runs `source` on `request` with secret header `Authorization: token` (the request must
+/// fail: it names a missing file); the server got the header, and the source's output holds
+/// no trace of it (`needle` is a part of the token).
+pub fn assert_header_secret_kept(
+    server: &Server,
+    source: &str,
+    request: &mut serde_json::Value,
+    token: &str,
+    needle: &str,
+) {
+    request["secrets"] = serde_json::json!({"headers": {"Authorization": token}});
+    let reply = run_source(source, request, &[("OSBUILD_SOURCE_PROGRESS", "1")]);
+    assert_eq!(reply.status, 1);
+    assert!(server
+        .headers()
+        .contains(&format!("authorization: {token}")));
+    assert!(!reply.stdout.contains(needle) && !reply.stderr.contains(needle));
+}
+
+/// A server that completes connections (the kernel's backlog) and never answers, until
+/// dropped.
+pub fn never_answering(path: &str) -> (std::net::TcpListener, String) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}{path}", listener.local_addr().unwrap());
+    (listener, url)
+}
+
+/// `text` contains every one of `want`.
+pub fn assert_contains_all(text: &str, want: &[String]) {
+    for w in want {
+        assert!(text.contains(w.as_str()), "missing {w:?} in {text}");
+    }
+}
