@@ -258,3 +258,102 @@ fn privileged_v2_command_line_errors_are_heads() {
     );
     assert!(env.store_entries("tmp").is_empty());
 }
+
+#[test]
+fn privileged_v2_inline_sources_reach_a_files_input() {
+    if !privileged("privileged_v2_inline_sources_reach_a_files_input") {
+        return;
+    }
+    let env = Env::new();
+    let data = "hello from a source\n";
+    let checksum = format!("sha256:{}", sha256_hex(data.as_bytes()));
+    // base64 of `data`, by hand (RFC 4648), so the test needs no tool to make it.
+    let encoded = base64_of(data.as_bytes());
+    let mut stage = head_stage(json!({"name": "files"}));
+    stage["inputs"] = json!({"f": {"type": "org.osbuild.files", "origin": "org.osbuild.source",
+                                   "references": {checksum.clone(): {"metadata": {"k": "v"}}}}});
+    let m = json!({
+        "version": "2",
+        "sources": {"org.osbuild.inline": {"items": {checksum.clone(): {"encoding": "base64", "data": encoded}}}},
+        "pipelines": [{"name": "os", "stages": [stage]}]
+    });
+    let out = env.dir.path().join("out");
+    let (result, code) = env.build_json(
+        &[
+            "--export",
+            "os",
+            "--output-directory",
+            out.to_str().unwrap(),
+        ],
+        &m.to_string(),
+    );
+    assert_eq!(code, 0, "{result:#}");
+    let args: Value = serde_json::from_str(&read(&out.join("os/args/files.json"))).unwrap();
+    assert_eq!(
+        args["inputs"]["f"],
+        json!({"path": "/run/osbuild/inputs/f", "data": {"files": {checksum.clone(): {"k": "v"}}}})
+    );
+    assert_eq!(
+        read(&out.join("os/inputs-files-f.txt")),
+        format!("{checksum}={data:?}\n").replace('"', "'")
+    );
+
+    // A source that cannot deliver: HEAD's source error, no stage runs, exit 1.
+    let wrong = format!("sha256:{}", "0".repeat(64));
+    let mut bad = m.clone();
+    bad["sources"] = json!({"org.osbuild.inline": {"items": {wrong.clone(): {"encoding": "base64", "data": encoded}}}});
+    bad["pipelines"][0]["stages"][0]["inputs"]["f"]["references"] = json!([wrong]);
+    let (result, code) = env.build_json(
+        &[
+            "--export",
+            "os",
+            "--output-directory",
+            out.to_str().unwrap(),
+        ],
+        &bad.to_string(),
+    );
+    assert_eq!(code, 1, "{result:#}");
+    assert_eq!(result["error"]["type"], "org.osbuild.error.source");
+    assert_eq!(
+        result["error"]["details"]["source"]["type"],
+        "org.osbuild.inline"
+    );
+    assert_eq!(result["log"], json!({}));
+    assert!(env.store_entries("tmp").is_empty());
+}
+
+fn base64_of(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (*b as u32) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[test]
+fn base64_is_rfc_4648() {
+    assert_eq!(
+        base64_of(b"hello from a source\n"),
+        "aGVsbG8gZnJvbSBhIHNvdXJjZQo="
+    );
+    assert_eq!(base64_of(b"ab"), "YWI=");
+}

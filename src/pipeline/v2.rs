@@ -25,6 +25,7 @@ use crate::id::ObjectId;
 use crate::json::{self, Map, Value};
 use crate::manifest::v2::{Input, Manifest, Origin, Pipeline, Stage};
 use crate::modules::ModuleKind;
+use crate::sources::{SourceError, Sources};
 use crate::store::{Object, ObjectKind, ReadGuard, TempDir};
 
 /// A v2 manifest to build, with what the caller wants of it.
@@ -34,6 +35,8 @@ pub struct V2Request {
     pub exports: Vec<String>,
     /// Stage ids after which the tree is committed ([`mark_checkpoints`]).
     pub checkpoints: BTreeSet<ObjectId>,
+    /// The caller is not root: sources read no host files for it (see `sources`).
+    pub unprivileged_caller: bool,
 }
 
 /// Why a v2 request is refused before anything is built.
@@ -88,6 +91,7 @@ impl V2Request {
             manifest,
             exports,
             checkpoints,
+            unprivileged_caller: false,
         })
     }
 }
@@ -120,6 +124,8 @@ pub struct V2Result {
     pub log: Vec<(String, Vec<StageLog>)>,
     /// Pipeline name -> stage type -> the metadata the stage wrote.
     pub metadata: Map,
+    /// The source (type) that could not fetch what the manifest names, and why; no stage ran.
+    pub source_error: Option<(String, String)>,
 }
 
 impl V2Result {
@@ -134,6 +140,26 @@ impl V2Result {
     /// HEAD's `--json` result (`formats/v2.output`).
     pub fn to_json(&self) -> Value {
         let mut r = Map::new();
+        if let Some((source, output)) = &self.source_error {
+            let details = Map::from_iter([(
+                "source".to_owned(),
+                Value::Object(Map::from_iter([
+                    ("type".to_owned(), source.as_str().into()),
+                    ("output".to_owned(), output.as_str().into()),
+                ])),
+            )]);
+            r.insert("type".into(), "error".into());
+            r.insert("success".into(), false.into());
+            let error = Map::from_iter([
+                ("type".to_owned(), "org.osbuild.error.source".into()),
+                ("details".to_owned(), Value::Object(details)),
+            ]);
+            r.insert("error".into(), Value::Object(error));
+            let sources = Map::from_iter([("success".to_owned(), false.into())]);
+            r.insert("sources".into(), Value::Object(sources));
+            r.insert("log".into(), Value::Object(Map::new()));
+            return Value::Object(r);
+        }
         match self.failed_stage().filter(|_| !self.success) {
             None => {
                 r.insert("type".into(), "result".into());
@@ -200,6 +226,20 @@ impl Builder<'_> {
             .iter()
             .filter_map(|e| find(manifest, e))
             .collect();
+        // Everything the sources name is fetched before any stage (HEAD's Manifest.download).
+        let sources = Sources::for_v2(self.index, self.store, &manifest.sources, None)
+            .map_err(super::source_error)?
+            .for_unprivileged_caller(request.unprivileged_caller);
+        match sources.fetch_all(self.store, &self.cancel, monitor) {
+            Ok(()) => {}
+            Err(SourceError::Failed { name, message }) => {
+                return Ok(V2Result {
+                    source_error: Some((name, message)),
+                    ..V2Result::default()
+                })
+            }
+            Err(e) => return Err(super::source_error(e)),
+        }
         let mut run = V2Run {
             b: self,
             request,
@@ -588,7 +628,7 @@ impl<'a> V2Run<'a, '_> {
                 .unwrap_or_else(|| Value::Object(Map::new()));
             match input.origin {
                 Origin::Source => {
-                    let cached = cached_file(self.b.store, reference)
+                    let cached = crate::sources::cached_file(self.b.store, reference)
                         .ok_or_else(|| format!("{reference} is not among the downloaded files"))?;
                     let dest = dir.join(reference);
                     std::fs::hard_link(&cached, &dest)
@@ -672,17 +712,6 @@ fn arguments(p: &Pipeline, stage: &Stage, inputs: &[MappedInput]) -> Value {
         ("options".to_owned(), stage.options.clone()),
         ("meta".to_owned(), Value::Object(meta)),
     ]))
-}
-
-/// A downloaded file, `STORE/sources/org.osbuild.files/<algorithm>:<hex>` (HEAD's layout).
-fn cached_file(store: &crate::store::Store, checksum: &str) -> Option<PathBuf> {
-    let (algorithm, hex) = checksum.split_once(':')?;
-    let plain = |s: &str, ok: fn(&u8) -> bool| !s.is_empty() && s.bytes().all(|b| ok(&b));
-    if !plain(algorithm, u8::is_ascii_alphanumeric) || !plain(hex, u8::is_ascii_hexdigit) {
-        return None;
-    }
-    let path = store.sources_dir("org.osbuild.files").ok()?.join(checksum);
-    path.is_file().then_some(path)
 }
 
 /// The pipeline's `source-epoch` as seconds (an epoch beyond 64 bits is not one).
