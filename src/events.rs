@@ -26,14 +26,25 @@ pub enum Event<'a> {
     },
     /// One line the module printed.
     Output { line: &'a str },
-    /// The module ended.
+    /// The module ended. A module of HEAD's protocol may have reported an `error` (HEAD's
+    /// `{"type": "exception", "data": ...}`) and `metadata`.
     ModuleFinished {
         kind: ModuleKind,
         name: &'a str,
         id: &'a ObjectId,
         success: bool,
         seconds: f64,
+        error: Option<&'a Value>,
+        metadata: Option<&'a Value>,
     },
+    /// A pipeline of a v2 manifest starts building (its stages follow).
+    PipelineStarted {
+        name: &'a str,
+        id: Option<&'a ObjectId>,
+        stages: usize,
+    },
+    /// A pipeline of a v2 manifest is done.
+    PipelineFinished { name: &'a str, success: bool },
     /// A source starts fetching `files` files, before any stage runs.
     SourceStarted { name: &'a str, files: usize },
     /// Files and bytes a source has in place so far.

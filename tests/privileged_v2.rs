@@ -357,3 +357,109 @@ fn base64_is_rfc_4648() {
     );
     assert_eq!(base64_of(b"ab"), "YWI=");
 }
+
+/// RFC 7464, strictly: every record is RS, one JSON text, LF; nothing before the first RS.
+fn json_seq(bytes: &[u8]) -> Vec<Value> {
+    let text = std::str::from_utf8(bytes).expect("UTF-8");
+    let mut parts = text.split('\x1e');
+    assert_eq!(
+        parts.next(),
+        Some(""),
+        "bytes before the first record separator"
+    );
+    parts
+        .map(|record| {
+            let body = record
+                .strip_suffix('\n')
+                .unwrap_or_else(|| panic!("record without LF: {record:?}"));
+            serde_json::from_str(body)
+                .unwrap_or_else(|e| panic!("not one JSON text ({e}): {body:?}"))
+        })
+        .collect()
+}
+
+#[test]
+fn privileged_v2_composers_command_line_streams_json_seq_on_fd_3() {
+    if !privileged("privileged_v2_composers_command_line_streams_json_seq_on_fd_3") {
+        return;
+    }
+    let env = Env::new();
+    let out = env.dir.path().join("out");
+    let seq = env.dir.path().join("monitor.seq");
+    // osbuild/images' osbuild-exec.go, word for word (the manifest on stdin, records on fd 3).
+    let script = format!(
+        "exec \"$0\" --libdir {lib} --store {store} --output-directory {out} --cache-max-size=21474836480 - \
+         --export image --checkpoint base --checkpoint image --monitor=JSONSeqMonitor --monitor-fd=3 --json 3>{seq}",
+        lib = env.libdir.display(),
+        store = env.store.display(),
+        out = out.display(),
+        seq = seq.display()
+    );
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-c").arg(script).arg(env!("CARGO_BIN_EXE_osbuild"));
+    let o = common::run_with_stdin(cmd, &manifest().to_string());
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let result: Value =
+        serde_json::from_slice(&o.stdout).expect("stdout is the --json result alone");
+    assert_eq!(result["success"], true);
+
+    let records = json_seq(&std::fs::read(&seq).unwrap());
+    let messages: Vec<&str> = records
+        .iter()
+        .map(|r| r["message"].as_str().unwrap())
+        .collect();
+    let status: Vec<&&str> = messages
+        .iter()
+        .filter(|m| m.starts_with("Starting ") || m.starts_with("Finished "))
+        .collect();
+    assert_eq!(
+        status,
+        [
+            &"Starting pipeline base",
+            &"Starting module org.osbuild.test.head",
+            &"Finished module org.osbuild.test.head",
+            &"Finished pipeline base",
+            &"Starting pipeline image",
+            &"Starting module org.osbuild.test.head",
+            &"Finished module org.osbuild.test.head",
+            &"Finished pipeline image"
+        ]
+    );
+    assert!(
+        messages.contains(&"image: done\n"),
+        "stage output is streamed: {messages:?}"
+    );
+    let last = records.last().unwrap();
+    assert_eq!(
+        last["progress"],
+        json!({"name": "pipelines/sources", "total": 2, "done": 2})
+    );
+    let finished = records
+        .iter()
+        .find(|r| r["message"] == "Finished module org.osbuild.test.head")
+        .unwrap();
+    assert_eq!(finished["result"]["success"], true);
+    assert_eq!(finished["metadata"], json!({"name": "base", "inputs": []}));
+    assert!(finished["duration"].as_f64().unwrap() >= 0.0);
+    assert_eq!(
+        finished["progress"]["progress"],
+        json!({"name": "pipeline: base", "total": 1, "done": 1})
+    );
+    // Every context id is announced in full once, then referred to by id alone.
+    let mut seen = std::collections::HashSet::new();
+    for r in &records {
+        let ctx = r["context"].as_object().unwrap();
+        let id = ctx["id"].as_str().unwrap().to_owned();
+        if seen.insert(id) {
+            assert!(ctx.contains_key("origin"), "{ctx:?}");
+        } else {
+            assert_eq!(ctx.len(), 1, "{ctx:?}");
+        }
+    }
+    assert!(out.join("image/args/image.json").is_file());
+}

@@ -430,6 +430,8 @@ impl<'a> Run<'a, '_> {
             id: &module.id,
             success: run.success(),
             seconds: started.elapsed().as_secs_f64(),
+            error: None,
+            metadata: None,
         });
         if !run.success() {
             tracing::warn!(module = %module.name, id = %module.id, "{} {} failed: {}", kind.noun(), module.name, run.describe_status());

@@ -207,6 +207,7 @@ impl Monitor for JobMonitor {
                 );
                 return;
             }
+            Event::PipelineStarted { .. } | Event::PipelineFinished { .. } => return,
             Event::ModuleFinished {
                 name,
                 id,
