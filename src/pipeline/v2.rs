@@ -402,7 +402,7 @@ impl<'a> V2Run<'a, '_> {
                 if let Some(epoch) = epoch_of(p) {
                     tree.clamp_times(epoch)?;
                 }
-                store.commit(&tree, &stage.id, ObjectKind::Tree)?;
+                store.commit(tree, &stage.id, ObjectKind::Tree)?;
             }
         }
         Ok(true)
