@@ -25,7 +25,7 @@ use crate::buildroot::{BuildRoot, BuildRootError, Cancel, ModuleRun, SharedRoot,
 use crate::events::{Event, Monitor};
 use crate::id::ObjectId;
 use crate::manifest::{Pipeline, Stage};
-use crate::modules::{Index, ModuleKind, RunnerError};
+use crate::modules::{Index, ModuleError, ModuleKind, RunnerError};
 use crate::sources::{SourceError, Sources};
 use crate::store::{Object, ObjectKind, Store, StoreError, TempDir};
 
@@ -65,6 +65,9 @@ pub enum BuildError {
         name: String,
         libdir: PathBuf,
     },
+    /// A module's description (its capabilities) could not be read.
+    #[error(transparent)]
+    Module(#[from] ModuleError),
     #[error("aborted")]
     Cancelled,
     /// The build itself broke (its thread panicked, or could not start); a bug, not a result.
@@ -375,6 +378,7 @@ impl<'a> Run<'a, '_> {
             network: index.meta(kind, &module.name).is_ok_and(|m| m.network),
             shared: &env.shared,
             source_epoch: self.request.source_epoch,
+            capabilities: index.capabilities(kind, &module.name)?,
         })
     }
 

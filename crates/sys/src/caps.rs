@@ -37,19 +37,33 @@ const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 /// Makes the child of `cmd` lose `drop` before it executes its program: from the bounding set
 /// (so no file capability or setuid program gives them back) and from the ambient,
 /// inheritable, permitted and effective sets. The program, and everything it starts, runs
-/// without them even as root. Needs `CAP_SETPCAP` when a capability is still in the
-/// bounding set; the spawn fails otherwise.
+/// without them even as root. The spawn fails if a capability this process holds cannot be
+/// dropped from the bounding set (that needs `CAP_SETPCAP`); one it does not hold is left
+/// there when it cannot (an unprivileged process has nothing to lose).
 pub fn drop_before_exec(cmd: &mut Command, drop: &[Capability]) {
     let indices: Vec<u8> = drop.iter().map(|c| c.index()).collect();
     let step = move || -> io::Result<()> {
+        let mut header = CapHeader {
+            version: LINUX_CAPABILITY_VERSION_3,
+            pid: 0,
+        };
+        let mut data = [CapData::default(); 2];
+        // SAFETY: capget(2) writes one header and two data structs, which these are (v3).
+        let got = unsafe { libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) };
+        if got != 0 {
+            return Err(io::Error::last_os_error());
+        }
         for &i in &indices {
             let cap = libc::c_ulong::from(i);
+            let held = data[usize::from(i / 32)].permitted & (1u32 << (i % 32)) != 0;
             // SAFETY: prctl(2) with integer arguments only; async-signal-safe.
-            let present = unsafe { libc::prctl(libc::PR_CAPBSET_READ, cap, 0, 0, 0) };
+            let bounded = unsafe { libc::prctl(libc::PR_CAPBSET_READ, cap, 0, 0, 0) } == 1;
             // SAFETY: as above.
-            if present == 1 && unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) } != 0
-            {
-                return Err(io::Error::last_os_error());
+            if bounded && unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) } != 0 {
+                let e = io::Error::last_os_error();
+                if held || e.raw_os_error() != Some(libc::EPERM) {
+                    return Err(e);
+                }
             }
             // Fails only on kernels without ambient capabilities (nothing to lower there).
             // SAFETY: as above.
@@ -62,16 +76,6 @@ pub fn drop_before_exec(cmd: &mut Command, drop: &[Capability]) {
                     0,
                 )
             };
-        }
-        let mut header = CapHeader {
-            version: LINUX_CAPABILITY_VERSION_3,
-            pid: 0,
-        };
-        let mut data = [CapData::default(); 2];
-        // SAFETY: capget(2) writes one header and two data structs, which these are (v3).
-        let got = unsafe { libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) };
-        if got != 0 {
-            return Err(io::Error::last_os_error());
         }
         for &i in &indices {
             let half = &mut data[usize::from(i / 32)];
