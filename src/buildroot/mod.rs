@@ -769,6 +769,19 @@ mod tests {
     }
 
     #[test]
+    fn declared_capabilities_join_a_default_set_without_sys_admin() {
+        use Capability::{CAP_CHOWN, CAP_MAC_ADMIN, CAP_SYS_ADMIN};
+        assert!(!DEFAULT_CAPABILITIES.contains(&CAP_SYS_ADMIN));
+        assert!(!Sandbox::default_capabilities().contains(&CAP_SYS_ADMIN));
+        let with = Sandbox::capabilities_with(&[CAP_SYS_ADMIN, CAP_MAC_ADMIN, CAP_CHOWN]);
+        // Granted as far as this host's bounding set goes, once each.
+        for cap in osbuild_sys::caps::in_bounding_set(&[CAP_SYS_ADMIN, CAP_MAC_ADMIN]) {
+            assert!(with.contains(&cap), "{cap}");
+        }
+        assert_eq!(with.iter().filter(|c| **c == CAP_CHOWN).count(), 1);
+    }
+
+    #[test]
     fn root_dirs_follow_the_build_tree() {
         let root = tempfile::tempdir().unwrap();
         std::fs::create_dir(root.path().join("usr")).unwrap();
