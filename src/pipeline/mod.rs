@@ -26,7 +26,7 @@ use crate::buildroot::{BuildRoot, BuildRootError, Cancel, ModuleRun, SharedRoot,
 use crate::events::{Event, Monitor};
 use crate::id::ObjectId;
 use crate::manifest::{Pipeline, Stage};
-use crate::modules::{Index, ModuleKind, RunnerError};
+use crate::modules::{Index, ModuleError, ModuleKind, RunnerError};
 use crate::sources::{SourceError, Sources};
 use crate::store::{Object, ObjectKind, Store, StoreError, TempDir};
 
@@ -70,6 +70,9 @@ pub enum BuildError {
     /// A stage's input could not be given to it (v2 manifests).
     #[error("{0}")]
     Input(String),
+    /// A module's description (its capabilities) could not be read.
+    #[error(transparent)]
+    Module(#[from] ModuleError),
     #[error("aborted")]
     Cancelled,
     /// The build itself broke (its thread panicked, or could not start); a bug, not a result.
@@ -380,6 +383,7 @@ impl<'a> Run<'a, '_> {
             network: index.meta(kind, &module.name).is_ok_and(|m| m.network),
             shared: &env.shared,
             source_epoch: self.request.source_epoch,
+            capabilities: index.capabilities(kind, &module.name)?,
             protocol: crate::buildroot::Protocol::V10,
         })
     }

@@ -452,6 +452,7 @@ impl<'a> V2Run<'a, '_> {
             network: b.index.meta(kind, &stage.module).is_ok_and(|m| m.network),
             shared: &env.shared,
             source_epoch: epoch_of(p),
+            capabilities: b.index.capabilities(kind, &stage.module)?,
             protocol: if head {
                 Protocol::Head {
                     arguments: &arguments,
