@@ -463,3 +463,67 @@ fn privileged_v2_composers_command_line_streams_json_seq_on_fd_3() {
     }
     assert!(out.join("image/args/image.json").is_file());
 }
+
+#[test]
+fn privileged_v2_checkpoint_patterns_commit_the_stages_they_match() {
+    if !privileged("privileged_v2_checkpoint_patterns_commit_the_stages_they_match") {
+        return;
+    }
+    let m = json!({
+        "version": "2",
+        "pipelines": [{"name": "os", "stages": [
+            head_stage(json!({"name": "one", "write": {"a": "1"}})),
+            head_stage(json!({"name": "two", "write": {"b": "2"}})),
+            head_stage(json!({"name": "three"}))
+        ]}]
+    });
+    for (pattern, first_two_committed) in [
+        ("org.osbuild.test.*", [true, true]),
+        ("nothing-*", [false, false]),
+    ] {
+        let env = Env::new();
+        let inspected = env.inspect(&m);
+        let ids: Vec<String> = (0..3)
+            .map(|i| {
+                inspected["pipelines"][0]["stages"][i]["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        // A pattern over stage ids marks one stage; another over types marks every stage.
+        let first = format!("{}*", &ids[0][..12]);
+        let out = env.dir.path().join("out");
+        let (result, code) = env.build_json(
+            &[
+                "--export",
+                "os",
+                "--output-directory",
+                out.to_str().unwrap(),
+                "--checkpoint",
+                pattern,
+                "--checkpoint",
+                &first,
+            ],
+            &m.to_string(),
+        );
+        assert_eq!(code, 0, "{result:#}");
+        let refs = env.store_entries("refs");
+        assert!(
+            refs.contains(&ids[0]),
+            "the id pattern matched the first stage: {refs:?}"
+        );
+        assert_eq!(
+            refs.contains(&ids[1]),
+            first_two_committed[1],
+            "{pattern}: {refs:?}"
+        );
+        assert!(
+            refs.contains(&ids[2]),
+            "the exported pipeline's tree is kept: {refs:?}"
+        );
+        // The checkpoint holds the tree as it was after that stage.
+        assert!(env.committed(&ids[0], "a").is_file());
+        assert!(!env.committed(&ids[0], "b").exists());
+    }
+}
