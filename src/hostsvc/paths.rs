@@ -47,7 +47,7 @@ pub(super) fn display(rel: &Path) -> String {
 }
 
 /// The directory `base/rel`, made where missing. Returns it and the directories this call
-/// created on `base`'s own filesystem (deepest last): those are scratch and go again with the
+/// created on the scratch filesystem `base` lives on (deepest last): those are scratch and go again with the
 /// mount; a directory made inside a mounted filesystem (`boot` in the image's `/`) is part of
 /// the image, as in HEAD, and stays.
 pub(super) fn make_dirs(
@@ -55,8 +55,14 @@ pub(super) fn make_dirs(
     base: &Path,
     rel: &Path,
 ) -> Result<(PathBuf, Vec<PathBuf>), HostError> {
-    let base_dev = std::fs::metadata(base)
-        .map_err(HostError::io(module, format!("reading {}", base.display())))?
+    // `base` itself may be a mountpoint already (`/` mounted before `/boot`): its scratch
+    // filesystem is the one of the directory holding it.
+    let holder = base.parent().unwrap_or(base);
+    let base_dev = std::fs::metadata(holder)
+        .map_err(HostError::io(
+            module,
+            format!("reading {}", holder.display()),
+        ))?
         .dev();
     let mut dir = base.to_owned();
     let mut created = Vec::new();
