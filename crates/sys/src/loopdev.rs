@@ -281,6 +281,10 @@ fn parse_dev(s: &str) -> Option<u64> {
     ))
 }
 
+fn open_rw(path: &str) -> io::Result<File> {
+    OpenOptions::new().read(true).write(true).open(path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -309,8 +313,4 @@ mod tests {
             (want, 1024, 2048)
         );
     }
-}
-
-fn open_rw(path: &str) -> io::Result<File> {
-    OpenOptions::new().read(true).write(true).open(path)
 }
