@@ -10,6 +10,7 @@
 
 mod common;
 
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -95,6 +96,21 @@ impl Scratch {
     ) -> Result<StageServices, HostError> {
         let stage = stage(devices, mounts);
         StageServices::open(&stage, &self.tree(), &self.dev(), &self.mounts())
+    }
+
+    /// Checks that nothing of a stage is left: no mount, no loop device, no node.
+    fn assert_released(&self) {
+        assert_eq!(self.mounted(), Vec::<String>::new());
+        assert_eq!(self.loops_on_disk(), Vec::<String>::new());
+        assert_eq!(self.dev_nodes(), Vec::<String>::new());
+    }
+
+    /// Opens `devices` alone and makes the filesystem `fs` of each `(name, fs)` on them.
+    fn format(&self, devices: &serde_json::Value, filesystems: &[(&str, &str)]) {
+        let services = self.open(devices.clone(), serde_json::json!([])).unwrap();
+        for (name, fs) in filesystems {
+            mkfs(fs, &Path::new("/dev").join(node_of(&services, name)));
+        }
     }
 
     /// Loop devices (`loopN`) whose backing file is this disk.
@@ -210,21 +226,7 @@ fn write_through_partition_devices(s: &Scratch, root_fs: &str, boot_fs: &str) ->
     let parts = s.partitioned_disk();
     let devices = serde_json::json!({"boot": loopback(parts[0].0, parts[0].1),
                                      "root": loopback(parts[1].0, parts[1].1)});
-    {
-        // Format first, with the devices alone.
-        let services = s.open(devices.clone(), serde_json::json!([])).unwrap();
-        let args = services.arguments();
-        for (name, fs) in [("boot", boot_fs), ("root", root_fs)] {
-            let node = args["devices"]
-                .get(name)
-                .unwrap()
-                .get("path")
-                .unwrap()
-                .as_str()
-                .unwrap();
-            mkfs(fs, &Path::new("/dev").join(node));
-        }
-    }
+    s.format(&devices, &[("boot", boot_fs), ("root", root_fs)]);
     assert!(s.loops_on_disk().is_empty());
     let mounts = serde_json::json!([
         fs_mount("root", root_fs, "root", "/", None),
@@ -239,27 +241,29 @@ fn write_through_partition_devices(s: &Scratch, root_fs: &str, boot_fs: &str) ->
         "{text}"
     );
     for name in ["boot", "root"] {
-        let dev = &args["devices"].get(name).unwrap();
-        let node = dev.get("path").unwrap().as_str().unwrap();
-        let meta =
-            std::os::unix::fs::MetadataExt::rdev(&std::fs::metadata(s.dev().join(node)).unwrap());
-        let host = std::os::unix::fs::MetadataExt::rdev(
-            &std::fs::metadata(Path::new("/dev").join(node)).unwrap(),
+        let node = node_of(&services, name);
+        let rdev = |dir: &Path| std::fs::metadata(dir.join(&node)).unwrap().rdev();
+        let host = rdev(Path::new("/dev"));
+        assert_eq!(
+            rdev(&s.dev()),
+            host,
+            "{node} in the build root's /dev is the host's"
         );
-        assert_eq!(meta, host, "{node} in the build root's /dev is the host's");
         let want = format!(
             "{{\"major\": 7, \"minor\": {}}}",
-            host & 0xff | (host >> 12) & !0xff
+            nix::sys::stat::minor(host)
         );
-        assert_eq!(json::dumps(dev.get("node").unwrap()), want);
+        let entry = args["devices"]
+            .get(name)
+            .and_then(|d| d.get("node"))
+            .unwrap();
+        assert_eq!(json::dumps(entry), want);
     }
     assert_eq!(s.mounted().len(), 2, "{:?}", s.mounted());
     std::fs::write(s.mounts().join("hello"), "root data\n").unwrap();
     std::fs::write(s.mounts().join("boot/hello"), "boot data\n").unwrap();
     drop(services);
-    assert_eq!(s.mounted(), Vec::<String>::new());
-    assert_eq!(s.loops_on_disk(), Vec::<String>::new());
-    assert_eq!(s.dev_nodes(), Vec::<String>::new());
+    s.assert_released();
     parts
 }
 
@@ -328,9 +332,7 @@ fn read_back(s: &Scratch, root_fs: &str, boot_fs: &str, parts: &[(u64, u64)]) {
         "the boot partition holds only its own file"
     );
     drop(services);
-    assert_eq!(s.mounted(), Vec::<String>::new());
-    assert_eq!(s.loops_on_disk(), Vec::<String>::new());
-    assert_eq!(s.dev_nodes(), Vec::<String>::new());
+    s.assert_released();
 }
 
 /// The node name (`loop3`) of the stage's device `name`.
@@ -397,19 +399,7 @@ fn a_mount_failing_half_way_leaves_no_mount_and_no_loop_device() {
             let parts = s.partitioned_disk();
             let devices = serde_json::json!({"boot": loopback(parts[0].0, parts[0].1),
                                          "root": loopback(parts[1].0, parts[1].1)});
-            let node = {
-                let services = s.open(devices.clone(), serde_json::json!([])).unwrap();
-                let node = services.arguments()["devices"]
-                    .get("root")
-                    .unwrap()
-                    .get("path")
-                    .unwrap()
-                    .as_str()
-                    .unwrap()
-                    .to_owned();
-                mkfs("ext4", &Path::new("/dev").join(&node));
-                node
-            };
+            s.format(&devices, &[("root", "ext4")]);
             // The boot partition holds no filesystem: its mount fails after `/` succeeded.
             let mounts = serde_json::json!([
                 fs_mount("root", "ext4", "root", "/", None),
@@ -424,12 +414,10 @@ fn a_mount_failing_half_way_leaves_no_mount_and_no_loop_device() {
                 err.contains(&format!("(ext4) on {}", s.mounts().join("boot").display())),
                 "{err}"
             );
-            assert_eq!(s.mounted(), Vec::<String>::new());
-            assert_eq!(s.loops_on_disk(), Vec::<String>::new());
-            assert_eq!(s.dev_nodes(), Vec::<String>::new());
+            s.assert_released();
             // `boot` was made inside the image's `/`, so it stays there (as in HEAD's images).
             let stat = debugfs(&s, parts[1].0, "stat /boot");
-            assert!(stat.contains("Type: directory"), "/boot on {node}: {stat}");
+            assert!(stat.contains("Type: directory"), "/boot: {stat}");
             // A panic while the stage runs releases the same way.
             let devices = serde_json::json!({"root": loopback(parts[1].0, parts[1].1)});
             let mounts = serde_json::json!([fs_mount("root", "ext4", "root", "/", None)]);
@@ -439,8 +427,7 @@ fn a_mount_failing_half_way_leaves_no_mount_and_no_loop_device() {
                 panic!("the stage failed");
             }));
             assert!(panicked.is_err());
-            assert_eq!(s.mounted(), Vec::<String>::new());
-            assert_eq!(s.loops_on_disk(), Vec::<String>::new());
+            s.assert_released();
         },
     );
 }
@@ -451,23 +438,10 @@ fn read_only_devices_and_mounts_refuse_writes() {
         let s = Scratch::new();
         let parts = s.partitioned_disk();
         let (start, size) = parts[1];
-        {
-            let services = s
-                .open(
-                    serde_json::json!({"root": loopback(start, size)}),
-                    serde_json::json!([]),
-                )
-                .unwrap();
-            let node = services.arguments()["devices"]
-                .get("root")
-                .unwrap()
-                .get("path")
-                .unwrap()
-                .as_str()
-                .unwrap()
-                .to_owned();
-            mkfs("ext4", &Path::new("/dev").join(node));
-        }
+        s.format(
+            &serde_json::json!({"root": loopback(start, size)}),
+            &[("root", "ext4")],
+        );
         let write = |s: &Scratch| {
             std::fs::write(s.mounts().join("x"), "x")
                 .unwrap_err()
@@ -511,14 +485,7 @@ fn read_only_devices_and_mounts_refuse_writes() {
                 serde_json::json!([fs_mount("root", "ext4", "root", "/", None)]),
             )
             .unwrap();
-        let node = services.arguments()["devices"]
-            .get("root")
-            .unwrap()
-            .get("path")
-            .unwrap()
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let node = node_of(&services, "root");
         assert_eq!(
             std::fs::read_to_string(format!("/sys/block/{node}/ro"))
                 .unwrap()
@@ -527,8 +494,7 @@ fn read_only_devices_and_mounts_refuse_writes() {
         );
         assert_eq!(write(&s), Some(libc::EROFS));
         drop(services);
-        assert_eq!(s.mounted(), Vec::<String>::new());
-        assert_eq!(s.loops_on_disk(), Vec::<String>::new());
+        s.assert_released();
     });
 }
 
@@ -543,14 +509,7 @@ fn lock_sector_size_and_offsets_reach_the_kernel() {
         let devices = serde_json::json!({"disk": {"type": "org.osbuild.loopback", "options": {
             "filename": "disk.img", "start": 256, "size": 1024, "sector-size": 4096, "lock": true}}});
         let services = s.open(devices, serde_json::json!([])).unwrap();
-        let node = services.arguments()["devices"]
-            .get("disk")
-            .unwrap()
-            .get("path")
-            .unwrap()
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let node = node_of(&services, "disk");
         let sys = |f: &str| {
             std::fs::read_to_string(format!("/sys/block/{node}/{f}"))
                 .unwrap()

@@ -271,38 +271,48 @@ mod tests {
 
     #[test]
     fn options_become_mount_flags_and_data_in_heads_order() {
-        let p = plan_of(
-            "org.osbuild.ext4",
-            r#"{"readonly": true, "norecovery": true}"#,
-        )
-        .unwrap();
-        let want = Plan {
-            fstype: "ext4",
-            read_only: true,
-            data: "norecovery".into(),
-        };
-        assert_eq!(p, want);
-        let p = plan_of(
-            "org.osbuild.fat",
-            r#"{"shortname": "winnt", "umask": "077", "gid": 5, "uid": 0}"#,
-        )
-        .unwrap();
-        let want = Plan {
-            fstype: "vfat",
-            read_only: false,
-            data: "uid=0,gid=5,umask=077,shortname=winnt".into(),
-        };
-        assert_eq!(p, want);
-        let p = plan_of(
-            "org.osbuild.btrfs",
-            r#"{"subvol": "root", "compress": "zstd:1"}"#,
-        )
-        .unwrap();
-        assert_eq!(
-            (p.fstype, p.data.as_str()),
-            ("btrfs", "subvol=root,compress=zstd:1")
-        );
-        assert_eq!(plan_of("org.osbuild.xfs", "{}").unwrap().data, "");
+        let table = [
+            (
+                "org.osbuild.ext4",
+                r#"{"readonly": true, "norecovery": true}"#,
+                "ext4",
+                true,
+                "norecovery",
+            ),
+            (
+                "org.osbuild.fat",
+                r#"{"shortname": "winnt", "umask": "077", "gid": 5, "uid": 0}"#,
+                "vfat",
+                false,
+                "uid=0,gid=5,umask=077,shortname=winnt",
+            ),
+            (
+                "org.osbuild.btrfs",
+                r#"{"subvol": "root", "compress": "zstd:1"}"#,
+                "btrfs",
+                false,
+                "subvol=root,compress=zstd:1",
+            ),
+            (
+                "org.osbuild.xfs",
+                r#"{"readonly": false}"#,
+                "xfs",
+                false,
+                "",
+            ),
+        ];
+        for (module, options, fstype, read_only, data) in table {
+            let want = Plan {
+                fstype,
+                read_only,
+                data: data.into(),
+            };
+            assert_eq!(
+                plan_of(module, options).unwrap(),
+                want,
+                "{module} {options}"
+            );
+        }
     }
 
     #[test]
