@@ -588,3 +588,47 @@ fn image_names_leading_out_of_the_tree_are_refused() {
         );
     });
 }
+
+#[test]
+fn a_bind_mount_shows_a_mounted_filesystem_in_the_tree_until_released() {
+    privileged(
+        "a_bind_mount_shows_a_mounted_filesystem_in_the_tree_until_released",
+        || {
+            let s = Scratch::new();
+            std::fs::File::create(s.image())
+                .unwrap()
+                .set_len(64 * MIB)
+                .unwrap();
+            let devices = serde_json::json!({"disk": {"type": "org.osbuild.loopback",
+            "options": {"filename": "disk.img"}}});
+            s.format(&devices, &[("disk", "ext4")]);
+            std::fs::create_dir(s.tree().join("sysroot")).unwrap();
+            let mounts = serde_json::json!([
+                fs_mount("root", "ext4", "disk", "/", None),
+                {"name": "into-tree", "type": "org.osbuild.bind", "target": "tree://sysroot",
+                 "options": {"source": "mount://"}},
+                {"name": "scratch", "type": "org.osbuild.noop", "target": "/scratch"}
+            ]);
+            let services = s.open(devices, mounts).unwrap();
+            let args = json::dumps(&services.arguments()["mounts"]);
+            let want =
+                r#"{"into-tree": {}, "root": {"path": "."}, "scratch": {"path": "scratch"}}"#;
+            assert_eq!(args, want);
+            std::fs::write(s.tree().join("sysroot/through-the-bind"), "x").unwrap();
+            assert!(s.mounts().join("through-the-bind").exists());
+            assert!(
+                s.tree().join("sysroot/scratch").is_dir(),
+                "the bind is recursive"
+            );
+            drop(services);
+            assert_eq!(
+                std::fs::read_dir(s.tree().join("sysroot")).unwrap().count(),
+                0
+            );
+            s.assert_released();
+            // The file went to the filesystem, not to the tree.
+            assert!(debugfs(&s, 0, "stat /through-the-bind").contains("Type: regular"));
+            assert!(debugfs(&s, 0, "stat /scratch").contains("Type: directory"));
+        },
+    );
+}
