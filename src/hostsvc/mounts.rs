@@ -265,6 +265,11 @@ mod tests {
     use super::*;
     use crate::json;
 
+    /// `mount(module)` of no device at `target`, `root` being both tree and mounts root.
+    fn deviceless(module: &str, target: &str, root: &Path) -> Result<Mounted, String> {
+        mount(module, None, None, target, root, root, &Value::Null).map_err(|e| e.to_string())
+    }
+
     fn plan_of(module: &str, options: &str) -> Result<Plan, String> {
         plan(module, &json::parse(options).unwrap()).map_err(|e| e.to_string())
     }
@@ -330,30 +335,11 @@ mod tests {
             "{err}"
         );
         let root = tempfile::tempdir().unwrap();
-        let none = mount(
-            "org.osbuild.ext4",
-            None,
-            None,
-            "/",
-            root.path(),
-            root.path(),
-            &Value::Null,
-        );
+        let none = deviceless("org.osbuild.ext4", "/", root.path());
+        assert_eq!(none.unwrap_err(), "org.osbuild.ext4: needs a source device");
+        let escape = deviceless("org.osbuild.noop", "/../x", root.path());
         assert_eq!(
-            none.unwrap_err().to_string(),
-            "org.osbuild.ext4: needs a source device"
-        );
-        let escape = mount(
-            "org.osbuild.noop",
-            None,
-            None,
-            "/../x",
-            root.path(),
-            root.path(),
-            &Value::Null,
-        );
-        assert_eq!(
-            escape.unwrap_err().to_string(),
+            escape.unwrap_err(),
             "org.osbuild.noop: target \"/../x\" contains \"..\""
         );
     }
@@ -361,16 +347,7 @@ mod tests {
     #[test]
     fn noop_makes_and_removes_its_directory() {
         let root = tempfile::tempdir().unwrap();
-        let m = mount(
-            "org.osbuild.noop",
-            None,
-            None,
-            "/boot/efi",
-            root.path(),
-            root.path(),
-            &Value::Null,
-        )
-        .unwrap();
+        let m = deviceless("org.osbuild.noop", "/boot/efi", root.path()).unwrap();
         assert!(root.path().join("boot/efi").is_dir());
         assert_eq!(json::dumps(&m.reply()), r#"{"path": "boot/efi"}"#);
         drop(m);
