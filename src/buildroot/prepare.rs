@@ -72,6 +72,13 @@ pub enum Protocol<'a> {
     },
 }
 
+impl SharedRoot {
+    /// The build root's `/dev` on the host, where device services make their nodes.
+    pub fn dev_dir(&self) -> &Path {
+        self.dev.path()
+    }
+}
+
 impl ModuleRun<'_> {
     /// Where a module of HEAD's protocol finds its mounts: mounts are made here before
     /// [`ModuleRun::prepare`], which binds the directory into the sandbox.
@@ -133,6 +140,7 @@ fn head_layout(
     for (name, _) in inputs {
         make_dir(&inputs_dir, name)?;
     }
+    // Made (with the stage's mounts in it) before the sandbox is prepared.
     let mounts_dir = ModuleRun::mounts_dir(scratch);
     if !mounts_dir.is_dir() {
         make_dir(scratch, "mounts")?;

@@ -21,6 +21,7 @@ use std::time::Instant;
 use super::{BuildEnv, BuildError, Builder, Position, Root};
 use crate::buildroot::{BuildRoot, BuildRootError, ModuleRun, Protocol, INPUTS_DIR, TREE_DIR};
 use crate::events::{Event, Monitor};
+use crate::hostsvc::StageServices;
 use crate::id::ObjectId;
 use crate::json::{self, Map, Value};
 use crate::manifest::v2::{Input, Manifest, Origin, Pipeline, Stage};
@@ -435,11 +436,18 @@ impl<'a> V2Run<'a, '_> {
             .iter()
             .map(|m| (m.name.clone(), m.host.clone()))
             .collect();
-        let arguments = json::dumps(&arguments(p, stage, &inputs));
         let v10_args = osbuild_protocol::args::StageArgs::in_sandbox(&stage.options).to_json();
 
         let build_guard = env.tree.as_ref().map(Object::read).transpose()?;
         let tree_guard = tree.write()?;
+        // Devices and mounts live until the sandbox is gone, and go before the tree's guard.
+        let mounts_root = ModuleRun::mounts_dir(scratch.path());
+        std::fs::create_dir(&mounts_root)
+            .map_err(|e| BuildError::Input(format!("creating {}: {e}", mounts_root.display())))?;
+        let services =
+            StageServices::open(stage, tree_guard.path(), env.shared.dev_dir(), &mounts_root)
+                .map_err(|e| BuildError::Input(format!("stage {}: {e}", stage.module)))?;
+        let arguments = json::dumps(&arguments(p, stage, &inputs, services.arguments()));
         let plan = ModuleRun {
             kind,
             module: &stage.module,
@@ -717,8 +725,8 @@ struct MappedInput {
 }
 
 /// HEAD's arguments file for `stage` (`Stage.run` and `prepare_arguments`): paths re-rooted
-/// at their place in the sandbox.
-fn arguments(p: &Pipeline, stage: &Stage, inputs: &[MappedInput]) -> Value {
+/// at their place in the sandbox. `services` has the `devices` and `mounts` entries.
+fn arguments(p: &Pipeline, stage: &Stage, inputs: &[MappedInput], services: Map) -> Value {
     let mut meta = Map::from_iter([("id".to_owned(), Value::from(stage.id.as_str()))]);
     if let Some(epoch) = &p.source_epoch {
         meta.insert("source-epoch".into(), epoch.clone());
@@ -744,12 +752,45 @@ fn arguments(p: &Pipeline, stage: &Stage, inputs: &[MappedInput]) -> Value {
     Value::Object(Map::from_iter([
         ("tree".to_owned(), Value::from(TREE_DIR)),
         ("paths".to_owned(), Value::Object(paths)),
-        ("devices".to_owned(), Value::Object(Map::new())),
+        (
+            "devices".to_owned(),
+            rerooted(services.get("devices"), "/dev"),
+        ),
         ("inputs".to_owned(), Value::Object(inputs.collect())),
-        ("mounts".to_owned(), Value::Object(Map::new())),
+        (
+            "mounts".to_owned(),
+            rerooted(services.get("mounts"), crate::buildroot::MOUNTS_DIR),
+        ),
         ("options".to_owned(), stage.options.clone()),
         ("meta".to_owned(), Value::Object(meta)),
     ]))
+}
+
+/// `{name: {"path": relative, ...}}` with each non-empty `path` joined to `root` as Python's
+/// `os.path.join` does (HEAD's `prepare_arguments`: a mount at "/" is `ROOT/.`).
+fn rerooted(group: Option<&Value>, root: &str) -> Value {
+    let Some(Value::Object(group)) = group else {
+        return Value::Object(Map::new());
+    };
+    let items = group.iter().map(|(name, item)| {
+        let mut item = item.clone();
+        if let Value::Object(fields) = &mut item {
+            if let Some(path) = fields
+                .get("path")
+                .and_then(Value::as_str)
+                .filter(|p| !p.is_empty())
+            {
+                let joined = if path.starts_with('/') {
+                    path.to_owned()
+                } else {
+                    format!("{root}/{path}")
+                };
+                fields.insert("path".into(), Value::from(joined));
+            }
+        }
+        (name.clone(), item)
+    });
+    Value::Object(items.collect())
 }
 
 /// The pipeline's `source-epoch` as seconds (an epoch beyond 64 bits is not one).
