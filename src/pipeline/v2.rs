@@ -473,8 +473,19 @@ impl<'a> V2Run<'a, '_> {
         let sandbox = plan.prepare(scratch.path())?;
         let started = Instant::now();
         let run = self.run_sandbox(stage, &sandbox, &v10_args, at)?;
+        self.finish_stage(stage, run, &scratch.path().join("meta"), started)
+    }
+
+    /// What a stage's run leaves: its metadata kept, the monitor told, its log entry.
+    fn finish_stage(
+        &mut self,
+        stage: &Stage,
+        run: crate::buildroot::RunResult,
+        meta_file: &Path,
+        started: Instant,
+    ) -> Result<StageLog, BuildError> {
         let metadata = if run.success() {
-            self.keep_metadata(stage, &scratch.path().join("meta"))?
+            self.keep_metadata(stage, meta_file)?
         } else {
             tracing::warn!(module = %stage.module, id = %stage.id, "stage {} failed: {}", stage.module, run.describe_status());
             None
