@@ -198,3 +198,18 @@ fn generated_uefi_and_hybrid_manifests_pass_inspect_and_bad_options_do_not() {
         "{stderr}"
     );
 }
+
+#[test]
+fn version_is_the_osbuild_interface_images_checks_and_cache_names_the_store() {
+    // osbuild/images reads `osbuild --version` as "osbuild N" and compares N with a minimum.
+    let (code, stdout, _) = osbuild(&["--version"], "");
+    assert_eq!((code, stdout.as_str()), (0, "osbuild 191\n"));
+    // HEAD's --cache is --store.
+    let missing = "/nonexistent/osbuild-store";
+    let (code, _, stderr) = osbuild(&["--cache", missing, "--verify"], "");
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains(&format!("no store at {missing}")),
+        "{stderr}"
+    );
+}

@@ -23,15 +23,34 @@ use crate::pipeline::{
 };
 use crate::store::Store;
 
+/// The osbuild release whose command line, manifest formats and results this `osbuild`
+/// implements. osbuild/images runs `osbuild --version` and compares the number with the
+/// minimum it needs (`osbuild 191`), so the interface version is what it prints; this
+/// project's own version is in `osbuild --help` and `osbuildctl --version`.
+pub const INTERFACE_VERSION: &str = "191";
+
 /// Build operating system images.
 #[derive(Debug, Parser)]
-#[command(name = "osbuild", version)]
+#[command(
+    name = "osbuild",
+    version = INTERFACE_VERSION,
+    after_help = concat!(
+        "The version above is the osbuild interface this engine implements; the engine itself is ",
+        env!("CARGO_PKG_VERSION"),
+        " (as osbuildd and osbuildctl)."
+    )
+)]
 pub struct Args {
     /// JSON file containing the manifest, or '-' to read it from stdin.
     #[arg(value_name = "MANIFEST", required_unless_present = "verify")]
     pub manifest: Option<String>,
-    /// Directory where intermediary trees and outputs are stored.
-    #[arg(long, value_name = "DIRECTORY", default_value = ".osbuild")]
+    /// Directory where intermediary trees and outputs are stored (also --cache, as in HEAD).
+    #[arg(
+        long,
+        alias = "cache",
+        value_name = "DIRECTORY",
+        default_value = ".osbuild"
+    )]
     pub store: PathBuf,
     /// Directory containing stages, assemblers, runners and sources.
     #[arg(
