@@ -192,6 +192,9 @@ pub struct Sandbox {
     pub source_epoch: Option<u64>,
     /// For a module that speaks osbuild HEAD's protocol: what its sandbox adds to v10's.
     pub head: Option<HeadLayout>,
+    /// The host's `osbuild` Python package, bound at `/run/osbuild/lib/osbuild` when the
+    /// libdir has an empty `osbuild` directory ([`crate::modules::osbuild_package_for`]).
+    pub python_package: Option<PathBuf>,
 }
 
 impl HeadLayout {
@@ -301,6 +304,9 @@ impl Sandbox {
             push(&[&"--ro-bind-try", &self.root.join(file), &dst]);
         }
         push(&[&"--ro-bind", &self.libdir, &LIB_DIR]);
+        if let Some(package) = &self.python_package {
+            push(&[&"--ro-bind", package, &format!("{LIB_DIR}/osbuild")]);
+        }
         push(&[&"--ro-bind", &self.api, &API_DIR]);
         match self.kind {
             ModuleKind::Assembler => {
@@ -698,6 +704,7 @@ mod tests {
             capabilities: DEFAULT_CAPABILITIES.to_vec(),
             source_epoch: None,
             head: None,
+            python_package: None,
         }
     }
 

@@ -123,6 +123,7 @@ impl ModuleRun<'_> {
             capabilities: Sandbox::capabilities_with(&self.capabilities),
             source_epoch: self.source_epoch,
             head,
+            python_package: crate::modules::osbuild_package_for(self.libdir),
         })
     }
 }

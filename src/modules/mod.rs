@@ -18,6 +18,7 @@ mod index;
 mod meta;
 mod os_release;
 mod python;
+mod python_package;
 mod runner;
 
 pub use index::{Index, ModuleKind, DEFAULT_LIBDIR};
@@ -25,4 +26,5 @@ pub(crate) use meta::options_validator;
 pub use meta::ModuleError;
 pub use os_release::describe_os;
 pub use osbuild_protocol::meta::Meta;
+pub use python_package::osbuild_package_for;
 pub use runner::RunnerError;
