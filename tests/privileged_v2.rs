@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{mounts_under, privileged, Env};
+use common::{mounts_under, privileged, processes_matching, Env};
 use serde_json::{json, Value};
 
 fn head_stage(options: Value) -> Value {
@@ -683,4 +683,41 @@ fn loops_on(dir: &std::path::Path) -> Vec<String> {
         }
     }
     found
+}
+
+#[test]
+fn privileged_v2_stage_timeout_kills_a_stage_that_runs_too_long() {
+    if !privileged("privileged_v2_stage_timeout_kills_a_stage_that_runs_too_long") {
+        return;
+    }
+    let env = Env::new();
+    let m = json!({"version": "2", "pipelines": [{"name": "os", "stages": [
+        head_stage(json!({"name": "slow", "run": [["sleep", "60"]]}))
+    ]}]});
+    let started = std::time::Instant::now();
+    let (result, code) = env.build_json(
+        &[
+            "--export",
+            "os",
+            "--output-directory",
+            "/nonexistent",
+            "--stage-timeout",
+            "1",
+        ],
+        &m.to_string(),
+    );
+    assert_eq!(code, 1, "{result:#}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "killed after the timeout, not after the stage"
+    );
+    let output = result["error"]["details"]["stage"]["output"]
+        .as_str()
+        .unwrap();
+    assert!(
+        output.ends_with("the stage ran longer than its timeout (1 s) and was killed\n"),
+        "{output}"
+    );
+    assert!(processes_matching("sleep 60").is_empty());
+    assert!(env.store_entries("tmp").is_empty());
 }

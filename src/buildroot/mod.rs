@@ -192,6 +192,8 @@ pub struct Sandbox {
     pub source_epoch: Option<u64>,
     /// For a module that speaks osbuild HEAD's protocol: what its sandbox adds to v10's.
     pub head: Option<HeadLayout>,
+    /// How long the module may run (`osbuild --stage-timeout`); it is killed after that.
+    pub timeout: Option<Duration>,
     /// The host's `osbuild` Python package, bound at `/run/osbuild/lib/osbuild` when the
     /// libdir has an empty `osbuild` directory ([`crate::modules::osbuild_package_for`]).
     pub python_package: Option<PathBuf>,
@@ -451,8 +453,15 @@ impl BuildRoot {
         drop(cmd); // closes our copies of the pipe's write end
 
         let mut output = OutputReader::new(reader)?;
+        let deadline = sandbox.timeout.map(|t| std::time::Instant::now() + t);
+        let mut timed_out = false;
         let status = loop {
             output.poll(Some(child.pidfd()), Duration::from_millis(100), on_line);
+            if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                child.kill_with_pid_namespace(SANDBOX_EXIT_TIMEOUT);
+                timed_out = true;
+                break child.wait().map_err(io_err("waiting for bubblewrap"))?;
+            }
             if cancel.is_cancelled() {
                 // Returns when every process of the sandbox is gone (or after the bound).
                 if !child.kill_with_pid_namespace(SANDBOX_EXIT_TIMEOUT) {
@@ -474,6 +483,13 @@ impl BuildRoot {
             Api::Head(server) => (true, server.finish()),
         };
         output.drain(on_line);
+        if timed_out {
+            let secs = sandbox.timeout.unwrap_or_default().as_secs_f64();
+            let line =
+                format!("osbuild: the stage ran longer than its timeout ({secs} s) and was killed");
+            on_line(&line);
+            output.tail.push(&format!("{line}\n"));
+        }
         Ok(RunResult {
             status,
             output: output.into_text(),
@@ -705,6 +721,7 @@ mod tests {
             source_epoch: None,
             head: None,
             python_package: None,
+            timeout: None,
         }
     }
 

@@ -56,6 +56,8 @@ pub struct ModuleRun<'a> {
     /// [`Sandbox::capabilities_with`]).
     pub capabilities: Vec<Capability>,
     pub protocol: Protocol<'a>,
+    /// How long the module may run before it is killed.
+    pub timeout: Option<std::time::Duration>,
 }
 
 /// How the engine and the module talk.
@@ -124,6 +126,7 @@ impl ModuleRun<'_> {
             source_epoch: self.source_epoch,
             head,
             python_package: crate::modules::osbuild_package_for(self.libdir),
+            timeout: self.timeout,
         })
     }
 }

@@ -82,6 +82,9 @@ pub struct Args {
     /// The open file descriptor the monitor writes to (default: standard output).
     #[arg(long, value_name = "FD", default_value_t = 1)]
     pub monitor_fd: u32,
+    /// Kill a stage of a v2 build that runs longer than SECONDS (it fails the build).
+    #[arg(long, value_name = "SECONDS")]
+    pub stage_timeout: Option<f64>,
     /// Print nothing but errors (and the result with --json).
     #[arg(short, long)]
     pub quiet: bool,
@@ -277,7 +280,7 @@ fn run_v2(text: &str, index: &Index, args: &Args) -> anyhow::Result<i32> {
         Ok(Document::V1(_)) => unreachable!("only v2 manifests come here"),
         Err(e) => return Ok(report_invalid(&e, args.json)),
     };
-    let request = match V2Request::new(manifest, args.export.clone(), &args.checkpoint) {
+    let mut request = match V2Request::new(manifest, args.export.clone(), &args.checkpoint) {
         Ok(r) => r,
         Err(V2RequestError::NoCheckpoint(_)) => {
             println!("No checkpoints matched provided patterns!");
@@ -289,6 +292,11 @@ fn run_v2(text: &str, index: &Index, args: &Args) -> anyhow::Result<i32> {
             println!("{RESET}{BOLD}{RED}Failed{RESET}");
             return Ok(1);
         }
+    };
+    request.stage_timeout = match args.stage_timeout {
+        Some(t) if t.is_finite() && t > 0.0 => Some(std::time::Duration::from_secs_f64(t)),
+        Some(t) => anyhow::bail!("--stage-timeout {t}: a number of seconds above 0"),
+        None => None,
     };
     let output_dir = match (&args.output_directory, request.exports.is_empty()) {
         (None, false) => {

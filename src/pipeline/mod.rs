@@ -385,6 +385,7 @@ impl<'a> Run<'a, '_> {
             source_epoch: self.request.source_epoch,
             capabilities: index.capabilities(kind, &module.name)?,
             protocol: crate::buildroot::Protocol::V10,
+            timeout: None,
         })
     }
 

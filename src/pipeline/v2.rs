@@ -38,6 +38,8 @@ pub struct V2Request {
     pub checkpoints: BTreeSet<ObjectId>,
     /// The caller is not root: sources read no host files for it (see `sources`).
     pub unprivileged_caller: bool,
+    /// How long one stage may run before it is killed and fails (HEAD's `--stage-timeout`).
+    pub stage_timeout: Option<std::time::Duration>,
 }
 
 /// Why a v2 request is refused before anything is built.
@@ -93,6 +95,7 @@ impl V2Request {
             exports,
             checkpoints,
             unprivileged_caller: false,
+            stage_timeout: None,
         })
     }
 }
@@ -469,6 +472,7 @@ impl<'a> V2Run<'a, '_> {
             } else {
                 Protocol::V10
             },
+            timeout: self.request.stage_timeout,
         };
         let sandbox = plan.prepare(scratch.path())?;
         let started = Instant::now();
