@@ -264,18 +264,8 @@ impl Sandbox {
         for cap in &self.capabilities {
             push(&[&"--cap-add", &cap.to_string()]);
         }
-        for dir in ROOT_DIRS {
-            let src = self.root.join(dir);
-            let dst = format!("/{dir}");
-            match std::fs::symlink_metadata(&src) {
-                Ok(m) if m.file_type().is_symlink() => {
-                    if let Ok(target) = std::fs::read_link(&src) {
-                        push(&[&"--symlink", &target, &dst]);
-                    }
-                }
-                Ok(m) if m.is_dir() => push(&[&"--ro-bind", &src, &dst]),
-                _ => {}
-            }
+        for arg in self.root_dirs() {
+            push(&[&arg]);
         }
         if self.root_is_build_tree && self.root.join("boot").is_dir() {
             push(&[&"--ro-bind", &self.root.join("boot"), &"/boot"]);
@@ -333,6 +323,26 @@ impl Sandbox {
         let runner = format!("{LIB_DIR}/runners/{}", self.runner);
         let module = format!("{LIB_DIR}/{}/{}", self.kind.dir_name(), self.module);
         push(&[&"--", &runner, &module]);
+        a
+    }
+
+    /// bubblewrap's arguments for the build tree's `/usr` and friends: directories bound
+    /// read-only, symlinks (merged /usr) made again.
+    fn root_dirs(&self) -> Vec<OsString> {
+        let mut a: Vec<OsString> = Vec::new();
+        for dir in ROOT_DIRS {
+            let src = self.root.join(dir);
+            let dst = OsString::from(format!("/{dir}"));
+            match std::fs::symlink_metadata(&src) {
+                Ok(m) if m.file_type().is_symlink() => {
+                    if let Ok(target) = std::fs::read_link(&src) {
+                        a.extend(["--symlink".into(), target.into(), dst]);
+                    }
+                }
+                Ok(m) if m.is_dir() => a.extend(["--ro-bind".into(), src.into(), dst]),
+                _ => {}
+            }
+        }
         a
     }
 
@@ -430,52 +440,10 @@ impl BuildRoot {
             _ => None,
         };
 
-        let filter = seccomp::filter_pipe().map_err(BuildRootError::Seccomp)?;
-        let argv = sandbox.argv(Some(filter.as_raw_fd()));
-        let mut cmd = Command::new(&argv[0]);
-        cmd.args(&argv[1..])
-            .env_clear()
-            .envs(sandbox.env())
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(dup(&writer)?))
-            .stderr(Stdio::from(writer));
-        let netns = sandbox
-            .netns
-            .as_ref()
-            .map(|n| n.try_clone_fd())
-            .transpose()
-            .map_err(io_err("duplicating the network namespace"))?;
-        // bwrap dies with this thread: spawn and wait here, on the caller's own thread.
-        osbuild_sys::process::tie_to_thread(&mut cmd, netns);
-        osbuild_sys::process::inherit_only(&mut cmd, vec![filter]);
         // Dropping the child (any early return below) kills and reaps it.
-        let mut child = Child::spawn(&mut cmd).map_err(BuildRootError::Spawn)?;
-        drop(cmd); // closes our copies of the pipe's write end
-
+        let mut child = spawn_bubblewrap(sandbox, writer)?;
         let mut output = OutputReader::new(reader)?;
-        let deadline = sandbox.timeout.map(|t| std::time::Instant::now() + t);
-        let mut timed_out = false;
-        let status = loop {
-            output.poll(Some(child.pidfd()), Duration::from_millis(100), on_line);
-            if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
-                child.kill_with_pid_namespace(SANDBOX_EXIT_TIMEOUT);
-                timed_out = true;
-                break child.wait().map_err(io_err("waiting for bubblewrap"))?;
-            }
-            if cancel.is_cancelled() {
-                // Returns when every process of the sandbox is gone (or after the bound).
-                if !child.kill_with_pid_namespace(SANDBOX_EXIT_TIMEOUT) {
-                    tracing::warn!("the cancelled sandbox's processes still run after {SANDBOX_EXIT_TIMEOUT:?}");
-                }
-                drop(server);
-                return Err(BuildRootError::Cancelled);
-            }
-            match child.try_wait() {
-                Ok(Some(status)) => break status,
-                Ok(None) => {}
-                Err(e) => return Err(io_err("waiting for bubblewrap")(e)),
-            }
-        };
+        let (status, timed_out) = wait_for(&mut child, &mut output, sandbox, cancel, on_line)?;
         // The v10 server holds the last write end outside the sandbox: once it is gone, EOF
         // comes as soon as the (already dead) sandbox processes have released theirs.
         let (connected, exception) = match server {
@@ -497,6 +465,68 @@ impl BuildRoot {
             exception,
         })
     }
+}
+
+/// Starts bubblewrap for `sandbox` with its stdout and stderr on `writer`, on this thread
+/// (bubblewrap dies with it).
+fn spawn_bubblewrap(sandbox: &Sandbox, writer: OwnedFd) -> Result<Child, BuildRootError> {
+    let filter = seccomp::filter_pipe().map_err(BuildRootError::Seccomp)?;
+    let argv = sandbox.argv(Some(filter.as_raw_fd()));
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..])
+        .env_clear()
+        .envs(sandbox.env())
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(dup(&writer)?))
+        .stderr(Stdio::from(writer));
+    let netns = sandbox
+        .netns
+        .as_ref()
+        .map(|n| n.try_clone_fd())
+        .transpose()
+        .map_err(io_err("duplicating the network namespace"))?;
+    // bwrap dies with this thread: spawn and wait here, on the caller's own thread.
+    osbuild_sys::process::tie_to_thread(&mut cmd, netns);
+    osbuild_sys::process::inherit_only(&mut cmd, vec![filter]);
+    let child = Child::spawn(&mut cmd).map_err(BuildRootError::Spawn)?;
+    drop(cmd); // closes our copies of the pipe's write end
+    Ok(child)
+}
+
+/// Waits until the sandbox ends, reading its output: its status, and whether it was killed
+/// for running past its timeout. A cancel kills it and is an error.
+fn wait_for(
+    child: &mut Child,
+    output: &mut OutputReader,
+    sandbox: &Sandbox,
+    cancel: &Cancel,
+    on_line: &mut dyn FnMut(&str),
+) -> Result<(ExitStatus, bool), BuildRootError> {
+    let deadline = sandbox.timeout.map(|t| std::time::Instant::now() + t);
+    let mut timed_out = false;
+    let status = loop {
+        output.poll(Some(child.pidfd()), Duration::from_millis(100), on_line);
+        if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+            child.kill_with_pid_namespace(SANDBOX_EXIT_TIMEOUT);
+            timed_out = true;
+            break child.wait().map_err(io_err("waiting for bubblewrap"))?;
+        }
+        if cancel.is_cancelled() {
+            // Returns when every process of the sandbox is gone (or after the bound).
+            if !child.kill_with_pid_namespace(SANDBOX_EXIT_TIMEOUT) {
+                tracing::warn!(
+                    "the cancelled sandbox's processes still run after {SANDBOX_EXIT_TIMEOUT:?}"
+                );
+            }
+            return Err(BuildRootError::Cancelled);
+        }
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) => {}
+            Err(e) => return Err(io_err("waiting for bubblewrap")(e)),
+        }
+    };
+    Ok((status, timed_out))
 }
 
 /// The `osbuild` API endpoint of a sandbox, in its module's protocol.

@@ -293,11 +293,7 @@ fn run_v2(text: &str, index: &Index, args: &Args) -> anyhow::Result<i32> {
             return Ok(1);
         }
     };
-    request.stage_timeout = match args.stage_timeout {
-        Some(t) if t.is_finite() && t > 0.0 => Some(std::time::Duration::from_secs_f64(t)),
-        Some(t) => anyhow::bail!("--stage-timeout {t}: a number of seconds above 0"),
-        None => None,
-    };
+    request.stage_timeout = stage_timeout(args.stage_timeout)?;
     let output_dir = match (&args.output_directory, request.exports.is_empty()) {
         (None, false) => {
             println!("Need --output-directory for --export");
@@ -338,17 +334,8 @@ fn run_v2(text: &str, index: &Index, args: &Args) -> anyhow::Result<i32> {
         }
         Err(e) => return Err(e.into()),
     };
-    if result.success {
-        if let Some(dir) = &output_dir {
-            for name in &request.exports {
-                let dest = dir.join(name);
-                std::fs::create_dir_all(&dest)
-                    .with_context(|| format!("creating {}", dest.display()))?;
-                builder
-                    .export_v2(&request, name, &dest)
-                    .with_context(|| format!("exporting {name} to {}", dest.display()))?;
-            }
-        }
+    if let Some(dir) = output_dir.as_deref().filter(|_| result.success) {
+        export_all(&builder, &request, dir)?;
     }
     if let Some(Size::Bytes(budget)) = args.cache_max_size {
         store
@@ -367,6 +354,27 @@ fn run_v2(text: &str, index: &Index, args: &Args) -> anyhow::Result<i32> {
         println!("{}", log.paint(&format!("{RESET}{BOLD}{RED}Failed{RESET}")));
     }
     Ok(if result.success { 0 } else { 1 })
+}
+
+/// Copies every exported pipeline's tree to `dir/NAME`.
+fn export_all(builder: &Builder<'_>, request: &V2Request, dir: &Path) -> anyhow::Result<()> {
+    for name in &request.exports {
+        let dest = dir.join(name);
+        std::fs::create_dir_all(&dest).with_context(|| format!("creating {}", dest.display()))?;
+        builder
+            .export_v2(request, name, &dest)
+            .with_context(|| format!("exporting {name} to {}", dest.display()))?;
+    }
+    Ok(())
+}
+
+/// `--stage-timeout`: a positive number of seconds.
+fn stage_timeout(seconds: Option<f64>) -> anyhow::Result<Option<std::time::Duration>> {
+    match seconds {
+        Some(t) if t.is_finite() && t > 0.0 => Ok(Some(std::time::Duration::from_secs_f64(t))),
+        Some(t) => anyhow::bail!("--stage-timeout {t}: a number of seconds above 0"),
+        None => Ok(None),
+    }
 }
 
 /// Checks that we may build, enters the private mount namespace, opens the store.
