@@ -303,12 +303,13 @@ fn privileged_v2_inline_sources_reach_a_files_input() {
     let mut bad = m.clone();
     bad["sources"] = json!({"org.osbuild.inline": {"items": {wrong.clone(): {"encoding": "base64", "data": encoded}}}});
     bad["pipelines"][0]["stages"][0]["inputs"]["f"]["references"] = json!([wrong]);
+    let out2 = env.dir.path().join("out2");
     let (result, code) = env.build_json(
         &[
             "--export",
             "os",
             "--output-directory",
-            out.to_str().unwrap(),
+            out2.to_str().unwrap(),
         ],
         &bad.to_string(),
     );
@@ -720,4 +721,70 @@ fn privileged_v2_stage_timeout_kills_a_stage_that_runs_too_long() {
     );
     assert!(processes_matching("sleep 60").is_empty());
     assert!(env.store_entries("tmp").is_empty());
+}
+
+#[test]
+fn privileged_v2_cache_max_size_is_kept_in_the_store_and_prunes_later_builds() {
+    if !privileged("privileged_v2_cache_max_size_is_kept_in_the_store_and_prunes_later_builds") {
+        return;
+    }
+    let env = Env::new();
+    let out = env.dir.path().join("out");
+    let export = [
+        "--export",
+        "image",
+        "--output-directory",
+        out.to_str().unwrap(),
+    ];
+    let m = manifest().to_string();
+    let (result, code) = env.build_json(
+        &[&export[..], &["--cache-max-size", "unlimited"]].concat(),
+        &m,
+    );
+    assert_eq!(code, 0, "{result:#}");
+    assert_eq!(
+        read(&env.store.join("cache.info")),
+        r#"{"maximum-size":"unlimited"}"#
+    );
+    assert_eq!(
+        env.store_entries("refs").len(),
+        2,
+        "base and image are kept"
+    );
+
+    // An export never lands on an earlier one.
+    let o = env.osbuild(&export, &m);
+    assert_eq!(o.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains("/out/image is not empty: remove it or export elsewhere"),
+        "{stdout}"
+    );
+    std::fs::remove_dir_all(&out).unwrap();
+
+    // A limit of one byte, once: this build and the next (without the option) keep nothing.
+    let (result, code) = env.build_json(&[&export[..], &["--cache-max-size", "1"]].concat(), &m);
+    assert_eq!(code, 0, "{result:#}");
+    assert_eq!(read(&env.store.join("cache.info")), r#"{"maximum-size":1}"#);
+    assert!(
+        env.store_entries("refs").is_empty(),
+        "{:?}",
+        env.store_entries("refs")
+    );
+    assert!(
+        out.join("image/args/image.json").is_file(),
+        "the export came before the prune"
+    );
+    std::fs::remove_dir_all(&out).unwrap();
+    let (result, code) = env.build_json(&export, &m);
+    assert_eq!(code, 0, "{result:#}");
+    assert_eq!(
+        result["log"].as_object().unwrap().len(),
+        2,
+        "everything was built again"
+    );
+    assert!(
+        env.store_entries("refs").is_empty(),
+        "the kept limit pruned again"
+    );
 }

@@ -72,7 +72,8 @@ pub struct Args {
     #[arg(long, value_name = "DIRECTORY")]
     pub output_directory: Option<PathBuf>,
     /// After the build, prune the store to SIZE (bytes, or with kB, MB, GB, TB, KiB, MiB,
-    /// GiB, TiB) by least recent use, or keep everything (`unlimited`, the default).
+    /// GiB, TiB) by least recent use, or keep everything (`unlimited`, the default). The limit
+    /// is kept in the store (cache.info) for later builds.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub cache_max_size: Option<Size>,
     /// How a v2 build reports progress: LogMonitor (the human log, the default),
@@ -273,33 +274,64 @@ pub fn parse_size(s: &str) -> Result<Size, String> {
         .ok_or_else(|| format!("{s:?} is too large"))
 }
 
-/// Builds a v2 manifest (HEAD's command line and `--json` result); returns the exit code.
-fn run_v2(text: &str, index: &Index, args: &Args) -> anyhow::Result<i32> {
+/// The v2 request the command line asks for and its output directory, or the exit code of a
+/// refusal (HEAD's messages: an invalid manifest, an unknown export, no checkpoint matching,
+/// an export without an output directory or onto an earlier one).
+#[allow(clippy::type_complexity)]
+fn v2_request(
+    text: &str,
+    index: &Index,
+    args: &Args,
+) -> anyhow::Result<Result<(V2Request, Option<PathBuf>), i32>> {
     let manifest = match manifest::load_document(text, index) {
         Ok(Document::V2(m)) => m,
         Ok(Document::V1(_)) => unreachable!("only v2 manifests come here"),
-        Err(e) => return Ok(report_invalid(&e, args.json)),
+        Err(e) => return Ok(Err(report_invalid(&e, args.json))),
     };
     let mut request = match V2Request::new(manifest, args.export.clone(), &args.checkpoint) {
         Ok(r) => r,
         Err(V2RequestError::NoCheckpoint(_)) => {
             println!("No checkpoints matched provided patterns!");
             println!("{RESET}{BOLD}{RED}Failed{RESET}");
-            return Ok(1);
+            return Ok(Err(1));
         }
         Err(e @ V2RequestError::UnknownExport { .. }) => {
             println!("{e}");
             println!("{RESET}{BOLD}{RED}Failed{RESET}");
-            return Ok(1);
+            return Ok(Err(1));
         }
     };
     request.stage_timeout = stage_timeout(args.stage_timeout)?;
     let output_dir = match (&args.output_directory, request.exports.is_empty()) {
         (None, false) => {
             println!("Need --output-directory for --export");
-            return Ok(1);
+            return Ok(Err(1));
         }
         (dir, _) => dir.clone(),
+    };
+    // An export never mixes with files of an earlier one: its directory must be new or empty.
+    if let Some(dir) = &output_dir {
+        let taken = request
+            .exports
+            .iter()
+            .map(|e| dir.join(e))
+            .find(|d| std::fs::read_dir(d).is_ok_and(|mut entries| entries.next().is_some()));
+        if let Some(taken) = taken {
+            println!(
+                "{} is not empty: remove it or export elsewhere",
+                taken.display()
+            );
+            return Ok(Err(1));
+        }
+    }
+    Ok(Ok((request, output_dir)))
+}
+
+/// Builds a v2 manifest (HEAD's command line and `--json` result); returns the exit code.
+fn run_v2(text: &str, index: &Index, args: &Args) -> anyhow::Result<i32> {
+    let (request, output_dir) = match v2_request(text, index, args)? {
+        Ok(r) => r,
+        Err(code) => return Ok(code),
     };
     let store = start_building(args)?;
     let builder = Builder {
@@ -337,11 +369,7 @@ fn run_v2(text: &str, index: &Index, args: &Args) -> anyhow::Result<i32> {
     if let Some(dir) = output_dir.as_deref().filter(|_| result.success) {
         export_all(&builder, &request, dir)?;
     }
-    if let Some(Size::Bytes(budget)) = args.cache_max_size {
-        store
-            .prune(budget)
-            .context("pruning the store to --cache-max-size")?;
-    }
+    prune_to_limit(&store, args.cache_max_size)?;
     if args.json {
         println!("{}", json::dumps(&result.to_json()));
     } else if result.success {
@@ -364,6 +392,26 @@ fn export_all(builder: &Builder<'_>, request: &V2Request, dir: &Path) -> anyhow:
         builder
             .export_v2(request, name, &dest)
             .with_context(|| format!("exporting {name} to {}", dest.display()))?;
+    }
+    Ok(())
+}
+
+/// `--cache-max-size`: kept in the store as HEAD keeps it, so later builds without the option
+/// hold to it too; the store is pruned to the limit by least recent use.
+fn prune_to_limit(store: &Store, given: Option<Size>) -> anyhow::Result<()> {
+    if let Some(size) = given {
+        let bytes = match size {
+            Size::Bytes(b) => Some(b),
+            Size::Unlimited => None,
+        };
+        store
+            .set_maximum_size(bytes)
+            .context("keeping --cache-max-size in the store")?;
+    }
+    if let Some(budget) = store.maximum_size() {
+        store
+            .prune(budget)
+            .context("pruning the store to its --cache-max-size")?;
     }
     Ok(())
 }

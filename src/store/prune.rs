@@ -193,3 +193,29 @@ impl Store {
         Ok(out)
     }
 }
+
+/// The file and key osbuild HEAD keeps its cache's size limit in (`osbuild --cache-max-size`):
+/// `STORE/cache.info` = `{"maximum-size": BYTES | "unlimited"}`.
+const CACHE_INFO: &str = "cache.info";
+
+impl Store {
+    /// The size limit `osbuild --cache-max-size` set last: `Some(bytes)`, or `None` for none
+    /// (never set, or `unlimited`).
+    pub fn maximum_size(&self) -> Option<u64> {
+        let text = std::fs::read_to_string(self.root().join(CACHE_INFO)).ok()?;
+        let info: serde_json::Value = serde_json::from_str(&text).ok()?;
+        info.get("maximum-size")?.as_u64()
+    }
+
+    /// Keeps `bytes` (`None`: unlimited) as the store's size limit, for later builds too.
+    pub fn set_maximum_size(&self, bytes: Option<u64>) -> Result<(), StoreError> {
+        let value = bytes.map_or(serde_json::json!("unlimited"), serde_json::Value::from);
+        let path = self.root().join(CACHE_INFO);
+        let tmp = self
+            .root()
+            .join(format!(".{CACHE_INFO}.tmp-{}", std::process::id()));
+        let text = serde_json::json!({"maximum-size": value}).to_string();
+        std::fs::write(&tmp, text).map_err(|e| StoreError::io("write", &tmp, e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| StoreError::io("rename", &tmp, e))
+    }
+}
