@@ -10,7 +10,6 @@
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -30,7 +29,8 @@ const MAX_CLIENTS: usize = 8;
 /// Serves one sandbox's HEAD `osbuild` endpoint until dropped (then the thread is joined and
 /// the socket file removed).
 pub struct HeadApiServer {
-    stop: Arc<AtomicBool>,
+    /// Closing it wakes the serving thread at once (its read end becomes readable).
+    wake: Option<OwnedFd>,
     exception: Arc<Mutex<Option<Value>>>,
     thread: Option<JoinHandle<()>>,
     path: PathBuf,
@@ -43,17 +43,18 @@ impl HeadApiServer {
         let listener = socket::listen_seqpacket(&path).map_err(|f| {
             io_err(format!("{} of {}", f.step.name(), path.display()))(f.errno.into())
         })?;
-        let stop = Arc::new(AtomicBool::new(false));
         let exception = Arc::new(Mutex::new(None));
+        let (woken, wake) =
+            osbuild_sys::process::pipe().map_err(io_err("creating the API thread's pipe"))?;
         let thread = {
-            let (stop, exception) = (stop.clone(), exception.clone());
+            let exception = exception.clone();
             std::thread::Builder::new()
                 .name("osbuild-head-api".into())
-                .spawn(move || serve(listener, &stop, &exception))
+                .spawn(move || serve(listener, woken, &exception))
                 .map_err(io_err("starting the API thread"))?
         };
         Ok(Self {
-            stop,
+            wake: Some(wake),
             exception,
             thread: Some(thread),
             path,
@@ -68,7 +69,7 @@ impl HeadApiServer {
     }
 
     fn shut(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
+        drop(self.wake.take());
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -82,47 +83,55 @@ impl Drop for HeadApiServer {
     }
 }
 
-fn serve(listener: OwnedFd, stop: &AtomicBool, exception: &Mutex<Option<Value>>) {
+/// Serves until the wake pipe closes; then takes what is still queued (a module's last
+/// packet may arrive just before it exits) and returns.
+fn serve(listener: OwnedFd, woken: OwnedFd, exception: &Mutex<Option<Value>>) {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     let mut clients: Vec<OwnedFd> = Vec::new();
     let mut buf = vec![0u8; MAX_PACKET];
-    while !stop.load(Ordering::SeqCst) {
-        let mut fds = vec![PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
-        fds.extend(
-            clients
-                .iter()
-                .map(|c| PollFd::new(c.as_fd(), PollFlags::POLLIN)),
-        );
-        if poll(&mut fds, PollTimeout::from(100u8)).unwrap_or(0) == 0 {
-            continue;
-        }
-        let ready: Vec<bool> = fds
-            .iter()
-            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
-            .collect();
-        let mut closed = Vec::new();
-        for (i, client) in clients.iter().enumerate() {
-            if !ready[i + 1] {
-                continue;
+    let mut stop = false;
+    loop {
+        let stopping = stop;
+        if !stopping {
+            let mut fds = vec![
+                PollFd::new(listener.as_fd(), PollFlags::POLLIN),
+                PollFd::new(woken.as_fd(), PollFlags::POLLIN),
+            ];
+            fds.extend(
+                clients
+                    .iter()
+                    .map(|c| PollFd::new(c.as_fd(), PollFlags::POLLIN)),
+            );
+            let _ = poll(&mut fds, PollTimeout::NONE);
+            if fds[1].revents().is_some_and(|r| !r.is_empty()) {
+                stop = true;
             }
-            match socket::receive(client, &mut buf, 8) {
-                Ok(msg) if msg.len == 0 => closed.push(i),
-                Ok(msg) => {
-                    if let Some(e) = exception_of(&buf[..msg.len]) {
-                        *exception.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
-                    }
+        }
+        while clients.len() < MAX_CLIENTS {
+            match socket::accept(&listener) {
+                Ok(c) => clients.push(c),
+                Err(_) => break,
+            }
+        }
+        clients.retain(|c| read_available(c, &mut buf, exception));
+        if stopping {
+            return;
+        }
+    }
+}
+
+/// Reads every packet queued on `client` (non-blocking); false once it is closed.
+fn read_available(client: &OwnedFd, buf: &mut [u8], exception: &Mutex<Option<Value>>) -> bool {
+    loop {
+        match socket::receive(client, buf, 8) {
+            Ok(msg) if msg.len == 0 => return false,
+            Ok(msg) => {
+                if let Some(e) = exception_of(&buf[..msg.len]) {
+                    *exception.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
                 }
-                Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => {}
-                Err(_) => closed.push(i),
             }
-        }
-        for i in closed.into_iter().rev() {
-            clients.remove(i);
-        }
-        if ready[0] && clients.len() < MAX_CLIENTS {
-            if let Ok(c) = socket::accept(&listener) {
-                clients.push(c);
-            }
+            Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => return true,
+            Err(_) => return false,
         }
     }
 }

@@ -58,11 +58,20 @@ impl Index {
     /// Whether module `name` is one of osbuild HEAD's own Python modules: a Python module in a
     /// libdir of HEAD's layout (with HEAD's `osbuild` package beside the modules).
     pub fn from_heads_layout(&self, kind: ModuleKind, name: &str) -> bool {
-        let python = self
+        use std::io::Read;
+        if !self.libdir().join("osbuild").exists() {
+            return false;
+        }
+        // The `#!` line is enough (our modules are multi-megabyte binaries).
+        let mut first = [0u8; 256];
+        let Some(mut file) = self
             .path(kind, name)
-            .and_then(|p| std::fs::read(p).ok())
-            .is_some_and(|bytes| python::is_python(&bytes));
-        python && self.libdir().join("osbuild").exists()
+            .and_then(|p| std::fs::File::open(p).ok())
+        else {
+            return false;
+        };
+        let n = file.read(&mut first).unwrap_or(0);
+        python::is_python(&first[..n])
     }
 
     /// What module `name` says about itself: from `NAME.meta.json` if present, else from the
