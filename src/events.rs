@@ -14,9 +14,12 @@ use crate::modules::ModuleKind;
 #[derive(Debug)]
 pub enum Event<'a> {
     /// A stage or assembler is about to run. `index` counts from 0 within its pipeline;
-    /// `depth` is 0 for the main pipeline, 1 for its build pipeline, and so on.
+    /// `depth` is 0 for the main pipeline, 1 for its build pipeline, and so on. `pipeline` is
+    /// the name of the v2 pipeline it belongs to (`None` for a v1 manifest, whose pipelines
+    /// have no names).
     ModuleStarted {
         kind: ModuleKind,
+        pipeline: Option<&'a str>,
         name: &'a str,
         id: &'a ObjectId,
         options: &'a Value,

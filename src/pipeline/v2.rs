@@ -366,7 +366,8 @@ impl<'a> V2Run<'a, '_> {
                 return Ok(false);
             }
             let last = index + 1 == p.stages.len();
-            if last || self.request.checkpoints.contains(&stage.id) {
+            let checkpoint = self.request.checkpoints.contains(&stage.id);
+            if last || checkpoint || self.b.commit.also_commit(&stage.id) {
                 if let Some(epoch) = epoch_of(p) {
                     tree.clamp_times(epoch)?;
                 }
@@ -430,7 +431,7 @@ impl<'a> V2Run<'a, '_> {
             },
         };
         let sandbox = plan.prepare(scratch.path())?;
-        let run = self.run_sandbox(stage, &sandbox, &v10_args, at)?;
+        let run = self.run_sandbox(&p.name, stage, &sandbox, &v10_args, at)?;
         if run.success() {
             self.keep_metadata(stage, &scratch.path().join("meta"))?;
         } else {
@@ -454,6 +455,7 @@ impl<'a> V2Run<'a, '_> {
     /// Runs a prepared sandbox, telling the monitor.
     fn run_sandbox(
         &mut self,
+        pipeline: &str,
         stage: &Stage,
         sandbox: &crate::buildroot::Sandbox,
         v10_args: &str,
@@ -462,6 +464,7 @@ impl<'a> V2Run<'a, '_> {
         let kind = ModuleKind::Stage;
         self.monitor.event(Event::ModuleStarted {
             kind,
+            pipeline: Some(pipeline),
             name: &stage.module,
             id: &stage.id,
             options: &stage.options,

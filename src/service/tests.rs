@@ -446,7 +446,7 @@ async fn end_job(
     let id = JobId::from_path(&path.as_ref()).unwrap();
     let job = f.svc.scheduler.job(id).unwrap();
     f.svc.scheduler.dequeue(id);
-    interface::finish(&f.svc, &f.server, &job, result).await;
+    interface::finish(&f.svc, &f.server, &job, result.map(Into::into)).await;
 }
 
 #[tokio::test]
@@ -509,7 +509,7 @@ async fn get_result_is_for_the_owner_or_cancel_other_user() {
             Arc::new(move |_, a| a != Action::CancelOtherUser || may_cancel_others);
         let f = fixture(queued_only(), Authority::Fixed(decide)).await;
         // A job of another uid, exported as publish() would.
-        let request = interface::validate(&f.svc, MANIFEST, HashMap::new()).unwrap();
+        let request = request::validate(&f.svc, MANIFEST, HashMap::new()).unwrap();
         let other = scheduler::Owner {
             uid: nix::unistd::getuid().as_raw() + 1,
             name: None,
@@ -600,9 +600,9 @@ fn a_result_too_large_for_the_bus_drops_the_earliest_outputs() {
         output_id: None,
     };
     let whole = result.to_json();
-    assert!(whole.len() > interface::MAX_RESULT_BYTES);
-    let fitted = interface::fit_for_the_bus(result);
-    assert!(fitted.len() <= interface::MAX_RESULT_BYTES);
+    assert!(whole.len() > outcome::MAX_RESULT_BYTES);
+    let fitted = outcome::fit_for_the_bus(result);
+    assert!(fitted.len() <= outcome::MAX_RESULT_BYTES);
     let parsed = PipelineResult::parse(&fitted).unwrap();
     let stages = parsed.stages.unwrap();
     let kept: Vec<bool> = stages
