@@ -109,6 +109,14 @@ fn no_options() -> BuildOptions {
     BuildOptions::default()
 }
 
+/// A Build call that is refused: manifest, options, error name, fragments of its message.
+type Case<'a> = (
+    &'a str,
+    HashMap<&'a str, Variant<'a>>,
+    &'a str,
+    Vec<&'a str>,
+);
+
 /// Options as any client could send them, unknown keys included.
 fn raw_options() -> HashMap<&'static str, Variant<'static>> {
     HashMap::new()
@@ -170,12 +178,6 @@ async fn bad_requests_get_named_errors_and_create_nothing() {
     bad_opt.insert("libdir", Variant::from("/tmp"));
     let mut bad_cp = raw_options();
     bad_cp.insert("checkpoints", Variant::from(vec!["f".repeat(64)]));
-    type Case<'a> = (
-        &'a str,
-        HashMap<&'a str, Variant<'a>>,
-        &'a str,
-        Vec<&'a str>,
-    );
     let cases: Vec<Case<'_>> = vec![
         (
             "{not json",
@@ -657,7 +659,7 @@ async fn v2_builds_need_known_exports_and_matching_patterns() {
         |pairs: Vec<(&'static str, Variant<'static>)>| -> HashMap<&'static str, Variant<'static>> {
             pairs.into_iter().collect()
         };
-    let cases: Vec<(&str, HashMap<&str, Variant<'_>>, &str, Vec<&str>)> = vec![
+    let cases: Vec<Case<'_>> = vec![
         (
             V2_MANIFEST,
             opts(vec![("exports", list(&["b", "nope", "neither"]))]),
