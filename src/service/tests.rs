@@ -117,6 +117,30 @@ type Case<'a> = (
     Vec<&'a str>,
 );
 
+/// Calls Build for each case and checks the error's name and message.
+async fn assert_refused(proxy: &Builder1Proxy<'_>, cases: Vec<Case<'_>>) {
+    for (manifest, options, want, fragments) in cases {
+        let e = proxy
+            .inner()
+            .call::<_, _, OwnedObjectPath>("Build", &(manifest, options))
+            .await
+            .unwrap_err();
+        let (name, msg) = error_name(&e);
+        assert_eq!(name, want, "{msg}");
+        for frag in fragments {
+            assert!(msg.contains(frag), "{want}: '{frag}' not in: {msg}");
+        }
+    }
+}
+
+/// The broadcast summary `result`, which must contain none of `markers`.
+fn summary_without(result: &str, markers: &[&str]) -> serde_json::Value {
+    for marker in markers {
+        assert!(!result.contains(marker), "{marker} broadcast: {result}");
+    }
+    serde_json::from_str(result).unwrap()
+}
+
 /// Options as any client could send them, unknown keys included.
 fn raw_options() -> HashMap<&'static str, Variant<'static>> {
     HashMap::new()
@@ -220,18 +244,7 @@ async fn bad_requests_get_named_errors_and_create_nothing() {
             vec!["is not the id of a stage"],
         ),
     ];
-    for (manifest, options, want, fragments) in cases {
-        let e = proxy
-            .inner()
-            .call::<_, _, OwnedObjectPath>("Build", &(manifest, options))
-            .await
-            .unwrap_err();
-        let (name, msg) = error_name(&e);
-        assert_eq!(name, want, "{msg}");
-        for frag in fragments {
-            assert!(msg.contains(frag), "{want}: '{frag}' not in: {msg}");
-        }
-    }
+    assert_refused(&proxy, cases).await;
     assert!(proxy.list_jobs().await.unwrap().is_empty());
     let e = proxy
         .cancel(&zbus::ObjectPath::try_from("/org/osbuild/Builder1/job/9").unwrap())
@@ -487,14 +500,8 @@ async fn job_finished_shows_everyone_a_summary_and_get_result_the_owner_everythi
         let sig = finished.next().await.unwrap();
         let a = sig.args().unwrap();
         assert_eq!((a.job.as_str(), a.success), (job.as_str(), success));
-        for marker in [OPTION_MARKER, OUTPUT_MARKER, "OPTION-MARKER"] {
-            assert!(
-                !a.result.contains(marker),
-                "{marker} broadcast: {}",
-                a.result
-            );
-        }
-        let summary: serde_json::Value = serde_json::from_str(a.result).unwrap();
+        let markers = [OPTION_MARKER, OUTPUT_MARKER, "OPTION-MARKER"];
+        let summary = summary_without(a.result, &markers);
         assert_eq!(summary["success"], success);
         assert!(summary.get("error").is_none(), "{summary}");
         if ran {
@@ -663,7 +670,7 @@ async fn v2_builds_need_known_exports_and_matching_patterns() {
         (
             V2_MANIFEST,
             opts(vec![("exports", list(&["b", "nope", "neither"]))]),
-            "UnknownExport",
+            "org.osbuild.Builder1.Error.UnknownExport",
             vec![
                 "export 'nope', 'neither' is not a pipeline",
                 "pipelines: a, b, unused",
@@ -672,7 +679,7 @@ async fn v2_builds_need_known_exports_and_matching_patterns() {
         (
             V2_MANIFEST,
             opts(vec![]),
-            "InvalidOption",
+            "org.osbuild.Builder1.Error.InvalidOption",
             vec!["give option 'exports'", "pipelines: a, b, unused"],
         ),
         (
@@ -681,7 +688,7 @@ async fn v2_builds_need_known_exports_and_matching_patterns() {
                 ("exports", list(&["b"])),
                 ("checkpoints", list(&["x*", "y"])),
             ]),
-            "UnknownCheckpoint",
+            "org.osbuild.Builder1.Error.UnknownCheckpoint",
             vec!["matches the checkpoint patterns 'x*', 'y'"],
         ),
         (
@@ -690,34 +697,23 @@ async fn v2_builds_need_known_exports_and_matching_patterns() {
                 ("exports", list(&["b"])),
                 ("sources", Variant::from("{}")),
             ]),
-            "InvalidOption",
+            "org.osbuild.Builder1.Error.InvalidOption",
             vec!["option 'sources' is for v1 manifests"],
         ),
         (
             MANIFEST,
             opts(vec![("exports", list(&["b"]))]),
-            "InvalidOption",
+            "org.osbuild.Builder1.Error.InvalidOption",
             vec!["option 'exports' is for v2 manifests"],
         ),
         (
             MANIFEST,
             opts(vec![("checkpoints", list(&["org.osbuild.*"]))]),
-            "UnknownCheckpoint",
+            "org.osbuild.Builder1.Error.UnknownCheckpoint",
             vec!["'org.osbuild.*' is a pattern", "v1 manifest are stage ids"],
         ),
     ];
-    for (manifest, options, want, fragments) in cases {
-        let e = proxy
-            .inner()
-            .call::<_, _, OwnedObjectPath>("Build", &(manifest, options))
-            .await
-            .unwrap_err();
-        let (name, msg) = error_name(&e);
-        assert_eq!(name, format!("org.osbuild.Builder1.Error.{want}"), "{msg}");
-        for frag in fragments {
-            assert!(msg.contains(frag), "{want}: '{frag}' not in: {msg}");
-        }
-    }
+    assert_refused(&proxy, cases).await;
     assert!(proxy.list_jobs().await.unwrap().is_empty(), "no job");
 
     // Known exports and a pattern that matches: queued, with b's tree as TreeId, and the
@@ -796,14 +792,7 @@ async fn a_v2_job_gives_heads_result_to_its_owner_and_ids_to_everyone() {
     let sig = finished.next().await.unwrap();
     let args = sig.args().unwrap();
     assert!(!args.success);
-    for marker in [OPTION_MARKER, OUTPUT_MARKER, "RuntimeError"] {
-        assert!(
-            !args.result.contains(marker),
-            "{marker} broadcast: {}",
-            args.result
-        );
-    }
-    let summary: serde_json::Value = serde_json::from_str(args.result).unwrap();
+    let summary = summary_without(args.result, &[OPTION_MARKER, OUTPUT_MARKER, "RuntimeError"]);
     assert_eq!(
         summary,
         serde_json::json!({
