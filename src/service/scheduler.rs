@@ -426,6 +426,41 @@ mod tests {
         assert_eq!(s.job_ids().len(), 4);
     }
 
+    /// A v2 request exporting `export` of a manifest where "image" builds on "base".
+    fn v2_request(export: &str) -> JobRequest {
+        let text = r#"{"version": "2", "pipelines": [
+            {"name": "base", "stages": [{"type": "org.osbuild.test", "options": {"o": 1}}]},
+            {"name": "image", "build": "name:base",
+             "stages": [{"type": "org.osbuild.test", "options": {"o": 2}}]},
+            {"name": "other", "stages": [{"type": "org.osbuild.test", "options": {"o": 3}}]}
+        ]}"#;
+        let Ok(crate::manifest::Document::V2(m)) = crate::manifest::parse_document(text) else {
+            panic!("a valid v2 manifest");
+        };
+        let r = crate::pipeline::V2Request::new(m, vec![export.to_owned()], &[]).unwrap();
+        JobRequest::V2(r)
+    }
+
+    #[test]
+    fn identical_v2_builds_wait_for_each_other_and_then_build_nothing() {
+        let s = Scheduler::new(limits(2, 8));
+        let a = s.admit(owner(1), v2_request("image")).unwrap();
+        let b = s.admit(owner(2), v2_request("image")).unwrap();
+        let other = s.admit(owner(2), v2_request("other")).unwrap();
+        assert_eq!(a.order.len(), 2, "base and image, not other: {:?}", a.order);
+        let started: Vec<JobId> = s.start_ready(&nothing_built).iter().map(|j| j.id).collect();
+        assert_eq!(started, [a.id, other.id], "the identical build waits");
+        assert!(s.wanted_by_queue(a.id, &a.order[0]), "b needs base");
+        s.finish(&a, JobState::Succeeded);
+        // Only the export is in the store (base was not kept): b has nothing to build.
+        let image = a.request.done_when().unwrap();
+        assert_eq!(image.as_slice(), &a.order[1..]);
+        let built = |id: &ObjectId| image.contains(id);
+        assert!(b.missing(&built).is_empty());
+        let next: Vec<JobId> = s.start_ready(&built).iter().map(|j| j.id).collect();
+        assert_eq!(next, [b.id]);
+    }
+
     #[test]
     fn conflicting_jobs_wait_and_shared_stages_are_wanted() {
         let s = Scheduler::new(limits(2, 8));

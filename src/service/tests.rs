@@ -715,14 +715,19 @@ async fn v2_builds_need_known_exports_and_matching_patterns() {
     ];
     assert_refused(&proxy, cases).await;
     assert!(proxy.list_jobs().await.unwrap().is_empty(), "no job");
+}
 
-    // Known exports and a pattern that matches: queued, with b's tree as TreeId, and the
-    // stages of a and b (not "unused") as what it builds.
+/// Known exports and a pattern that matches: queued, with b's tree as TreeId, and the stages
+/// of a and b (not "unused") as what it builds.
+#[tokio::test]
+async fn a_v2_job_builds_its_exports_and_what_they_need() {
+    let f = fixture(queued_only(), allow_all()).await;
+    let proxy = Builder1Proxy::new(&f.client).await.unwrap();
+    let list =
+        |items: &[&str]| Variant::from(items.iter().map(|s| s.to_string()).collect::<Vec<_>>());
     let (a, b) = v2_ids();
-    let ok = opts(vec![
-        ("exports", list(&["b"])),
-        ("checkpoints", list(&["a"])),
-    ]);
+    let ok: HashMap<&str, Variant<'_>> =
+        HashMap::from([("exports", list(&["b"])), ("checkpoints", list(&["a"]))]);
     let job: OwnedObjectPath = proxy
         .inner()
         .call("Build", &(V2_MANIFEST, ok))
