@@ -14,12 +14,9 @@ use crate::modules::ModuleKind;
 #[derive(Debug)]
 pub enum Event<'a> {
     /// A stage or assembler is about to run. `index` counts from 0 within its pipeline;
-    /// `depth` is 0 for the main pipeline, 1 for its build pipeline, and so on. `pipeline` is
-    /// the name of the v2 pipeline it belongs to (`None` for a v1 manifest, whose pipelines
-    /// have no names).
+    /// `depth` is 0 for the main pipeline, 1 for its build pipeline, and so on.
     ModuleStarted {
         kind: ModuleKind,
-        pipeline: Option<&'a str>,
         name: &'a str,
         id: &'a ObjectId,
         options: &'a Value,
@@ -29,14 +26,25 @@ pub enum Event<'a> {
     },
     /// One line the module printed.
     Output { line: &'a str },
-    /// The module ended.
+    /// The module ended. A module of HEAD's protocol may have reported an `error` (HEAD's
+    /// `{"type": "exception", "data": ...}`) and `metadata`.
     ModuleFinished {
         kind: ModuleKind,
         name: &'a str,
         id: &'a ObjectId,
         success: bool,
         seconds: f64,
+        error: Option<&'a Value>,
+        metadata: Option<&'a Value>,
     },
+    /// A pipeline of a v2 manifest starts building (its stages follow).
+    PipelineStarted {
+        name: &'a str,
+        id: Option<&'a ObjectId>,
+        stages: usize,
+    },
+    /// A pipeline of a v2 manifest is done.
+    PipelineFinished { name: &'a str, success: bool },
     /// A source starts fetching `files` files, before any stage runs.
     SourceStarted { name: &'a str, files: usize },
     /// Files and bytes a source has in place so far.

@@ -20,6 +20,8 @@
 //! - [`store`]: the object store (objects, refs, treesum, copy-on-write objects, pruning).
 //! - [`mount`]: bind mounts with owners, and the private mount namespace.
 //! - [`buildroot`]: the bubblewrap sandbox and the API sockets a stage talks to.
+//! - [`hostsvc`]: HEAD's host services for a v2 stage's devices (loopback) and mounts
+//!   (ext4, xfs, fat, btrfs, bind, noop), released in reverse on every way out.
 //! - [`events`]: what happens during a build ([`events::Event`]), for whoever watches it.
 //! - [`pipeline`]: running a build request: caching, checkpoints, results.
 //! - [`sources`]: running the libdir's sources on the host: fetching before the build, and the
@@ -34,6 +36,7 @@
 pub mod buildroot;
 pub mod cli;
 pub mod events;
+pub mod hostsvc;
 pub mod id;
 pub mod manifest;
 pub mod mkmanifest;

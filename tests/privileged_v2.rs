@@ -357,3 +357,330 @@ fn base64_is_rfc_4648() {
     );
     assert_eq!(base64_of(b"ab"), "YWI=");
 }
+
+/// RFC 7464, strictly: every record is RS, one JSON text, LF; nothing before the first RS.
+fn json_seq(bytes: &[u8]) -> Vec<Value> {
+    let text = std::str::from_utf8(bytes).expect("UTF-8");
+    let mut parts = text.split('\x1e');
+    assert_eq!(
+        parts.next(),
+        Some(""),
+        "bytes before the first record separator"
+    );
+    parts
+        .map(|record| {
+            let body = record
+                .strip_suffix('\n')
+                .unwrap_or_else(|| panic!("record without LF: {record:?}"));
+            serde_json::from_str(body)
+                .unwrap_or_else(|e| panic!("not one JSON text ({e}): {body:?}"))
+        })
+        .collect()
+}
+
+#[test]
+fn privileged_v2_composers_command_line_streams_json_seq_on_fd_3() {
+    if !privileged("privileged_v2_composers_command_line_streams_json_seq_on_fd_3") {
+        return;
+    }
+    let env = Env::new();
+    let out = env.dir.path().join("out");
+    let seq = env.dir.path().join("monitor.seq");
+    // osbuild/images' osbuild-exec.go, word for word (the manifest on stdin, records on fd 3).
+    let script = format!(
+        "exec \"$0\" --libdir {lib} --store {store} --output-directory {out} --cache-max-size=21474836480 - \
+         --export image --checkpoint base --checkpoint image --monitor=JSONSeqMonitor --monitor-fd=3 --json 3>{seq}",
+        lib = env.libdir.display(),
+        store = env.store.display(),
+        out = out.display(),
+        seq = seq.display()
+    );
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-c").arg(script).arg(env!("CARGO_BIN_EXE_osbuild"));
+    let o = common::run_with_stdin(cmd, &manifest().to_string());
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let result: Value =
+        serde_json::from_slice(&o.stdout).expect("stdout is the --json result alone");
+    assert_eq!(result["success"], true);
+
+    let records = json_seq(&std::fs::read(&seq).unwrap());
+    let messages: Vec<&str> = records
+        .iter()
+        .map(|r| r["message"].as_str().unwrap())
+        .collect();
+    let status: Vec<&&str> = messages
+        .iter()
+        .filter(|m| m.starts_with("Starting ") || m.starts_with("Finished "))
+        .collect();
+    assert_eq!(
+        status,
+        [
+            &"Starting pipeline base",
+            &"Starting module org.osbuild.test.head",
+            &"Finished module org.osbuild.test.head",
+            &"Finished pipeline base",
+            &"Starting pipeline image",
+            &"Starting module org.osbuild.test.head",
+            &"Finished module org.osbuild.test.head",
+            &"Finished pipeline image"
+        ]
+    );
+    assert!(
+        messages.contains(&"image: done\n"),
+        "stage output is streamed: {messages:?}"
+    );
+    let last = records.last().unwrap();
+    assert_eq!(
+        last["progress"],
+        json!({"name": "pipelines/sources", "total": 2, "done": 2})
+    );
+    let finished = records
+        .iter()
+        .find(|r| r["message"] == "Finished module org.osbuild.test.head")
+        .unwrap();
+    assert_eq!(finished["result"]["success"], true);
+    assert_eq!(finished["metadata"], json!({"name": "base", "inputs": []}));
+    assert!(finished["duration"].as_f64().unwrap() >= 0.0);
+    assert_eq!(
+        finished["progress"]["progress"],
+        json!({"name": "pipeline: base", "total": 1, "done": 1})
+    );
+    // Every context id is announced in full once, then referred to by id alone.
+    let mut seen = std::collections::HashSet::new();
+    for r in &records {
+        let ctx = r["context"].as_object().unwrap();
+        let id = ctx["id"].as_str().unwrap().to_owned();
+        if seen.insert(id) {
+            assert!(ctx.contains_key("origin"), "{ctx:?}");
+        } else {
+            assert_eq!(ctx.len(), 1, "{ctx:?}");
+        }
+    }
+    assert!(out.join("image/args/image.json").is_file());
+}
+
+#[test]
+fn privileged_v2_checkpoint_patterns_commit_the_stages_they_match() {
+    if !privileged("privileged_v2_checkpoint_patterns_commit_the_stages_they_match") {
+        return;
+    }
+    let m = json!({
+        "version": "2",
+        "pipelines": [{"name": "os", "stages": [
+            head_stage(json!({"name": "one", "write": {"a": "1"}})),
+            head_stage(json!({"name": "two", "write": {"b": "2"}})),
+            head_stage(json!({"name": "three"}))
+        ]}]
+    });
+    for (pattern, first_two_committed) in [
+        ("org.osbuild.test.*", [true, true]),
+        ("nothing-*", [false, false]),
+    ] {
+        let env = Env::new();
+        let inspected = env.inspect(&m);
+        let ids: Vec<String> = (0..3)
+            .map(|i| {
+                inspected["pipelines"][0]["stages"][i]["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        // A pattern over stage ids marks one stage; another over types marks every stage.
+        let first = format!("{}*", &ids[0][..12]);
+        let out = env.dir.path().join("out");
+        let (result, code) = env.build_json(
+            &[
+                "--export",
+                "os",
+                "--output-directory",
+                out.to_str().unwrap(),
+                "--checkpoint",
+                pattern,
+                "--checkpoint",
+                &first,
+            ],
+            &m.to_string(),
+        );
+        assert_eq!(code, 0, "{result:#}");
+        let refs = env.store_entries("refs");
+        assert!(
+            refs.contains(&ids[0]),
+            "the id pattern matched the first stage: {refs:?}"
+        );
+        assert_eq!(
+            refs.contains(&ids[1]),
+            first_two_committed[1],
+            "{pattern}: {refs:?}"
+        );
+        assert!(
+            refs.contains(&ids[2]),
+            "the exported pipeline's tree is kept: {refs:?}"
+        );
+        // The checkpoint holds the tree as it was after that stage.
+        assert!(env.committed(&ids[0], "a").is_file());
+        assert!(!env.committed(&ids[0], "b").exists());
+    }
+}
+
+/// Partitions (start, size in 512-byte sectors) of the test disk: ext4, btrfs, xfs.
+const PARTITIONS: [(u64, u64); 3] = [(2048, 131072), (133120, 262144), (395264, 655360)];
+
+/// A 600 MiB sparse GPT disk with three file systems made through loopback devices, filled
+/// through ext4 "/", btrfs "/var" and xfs "/boot" mounts (HEAD's order: "/" first).
+fn disk_manifest(fail_while_mounted: bool) -> Value {
+    let table: String = PARTITIONS
+        .iter()
+        .map(|(start, size)| format!("start={start}, size={size}\\n"))
+        .collect();
+    let create = head_stage(json!({"name": "create", "run": [
+        ["truncate", "-s", "600M", "{tree}/disk.raw"],
+        ["sh", "-c", format!("printf 'label: gpt\\n{table}' | sfdisk -q {{tree}}/disk.raw")]
+    ]}));
+    let devices: serde_json::Map<String, Value> = ["root", "var", "boot"]
+        .iter()
+        .zip(PARTITIONS)
+        .map(|(name, (start, size))| {
+            let options =
+                json!({"filename": "disk.raw", "start": start, "size": size, "lock": true});
+            (
+                name.to_string(),
+                json!({"type": "org.osbuild.loopback", "options": options}),
+            )
+        })
+        .collect();
+    let mut mkfs = head_stage(json!({"name": "mkfs", "run": [
+        ["mkfs.ext4", "-q", "-L", "root", "{dev:root}"],
+        ["mkfs.btrfs", "-q", "-L", "var", "{dev:var}"],
+        ["mkfs.xfs", "-q", "-L", "boot", "{dev:boot}"]
+    ]}));
+    mkfs["devices"] = Value::Object(devices.clone());
+    let mut fill_options = json!({"name": "fill", "run": [["sh", "-c",
+        "echo root > {mount:root}/hello && mkdir -p {mount:root}/var {mount:root}/boot && echo var > {mount:var}/v && echo boot > {mount:boot}/b"]]});
+    if fail_while_mounted {
+        fill_options["fail"] = json!("after mounting");
+    }
+    let mut fill = head_stage(fill_options);
+    fill["devices"] = Value::Object(devices);
+    fill["mounts"] = json!([
+        {"name": "root", "type": "org.osbuild.ext4", "source": "root", "target": "/"},
+        {"name": "var", "type": "org.osbuild.btrfs", "source": "var", "target": "/var"},
+        {"name": "boot", "type": "org.osbuild.xfs", "source": "boot", "target": "/boot"}
+    ]);
+    json!({"version": "2", "pipelines": [{"name": "image", "stages": [create, mkfs, fill]}]})
+}
+
+/// The content of `file` in the file system at `offset` sectors of `disk`, read through a
+/// read-only loop mount in a mount namespace of its own (gone when the command ends).
+fn read_back(disk: &std::path::Path, start: u64, file: &str) -> String {
+    let script = format!(
+        "d=$(mktemp -d) && mount -o ro,loop,offset={} {} \"$d\" && cat \"$d/{file}\"; s=$?; umount \"$d\"; rmdir \"$d\"; exit $s",
+        start * 512,
+        disk.display()
+    );
+    common::output(std::process::Command::new("unshare").args([
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        &script,
+    ]))
+}
+
+#[test]
+fn privileged_v2_loopback_devices_and_mounts_fill_a_partitioned_disk() {
+    if !privileged("privileged_v2_loopback_devices_and_mounts_fill_a_partitioned_disk") {
+        return;
+    }
+    let env = Env::new();
+    let out = env.dir.path().join("out");
+    let (result, code) = env.build_json(
+        &[
+            "--export",
+            "image",
+            "--output-directory",
+            out.to_str().unwrap(),
+        ],
+        &disk_manifest(false).to_string(),
+    );
+    assert_eq!(code, 0, "{result:#}");
+    let disk = out.join("image/disk.raw");
+    let table = common::output(
+        std::process::Command::new("sfdisk")
+            .arg("--dump")
+            .arg(&disk),
+    );
+    for (start, size) in PARTITIONS {
+        assert!(
+            table.contains(&format!("start={start:>12}, size={size:>12}")),
+            "{table}"
+        );
+    }
+    assert_eq!(read_back(&disk, PARTITIONS[0].0, "hello"), "root\n");
+    assert_eq!(read_back(&disk, PARTITIONS[1].0, "v"), "var\n");
+    assert_eq!(read_back(&disk, PARTITIONS[2].0, "b"), "boot\n");
+    // The stage got HEAD's devices and mounts entries.
+    let args: Value = serde_json::from_str(&read(&out.join("image/args/fill.json"))).unwrap();
+    let root = &args["devices"]["root"];
+    assert!(
+        root["path"].as_str().unwrap().starts_with("/dev/loop"),
+        "{args:#}"
+    );
+    assert!(root["node"]["major"].as_u64().is_some());
+    assert_eq!(args["mounts"]["root"]["path"], "/run/osbuild/mounts/.");
+    assert_eq!(args["mounts"]["boot"]["path"], "/run/osbuild/mounts/boot");
+    assert!(mounts_under(&env.store).is_empty());
+    assert_eq!(loops_on(&env.store), Vec::<String>::new());
+}
+
+#[test]
+fn privileged_v2_a_stage_failing_while_mounted_leaves_no_mount_or_loop_device() {
+    if !privileged("privileged_v2_a_stage_failing_while_mounted_leaves_no_mount_or_loop_device") {
+        return;
+    }
+    let env = Env::new();
+    let (result, code) = env.build_json(
+        &["--export", "image", "--output-directory", "/nonexistent"],
+        &disk_manifest(true).to_string(),
+    );
+    assert_eq!(code, 1, "{result:#}");
+    assert_eq!(
+        result["error"]["details"]["stage"]["error"]["data"]["value"],
+        "after mounting"
+    );
+    assert!(
+        mounts_under(&env.store).is_empty(),
+        "{:?}",
+        mounts_under(&env.store)
+    );
+    assert_eq!(loops_on(&env.store), Vec::<String>::new());
+    assert!(
+        env.store_entries("tmp").is_empty(),
+        "{:?}",
+        env.store_entries("tmp")
+    );
+}
+
+/// Loop devices whose backing file is under `dir`.
+fn loops_on(dir: &std::path::Path) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/sys/block").unwrap().flatten() {
+        let backing = entry.path().join("loop/backing_file");
+        if let Ok(file) = std::fs::read_to_string(&backing) {
+            if file.trim().starts_with(&*dir.to_string_lossy()) {
+                found.push(format!(
+                    "{}: {}",
+                    entry.file_name().to_string_lossy(),
+                    file.trim()
+                ));
+            }
+        }
+    }
+    found
+}

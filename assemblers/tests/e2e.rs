@@ -240,6 +240,12 @@ fn every_name_has_a_meta_file_with_a_schema() {
         assert!(meta["summary"].is_string(), "{path}");
         assert!(meta["description"].is_array(), "{path}");
         assert!(meta["schema"].is_object(), "{path}");
+        // The sandbox grants CAP_SYS_ADMIN only to those that mount the image's file systems.
+        let caps = match name {
+            "org.osbuild.qemu" | "org.osbuild.rawfs" => serde_json::json!(["CAP_SYS_ADMIN"]),
+            _ => serde_json::Value::Null,
+        };
+        assert_eq!(meta["capabilities"], caps, "{path}");
     }
     let tar: serde_json::Value = serde_json::from_str(
         &fs::read_to_string(concat!(

@@ -6,7 +6,7 @@
 //! tmpfs `/run` and `/tmp`, a private `/var`, the libdir read-only at `/run/osbuild/lib`, the API
 //! sockets at `/run/osbuild/api` (`osbuild`, and `remoteloop` for assemblers), and the tree at `/run/osbuild/tree` (read-write for stages,
 //! read-only for assemblers, which get `/run/osbuild/output`). Capabilities are cut to
-//! osbuild's default set.
+//! osbuild's default set without `CAP_SYS_ADMIN`, plus what the module declares.
 //!
 //! Inside, the runner (`runners/<name>`) asks the `osbuild` API socket for its stdio
 //! (`setup-stdio`, v10's protocol) and executes the module. stdin is the arguments JSON;
@@ -42,7 +42,10 @@ pub use head_api::HeadApiServer;
 pub use prepare::{ModuleRun, Protocol, SharedRoot};
 pub use remoteloop::LoopServer;
 
-/// Capabilities a module keeps (osbuild's `DEFAULT_CAPABILITIES`); all others are dropped.
+/// Capabilities every module keeps: osbuild's `DEFAULT_CAPABILITIES` without `CAP_SYS_ADMIN`
+/// (with it, a module could mount a fresh procfs, whose /proc/sys no read-only bind covers,
+/// and set the host's core_pattern). A module gets more only if it declares them
+/// ([`Sandbox::capabilities_with`]); all others are dropped.
 pub const DEFAULT_CAPABILITIES: &[Capability] = &[
     Capability::CAP_AUDIT_WRITE,
     Capability::CAP_CHOWN,
@@ -59,7 +62,6 @@ pub const DEFAULT_CAPABILITIES: &[Capability] = &[
     Capability::CAP_SETGID,
     Capability::CAP_SETPCAP,
     Capability::CAP_SETUID,
-    Capability::CAP_SYS_ADMIN,
     Capability::CAP_SYS_CHROOT,
     Capability::CAP_SYS_NICE,
     Capability::CAP_SYS_RESOURCE,
@@ -75,11 +77,13 @@ const PROC_READ_ONLY: &[&str] = &[
     "/proc/fs",
 ];
 
-/// The default capabilities that this process's bounding set still has. bubblewrap keeps
-/// *every* capability when asked to add one that the bounding set lacks (as in some
-/// containers), so asking only for what we can have is what keeps the sandbox confined.
-fn grantable_capabilities() -> Vec<Capability> {
-    osbuild_sys::caps::in_bounding_set(DEFAULT_CAPABILITIES)
+/// The default capabilities and `extra` that this process's bounding set still has.
+/// bubblewrap keeps *every* capability when asked to add one that the bounding set lacks (as
+/// in some containers), so asking only for what we can have is what keeps the sandbox confined.
+fn grantable_capabilities(extra: &[Capability]) -> Vec<Capability> {
+    let mut wanted = DEFAULT_CAPABILITIES.to_vec();
+    wanted.extend(extra.iter().filter(|c| !DEFAULT_CAPABILITIES.contains(c)));
+    osbuild_sys::caps::in_bounding_set(&wanted)
 }
 
 /// Where things appear inside the sandbox.
@@ -178,7 +182,7 @@ pub struct Sandbox {
     pub output: Option<PathBuf>,
     /// The sources output directory (stages).
     pub sources: Option<PathBuf>,
-    /// Capabilities the module keeps ([`Sandbox::default_capabilities`]).
+    /// Capabilities the module keeps ([`Sandbox::capabilities_with`]).
     pub capabilities: Vec<Capability>,
     /// The network namespace to run in (loopback only); `None` shares the host's network,
     /// for modules that declare they need it (never decided by a manifest).
@@ -222,9 +226,15 @@ pub struct HeadLayout {
 }
 
 impl Sandbox {
-    /// osbuild's default set, limited to what this host can grant.
+    /// The default set, limited to what this host can grant.
     pub fn default_capabilities() -> Vec<Capability> {
-        grantable_capabilities()
+        grantable_capabilities(&[])
+    }
+
+    /// The default set and `extra` (what a module declares), limited to what this host can
+    /// grant.
+    pub fn capabilities_with(extra: &[Capability]) -> Vec<Capability> {
+        grantable_capabilities(extra)
     }
 
     /// The bubblewrap command line, program name first; `seccomp` is the descriptor bubblewrap
@@ -847,6 +857,19 @@ mod tests {
         let all: Vec<String> = DEFAULT_CAPABILITIES.iter().map(|c| c.to_string()).collect();
         assert_eq!(added, all);
         assert!(argv.iter().position(|a| a == "--cap-add").unwrap() > drop_at);
+    }
+
+    #[test]
+    fn declared_capabilities_join_a_default_set_without_sys_admin() {
+        use Capability::{CAP_CHOWN, CAP_MAC_ADMIN, CAP_SYS_ADMIN};
+        assert!(!DEFAULT_CAPABILITIES.contains(&CAP_SYS_ADMIN));
+        assert!(!Sandbox::default_capabilities().contains(&CAP_SYS_ADMIN));
+        let with = Sandbox::capabilities_with(&[CAP_SYS_ADMIN, CAP_MAC_ADMIN, CAP_CHOWN]);
+        // Granted as far as this host's bounding set goes, once each.
+        for cap in osbuild_sys::caps::in_bounding_set(&[CAP_SYS_ADMIN, CAP_MAC_ADMIN]) {
+            assert!(with.contains(&cap), "{cap}");
+        }
+        assert_eq!(with.iter().filter(|c| **c == CAP_CHOWN).count(), 1);
     }
 
     #[test]

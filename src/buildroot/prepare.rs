@@ -7,6 +7,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use osbuild_sys::caps::Capability;
+
 use super::{io_err, BuildRootError, DevDir, HeadLayout, NetNs, Sandbox};
 use crate::modules::ModuleKind;
 
@@ -50,6 +52,9 @@ pub struct ModuleRun<'a> {
     pub shared: &'a SharedRoot,
     /// `SOURCE_DATE_EPOCH` of a reproducible build, in the module's environment.
     pub source_epoch: Option<u64>,
+    /// Capabilities beyond the default set that the module declares (see
+    /// [`Sandbox::capabilities_with`]).
+    pub capabilities: Vec<Capability>,
     pub protocol: Protocol<'a>,
 }
 
@@ -65,6 +70,13 @@ pub enum Protocol<'a> {
         arguments: &'a str,
         inputs: &'a [(String, PathBuf)],
     },
+}
+
+impl SharedRoot {
+    /// The build root's `/dev` on the host, where device services make their nodes.
+    pub fn dev_dir(&self) -> &Path {
+        self.dev.path()
+    }
 }
 
 impl ModuleRun<'_> {
@@ -108,7 +120,7 @@ impl ModuleRun<'_> {
             output: self.output.map(Path::to_owned),
             sources,
             netns: (!self.network).then(|| self.shared.netns.clone()),
-            capabilities: Sandbox::default_capabilities(),
+            capabilities: Sandbox::capabilities_with(&self.capabilities),
             source_epoch: self.source_epoch,
             head,
         })
@@ -128,6 +140,7 @@ fn head_layout(
     for (name, _) in inputs {
         make_dir(&inputs_dir, name)?;
     }
+    // Made (with the stage's mounts in it) before the sandbox is prepared.
     let mounts_dir = ModuleRun::mounts_dir(scratch);
     if !mounts_dir.is_dir() {
         make_dir(scratch, "mounts")?;

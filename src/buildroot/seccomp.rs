@@ -2,9 +2,10 @@
 //! needs and that would let code in a build root (a package's maintainer script, a build
 //! root's binary) reach past its sandbox into the host.
 //!
-//! Modules run as root with osbuild's default capabilities (`CAP_SYS_ADMIN`, `CAP_MKNOD`,
-//! `CAP_DAC_READ_SEARCH` among them: mounting, device nodes and file handles are part of real
-//! stages' work), so the filter refuses the *uses* of those capabilities that reach the host:
+//! Modules run as root with osbuild's default capabilities (`CAP_MKNOD`, `CAP_DAC_READ_SEARCH`
+//! among them; `CAP_SYS_ADMIN` only for modules that declare it, see the buildroot module:
+//! mounting, device nodes and file handles are part of real stages' work), so the filter
+//! refuses the *uses* of those capabilities that reach the host:
 //!
 //! | refused | why |
 //! |---|---|

@@ -1,5 +1,6 @@
 //! The command-line front ends; `src/bin/*` only call into these.
 
+mod jsonseq;
 pub mod mkmanifest;
 pub mod osbuild;
 pub mod osbuildctl;

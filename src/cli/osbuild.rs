@@ -10,8 +10,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::Context;
 use clap::Parser;
 
+use super::jsonseq::JsonSeqMonitor;
 use crate::buildroot::Cancel;
-use crate::events::{Event, Monitor, SourceProgress};
+use crate::events::{Event, Monitor, NullMonitor, SourceProgress};
 use crate::id::ObjectId;
 use crate::json;
 use crate::manifest::{self, Document, ManifestError};
@@ -55,6 +56,16 @@ pub struct Args {
     /// GiB, TiB) by least recent use, or keep everything (`unlimited`, the default).
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub cache_max_size: Option<Size>,
+    /// How a v2 build reports progress: LogMonitor (the human log, the default),
+    /// JSONSeqMonitor (RFC 7464 records in osbuild HEAD's shape) or NullMonitor.
+    #[arg(long, value_name = "NAME", value_enum)]
+    pub monitor: Option<MonitorName>,
+    /// The open file descriptor the monitor writes to (default: standard output).
+    #[arg(long, value_name = "FD", default_value_t = 1)]
+    pub monitor_fd: u32,
+    /// Print nothing but errors (and the result with --json).
+    #[arg(short, long)]
+    pub quiet: bool,
     /// Print the result as JSON (osbuild v10's shape) instead of the human log.
     #[arg(long)]
     pub json: bool,
@@ -178,6 +189,29 @@ fn run(args: Args) -> anyhow::Result<i32> {
     build(&builder, &request, args.json)
 }
 
+/// The monitors of osbuild HEAD's `--monitor`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MonitorName {
+    #[value(name = "NullMonitor")]
+    Null,
+    #[value(name = "LogMonitor")]
+    Log,
+    #[value(name = "JSONSeqMonitor")]
+    JsonSeq,
+}
+
+/// The descriptor `--monitor-fd` names, opened again for writing through /proc (so no
+/// descriptor number is taken over unchecked).
+fn monitor_output(fd: u32) -> anyhow::Result<std::fs::File> {
+    if fd == 1 {
+        return Ok(std::fs::File::options().write(true).open("/dev/stdout")?);
+    }
+    std::fs::File::options()
+        .write(true)
+        .open(format!("/proc/self/fd/{fd}"))
+        .with_context(|| format!("--monitor-fd {fd}: not an open file descriptor"))
+}
+
 /// `--cache-max-size`: a number of bytes, or `unlimited`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Size {
@@ -252,11 +286,23 @@ fn run_v2(text: &str, index: &Index, args: &Args) -> anyhow::Result<i32> {
         cancel: Cancel::with_signal(&INTERRUPTED),
     };
     let mut log = HumanLog {
-        enabled: !args.json,
+        enabled: !args.json && !args.quiet,
         color: std::io::stdout().is_terminal(),
         fetched: None,
     };
-    let result = match builder.build_v2(&request, &mut log) {
+    let mut null = NullMonitor;
+    let mut seq;
+    let monitor: &mut dyn Monitor = match args.monitor {
+        Some(MonitorName::JsonSeq) => {
+            let steps = request.manifest.sources.len() + request.pipelines_to_build(&store);
+            seq = JsonSeqMonitor::new(monitor_output(args.monitor_fd)?, steps);
+            seq.log("starting osbuild", "osbuild.main_cli");
+            &mut seq
+        }
+        Some(MonitorName::Null) => &mut null,
+        Some(MonitorName::Log) | None => &mut log,
+    };
+    let result = match builder.build_v2(&request, monitor) {
         Ok(r) => r,
         Err(BuildError::Cancelled) => {
             println!();
@@ -474,6 +520,12 @@ impl Monitor for HumanLog {
             Event::ModuleFinished { .. } => {
                 let _ = writeln!(out);
             }
+            Event::PipelineStarted { name, id, .. } => {
+                let id = id.map_or("None".to_owned(), ObjectId::to_string);
+                let line = format!("{RESET}{BOLD}Pipeline {name}{RESET}: {id}");
+                let _ = writeln!(out, "{}", self.paint(&line));
+            }
+            Event::PipelineFinished { .. } => {}
             Event::SourceStarted { name, files } => {
                 self.fetched = None;
                 let _ = writeln!(out, "{name}: fetching {files} files");

@@ -9,7 +9,7 @@ use osbuild_protocol::meta::{Meta, FILE_SUFFIX as META_SUFFIX};
 use serde::Deserialize;
 
 use super::index::{is_plain_name, Index, ModuleKind};
-use super::python;
+use super::{capabilities, python};
 use crate::json;
 
 /// Why a module's description could not be had.
@@ -51,9 +51,13 @@ impl Index {
     /// Whether module `name` speaks osbuild HEAD's protocol: its meta has `schema_2`, or it is
     /// a Python module in a libdir of HEAD's layout (with HEAD's `osbuild` package beside).
     pub fn speaks_head(&self, kind: ModuleKind, name: &str) -> bool {
-        if self.meta(kind, name).is_ok_and(|m| m.schema_2.is_some()) {
-            return true;
-        }
+        self.meta(kind, name).is_ok_and(|m| m.schema_2.is_some())
+            || self.from_heads_layout(kind, name)
+    }
+
+    /// Whether module `name` is one of osbuild HEAD's own Python modules: a Python module in a
+    /// libdir of HEAD's layout (with HEAD's `osbuild` package beside the modules).
+    pub fn from_heads_layout(&self, kind: ModuleKind, name: &str) -> bool {
         let python = self
             .path(kind, name)
             .and_then(|p| std::fs::read(p).ok())
@@ -64,27 +68,12 @@ impl Index {
     /// What module `name` says about itself: from `NAME.meta.json` if present, else from the
     /// schema string embedded in a Python module, else nothing (any options accepted).
     pub fn meta(&self, kind: ModuleKind, name: &str) -> Result<Meta, ModuleError> {
-        if !self.knows(kind, name) {
-            return Err(ModuleError::NotFound {
-                kind,
-                name: name.to_owned(),
-                dir: self.dir(kind),
-            });
+        if let Some((meta, _)) = self.meta_file(kind, name)? {
+            return Ok(meta);
         }
-        let meta_path = self.dir(kind).join(format!("{name}{META_SUFFIX}"));
-        match std::fs::read_to_string(&meta_path) {
-            Ok(text) => return parse_meta_file(&text, &meta_path),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(source) => {
-                return Err(ModuleError::Read {
-                    path: meta_path,
-                    source,
-                })
-            }
-        }
-        let Some(path) = self.path(kind, name) else {
-            return Ok(Meta::default());
-        };
+        let path = self
+            .path(kind, name)
+            .ok_or_else(|| not_found(self, kind, name))?;
         let bytes = std::fs::read(&path).map_err(|source| ModuleError::Read {
             path: path.clone(),
             source,
@@ -98,6 +87,36 @@ impl Index {
             check_schema(schema, &path)?;
         }
         Ok(meta)
+    }
+}
+
+impl Index {
+    /// Module `name`'s `NAME.meta.json`, checked, and its path; `None` when it has none.
+    pub(super) fn meta_file(
+        &self,
+        kind: ModuleKind,
+        name: &str,
+    ) -> Result<Option<(Meta, PathBuf)>, ModuleError> {
+        if !self.knows(kind, name) {
+            return Err(not_found(self, kind, name));
+        }
+        let meta_path = self.dir(kind).join(format!("{name}{META_SUFFIX}"));
+        match std::fs::read_to_string(&meta_path) {
+            Ok(text) => parse_meta_file(&text, &meta_path).map(|meta| Some((meta, meta_path))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(ModuleError::Read {
+                path: meta_path,
+                source,
+            }),
+        }
+    }
+}
+
+fn not_found(index: &Index, kind: ModuleKind, name: &str) -> ModuleError {
+    ModuleError::NotFound {
+        kind,
+        name: name.to_owned(),
+        dir: index.dir(kind),
     }
 }
 
@@ -142,6 +161,7 @@ fn parse_meta_file(text: &str, path: &Path) -> Result<Meta, ModuleError> {
     if let Some(schema) = &meta.schema {
         check_schema(schema, path)?;
     }
+    capabilities::parse(&meta.capabilities).map_err(|e| invalid(path, e))?;
     Ok(meta)
 }
 

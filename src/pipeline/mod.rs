@@ -26,7 +26,7 @@ use crate::buildroot::{BuildRoot, BuildRootError, Cancel, ModuleRun, SharedRoot,
 use crate::events::{Event, Monitor};
 use crate::id::ObjectId;
 use crate::manifest::{Pipeline, Stage};
-use crate::modules::{Index, ModuleKind, RunnerError};
+use crate::modules::{Index, ModuleError, ModuleKind, RunnerError};
 use crate::sources::{SourceError, Sources};
 use crate::store::{Object, ObjectKind, Store, StoreError, TempDir};
 
@@ -73,6 +73,9 @@ pub enum BuildError {
     /// A stage's input could not be given to it (v2 manifests).
     #[error("{0}")]
     Input(String),
+    /// A module's description (its capabilities) could not be read.
+    #[error(transparent)]
+    Module(#[from] ModuleError),
     #[error("aborted")]
     Cancelled,
     /// The build itself broke (its thread panicked, or could not start); a bug, not a result.
@@ -383,6 +386,7 @@ impl<'a> Run<'a, '_> {
             network: index.meta(kind, &module.name).is_ok_and(|m| m.network),
             shared: &env.shared,
             source_epoch: self.request.source_epoch,
+            capabilities: index.capabilities(kind, &module.name)?,
             protocol: crate::buildroot::Protocol::V10,
         })
     }
@@ -403,7 +407,6 @@ impl<'a> Run<'a, '_> {
         }
         self.monitor.event(Event::ModuleStarted {
             kind,
-            pipeline: None,
             name: &module.name,
             id: &module.id,
             options: &module.options,
@@ -434,6 +437,8 @@ impl<'a> Run<'a, '_> {
             id: &module.id,
             success: run.success(),
             seconds: started.elapsed().as_secs_f64(),
+            error: None,
+            metadata: None,
         });
         if !run.success() {
             tracing::warn!(module = %module.name, id = %module.id, "{} {} failed: {}", kind.noun(), module.name, run.describe_status());

@@ -21,12 +21,13 @@ use std::time::Instant;
 use super::{BuildEnv, BuildError, Builder, Position, Root};
 use crate::buildroot::{BuildRoot, BuildRootError, ModuleRun, Protocol, INPUTS_DIR, TREE_DIR};
 use crate::events::{Event, Monitor};
+use crate::hostsvc::StageServices;
 use crate::id::ObjectId;
 use crate::json::{self, Map, Value};
 use crate::manifest::v2::{Input, Manifest, Origin, Pipeline, Stage};
 use crate::modules::ModuleKind;
 use crate::sources::{SourceError, Sources};
-use crate::store::{Object, ObjectKind, ReadGuard, TempDir};
+use crate::store::{Object, ObjectKind, ReadGuard, Store, TempDir};
 
 /// A v2 manifest to build, with what the caller wants of it.
 pub struct V2Request {
@@ -94,6 +95,54 @@ impl V2Request {
             unprivileged_caller: false,
         })
     }
+}
+
+impl V2Request {
+    /// The exported pipelines.
+    fn targets(&self) -> Vec<&Pipeline> {
+        let exports = self.exports.iter();
+        exports.filter_map(|e| find(&self.manifest, e)).collect()
+    }
+
+    /// How many pipelines a build of this request runs stages in, for progress displays.
+    pub fn pipelines_to_build(&self, store: &Store) -> usize {
+        depsolve(store, &self.manifest, &self.targets()).len()
+    }
+}
+
+/// The pipelines to build for `targets`, dependencies first (HEAD's `depsolve`): pipelines
+/// whose tree the store has are skipped, and so are the inputs of stages it has.
+fn depsolve<'m>(
+    store: &Store,
+    manifest: &'m Manifest,
+    targets: &[&'m Pipeline],
+) -> Vec<&'m Pipeline> {
+    let mut check: Vec<&Pipeline> = targets.to_vec();
+    let mut order: Vec<&Pipeline> = Vec::new();
+    while let Some(p) = check.pop() {
+        let Some(id) = p.id() else { continue };
+        if store.contains(id) {
+            continue;
+        }
+        order.retain(|q| q.id() != Some(id));
+        order.push(p);
+        if let Some(build) = p.build.as_ref().and_then(|b| find(manifest, b.as_str())) {
+            check.push(build);
+        }
+        for stage in p.stages.iter().rev() {
+            if store.contains(&stage.id) {
+                break;
+            }
+            let refs = stage
+                .inputs
+                .values()
+                .filter(|i| i.origin == Origin::Pipeline);
+            let ids = refs.flat_map(|i| i.references.iter().map(|(r, _)| r.as_str()));
+            check.extend(ids.filter_map(|id| find(manifest, id)));
+        }
+    }
+    order.reverse();
+    order
 }
 
 /// The pipeline named `name_or_id`, or the last one with that id.
@@ -221,11 +270,7 @@ impl Builder<'_> {
         monitor: &mut dyn Monitor,
     ) -> Result<V2Result, BuildError> {
         let manifest = &request.manifest;
-        let targets: Vec<&Pipeline> = request
-            .exports
-            .iter()
-            .filter_map(|e| find(manifest, e))
-            .collect();
+        let targets = request.targets();
         // Everything the sources name is fetched before any stage (HEAD's Manifest.download).
         let sources = Sources::for_v2(self.index, self.store, &manifest.sources, None)
             .map_err(super::source_error)?
@@ -249,7 +294,7 @@ impl Builder<'_> {
                 ..V2Result::default()
             },
         };
-        for pipeline in run.depsolve(&targets) {
+        for pipeline in depsolve(self.store, manifest, &targets) {
             if !run.build_pipeline(pipeline)? {
                 run.result.success = false;
                 break;
@@ -287,41 +332,6 @@ impl<'a> V2Run<'a, '_> {
         &self.request.manifest
     }
 
-    /// The pipelines to build for `targets`, dependencies first (HEAD's order).
-    fn depsolve(&self, targets: &[&'a Pipeline]) -> Vec<&'a Pipeline> {
-        let store = self.b.store;
-        let mut check: Vec<&Pipeline> = targets.to_vec();
-        let mut order: Vec<&Pipeline> = Vec::new();
-        while let Some(p) = check.pop() {
-            let Some(id) = p.id() else { continue };
-            if store.contains(id) {
-                continue;
-            }
-            order.retain(|q| q.id() != Some(id));
-            order.push(p);
-            if let Some(build) = p
-                .build
-                .as_ref()
-                .and_then(|b| find(self.manifest(), b.as_str()))
-            {
-                check.push(build);
-            }
-            for stage in p.stages.iter().rev() {
-                if store.contains(&stage.id) {
-                    break;
-                }
-                let refs = stage
-                    .inputs
-                    .values()
-                    .filter(|i| i.origin == Origin::Pipeline);
-                let ids = refs.flat_map(|i| i.references.iter().map(|(r, _)| r.as_str()));
-                check.extend(ids.filter_map(|id| find(self.manifest(), id)));
-            }
-        }
-        order.reverse();
-        order
-    }
-
     /// The runner for the stages of `p`: the one named on its build pipeline, else the host's.
     fn runner_for(&self, p: &Pipeline) -> Result<String, BuildError> {
         let index = self.b.index;
@@ -350,6 +360,29 @@ impl<'a> V2Run<'a, '_> {
         let tree = store.new_object(resume.map(|i| &p.stages[i].id))?;
         let first = resume.map_or(0, |i| i + 1);
         self.result.log.push((p.name.clone(), Vec::new()));
+        self.monitor.event(Event::PipelineStarted {
+            name: &p.name,
+            id: p.id(),
+            stages: p.stages.len(),
+        });
+        let ok = self.run_stages(p, &mut root, &tree, &runner, first)?;
+        self.monitor.event(Event::PipelineFinished {
+            name: &p.name,
+            success: ok,
+        });
+        Ok(ok)
+    }
+
+    /// Runs the stages of `p` from `first` on, committing checkpoints and the last tree.
+    fn run_stages(
+        &mut self,
+        p: &'a Pipeline,
+        root: &mut Root,
+        tree: &Object,
+        runner: &str,
+        first: usize,
+    ) -> Result<bool, BuildError> {
+        let store = self.b.store;
         let env = root.env(store)?;
         for (index, stage) in p.stages.iter().enumerate().skip(first) {
             let at = Position {
@@ -357,7 +390,7 @@ impl<'a> V2Run<'a, '_> {
                 index,
                 total: p.stages.len(),
             };
-            let log = self.run_stage(p, stage, env, &tree, &runner, at)?;
+            let log = self.run_stage(p, stage, env, tree, runner, at)?;
             let ok = log.success;
             if let Some((_, logs)) = self.result.log.last_mut() {
                 logs.push(log);
@@ -371,7 +404,7 @@ impl<'a> V2Run<'a, '_> {
                 if let Some(epoch) = epoch_of(p) {
                     tree.clamp_times(epoch)?;
                 }
-                store.commit(&tree, &stage.id, ObjectKind::Tree)?;
+                store.commit(tree, &stage.id, ObjectKind::Tree)?;
             }
         }
         Ok(true)
@@ -404,11 +437,18 @@ impl<'a> V2Run<'a, '_> {
             .iter()
             .map(|m| (m.name.clone(), m.host.clone()))
             .collect();
-        let arguments = json::dumps(&arguments(p, stage, &inputs));
         let v10_args = osbuild_protocol::args::StageArgs::in_sandbox(&stage.options).to_json();
 
         let build_guard = env.tree.as_ref().map(Object::read).transpose()?;
         let tree_guard = tree.write()?;
+        // Devices and mounts live until the sandbox is gone, and go before the tree's guard.
+        let mounts_root = ModuleRun::mounts_dir(scratch.path());
+        std::fs::create_dir(&mounts_root)
+            .map_err(|e| BuildError::Input(format!("creating {}: {e}", mounts_root.display())))?;
+        let services =
+            StageServices::open(stage, tree_guard.path(), env.shared.dev_dir(), &mounts_root)
+                .map_err(|e| BuildError::Input(format!("stage {}: {e}", stage.module)))?;
+        let arguments = json::dumps(&arguments(p, stage, &inputs, services.arguments()));
         let plan = ModuleRun {
             kind,
             module: &stage.module,
@@ -421,6 +461,7 @@ impl<'a> V2Run<'a, '_> {
             network: b.index.meta(kind, &stage.module).is_ok_and(|m| m.network),
             shared: &env.shared,
             source_epoch: epoch_of(p),
+            capabilities: b.index.capabilities(kind, &stage.module)?,
             protocol: if head {
                 Protocol::Head {
                     arguments: &arguments,
@@ -431,17 +472,39 @@ impl<'a> V2Run<'a, '_> {
             },
         };
         let sandbox = plan.prepare(scratch.path())?;
-        let run = self.run_sandbox(&p.name, stage, &sandbox, &v10_args, at)?;
-        if run.success() {
-            self.keep_metadata(stage, &scratch.path().join("meta"))?;
+        let started = Instant::now();
+        let run = self.run_sandbox(stage, &sandbox, &v10_args, at)?;
+        self.finish_stage(stage, run, &scratch.path().join("meta"), started)
+    }
+
+    /// What a stage's run leaves: its metadata kept, the monitor told, its log entry.
+    fn finish_stage(
+        &mut self,
+        stage: &Stage,
+        run: crate::buildroot::RunResult,
+        meta_file: &Path,
+        started: Instant,
+    ) -> Result<StageLog, BuildError> {
+        let metadata = if run.success() {
+            self.keep_metadata(stage, meta_file)?
         } else {
             tracing::warn!(module = %stage.module, id = %stage.id, "stage {} failed: {}", stage.module, run.describe_status());
-        }
+            None
+        };
         let error = run.exception.clone().map(|data| {
             Value::Object(Map::from_iter([
                 ("type".to_owned(), "exception".into()),
                 ("data".to_owned(), data),
             ]))
+        });
+        self.monitor.event(Event::ModuleFinished {
+            kind: ModuleKind::Stage,
+            name: &stage.module,
+            id: &stage.id,
+            success: run.success(),
+            seconds: started.elapsed().as_secs_f64(),
+            error: error.as_ref(),
+            metadata: metadata.as_ref(),
         });
         Ok(StageLog {
             id: stage.id.clone(),
@@ -452,10 +515,9 @@ impl<'a> V2Run<'a, '_> {
         })
     }
 
-    /// Runs a prepared sandbox, telling the monitor.
+    /// Runs a prepared sandbox, telling the monitor that the stage starts and what it prints.
     fn run_sandbox(
         &mut self,
-        pipeline: &str,
         stage: &Stage,
         sandbox: &crate::buildroot::Sandbox,
         v10_args: &str,
@@ -464,7 +526,6 @@ impl<'a> V2Run<'a, '_> {
         let kind = ModuleKind::Stage;
         self.monitor.event(Event::ModuleStarted {
             kind,
-            pipeline: Some(pipeline),
             name: &stage.module,
             id: &stage.id,
             options: &stage.options,
@@ -472,40 +533,34 @@ impl<'a> V2Run<'a, '_> {
             index: at.index,
             total: at.total,
         });
-        let started = Instant::now();
         let monitor = &mut *self.monitor;
         let run = BuildRoot::run(sandbox, v10_args, &self.b.cancel, &mut |line| {
             monitor.event(Event::Output { line })
         });
-        let run = match run {
-            Err(BuildRootError::Cancelled) => return Err(BuildError::Cancelled),
-            other => other?,
-        };
-        self.monitor.event(Event::ModuleFinished {
-            kind,
-            name: &stage.module,
-            id: &stage.id,
-            success: run.success(),
-            seconds: started.elapsed().as_secs_f64(),
-        });
-        Ok(run)
+        match run {
+            Err(BuildRootError::Cancelled) => Err(BuildError::Cancelled),
+            other => Ok(other?),
+        }
     }
 
     /// Keeps what a stage wrote to its metadata file in the store (a JSON object; anything
     /// else is ignored with a warning, as it is no metadata).
-    fn keep_metadata(&self, stage: &Stage, file: &Path) -> Result<(), BuildError> {
+    fn keep_metadata(&self, stage: &Stage, file: &Path) -> Result<Option<Value>, BuildError> {
         let text = std::fs::read_to_string(file).unwrap_or_default();
         if text.trim().is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         match json::parse(&text) {
-            Ok(md @ Value::Object(_)) => Ok(self.b.store.set_stage_metadata(&stage.id, &md)?),
+            Ok(md @ Value::Object(_)) => {
+                self.b.store.set_stage_metadata(&stage.id, &md)?;
+                Ok(Some(md))
+            }
             _ => {
                 tracing::warn!(
                     "stage {}: its metadata is not a JSON object; ignored",
                     stage.module
                 );
-                Ok(())
+                Ok(None)
             }
         }
     }
@@ -682,8 +737,8 @@ struct MappedInput {
 }
 
 /// HEAD's arguments file for `stage` (`Stage.run` and `prepare_arguments`): paths re-rooted
-/// at their place in the sandbox.
-fn arguments(p: &Pipeline, stage: &Stage, inputs: &[MappedInput]) -> Value {
+/// at their place in the sandbox. `services` has the `devices` and `mounts` entries.
+fn arguments(p: &Pipeline, stage: &Stage, inputs: &[MappedInput], services: Map) -> Value {
     let mut meta = Map::from_iter([("id".to_owned(), Value::from(stage.id.as_str()))]);
     if let Some(epoch) = &p.source_epoch {
         meta.insert("source-epoch".into(), epoch.clone());
@@ -709,12 +764,45 @@ fn arguments(p: &Pipeline, stage: &Stage, inputs: &[MappedInput]) -> Value {
     Value::Object(Map::from_iter([
         ("tree".to_owned(), Value::from(TREE_DIR)),
         ("paths".to_owned(), Value::Object(paths)),
-        ("devices".to_owned(), Value::Object(Map::new())),
+        (
+            "devices".to_owned(),
+            rerooted(services.get("devices"), "/dev"),
+        ),
         ("inputs".to_owned(), Value::Object(inputs.collect())),
-        ("mounts".to_owned(), Value::Object(Map::new())),
+        (
+            "mounts".to_owned(),
+            rerooted(services.get("mounts"), crate::buildroot::MOUNTS_DIR),
+        ),
         ("options".to_owned(), stage.options.clone()),
         ("meta".to_owned(), Value::Object(meta)),
     ]))
+}
+
+/// `{name: {"path": relative, ...}}` with each non-empty `path` joined to `root` as Python's
+/// `os.path.join` does (HEAD's `prepare_arguments`: a mount at "/" is `ROOT/.`).
+fn rerooted(group: Option<&Value>, root: &str) -> Value {
+    let Some(Value::Object(group)) = group else {
+        return Value::Object(Map::new());
+    };
+    let items = group.iter().map(|(name, item)| {
+        let mut item = item.clone();
+        if let Value::Object(fields) = &mut item {
+            if let Some(path) = fields
+                .get("path")
+                .and_then(Value::as_str)
+                .filter(|p| !p.is_empty())
+            {
+                let joined = if path.starts_with('/') {
+                    path.to_owned()
+                } else {
+                    format!("{root}/{path}")
+                };
+                fields.insert("path".into(), Value::from(joined));
+            }
+        }
+        (name.clone(), item)
+    });
+    Value::Object(items.collect())
 }
 
 /// The pipeline's `source-epoch` as seconds (an epoch beyond 64 bits is not one).

@@ -121,6 +121,7 @@ pub(crate) fn spawn(
             let mut monitor = JobMonitor {
                 tx: tx.clone(),
                 job: job.id,
+                pipeline: None,
                 current: None,
                 downloads: Throttle::new(DOWNLOAD_INTERVAL),
             };
@@ -158,6 +159,8 @@ impl CommitPolicy for SharedStages<'_> {
 struct JobMonitor {
     tx: mpsc::Sender<JobEvent>,
     job: JobId,
+    /// The v2 pipeline building now (`PipelineStarted`); v1 manifests have none.
+    pipeline: Option<String>,
     current: Option<Current>,
     downloads: Throttle,
 }
@@ -183,13 +186,11 @@ impl JobMonitor {
 impl Monitor for JobMonitor {
     fn event(&mut self, event: Event<'_>) {
         let msg = match event {
-            Event::ModuleStarted {
-                name, id, pipeline, ..
-            } => {
+            Event::ModuleStarted { name, id, .. } => {
                 let current = Current {
                     id: id.clone(),
                     name: name.to_owned(),
-                    pipeline: pipeline.map(str::to_owned),
+                    pipeline: self.pipeline.clone(),
                 };
                 self.current = Some(current.clone());
                 JobEvent::Started {
@@ -229,6 +230,14 @@ impl Monitor for JobMonitor {
                     "{name}: {} after {seconds:.1} s",
                     if success { "fetched" } else { "failed" }
                 );
+                return;
+            }
+            Event::PipelineStarted { name, .. } => {
+                self.pipeline = Some(name.to_owned());
+                return;
+            }
+            Event::PipelineFinished { .. } => {
+                self.pipeline = None;
                 return;
             }
             Event::ModuleFinished {

@@ -6,6 +6,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
 
+use osbuild_sys::caps::Capability;
 use osbuild_sys::process::Child;
 
 use crate::error::StageError;
@@ -13,8 +14,21 @@ use crate::error::StageError;
 /// The search path for tools (the build root's, and the tree's when chrooted).
 pub const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// A command for `program` with stdin closed and a known `PATH`.
+/// A command for `program` with stdin closed and a known `PATH`, run without
+/// `CAP_SYS_ADMIN`: a stage that has it (declared in its meta file) needs it for its own
+/// mounts and namespaces, never for the programs it runs (package managers, maintainer
+/// scripts, rpm scriptlets: code from the user's packages), which could mount a fresh procfs
+/// with it and reach the host's sysctls.
 pub fn tool(program: &str) -> Command {
+    let mut cmd = tool_keeping_admin(program);
+    osbuild_sys::caps::drop_before_exec(&mut cmd, &[Capability::CAP_SYS_ADMIN]);
+    cmd
+}
+
+/// [`tool`] for the one program that needs `CAP_SYS_ADMIN` itself: `setfiles` writes
+/// `security.selinux`, which the kernel allows only with it where no SELinux policy claims the
+/// attribute.
+pub fn tool_keeping_admin(program: &str) -> Command {
     let mut cmd = Command::new(program);
     cmd.stdin(Stdio::null()).env("PATH", PATH);
     cmd

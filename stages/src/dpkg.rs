@@ -15,7 +15,7 @@
 //! The tree's dpkg runs in a private mount and network namespace of this stage: `/proc`,
 //! `/sys` and `/dev` are mounted into the tree and the sources directory is bound read-only at
 //! [`DEBS_DIR`], all unmounted (or gone with the namespace) when the stage ends; maintainer
-//! scripts see no network, and a `policy-rc.d` refusing every action keeps services from being
+//! scripts see no network and run without `CAP_SYS_ADMIN` (see [`command::tool`]), and a `policy-rc.d` refusing every action keeps services from being
 //! started. Afterwards `/etc/machine-id` is left empty (an image must not share one) and
 //! `dpkg --audit` must report nothing. A failure names the packages dpkg gave up on.
 //!

@@ -6,7 +6,7 @@
 //! with `rpm --root`. The database goes where the tree has one, else where the build root's
 //! rpm keeps it (`/usr/lib/sysimage/rpm` or `/var/lib/rpm`; see [`rpmtree::dbpath`]). While rpm
 //! runs, the stage has private mount and network namespaces with `/proc`, `/sys` and `/dev`
-//! mounted into the tree (scriptlets need them, and get no network), and a placeholder
+//! mounted into the tree (scriptlets need them, and get no network nor `CAP_SYS_ADMIN`), and a placeholder
 //! machine-id when the tree has none; afterwards the machine-id is left empty and
 //! `/var/lib/systemd/random-seed` removed, so no two images share them.
 

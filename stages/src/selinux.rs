@@ -16,7 +16,7 @@ pub fn run(args: &Args) -> Result<i32, StageError> {
             format!("{rel:?} is not a file in the tree"),
         ));
     }
-    let mut cmd = command::tool("setfiles");
+    let mut cmd = command::tool_keeping_admin("setfiles");
     cmd.arg("-F")
         .arg("-r")
         .arg(&args.tree)

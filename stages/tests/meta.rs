@@ -37,6 +37,10 @@ const STAGES: &[&str] = &[
 /// The stages that declare they need the network; every other one runs without.
 const NETWORK: &[&str] = &["dnf", "yum"];
 
+/// The stages that declare `CAP_SYS_ADMIN` (mounts in the tree; setfiles writing
+/// security.selinux without a loaded policy); every other one runs without it.
+const SYS_ADMIN: &[&str] = &["dnf", "dpkg", "rpm", "selinux", "yum"];
+
 fn meta(name: &str) -> Meta {
     let p =
         Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("meta/org.osbuild.{name}{FILE_SUFFIX}"));
@@ -65,6 +69,12 @@ fn every_stage_has_a_valid_meta() {
             assert_eq!(schema["additionalProperties"], false, "{name}");
         }
         assert_eq!(m.network, NETWORK.contains(name), "{name}: network");
+        let caps: &[&str] = if SYS_ADMIN.contains(name) {
+            &["CAP_SYS_ADMIN"]
+        } else {
+            &[]
+        };
+        assert_eq!(m.capabilities, caps, "{name}: capabilities");
         jsonschema::meta::validate(schema).unwrap_or_else(|e| panic!("{name}: {e}"));
         jsonschema::validator_for(schema).unwrap_or_else(|e| panic!("{name}: {e}"));
     }

@@ -2,7 +2,7 @@
 //! reflinks (`FICLONE`), `copy_file_range`, and reading into a vector's spare capacity.
 
 use std::ffi::CStr;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 
 use nix::errno::Errno;
 
@@ -64,6 +64,26 @@ pub fn reflink(from: impl AsFd, to: impl AsFd) -> nix::Result<()> {
 /// Copies up to `len` bytes from `from` to `to` at their file positions, in the kernel.
 pub fn copy_file_range(from: impl AsFd, to: impl AsFd, len: usize) -> nix::Result<usize> {
     rustix::fs::copy_file_range(from, None, to, None, len).map_err(errno)
+}
+
+/// Opens `path` (relative) below the directory `dir` without ever leaving it: `..` above
+/// `dir`, absolute symlinks and symlinks leading out fail with `EXDEV`, `/proc` magic links
+/// with `ELOOP` (`openat2` with `RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS`). Read-write unless
+/// `read_only`; close-on-exec.
+pub fn open_beneath(
+    dir: impl AsFd,
+    path: &std::path::Path,
+    read_only: bool,
+) -> nix::Result<OwnedFd> {
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    let access = if read_only {
+        OFlags::RDONLY
+    } else {
+        OFlags::RDWR
+    };
+    let flags = access | OFlags::CLOEXEC | OFlags::NOCTTY;
+    let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
+    rustix::fs::openat2(dir, path, flags, Mode::empty(), resolve).map_err(errno)
 }
 
 /// Reads once from `fd` into the spare capacity of `buf` (at most `max` bytes), extending its

@@ -77,13 +77,23 @@ impl Mount {
 
     /// Mounts the filesystem of type `fstype` on the block device `device` at `target`.
     pub fn device(device: &Path, fstype: &str, target: &Path) -> Result<Self, MountFailed> {
-        Self::call(
-            Some(device),
-            target,
-            Some(fstype),
-            MsFlags::empty(),
-            "mount",
-        )?;
+        Self::device_with(device, fstype, target, MsFlags::empty(), "")
+    }
+
+    /// Mounts the filesystem of type `fstype` on `device` at `target` with `flags` and the
+    /// filesystem's own options `data` (`"norecovery,uid=0"`; empty for none).
+    pub fn device_with(
+        device: &Path,
+        fstype: &str,
+        target: &Path,
+        flags: MsFlags,
+        data: &str,
+    ) -> Result<Self, MountFailed> {
+        let data = Some(data).filter(|d| !d.is_empty());
+        mount(Some(device), target, Some(fstype), flags, data).map_err(|errno| MountFailed {
+            action: "mount",
+            errno,
+        })?;
         Ok(Self::owning(target))
     }
 
