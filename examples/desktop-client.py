@@ -162,8 +162,10 @@ class Follower:
         return self.job is not None and self.job in (path, args[0] if args else None)
 
     def on_stage_started(self, _bus, _sender, path, _iface, _member, params):
-        job, stage_id, name, index, total = params.unpack()
+        # "pipeline": the v2 pipeline of the stage ("" for v1; absent from older osbuildd).
+        job, stage_id, name, index, total, *pipeline = params.unpack()
         if self.mine(path, (job,)):
+            name = ": ".join([*filter(None, pipeline), name])
             print(f"[{index + 1}/{total}] {name} {stage_id}", flush=True)
 
     def on_stage_output(self, _bus, _sender, path, _iface, _member, params):
@@ -172,8 +174,9 @@ class Follower:
             print(f"  {line}", flush=True)
 
     def on_stage_finished(self, _bus, _sender, path, _iface, _member, params):
-        job, _stage_id, name, success, seconds = params.unpack()
+        job, _stage_id, name, success, seconds, *pipeline = params.unpack()
         if self.mine(path, (job,)):
+            name = ": ".join([*filter(None, pipeline), name])
             print(f"{name} {'finished' if success else 'FAILED'} in {seconds:.1f}s", flush=True)
 
     def on_download(self, _bus, _sender, path, _iface, _member, params):

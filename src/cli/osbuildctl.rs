@@ -43,15 +43,26 @@ pub struct Args {
 #[derive(Debug, Subcommand)]
 pub enum Cmd {
     /// Build MANIFEST ('-' for stdin), following its progress.
+    ///
+    /// A v1 manifest builds its pipeline and, with --output, writes the assembler's output into
+    /// DIR. A v2 manifest builds the pipelines named with --export (and what they need) and,
+    /// with --output, writes each exported pipeline's tree into DIR/NAME.
     Build {
         manifest: String,
-        /// Stage id after which the tree is committed (repeatable).
-        #[arg(long, value_name = "ID")]
+        /// Commit the tree after this stage (repeatable). v1: a stage id; v2: a glob over
+        /// pipeline names, stage ids and stage types (as osbuild's --checkpoint).
+        #[arg(long, value_name = "ID|PATTERN")]
         checkpoint: Vec<String>,
-        /// Write the output into DIR (created if needed; files owned by you).
+        /// Build the v2 pipeline NAME (a name or id; repeatable); with --output, its tree
+        /// goes into DIR/NAME.
+        #[arg(long, value_name = "NAME")]
+        export: Vec<String>,
+        /// Write the output (v1) or each export's tree (v2, into DIR/NAME) into DIR (created
+        /// if needed; files owned by you).
         #[arg(long, value_name = "DIR")]
         output: Option<PathBuf>,
-        /// Print the result JSON (osbuild v10's shape) instead of progress.
+        /// Print the result JSON (osbuild v10's shape; osbuild HEAD's for v2 manifests)
+        /// instead of progress.
         #[arg(long)]
         json: bool,
         /// Print the job's object path and return at once; the job runs on.
@@ -185,6 +196,7 @@ async fn run(args: Args) -> anyhow::Result<i32> {
         Cmd::Build {
             manifest,
             checkpoint,
+            export,
             output,
             json,
             detach,
@@ -202,6 +214,7 @@ async fn run(args: Args) -> anyhow::Result<i32> {
                 manifest: super::read_input(&manifest)?,
                 options: BuildOptions {
                     checkpoints: (!checkpoint.is_empty()).then_some(checkpoint),
+                    exports: (!export.is_empty()).then_some(export),
                     sources: read(sources)?,
                     secrets: read(secrets)?,
                     source_epoch,
@@ -392,6 +405,8 @@ struct Ending {
     success: bool,
     /// The job's full result JSON (`Job.GetResult`; `JobFinished` carries only a summary).
     result: String,
+    /// `JobFinished`'s summary (for a v2 manifest, the exports' ids are there).
+    summary: String,
     /// Ctrl-C cancelled it.
     cancelled: bool,
 }
@@ -432,6 +447,15 @@ async fn submit(proxy: &Builder1Proxy<'_>, req: &BuildRequest) -> anyhow::Result
     }
 }
 
+/// A stage's name as shown: with its v2 pipeline's name before it.
+fn qualified(pipeline: &str, name: &str) -> String {
+    if pipeline.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{pipeline}: {name}")
+    }
+}
+
 /// Shows the job's progress until it ends; Ctrl-C cancels it (once).
 async fn follow(
     conn: &Connection,
@@ -446,7 +470,8 @@ async fn follow(
             Some(sig) = s.started.next() => {
                 let Ok(a) = sig.args() else { continue };
                 if a.job != job.as_ref() { continue; }
-                display.stage_started(a.name, a.stage_id, a.index, a.total);
+                let name = qualified(a.pipeline, a.name);
+                display.stage_started(&name, a.stage_id, a.index, a.total);
             }
             Some(Ok(msg)) = s.downloads.next() => {
                 if let Some((source, d)) = download_of(&msg, job) {
@@ -461,14 +486,15 @@ async fn follow(
             Some(sig) = s.finished.next() => {
                 let Ok(a) = sig.args() else { continue };
                 if a.job != job.as_ref() { continue; }
-                display.stage_finished(a.name, a.success, a.seconds);
+                display.stage_finished(&qualified(a.pipeline, a.name), a.success, a.seconds);
             }
             Some(sig) = s.done.next() => {
                 let Ok(a) = sig.args() else { continue };
                 if a.job != job.as_ref() { continue; }
                 let j = JobProxy::builder(conn).path(job.clone()).build().await?;
                 let result = j.get_result().await.map_err(explain)?;
-                return Ok(Ending { success: a.success, result, cancelled });
+                let summary = a.result.to_owned();
+                return Ok(Ending { success: a.success, result, summary, cancelled });
             }
             Some(owner) = s.owner.next() => {
                 if owner.is_none() {
@@ -501,6 +527,7 @@ async fn report(
     let Ending {
         success,
         result,
+        summary,
         cancelled,
     } = ending;
     if req.json {
@@ -509,6 +536,9 @@ async fn report(
     if cancelled && !success {
         eprintln!("osbuildctl: cancelled");
         return Ok(130);
+    }
+    if req.options.exports.is_some() {
+        return report_v2(proxy, req, success, &result, &summary).await;
     }
     let parsed = PipelineResult::parse(&result).ok();
     if !success {
@@ -533,6 +563,84 @@ async fn report(
         export(proxy, &id, dir).await?;
     }
     Ok(0)
+}
+
+/// The outcome of a v2 build: HEAD's error (the failed stage and what it raised), or the
+/// exports' ids and, with --output, each export's tree in DIR/NAME.
+async fn report_v2(
+    proxy: &Builder1Proxy<'_>,
+    req: &BuildRequest,
+    success: bool,
+    result: &str,
+    summary: &str,
+) -> anyhow::Result<i32> {
+    if !success {
+        if !req.json {
+            eprintln!("osbuildctl: build failed: {}", v2_failure(result));
+        }
+        return Ok(1);
+    }
+    let summary: serde_json::Value =
+        serde_json::from_str(summary).context("reading the job's summary")?;
+    let exports = summary["exports"].as_object().cloned().unwrap_or_default();
+    if !req.json {
+        println!("Pipelines");
+        for (name, id) in &exports {
+            println!("  {name}: {}", id.as_str().unwrap_or("None"));
+        }
+    }
+    let Some(dir) = &req.output else {
+        return Ok(0);
+    };
+    for (name, id) in &exports {
+        if name.contains('/') || name == "." || name == ".." {
+            anyhow::bail!(
+                "export {name:?} cannot be a directory name inside {}",
+                dir.display()
+            );
+        }
+        let dest = dir.join(name);
+        match id.as_str() {
+            Some(id) => export(proxy, id, &dest).await?,
+            // A pipeline without stages exports an empty tree.
+            None => std::fs::create_dir_all(&dest)
+                .with_context(|| format!("creating {}", dest.display()))?,
+        }
+    }
+    Ok(0)
+}
+
+/// Why a v2 build failed, from HEAD's result: the stage and its exception, or the source.
+fn v2_failure(result: &str) -> String {
+    let Ok(r) = serde_json::from_str::<serde_json::Value>(result) else {
+        return "see the result (--json)".into();
+    };
+    let error = &r["error"];
+    if let Some(text) = error.as_str() {
+        return text.to_owned();
+    }
+    let details = &error["details"];
+    if let Some(stage) = details.get("stage") {
+        let raised = &stage["error"]["data"];
+        let why = match (raised["type"].as_str(), raised["value"].as_str()) {
+            (Some(t), Some(v)) => format!(": {t}: {v}"),
+            _ => String::new(),
+        };
+        let (kind, id) = (stage["type"].as_str(), stage["id"].as_str());
+        return format!(
+            "stage {} ({}) failed{why}",
+            kind.unwrap_or("?"),
+            id.unwrap_or("?")
+        );
+    }
+    if let Some(source) = details.get("source") {
+        return format!(
+            "source {} failed: {}",
+            source["type"].as_str().unwrap_or("?"),
+            source["output"].as_str().unwrap_or_default().trim()
+        );
+    }
+    "a stage failed".into()
 }
 
 #[cfg(test)]

@@ -28,8 +28,8 @@ pub const DOC_DIR: &str = "share/doc/osbuild";
 
 const DAEMON_LOG: &str = "osbuildd logs to the systemd journal when its socket \
 (/run/systemd/journal/socket) exists: journalctl -t osbuildd shows it, and the fields \
-OSBUILD_JOB, OSBUILD_STAGE, OSBUILD_STAGE_ID and OSBUILD_CALLER_UID select one job, stage or \
-caller (journalctl -t osbuildd OSBUILD_JOB=3). Without a journal it logs to its standard error, \
+OSBUILD_JOB, OSBUILD_PIPELINE (v2 manifests), OSBUILD_STAGE, OSBUILD_STAGE_ID and \
+OSBUILD_CALLER_UID select one job, pipeline, stage or caller (journalctl -t osbuildd OSBUILD_JOB=3). Without a journal it logs to its standard error, \
 which is the bus daemon's when D-Bus started it.";
 
 const OSBUILDCTL_EXAMPLES: &[Example] = &[
@@ -41,6 +41,11 @@ const OSBUILDCTL_EXAMPLES: &[Example] = &[
     Example {
         what: "Print the result as JSON (osbuild v10's shape) instead of the progress.",
         line: "osbuildctl build --json {doc}/examples/hello-tar.json > result.json",
+    },
+    Example {
+        what: "Build the pipelines \"image\" and \"base\" of a v2 manifest (and what they need) \
+               and write their trees into ./out/image and ./out/base, files owned by you.",
+        line: "osbuildctl build manifest.json --export image --export base --output ./out",
     },
     Example {
         what: "Start a build and return at once; it prints the job's object path.",

@@ -32,7 +32,10 @@ use crate::store::{Object, ObjectKind, Store, StoreError, TempDir};
 
 pub use request::{Overrides, Request, RequestError, Secrets};
 pub use result::{ModuleResult, PipelineResult};
-pub use v2::{fnmatch, mark_checkpoints, StageLog, V2Request, V2RequestError, V2Result};
+pub use v2::{
+    find as find_v2_pipeline, fnmatch, mark_checkpoints, StageLog, V2Request, V2RequestError,
+    V2Result,
+};
 
 /// Which stage trees a build commits besides the request's checkpoints.
 pub trait CommitPolicy {

@@ -402,7 +402,8 @@ impl<'a> V2Run<'a, '_> {
                 return Ok(false);
             }
             let last = index + 1 == p.stages.len();
-            if last || self.request.checkpoints.contains(&stage.id) {
+            let checkpoint = self.request.checkpoints.contains(&stage.id);
+            if last || checkpoint || self.b.commit.also_commit(&stage.id) {
                 if let Some(epoch) = epoch_of(p) {
                     tree.clamp_times(epoch)?;
                 }

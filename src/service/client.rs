@@ -32,6 +32,7 @@ pub trait Builder1 {
         name: &str,
         index: u32,
         total: u32,
+        pipeline: &str,
     ) -> zbus::Result<()>;
     #[zbus(signal)]
     fn stage_output(&self, job: ObjectPath<'_>, stage_id: &str, line: &str) -> zbus::Result<()>;
@@ -43,6 +44,7 @@ pub trait Builder1 {
         name: &str,
         success: bool,
         seconds: f64,
+        pipeline: &str,
     ) -> zbus::Result<()>;
     #[zbus(signal)]
     fn job_finished(&self, job: ObjectPath<'_>, success: bool, result: &str) -> zbus::Result<()>;

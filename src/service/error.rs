@@ -16,7 +16,7 @@ pub enum Error {
     /// A bus failure inside the daemon (replied as `Failed`).
     #[error("{0}")]
     Bus(zbus::Error),
-    /// The manifest is not valid JSON or not a valid v1 manifest; one line per problem, each
+    /// The manifest is not valid JSON or not a valid manifest; one line per problem, each
     /// with its JSON path.
     #[error("{0}")]
     InvalidManifest(String),
@@ -29,6 +29,9 @@ pub enum Error {
     /// A checkpoint names no stage of the manifest.
     #[error("{0}")]
     UnknownCheckpoint(String),
+    /// An export names no pipeline of the (v2) manifest.
+    #[error("{0}")]
+    UnknownExport(String),
     /// No runner in the libdir fits the build.
     #[error("{0}")]
     RunnerNotFound(String),
@@ -99,6 +102,7 @@ impl DBusError for Error {
             Error::ManifestTooLarge(_) => "org.osbuild.Builder1.Error.ManifestTooLarge",
             Error::InvalidOption(_) => "org.osbuild.Builder1.Error.InvalidOption",
             Error::UnknownCheckpoint(_) => "org.osbuild.Builder1.Error.UnknownCheckpoint",
+            Error::UnknownExport(_) => "org.osbuild.Builder1.Error.UnknownExport",
             Error::RunnerNotFound(_) => "org.osbuild.Builder1.Error.RunnerNotFound",
             Error::TooManyJobs(_) => "org.osbuild.Builder1.Error.TooManyJobs",
             Error::ShuttingDown(_) => "org.osbuild.Builder1.Error.ShuttingDown",
@@ -118,6 +122,7 @@ impl DBusError for Error {
             | Error::ManifestTooLarge(m)
             | Error::InvalidOption(m)
             | Error::UnknownCheckpoint(m)
+            | Error::UnknownExport(m)
             | Error::RunnerNotFound(m)
             | Error::TooManyJobs(m)
             | Error::ShuttingDown(m)

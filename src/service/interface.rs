@@ -15,14 +15,13 @@ use zbus::{Connection, ObjectPath, OwnedObjectPath, OwnedVariant};
 
 use super::auth::{self, Action};
 use super::error::{Error, Result};
+use super::outcome::{self, Built, Ending};
+use super::request::{check_manifest_size, validate, JobRequest};
 use super::scheduler::{lock, Job, JobId, JobState, Owner, Refused};
-use super::wire::{BuildOptions, ObjectInfo};
+use super::wire::ObjectInfo;
 use super::worker::{self, JobEvent};
 use super::{output, Service, MANAGER_PATH};
-use crate::json;
-use crate::manifest::Pipeline;
-use crate::modules::Index;
-use crate::pipeline::{BuildError, ModuleResult, Overrides, PipelineResult, Request, RequestError};
+use crate::pipeline::BuildError;
 use crate::store::{Store, StoreError};
 
 /// `org.osbuild.Builder1`.
@@ -57,76 +56,9 @@ impl JobId {
     }
 }
 
-/// A refused request as the caller reads it (the messages clients and tests know).
-fn request_error(e: RequestError) -> Error {
-    match e {
-        RequestError::Manifest(e) | RequestError::BuildEnv(e) => {
-            Error::InvalidManifest(format!("invalid manifest:\n{e}"))
-        }
-        RequestError::SourcesNotObject => {
-            Error::InvalidOption("option 'sources' must be a JSON object".into())
-        }
-        RequestError::SourcesNotJson(e) => {
-            Error::InvalidOption(format!("option 'sources' is not valid JSON: {e}"))
-        }
-        // Never echo the text: it is a secret.
-        RequestError::SecretsNotJson(_) | RequestError::SecretsNotObject => {
-            Error::InvalidOption("option 'secrets' must be a JSON object".into())
-        }
-        RequestError::UnknownCheckpoints(list) => Error::UnknownCheckpoint(format!(
-            "checkpoint '{}' is not the id of a stage of this manifest (osbuildctl inspect shows them)",
-            list.first().map(String::as_str).unwrap_or_default()
-        )),
-    }
-}
-
-/// Every runner the pipeline and its build pipelines need exists.
-fn check_runners(index: &Index, pipeline: &Pipeline) -> Result<()> {
-    let r = match &pipeline.build {
-        None => index.host_runner(),
-        Some(b) => index.resolve_runner(&b.runner),
-    };
-    r.map_err(|e| Error::RunnerNotFound(e.to_string()))?;
-    match &pipeline.build {
-        Some(b) => check_runners(index, &b.pipeline),
-        None => Ok(()),
-    }
-}
-
-fn check_manifest_size(svc: &Service, manifest: &str) -> Result<()> {
-    let limit = svc.scheduler.limits().max_manifest_bytes;
-    if manifest.len() > limit {
-        return Err(Error::ManifestTooLarge(format!(
-            "the manifest has {} bytes; this daemon accepts at most {limit} (osbuildd --max-manifest-bytes)",
-            manifest.len()
-        )));
-    }
-    Ok(())
-}
-
-/// Validates a `Build` call into a request; no side effect.
-pub(crate) fn validate(
-    svc: &Service,
-    manifest: &str,
-    options: HashMap<String, OwnedVariant>,
-) -> Result<Request> {
-    check_manifest_size(svc, manifest)?;
-    let opts = BuildOptions::from_dict(options).map_err(Error::InvalidOption)?;
-    let overrides = Overrides {
-        sources: opts.sources,
-        secrets: opts.secrets,
-        checkpoints: opts.checkpoints.unwrap_or_default(),
-        build_env: None,
-        source_epoch: opts.source_epoch,
-    };
-    let request = Request::new(manifest, &svc.index, overrides).map_err(request_error)?;
-    check_runners(&svc.index, &request.manifest.pipeline)?;
-    Ok(request)
-}
-
 /// Queues a validated request for `caller`, within the per-user limit.
-fn admit(svc: &Service, caller: &auth::Caller, mut request: Request) -> Result<Arc<Job>> {
-    request.unprivileged_caller = caller.uid != 0;
+fn admit(svc: &Service, caller: &auth::Caller, mut request: JobRequest) -> Result<Arc<Job>> {
+    request.set_unprivileged_caller(caller.uid != 0);
     let owner = Owner {
         uid: caller.uid,
         name: caller.name.clone(),
@@ -142,46 +74,6 @@ fn admit(svc: &Service, caller: &auth::Caller, mut request: Request) -> Result<A
                 "osbuildd is shutting down; try again when it is back".into(),
             ),
         })
-}
-
-/// The most bytes of a job's full result kept for `Job.GetResult`, well below the system bus's
-/// 32 MiB message limit: each module keeps at most 1 MiB of output, but a build of many chatty
-/// stages could still pass it.
-pub(crate) const MAX_RESULT_BYTES: usize = 16 << 20;
-
-/// The result's JSON within [`MAX_RESULT_BYTES`]: outputs are dropped, earliest first (the
-/// stage that failed, usually the last, keeps its own), each replaced by a notice.
-pub(crate) fn fit_for_the_bus(mut result: PipelineResult) -> String {
-    let mut text = result.to_json();
-    let mut next = 0;
-    while text.len() > MAX_RESULT_BYTES {
-        let mut outputs = outputs_mut(&mut result);
-        let Some(output) = outputs.get_mut(next) else {
-            break;
-        };
-        let dropped = output.len();
-        **output = format!(
-            "[... {dropped} bytes of output dropped: the whole result would not fit a D-Bus message; the daemon's journal has every line]"
-        );
-        next += 1;
-        text = result.to_json();
-    }
-    text
-}
-
-/// Every module's output, in the order the modules ran.
-fn outputs_mut(result: &mut PipelineResult) -> Vec<&mut String> {
-    let mut out = Vec::new();
-    if let Some(build) = result.build.as_deref_mut() {
-        out.extend(outputs_mut(build));
-    }
-    let modules = result
-        .stages
-        .iter_mut()
-        .flatten()
-        .chain(result.assembler.as_mut());
-    out.extend(modules.filter_map(|m| m.output.as_mut()));
-    out
 }
 
 /// The caller of the message, once root or polkit allows it `action`.
@@ -330,17 +222,20 @@ impl<'a> Relay<'a> {
     async fn event(&self, event: JobEvent) {
         let (n, total, path) = (self.job.id.0, self.total, self.path.as_ref());
         match event {
-            JobEvent::Started { id, name } => {
+            JobEvent::Started { id, name, pipeline } => {
                 let index = self.index(&id);
+                let pipeline = pipeline.unwrap_or_default();
                 tracing::info!(
                     OSBUILD_JOB = n,
+                    OSBUILD_PIPELINE = %pipeline,
                     OSBUILD_STAGE = %name,
                     OSBUILD_STAGE_ID = %id,
                     "job {n}: {name} started ({}/{total})",
                     index + 1
                 );
                 let (index, id) = (index as u32, id.as_str());
-                let _ = Manager::stage_started(&self.mgr, path, id, &name, index, total).await;
+                let (mgr, p) = (&self.mgr, pipeline.as_str());
+                let _ = Manager::stage_started(mgr, path, id, &name, index, total, p).await;
             }
             JobEvent::Output { id, name, line } => {
                 tracing::info!(
@@ -356,11 +251,14 @@ impl<'a> Relay<'a> {
             JobEvent::Finished {
                 id,
                 name,
+                pipeline,
                 success,
                 seconds,
             } => {
+                let pipeline = pipeline.unwrap_or_default();
                 tracing::info!(
                     OSBUILD_JOB = n,
+                    OSBUILD_PIPELINE = %pipeline,
                     OSBUILD_STAGE = %name,
                     OSBUILD_STAGE_ID = %id,
                     "job {n}: {name} {} in {seconds:.2}s",
@@ -369,8 +267,8 @@ impl<'a> Relay<'a> {
                 let done = (self.index(&id) + 1) as f64 / f64::from(total.max(1));
                 lock(&self.job.status).progress = done;
                 emit_progress(self.conn, self.job).await;
-                let (mgr, id) = (&self.mgr, id.as_str());
-                let _ = Manager::stage_finished(mgr, path, id, &name, success, seconds).await;
+                let (mgr, id, p) = (&self.mgr, id.as_str(), pipeline.as_str());
+                let _ = Manager::stage_finished(mgr, path, id, &name, success, seconds, p).await;
             }
             JobEvent::Download { source, progress } => {
                 if let Some(owner) = &self.owner_job {
@@ -391,61 +289,28 @@ impl<'a> Relay<'a> {
     }
 }
 
-/// The job's state and full result (osbuild v10's `--json` shape) for a build's outcome.
-fn outcome(result: &std::result::Result<PipelineResult, BuildError>) -> (JobState, PipelineResult) {
-    match result {
-        Ok(r) if r.success => (JobState::Succeeded, r.clone()),
-        Ok(r) => (JobState::Failed, r.clone()),
-        Err(BuildError::Cancelled) => (JobState::Cancelled, failure("cancelled")),
-        Err(e) => (JobState::Failed, failure(&e.to_string())),
-    }
-}
-
-/// The result of a build that could not be carried out, in the result's own shape.
-fn failure(message: &str) -> PipelineResult {
-    PipelineResult {
-        success: false,
-        error: Some(message.to_owned()),
-        ..PipelineResult::success()
-    }
-}
-
-/// What `JobFinished` tells every local user: the full result's shape with each stage's
-/// `options` and `output` null, and no error text but "cancelled" (errors may quote stage
-/// output or a source URL; the owner reads them with `Job.GetResult`).
-fn public_summary(r: &PipelineResult, state: JobState) -> PipelineResult {
-    let module = |m: &ModuleResult| ModuleResult {
-        options: json::Value::Null,
-        output: None,
-        ..m.clone()
-    };
-    PipelineResult {
-        success: r.success,
-        error: (state == JobState::Cancelled).then(|| "cancelled".to_owned()),
-        build: r.build.as_ref().map(|b| Box::new(public_summary(b, state))),
-        stages: r.stages.as_ref().map(|s| s.iter().map(module).collect()),
-        tree_id: r.tree_id.clone(),
-        assembler: r.assembler.as_ref().map(module),
-        output_id: r.output_id.clone(),
-    }
-}
-
 /// Records the outcome, announces it, frees the slot and schedules the unexport.
 pub(super) async fn finish(
     svc: &Arc<Service>,
     conn: &Connection,
     job: &Arc<Job>,
-    result: std::result::Result<PipelineResult, BuildError>,
+    result: std::result::Result<Built, BuildError>,
 ) {
     let n = job.id.0;
-    let (state, full) = outcome(&result);
-    match &result {
-        Err(e) if state == JobState::Failed => {
-            tracing::warn!(OSBUILD_JOB = n, "job {n} failed: {e}")
-        }
-        _ => tracing::info!(OSBUILD_JOB = n, "job {n} {}", state.as_str()),
+    let error = match &result {
+        Err(BuildError::Cancelled) | Ok(_) => None,
+        Err(e) => Some(e.to_string()),
+    };
+    let Ending {
+        state,
+        full,
+        summary,
+    } = outcome::ending(&job.request, result);
+    match error {
+        Some(e) => tracing::warn!(OSBUILD_JOB = n, "job {n} failed: {e}"),
+        None => tracing::info!(OSBUILD_JOB = n, "job {n} {}", state.as_str()),
     }
-    let _ = job.result.set(fit_for_the_bus(full.clone()));
+    let _ = job.result.set(full);
     let forgotten = svc.scheduler.finish(job, state);
     for id in forgotten {
         let _ = conn
@@ -458,7 +323,6 @@ pub(super) async fn finish(
     if let Ok(mgr) = SignalEmitter::new(conn, MANAGER_PATH) {
         let path = job.id.path();
         let success = state == JobState::Succeeded;
-        let summary = public_summary(&full, state).to_json();
         let _ = Manager::job_finished(&mgr, path.as_ref(), success, &summary).await;
     }
     start_ready(svc, conn);
@@ -569,7 +433,7 @@ async fn cancel_job(
 
 #[zbus::interface(name = "org.osbuild.Builder1")]
 impl Manager {
-    /// Queues a build of `manifest` (a v1 manifest, JSON); returns the job's object.
+    /// Queues a build of `manifest` (a v1 or v2 manifest, JSON); returns the job's object.
     async fn build(
         &self,
         manifest: &str,
@@ -739,7 +603,9 @@ impl Manager {
     pub(crate) async fn job_new(e: &SignalEmitter<'_>, job: ObjectPath<'_>) -> zbus::Result<()>;
 
     /// A stage (or the assembler) of `job` started; `index` counts from 0 over every stage of
-    /// the manifest (build pipelines first, then the stages, then the assembler) of `total`.
+    /// the manifest (build pipelines first, then the stages, then the assembler; for a v2
+    /// manifest, the stages of the pipelines the exports need, in manifest order) of `total`.
+    /// `pipeline` is the name of the v2 pipeline the stage belongs to ("" for v1 manifests).
     #[zbus(signal)]
     pub(crate) async fn stage_started(
         e: &SignalEmitter<'_>,
@@ -748,6 +614,7 @@ impl Manager {
         name: &str,
         index: u32,
         total: u32,
+        pipeline: &str,
     ) -> zbus::Result<()>;
 
     /// One line a stage printed. Sent only to the job owner's connection, never broadcast.
@@ -759,7 +626,7 @@ impl Manager {
         line: &str,
     ) -> zbus::Result<()>;
 
-    /// A stage ended.
+    /// A stage ended; `pipeline` as in `StageStarted`.
     #[zbus(signal)]
     pub(crate) async fn stage_finished(
         e: &SignalEmitter<'_>,
@@ -768,11 +635,13 @@ impl Manager {
         name: &str,
         success: bool,
         seconds: f64,
+        pipeline: &str,
     ) -> zbus::Result<()>;
 
-    /// A job ended. Broadcast, so `result` is only what any local user may see: osbuild v10's
-    /// `--json` shape with every stage's `options` and `output` null and no error text but
-    /// "cancelled". The owner reads the full result with `Job.GetResult`.
+    /// A job ended. Broadcast, so `result` is only what any local user may see: for a v1
+    /// manifest osbuild v10's `--json` shape with every stage's `options` and `output` null,
+    /// for a v2 one the exports' ids and per pipeline and stage name, id and success; no error
+    /// text but "cancelled". The owner reads the full result with `Job.GetResult`.
     #[zbus(signal)]
     pub(crate) async fn job_finished(
         e: &SignalEmitter<'_>,
@@ -808,7 +677,7 @@ impl JobIface {
         self.job.owner.uid
     }
 
-    /// The id of the manifest's tree ("" without stages).
+    /// The id of the manifest's tree ("" without stages; v2: the first export's tree).
     #[zbus(property(emits_changed_signal = "const"))]
     fn tree_id(&self) -> String {
         self.job.tree_id()
@@ -844,7 +713,8 @@ impl JobIface {
     ) -> zbus::Result<()>;
 
     /// The finished job's full result: osbuild v10's `--json` result with every stage's
-    /// options and output, or `{"success": false, "error": ...}`. Allowed to its owner, others
+    /// options and output (v2 manifests: osbuild HEAD's `--json` result), or `{"success":
+    /// false, "error": ...}` when the build could not run. Allowed to its owner, others
     /// need `org.osbuild.builder1.cancel-other-user`.
     async fn get_result(
         &self,

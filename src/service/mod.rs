@@ -8,6 +8,9 @@
 //!   `org.osbuild.Builder1.Job`), signals, property changes, the journal's fields.
 //! - [`wire`]: the interface's `a{sv}` dictionaries as types; [`client`]: the client proxies.
 //! - [`auth`]: caller identity from the bus and polkit checks.
+//! - `request`: a `Build` call checked into what a job builds (a v1 manifest, or a v2 one
+//!   with its exports and checkpoint patterns); `outcome`: a finished job's full result
+//!   (the owner's) and public summary (everyone's).
 //! - [`output`]: handing committed objects to clients through file descriptors.
 //! - [`error`]: the `org.osbuild.Builder1.Error.*` replies.
 //! - [`daemon`]: `osbuildd`'s command line and main loop; [`log`]: journal or stderr;
@@ -20,7 +23,9 @@ pub mod error;
 pub mod idle;
 pub mod interface;
 pub mod log;
+mod outcome;
 pub mod output;
+mod request;
 pub mod scheduler;
 pub mod wire;
 mod worker;

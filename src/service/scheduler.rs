@@ -5,7 +5,10 @@
 //! - At most `max_jobs` builds run at once. A queued job starts when a slot is free and none
 //!   of its not-yet-built stages is also a stage of a running job (a conflict).
 //! - Single flight: a running job commits a stage that a queued job also needs
-//!   (`Scheduler::wanted_by_queue`), so that stage is built once and both jobs use it.
+//!   (`Scheduler::wanted_by_queue`), so that stage is built once and both jobs use it. A job
+//!   whose output (v1) or exported trees (v2: the manifest's pipeline ids + exports) are in
+//!   the store conflicts with nothing and builds nothing: an identical Build queued behind a
+//!   running one waits for it, then is served from the store.
 //! - Retention: a finished job stays listed until it is forgotten (`keep_finished` later), or
 //!   earlier when more than `max_finished_jobs` finished jobs, or their results together more
 //!   than `max_finished_bytes`, are kept (the oldest go first).
@@ -15,9 +18,9 @@ use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
+use super::request::JobRequest;
 use crate::buildroot::Cancel;
 use crate::id::ObjectId;
-use crate::pipeline::Request;
 
 /// Limits and places the daemon works with.
 #[derive(Debug, Clone)]
@@ -117,12 +120,13 @@ pub(crate) struct Job {
     pub id: JobId,
     pub owner: Owner,
     /// The validated request; its secrets are never logged, never in a signal or a result.
-    pub request: Request,
+    pub request: JobRequest,
     /// Every stage and assembler id, in the order they run.
     pub order: Vec<ObjectId>,
     pub cancel: Cancel,
     pub status: Mutex<Status>,
-    /// The full v10 result (options, output, errors), set once when the job ends. Only the
+    /// The full result (v10's or, for a v2 manifest, HEAD's: options, output, errors), set
+    /// once when the job ends. Only the
     /// owner, or a caller allowed `cancel-other-user`, reads it (`Job.GetResult`).
     pub result: OnceLock<String>,
 }
@@ -133,19 +137,18 @@ impl Job {
     }
 
     pub fn tree_id(&self) -> String {
-        let tree = self.request.manifest.pipeline.tree_id();
-        tree.map(ToString::to_string).unwrap_or_default()
+        self.request.tree_id()
     }
 
     pub fn output_id(&self) -> String {
-        let output = self.request.manifest.pipeline.output_id();
-        output.map(ToString::to_string).unwrap_or_default()
+        self.request.output_id()
     }
 
-    /// Ids this job would build that the store (`built`) does not have yet.
+    /// Ids this job would build that the store (`built`) does not have yet: none once what
+    /// the job is for (a v1 output, a v2 manifest's exported trees) is built.
     fn missing(&self, built: &dyn Fn(&ObjectId) -> bool) -> BTreeSet<ObjectId> {
-        let pipeline = &self.request.manifest.pipeline;
-        if pipeline.output_id().is_some_and(built) {
+        let done = self.request.done_when();
+        if done.is_some_and(|ids| ids.iter().all(built)) {
             return BTreeSet::new();
         }
         self.order.iter().filter(|id| !built(id)).cloned().collect()
@@ -196,7 +199,7 @@ impl Scheduler {
 
     /// Queues `request` for `owner`, unless they have as many unfinished jobs as one may or
     /// the daemon is shutting down.
-    pub fn admit(&self, owner: Owner, request: Request) -> Result<Arc<Job>, Refused> {
+    pub fn admit(&self, owner: Owner, request: JobRequest) -> Result<Arc<Job>, Refused> {
         let mut s = lock(&self.state);
         if s.closed {
             return Err(Refused::ShuttingDown);
@@ -211,11 +214,10 @@ impl Scheduler {
         }
         s.last += 1;
         let id = JobId(s.last);
-        let order = request.manifest.pipeline.all_stages();
         let job = Arc::new(Job {
             id,
             owner,
-            order: order.into_iter().map(|s| s.id.clone()).collect(),
+            order: request.order(),
             request,
             cancel: Cancel::new(),
             status: Mutex::new(Status {
@@ -361,19 +363,19 @@ mod tests {
 
     /// A request for a manifest whose stages are test stages with the given options;
     /// parsed without a libdir, so nothing needs to exist.
-    fn request(stages: &[&str]) -> Request {
+    fn request(stages: &[&str]) -> JobRequest {
         let stages: Vec<String> = stages
             .iter()
             .map(|o| format!(r#"{{"name": "org.osbuild.test", "options": {{"o": "{o}"}}}}"#))
             .collect();
         let text = format!(r#"{{"pipeline": {{"stages": [{}]}}}}"#, stages.join(", "));
-        Request {
+        JobRequest::V1(crate::pipeline::Request {
             manifest: crate::manifest::parse(&text).expect("a valid manifest"),
             checkpoints: Default::default(),
             secrets: None,
             unprivileged_caller: false,
             source_epoch: None,
-        }
+        })
     }
 
     fn owner(uid: u32) -> Owner {
@@ -422,6 +424,41 @@ mod tests {
         s.admit(owner(1), request(&["a"]))
             .expect("a finished job no longer counts");
         assert_eq!(s.job_ids().len(), 4);
+    }
+
+    /// A v2 request exporting `export` of a manifest where "image" builds on "base".
+    fn v2_request(export: &str) -> JobRequest {
+        let text = r#"{"version": "2", "pipelines": [
+            {"name": "base", "stages": [{"type": "org.osbuild.test", "options": {"o": 1}}]},
+            {"name": "image", "build": "name:base",
+             "stages": [{"type": "org.osbuild.test", "options": {"o": 2}}]},
+            {"name": "other", "stages": [{"type": "org.osbuild.test", "options": {"o": 3}}]}
+        ]}"#;
+        let Ok(crate::manifest::Document::V2(m)) = crate::manifest::parse_document(text) else {
+            panic!("a valid v2 manifest");
+        };
+        let r = crate::pipeline::V2Request::new(m, vec![export.to_owned()], &[]).unwrap();
+        JobRequest::V2(r)
+    }
+
+    #[test]
+    fn identical_v2_builds_wait_for_each_other_and_then_build_nothing() {
+        let s = Scheduler::new(limits(2, 8));
+        let a = s.admit(owner(1), v2_request("image")).unwrap();
+        let b = s.admit(owner(2), v2_request("image")).unwrap();
+        let other = s.admit(owner(2), v2_request("other")).unwrap();
+        assert_eq!(a.order.len(), 2, "base and image, not other: {:?}", a.order);
+        let started: Vec<JobId> = s.start_ready(&nothing_built).iter().map(|j| j.id).collect();
+        assert_eq!(started, [a.id, other.id], "the identical build waits");
+        assert!(s.wanted_by_queue(a.id, &a.order[0]), "b needs base");
+        s.finish(&a, JobState::Succeeded);
+        // Only the export is in the store (base was not kept): b has nothing to build.
+        let image = a.request.done_when().unwrap();
+        assert_eq!(image.as_slice(), &a.order[1..]);
+        let built = |id: &ObjectId| image.contains(id);
+        assert!(b.missing(&built).is_empty());
+        let next: Vec<JobId> = s.start_ready(&built).iter().map(|j| j.id).collect();
+        assert_eq!(next, [b.id]);
     }
 
     #[test]

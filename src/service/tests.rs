@@ -22,15 +22,28 @@ struct Fixture {
     client: Connection,
 }
 
-/// A libdir with one shell stage and the host's runner name; nothing will run (max_jobs 0).
+/// A libdir with one shell stage, a v2 stage that takes inputs (`.test.b`), the tree input
+/// and the host's runner name; nothing will run (max_jobs 0).
 fn libdir(root: &std::path::Path) -> std::path::PathBuf {
     let lib = root.join("lib");
-    for d in ["stages", "runners", "assemblers"] {
+    for d in ["stages", "runners", "assemblers", "inputs"] {
         std::fs::create_dir_all(lib.join(d)).unwrap();
     }
     let os = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
+    std::fs::write(
+        lib.join("stages/org.osbuild.test.b.meta.json"),
+        r#"{"summary": "v2 test stage", "schema_2": {"options": {}, "inputs": {"type": "object"}}}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        lib.join("inputs/org.osbuild.tree.meta.json"),
+        r#"{"summary": "tree input", "schema_2": {"additionalProperties": true}}"#,
+    )
+    .unwrap();
     for f in [
         lib.join("stages/org.osbuild.test.a"),
+        lib.join("stages/org.osbuild.test.b"),
+        lib.join("inputs/org.osbuild.tree"),
         lib.join(format!("runners/org.osbuild.{}", describe_os(&os))),
     ] {
         std::fs::write(&f, "#!/bin/sh\ncat >/dev/null\n").unwrap();
@@ -96,6 +109,38 @@ fn no_options() -> BuildOptions {
     BuildOptions::default()
 }
 
+/// A Build call that is refused: manifest, options, error name, fragments of its message.
+type Case<'a> = (
+    &'a str,
+    HashMap<&'a str, Variant<'a>>,
+    &'a str,
+    Vec<&'a str>,
+);
+
+/// Calls Build for each case and checks the error's name and message.
+async fn assert_refused(proxy: &Builder1Proxy<'_>, cases: Vec<Case<'_>>) {
+    for (manifest, options, want, fragments) in cases {
+        let e = proxy
+            .inner()
+            .call::<_, _, OwnedObjectPath>("Build", &(manifest, options))
+            .await
+            .unwrap_err();
+        let (name, msg) = error_name(&e);
+        assert_eq!(name, want, "{msg}");
+        for frag in fragments {
+            assert!(msg.contains(frag), "{want}: '{frag}' not in: {msg}");
+        }
+    }
+}
+
+/// The broadcast summary `result`, which must contain none of `markers`.
+fn summary_without(result: &str, markers: &[&str]) -> serde_json::Value {
+    for marker in markers {
+        assert!(!result.contains(marker), "{marker} broadcast: {result}");
+    }
+    serde_json::from_str(result).unwrap()
+}
+
 /// Options as any client could send them, unknown keys included.
 fn raw_options() -> HashMap<&'static str, Variant<'static>> {
     HashMap::new()
@@ -157,12 +202,6 @@ async fn bad_requests_get_named_errors_and_create_nothing() {
     bad_opt.insert("libdir", Variant::from("/tmp"));
     let mut bad_cp = raw_options();
     bad_cp.insert("checkpoints", Variant::from(vec!["f".repeat(64)]));
-    type Case<'a> = (
-        &'a str,
-        HashMap<&'a str, Variant<'a>>,
-        &'a str,
-        Vec<&'a str>,
-    );
     let cases: Vec<Case<'_>> = vec![
         (
             "{not json",
@@ -205,18 +244,7 @@ async fn bad_requests_get_named_errors_and_create_nothing() {
             vec!["is not the id of a stage"],
         ),
     ];
-    for (manifest, options, want, fragments) in cases {
-        let e = proxy
-            .inner()
-            .call::<_, _, OwnedObjectPath>("Build", &(manifest, options))
-            .await
-            .unwrap_err();
-        let (name, msg) = error_name(&e);
-        assert_eq!(name, want, "{msg}");
-        for frag in fragments {
-            assert!(msg.contains(frag), "{want}: '{frag}' not in: {msg}");
-        }
-    }
+    assert_refused(&proxy, cases).await;
     assert!(proxy.list_jobs().await.unwrap().is_empty());
     let e = proxy
         .cancel(&zbus::ObjectPath::try_from("/org/osbuild/Builder1/job/9").unwrap())
@@ -446,7 +474,7 @@ async fn end_job(
     let id = JobId::from_path(&path.as_ref()).unwrap();
     let job = f.svc.scheduler.job(id).unwrap();
     f.svc.scheduler.dequeue(id);
-    interface::finish(&f.svc, &f.server, &job, result).await;
+    interface::finish(&f.svc, &f.server, &job, result.map(Into::into)).await;
 }
 
 #[tokio::test]
@@ -472,14 +500,8 @@ async fn job_finished_shows_everyone_a_summary_and_get_result_the_owner_everythi
         let sig = finished.next().await.unwrap();
         let a = sig.args().unwrap();
         assert_eq!((a.job.as_str(), a.success), (job.as_str(), success));
-        for marker in [OPTION_MARKER, OUTPUT_MARKER, "OPTION-MARKER"] {
-            assert!(
-                !a.result.contains(marker),
-                "{marker} broadcast: {}",
-                a.result
-            );
-        }
-        let summary: serde_json::Value = serde_json::from_str(a.result).unwrap();
+        let markers = [OPTION_MARKER, OUTPUT_MARKER, "OPTION-MARKER"];
+        let summary = summary_without(a.result, &markers);
         assert_eq!(summary["success"], success);
         assert!(summary.get("error").is_none(), "{summary}");
         if ran {
@@ -509,7 +531,7 @@ async fn get_result_is_for_the_owner_or_cancel_other_user() {
             Arc::new(move |_, a| a != Action::CancelOtherUser || may_cancel_others);
         let f = fixture(queued_only(), Authority::Fixed(decide)).await;
         // A job of another uid, exported as publish() would.
-        let request = interface::validate(&f.svc, MANIFEST, HashMap::new()).unwrap();
+        let request = request::validate(&f.svc, MANIFEST, HashMap::new()).unwrap();
         let other = scheduler::Owner {
             uid: nix::unistd::getuid().as_raw() + 1,
             name: None,
@@ -600,9 +622,9 @@ fn a_result_too_large_for_the_bus_drops_the_earliest_outputs() {
         output_id: None,
     };
     let whole = result.to_json();
-    assert!(whole.len() > interface::MAX_RESULT_BYTES);
-    let fitted = interface::fit_for_the_bus(result);
-    assert!(fitted.len() <= interface::MAX_RESULT_BYTES);
+    assert!(whole.len() > outcome::MAX_RESULT_BYTES);
+    let fitted = outcome::fit_for_the_bus(result);
+    assert!(fitted.len() <= outcome::MAX_RESULT_BYTES);
     let parsed = PipelineResult::parse(&fitted).unwrap();
     let stages = parsed.stages.unwrap();
     let kept: Vec<bool> = stages
@@ -615,4 +637,187 @@ fn a_result_too_large_for_the_bus_drops_the_earliest_outputs() {
         .as_deref()
         .unwrap()
         .starts_with("[... 1048576 bytes of output dropped"));
+}
+
+/// Two pipelines: "b" takes "a"'s tree as an input.
+const V2_MANIFEST: &str = r#"{"version": "2", "pipelines": [
+    {"name": "a", "stages": [{"type": "org.osbuild.test.a", "options": {"n": 1}}]},
+    {"name": "b", "stages": [{"type": "org.osbuild.test.b", "options": {"n": 2},
+        "inputs": {"tree": {"type": "org.osbuild.tree", "origin": "org.osbuild.pipeline",
+                            "references": ["name:a"]}}}]},
+    {"name": "unused", "stages": [{"type": "org.osbuild.test.a", "options": {"n": 3}}]}
+]}"#;
+
+fn v2_ids() -> (String, String) {
+    let Ok(crate::manifest::Document::V2(m)) = crate::manifest::parse_document(V2_MANIFEST) else {
+        panic!("not a v2 manifest");
+    };
+    let id = |name| m.get(name).and_then(|p| p.id()).unwrap().to_string();
+    (id("a"), id("b"))
+}
+
+#[tokio::test]
+async fn v2_builds_need_known_exports_and_matching_patterns() {
+    let f = fixture(queued_only(), allow_all()).await;
+    let proxy = Builder1Proxy::new(&f.client).await.unwrap();
+    let list =
+        |items: &[&str]| Variant::from(items.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+    let opts =
+        |pairs: Vec<(&'static str, Variant<'static>)>| -> HashMap<&'static str, Variant<'static>> {
+            pairs.into_iter().collect()
+        };
+    let cases: Vec<Case<'_>> = vec![
+        (
+            V2_MANIFEST,
+            opts(vec![("exports", list(&["b", "nope", "neither"]))]),
+            "org.osbuild.Builder1.Error.UnknownExport",
+            vec![
+                "export 'nope', 'neither' is not a pipeline",
+                "pipelines: a, b, unused",
+            ],
+        ),
+        (
+            V2_MANIFEST,
+            opts(vec![]),
+            "org.osbuild.Builder1.Error.InvalidOption",
+            vec!["give option 'exports'", "pipelines: a, b, unused"],
+        ),
+        (
+            V2_MANIFEST,
+            opts(vec![
+                ("exports", list(&["b"])),
+                ("checkpoints", list(&["x*", "y"])),
+            ]),
+            "org.osbuild.Builder1.Error.UnknownCheckpoint",
+            vec!["matches the checkpoint patterns 'x*', 'y'"],
+        ),
+        (
+            V2_MANIFEST,
+            opts(vec![
+                ("exports", list(&["b"])),
+                ("sources", Variant::from("{}")),
+            ]),
+            "org.osbuild.Builder1.Error.InvalidOption",
+            vec!["option 'sources' is for v1 manifests"],
+        ),
+        (
+            MANIFEST,
+            opts(vec![("exports", list(&["b"]))]),
+            "org.osbuild.Builder1.Error.InvalidOption",
+            vec!["option 'exports' is for v2 manifests"],
+        ),
+        (
+            MANIFEST,
+            opts(vec![("checkpoints", list(&["org.osbuild.*"]))]),
+            "org.osbuild.Builder1.Error.UnknownCheckpoint",
+            vec!["'org.osbuild.*' is a pattern", "v1 manifest are stage ids"],
+        ),
+    ];
+    assert_refused(&proxy, cases).await;
+    assert!(proxy.list_jobs().await.unwrap().is_empty(), "no job");
+}
+
+/// Known exports and a pattern that matches: queued, with b's tree as TreeId, and the stages
+/// of a and b (not "unused") as what it builds.
+#[tokio::test]
+async fn a_v2_job_builds_its_exports_and_what_they_need() {
+    let f = fixture(queued_only(), allow_all()).await;
+    let proxy = Builder1Proxy::new(&f.client).await.unwrap();
+    let list =
+        |items: &[&str]| Variant::from(items.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+    let (a, b) = v2_ids();
+    let ok: HashMap<&str, Variant<'_>> =
+        HashMap::from([("exports", list(&["b"])), ("checkpoints", list(&["a"]))]);
+    let job: OwnedObjectPath = proxy
+        .inner()
+        .call("Build", &(V2_MANIFEST, ok))
+        .await
+        .unwrap();
+    let jp = job_proxy(&f.client, job.clone()).await;
+    assert_eq!(jp.tree_id().await.unwrap(), b);
+    assert_eq!(jp.output_id().await.unwrap(), "");
+    let queued = f
+        .svc
+        .scheduler
+        .job(JobId::from_path(&job.as_ref()).unwrap())
+        .unwrap();
+    let order: Vec<String> = queued.order.iter().map(ToString::to_string).collect();
+    assert_eq!(order, [a.clone(), b.clone()]);
+    let request::JobRequest::V2(r) = &queued.request else {
+        panic!("a v2 request");
+    };
+    assert_eq!(
+        r.checkpoints
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
+        [a]
+    );
+}
+
+#[tokio::test]
+async fn a_v2_job_gives_heads_result_to_its_owner_and_ids_to_everyone() {
+    use crate::pipeline::{StageLog, V2Result};
+    let f = fixture(queued_only(), allow_all()).await;
+    let proxy = Builder1Proxy::new(&f.client).await.unwrap();
+    let mut finished = proxy.receive_job_finished().await.unwrap();
+    let (a, b) = v2_ids();
+    let options = BuildOptions {
+        exports: Some(vec!["b".into()]),
+        ..BuildOptions::default()
+    };
+    let job = proxy.build(V2_MANIFEST, &options).await.unwrap();
+    let log = |id: &str, module: &str, success| {
+        StageLog {
+        id: crate::id::ObjectId::parse(id).unwrap(),
+        module: module.into(),
+        output: format!("{OUTPUT_MARKER}\n"),
+        success,
+        error: (!success).then(|| {
+            crate::json::parse(&format!(
+                r#"{{"type": "exception", "data": {{"type": "RuntimeError", "value": "{OPTION_MARKER}", "traceback": ""}}}}"#
+            ))
+            .unwrap()
+        }),
+    }
+    };
+    let result = V2Result {
+        success: false,
+        log: vec![
+            ("a".into(), vec![log(&a, "org.osbuild.test.a", true)]),
+            ("b".into(), vec![log(&b, "org.osbuild.test.b", false)]),
+        ],
+        ..V2Result::default()
+    };
+    let id = JobId::from_path(&job.as_ref()).unwrap();
+    let queued = f.svc.scheduler.job(id).unwrap();
+    f.svc.scheduler.dequeue(id);
+    interface::finish(&f.svc, &f.server, &queued, Ok(outcome::Built::V2(result))).await;
+
+    let sig = finished.next().await.unwrap();
+    let args = sig.args().unwrap();
+    assert!(!args.success);
+    let summary = summary_without(args.result, &[OPTION_MARKER, OUTPUT_MARKER, "RuntimeError"]);
+    assert_eq!(
+        summary,
+        serde_json::json!({
+            "success": false,
+            "exports": {"b": b},
+            "pipelines": [
+                {"name": "a", "id": a, "success": true,
+                 "stages": [{"name": "org.osbuild.test.a", "id": a, "success": true}]},
+                {"name": "b", "id": b, "success": false,
+                 "stages": [{"name": "org.osbuild.test.b", "id": b, "success": false}]}
+            ]
+        })
+    );
+    let full = job_proxy(&f.client, job).await.get_result().await.unwrap();
+    let full: serde_json::Value = serde_json::from_str(&full).unwrap();
+    assert_eq!(full["type"], "error");
+    assert_eq!(full["error"]["type"], "org.osbuild.error.stage");
+    let stage = &full["error"]["details"]["stage"];
+    assert_eq!(stage["id"], b);
+    assert_eq!(stage["output"], format!("{OUTPUT_MARKER}\n"));
+    assert_eq!(stage["error"]["data"]["value"], OPTION_MARKER);
+    assert_eq!(full["log"]["a"][0]["output"], format!("{OUTPUT_MARKER}\n"));
 }

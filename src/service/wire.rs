@@ -13,8 +13,12 @@ use zbus::OwnedVariant;
 #[derive(Default, PartialEq, SerializeDict, DeserializeDict, Type)]
 #[zbus(signature = "a{sv}", deny_unknown_fields)]
 pub struct BuildOptions {
-    /// Stage ids after which the tree is committed.
+    /// Stage ids after which the tree is committed (v1 manifests); for v2 manifests, `fnmatch`
+    /// patterns over pipeline names, stage ids and stage types (osbuild HEAD's `--checkpoint`).
     pub checkpoints: Option<Vec<String>>,
+    /// The pipelines (names or ids) of a v2 manifest to build: only they and what they need
+    /// are built (osbuild HEAD's `--export`); clients fetch their trees with `ExportOutput`.
+    pub exports: Option<Vec<String>>,
     /// Source options replacing the manifest's `"sources"` (a JSON object).
     pub sources: Option<String>,
     /// Secrets for the sources (a JSON object); never logged, never echoed.
@@ -25,11 +29,12 @@ pub struct BuildOptions {
 }
 
 /// Every option with the D-Bus type of its value, in the order error messages list them.
-const OPTIONS: [(&str, &Signature); 4] = [
+const OPTIONS: [(&str, &Signature); 5] = [
     ("checkpoints", <Vec<String> as Type>::SIGNATURE),
     ("sources", <String as Type>::SIGNATURE),
     ("secrets", <String as Type>::SIGNATURE),
     ("source-epoch", <u64 as Type>::SIGNATURE),
+    ("exports", <Vec<String> as Type>::SIGNATURE),
 ];
 
 impl BuildOptions {
@@ -62,6 +67,7 @@ impl fmt::Debug for BuildOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BuildOptions")
             .field("checkpoints", &self.checkpoints)
+            .field("exports", &self.exports)
             .field("sources", &self.sources)
             .field("secrets", &self.secrets.as_ref().map(|_| "<redacted>"))
             .field("source_epoch", &self.source_epoch)
@@ -110,7 +116,7 @@ mod tests {
         let cases: Vec<(HashMap<String, OwnedVariant>, &str)> = vec![
             (
                 opts(vec![("libdir", s("/x"))]),
-                "unknown option 'libdir'; known: checkpoints (as), sources (s), secrets (s), source-epoch (t)",
+                "unknown option 'libdir'; known: checkpoints (as), sources (s), secrets (s), source-epoch (t), exports (as)",
             ),
             (
                 opts(vec![("sources", OwnedVariant::from(3u32))]),
@@ -123,6 +129,10 @@ mod tests {
             (
                 opts(vec![("source-epoch", s("1700000000"))]),
                 "option 'source-epoch' must be of type t",
+            ),
+            (
+                opts(vec![("exports", s("image"))]),
+                "option 'exports' must be of type as",
             ),
         ];
         for (o, want) in cases {
@@ -137,6 +147,7 @@ mod tests {
     fn build_options_round_trip_through_a_dict() {
         let sent = BuildOptions {
             checkpoints: Some(vec!["a".repeat(64)]),
+            exports: Some(vec!["image".into(), "build".into()]),
             sources: Some("{}".into()),
             secrets: None,
             source_epoch: Some(1_700_000_000),

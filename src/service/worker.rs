@@ -7,17 +7,21 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
+use super::outcome::Built;
+use super::request::JobRequest;
 use super::scheduler::{Job, JobId, Scheduler};
 use super::Service;
 use crate::events::{Event, Monitor, SourceProgress};
 use crate::id::ObjectId;
-use crate::pipeline::{BuildError, Builder, CommitPolicy, PipelineResult};
+use crate::pipeline::{BuildError, Builder, CommitPolicy};
 
 /// What a build thread tells its job's task.
 pub(crate) enum JobEvent {
     Started {
         id: ObjectId,
         name: String,
+        /// The v2 pipeline of the stage (`None` for v1 manifests).
+        pipeline: Option<String>,
     },
     Output {
         id: ObjectId,
@@ -27,6 +31,7 @@ pub(crate) enum JobEvent {
     Finished {
         id: ObjectId,
         name: String,
+        pipeline: Option<String>,
         success: bool,
         seconds: f64,
     },
@@ -35,7 +40,7 @@ pub(crate) enum JobEvent {
         source: String,
         progress: SourceProgress,
     },
-    Done(Result<PipelineResult, BuildError>),
+    Done(Result<Built, BuildError>),
 }
 
 /// The shortest time between two download reports of one job (at most 10 a second reach
@@ -116,10 +121,14 @@ pub(crate) fn spawn(
             let mut monitor = JobMonitor {
                 tx: tx.clone(),
                 job: job.id,
+                pipeline: None,
                 current: None,
                 downloads: Throttle::new(DOWNLOAD_INTERVAL),
             };
-            let result = builder.build(&job.request, &mut monitor);
+            let result = match &job.request {
+                JobRequest::V1(r) => builder.build(r, &mut monitor).map(Built::V1),
+                JobRequest::V2(r) => builder.build_v2(r, &mut monitor).map(Built::V2),
+            };
             let _ = tx.blocking_send(JobEvent::Done(result));
         })?;
     Ok(rx)
@@ -150,8 +159,18 @@ impl CommitPolicy for SharedStages<'_> {
 struct JobMonitor {
     tx: mpsc::Sender<JobEvent>,
     job: JobId,
-    current: Option<(ObjectId, String)>,
+    /// The v2 pipeline building now (`PipelineStarted`); v1 manifests have none.
+    pipeline: Option<String>,
+    current: Option<Current>,
     downloads: Throttle,
+}
+
+/// The module running now: its output lines and its end are reported under its names.
+#[derive(Clone)]
+struct Current {
+    id: ObjectId,
+    name: String,
+    pipeline: Option<String>,
 }
 
 impl JobMonitor {
@@ -168,14 +187,20 @@ impl Monitor for JobMonitor {
     fn event(&mut self, event: Event<'_>) {
         let msg = match event {
             Event::ModuleStarted { name, id, .. } => {
-                self.current = Some((id.clone(), name.to_owned()));
-                JobEvent::Started {
+                let current = Current {
                     id: id.clone(),
                     name: name.to_owned(),
+                    pipeline: self.pipeline.clone(),
+                };
+                self.current = Some(current.clone());
+                JobEvent::Started {
+                    id: current.id,
+                    name: current.name,
+                    pipeline: current.pipeline,
                 }
             }
             Event::Output { line } => {
-                let Some((id, name)) = self.current.clone() else {
+                let Some(Current { id, name, .. }) = self.current.clone() else {
                     return;
                 };
                 JobEvent::Output {
@@ -207,7 +232,14 @@ impl Monitor for JobMonitor {
                 );
                 return;
             }
-            Event::PipelineStarted { .. } | Event::PipelineFinished { .. } => return,
+            Event::PipelineStarted { name, .. } => {
+                self.pipeline = Some(name.to_owned());
+                return;
+            }
+            Event::PipelineFinished { .. } => {
+                self.pipeline = None;
+                return;
+            }
             Event::ModuleFinished {
                 name,
                 id,
@@ -217,6 +249,7 @@ impl Monitor for JobMonitor {
             } => JobEvent::Finished {
                 id: id.clone(),
                 name: name.to_owned(),
+                pipeline: self.current.as_ref().and_then(|c| c.pipeline.clone()),
                 success,
                 seconds,
             },
