@@ -25,9 +25,9 @@ pub fn tool(program: &str) -> Command {
     cmd
 }
 
-/// [`tool`] for the one program that needs `CAP_SYS_ADMIN` itself: `setfiles` writes
+/// [`tool`] for the programs that need `CAP_SYS_ADMIN` themselves: `setfiles` writes
 /// `security.selinux`, which the kernel allows only with it where no SELinux policy claims the
-/// attribute.
+/// attribute; `mkfs.*` set a block device's block size (BLKBSZSET).
 pub fn tool_keeping_admin(program: &str) -> Command {
     let mut cmd = Command::new(program);
     cmd.stdin(Stdio::null()).env("PATH", PATH);

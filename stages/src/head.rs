@@ -175,7 +175,7 @@ impl Head {
         };
         let (root, path) = self.root(tree, loc).map_err(bad)?;
         let normal = normalize(path).ok_or_else(|| bad(format!("{loc:?} leaves its root")))?;
-        let contents = path.ends_with('/') && !normal.is_empty();
+        let contents = path.ends_with('/');
         let resolved = match normal.rsplit_once('/') {
             _ if normal.is_empty() => root.to_path_buf(),
             _ if follow_last || contents => tree::tree_path(root, &normal)?,
@@ -268,7 +268,7 @@ mod tests {
         let h = head();
         let cases: &[(&str, bool, Result<PathBuf, &str>)] = &[
             ("tree:///etc/x", false, Ok(t.join("etc/x"))),
-            ("tree:///", false, Ok(t.to_path_buf())),
+            ("tree:///", false, Ok(t.join("."))),
             ("tree:///abs/x", false, Ok(t.join("real/x"))),
             ("tree:///abs", false, Ok(t.join("abs"))),
             ("tree:///abs", true, Ok(t.join("real"))),
@@ -277,7 +277,8 @@ mod tests {
             ("relative/dir", false, Ok(t.join("relative/dir"))),
             ("/abs/y", false, Ok(t.join("real/y"))),
             ("mount://boot/efi", false, Ok(PathBuf::from("/m/boot/efi"))),
-            ("mount://root/", false, Ok(PathBuf::from("/m/."))),
+            ("mount://root/", false, Ok(PathBuf::from("/m/./."))),
+            ("input://tree/", false, Ok(PathBuf::from("/i/tree/."))),
             ("mount:///boot/x", false, Ok(PathBuf::from("/m/boot/x"))),
             (
                 "input://tree/usr/",

@@ -12,7 +12,9 @@ type Argv = fn(&Opts) -> Result<Vec<String>, StageError>;
 
 fn make(args: &Args, program: &str, argv: Argv) -> Result<i32, StageError> {
     let device = args.device("device")?;
-    let mut cmd: Command = command::tool(program);
+    // The one thing this stage declares CAP_SYS_ADMIN for: mkfs sets the device's block size
+    // (BLKBSZSET), which the kernel allows only with it.
+    let mut cmd: Command = command::tool_keeping_admin(program);
     cmd.args(argv(&args.opts())?).arg(device);
     command::run(&mut cmd)?;
     Ok(0)
