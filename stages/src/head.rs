@@ -34,11 +34,11 @@ fn malformed(what: &str, why: &str) -> String {
     format!("\"{what}\" {why}")
 }
 
-/// `{name: {"path": "...", ...}}` as (name, path, the whole entry).
-fn named_paths<'a>(
-    obj: &'a Map<String, Value>,
-    key: &str,
-) -> Result<Vec<(String, PathBuf, &'a Map<String, Value>)>, String> {
+/// A named entry of `devices`, `inputs` or `mounts`: its name, its `path`, the whole entry.
+type NamedPath<'a> = (String, PathBuf, &'a Map<String, Value>);
+
+/// `{name: {"path": "...", ...}}` as [`NamedPath`]s.
+fn named_paths<'a>(obj: &'a Map<String, Value>, key: &str) -> Result<Vec<NamedPath<'a>>, String> {
     let group = match obj.get(key) {
         None | Some(Value::Null) => return Ok(Vec::new()),
         Some(Value::Object(m)) => m,

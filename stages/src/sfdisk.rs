@@ -28,10 +28,7 @@ fn script(opts: &Opts, device: &Path) -> Result<String, StageError> {
     let label = opts.choice("label", &["mbr", "dos", "gpt"], None)?;
     let uuid = opts.str("uuid")?;
     let mut out = format!("label: {label}\nlabel-id: {uuid}");
-    let partitions = match opts.opt_object_list("partitions")? {
-        Some(list) => list,
-        None => Vec::new(),
-    };
+    let partitions = opts.opt_object_list("partitions")?.unwrap_or_default();
     for p in &partitions {
         out.push('\n');
         out.push_str(&partition_line(p, device)?);
