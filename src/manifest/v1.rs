@@ -507,6 +507,15 @@ impl<'a> Checker<'a> {
                         self.error(path, e.to_string());
                         None
                     }
+                    // A native stage made for HEAD's v2 protocol (devices, mounts, inputs)
+                    // cannot run from a v1 manifest.
+                    Ok(meta) if meta.schema.is_none() && meta.schema_2.is_some() => {
+                        self.error(
+                            &join(path, "name"),
+                            format!("the {kind} '{name}' exists only for version 2 manifests"),
+                        );
+                        None
+                    }
                     Ok(meta) => meta.schema.and_then(|schema| {
                         match crate::modules::options_validator(&schema) {
                             Ok(v) => Some(v),

@@ -1,38 +1,118 @@
-//! Stage arguments: the protocol's `{"tree", "sources", "options"}` on stdin, and typed,
-//! error-reporting access to the options, so every stage names the offending option the
-//! same way (`option "users.alice.uid": ...`).
+//! Stage arguments, read in one place for every stage: osbuild HEAD's arguments file
+//! (`/run/osbuild/api/arguments`: tree, options, inputs, devices, mounts) when it exists, else
+//! v10's `{"tree", "sources", "options"}` on stdin; and typed, error-reporting access to the
+//! options, so every stage names the offending option the same way
+//! (`option "users.alice.uid": ...`).
 
+use std::io::Read;
 use std::ops::Deref;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use osbuild_protocol::args::{ArgsError, StageArgs};
+use osbuild_protocol::paths::ARGUMENTS_FILE;
 use serde_json::{Map, Value};
 
 use crate::error::StageError;
+use crate::head::{Head, Input};
 
-/// What a stage receives on stdin (the protocol's [`StageArgs`]: `tree`, `sources`,
-/// `options`), with typed access to the options.
+/// What a stage receives (the protocol's [`StageArgs`]: `tree`, `sources`, `options`, plus
+/// HEAD's inputs, devices and mounts when run with HEAD's protocol), with typed access to
+/// the options.
 #[derive(Debug)]
-pub struct Args(StageArgs);
+pub struct Args {
+    base: StageArgs,
+    /// HEAD's members; `None` under v10's protocol.
+    head: Option<Head>,
+}
 
 impl Deref for Args {
     type Target = StageArgs;
 
     fn deref(&self) -> &StageArgs {
-        &self.0
+        &self.base
+    }
+}
+
+fn args_error(e: ArgsError) -> String {
+    match e {
+        ArgsError::NotJson(e) => e.to_string(),
+        ArgsError::NotObject => "expected a JSON object".into(),
+        e => e.to_string(),
     }
 }
 
 impl Args {
-    /// Parses the stdin text.
+    /// Reads the arguments: HEAD's arguments file when the engine wrote one, else stdin.
+    pub fn load() -> Result<Args, StageError> {
+        match std::fs::read_to_string(ARGUMENTS_FILE) {
+            Ok(text) => Args::parse_head(&text).map_err(|m| {
+                StageError::Other(format!("invalid stage arguments in {ARGUMENTS_FILE}: {m}"))
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut input = String::new();
+                std::io::stdin()
+                    .read_to_string(&mut input)
+                    .map_err(|e| StageError::Arguments(e.to_string()))?;
+                Args::parse(&input)
+            }
+            Err(e) => Err(StageError::io("cannot read", ARGUMENTS_FILE, e)),
+        }
+    }
+
+    /// Parses v10's stdin text.
     pub fn parse(input: &str) -> Result<Args, StageError> {
-        StageArgs::parse(input).map(Args).map_err(|e| {
-            StageError::Arguments(match e {
-                ArgsError::NotJson(e) => e.to_string(),
-                ArgsError::NotObject => "expected a JSON object".into(),
-                e => e.to_string(),
-            })
+        let base = StageArgs::parse(input).map_err(|e| StageError::Arguments(args_error(e)))?;
+        Ok(Args { base, head: None })
+    }
+
+    /// Parses HEAD's arguments file.
+    pub fn parse_head(text: &str) -> Result<Args, String> {
+        let base = StageArgs::parse(text).map_err(args_error)?;
+        let obj: Map<String, Value> = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        let head = Head::from_object(&obj)?;
+        Ok(Args {
+            base,
+            head: Some(head),
         })
+    }
+
+    /// HEAD's members, or an error for a stage that needs them and was run with v10's
+    /// protocol (no inputs, devices or mounts).
+    fn head(&self) -> Result<&Head, StageError> {
+        self.head.as_ref().ok_or_else(|| {
+            StageError::Other(
+                "this stage needs osbuild's v2 module protocol (inputs, devices, mounts): \
+                 run it from a version 2 manifest"
+                    .into(),
+            )
+        })
+    }
+
+    /// The node of device `name`.
+    pub fn device(&self, name: &str) -> Result<&Path, StageError> {
+        self.head()?.device(name)
+    }
+
+    /// Input `name`.
+    pub fn input(&self, name: &str) -> Result<&Input, StageError> {
+        self.head()?.input(name)
+    }
+
+    /// The one file of files input `name`.
+    pub fn single_file(&self, name: &str) -> Result<PathBuf, StageError> {
+        self.head()?.single_file(name)
+    }
+
+    /// Location `loc` (`tree://`, `mount://`, `input://`) as a path; see
+    /// [`Head::location`]. Under v10's protocol only tree locations exist.
+    pub fn location(&self, loc: &str, follow_last: bool) -> Result<PathBuf, StageError> {
+        match &self.head {
+            Some(head) => head.location(&self.tree, loc, follow_last),
+            None if loc.contains("://") && !loc.starts_with("tree://") => {
+                Err(self.head().expect_err("v10's protocol has no head"))
+            }
+            None => Head::default().location(&self.tree, loc, follow_last),
+        }
     }
 
     /// The files named by checksum in the required list option `key`, as paths of the
@@ -132,6 +212,67 @@ impl<'a> Opts<'a> {
         }
     }
 
+    /// An optional boolean.
+    pub fn opt_bool(&self, key: &str) -> Result<Option<bool>, StageError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(_) => Err(self.wrong_type(key, "true or false")),
+        }
+    }
+
+    /// An optional boolean, `default` when absent.
+    pub fn bool_or(&self, key: &str, default: bool) -> Result<bool, StageError> {
+        Ok(self.opt_bool(key)?.unwrap_or(default))
+    }
+
+    /// An optional whole number.
+    pub fn opt_i64(&self, key: &str) -> Result<Option<i64>, StageError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::Number(n)) => n
+                .as_i64()
+                .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64))
+                .map(Some)
+                .ok_or_else(|| self.wrong_type(key, "a whole number")),
+            Some(_) => Err(self.wrong_type(key, "a whole number")),
+        }
+    }
+
+    /// An optional object.
+    pub fn opt_object(&self, key: &str) -> Result<Option<Opts<'a>>, StageError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::Object(m)) => Ok(Some(Opts {
+                map: m,
+                prefix: self.name(key),
+            })),
+            Some(_) => Err(self.wrong_type(key, "an object")),
+        }
+    }
+
+    /// A string that must be one of `allowed`, `default` when absent.
+    pub fn choice(
+        &self,
+        key: &str,
+        allowed: &[&'a str],
+        default: Option<&'a str>,
+    ) -> Result<&'a str, StageError> {
+        let value = match (self.opt_str(key)?, default) {
+            (Some(v), _) => v,
+            (None, Some(d)) => return Ok(d),
+            (None, None) => return Err(StageError::option(self.name(key), "is required")),
+        };
+        if allowed.contains(&value) {
+            Ok(value)
+        } else {
+            Err(StageError::option(
+                self.name(key),
+                format!("{value:?} is not one of {}", allowed.join(", ")),
+            ))
+        }
+    }
+
     /// An optional number, as JSON number.
     pub fn opt_number(&self, key: &str) -> Result<Option<&'a serde_json::Number>, StageError> {
         match self.get(key) {
@@ -166,6 +307,34 @@ impl<'a> Opts<'a> {
             return Err(StageError::option(self.name(key), "is required"));
         }
         self.str_list(key)
+    }
+
+    /// An optional array of whole numbers.
+    pub fn opt_i64_list(&self, key: &str) -> Result<Option<Vec<i64>>, StageError> {
+        let Some(value) = self.get(key) else {
+            return Ok(None);
+        };
+        let items = value
+            .as_array()
+            .ok_or_else(|| self.wrong_type(key, "an array of whole numbers"))?;
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                v.as_i64().ok_or_else(|| {
+                    StageError::option(format!("{}[{i}]", self.name(key)), "must be a whole number")
+                })
+            })
+            .collect::<Result<Vec<i64>, StageError>>()
+            .map(Some)
+    }
+
+    /// An optional array of objects.
+    pub fn opt_object_list(&self, key: &str) -> Result<Option<Vec<Opts<'a>>>, StageError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(_) => self.object_list(key).map(Some),
+        }
     }
 
     /// A required array of objects.

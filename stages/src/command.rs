@@ -25,9 +25,9 @@ pub fn tool(program: &str) -> Command {
     cmd
 }
 
-/// [`tool`] for the one program that needs `CAP_SYS_ADMIN` itself: `setfiles` writes
+/// [`tool`] for the programs that need `CAP_SYS_ADMIN` themselves: `setfiles` writes
 /// `security.selinux`, which the kernel allows only with it where no SELinux policy claims the
-/// attribute.
+/// attribute; `mkfs.*` set a block device's block size (BLKBSZSET).
 pub fn tool_keeping_admin(program: &str) -> Command {
     let mut cmd = Command::new(program);
     cmd.stdin(Stdio::null()).env("PATH", PATH);
@@ -52,9 +52,32 @@ pub fn status(cmd: &mut Command) -> Result<ExitStatus, StageError> {
         .map_err(|source| StageError::Spawn { program, source })
 }
 
+/// Runs `cmd` with `input` on its stdin and fails unless it exits 0.
+pub fn run_with_input(cmd: &mut Command, input: &[u8]) -> Result<(), StageError> {
+    use std::io::Write;
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    let spawn_err = |source| StageError::Spawn {
+        program: program.clone(),
+        source,
+    };
+    cmd.stdin(Stdio::piped());
+    let mut child = Child::spawn(cmd).map_err(spawn_err)?;
+    if let Some(mut stdin) = child.std().stdin.take() {
+        // A tool that exits early closes its end; its status says why.
+        let _ = stdin.write_all(input);
+    }
+    let st = child.wait().map_err(spawn_err)?;
+    check(cmd, st)
+}
+
 /// Runs `cmd` and fails unless it exits 0.
 pub fn run(cmd: &mut Command) -> Result<(), StageError> {
     let st = status(cmd)?;
+    check(cmd, st)
+}
+
+/// Fails unless `st`, the status of `cmd`, is success.
+fn check(cmd: &Command, st: ExitStatus) -> Result<(), StageError> {
     if st.success() {
         return Ok(());
     }

@@ -2,12 +2,14 @@
 //!
 //! The libdir has `stages/org.osbuild.NAME` symlinks to this binary; it picks the stage from
 //! the file name it was run as (or, run as itself, from its first argument), reads the stage
-//! arguments (`{"tree", "sources", "options"}`) as JSON on stdin, and modifies the tree.
+//! arguments (osbuild HEAD's `/run/osbuild/api/arguments` when it exists, else v10's
+//! `{"tree", "sources", "options"}` as JSON on stdin), and modifies the tree.
 //! Success exits 0; a bad option or a failed step prints `org.osbuild.NAME: <message>` and
 //! exits 1; an unknown stage name exits 2.
 //!
 //! Shared modules:
-//! - [`args`]: the stdin JSON and typed access to options;
+//! - [`args`]: the arguments (HEAD's file or v10's stdin) and typed access to options;
+//! - [`head`]: HEAD's inputs, devices and mounts, and `tree://`/`mount://` locations;
 //! - [`error`]: the stage error type;
 //! - [`tree`]: resolving paths inside the tree and writing files there;
 //! - [`command`]: running tools, on the build root or chrooted into the tree;
@@ -25,6 +27,7 @@ mod args;
 mod command;
 mod error;
 mod firstboot;
+mod head;
 mod mounts;
 mod passwd;
 mod rpm;
@@ -32,7 +35,9 @@ mod rpmtree;
 mod sources_api;
 mod tree;
 
+mod chmod;
 mod chrony;
+mod copy;
 mod debug_shell;
 mod dnf;
 mod dpkg;
@@ -45,17 +50,26 @@ mod grub2;
 mod hostname;
 mod kernel_cmdline;
 mod keymap;
+mod ln;
 mod locale;
+mod machine_id;
+mod mkdir;
+mod mkfs;
 mod noop;
+mod qemu;
 mod script;
 mod selinux;
+mod sfdisk;
 mod systemd;
+mod tar;
 mod test;
 mod timezone;
+mod truncate;
+mod untar;
 mod users;
 mod zipl;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::Path;
 
 use args::Args;
@@ -66,7 +80,9 @@ type StageFn = fn(&Args) -> Result<i32, StageError>;
 
 /// Every built-in stage, by its name without the `org.osbuild.` prefix.
 const STAGES: &[(&str, StageFn)] = &[
+    ("chmod", chmod::run),
     ("chrony", chrony::run),
+    ("copy", copy::run),
     ("debug-shell", debug_shell::run),
     ("dnf", dnf::run_dnf),
     ("dpkg", dpkg::run),
@@ -79,14 +95,26 @@ const STAGES: &[(&str, StageFn)] = &[
     ("hostname", hostname::run),
     ("kernel-cmdline", kernel_cmdline::run),
     ("keymap", keymap::run),
+    ("ln", ln::run),
     ("locale", locale::run),
+    ("machine-id", machine_id::run),
+    ("mkdir", mkdir::run),
+    ("mkfs.btrfs", mkfs::run_btrfs),
+    ("mkfs.ext4", mkfs::run_ext4),
+    ("mkfs.fat", mkfs::run_fat),
+    ("mkfs.xfs", mkfs::run_xfs),
     ("noop", noop::run),
+    ("qemu", qemu::run),
     ("rpm", rpm::run),
     ("script", script::run),
     ("selinux", selinux::run),
+    ("sfdisk", sfdisk::run),
     ("systemd", systemd::run),
+    ("tar", tar::run),
     ("test", test::run),
     ("timezone", timezone::run),
+    ("truncate", truncate::run),
+    ("untar", untar::run),
     ("users", users::run),
     ("yum", dnf::run_yum),
     ("zipl", zipl::run),
@@ -129,12 +157,7 @@ fn main() {
         .file_name()
         .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
 
-    let mut input = String::new();
-    let result = std::io::stdin()
-        .read_to_string(&mut input)
-        .map_err(|e| StageError::Arguments(e.to_string()))
-        .and_then(|_| Args::parse(&input))
-        .and_then(|args| stage(&args));
+    let result = Args::load().and_then(|args| stage(&args));
     let _ = std::io::stdout().flush();
     match result {
         Ok(code) => std::process::exit(code),

@@ -1,5 +1,6 @@
-//! Every stage has a `meta.json` whose `schema` is a valid JSON schema for its options,
-//! accepting v10-style options and rejecting wrong ones.
+//! Every stage has a `meta.json` whose `schema` (v10's options) and/or `schema_2` (osbuild
+//! HEAD's v2 stage fragments) are valid JSON schemas, accepting the options HEAD's stage of
+//! the same name accepts and rejecting wrong ones.
 
 use std::fs;
 use std::path::Path;
@@ -8,6 +9,20 @@ use osbuild_protocol::meta::{Meta, FILE_SUFFIX};
 use serde_json::{json, Value};
 
 const STAGES: &[&str] = &[
+    "chmod",
+    "copy",
+    "ln",
+    "machine-id",
+    "mkdir",
+    "mkfs.btrfs",
+    "mkfs.ext4",
+    "mkfs.fat",
+    "mkfs.xfs",
+    "qemu",
+    "sfdisk",
+    "tar",
+    "truncate",
+    "untar",
     "chrony",
     "debug-shell",
     "dnf",
@@ -38,8 +53,37 @@ const STAGES: &[&str] = &[
 const NETWORK: &[&str] = &["dnf", "yum"];
 
 /// The stages that declare `CAP_SYS_ADMIN` (mounts in the tree; setfiles writing
-/// security.selinux without a loaded policy); every other one runs without it.
-const SYS_ADMIN: &[&str] = &["dnf", "dpkg", "rpm", "selinux", "yum"];
+/// security.selinux without a loaded policy; mkfs on a block device: BLKBSZSET); every other
+/// one runs without it.
+const SYS_ADMIN: &[&str] = &[
+    "dnf",
+    "dpkg",
+    "rpm",
+    "selinux",
+    "yum",
+    "mkfs.btrfs",
+    "mkfs.ext4",
+    "mkfs.fat",
+    "mkfs.xfs",
+];
+
+/// The stages that declare `CAP_MAC_ADMIN` (as HEAD's: copying SELinux labels).
+const MAC_ADMIN: &[&str] = &["copy", "tar", "untar"];
+
+/// The stages that exist only for v2 manifests (no v10 `schema`).
+const V2_ONLY: &[&str] = &[
+    "copy",
+    "ln",
+    "mkdir",
+    "mkfs.btrfs",
+    "mkfs.ext4",
+    "mkfs.fat",
+    "mkfs.xfs",
+    "qemu",
+    "sfdisk",
+    "tar",
+    "untar",
+];
 
 fn meta(name: &str) -> Meta {
     let p =
@@ -57,9 +101,12 @@ fn every_stage_has_a_valid_meta() {
         let m = meta(name);
         assert!(!m.summary.is_empty(), "{name}");
         assert!(!m.description.is_empty(), "{name}");
+        assert_eq!(m.schema.is_none(), V2_ONLY.contains(name), "{name}: schema");
+        let v2 = m.schema_2.is_some().then(|| v2_options_schema(name));
         let schema = m
             .schema
             .as_ref()
+            .or(v2.as_ref())
             .unwrap_or_else(|| panic!("{name}: no schema"));
         assert_eq!(schema["type"], "object", "{name}");
         if *name == "noop" {
@@ -71,12 +118,183 @@ fn every_stage_has_a_valid_meta() {
         assert_eq!(m.network, NETWORK.contains(name), "{name}: network");
         let caps: &[&str] = if SYS_ADMIN.contains(name) {
             &["CAP_SYS_ADMIN"]
+        } else if MAC_ADMIN.contains(name) {
+            &["CAP_MAC_ADMIN"]
         } else {
             &[]
         };
         assert_eq!(m.capabilities, caps, "{name}: capabilities");
-        jsonschema::meta::validate(schema).unwrap_or_else(|e| panic!("{name}: {e}"));
-        jsonschema::validator_for(schema).unwrap_or_else(|e| panic!("{name}: {e}"));
+        for schema in std::iter::once(schema).chain(&v2) {
+            jsonschema::meta::validate(schema).unwrap_or_else(|e| panic!("{name}: {e}"));
+            jsonschema::validator_for(schema).unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+    }
+}
+
+/// The v2 options schema of a stage: `schema_2.options` with the stage's `definitions`
+/// beside it (where HEAD's `$ref`s point).
+fn v2_options_schema(name: &str) -> Value {
+    let m = meta(name);
+    let v2 = m
+        .schema_2
+        .as_ref()
+        .unwrap_or_else(|| panic!("{name}: no schema_2"));
+    let mut schema = v2["options"].clone();
+    if let Some(defs) = v2.get("definitions") {
+        schema["definitions"] = defs.clone();
+    }
+    schema
+}
+
+#[test]
+fn v2_schemas_accept_heads_options() {
+    let uuid = "6e4ff95f-f662-45ee-a82a-bdf44a2d0b75";
+    let cases: Vec<Case> = vec![
+        (
+            "truncate",
+            json!({"filename": "disk.img", "size": "10G"}),
+            true,
+        ),
+        ("truncate", json!({"filename": "disk.img"}), false),
+        (
+            "sfdisk",
+            json!({"label": "gpt", "uuid": uuid, "partitions": [
+                {"start": 2048, "size": 2048, "type": "21686148-6449-6E6F-744E-656564454649", "bootable": true, "attrs": [0, 60]},
+                {"partnum": 2, "name": "root", "uuid": uuid}]}),
+            true,
+        ),
+        ("sfdisk", json!({"label": "sun", "uuid": uuid}), false),
+        (
+            "sfdisk",
+            json!({"label": "dos", "uuid": uuid, "partitions": [{"attrs": [64]}]}),
+            false,
+        ),
+        (
+            "mkfs.ext4",
+            json!({"uuid": uuid, "label": "root", "lazy_init": true, "verity": false, "orphan_file": true, "metadata_csum_seed": true}),
+            true,
+        ),
+        (
+            "mkfs.ext4",
+            json!({"uuid": uuid, "label": "a-label-of-17-chr"}),
+            false,
+        ),
+        (
+            "mkfs.xfs",
+            json!({"uuid": uuid, "label": "boot", "agcount": 4}),
+            true,
+        ),
+        (
+            "mkfs.fat",
+            json!({"volid": "7B7795E7", "label": "EFI-SYSTEM", "fat-size": 16, "geometry": {"heads": 64, "sectors-per-track": 32}}),
+            true,
+        ),
+        (
+            "mkfs.fat",
+            json!({"volid": "7B7795E7", "fat-size": 8}),
+            false,
+        ),
+        ("mkfs.btrfs", json!({"uuid": uuid, "metadata": "dup"}), true),
+        (
+            "mkfs.btrfs",
+            json!({"uuid": uuid, "metadata": "raid1"}),
+            false,
+        ),
+        (
+            "mkdir",
+            json!({"paths": [{"path": "/a/b", "mode": 448, "parents": true, "exist_ok": true},
+                                   {"path": "mount://root/boot"}, {"path": "tree:///x"}, {"path": "rel"}]}),
+            true,
+        ),
+        ("mkdir", json!({"paths": [{"path": "../etc"}]}), false),
+        (
+            "copy",
+            json!({"paths": [{"from": "input://tree/", "to": "mount://root/", "remove_destination": true},
+                                  {"from": "tree:///a", "to": "tree:///b"}]}),
+            true,
+        ),
+        (
+            "copy",
+            json!({"paths": [{"from": "tree:///a", "to": "input://tree/"}]}),
+            false,
+        ),
+        ("copy", json!({"paths": []}), false),
+        (
+            "qemu",
+            json!({"filename": "disk.qcow2", "format": {"type": "qcow2", "compat": "1.1", "compression": false}}),
+            true,
+        ),
+        (
+            "qemu",
+            json!({"filename": "d.vmdk", "format": {"type": "vmdk", "subformat": "streamOptimized", "adapter_type": "lsilogic", "compat6": true}}),
+            true,
+        ),
+        (
+            "qemu",
+            json!({"filename": "d.vhd", "format": {"type": "vpc", "subformat": "dynamic", "force_size": false}}),
+            true,
+        ),
+        (
+            "qemu",
+            json!({"filename": "d.vhdx", "format": {"type": "vhdx"}}),
+            true,
+        ),
+        (
+            "qemu",
+            json!({"filename": "d.vdi", "format": {"type": "vdi", "compression": true}}),
+            false,
+        ),
+        (
+            "qemu",
+            json!({"filename": "d.raw", "format": {"type": "raw"}}),
+            false,
+        ),
+        (
+            "tar",
+            json!({"filename": "t.tar.xz", "format": "posix", "compression": "xz", "acls": false, "selinux": false,
+                       "xattrs": false, "sparse": true, "transform": "s/a/b/", "numeric-owner": true, "root-node": "omit"}),
+            true,
+        ),
+        ("tar", json!({"filename": "t.tar", "paths": ["etc"]}), true),
+        (
+            "tar",
+            json!({"filename": "t.tar", "paths": ["etc"], "root-node": "omit"}),
+            false,
+        ),
+        (
+            "tar",
+            json!({"filename": "t.tar", "compression": "bzip2"}),
+            false,
+        ),
+        (
+            "ln",
+            json!({"paths": [{"target": "/usr/bin/x", "link_name": "tree:///bin/x", "symbolic": true}]}),
+            true,
+        ),
+        (
+            "ln",
+            json!({"paths": [{"target": "x", "link_name": "/bin/x"}]}),
+            false,
+        ),
+        (
+            "chmod",
+            json!({"items": {"/etc/x": {"mode": "0755", "recursive": true}}}),
+            true,
+        ),
+        (
+            "chmod",
+            json!({"items": {"etc/x": {"mode": "0755"}}}),
+            false,
+        ),
+        ("untar", json!({"prefix": "/opt"}), true),
+        ("machine-id", json!({"first-boot": "preserve"}), true),
+        ("machine-id", json!({"first-boot": "maybe"}), false),
+        ("hostname", json!({"hostname": "h"}), true),
+        ("timezone", json!({"zone": "UTC", "x": 1}), false),
+    ];
+    for (name, options, valid) in cases {
+        let v = jsonschema::validator_for(&v2_options_schema(name)).unwrap();
+        assert_eq!(v.is_valid(&options), valid, "{name}: {options}");
     }
 }
 

@@ -1,0 +1,131 @@
+//! `org.osbuild.qemu` (HEAD's v2 stage): converts the one file of the `image` input to
+//! qcow2, vdi, vmdk, vpc or vhdx with `qemu-img convert`, with HEAD's format options.
+
+use crate::args::{Args, Opts};
+use crate::command;
+use crate::error::StageError;
+use crate::tree;
+
+pub fn run(args: &Args) -> Result<i32, StageError> {
+    let opts = args.opts();
+    let filename = opts.str("filename")?;
+    let format = opts
+        .opt_object("format")?
+        .ok_or_else(|| StageError::option("format", "is required"))?;
+    let (kind, mut extra) = format_arguments(&format)?;
+    let source = args.single_file("image")?;
+    let target = tree::tree_path(&args.tree, filename.trim_start_matches('/'))?;
+    if let Ok(n) = std::env::var("OSBUILD_QEMU_IMG_COROUTINES") {
+        if !n.is_empty() {
+            println!("qemu-img coroutines: {n}");
+            extra.extend(["-m".to_owned(), n]);
+        }
+    }
+    let mut cmd = command::tool("qemu-img");
+    cmd.args(["convert", "-O", kind]).args(extra);
+    command::run(cmd.arg(source).arg(target))?;
+    Ok(0)
+}
+
+/// The format's type and the `qemu-img convert` arguments its options stand for.
+fn format_arguments<'a>(f: &Opts<'a>) -> Result<(&'a str, Vec<String>), StageError> {
+    let kind = f.choice("type", &["qcow2", "vdi", "vmdk", "vpc", "vhdx"], None)?;
+    let mut argv = Vec::new();
+    let mut o = Vec::new();
+    match kind {
+        "qcow2" => {
+            if f.bool_or("compression", true)? {
+                argv.push("-c".to_owned());
+            }
+            if let Some(compat) = f.opt_str("compat")?.filter(|c| !c.is_empty()) {
+                o.push(format!("compat={compat}"));
+            }
+        }
+        "vmdk" => {
+            if f.bool_or("compression", true)? {
+                argv.push("-c".to_owned());
+            }
+            if let Some(adapter) = f.opt_str("adapter_type")?.filter(|a| !a.is_empty()) {
+                let allowed = ["ide", "lsilogic", "buslogic", "legacyESX"];
+                o.push(format!(
+                    "adapter_type={}",
+                    f.choice("adapter_type", &allowed, Some(adapter))?
+                ));
+            }
+            if f.bool_or("compat6", false)? {
+                o.push("compat6".to_owned());
+            }
+            if let Some(sub) = f.opt_str("subformat")?.filter(|s| !s.is_empty()) {
+                o.push(format!("subformat={sub}"));
+            }
+        }
+        "vpc" => {
+            let sub = f.choice("subformat", &["fixed", "dynamic"], Some("fixed"))?;
+            o.push(format!("subformat={sub}"));
+            if f.bool_or("force_size", true)? {
+                o.push("force_size".to_owned());
+            }
+        }
+        _ => {}
+    }
+    if !o.is_empty() {
+        argv.extend(["-o".to_owned(), o.join(",")]);
+    }
+    Ok((kind, argv))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    fn argv(format: Value) -> Result<String, String> {
+        let text = json!({"tree": "/t", "options": {"format": format}}).to_string();
+        let args = Args::parse(&text).unwrap();
+        let f = args.opts().opt_object("format").unwrap().unwrap();
+        format_arguments(&f)
+            .map(|(k, a)| format!("{k}: {}", a.join(" ")))
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn format_options_are_heads() {
+        let cases: &[(Value, Result<&str, &str>)] = &[
+            (json!({"type": "qcow2"}), Ok("qcow2: -c")),
+            (
+                json!({"type": "qcow2", "compression": false, "compat": "0.10"}),
+                Ok("qcow2: -o compat=0.10"),
+            ),
+            (json!({"type": "vdi"}), Ok("vdi: ")),
+            (json!({"type": "vhdx"}), Ok("vhdx: ")),
+            (json!({"type": "vmdk"}), Ok("vmdk: -c")),
+            (
+                json!({"type": "vmdk", "compression": false, "adapter_type": "lsilogic", "compat6": true, "subformat": "streamOptimized"}),
+                Ok("vmdk: -o adapter_type=lsilogic,compat6,subformat=streamOptimized"),
+            ),
+            (
+                json!({"type": "vpc"}),
+                Ok("vpc: -o subformat=fixed,force_size"),
+            ),
+            (
+                json!({"type": "vpc", "subformat": "dynamic", "force_size": false}),
+                Ok("vpc: -o subformat=dynamic"),
+            ),
+            (
+                json!({"type": "raw"}),
+                Err("option \"format.type\": \"raw\" is not one of"),
+            ),
+            (
+                json!({"type": "vmdk", "adapter_type": "scsi"}),
+                Err("\"scsi\" is not one of"),
+            ),
+        ];
+        for (format, want) in cases {
+            match (argv(format.clone()), want) {
+                (Ok(got), Ok(want)) => assert_eq!(&got, want),
+                (Err(got), Err(want)) => assert!(got.contains(want), "{got}"),
+                (got, want) => panic!("{format}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
+}
