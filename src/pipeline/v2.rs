@@ -656,7 +656,7 @@ impl<'a> V2Run<'a, '_> {
                     }
                 }
                 "org.osbuild.files" => {
-                    let files = self.map_files(input, &host, &mut |r| tree_of(r, guards)).map_err(|m| what(&m))?;
+                    let files = self.map_files(input, &host, objects).map_err(|m| what(&m))?;
                     (host, Some(Value::Object(Map::from_iter([("files".to_owned(), Value::Object(files))]))))
                 }
                 "org.osbuild.noop" => {
@@ -675,12 +675,12 @@ impl<'a> V2Run<'a, '_> {
     }
 
     /// An `org.osbuild.files` input in `dir`: downloaded files hard-linked by checksum, or
-    /// files of a pipeline's tree copied to their path. Returns `{reference: metadata}`.
+    /// files of a pipeline's tree linked at their path. Returns `{reference: metadata}`.
     fn map_files(
         &self,
         input: &Input,
         dir: &Path,
-        tree_of: &mut dyn FnMut(&str) -> Result<PathBuf, BuildError>,
+        objects: &[(String, Object)],
     ) -> Result<Map, String> {
         let mut files = Map::new();
         for (reference, options) in &input.references {
@@ -711,18 +711,22 @@ impl<'a> V2Run<'a, '_> {
                     {
                         return Err(format!("file {file:?} is not a plain path inside the tree"));
                     }
-                    let tree = tree_of(reference).map_err(|e| e.to_string())?;
-                    let mut src = osbuild_sys::fs::open_in_root(&tree, Path::new(relative))
+                    // The committed object itself (the same mount as the input's directory):
+                    // the file gets a second name, no copy, holes kept (disk images).
+                    let tree = objects
+                        .iter()
+                        .find(|(r, _)| r == reference)
+                        .and_then(|(_, o)| o.committed_path())
+                        .ok_or_else(|| format!("the pipeline {reference} was not built"))?;
+                    let src = osbuild_sys::fs::open_in_root(&tree, Path::new(relative))
                         .map_err(|e| format!("{file}: {e}"))?;
                     let dest = dir.join(relative);
                     if let Some(parent) = dest.parent() {
                         std::fs::create_dir_all(parent)
                             .map_err(|e| format!("{}: {e}", parent.display()))?;
                     }
-                    let mut out = std::fs::File::create(&dest)
-                        .map_err(|e| format!("{}: {e}", dest.display()))?;
-                    std::io::copy(&mut src, &mut out)
-                        .map_err(|e| format!("copying {file}: {e}"))?;
+                    osbuild_sys::fs::link_open_file(&src, &dest)
+                        .map_err(|e| format!("linking {file}: {e}"))?;
                     files.insert(relative.to_owned(), metadata);
                 }
             }

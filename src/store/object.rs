@@ -200,6 +200,16 @@ impl Object {
         Ok(())
     }
 
+    /// Where the committed object this one still is lies in the store (no view mounted):
+    /// `None` once it was written to, or when it has no base.
+    pub fn committed_path(&self) -> Option<PathBuf> {
+        let st = self.state();
+        match (&st.base, st.initialized) {
+            (Some(b), false) => Some(self.store.object_path(&b.treesum)),
+            _ => None,
+        }
+    }
+
     /// The committed object this one is (or will be) a copy of.
     pub fn base(&self) -> Option<ObjectId> {
         self.state().base.as_ref().map(|b| b.id.clone())

@@ -119,3 +119,17 @@ pub fn open_in_root(root: &std::path::Path, path: &std::path::Path) -> nix::Resu
     .map_err(errno)?;
     Ok(std::fs::File::from(fd))
 }
+
+/// Gives the open file `file` the new name `dest` (`linkat` with `AT_EMPTY_PATH`, which
+/// needs `CAP_DAC_READ_SEARCH`): no data is copied, holes stay holes. Both must be on one
+/// mount (`EXDEV` otherwise).
+pub fn link_open_file(file: impl AsFd, dest: &std::path::Path) -> nix::Result<()> {
+    rustix::fs::linkat(
+        file,
+        "",
+        rustix::fs::CWD,
+        dest,
+        rustix::fs::AtFlags::EMPTY_PATH,
+    )
+    .map_err(errno)
+}
