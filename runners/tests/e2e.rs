@@ -252,8 +252,7 @@ fn privileged_debian_setup_in_bwrap() {
     assert_eq!(String::from_utf8_lossy(&run.output.stderr), "");
     assert!(!etc.join("nsswitch.conf").exists(), "nsswitch.conf removed");
     // tmpfiles created what it has for /etc (Debian's systemd links /etc/mtab).
-    if fs::read_to_string("/usr/lib/tmpfiles.d/debian.conf")
-        .is_ok_and(|c| c.contains("/etc/mtab"))
+    if fs::read_to_string("/usr/lib/tmpfiles.d/debian.conf").is_ok_and(|c| c.contains("/etc/mtab"))
     {
         assert!(etc.join("mtab").is_symlink(), "tmpfiles ran for /etc");
     }
