@@ -41,6 +41,9 @@ use crate::id::Treesum;
 const CHUNK: usize = 256 * 1024;
 /// Entries queued for the hasher ahead of the one it hashes.
 const IN_FLIGHT: usize = 32;
+/// Entries of a directory that one reader takes at once (handing each on its own costs more
+/// in thread wake-ups than reading a small file).
+const BATCH: usize = 64;
 /// Reader threads at most (the hasher and the walker are two more).
 const MAX_READERS: usize = 4;
 
@@ -97,10 +100,10 @@ enum Msg {
     Bytes(Vec<u8>),
     /// This many zero bytes (a hole of a sparse file).
     Zeros(u64),
-    /// An entry's disk usage, and its `(st_dev, st_ino)` when it may be a hard link that is
-    /// counted once.
-    Usage(u64, Option<(u64, u64)>),
-    /// The messages of one entry, from a reader thread (never `Entry` again).
+    /// Disk usage: bytes of entries that are not hard links, and `((st_dev, st_ino), bytes)`
+    /// of those that may be (counted once).
+    Usage(u64, Vec<((u64, u64), u64)>),
+    /// The messages of one [`Job`], from a reader thread (never `Entry` again).
     Entry(mpsc::Receiver<Msg>),
     Failed(StoreError),
 }
@@ -125,9 +128,12 @@ impl Hash {
                     n -= k as u64;
                 }
             }
-            Msg::Usage(bytes, link) => {
-                if link.is_none_or(|key| self.seen_links.insert(key)) {
-                    self.size += bytes;
+            Msg::Usage(bytes, links) => {
+                self.size += bytes;
+                for (key, bytes) in links {
+                    if self.seen_links.insert(key) {
+                        self.size += bytes;
+                    }
                 }
             }
             Msg::Entry(rx) => return rx.iter().try_for_each(|m| self.consume(m)),
@@ -135,14 +141,6 @@ impl Hash {
         }
         Ok(())
     }
-}
-
-/// One entry (not a directory) for a reader thread.
-struct Job {
-    dir: Arc<OwnedFd>,
-    dir_path: Arc<PathBuf>,
-    name: Vec<u8>,
-    out: mpsc::SyncSender<Msg>,
 }
 
 /// Lists the tree and queues its entries in order: directories itself, the others as [`Job`]s.
@@ -163,6 +161,7 @@ impl Walker {
     fn dir(&self, dir: Arc<OwnedFd>, dir_path: Arc<PathBuf>) -> Result<bool, StoreError> {
         let mut entries = list_typed(dir.as_fd(), &dir_path)?;
         sort_like_python_by(&mut entries, |(name, _)| name);
+        let mut batch = Vec::new();
         for (name, kind) in entries {
             let is_dir = match kind {
                 Some(kind) => kind == Type::Directory,
@@ -174,25 +173,35 @@ impl Walker {
                 }
             };
             let queued = if is_dir {
-                self.subdir(&dir, &dir_path, &name)?
+                self.queue(&dir, &dir_path, &mut batch) && self.subdir(&dir, &dir_path, &name)?
             } else {
-                let (out, entry) = mpsc::sync_channel(1);
-                let job = Job {
-                    dir: dir.clone(),
-                    dir_path: dir_path.clone(),
-                    name,
-                    out,
-                };
-                // The readers outlive the walker; the send fails only if they all panicked,
-                // and then the closed entry channel ends the hashing with an error.
-                let _ = self.jobs.send(job);
-                self.pieces.send(Msg::Entry(entry)).is_ok()
+                batch.push(name);
+                batch.len() < BATCH || self.queue(&dir, &dir_path, &mut batch)
             };
             if !queued {
                 return Ok(false);
             }
         }
-        Ok(true)
+        Ok(self.queue(&dir, &dir_path, &mut batch))
+    }
+
+    /// Hands the entries in `batch` to a reader (if there are any) and queues their place in
+    /// the hash; false when the hasher stopped listening.
+    fn queue(&self, dir: &Arc<OwnedFd>, dir_path: &Arc<PathBuf>, batch: &mut Vec<Vec<u8>>) -> bool {
+        if batch.is_empty() {
+            return true;
+        }
+        let (out, entry) = mpsc::sync_channel(2);
+        let job = Job {
+            dir: dir.clone(),
+            dir_path: dir_path.clone(),
+            names: std::mem::take(batch),
+            out,
+        };
+        // The readers outlive the walker; the send fails only if they all panicked, and then
+        // the closed entry channel ends the hashing with an error.
+        let _ = self.jobs.send(job);
+        self.pieces.send(Msg::Entry(entry)).is_ok()
     }
 
     fn subdir(&self, dir: &OwnedFd, dir_path: &Path, name: &[u8]) -> Result<bool, StoreError> {
@@ -204,11 +213,19 @@ impl Walker {
         metadata_json(&mut json, &st, name, label.as_deref());
         let sent = self
             .pieces
-            .send(Msg::Usage(st.st_blocks as u64 * 512, None))
+            .send(Msg::Usage(st.st_blocks as u64 * 512, Vec::new()))
             .is_ok()
             && self.pieces.send(Msg::Bytes(json)).is_ok();
         Ok(sent && self.dir(Arc::new(fd), Arc::new(path))?)
     }
+}
+
+/// Consecutive entries of one directory (none of them a directory) for a reader thread.
+struct Job {
+    dir: Arc<OwnedFd>,
+    dir_path: Arc<PathBuf>,
+    names: Vec<Vec<u8>>,
+    out: mpsc::SyncSender<Msg>,
 }
 
 /// A reader thread: takes jobs until the walker is done.
@@ -219,148 +236,171 @@ fn read_entries(jobs: &Mutex<mpsc::Receiver<Job>>) {
             Err(_) => return,
         };
         let Ok(job) = job else { return };
-        if let Err(e) = entry(&job) {
-            let _ = job.out.send(Msg::Failed(e));
+        let mut out = Out {
+            tx: &job.out,
+            buf: Vec::new(),
+            usage: 0,
+            links: Vec::new(),
+        };
+        let done = job.names.iter().try_fold(true, |open, name| match open {
+            true => entry(&job, name, &mut out),
+            false => Ok(false),
+        });
+        match done {
+            Ok(true) => out.finish(),
+            Ok(false) => {}
+            Err(e) => {
+                let _ = job.out.send(Msg::Failed(e));
+            }
         }
     }
 }
 
-/// Sends the messages of one entry: its usage, then its metadata JSON with the link target or
-/// the file's content. A send fails only when the hasher stopped; then the rest is skipped.
-fn entry(job: &Job) -> Result<(), StoreError> {
-    let (dir, name) = (job.dir.as_fd(), job.name.as_slice());
+/// Hashes one entry: its metadata JSON, then the link target or the file's content.
+/// `Ok(false)` when the hasher stopped listening.
+fn entry(job: &Job, name: &[u8], out: &mut Out<'_>) -> Result<bool, StoreError> {
+    let dir = job.dir.as_fd();
     let path = || job.dir_path.join(OsStr::from_bytes(name));
     let st = fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW)
         .map_err(|e| StoreError::io("stat", &path(), e.into()))?;
-    let link = (st.st_nlink > 1).then_some((st.st_dev, st.st_ino));
-    if job
-        .out
-        .send(Msg::Usage(st.st_blocks as u64 * 512, link))
-        .is_err()
-    {
-        return Ok(());
-    }
+    out.account(&st);
     let fmt = st.st_mode & libc::S_IFMT;
-    let mut buf = Vec::new();
+    let mut json = Vec::with_capacity(128);
     match fmt {
         libc::S_IFLNK => {
             let label = selinux_label_nofollow(dir, name, &path())?;
-            metadata_json(&mut buf, &st, name, label.as_deref());
+            metadata_json(&mut json, &st, name, label.as_deref());
             let target = nix::fcntl::readlinkat(dir, name)
                 .map_err(|e| StoreError::io("read the link", &path(), e.into()))?;
-            buf.extend_from_slice(target.as_bytes());
-            let _ = job.out.send(Msg::Bytes(buf));
+            Ok(out.push(&json) && out.push(target.as_bytes()))
         }
         libc::S_IFREG => {
             let fd = open_at(dir, name, OFlag::empty(), &path())?;
             let label = selinux_label(fd.as_fd(), &path())?;
-            metadata_json(&mut buf, &st, name, label.as_deref());
+            metadata_json(&mut json, &st, name, label.as_deref());
+            if !out.push(&json) {
+                return Ok(false);
+            }
             let sparse = (st.st_blocks as u64) * 512 < st.st_size as u64;
-            // Room for the content and the read that sees the end, up to a chunk.
-            let cap = (buf.len() + st.st_size as usize + 1).min(CHUNK);
-            let content = Content {
-                fd: fd.as_fd(),
-                out: &job.out,
-                buf,
-                cap,
-            };
             let read = if sparse {
-                content.sparse()
+                out.sparse(fd.as_fd())
             } else {
-                content.dense()
+                out.dense(fd.as_fd())
             };
-            read.map_err(|e| StoreError::io("read", &path(), e.into()))?;
+            read.map_err(|e| StoreError::io("read", &path(), e.into()))
         }
-        _ => {
-            return Err(StoreError::UnexpectedFileType {
-                path: path(),
-                kind: file_type_name(fmt),
-            })
+        _ => Err(StoreError::UnexpectedFileType {
+            path: path(),
+            kind: file_type_name(fmt),
+        }),
+    }
+}
+
+/// What one job sends the hasher: bytes packed into [`CHUNK`]s, zeros for holes, and the disk
+/// usage at the end. Each method returns false when the hasher stopped listening.
+struct Out<'a> {
+    tx: &'a mpsc::SyncSender<Msg>,
+    buf: Vec<u8>,
+    usage: u64,
+    links: Vec<((u64, u64), u64)>,
+}
+
+impl Out<'_> {
+    fn account(&mut self, st: &FileStat) {
+        let bytes = st.st_blocks as u64 * 512;
+        if st.st_nlink > 1 {
+            self.links.push(((st.st_dev, st.st_ino), bytes));
+        } else {
+            self.usage += bytes;
         }
     }
-    Ok(())
-}
 
-/// A regular file's content on its way to the hasher, after what `buf` holds already.
-struct Content<'a> {
-    fd: BorrowedFd<'a>,
-    out: &'a mpsc::SyncSender<Msg>,
-    buf: Vec<u8>,
-    /// How much `buf` takes before it is sent.
-    cap: usize,
-}
-
-impl Content<'_> {
-    /// Sends what `buf` holds (if anything); false when the hasher stopped.
     fn flush(&mut self) -> bool {
         if self.buf.is_empty() {
             return true;
         }
-        let full = std::mem::replace(&mut self.buf, Vec::with_capacity(self.cap));
-        self.out.send(Msg::Bytes(full)).is_ok()
+        let full = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
+        self.tx.send(Msg::Bytes(full)).is_ok()
     }
 
-    /// Reads to the end of the file.
-    fn dense(mut self) -> Result<(), Errno> {
+    /// Room left in the buffer, after sending it when it is full.
+    fn room(&mut self) -> Option<usize> {
+        if self.buf.len() >= CHUNK && !self.flush() {
+            return None;
+        }
+        if self.buf.capacity() == 0 {
+            self.buf.reserve_exact(CHUNK);
+        }
+        Some(CHUNK - self.buf.len())
+    }
+
+    fn push(&mut self, bytes: &[u8]) -> bool {
+        self.buf.extend_from_slice(bytes);
+        self.buf.len() < CHUNK || self.flush()
+    }
+
+    fn zeros(&mut self, n: u64) -> bool {
+        self.flush() && self.tx.send(Msg::Zeros(n)).is_ok()
+    }
+
+    fn finish(mut self) {
+        if self.flush() {
+            let usage = Msg::Usage(self.usage, std::mem::take(&mut self.links));
+            let _ = self.tx.send(usage);
+        }
+    }
+
+    /// Reads `fd` to its end.
+    fn dense(&mut self, fd: BorrowedFd<'_>) -> Result<bool, Errno> {
         loop {
-            if self.buf.len() >= self.cap && !self.flush() {
-                return Ok(());
-            }
-            let room = self.cap.saturating_sub(self.buf.len()).max(1);
-            match osbuild_sys::fs::read_appending(self.fd, &mut self.buf, room) {
-                Ok(0) => break,
+            let Some(room) = self.room() else {
+                return Ok(false);
+            };
+            match osbuild_sys::fs::read_appending(fd, &mut self.buf, room) {
+                Ok(0) => return Ok(true),
                 Ok(_) | Err(Errno::EINTR) => {}
                 Err(e) => return Err(e),
             }
         }
-        self.flush();
-        Ok(())
     }
 
-    /// Reads the data regions only; each hole becomes zeros for the hasher.
-    fn sparse(mut self) -> Result<(), Errno> {
+    /// Reads the data regions of `fd` only; each hole becomes zeros for the hasher.
+    fn sparse(&mut self, fd: BorrowedFd<'_>) -> Result<bool, Errno> {
         let mut pos = 0u64;
         loop {
-            let data = match osbuild_sys::fs::seek_data(self.fd, pos) {
+            let data = match osbuild_sys::fs::seek_data(fd, pos) {
                 Ok(Some(data)) => data,
                 Ok(None) => break,
                 // No hole support here after all: read it all.
-                Err(Errno::EINVAL | Errno::EOPNOTSUPP) if pos == 0 => return self.dense(),
+                Err(Errno::EINVAL | Errno::EOPNOTSUPP) if pos == 0 => return self.dense(fd),
                 Err(e) => return Err(e),
             };
-            let end = osbuild_sys::fs::seek_hole(self.fd, data)?;
-            if data > pos && !(self.flush() && self.zeros(data - pos)) {
-                return Ok(());
+            let end = osbuild_sys::fs::seek_hole(fd, data)?;
+            if data > pos && !self.zeros(data - pos) {
+                return Ok(false);
             }
             pos = data;
             while pos < end {
-                if self.buf.len() >= self.cap && !self.flush() {
-                    return Ok(());
-                }
-                let room = (self.cap.saturating_sub(self.buf.len()).max(1) as u64).min(end - pos);
-                match osbuild_sys::fs::pread_appending(self.fd, &mut self.buf, room as usize, pos) {
+                let Some(room) = self.room() else {
+                    return Ok(false);
+                };
+                let want = (room as u64).min(end - pos) as usize;
+                match osbuild_sys::fs::pread_appending(fd, &mut self.buf, want, pos) {
                     // The file shrank: what the hasher has is the file.
-                    Ok(0) => return self.finish(pos),
+                    Ok(0) => return self.sparse_end(fd, pos),
                     Ok(n) => pos += n as u64,
                     Err(Errno::EINTR) => {}
                     Err(e) => return Err(e),
                 }
             }
         }
-        self.finish(pos)
+        self.sparse_end(fd, pos)
     }
 
-    /// Ends a sparse file: zeros from `pos` to its size (a hole at the end).
-    fn finish(mut self, pos: u64) -> Result<(), Errno> {
-        let size = fstat(self.fd)?.st_size as u64;
-        if self.flush() && size > pos {
-            self.zeros(size - pos);
-        }
-        Ok(())
-    }
-
-    fn zeros(&self, n: u64) -> bool {
-        self.out.send(Msg::Zeros(n)).is_ok()
+    /// Ends a sparse file read up to `pos`: zeros up to its size (a hole at its end).
+    fn sparse_end(&mut self, fd: BorrowedFd<'_>, pos: u64) -> Result<bool, Errno> {
+        let size = fstat(fd)?.st_size as u64;
+        Ok(size <= pos || self.zeros(size - pos))
     }
 }
 
