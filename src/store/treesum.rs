@@ -16,11 +16,12 @@
 //!
 //! Speed: the digest is one SHA-256 stream, so one thread (the caller's) hashes, in order, what
 //! the others produce ahead of it: a walker thread lists and sorts the directories and hands
-//! every other entry to a pool of reader threads (stat, label, open, read), each entry's bytes
-//! coming back on a channel of its own that the walker queues in tree order. At most
-//! [`IN_FLIGHT`] entries are queued and each holds at most two [`CHUNK`]s, which bounds the
-//! memory. A sparse file's holes are not read: the hasher is fed zeros for them
-//! (`SEEK_DATA`/`SEEK_HOLE`). `sha2` uses the CPU's SHA extensions when present.
+//! the other entries, up to [`BATCH`] consecutive ones of a directory at a time, to a pool of
+//! reader threads (stat, label, open, read), each batch's bytes coming back on a channel of
+//! its own that the walker queues in tree order. At most [`IN_FLIGHT`] batches are queued and
+//! each holds at most three [`CHUNK`]s, which bounds the memory. A sparse file's holes are not
+//! read: the hasher is fed zeros for them (`SEEK_DATA`/`SEEK_HOLE`). `sha2` uses the CPU's SHA
+//! extensions when present.
 
 use std::ffi::{CStr, OsStr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
