@@ -452,12 +452,12 @@ pub(crate) fn list_names(dir: BorrowedFd<'_>, path: &Path) -> Result<Vec<Vec<u8>
         .collect())
 }
 
+/// A directory entry's name, and its type where the filesystem says it.
+type TypedName = (Vec<u8>, Option<Type>);
+
 /// The names in a directory (without `.` and `..`) and their types where the filesystem says
 /// them, in directory order.
-fn list_typed(
-    dir: BorrowedFd<'_>,
-    path: &Path,
-) -> Result<Vec<(Vec<u8>, Option<Type>)>, StoreError> {
+fn list_typed(dir: BorrowedFd<'_>, path: &Path) -> Result<Vec<TypedName>, StoreError> {
     let own = openat(
         dir,
         ".",
