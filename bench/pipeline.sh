@@ -3,28 +3,42 @@
 #   bench/pipeline.sh [OSBUILD_HEAD_CHECKOUT]
 #   OSBUILD_BASELINE=DIR bench/pipeline.sh    # DIR holds another build's `osbuild` and `libdir`
 #                                             # (e.g. of an older commit): ours vs it, same run
+#   bench/pipeline.sh --smoke                 # CI: debug build, 3 stages, a 4 MiB stage, one
+#                                             # run, no HEAD, no baseline; checks it all works
 # Measures, on a fresh store each time: 20 noop stages (per-stage overhead), the same manifest
 # fully cached, and one stage that writes a 500 MiB tree with a checkpoint. Given a checkout of
 # osbuild HEAD (never commit it; it needs python3-jsonschema and /etc/containers), it runs the
 # same manifests there in the same run and prints the ratios.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+smoke=false
+if [ "${1:-}" = --smoke ]; then smoke=true; shift; fi
 head_dir=${1:-}
 [ "$(id -u)" = 0 ] || { echo "bench/pipeline.sh: needs root" >&2; exit 1; }
 
 ./install.sh libdir target/libdir >/dev/null
-cargo build --quiet --release --bin osbuild
 work=$(mktemp -d /var/tmp/osbuild-bench-pipeline.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 lib="$work/lib"
 cp -a target/libdir "$lib"
 cp bench/stages/* "$lib/stages/"
-osbuild="target/release/osbuild"
+if $smoke; then
+    stages=3 big_mib=4
+    cargo build --quiet --bin osbuild
+    osbuild="target/debug/osbuild"
+    sed -i 's/OSBUILD_BENCH_MIB:-500/OSBUILD_BENCH_MIB:-4/' "$lib/stages/org.osbuild.bench.write"
+    head_dir= OSBUILD_BASELINE=
+else
+    stages=20 big_mib=500
+    cargo build --quiet --release --bin osbuild
+    osbuild="target/release/osbuild"
+fi
 
-python3 - "$work" <<'PY'
+python3 - "$work" "$stages" <<'PY'
 import json, sys
 w = sys.argv[1]
-noop = {"pipeline": {"stages": [{"name": "org.osbuild.noop", "options": {"i": i}} for i in range(20)]}}
+n = int(sys.argv[2])
+noop = {"pipeline": {"stages": [{"name": "org.osbuild.noop", "options": {"i": i}} for i in range(n)]}}
 big = {"pipeline": {"stages": [{"name": "org.osbuild.bench.write"}]}}
 for name, m in (("noop20", noop), ("big", big)):
     with open(f"{w}/{name}.json", "w") as f:
@@ -63,9 +77,9 @@ report() { # report NAME: medians of NAME's samples into m[NAME_*], printed
         # shellcheck disable=SC2086
         m[$1_$k]=$(median ${t[$1_$k]})
     done
-    printf '%-9s 20 noop stages %.3f s (%.1f ms/stage), cached rebuild %.1f ms, 500 MiB stage %.2f s\n' \
-        "$1:" "${m[$1_cold_noop20]}" "$(echo "${m[$1_cold_noop20]} * 1000 / 20" | bc -l)" \
-        "$(echo "${m[$1_cached_noop20]} * 1000" | bc -l)" "${m[$1_cold_big]}"
+    printf '%-9s %d noop stages %.3f s (%.1f ms/stage), cached rebuild %.1f ms, %d MiB stage %.2f s\n' \
+        "$1:" "$stages" "${m[$1_cold_noop20]}" "$(echo "${m[$1_cold_noop20]} * 1000 / $stages" | bc -l)" \
+        "$(echo "${m[$1_cached_noop20]} * 1000" | bc -l)" "$big_mib" "${m[$1_cold_big]}"
 }
 declare -A m
 

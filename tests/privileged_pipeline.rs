@@ -253,6 +253,36 @@ fn privileged_stage_sees_the_sandbox_hostname_not_the_hosts() {
     assert_store_clean(&env);
 }
 
+/// The first stage of a pipeline pays for the build root's set-up (ldconfig, sysusers,
+/// tmpfiles, which warns a lot in a sandbox), yet its output is its own and nothing else.
+#[test]
+fn privileged_the_first_stages_output_is_exactly_its_own() {
+    if !privileged("privileged_the_first_stages_output_is_exactly_its_own") {
+        return;
+    }
+    let env = Env::new();
+    let manifest = json!({"pipeline": {"stages": [
+        {"name": "org.osbuild.noop", "options": {"first": 1}},
+        {"name": "org.osbuild.noop", "options": {"second": 2}}
+    ]}});
+    let (result, code) = env.build_json(&[], &manifest.to_string());
+    assert_eq!(code, 0, "{result}");
+    let outputs: Vec<&str> = result["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["output"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        outputs,
+        [
+            "Not doing anything with these options: {\"first\":1}\n",
+            "Not doing anything with these options: {\"second\":2}\n"
+        ]
+    );
+    assert_store_clean(&env);
+}
+
 /// Options that only Python's JSON holds (a 40-digit integer, NaN) reach the stage and the
 /// `--json` result verbatim, as osbuild v10 writes them.
 #[test]

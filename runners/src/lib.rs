@@ -9,7 +9,8 @@
 //!    A module of osbuild HEAD's protocol (the engine wrote `/run/osbuild/api/arguments`)
 //!    already has its stdio from bubblewrap and reads its arguments from that file;
 //! 2. does the per-OS setup of its flavour in the sandbox's root filesystem ([`setup`],
-//!    flavours in [`names`]); a fatal setup failure exits 1;
+//!    flavours in [`names`]) unless the build root's `/etc` already had it; a fatal setup
+//!    failure prints the tool's output and exits 1, otherwise the set-up prints nothing;
 //! 3. `exec`s the stage with the remaining arguments, so the stage's exit status (or signal)
 //!    is the runner's; if that fails: a message naming the path and the error, exit 127.
 //!
@@ -129,6 +130,10 @@ pub fn run(argv: &[OsString]) -> i32 {
 /// modules of a pipeline, so only the first pays for ldconfig, sysusers and tmpfiles).
 const SETUP_MARKER: &str = "/etc/.osbuild-runner-setup";
 
+/// What the set-up tools whose failure is tolerated printed ([`setup::Setup::log`]): kept in
+/// the build root's `/etc` for debugging, never in a stage's output.
+const SETUP_LOG: &str = "/etc/.osbuild-runner-setup.log";
+
 /// Runs the flavour's set-up unless this build root already had it. CA trust is only built
 /// when the sandbox has a network interface besides loopback: without network nothing uses it,
 /// and it is the slowest step by far (about 2 s).
@@ -150,8 +155,14 @@ fn set_up_once(flavor: names::Flavor) -> Result<(), setup::SetupError> {
                 )
         })
         .collect();
-    setup::Setup::new("/").run_all(&steps)?;
-    // Best effort: without the marker the next module simply sets up again.
+    let setup = setup::Setup::new("/");
+    setup.run_all(&steps)?;
+    // Best effort, both: the log is for debugging only, and without the marker the next module
+    // simply sets up again.
+    let log = setup.log();
+    if !log.is_empty() {
+        let _ = std::fs::write(SETUP_LOG, log);
+    }
     let _ = std::fs::write(SETUP_MARKER, done);
     Ok(())
 }

@@ -6,9 +6,17 @@
 //! root sandbox, never the host's or the tree's. A tool the build root does not have (looked
 //! up in `/usr/sbin` then `/usr/bin` under the root) is skipped, not an error.
 //!
-//! Which failures are fatal follows osbuild: `ldconfig` and `systemd-sysusers` must succeed
-//! (sysusers' combined output is printed), the CA-trust tools and `systemd-tmpfiles --create`
-//! may fail.
+//! Which failures are fatal follows osbuild: `ldconfig` and `systemd-sysusers` must succeed,
+//! the CA-trust tools and `systemd-tmpfiles --create` may fail.
+//!
+//! What the tools print is not the stage's output: it is captured. A fatal failure carries it
+//! in its [`SetupError`] (the runner prints it with the error); what tolerated failures printed
+//! (in a sandbox, tmpfiles always warns about the missing machine id) is kept in
+//! [`Setup::log`], which the runner leaves in the build root's `/etc` for whoever debugs it.
+//!
+//! `systemd-tmpfiles` runs for `/etc` only (`--prefix=/etc`): `/etc` is the one directory of
+//! the build root that outlives a sandbox (`/var`, `/run` and `/tmp` are each module's own), so
+//! entries elsewhere only ever reached the first module of a pipeline.
 //!
 //! Differences from osbuild, on purpose: the placeholder `/etc/machine-id` is not deleted
 //! after the stage (the runner `exec`s the stage, and the sandbox's `/etc` disappears with
@@ -39,7 +47,7 @@ pub enum Step {
     UpdateCaCertificates,
     /// Write the placeholder `/etc/machine-id` (`ffff…`, mode 0444) when there is none.
     MachineId,
-    /// `systemd-tmpfiles --create`; may fail.
+    /// `systemd-tmpfiles --create --prefix=/etc`; may fail.
     Tmpfiles,
     /// Remove `/etc/nsswitch.conf` (nss-resolve and friends do not work in a sandbox).
     Nsswitch,
@@ -114,13 +122,13 @@ impl Flavor {
 /// A fatal setup failure.
 #[derive(Debug)]
 pub enum SetupError {
-    /// A required tool ran and failed; `output` is what it printed (sysusers only).
+    /// A required tool ran and failed; `output` is what it printed.
     ToolFailed {
         /// The tool's path.
         tool: PathBuf,
         /// How it ended.
         status: String,
-        /// Its combined stdout and stderr, when captured.
+        /// Its combined stdout and stderr.
         output: String,
     },
     /// A file operation failed.
@@ -157,12 +165,22 @@ const MINIMAL_PASSWD: &str = "root:x:0:0:root:/root:/bin/bash\n";
 #[derive(Debug, Clone)]
 pub struct Setup {
     root: PathBuf,
+    log: std::cell::RefCell<String>,
 }
 
 impl Setup {
     /// A setup acting on `root`.
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Setup { root: root.into() }
+        Setup {
+            root: root.into(),
+            log: Default::default(),
+        }
+    }
+
+    /// What the tools whose failure is tolerated printed when they failed, each after a line
+    /// naming the command and how it ended; empty when they all succeeded.
+    pub fn log(&self) -> String {
+        self.log.borrow().clone()
     }
 
     fn path(&self, abs: &str) -> PathBuf {
@@ -191,7 +209,7 @@ impl Setup {
             Step::UpdateCaCertificates => self.update_ca_certificates(),
             Step::MachineId => self.write_if_absent("/etc/machine-id", MACHINE_ID, 0o444),
             Step::Tmpfiles => {
-                self.run_allowed_to_fail("systemd-tmpfiles", &["--create"]);
+                self.run_allowed_to_fail("systemd-tmpfiles", &["--create", "--prefix=/etc"]);
                 Ok(())
             }
             Step::Nsswitch => match fs::remove_file(self.path("/etc/nsswitch.conf")) {
@@ -226,34 +244,14 @@ impl Setup {
                 .map_err(io_err("writing /etc/ld.so.conf"))?;
         }
         drop(file);
-        let status = Command::new(&tool)
-            .stdin(Stdio::null())
-            .status()
-            .map_err(io_err(format!("running {}", tool.display())))?;
-        if !status.success() {
-            return Err(SetupError::ToolFailed {
-                tool,
-                status: status.to_string(),
-                output: String::new(),
-            });
-        }
-        Ok(())
+        run_required(tool)
     }
 
     fn sysusers(&self) -> Result<(), SetupError> {
-        let Some(tool) = self.which("systemd-sysusers") else {
-            return Ok(());
-        };
-        let (status, output) =
-            run_captured(&tool, &[]).map_err(io_err(format!("running {}", tool.display())))?;
-        if !status.success() {
-            return Err(SetupError::ToolFailed {
-                tool,
-                status: status.to_string(),
-                output,
-            });
+        match self.which("systemd-sysusers") {
+            Some(tool) => run_required(tool),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     fn update_ca_trust(&self) -> Result<(), SetupError> {
@@ -345,7 +343,7 @@ impl Setup {
             .map_err(io_err(format!("setting the mode of {abs}")))
     }
 
-    /// Runs a tool whose failure osbuild ignores; a failure is only reported.
+    /// Runs a tool whose failure osbuild ignores; a failure only goes to [`Setup::log`].
     fn run_allowed_to_fail(&self, tool: &str, args: &[&str]) {
         let Some(path) = self.which(tool) else {
             return;
@@ -354,12 +352,27 @@ impl Setup {
             .chain(args.iter().map(|a| a.to_string()))
             .collect::<Vec<_>>()
             .join(" ");
-        match Command::new(&path).args(args).stdin(Stdio::null()).status() {
-            Ok(s) if s.success() => {}
-            Ok(s) => eprintln!("warning: {shown} failed ({s}), continuing"),
-            Err(e) => eprintln!("warning: cannot run {shown}: {e}, continuing"),
-        }
+        let note = match run_captured(&path, args) {
+            Ok((s, _)) if s.success() => return,
+            Ok((s, output)) => format!("{shown} failed ({s}), continuing:\n{output}"),
+            Err(e) => format!("cannot run {shown}: {e}, continuing\n"),
+        };
+        self.log.borrow_mut().push_str(&note);
     }
+}
+
+/// Runs a tool that must succeed, its output captured into the error when it does not.
+fn run_required(tool: PathBuf) -> Result<(), SetupError> {
+    let (status, output) =
+        run_captured(&tool, &[]).map_err(io_err(format!("running {}", tool.display())))?;
+    if !status.success() {
+        return Err(SetupError::ToolFailed {
+            tool,
+            status: status.to_string(),
+            output,
+        });
+    }
+    Ok(())
 }
 
 fn is_executable(p: &Path) -> bool {
@@ -529,7 +542,11 @@ mod tests {
     #[test]
     fn tolerated_failures_do_not_stop_setup() {
         let dir = tempfile::tempdir().unwrap();
-        script(dir.path(), "usr/bin/systemd-tmpfiles", "exit 65");
+        script(
+            dir.path(),
+            "usr/bin/systemd-tmpfiles",
+            "echo \"args: $*\"; echo 'Failed to replace specifiers' >&2; exit 65",
+        );
         script(dir.path(), "usr/sbin/update-ca-certificates", "exit 1");
         script(dir.path(), "usr/bin/update-ca-trust", "exit 1");
         fs::create_dir_all(dir.path().join("usr/share/ca-certificates/mozilla")).unwrap();
@@ -544,9 +561,23 @@ mod tests {
         )
         .unwrap();
         fs::write(dir.path().join("usr/share/ca-certificates/local.crt"), "l").unwrap();
-        Setup::new(dir.path())
-            .run_all(Flavor::Fedora30.steps())
-            .unwrap();
+        let setup = Setup::new(dir.path());
+        setup.run_all(Flavor::Fedora30.steps()).unwrap();
+        let tmpfiles = dir.path().join("usr/bin/systemd-tmpfiles");
+        let ca_trust = dir.path().join("usr/bin/update-ca-trust");
+        let ca_certs = dir.path().join("usr/sbin/update-ca-certificates");
+        assert_eq!(
+            setup.log(),
+            format!(
+                "{} extract failed (exit status: 1), continuing:\n\
+                 {} failed (exit status: 1), continuing:\n\
+                 {} --create --prefix=/etc failed (exit status: 65), continuing:\n\
+                 args: --create --prefix=/etc\nFailed to replace specifiers\n",
+                ca_trust.display(),
+                ca_certs.display(),
+                tmpfiles.display()
+            )
+        );
         assert_eq!(
             fs::read_to_string(dir.path().join("etc/ca-certificates.conf")).unwrap(),
             "local.crt\nmozilla/A.crt\nmozilla/B.crt\n"

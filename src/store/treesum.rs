@@ -14,26 +14,39 @@
 //! `str.encode()`; a filesystem without xattr support fails its `getxattr`), this
 //! implementation hashes the raw target bytes and treats the label as absent.
 //!
-//! Speed: a walker thread reads the tree into large buffers (1 MiB reads, many small files
-//! packed into one buffer) while the calling thread hashes them in order; `sha2` uses the
-//! CPU's SHA extensions when present.
+//! Speed: the digest is one SHA-256 stream, so one thread (the caller's) hashes, in order, what
+//! the others produce ahead of it: a walker thread lists and sorts the directories and hands
+//! the other entries, up to [`BATCH`] consecutive ones of a directory at a time, to a pool of
+//! reader threads (stat, label, open, read), each batch's bytes coming back on a channel of
+//! its own that the walker queues in tree order. At most [`IN_FLIGHT`] batches are queued and
+//! each holds at most three [`CHUNK`]s, which bounds the memory. A sparse file's holes are not
+//! read: the hasher is fed zeros for them (`SEEK_DATA`/`SEEK_HOLE`). `sha2` uses the CPU's SHA
+//! extensions when present.
 
-use std::ffi::CStr;
+use std::ffi::{CStr, OsStr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
-use std::sync::mpsc;
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc, Mutex};
 
+use nix::dir::Type;
 use nix::errno::Errno;
 use nix::fcntl::{openat, AtFlags, OFlag, AT_FDCWD};
-use nix::sys::stat::{fstatat, FileStat, Mode};
+use nix::sys::stat::{fstat, fstatat, FileStat, Mode};
 use sha2::{Digest, Sha256};
 
 use super::StoreError;
 use crate::id::Treesum;
 
-const BUF_SIZE: usize = 1 << 20;
-const IN_FLIGHT: usize = 8;
+/// The most bytes of one entry sent to the hasher at once.
+const CHUNK: usize = 256 * 1024;
+/// Entries queued for the hasher ahead of the one it hashes.
+const IN_FLIGHT: usize = 32;
+/// Entries of a directory that one reader takes at once (handing each on its own costs more
+/// in thread wake-ups than reading a small file).
+const BATCH: usize = 64;
+/// Reader threads at most (the hasher and the walker are two more).
+const MAX_READERS: usize = 4;
 
 /// The v10 treesum of the tree at `path` (a directory).
 pub fn treesum(path: &Path) -> Result<Treesum, StoreError> {
@@ -42,157 +55,353 @@ pub fn treesum(path: &Path) -> Result<Treesum, StoreError> {
 
 /// The treesum and the disk usage in bytes (`st_blocks * 512`, hard links counted once).
 pub(crate) fn treesum_and_size(path: &Path) -> Result<(Treesum, u64), StoreError> {
-    let root = open_dir(None, path, path)?;
-    let (full_tx, full_rx) = mpsc::sync_channel::<Vec<u8>>(IN_FLIGHT);
-    let (empty_tx, empty_rx) = mpsc::channel::<Vec<u8>>();
-    for _ in 0..IN_FLIGHT + 2 {
-        empty_tx
-            .send(Vec::with_capacity(BUF_SIZE))
-            .expect("receiver is alive");
-    }
-    let root_path = path.to_owned();
-    let walker = std::thread::Builder::new()
-        .name("treesum-walk".into())
-        .spawn(move || {
-            let mut w = Walker {
-                out: Sink {
-                    buf: Vec::new(),
-                    full: full_tx,
-                    empty: empty_rx,
-                },
-                size: 0,
-                seen_links: std::collections::HashSet::new(),
-            };
-            w.out.buf = w.out.next_buf();
-            w.dir(root.as_fd(), &root_path)?;
-            w.out.flush();
-            Ok::<u64, StoreError>(w.size)
-        })
-        .map_err(|e| StoreError::io("start the treesum thread", path, e))?;
-    let mut hasher = Sha256::new();
-    for buf in full_rx {
-        hasher.update(&buf);
-        // The walker may be gone after an error; then the buffer is simply dropped.
-        let _ = empty_tx.send(buf);
-    }
-    let size = walker
-        .join()
-        .map_err(|_| StoreError::Panic("treesum walker"))??;
-    Ok((Treesum::from_digest(&hasher.finalize()), size))
+    let root = Arc::new(open_dir(None, path, path)?);
+    let readers = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(2, MAX_READERS);
+    let (piece_tx, piece_rx) = mpsc::sync_channel::<Msg>(IN_FLIGHT);
+    let (job_tx, job_rx) = mpsc::channel::<Job>();
+    let job_rx = Mutex::new(job_rx);
+    std::thread::scope(|s| {
+        let spawn_err = |e| StoreError::io("start a treesum thread", path, e);
+        let mut threads = Vec::new();
+        for _ in 0..readers {
+            let jobs = &job_rx;
+            let t = std::thread::Builder::new()
+                .name("treesum-read".into())
+                .spawn_scoped(s, move || read_entries(jobs))
+                .map_err(spawn_err)?;
+            threads.push(t);
+        }
+        let root_path = Arc::new(path.to_owned());
+        let walker = Walker {
+            pieces: piece_tx,
+            jobs: job_tx,
+        };
+        threads.push(
+            std::thread::Builder::new()
+                .name("treesum-walk".into())
+                .spawn_scoped(s, move || walker.walk(root, root_path))
+                .map_err(spawn_err)?,
+        );
+        let mut hash = Hash::default();
+        let hashed = piece_rx.iter().try_for_each(|m| hash.consume(m));
+        // On an error, the walker and readers stop at their next send.
+        drop(piece_rx);
+        for t in threads {
+            t.join().map_err(|_| StoreError::Panic("treesum thread"))?;
+        }
+        hashed?;
+        Ok((Treesum::from_digest(&hash.sha.finalize()), hash.size))
+    })
 }
 
-struct Sink {
-    buf: Vec<u8>,
-    full: mpsc::SyncSender<Vec<u8>>,
-    empty: mpsc::Receiver<Vec<u8>>,
+/// What the hasher receives, in tree order.
+enum Msg {
+    Bytes(Vec<u8>),
+    /// This many zero bytes (a hole of a sparse file).
+    Zeros(u64),
+    /// Disk usage: bytes of entries that are not hard links, and `((st_dev, st_ino), bytes)`
+    /// of those that may be (counted once).
+    Usage(u64, Vec<((u64, u64), u64)>),
+    /// The messages of one [`Job`], from a reader thread (never `Entry` again).
+    Entry(mpsc::Receiver<Msg>),
+    Failed(StoreError),
 }
 
-impl Sink {
-    fn next_buf(&self) -> Vec<u8> {
-        let mut b = self
-            .empty
-            .try_recv()
-            .or_else(|_| self.empty.recv())
-            .unwrap_or_else(|_| Vec::with_capacity(BUF_SIZE));
-        b.clear();
-        b
-    }
+/// The hashing side: the digest, and the disk usage.
+#[derive(Default)]
+struct Hash {
+    sha: Sha256,
+    size: u64,
+    seen_links: std::collections::HashSet<(u64, u64)>,
+}
 
-    fn flush(&mut self) {
-        if !self.buf.is_empty() {
-            let next = self.next_buf();
-            let full = std::mem::replace(&mut self.buf, next);
-            // The hashing side only goes away when it is done; nothing to do then.
-            let _ = self.full.send(full);
-        }
-    }
-
-    fn push(&mut self, bytes: &[u8]) {
-        if self.buf.len() + bytes.len() > BUF_SIZE {
-            self.flush();
-        }
-        self.buf.extend_from_slice(bytes);
-    }
-
-    /// Appends the whole content of `fd`, reading straight into the buffers.
-    fn read_from(&mut self, fd: BorrowedFd<'_>) -> Result<(), Errno> {
-        loop {
-            if self.buf.len() >= BUF_SIZE {
-                self.flush();
+impl Hash {
+    fn consume(&mut self, msg: Msg) -> Result<(), StoreError> {
+        static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+        match msg {
+            Msg::Bytes(b) => self.sha.update(&b),
+            Msg::Zeros(mut n) => {
+                while n > 0 {
+                    let k = n.min(ZEROS.len() as u64) as usize;
+                    self.sha.update(&ZEROS[..k]);
+                    n -= k as u64;
+                }
             }
-            let spare = BUF_SIZE - self.buf.len();
-            match osbuild_sys::fs::read_appending(fd, &mut self.buf, spare) {
-                Ok(0) => return Ok(()),
+            Msg::Usage(bytes, links) => {
+                self.size += bytes;
+                for (key, bytes) in links {
+                    if self.seen_links.insert(key) {
+                        self.size += bytes;
+                    }
+                }
+            }
+            Msg::Entry(rx) => return rx.iter().try_for_each(|m| self.consume(m)),
+            Msg::Failed(e) => return Err(e),
+        }
+        Ok(())
+    }
+}
+
+/// Lists the tree and queues its entries in order: directories itself, the others as [`Job`]s.
+struct Walker {
+    pieces: mpsc::SyncSender<Msg>,
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Walker {
+    fn walk(self, root: Arc<OwnedFd>, root_path: Arc<PathBuf>) {
+        if let Err(e) = self.dir(root, root_path) {
+            // The hasher reports it once it has hashed everything before it.
+            let _ = self.pieces.send(Msg::Failed(e));
+        }
+    }
+
+    /// Queues the entries of `dir`; `Ok(false)` when the hasher stopped listening.
+    fn dir(&self, dir: Arc<OwnedFd>, dir_path: Arc<PathBuf>) -> Result<bool, StoreError> {
+        let mut entries = list_typed(dir.as_fd(), &dir_path)?;
+        sort_like_python_by(&mut entries, |(name, _)| name);
+        let mut batch = Vec::new();
+        for (name, kind) in entries {
+            let is_dir = match kind {
+                Some(kind) => kind == Type::Directory,
+                None => {
+                    let path = dir_path.join(OsStr::from_bytes(&name));
+                    let st = fstatat(&*dir, name.as_slice(), AtFlags::AT_SYMLINK_NOFOLLOW)
+                        .map_err(|e| StoreError::io("stat", &path, e.into()))?;
+                    st.st_mode & libc::S_IFMT == libc::S_IFDIR
+                }
+            };
+            let queued = if is_dir {
+                self.queue(&dir, &dir_path, &mut batch) && self.subdir(&dir, &dir_path, &name)?
+            } else {
+                batch.push(name);
+                batch.len() < BATCH || self.queue(&dir, &dir_path, &mut batch)
+            };
+            if !queued {
+                return Ok(false);
+            }
+        }
+        Ok(self.queue(&dir, &dir_path, &mut batch))
+    }
+
+    /// Hands the entries in `batch` to a reader (if there are any) and queues their place in
+    /// the hash; false when the hasher stopped listening.
+    fn queue(&self, dir: &Arc<OwnedFd>, dir_path: &Arc<PathBuf>, batch: &mut Vec<Vec<u8>>) -> bool {
+        if batch.is_empty() {
+            return true;
+        }
+        let (out, entry) = mpsc::sync_channel(2);
+        let job = Job {
+            dir: dir.clone(),
+            dir_path: dir_path.clone(),
+            names: std::mem::take(batch),
+            out,
+        };
+        // The readers outlive the walker; the send fails only if they all panicked, and then
+        // the closed entry channel ends the hashing with an error.
+        let _ = self.jobs.send(job);
+        self.pieces.send(Msg::Entry(entry)).is_ok()
+    }
+
+    fn subdir(&self, dir: &OwnedFd, dir_path: &Path, name: &[u8]) -> Result<bool, StoreError> {
+        let path = dir_path.join(OsStr::from_bytes(name));
+        let fd = open_at(dir.as_fd(), name, OFlag::O_DIRECTORY, &path)?;
+        let st = fstat(&fd).map_err(|e| StoreError::io("stat", &path, e.into()))?;
+        let label = selinux_label(fd.as_fd(), &path)?;
+        let mut json = Vec::with_capacity(128);
+        metadata_json(&mut json, &st, name, label.as_deref());
+        let sent = self
+            .pieces
+            .send(Msg::Usage(st.st_blocks as u64 * 512, Vec::new()))
+            .is_ok()
+            && self.pieces.send(Msg::Bytes(json)).is_ok();
+        Ok(sent && self.dir(Arc::new(fd), Arc::new(path))?)
+    }
+}
+
+/// Consecutive entries of one directory (none of them a directory) for a reader thread.
+struct Job {
+    dir: Arc<OwnedFd>,
+    dir_path: Arc<PathBuf>,
+    names: Vec<Vec<u8>>,
+    out: mpsc::SyncSender<Msg>,
+}
+
+/// A reader thread: takes jobs until the walker is done.
+fn read_entries(jobs: &Mutex<mpsc::Receiver<Job>>) {
+    loop {
+        let job = match jobs.lock() {
+            Ok(rx) => rx.recv(),
+            Err(_) => return,
+        };
+        let Ok(job) = job else { return };
+        let mut out = Out {
+            tx: &job.out,
+            buf: Vec::new(),
+            usage: 0,
+            links: Vec::new(),
+        };
+        let done = job.names.iter().try_fold(true, |open, name| match open {
+            true => entry(&job, name, &mut out),
+            false => Ok(false),
+        });
+        match done {
+            Ok(true) => out.finish(),
+            Ok(false) => {}
+            Err(e) => {
+                let _ = job.out.send(Msg::Failed(e));
+            }
+        }
+    }
+}
+
+/// Hashes one entry: its metadata JSON, then the link target or the file's content.
+/// `Ok(false)` when the hasher stopped listening.
+fn entry(job: &Job, name: &[u8], out: &mut Out<'_>) -> Result<bool, StoreError> {
+    let dir = job.dir.as_fd();
+    let path = || job.dir_path.join(OsStr::from_bytes(name));
+    let st = fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW)
+        .map_err(|e| StoreError::io("stat", &path(), e.into()))?;
+    out.account(&st);
+    let fmt = st.st_mode & libc::S_IFMT;
+    let mut json = Vec::with_capacity(128);
+    match fmt {
+        libc::S_IFLNK => {
+            let label = selinux_label_nofollow(dir, name, &path())?;
+            metadata_json(&mut json, &st, name, label.as_deref());
+            let target = nix::fcntl::readlinkat(dir, name)
+                .map_err(|e| StoreError::io("read the link", &path(), e.into()))?;
+            Ok(out.push(&json) && out.push(target.as_bytes()))
+        }
+        libc::S_IFREG => {
+            let fd = open_at(dir, name, OFlag::empty(), &path())?;
+            let label = selinux_label(fd.as_fd(), &path())?;
+            metadata_json(&mut json, &st, name, label.as_deref());
+            if !out.push(&json) {
+                return Ok(false);
+            }
+            let sparse = (st.st_blocks as u64) * 512 < st.st_size as u64;
+            let read = if sparse {
+                out.sparse(fd.as_fd())
+            } else {
+                out.dense(fd.as_fd())
+            };
+            read.map_err(|e| StoreError::io("read", &path(), e.into()))
+        }
+        _ => Err(StoreError::UnexpectedFileType {
+            path: path(),
+            kind: file_type_name(fmt),
+        }),
+    }
+}
+
+/// What one job sends the hasher: bytes packed into [`CHUNK`]s, zeros for holes, and the disk
+/// usage at the end. Each method returns false when the hasher stopped listening.
+struct Out<'a> {
+    tx: &'a mpsc::SyncSender<Msg>,
+    buf: Vec<u8>,
+    usage: u64,
+    links: Vec<((u64, u64), u64)>,
+}
+
+impl Out<'_> {
+    fn account(&mut self, st: &FileStat) {
+        let bytes = st.st_blocks as u64 * 512;
+        if st.st_nlink > 1 {
+            self.links.push(((st.st_dev, st.st_ino), bytes));
+        } else {
+            self.usage += bytes;
+        }
+    }
+
+    fn flush(&mut self) -> bool {
+        if self.buf.is_empty() {
+            return true;
+        }
+        let full = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
+        self.tx.send(Msg::Bytes(full)).is_ok()
+    }
+
+    /// Room left in the buffer, after sending it when it is full.
+    fn room(&mut self) -> Option<usize> {
+        if self.buf.len() >= CHUNK && !self.flush() {
+            return None;
+        }
+        if self.buf.capacity() == 0 {
+            self.buf.reserve_exact(CHUNK);
+        }
+        Some(CHUNK - self.buf.len())
+    }
+
+    fn push(&mut self, bytes: &[u8]) -> bool {
+        self.buf.extend_from_slice(bytes);
+        self.buf.len() < CHUNK || self.flush()
+    }
+
+    fn zeros(&mut self, n: u64) -> bool {
+        self.flush() && self.tx.send(Msg::Zeros(n)).is_ok()
+    }
+
+    fn finish(mut self) {
+        if self.flush() {
+            let usage = Msg::Usage(self.usage, std::mem::take(&mut self.links));
+            let _ = self.tx.send(usage);
+        }
+    }
+
+    /// Reads `fd` to its end.
+    fn dense(&mut self, fd: BorrowedFd<'_>) -> Result<bool, Errno> {
+        loop {
+            let Some(room) = self.room() else {
+                return Ok(false);
+            };
+            match osbuild_sys::fs::read_appending(fd, &mut self.buf, room) {
+                Ok(0) => return Ok(true),
                 Ok(_) | Err(Errno::EINTR) => {}
                 Err(e) => return Err(e),
             }
         }
     }
-}
 
-struct Walker {
-    out: Sink,
-    size: u64,
-    seen_links: std::collections::HashSet<(u64, u64)>,
-}
-
-impl Walker {
-    fn dir(&mut self, dir: BorrowedFd<'_>, dir_path: &Path) -> Result<(), StoreError> {
-        let mut names = list_names(dir, dir_path)?;
-        sort_like_python(&mut names);
-        let mut json = Vec::with_capacity(256);
-        for name in &names {
-            let path = dir_path.join(std::ffi::OsStr::from_bytes(name));
-            let st = fstatat(dir, name.as_slice(), AtFlags::AT_SYMLINK_NOFOLLOW)
-                .map_err(|e| StoreError::io("stat", &path, e.into()))?;
-            self.account(&st);
-            let fmt = st.st_mode & libc::S_IFMT;
-            match fmt {
-                libc::S_IFLNK => {
-                    let label = selinux_label_nofollow(dir, name, &path)?;
-                    metadata_json(&mut json, &st, name, label.as_deref());
-                    self.out.push(&json);
-                    let target = nix::fcntl::readlinkat(dir, name.as_slice())
-                        .map_err(|e| StoreError::io("read the link", &path, e.into()))?;
-                    self.out.push(target.as_bytes());
-                }
-                libc::S_IFDIR | libc::S_IFREG => {
-                    let flags = if fmt == libc::S_IFDIR {
-                        OFlag::O_DIRECTORY
-                    } else {
-                        OFlag::empty()
-                    };
-                    let fd = open_at(dir, name, flags, &path)?;
-                    let label = selinux_label(fd.as_fd(), &path)?;
-                    metadata_json(&mut json, &st, name, label.as_deref());
-                    self.out.push(&json);
-                    if fmt == libc::S_IFDIR {
-                        self.dir(fd.as_fd(), &path)?;
-                    } else {
-                        self.out
-                            .read_from(fd.as_fd())
-                            .map_err(|e| StoreError::io("read", &path, e.into()))?;
-                    }
-                }
-                _ => {
-                    return Err(StoreError::UnexpectedFileType {
-                        path,
-                        kind: file_type_name(fmt),
-                    })
+    /// Reads the data regions of `fd` only; each hole becomes zeros for the hasher.
+    fn sparse(&mut self, fd: BorrowedFd<'_>) -> Result<bool, Errno> {
+        let mut pos = 0u64;
+        loop {
+            let data = match osbuild_sys::fs::seek_data(fd, pos) {
+                Ok(Some(data)) => data,
+                Ok(None) => break,
+                // No hole support here after all: read it all.
+                Err(Errno::EINVAL | Errno::EOPNOTSUPP) if pos == 0 => return self.dense(fd),
+                Err(e) => return Err(e),
+            };
+            let end = osbuild_sys::fs::seek_hole(fd, data)?;
+            if data > pos && !self.zeros(data - pos) {
+                return Ok(false);
+            }
+            pos = data;
+            while pos < end {
+                let Some(room) = self.room() else {
+                    return Ok(false);
+                };
+                let want = (room as u64).min(end - pos) as usize;
+                match osbuild_sys::fs::pread_appending(fd, &mut self.buf, want, pos) {
+                    // The file shrank: what the hasher has is the file.
+                    Ok(0) => return self.sparse_end(fd, pos),
+                    Ok(n) => pos += n as u64,
+                    Err(Errno::EINTR) => {}
+                    Err(e) => return Err(e),
                 }
             }
         }
-        Ok(())
+        self.sparse_end(fd, pos)
     }
 
-    fn account(&mut self, st: &FileStat) {
-        if st.st_nlink > 1
-            && st.st_mode & libc::S_IFMT != libc::S_IFDIR
-            && !self.seen_links.insert((st.st_dev, st.st_ino))
-        {
-            return;
-        }
-        self.size += (st.st_blocks as u64) * 512;
+    /// Ends a sparse file read up to `pos`: zeros up to its size (a hole at its end).
+    fn sparse_end(&mut self, fd: BorrowedFd<'_>, pos: u64) -> Result<bool, Errno> {
+        let size = fstat(fd)?.st_size as u64;
+        Ok(size <= pos || self.zeros(size - pos))
     }
 }
 
@@ -237,7 +446,18 @@ fn open_at(
 
 /// The names in a directory (without `.` and `..`), in directory order.
 pub(crate) fn list_names(dir: BorrowedFd<'_>, path: &Path) -> Result<Vec<Vec<u8>>, StoreError> {
-    // nix's Dir owns its descriptor; give it a fresh one (its own offset) for the same directory.
+    Ok(list_typed(dir, path)?
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect())
+}
+
+/// A directory entry's name, and its type where the filesystem says it.
+type TypedName = (Vec<u8>, Option<Type>);
+
+/// The names in a directory (without `.` and `..`) and their types where the filesystem says
+/// them, in directory order.
+fn list_typed(dir: BorrowedFd<'_>, path: &Path) -> Result<Vec<TypedName>, StoreError> {
     let own = openat(
         dir,
         ".",
@@ -247,24 +467,30 @@ pub(crate) fn list_names(dir: BorrowedFd<'_>, path: &Path) -> Result<Vec<Vec<u8>
     .map_err(|e| StoreError::io("read the directory", path, e.into()))?;
     let mut d = nix::dir::Dir::from_fd(own)
         .map_err(|e| StoreError::io("read the directory", path, e.into()))?;
-    let mut names = Vec::new();
+    let mut entries = Vec::new();
     for entry in d.iter() {
         let entry = entry.map_err(|e| StoreError::io("read the directory", path, e.into()))?;
         let name = entry.file_name().to_bytes();
         if name != b"." && name != b".." {
-            names.push(name.to_vec());
+            entries.push((name.to_vec(), entry.file_type()));
         }
     }
-    Ok(names)
+    Ok(entries)
 }
 
 /// Sorts names as Python sorts the `str`s `os.fsdecode` makes of them.
+#[cfg(test)]
 pub(crate) fn sort_like_python(names: &mut [Vec<u8>]) {
-    if names.iter().all(|n| std::str::from_utf8(n).is_ok()) {
+    sort_like_python_by(names, |n| n);
+}
+
+/// Sorts items by their names (`name`) as [`sort_like_python`] sorts names.
+fn sort_like_python_by<T>(items: &mut [T], name: impl Fn(&T) -> &[u8]) {
+    if items.iter().all(|i| std::str::from_utf8(name(i)).is_ok()) {
         // UTF-8 byte order is code point order.
-        names.sort_unstable();
+        items.sort_unstable_by(|a, b| name(a).cmp(name(b)));
     } else {
-        names.sort_by_cached_key(|n| decode_surrogateescape(n));
+        items.sort_by_cached_key(|i| decode_surrogateescape(name(i)));
     }
 }
 

@@ -98,6 +98,38 @@ pub fn read_appending(fd: impl AsFd, buf: &mut Vec<u8>, max: usize) -> nix::Resu
     Ok(n)
 }
 
+/// Like [`read_appending`], but at `offset` (pread(2)): the file position stays where it is.
+pub fn pread_appending(
+    fd: impl AsFd,
+    buf: &mut Vec<u8>,
+    max: usize,
+    offset: u64,
+) -> nix::Result<usize> {
+    buf.reserve(max);
+    let spare = &mut buf.spare_capacity_mut()[..max];
+    let n = rustix::io::pread(fd, spare, offset).map_err(errno)?.0.len();
+    let len = buf.len();
+    // SAFETY: pread(2) initialised the first `n` bytes of the spare capacity.
+    unsafe { buf.set_len(len + n) };
+    Ok(n)
+}
+
+/// Where the first data at or after `offset` starts (lseek(2) `SEEK_DATA`); `None` when only
+/// a hole follows up to the end of the file. Moves the file position.
+pub fn seek_data(fd: impl AsFd, offset: u64) -> nix::Result<Option<u64>> {
+    match rustix::fs::seek(fd, rustix::fs::SeekFrom::Data(offset)) {
+        Ok(at) => Ok(Some(at)),
+        Err(rustix::io::Errno::NXIO) => Ok(None),
+        Err(e) => Err(errno(e)),
+    }
+}
+
+/// Where the first hole at or after `offset` starts (lseek(2) `SEEK_HOLE`; the end of the
+/// file counts as one). Moves the file position.
+pub fn seek_hole(fd: impl AsFd, offset: u64) -> nix::Result<u64> {
+    rustix::fs::seek(fd, rustix::fs::SeekFrom::Hole(offset)).map_err(errno)
+}
+
 /// Opens `path` read-only as if `root` were `/` (`openat2` with `RESOLVE_IN_ROOT`): `..`
 /// and symlinks, even absolute ones, resolve inside `root`, so a name from a manifest cannot
 /// reach a file outside the tree it names.
