@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::{mounts_under, privileged, Env};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 const PT_UUID: &str = "D209C89E-EA5E-4FBD-B161-B461CCE297E0";
 const EFI_PART_UUID: &str = "68B2905B-DF3E-4FB3-80FA-49D1E773AA33";
@@ -35,22 +35,6 @@ fn pipeline_input(kind: &str, pipeline: &str, file: Option<&str>) -> Value {
         Some(f) => json!({format!("name:{pipeline}"): {"file": f}}),
     };
     json!({"type": format!("org.osbuild.{kind}"), "origin": "org.osbuild.pipeline", "references": references})
-}
-
-/// Loopback devices over `disk.raw` of the stage's tree, one per (name, (start, size)).
-fn loopbacks(parts: &[(&str, (u64, u64))]) -> Value {
-    let devices: Map<String, Value> = parts
-        .iter()
-        .map(|(name, (start, size))| {
-            let options =
-                json!({"filename": "disk.raw", "start": start, "size": size, "lock": true});
-            (
-                name.to_string(),
-                json!({"type": "org.osbuild.loopback", "options": options}),
-            )
-        })
-        .collect();
-    Value::Object(devices)
 }
 
 fn with(mut stage: Value, key: &str, value: Value) -> Value {
@@ -100,8 +84,9 @@ fn image_manifest() -> Value {
         mounts.push(json!({"name": "efi", "type": "org.osbuild.fat", "source": "efi", "target": "/boot/efi"}));
     }
     let mounts = Value::Array(mounts);
-    let device =
-        |name: &str| loopbacks(&[("device", parts.iter().find(|p| p.0 == name).unwrap().1)]);
+    let device = |name: &str| {
+        common::loopback_devices(&[("device", parts.iter().find(|p| p.0 == name).unwrap().1)])
+    };
     let image = vec![
         stage("truncate", json!({"filename": "disk.raw", "size": "128M"})),
         with(
@@ -142,7 +127,7 @@ fn image_manifest() -> Value {
                     json!({"root-tree": pipeline_input("tree", "tree", None)}),
                 ),
                 "devices",
-                loopbacks(&parts),
+                common::loopback_devices(&parts),
             ),
             "mounts",
             mounts.clone(),
@@ -154,7 +139,7 @@ fn image_manifest() -> Value {
                     json!({"paths": [{"path": "mount://root/srv/data", "parents": true}]}),
                 ),
                 "devices",
-                loopbacks(&parts),
+                common::loopback_devices(&parts),
             ),
             "mounts",
             mounts,
@@ -205,25 +190,6 @@ fn probe(disk: &Path, start: u64) -> String {
             .arg((start * 512).to_string())
             .arg(disk),
     )
-}
-
-/// `path` in the file system at `start` sectors of `disk` through a read-only loop mount
-/// in a mount namespace of its own: `cat` of a file, or `stat -c %F:%a` with `stat`.
-fn read_back(disk: &Path, start: u64, path: &str, stat: bool) -> String {
-    let show = if stat { "stat -c %F:%a" } else { "cat" };
-    let script = format!(
-        "d=$(mktemp -d) && mount -o ro,loop,offset={} {} \"$d\" && {show} \"$d/{path}\"; s=$?; umount \"$d\"; rmdir \"$d\"; exit $s",
-        start * 512,
-        disk.display()
-    );
-    common::output(Command::new("unshare").args([
-        "--mount",
-        "--propagation",
-        "private",
-        "sh",
-        "-c",
-        &script,
-    ]))
 }
 
 /// Whether this kernel mounts FAT file systems.
@@ -320,21 +286,27 @@ fn privileged_native_v2_disk_image_pipeline() {
     );
 
     // The tree copied through the mounts: /boot/efi went to the ESP.
-    assert_eq!(read_back(&disk, ROOT.0, "etc/hostname", false), "native\n");
     assert_eq!(
-        read_back(&disk, ROOT.0, "srv", true).trim(),
+        common::read_back(&disk, ROOT.0, "etc/hostname", false),
+        "native\n"
+    );
+    assert_eq!(
+        common::read_back(&disk, ROOT.0, "srv", true).trim(),
         "directory:750"
     );
     assert_eq!(
-        read_back(&disk, ROOT.0, "srv/data", true).trim(),
+        common::read_back(&disk, ROOT.0, "srv/data", true).trim(),
         "directory:755"
     );
     if vfat_available() {
-        assert_eq!(read_back(&disk, EFI.0, "EFI/BOOT.bin", false).len(), 1024);
+        assert_eq!(
+            common::read_back(&disk, EFI.0, "EFI/BOOT.bin", false).len(),
+            1024
+        );
     } else {
         eprintln!("no vfat in this kernel: the ESP was not mounted, /boot/efi went to the root");
         assert_eq!(
-            read_back(&disk, ROOT.0, "boot/efi/EFI/BOOT.bin", false).len(),
+            common::read_back(&disk, ROOT.0, "boot/efi/EFI/BOOT.bin", false).len(),
             1024
         );
     }
@@ -378,7 +350,7 @@ fn privileged_native_v2_xfs_btrfs_and_image_formats() {
     }
     let xfs_uuid = "1c4d5e3a-9f0b-4d21-8f3e-2b7a6c5d4e3f";
     let btrfs_uuid = "8a7b6c5d-4e3f-4a1b-9c8d-7e6f5a4b3c2d";
-    let one = |p| loopbacks(&[("device", p)]);
+    let one = |p| common::loopback_devices(&[("device", p)]);
     let disk = vec![
         stage("truncate", json!({"filename": "disk.raw", "size": "700M"})),
         with(

@@ -5,6 +5,8 @@
 mod common;
 
 use common::{mounts_under, privileged, processes_matching, Env};
+use std::path::Path;
+
 use serde_json::{json, Value};
 
 fn head_stage(options: Value) -> Value {
@@ -51,11 +53,7 @@ fn privileged_v2_exports_inputs_and_heads_arguments_file() {
     let m = manifest();
     let inspected = env.inspect(&m);
     let out = env.dir.path().join("out");
-    let out_arg = out.to_str().unwrap();
-    let (result, code) = env.build_json(
-        &["--export", "image", "--output-directory", out_arg],
-        &m.to_string(),
-    );
+    let (result, code) = env.export_json(&["image"], &out, &[], &m.to_string());
     assert_eq!(code, 0, "{result:#}");
     assert_eq!(result["type"], "result");
     assert_eq!(result["success"], true);
@@ -66,7 +64,10 @@ fn privileged_v2_exports_inputs_and_heads_arguments_file() {
         ["base", "image"],
         "only what the export needs is built"
     );
-    assert_eq!(log["image"][0]["output"], "image: done\n", "the stage's own output only");
+    assert_eq!(
+        log["image"][0]["output"], "image: done\n",
+        "the stage's own output only"
+    );
     assert_eq!(
         result["metadata"]["image"]["org.osbuild.test.head"],
         json!({"name": "image", "inputs": ["one", "tree"]})
@@ -106,17 +107,7 @@ fn privileged_v2_exports_inputs_and_heads_arguments_file() {
 
     // The source epoch reached base's metadata id, and the export is a plain tree.
     let base_export = env.dir.path().join("out2");
-    let (again, code) = env.build_json(
-        &[
-            "--export",
-            "base",
-            "--export",
-            "image",
-            "--output-directory",
-            base_export.to_str().unwrap(),
-        ],
-        &m.to_string(),
-    );
+    let (again, code) = env.export_json(&["base", "image"], &base_export, &[], &m.to_string());
     assert_eq!(code, 0, "{again:#}");
     assert_eq!(again["log"], json!({}), "a cached rebuild runs nothing");
     assert_eq!(
@@ -155,17 +146,7 @@ fn privileged_v2_failing_stage_reports_heads_error_and_leaves_nothing() {
     });
     let inspected = env.inspect(&m);
     let out = env.dir.path().join("out");
-    let (result, code) = env.build_json(
-        &[
-            "--export",
-            "os",
-            "--output-directory",
-            out.to_str().unwrap(),
-            "--checkpoint",
-            "os",
-        ],
-        &m.to_string(),
-    );
+    let (result, code) = env.export_json(&["os"], &out, &["--checkpoint", "os"], &m.to_string());
     assert_eq!(code, 1, "{result:#}");
     assert_eq!(result["type"], "error");
     assert_eq!(result["success"], false);
@@ -276,15 +257,7 @@ fn privileged_v2_inline_sources_reach_a_files_input() {
         "pipelines": [{"name": "os", "stages": [stage]}]
     });
     let out = env.dir.path().join("out");
-    let (result, code) = env.build_json(
-        &[
-            "--export",
-            "os",
-            "--output-directory",
-            out.to_str().unwrap(),
-        ],
-        &m.to_string(),
-    );
+    let (result, code) = env.export_json(&["os"], &out, &[], &m.to_string());
     assert_eq!(code, 0, "{result:#}");
     let args: Value = serde_json::from_str(&read(&out.join("os/args/files.json"))).unwrap();
     assert_eq!(
@@ -302,15 +275,7 @@ fn privileged_v2_inline_sources_reach_a_files_input() {
     bad["sources"] = json!({"org.osbuild.inline": {"items": {wrong.clone(): {"encoding": "base64", "data": encoded}}}});
     bad["pipelines"][0]["stages"][0]["inputs"]["f"]["references"] = json!([wrong]);
     let out2 = env.dir.path().join("out2");
-    let (result, code) = env.build_json(
-        &[
-            "--export",
-            "os",
-            "--output-directory",
-            out2.to_str().unwrap(),
-        ],
-        &bad.to_string(),
-    );
+    let (result, code) = env.export_json(&["os"], &out2, &[], &bad.to_string());
     assert_eq!(code, 1, "{result:#}");
     assert_eq!(result["error"]["type"], "org.osbuild.error.source");
     assert_eq!(
@@ -493,17 +458,10 @@ fn privileged_v2_checkpoint_patterns_commit_the_stages_they_match() {
         // A pattern over stage ids marks one stage; another over types marks every stage.
         let first = format!("{}*", &ids[0][..12]);
         let out = env.dir.path().join("out");
-        let (result, code) = env.build_json(
-            &[
-                "--export",
-                "os",
-                "--output-directory",
-                out.to_str().unwrap(),
-                "--checkpoint",
-                pattern,
-                "--checkpoint",
-                &first,
-            ],
+        let (result, code) = env.export_json(
+            &["os"],
+            &out,
+            &["--checkpoint", pattern, "--checkpoint", &first],
             &m.to_string(),
         );
         assert_eq!(code, 0, "{result:#}");
@@ -541,55 +499,28 @@ fn disk_manifest(fail_while_mounted: bool) -> Value {
         ["truncate", "-s", "600M", "{tree}/disk.raw"],
         ["sh", "-c", format!("printf 'label: gpt\\n{table}' | sfdisk -q {{tree}}/disk.raw")]
     ]}));
-    let devices: serde_json::Map<String, Value> = ["root", "var", "boot"]
-        .iter()
-        .zip(PARTITIONS)
-        .map(|(name, (start, size))| {
-            let options =
-                json!({"filename": "disk.raw", "start": start, "size": size, "lock": true});
-            (
-                name.to_string(),
-                json!({"type": "org.osbuild.loopback", "options": options}),
-            )
-        })
-        .collect();
+    let names = ["root", "var", "boot"];
+    let parts: Vec<(&str, (u64, u64))> = names.into_iter().zip(PARTITIONS).collect();
+    let devices = common::loopback_devices(&parts);
     let mut mkfs = head_stage(json!({"name": "mkfs", "run": [
         ["mkfs.ext4", "-q", "-L", "root", "{dev:root}"],
         ["mkfs.btrfs", "-q", "-L", "var", "{dev:var}"],
         ["mkfs.xfs", "-q", "-L", "boot", "{dev:boot}"]
     ]}));
-    mkfs["devices"] = Value::Object(devices.clone());
+    mkfs["devices"] = devices.clone();
     let mut fill_options = json!({"name": "fill", "run": [["sh", "-c",
         "echo root > {mount:root}/hello && mkdir -p {mount:root}/var {mount:root}/boot && echo var > {mount:var}/v && echo boot > {mount:boot}/b"]]});
     if fail_while_mounted {
         fill_options["fail"] = json!("after mounting");
     }
     let mut fill = head_stage(fill_options);
-    fill["devices"] = Value::Object(devices);
+    fill["devices"] = devices;
     fill["mounts"] = json!([
         {"name": "root", "type": "org.osbuild.ext4", "source": "root", "target": "/"},
         {"name": "var", "type": "org.osbuild.btrfs", "source": "var", "target": "/var"},
         {"name": "boot", "type": "org.osbuild.xfs", "source": "boot", "target": "/boot"}
     ]);
     json!({"version": "2", "pipelines": [{"name": "image", "stages": [create, mkfs, fill]}]})
-}
-
-/// The content of `file` in the file system at `offset` sectors of `disk`, read through a
-/// read-only loop mount in a mount namespace of its own (gone when the command ends).
-fn read_back(disk: &std::path::Path, start: u64, file: &str) -> String {
-    let script = format!(
-        "d=$(mktemp -d) && mount -o ro,loop,offset={} {} \"$d\" && cat \"$d/{file}\"; s=$?; umount \"$d\"; rmdir \"$d\"; exit $s",
-        start * 512,
-        disk.display()
-    );
-    common::output(std::process::Command::new("unshare").args([
-        "--mount",
-        "--propagation",
-        "private",
-        "sh",
-        "-c",
-        &script,
-    ]))
 }
 
 #[test]
@@ -599,15 +530,7 @@ fn privileged_v2_loopback_devices_and_mounts_fill_a_partitioned_disk() {
     }
     let env = Env::new();
     let out = env.dir.path().join("out");
-    let (result, code) = env.build_json(
-        &[
-            "--export",
-            "image",
-            "--output-directory",
-            out.to_str().unwrap(),
-        ],
-        &disk_manifest(false).to_string(),
-    );
+    let (result, code) = env.export_json(&["image"], &out, &[], &disk_manifest(false).to_string());
     assert_eq!(code, 0, "{result:#}");
     let disk = out.join("image/disk.raw");
     let table = common::output(
@@ -621,9 +544,18 @@ fn privileged_v2_loopback_devices_and_mounts_fill_a_partitioned_disk() {
             "{table}"
         );
     }
-    assert_eq!(read_back(&disk, PARTITIONS[0].0, "hello"), "root\n");
-    assert_eq!(read_back(&disk, PARTITIONS[1].0, "v"), "var\n");
-    assert_eq!(read_back(&disk, PARTITIONS[2].0, "b"), "boot\n");
+    assert_eq!(
+        common::read_back(&disk, PARTITIONS[0].0, "hello", false),
+        "root\n"
+    );
+    assert_eq!(
+        common::read_back(&disk, PARTITIONS[1].0, "v", false),
+        "var\n"
+    );
+    assert_eq!(
+        common::read_back(&disk, PARTITIONS[2].0, "b", false),
+        "boot\n"
+    );
     // The stage got HEAD's devices and mounts entries.
     let args: Value = serde_json::from_str(&read(&out.join("image/args/fill.json"))).unwrap();
     let root = &args["devices"]["root"];
@@ -635,7 +567,7 @@ fn privileged_v2_loopback_devices_and_mounts_fill_a_partitioned_disk() {
     assert_eq!(args["mounts"]["root"]["path"], "/run/osbuild/mounts/.");
     assert_eq!(args["mounts"]["boot"]["path"], "/run/osbuild/mounts/boot");
     assert!(mounts_under(&env.store).is_empty());
-    assert_eq!(loops_on(&env.store), Vec::<String>::new());
+    assert_eq!(common::loops_backed_under(&env.store), Vec::<String>::new());
 }
 
 #[test]
@@ -644,8 +576,10 @@ fn privileged_v2_a_stage_failing_while_mounted_leaves_no_mount_or_loop_device() 
         return;
     }
     let env = Env::new();
-    let (result, code) = env.build_json(
-        &["--export", "image", "--output-directory", "/nonexistent"],
+    let (result, code) = env.export_json(
+        &["image"],
+        Path::new("/nonexistent"),
+        &[],
         &disk_manifest(true).to_string(),
     );
     assert_eq!(code, 1, "{result:#}");
@@ -658,30 +592,12 @@ fn privileged_v2_a_stage_failing_while_mounted_leaves_no_mount_or_loop_device() 
         "{:?}",
         mounts_under(&env.store)
     );
-    assert_eq!(loops_on(&env.store), Vec::<String>::new());
+    assert_eq!(common::loops_backed_under(&env.store), Vec::<String>::new());
     assert!(
         env.store_entries("tmp").is_empty(),
         "{:?}",
         env.store_entries("tmp")
     );
-}
-
-/// Loop devices whose backing file is under `dir`.
-fn loops_on(dir: &std::path::Path) -> Vec<String> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/sys/block").unwrap().flatten() {
-        let backing = entry.path().join("loop/backing_file");
-        if let Ok(file) = std::fs::read_to_string(&backing) {
-            if file.trim().starts_with(&*dir.to_string_lossy()) {
-                found.push(format!(
-                    "{}: {}",
-                    entry.file_name().to_string_lossy(),
-                    file.trim()
-                ));
-            }
-        }
-    }
-    found
 }
 
 #[test]
@@ -694,15 +610,10 @@ fn privileged_v2_stage_timeout_kills_a_stage_that_runs_too_long() {
         head_stage(json!({"name": "slow", "run": [["sleep", "60"]]}))
     ]}]});
     let started = std::time::Instant::now();
-    let (result, code) = env.build_json(
-        &[
-            "--export",
-            "os",
-            "--output-directory",
-            "/nonexistent",
-            "--stage-timeout",
-            "1",
-        ],
+    let (result, code) = env.export_json(
+        &["os"],
+        Path::new("/nonexistent"),
+        &["--stage-timeout", "1"],
         &m.to_string(),
     );
     assert_eq!(code, 1, "{result:#}");

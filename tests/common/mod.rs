@@ -102,6 +102,22 @@ impl Env {
         (result, out.status.code().unwrap_or(-1))
     }
 
+    /// A v2 build with `--json` exporting `exports` to `out` (plus `extra` options): the
+    /// parsed result and the exit code.
+    pub fn export_json(
+        &self,
+        exports: &[&str],
+        out: &Path,
+        extra: &[&str],
+        manifest: &str,
+    ) -> (serde_json::Value, i32) {
+        let out = out.to_str().expect("a UTF-8 path");
+        let mut args: Vec<&str> = exports.iter().flat_map(|e| ["--export", e]).collect();
+        args.extend(["--output-directory", out]);
+        args.extend_from_slice(extra);
+        self.build_json(&args, manifest)
+    }
+
     /// What `osbuild --inspect` says of `manifest` (ids on every stage); it must be valid.
     pub fn inspect(&self, manifest: &serde_json::Value) -> serde_json::Value {
         let out = self.osbuild(&["--inspect"], &manifest.to_string());
@@ -138,6 +154,57 @@ impl Env {
     pub fn committed(&self, id: &str, path: &str) -> PathBuf {
         self.store.join("refs").join(id).join(path)
     }
+}
+
+/// `path` in the file system at `start` sectors of `disk`, through a read-only loop mount in
+/// a mount namespace of its own (gone with the command): `cat` of a file, or
+/// `stat -c %F:%a` with `stat`.
+pub fn read_back(disk: &Path, start: u64, path: &str, stat: bool) -> String {
+    let show = if stat { "stat -c %F:%a" } else { "cat" };
+    let script = format!(
+        "d=$(mktemp -d) && mount -o ro,loop,offset={} {} \"$d\" && {show} \"$d/{path}\"; s=$?; umount \"$d\"; rmdir \"$d\"; exit $s",
+        start * 512,
+        disk.display()
+    );
+    output(Command::new("unshare").args([
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        &script,
+    ]))
+}
+
+/// v2 loopback devices over `disk.raw` of the stage's tree: `{name: {"type", "options"}}` for
+/// each `(name, (start, size))` in sectors, locked.
+pub fn loopback_devices(parts: &[(&str, (u64, u64))]) -> serde_json::Value {
+    let devices = parts.iter().map(|(name, (start, size))| {
+        let options =
+            serde_json::json!({"filename": "disk.raw", "start": start, "size": size, "lock": true});
+        (
+            name.to_string(),
+            serde_json::json!({"type": "org.osbuild.loopback", "options": options}),
+        )
+    });
+    serde_json::Value::Object(devices.collect())
+}
+
+/// Loop devices whose backing file is under `dir` ("loopN: FILE").
+pub fn loops_backed_under(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/sys/block").unwrap().flatten() {
+        if let Ok(file) = std::fs::read_to_string(entry.path().join("loop/backing_file")) {
+            if file.trim().starts_with(&*dir.to_string_lossy()) {
+                found.push(format!(
+                    "{}: {}",
+                    entry.file_name().to_string_lossy(),
+                    file.trim()
+                ));
+            }
+        }
+    }
+    found
 }
 
 /// Runs `cmd`, panics with its stderr unless it succeeds, returns its stdout.
