@@ -215,6 +215,30 @@ fn privileged_v2_command_line_errors_are_heads() {
     assert_eq!(o.status.code(), Some(2), "a usage error");
     assert!(String::from_utf8_lossy(&o.stderr).contains("unknown unit"));
 
+    // An input name is one directory in the sandbox: a '/' in it is refused, nothing left.
+    let mut slash = manifest();
+    let inputs = slash["pipelines"][1]["stages"][0]["inputs"].take();
+    slash["pipelines"][1]["stages"][0]["inputs"] = json!({"a/../b": inputs["tree"]});
+    let out = env.dir.path().join("slash");
+    let o = env.osbuild(
+        &[
+            "--export",
+            "image",
+            "--output-directory",
+            out.to_str().unwrap(),
+        ],
+        &slash.to_string(),
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("input a/../b: an input name must not contain '/'"),
+        "{stderr}"
+    );
+    assert!(env.store_entries("tmp").is_empty());
+    assert!(mounts_under(&env.store).is_empty());
+    std::fs::remove_dir_all(&env.store).unwrap();
+
     // Checkpoints by stage type: the tree after each matching stage is committed.
     let o = env.osbuild(
         &[

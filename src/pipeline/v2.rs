@@ -29,6 +29,10 @@ use crate::modules::ModuleKind;
 use crate::sources::{SourceError, Sources};
 use crate::store::{Object, ObjectKind, ReadGuard, Store, TempDir};
 
+/// The most metadata a stage may report (HEAD's rpm stage lists every package: ~1 MiB for
+/// a large image).
+const MAX_METADATA_BYTES: u64 = 4 * 1024 * 1024;
+
 /// A v2 manifest to build, with what the caller wants of it.
 pub struct V2Request {
     pub manifest: Manifest,
@@ -550,6 +554,15 @@ impl<'a> V2Run<'a, '_> {
     /// Keeps what a stage wrote to its metadata file in the store (a JSON object; anything
     /// else is ignored with a warning, as it is no metadata).
     fn keep_metadata(&self, stage: &Stage, file: &Path) -> Result<Option<Value>, BuildError> {
+        // What a stage writes is bounded like its output: it is kept and sent to clients.
+        let size = std::fs::metadata(file).map_or(0, |m| m.len());
+        if size > MAX_METADATA_BYTES {
+            tracing::warn!(
+                "stage {}: its metadata ({size} bytes) is over {MAX_METADATA_BYTES} bytes; ignored",
+                stage.module
+            );
+            return Ok(None);
+        }
         let text = std::fs::read_to_string(file).unwrap_or_default();
         if text.trim().is_empty() {
             return Ok(None);
@@ -635,6 +648,11 @@ impl<'a> V2Run<'a, '_> {
         for (name, input) in &stage.inputs {
             let what =
                 |m: &str| BuildError::Input(format!("stage {}, input {name}: {m}", stage.module));
+            // The name becomes a directory in the sandbox: one plain component (HEAD's
+            // pattern does not forbid a '/').
+            if name.contains(['/', '\0']) {
+                return Err(what("an input name must not contain '/'"));
+            }
             let host = scratch.path().join(format!("input-{}", mapped.len()));
             std::fs::create_dir(&host)
                 .map_err(|e| what(&format!("creating {}: {e}", host.display())))?;
