@@ -109,6 +109,67 @@ fn invalid_manifest_exits_2_listing_every_error_with_its_path() {
     let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(v["success"], false);
     assert_eq!(v["errors"].as_array().unwrap().len(), 3, "{v}");
+    // Paths as osbuild's lists: keys and indices, as a client walks the document.
+    let paths: Vec<&serde_json::Value> = v["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["path"])
+        .collect();
+    assert!(
+        paths.contains(&&serde_json::json!([
+            "pipeline", "stages", 0, "options", "hostname"
+        ])),
+        "{v}"
+    );
+    assert!(
+        paths.contains(&&serde_json::json!(["pipeline", "stages", 1, "name"])),
+        "{v}"
+    );
+}
+
+#[test]
+fn a_v2_error_path_keeps_a_key_with_dots_as_one_key() {
+    let manifest = r#"{"version": "2",
+        "sources": {"org.osbuild.inline": {"items": 7}},
+        "pipelines": [{"name": "os", "stages": [{"type": "org.osbuild.noop", "options": []}]}]}"#;
+    let (code, stdout, stderr) = osbuild(&["--inspect", "-"], manifest);
+    assert_eq!(code, 2, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let paths: Vec<&serde_json::Value> = v["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["path"])
+        .collect();
+    assert!(
+        paths.contains(&&serde_json::json!([
+            "sources",
+            "org.osbuild.inline",
+            "items"
+        ])),
+        "{v}"
+    );
+    assert!(
+        paths.contains(&&serde_json::json!([
+            "pipelines",
+            0,
+            "stages",
+            0,
+            "options"
+        ])),
+        "{v}"
+    );
+    // The human form names the same places.
+    let (_, _, stderr) = osbuild(&["--store", "/nonexistent", "-"], manifest);
+    assert!(
+        stderr.contains("sources.org.osbuild.inline.items"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("pipelines[0].stages[0].options"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -183,7 +244,7 @@ fn generated_uefi_and_hybrid_manifests_pass_inspect_and_bad_options_do_not() {
     let (code, stdout, _) = osbuild(&["--inspect", "-"], manifest);
     assert_eq!(code, 2);
     assert!(
-        stdout.contains(r#""path":"pipeline.stages[0].options.uefi.install""#),
+        stdout.contains(r#""path":["pipeline","stages",0,"options","uefi","install"]"#),
         "{stdout}"
     );
     // The generator names the kinds it knows.

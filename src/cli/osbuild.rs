@@ -530,9 +530,9 @@ fn report_invalid(e: &ManifestError, as_json: bool) -> i32 {
         let errors: Vec<serde_json::Value> = match e {
             ManifestError::Invalid(list) => list
                 .iter()
-                .map(|v| serde_json::json!({"message": v.message, "path": v.path}))
+                .map(|v| serde_json::json!({"message": v.message, "path": v.path.to_json()}))
                 .collect(),
-            other => vec![serde_json::json!({"message": other.to_string(), "path": ""})],
+            other => vec![serde_json::json!({"message": other.to_string(), "path": []})],
         };
         let out = serde_json::json!({
             "type": "https://osbuild.org/validation-error",

@@ -20,13 +20,13 @@ pub use v1::{parse_build_env, Build, Manifest, Pipeline, Stage};
 /// One problem in a manifest, at a path such as `pipeline.stages[2].options.hostname`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ValidationError {
-    pub path: String,
+    pub path: JsonPath,
     pub message: String,
 }
 
 impl fmt::Display for ValidationError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.path.is_empty() {
+        if self.path.is_root() {
             f.write_str(&self.message)
         } else {
             write!(f, "{}: {}", self.path, self.message)
@@ -111,34 +111,90 @@ fn outcome<T>(manifest: T, errors: Vec<ValidationError>) -> Result<T, ManifestEr
     }
 }
 
-/// `path` + `.key` (just `key` at the top).
-fn join(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_owned()
-    } else {
-        format!("{path}.{key}")
+/// Where in a manifest a problem is: the object keys and array indices from the top, shown as
+/// `pipelines[1].stages[0].options.foo` and given to `--json` as osbuild's list
+/// (`["pipelines", 1, "stages", 0, "options", "foo"]`), so a key with a dot stays one key.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct JsonPath(Vec<Segment>);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Segment {
+    Key(String),
+    Index(usize),
+}
+
+impl JsonPath {
+    /// The document itself.
+    pub fn root() -> JsonPath {
+        JsonPath::default()
+    }
+
+    /// This path + member `key`.
+    pub fn key(&self, key: &str) -> JsonPath {
+        self.with(Segment::Key(key.to_owned()))
+    }
+
+    /// This path + array item `i`.
+    pub fn index(&self, i: usize) -> JsonPath {
+        self.with(Segment::Index(i))
+    }
+
+    fn with(&self, segment: Segment) -> JsonPath {
+        let mut segments = self.0.clone();
+        segments.push(segment);
+        JsonPath(segments)
+    }
+
+    pub fn is_root(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// osbuild's form: a list of keys (strings) and indices (numbers).
+    pub fn to_json(&self) -> serde_json::Value {
+        self.0
+            .iter()
+            .map(|s| match s {
+                Segment::Key(k) => serde_json::Value::from(k.as_str()),
+                Segment::Index(i) => serde_json::Value::from(*i),
+            })
+            .collect()
+    }
+}
+
+impl fmt::Display for JsonPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (n, s) in self.0.iter().enumerate() {
+            match s {
+                Segment::Key(k) if n == 0 => f.write_str(k)?,
+                Segment::Key(k) => write!(f, ".{k}")?,
+                Segment::Index(i) => write!(f, "[{i}]")?,
+            }
+        }
+        Ok(())
     }
 }
 
 /// `pipeline.stages[0].options` + the JSON pointer `/a/0/b` → `...options.a[0].b`, looking at
 /// the value to tell an array index from an object key that happens to be a number.
-fn options_path(prefix: &str, options: &Value, pointer: &jsonschema::paths::Location) -> String {
-    let mut path = prefix.to_owned();
+fn options_path(
+    prefix: &JsonPath,
+    options: &Value,
+    pointer: &jsonschema::paths::Location,
+) -> JsonPath {
+    let mut path = prefix.clone();
     let mut cur = Some(options);
     for seg in pointer {
         let key = match seg {
             jsonschema::paths::LocationSegment::Property(p) => p.into_owned(),
             jsonschema::paths::LocationSegment::Index(i) => i.to_string(),
         };
-        match cur {
-            Some(Value::Array(items)) => {
-                let i: Option<usize> = key.parse().ok();
-                path.push_str(&format!("[{key}]"));
-                cur = i.and_then(|i| items.get(i));
+        match (cur, key.parse::<usize>()) {
+            (Some(Value::Array(items)), Ok(i)) => {
+                path = path.index(i);
+                cur = items.get(i);
             }
-            other => {
-                path.push('.');
-                path.push_str(&key);
+            (other, _) => {
+                path = path.key(&key);
                 cur = other.and_then(|v| v.get(&key));
             }
         }

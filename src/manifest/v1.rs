@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use sha2::{Digest, Sha256};
 
-use super::{join, options_path, outcome, ManifestError, ValidationError};
+use super::{options_path, outcome, JsonPath, ManifestError, ValidationError};
 use crate::id::ObjectId;
 use crate::json::{self, Map, Value};
 use crate::modules::{Index, ModuleKind};
@@ -202,7 +202,7 @@ fn stage_id(
 pub fn parse_build_env(text: &str) -> Result<Build, ManifestError> {
     let doc = json::parse(text)?;
     let mut c = Checker::new(None);
-    let build = c.build(&doc, "");
+    let build = c.build(&doc, &JsonPath::root());
     match (c.errors.is_empty(), build) {
         (true, Some(b)) => Ok(b),
         (true, None) => Ok(Build {
@@ -255,15 +255,15 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn error(&mut self, path: &str, message: impl Into<String>) {
+    fn error(&mut self, path: &JsonPath, message: impl Into<String>) {
         self.errors.push(ValidationError {
-            path: path.to_owned(),
+            path: path.clone(),
             message: message.into(),
         });
     }
 
     /// The object at `path`, or an error; unknown keys are reported.
-    fn object<'v>(&mut self, v: &'v Value, path: &str, allowed: &[&str]) -> Option<&'v Map> {
+    fn object<'v>(&mut self, v: &'v Value, path: &JsonPath, allowed: &[&str]) -> Option<&'v Map> {
         let Some(obj) = v.as_object() else {
             self.error(path, format!("expected an object, found {}", v.type_name()));
             return None;
@@ -271,7 +271,7 @@ impl<'a> Checker<'a> {
         for key in obj.keys() {
             if !allowed.contains(&key.as_str()) {
                 self.error(
-                    &join(path, key),
+                    &path.key(key),
                     format!("unknown key '{key}' (allowed: {})", allowed.join(", ")),
                 );
             }
@@ -288,7 +288,7 @@ impl<'a> Checker<'a> {
         let doc = stripped.as_ref().unwrap_or(doc);
         let Some(obj) = doc.as_object() else {
             self.error(
-                "",
+                &JsonPath::root(),
                 format!(
                     "a manifest must be a JSON object, found {}",
                     doc.type_name()
@@ -297,12 +297,16 @@ impl<'a> Checker<'a> {
             return empty;
         };
         let (pipeline, sources) = if obj.contains_key("pipeline") {
-            self.object(doc, "", &["pipeline", "sources"]);
-            let p = self.pipeline(&obj["pipeline"], "pipeline");
+            self.object(doc, &JsonPath::root(), &["pipeline", "sources"]);
+            let p = self.pipeline(&obj["pipeline"], &JsonPath::root().key("pipeline"));
             (p, obj.get("sources"))
         } else {
             // The bare form (osbuild v10 still accepted it): the document is the pipeline.
-            let p = self.pipeline_fields(obj, "", &["build", "stages", "assembler", "sources"]);
+            let p = self.pipeline_fields(
+                obj,
+                &JsonPath::root(),
+                &["build", "stages", "assembler", "sources"],
+            );
             (p, obj.get("sources"))
         };
         let mut sources_map = BTreeMap::new();
@@ -312,7 +316,7 @@ impl<'a> Checker<'a> {
                 for (name, opts) in s {
                     if opts.as_object().is_none() {
                         self.error(
-                            &join("sources", name),
+                            &JsonPath::root().key("sources").key(name),
                             format!("expected an object, found {}", opts.type_name()),
                         );
                     }
@@ -320,7 +324,7 @@ impl<'a> Checker<'a> {
                 }
             }
             Some(other) => self.error(
-                "sources",
+                &JsonPath::root().key("sources"),
                 format!("expected an object, found {}", other.type_name()),
             ),
         }
@@ -330,7 +334,7 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn pipeline(&mut self, v: &Value, path: &str) -> Pipeline {
+    fn pipeline(&mut self, v: &Value, path: &JsonPath) -> Pipeline {
         match v.as_object() {
             Some(obj) => self.pipeline_fields(obj, path, &["build", "stages", "assembler"]),
             None => {
@@ -340,28 +344,28 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn pipeline_fields(&mut self, obj: &Map, path: &str, allowed: &[&str]) -> Pipeline {
+    fn pipeline_fields(&mut self, obj: &Map, path: &JsonPath, allowed: &[&str]) -> Pipeline {
         for key in obj.keys() {
             if !allowed.contains(&key.as_str()) {
                 self.error(
-                    &join(path, key),
+                    &path.key(key),
                     format!("unknown key '{key}' (allowed: {})", allowed.join(", ")),
                 );
             }
         }
         let build = obj
             .get("build")
-            .and_then(|b| self.build(b, &join(path, "build")));
+            .and_then(|b| self.build(b, &path.key("build")));
         let build_id = build.as_ref().and_then(|b| b.pipeline.tree_id()).cloned();
 
         let mut stages = Vec::new();
         if let Some(list) = obj.get("stages") {
-            let stages_path = join(path, "stages");
+            let stages_path = path.key("stages");
             match list.as_array() {
                 Some(items) => {
                     let mut base: Option<ObjectId> = None;
                     for (i, item) in items.iter().enumerate() {
-                        let item_path = format!("{stages_path}[{i}]");
+                        let item_path = stages_path.index(i);
                         if let Some(stage) = self.stage(
                             item,
                             &item_path,
@@ -384,7 +388,7 @@ impl<'a> Checker<'a> {
         let assembler = obj.get("assembler").and_then(|a| {
             self.stage(
                 a,
-                &join(path, "assembler"),
+                &path.key("assembler"),
                 ModuleKind::Assembler,
                 build_id.as_ref(),
                 tree_id.as_ref(),
@@ -398,20 +402,20 @@ impl<'a> Checker<'a> {
     }
 
     /// A build section; `None` when its pipeline is empty (v10 then drops it).
-    fn build(&mut self, v: &Value, path: &str) -> Option<Build> {
+    fn build(&mut self, v: &Value, path: &JsonPath) -> Option<Build> {
         let obj = self.object(v, path, &["pipeline", "runner"])?;
         let runner = match obj.get("runner") {
             Some(Value::String(r)) => {
                 if let Some(index) = self.index {
                     if let Err(e) = index.resolve_runner(r) {
-                        self.error(&join(path, "runner"), e.to_string());
+                        self.error(&path.key("runner"), e.to_string());
                     }
                 }
                 Some(r.clone())
             }
             Some(other) => {
                 self.error(
-                    &join(path, "runner"),
+                    &path.key("runner"),
                     format!("expected a string, found {}", other.type_name()),
                 );
                 None
@@ -428,7 +432,7 @@ impl<'a> Checker<'a> {
             }
             // Python's truthiness: an empty (or null) pipeline means no build pipeline.
             Some(p) if !p.is_truthy() && (p.is_null() || p.as_object().is_some()) => return None,
-            Some(p) => self.pipeline(p, &join(path, "pipeline")),
+            Some(p) => self.pipeline(p, &path.key("pipeline")),
         };
         Some(Build {
             pipeline: Box::new(pipeline),
@@ -439,7 +443,7 @@ impl<'a> Checker<'a> {
     fn stage(
         &mut self,
         v: &Value,
-        path: &str,
+        path: &JsonPath,
         kind: ModuleKind,
         build: Option<&ObjectId>,
         base: Option<&ObjectId>,
@@ -449,7 +453,7 @@ impl<'a> Checker<'a> {
             Some(Value::String(n)) => Some(n.clone()),
             Some(other) => {
                 self.error(
-                    &join(path, "name"),
+                    &path.key("name"),
                     format!("expected a string, found {}", other.type_name()),
                 );
                 None
@@ -464,7 +468,7 @@ impl<'a> Checker<'a> {
             Some(o @ Value::Object(_)) => Some(o.clone()),
             Some(other) => {
                 self.error(
-                    &join(path, "options"),
+                    &path.key("options"),
                     format!("expected an object, found {}", other.type_name()),
                 );
                 None
@@ -488,13 +492,13 @@ impl<'a> Checker<'a> {
         kind: ModuleKind,
         name: &str,
         options: Option<&Value>,
-        path: &str,
+        path: &JsonPath,
     ) {
         let key = (kind, name.to_owned());
         if !self.validators.contains_key(&key) {
             let validator = if index.path(kind, name).is_none() {
                 self.error(
-                    &join(path, "name"),
+                    &path.key("name"),
                     format!(
                         "unknown {kind} '{name}' (not in {})",
                         index.libdir().join(kind.dir_name()).display()
@@ -511,7 +515,7 @@ impl<'a> Checker<'a> {
                     // cannot run from a v1 manifest.
                     Ok(meta) if meta.schema.is_none() && meta.schema_2.is_some() => {
                         self.error(
-                            &join(path, "name"),
+                            &path.key("name"),
                             format!("the {kind} '{name}' exists only for version 2 manifests"),
                         );
                         None
@@ -539,7 +543,7 @@ impl<'a> Checker<'a> {
         let found: Vec<ValidationError> = validator
             .iter_errors(&instance)
             .map(|e| ValidationError {
-                path: options_path(&join(path, "options"), options, &e.instance_path),
+                path: options_path(&path.key("options"), options, &e.instance_path),
                 message: e.to_string(),
             })
             .collect();

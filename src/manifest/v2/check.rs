@@ -7,7 +7,7 @@ use std::collections::{BTreeSet, HashMap};
 use super::{schema, Device, Input, Manifest, Mount, Origin, Pipeline, Stage, StageContext};
 use crate::id::ObjectId;
 use crate::json::{Map, Value};
-use crate::manifest::{join, options_path, outcome, ManifestError, ValidationError};
+use crate::manifest::{options_path, outcome, JsonPath, ManifestError, ValidationError};
 use crate::modules::{Index, ModuleKind};
 
 pub(super) fn check(doc: &Value, index: Option<&Index>) -> Result<Manifest, ManifestError> {
@@ -33,14 +33,14 @@ struct Checker<'a> {
 }
 
 impl Checker<'_> {
-    fn error(&mut self, path: &str, message: impl Into<String>) {
+    fn error(&mut self, path: &JsonPath, message: impl Into<String>) {
         self.errors.push(ValidationError {
-            path: path.to_owned(),
+            path: path.clone(),
             message: message.into(),
         });
     }
 
-    fn wrong_type(&mut self, path: &str, expected: &str, found: &Value) {
+    fn wrong_type(&mut self, path: &JsonPath, expected: &str, found: &Value) {
         self.error(
             path,
             format!("expected {expected}, found {}", found.type_name()),
@@ -52,7 +52,7 @@ impl Checker<'_> {
     fn object<'v>(
         &mut self,
         v: &'v Value,
-        path: &str,
+        path: &JsonPath,
         allowed: &[&str],
         required: &[&str],
     ) -> Option<&'v Map> {
@@ -62,7 +62,7 @@ impl Checker<'_> {
         };
         for key in obj.keys().filter(|k| !allowed.contains(&k.as_str())) {
             let message = format!("unknown key '{key}' (allowed: {})", allowed.join(", "));
-            self.error(&join(path, key), message);
+            self.error(&path.key(key), message);
         }
         for key in required.iter().filter(|k| !obj.contains_key(**k)) {
             self.error(path, format!("'{key}' is required"));
@@ -71,47 +71,47 @@ impl Checker<'_> {
     }
 
     /// Member `key` of `obj` if it is a string (a wrong type is reported).
-    fn string(&mut self, obj: &Map, path: &str, key: &str) -> Option<String> {
+    fn string(&mut self, obj: &Map, path: &JsonPath, key: &str) -> Option<String> {
         match obj.get(key)? {
             Value::String(s) => Some(s.clone()),
             other => {
-                self.wrong_type(&join(path, key), "a string", other);
+                self.wrong_type(&path.key(key), "a string", other);
                 None
             }
         }
     }
 
     /// Member `key` of `obj` if it is an object, `{}` when absent; `None` on a wrong type.
-    fn options(&mut self, obj: &Map, path: &str, key: &str) -> Option<Value> {
+    fn options(&mut self, obj: &Map, path: &JsonPath, key: &str) -> Option<Value> {
         match obj.get(key) {
             None => Some(Value::Object(Map::new())),
             Some(v @ Value::Object(_)) => Some(v.clone()),
             Some(other) => {
-                self.wrong_type(&join(path, key), "an object", other);
+                self.wrong_type(&path.key(key), "an object", other);
                 None
             }
         }
     }
 
     /// Member `key` of `obj` as an array (empty when absent).
-    fn array<'v>(&mut self, obj: &'v Map, path: &str, key: &str) -> &'v [Value] {
+    fn array<'v>(&mut self, obj: &'v Map, path: &JsonPath, key: &str) -> &'v [Value] {
         match obj.get(key) {
             None => &[],
             Some(Value::Array(items)) => items,
             Some(other) => {
-                self.wrong_type(&join(path, key), "an array", other);
+                self.wrong_type(&path.key(key), "an array", other);
                 &[]
             }
         }
     }
 
     /// Member `key` of `obj` as an object (empty when absent).
-    fn map<'v>(&mut self, obj: &'v Map, path: &str, key: &str) -> Option<&'v Map> {
+    fn map<'v>(&mut self, obj: &'v Map, path: &JsonPath, key: &str) -> Option<&'v Map> {
         match obj.get(key) {
             None => None,
             Some(Value::Object(m)) => Some(m),
             Some(other) => {
-                self.wrong_type(&join(path, key), "an object", other);
+                self.wrong_type(&path.key(key), "an object", other);
                 None
             }
         }
@@ -120,13 +120,17 @@ impl Checker<'_> {
     fn manifest(&mut self, doc: &Value) -> Manifest {
         let allowed = ["version", "pipelines", "sources", "metadata"];
         let obj = self
-            .object(doc, "", &allowed, &[])
+            .object(doc, &JsonPath::root(), &allowed, &[])
             .cloned()
             .unwrap_or_default();
         let metadata = self.metadata(&obj);
         let sources = self.sources(&obj);
-        for (i, p) in self.array(&obj, "", "pipelines").iter().enumerate() {
-            if let Some(p) = self.pipeline(p, &format!("pipelines[{i}]")) {
+        for (i, p) in self
+            .array(&obj, &JsonPath::root(), "pipelines")
+            .iter()
+            .enumerate()
+        {
+            if let Some(p) = self.pipeline(p, &JsonPath::root().key("pipelines").index(i)) {
                 self.pipelines.push(p);
             }
         }
@@ -141,7 +145,12 @@ impl Checker<'_> {
         let Some(v) = obj.get("metadata") else {
             return Map::new();
         };
-        let Some(meta) = self.object(v, "metadata", &["exports", "generators"], &[]) else {
+        let Some(meta) = self.object(
+            v,
+            &JsonPath::root().key("metadata"),
+            &["exports", "generators"],
+            &[],
+        ) else {
             return Map::new();
         };
         let lists = [
@@ -149,9 +158,13 @@ impl Checker<'_> {
             ("generators", &["name", "version"][..]),
         ];
         for (list, keys) in lists {
-            let path = join("metadata", list);
-            for (i, item) in self.array(meta, "metadata", list).iter().enumerate() {
-                let item_path = format!("{path}[{i}]");
+            let path = JsonPath::root().key("metadata").key(list);
+            for (i, item) in self
+                .array(meta, &JsonPath::root().key("metadata"), list)
+                .iter()
+                .enumerate()
+            {
+                let item_path = path.index(i);
                 if let Some(entry) = self.object(item, &item_path, keys, &["name"]) {
                     for key in keys {
                         self.string(entry, &item_path, key);
@@ -163,32 +176,32 @@ impl Checker<'_> {
     }
 
     fn sources(&mut self, obj: &Map) -> Map {
-        let Some(sources) = self.map(obj, "", "sources") else {
+        let Some(sources) = self.map(obj, &JsonPath::root(), "sources") else {
             return Map::new();
         };
         for (name, source) in sources {
-            let path = join("sources", name);
+            let path = JsonPath::root().key("sources").key(name);
             self.check_module(ModuleKind::Source, name, source, &path, "");
             let Some(s) = self.object(source, &path, &["items", "options"], &["items"]) else {
                 continue;
             };
             self.options(s, &path, "options");
             if let Some(items) = s.get("items") {
-                let refs = self.references(items, &join(&path, "items"));
+                let refs = self.references(items, &path.key("items"));
                 self.source_refs.extend(refs.into_iter().map(|(r, _)| r));
             }
         }
         sources.clone()
     }
 
-    fn pipeline(&mut self, v: &Value, path: &str) -> Option<Pipeline> {
+    fn pipeline(&mut self, v: &Value, path: &JsonPath) -> Option<Pipeline> {
         let allowed = ["name", "build", "runner", "source-epoch", "stages"];
         let obj = self.object(v, path, &allowed, &["name"])?;
         let name = self.string(obj, path, "name");
         if let Some(n) = &name {
             if self.pipelines.iter().any(|p| &p.name == n) {
                 self.error(
-                    &join(path, "name"),
+                    &path.key("name"),
                     format!("a pipeline named '{n}' comes earlier"),
                 );
             }
@@ -197,14 +210,14 @@ impl Checker<'_> {
         let runner = self.string(obj, path, "runner");
         if let (Some(r), Some(index)) = (&runner, self.index) {
             if let Err(e) = index.resolve_runner(r) {
-                self.error(&join(path, "runner"), e.to_string());
+                self.error(&path.key("runner"), e.to_string());
             }
         }
         let source_epoch = match obj.get("source-epoch") {
             None => None,
             Some(v @ Value::Int(_)) => Some(v.clone()),
             Some(other) => {
-                self.wrong_type(&join(path, "source-epoch"), "an integer", other);
+                self.wrong_type(&path.key("source-epoch"), "an integer", other);
                 None
             }
         };
@@ -219,11 +232,11 @@ impl Checker<'_> {
     }
 
     /// The build pipeline's id (`None` for none, one without stages, or an error).
-    fn build(&mut self, obj: &Map, path: &str) -> Option<ObjectId> {
+    fn build(&mut self, obj: &Map, path: &JsonPath) -> Option<ObjectId> {
         let build = self.string(obj, path, "build").filter(|b| !b.is_empty())?;
         let found = self.pipeline_id(&build);
         if found.is_none() {
-            self.error(&join(path, "build"), unknown_pipeline(&build));
+            self.error(&path.key("build"), unknown_pipeline(&build));
         }
         found.flatten()
     }
@@ -243,7 +256,7 @@ impl Checker<'_> {
     fn stages(
         &mut self,
         obj: &Map,
-        path: &str,
+        path: &JsonPath,
         build: Option<&ObjectId>,
         source_epoch: Option<&Value>,
     ) -> Vec<Stage> {
@@ -254,7 +267,7 @@ impl Checker<'_> {
                 base: stages.last().map(|s| &s.id),
                 source_epoch,
             };
-            let stage_path = format!("{}[{i}]", join(path, "stages"));
+            let stage_path = path.key("stages").index(i);
             if let Some(stage) = self.stage(item, &stage_path, &ctx) {
                 stages.push(stage);
             }
@@ -262,7 +275,7 @@ impl Checker<'_> {
         stages
     }
 
-    fn stage(&mut self, v: &Value, path: &str, ctx: &StageContext<'_>) -> Option<Stage> {
+    fn stage(&mut self, v: &Value, path: &JsonPath, ctx: &StageContext<'_>) -> Option<Stage> {
         let allowed = ["type", "options", "inputs", "devices", "mounts"];
         let obj = self.object(v, path, &allowed, &["type"])?;
         let module = self.string(obj, path, "type");
@@ -292,7 +305,7 @@ impl Checker<'_> {
         kind: ModuleKind,
         name: &str,
         value: &Value,
-        path: &str,
+        path: &JsonPath,
         type_key: &str,
     ) {
         let Some(index) = self.index else {
@@ -322,7 +335,7 @@ impl Checker<'_> {
         index: &Index,
         kind: ModuleKind,
         name: &str,
-        path: &str,
+        path: &JsonPath,
         type_key: &str,
     ) -> Option<jsonschema::Validator> {
         if !index.knows(kind, name) {
@@ -330,7 +343,7 @@ impl Checker<'_> {
             let message = format!("unknown {kind} '{name}' (not in {})", dir.display());
             let at = match type_key {
                 "" => path.to_owned(),
-                key => join(path, key),
+                key => path.key(key),
             };
             self.error(&at, message);
             return None;
@@ -376,7 +389,7 @@ fn or_empty(v: &Value) -> Value {
 
 impl Checker<'_> {
     /// References or source items: `{ref: options}`, `[ref, ...]` or `[{"id", "options"?}]`.
-    fn references(&mut self, v: &Value, path: &str) -> Vec<(String, Value)> {
+    fn references(&mut self, v: &Value, path: &JsonPath) -> Vec<(String, Value)> {
         let mut refs = Vec::new();
         match v {
             Value::Object(m) => {
@@ -391,7 +404,7 @@ impl Checker<'_> {
             }
             Value::Array(items) if items.iter().all(|i| i.as_object().is_some()) && !items.is_empty() => {
                 for (i, item) in items.iter().enumerate() {
-                    let item_path = format!("{path}[{i}]");
+                    let item_path = path.index(i);
                     let Some(obj) = self.object(item, &item_path, &["id", "options"], &["id"]) else {
                         continue;
                     };
@@ -416,7 +429,7 @@ impl Checker<'_> {
     fn inputs(
         &mut self,
         obj: &Map,
-        path: &str,
+        path: &JsonPath,
     ) -> Option<std::collections::BTreeMap<String, Input>> {
         let mut inputs = std::collections::BTreeMap::new();
         let Some(map) = self.map(obj, path, "inputs") else {
@@ -424,7 +437,7 @@ impl Checker<'_> {
         };
         let mut ok = true;
         for (name, v) in map {
-            let input_path = join(&join(path, "inputs"), name);
+            let input_path = path.key("inputs").key(name);
             if !name.starts_with(|c: char| c.is_ascii_alphabetic()) {
                 self.error(&input_path, "an input name must start with a letter");
                 ok = false;
@@ -439,7 +452,7 @@ impl Checker<'_> {
         ok.then_some(inputs)
     }
 
-    fn input(&mut self, v: &Value, path: &str) -> Option<Input> {
+    fn input(&mut self, v: &Value, path: &JsonPath) -> Option<Input> {
         let allowed = ["type", "origin", "references", "options"];
         let required = ["type", "origin", "references"];
         let obj = self.object(v, path, &allowed, &required)?;
@@ -452,13 +465,13 @@ impl Checker<'_> {
                 let message = format!(
                     "unknown origin '{o}' (allowed: org.osbuild.source, org.osbuild.pipeline)"
                 );
-                self.error(&join(path, "origin"), message);
+                self.error(&path.key("origin"), message);
                 None
             }),
             None => None,
         };
         let options = self.options(obj, path, "options");
-        let refs_path = join(path, "references");
+        let refs_path = path.key("references");
         let refs = obj
             .get("references")
             .map(|r| self.references(r, &refs_path));
@@ -479,7 +492,7 @@ impl Checker<'_> {
         &mut self,
         origin: Origin,
         refs: Vec<(String, Value)>,
-        path: &str,
+        path: &JsonPath,
     ) -> Option<Vec<(String, Value)>> {
         let mut resolved = Vec::new();
         let mut ok = true;
@@ -510,15 +523,15 @@ impl Checker<'_> {
     }
 
     /// The devices, parents before their children (HEAD's `sort_devices`).
-    fn devices(&mut self, obj: &Map, path: &str) -> Option<Vec<Device>> {
+    fn devices(&mut self, obj: &Map, path: &JsonPath) -> Option<Vec<Device>> {
         let Some(map) = self.map(obj, path, "devices") else {
             return obj.get("devices").is_none().then_some(Vec::new());
         };
-        let devices_path = join(path, "devices");
+        let devices_path = path.key("devices");
         let mut todo: Vec<(String, String, Option<String>, Value)> = Vec::new();
         let mut ok = true;
         for (name, v) in map {
-            let dev_path = join(&devices_path, name);
+            let dev_path = devices_path.key(name);
             match self.device(v, &dev_path) {
                 Some((module, parent, options)) => {
                     todo.push((name.clone(), module, parent, options))
@@ -529,7 +542,7 @@ impl Checker<'_> {
         for (name, _, parent, _) in &todo {
             if let Some(p) = parent.as_ref().filter(|p| !map.contains_key(*p)) {
                 self.error(
-                    &join(&devices_path, name),
+                    &devices_path.key(name),
                     format!("missing parent device '{p}' for '{name}'"),
                 );
                 ok = false;
@@ -567,7 +580,7 @@ impl Checker<'_> {
     }
 
     /// A device's module, parent (a non-empty name) and options.
-    fn device(&mut self, v: &Value, path: &str) -> Option<(String, Option<String>, Value)> {
+    fn device(&mut self, v: &Value, path: &JsonPath) -> Option<(String, Option<String>, Value)> {
         let obj = self.object(v, path, &["type", "parent", "options"], &["type"])?;
         let module = self.string(obj, path, "type");
         if let Some(m) = &module {
@@ -586,15 +599,20 @@ impl Checker<'_> {
         ))
     }
 
-    fn mounts(&mut self, obj: &Map, path: &str, devices: Option<&[Device]>) -> Option<Vec<Mount>> {
+    fn mounts(
+        &mut self,
+        obj: &Map,
+        path: &JsonPath,
+        devices: Option<&[Device]>,
+    ) -> Option<Vec<Mount>> {
         let mut mounts: Vec<Mount> = Vec::new();
         let mut ok = obj.get("mounts").is_none_or(|m| m.as_array().is_some());
         for (i, v) in self.array(obj, path, "mounts").iter().enumerate() {
-            let mount_path = format!("{}[{i}]", join(path, "mounts"));
+            let mount_path = path.key("mounts").index(i);
             match self.mount(v, &mount_path, devices) {
                 Some(m) if mounts.iter().any(|o| o.name == m.name) => {
                     self.error(
-                        &join(&mount_path, "name"),
+                        &mount_path.key("name"),
                         format!("duplicated mount '{}'", m.name),
                     );
                     ok = false;
@@ -606,7 +624,7 @@ impl Checker<'_> {
         ok.then_some(mounts)
     }
 
-    fn mount(&mut self, v: &Value, path: &str, devices: Option<&[Device]>) -> Option<Mount> {
+    fn mount(&mut self, v: &Value, path: &JsonPath, devices: Option<&[Device]>) -> Option<Mount> {
         let allowed = ["name", "type", "source", "target", "partition", "options"];
         let obj = self.object(v, path, &allowed, &["name", "type"])?;
         let module = self.string(obj, path, "type");
@@ -620,7 +638,7 @@ impl Checker<'_> {
             None => Some(None),
             Some(v @ (Value::Int(_) | Value::Float(_))) => Some(Some(v.clone())),
             Some(other) => {
-                self.wrong_type(&join(path, "partition"), "a number", other);
+                self.wrong_type(&path.key("partition"), "a number", other);
                 None
             }
         };
@@ -634,7 +652,7 @@ impl Checker<'_> {
                 None => {
                     let n = name.as_deref().unwrap_or_default();
                     self.error(
-                        &join(path, "source"),
+                        &path.key("source"),
                         format!("unknown device '{s}' for mount '{n}'"),
                     );
                     return None;
