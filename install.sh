@@ -96,9 +96,11 @@ service_files=(
     share/polkit-1/actions/org.osbuild.builder1.policy
     lib/systemd/system/osbuildd.service
     lib/tmpfiles.d/osbuildd.conf
+    lib/udev/rules.d/10-osbuildd-inhibitor.rules
 )
 
-# install_service_files: the bus policy, activation file, XML, polkit policy, unit, tmpfiles.
+# install_service_files: the bus policy, activation file, XML, polkit policy, unit, tmpfiles,
+# the udev rules that keep udev off a build's loop devices.
 install_service_files() {
     local root="$destdir$prefix" subst
     subst="s|@BINDIR@|$prefix/bin|g; s|@LIBDIR@|$prefix/lib/osbuild|g"
@@ -109,8 +111,10 @@ install_service_files() {
     install -D -m 0644 polkit/org.osbuild.builder1.policy "$root/share/polkit-1/actions/org.osbuild.builder1.policy"
     sed "$subst" systemd/osbuildd.service.in > "$root/lib/systemd/system/osbuildd.service"
     install -D -m 0644 systemd/osbuildd.tmpfiles.conf "$root/lib/tmpfiles.d/osbuildd.conf"
+    install -D -m 0644 systemd/10-osbuildd-inhibitor.rules "$root/lib/udev/rules.d/10-osbuildd-inhibitor.rules"
     install -D -m 0644 polkit/50-osbuild.rules.example "$root/share/doc/osbuild/50-osbuild.rules.example"
     install -D -m 0644 samples/hello-tar.json "$root/share/doc/osbuild/examples/hello-tar.json"
+    install -D -m 0644 samples/hello-v2.json "$root/share/doc/osbuild/examples/hello-v2.json"
 }
 
 # zsh's directory for a distribution's completions is vendor-completions on Debian (/usr),

@@ -73,14 +73,15 @@ dpkg-deb -c "$deb" | awk '{print $6}' | sed 's|^\./|/|' > "$work/contents"
 for f in /usr/bin/osbuild /usr/bin/osbuildd /usr/bin/osbuildctl /usr/bin/osbuild-mkmanifest-debian \
     /usr/bin/osbuild-mkmanifest-dnf /usr/lib/osbuild/libexec/osbuild-stages \
     /usr/lib/osbuild/stages/org.osbuild.hostname /usr/lib/osbuild/assemblers/org.osbuild.tar /usr/lib/systemd/system/osbuildd.service \
-    /usr/lib/tmpfiles.d/osbuildd.conf /usr/share/dbus-1/system.d/org.osbuild.Builder1.conf \
+    /usr/lib/tmpfiles.d/osbuildd.conf /usr/lib/udev/rules.d/10-osbuildd-inhibitor.rules \
+    /usr/share/dbus-1/system.d/org.osbuild.Builder1.conf \
     /usr/share/dbus-1/system-services/org.osbuild.Builder1.service \
     /usr/share/dbus-1/interfaces/org.osbuild.Builder1.xml \
     /usr/share/polkit-1/actions/org.osbuild.builder1.policy \
     /usr/share/man/man1/osbuildctl.1.gz /usr/share/man/man1/osbuildctl-build.1.gz \
     /usr/share/man/man1/osbuildd.1.gz /usr/share/bash-completion/completions/osbuildctl \
     /usr/share/zsh/vendor-completions/_osbuildctl /usr/share/fish/vendor_completions.d/osbuildctl.fish \
-    /usr/share/doc/osbuild/examples/hello-tar.json; do
+    /usr/share/doc/osbuild/examples/hello-tar.json /usr/share/doc/osbuild/examples/hello-v2.json; do
     grep -qx "$f" "$work/contents" || die "$f is not in the package"
 done
 check "the package has the binaries, libdir, unit, tmpfiles, bus and polkit files, man pages, completions"
@@ -123,9 +124,10 @@ check "apt-get install ${deb##*/}"
 [ "$(stat -c %a /var/lib/osbuild/store 2>/dev/null)" = 700 ] || die "no /var/lib/osbuild/store (0700) after configure"
 check "configure made /var/lib/osbuild/store"
 
-warnings=$(MANWIDTH=80 man --warnings osbuildctl 2>&1 >/dev/null)
+warnings=$(MANWIDTH=80 man --warnings -l /usr/share/man/man1/osbuildctl.1.gz 2>&1 >/dev/null)
 [ -z "$warnings" ] || die "man osbuildctl warns: $warnings"
-MANWIDTH=80 man osbuildctl > "$work/man.txt" 2>/dev/null
+# The package's page itself: a hand install under /usr/local would come first in man's path.
+MANWIDTH=80 man -l /usr/share/man/man1/osbuildctl.1.gz > "$work/man.txt" 2>/dev/null
 grep -q '^EXAMPLES' "$work/man.txt" || die "man osbuildctl has no EXAMPLES"
 bash -c 'source /usr/share/bash-completion/completions/osbuildctl && complete -p osbuildctl' >/dev/null \
     || die "the installed bash completion does not load"
@@ -212,6 +214,9 @@ sed -n '/^EXAMPLES/,/^[A-Z]/p' "$work/man.txt" | sed -n 's/^           //p' > "$
     || { cat "$work/examples.sh" "$work/examples.txt"; die "an example of man osbuildctl failed"; }
 grep -q '"success": true' "$work/examples/result.json" || die "result.json: $(head -c 300 "$work/examples/result.json")"
 [ -n "$(ls -A "$work/examples/export")" ] || die "the export example wrote nothing"
+tar -tf "$work/examples/out/image/hello.tar" | grep -qx './srv/www/' \
+    || die "the v2 example's image/hello.tar has no srv/www: $(ls -lR "$work/examples/out")"
+[ "$(cat "$work/examples/out/base/etc/hostname")" = hello ] || die "the v2 example's base has no etc/hostname"
 check "the $(wc -l < "$work/examples.sh") example lines of man osbuildctl ran"
 
 stop_daemon

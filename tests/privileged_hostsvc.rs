@@ -258,13 +258,39 @@ fn write_through_partition_devices(s: &Scratch, root_fs: &str, boot_fs: &str) ->
             .and_then(|d| d.get("node"))
             .unwrap();
         assert_eq!(json::dumps(entry), want);
+        // udev is kept off the device while it is held (HEAD's lock file).
+        let lock = udev_lock(host);
+        assert!(lock.is_file(), "no {} while {node} is held", lock.display());
     }
+    let held: Vec<_> = ["boot", "root"]
+        .iter()
+        .map(|n| node_of(&services, n))
+        .collect();
     assert_eq!(s.mounted().len(), 2, "{:?}", s.mounted());
     std::fs::write(s.mounts().join("hello"), "root data\n").unwrap();
     std::fs::write(s.mounts().join("boot/hello"), "boot data\n").unwrap();
+    let locks: Vec<_> = held
+        .iter()
+        .map(|node| {
+            udev_lock(
+                std::fs::metadata(Path::new("/dev").join(node))
+                    .unwrap()
+                    .rdev(),
+            )
+        })
+        .collect();
     drop(services);
     s.assert_released();
+    for lock in locks {
+        assert!(!lock.exists(), "{} outlived its device", lock.display());
+    }
     parts
+}
+
+/// The lock file that keeps udev off block device `rdev`.
+fn udev_lock(rdev: u64) -> std::path::PathBuf {
+    let (major, minor) = (nix::sys::stat::major(rdev), nix::sys::stat::minor(rdev));
+    Path::new(osbuild::hostsvc::udev::LOCK_DIR).join(format!("device-{major}:{minor}"))
 }
 
 /// Whether the kernel has the filesystem `fs` (`/proc/filesystems`).

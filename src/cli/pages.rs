@@ -44,8 +44,8 @@ const OSBUILDCTL_EXAMPLES: &[Example] = &[
     },
     Example {
         what: "Build the pipelines \"image\" and \"base\" of a v2 manifest (and what they need) \
-               and write their trees into ./out/image and ./out/base, files owned by you.",
-        line: "osbuildctl build manifest.json --export image --export base --output ./out",
+               and write their trees into ./out/image (hello.tar) and ./out/base, files owned by you.",
+        line: "osbuildctl build {doc}/examples/hello-v2.json --export image --export base --output ./out",
     },
     Example {
         what: "Start a build and return at once; it prints the job's object path.",

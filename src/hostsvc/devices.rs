@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use osbuild_sys::loopdev::{make_block_node, LoopConfig, LoopDevice};
 
+use super::udev::{UdevInhibitor, LOCK_DIR};
 use super::{paths, HostError};
 use crate::json::{Map, Value};
 
@@ -34,6 +35,8 @@ pub struct OpenDevice {
     nodes: Vec<String>,
     loop_device: Option<LoopDevice>,
     backing: Option<File>,
+    /// Keeps udev off the device; a field, so it goes after `drop` has detached the device.
+    _inhibitor: Option<UdevInhibitor>,
 }
 
 /// Opens the device `module` with its `options` on a file of `tree`, its nodes in `dev_dir`.
@@ -119,7 +122,9 @@ fn loopback(
 ) -> Result<OpenDevice, HostError> {
     let wanted = Loopback::parse(options)?;
     let backing = open_in_tree(tree, &wanted.filename, wanted.config.read_only)?;
-    let loop_device = LoopDevice::attach_with(&backing, &wanted.config).map_err(|e| {
+    let inhibit = |rdev| UdevInhibitor::for_device(Path::new(LOCK_DIR), rdev);
+    let (loop_device, inhibitor) = LoopDevice::attach_prepared(&backing, &wanted.config, inhibit)
+        .map_err(|e| {
         let step = format!("attaching a loop device to {}", wanted.filename.display());
         HostError::io(LOOPBACK, step)(io::Error::other(e.to_string()))
     })?;
@@ -131,6 +136,7 @@ fn loopback(
         nodes: Vec::new(),
         loop_device: Some(loop_device),
         backing: Some(backing),
+        _inhibitor: Some(inhibitor),
     };
     // From here on dropping `device` releases all it holds so far.
     let loop_device = device.loop_device.as_ref().expect("just attached");

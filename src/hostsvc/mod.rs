@@ -9,6 +9,8 @@
 //!   released in reverse (mounts, then devices) on every way out: an error half-way, a panic,
 //!   or the end of the stage.
 //!
+//! - [`udev`]: the lock files that keep udev's rules off a build's loop devices.
+//!
 //! Each service hands the stage HEAD's entry for the arguments file (`reply()`): a device
 //! `{"path": "loop3", "node": {"major", "minor"}}`, a mount `{"path": "boot"}` (relative to
 //! the mounts directory) or `{}`. Paths from the manifest never leave their tree: see [`paths`].
@@ -17,6 +19,7 @@ pub mod devices;
 pub mod mounts;
 mod paths;
 mod stack;
+pub mod udev;
 
 use std::io;
 

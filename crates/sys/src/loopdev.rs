@@ -124,6 +124,18 @@ impl LoopDevice {
     /// `config` says (`LOOP_CONFIGURE`), trying the next free one when another process took
     /// it meanwhile.
     pub fn attach_with(backing: impl AsFd, config: &LoopConfig) -> Result<Self, LoopError> {
+        Self::attach_prepared(backing, config, |_| Ok(())).map(|(device, ())| device)
+    }
+
+    /// [`attach_with`](Self::attach_with), calling `prepare` with the device number (`rdev`)
+    /// of each candidate before it is configured: what it returns (e.g. a guard that tells
+    /// udev to keep off the device) is dropped when the candidate is taken by someone else,
+    /// and otherwise returned with the device.
+    pub fn attach_prepared<G>(
+        backing: impl AsFd,
+        config: &LoopConfig,
+        mut prepare: impl FnMut(u64) -> io::Result<G>,
+    ) -> Result<(Self, G), LoopError> {
         let control = open_rw("/dev/loop-control").map_err(step("opening /dev/loop-control"))?;
         let raw_config = loop_config {
             fd: backing.as_fd().as_raw_fd() as u32,
@@ -142,6 +154,7 @@ impl LoopDevice {
             if !meta.file_type().is_block_device() || nix::sys::stat::major(rdev) != LOOP_MAJOR {
                 return Err(LoopError::NotALoopDevice(path));
             }
+            let prepared = prepare(rdev).map_err(step(format!("preparing {path}")))?;
             // SAFETY: LOOP_CONFIGURE reads the loop_config we pass (which lives across the
             // call) and the backing descriptor it names, borrowed for the whole call.
             match unsafe { configure(file.as_raw_fd(), &raw_config) } {
@@ -149,12 +162,13 @@ impl LoopDevice {
                 Err(Errno::EBUSY) => continue, // someone else took it meanwhile
                 Err(e) => return Err(errno_step("LOOP_CONFIGURE")(e)),
             }
-            return Ok(LoopDevice {
+            let device = LoopDevice {
                 file,
                 number: n as u32,
                 rdev,
                 attached: true,
-            });
+            };
+            return Ok((device, prepared));
         }
         Err(LoopError::NoneFree)
     }
