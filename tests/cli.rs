@@ -274,3 +274,37 @@ fn version_is_the_osbuild_interface_images_checks_and_cache_names_the_store() {
         "{stderr}"
     );
 }
+
+/// `osbuildctl inspect` (local, no daemon) of a v2 manifest describes it as `osbuild --inspect`
+/// does, and refuses `--source-epoch`, which only v1 manifests take from outside.
+#[test]
+fn osbuildctl_inspect_describes_a_v2_manifest_as_osbuild_does() {
+    let sample = concat!(env!("CARGO_MANIFEST_DIR"), "/samples/hello-v2.json");
+    let text = std::fs::read_to_string(sample).unwrap();
+    let (code, want, stderr) = osbuild(&["--inspect", "-"], &text);
+    assert_eq!(code, 0, "{stderr}");
+    let ctl = |extra: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_osbuildctl"))
+            .arg("inspect")
+            .arg(sample)
+            .arg("--libdir")
+            .arg(common::built_libdir())
+            .args(extra)
+            .output()
+            .unwrap();
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        (out.status.code(), text(&out.stdout), text(&out.stderr))
+    };
+    let (code, got, stderr) = ctl(&[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let parse = |s: &str| serde_json::from_str::<serde_json::Value>(s).unwrap();
+    assert_eq!(parse(&got), parse(&want));
+    assert_eq!(parse(&got)["pipelines"][1]["name"], "image", "{got}");
+
+    let (code, got, stderr) = ctl(&["--source-epoch", "1"]);
+    assert_eq!(code, Some(2), "{got}");
+    assert!(
+        stderr.contains("\"source-epoch\" in each pipeline"),
+        "{stderr}"
+    );
+}

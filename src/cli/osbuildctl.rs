@@ -267,15 +267,32 @@ async fn run(args: Args) -> anyhow::Result<i32> {
     }
 }
 
-/// `inspect`: the manifest with every stage's id, checked locally against `libdir`.
+/// `inspect`: the manifest with every stage's id, checked locally against `libdir`: v10's
+/// description of a v1 manifest, osbuild HEAD's of a v2 one (as `osbuild --inspect` prints).
 fn inspect(manifest: &str, libdir: &Path, source_epoch: Option<u64>) -> anyhow::Result<i32> {
     let text = super::read_input(manifest)?;
-    match manifest::load(&text, &Index::new(libdir)) {
-        Ok(mut m) => {
+    let index = Index::new(libdir);
+    match manifest::load_document(&text, &index) {
+        Ok(manifest::Document::V1(mut m)) => {
             if let Some(epoch) = source_epoch {
                 m.set_source_epoch(epoch);
             }
             println!("{}", json::dumps_pretty(&m.describe()));
+            Ok(0)
+        }
+        Ok(manifest::Document::V2(_)) if source_epoch.is_some() => {
+            eprintln!(
+                "osbuildctl: --source-epoch is for version 1 manifests; a version 2 manifest \
+                 sets \"source-epoch\" in each pipeline"
+            );
+            Ok(2)
+        }
+        Ok(manifest::Document::V2(m)) => {
+            let host_runner = index.host_runner().ok();
+            println!(
+                "{}",
+                json::dumps_pretty(&m.describe(host_runner.as_deref()))
+            );
             Ok(0)
         }
         Err(e) => {
