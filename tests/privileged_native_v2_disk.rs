@@ -272,33 +272,14 @@ fn privileged_native_v2_disk_sgdisk_grub2_inst_and_unit_files() {
     );
 }
 
-/// GRUB's powerpc-ieee1275 modules: Debian's ppc64el grub-ieee1275-bin of this machine's GRUB
-/// version, fetched from the Debian mirror and unpacked under `scratch` beside a copy of this
-/// machine's /usr/lib/grub; that directory. `None` without network.
+/// A GRUB directory (for /usr/lib/grub) under `scratch` holding Debian's ppc64el
+/// powerpc-ieee1275 modules. `None` without network.
 fn grub_dir_with_ppc_modules(scratch: &Path) -> Option<PathBuf> {
-    let show = common::output(Command::new("apt-cache").args(["show", "grub-ieee1275-bin"]));
-    let file = show.lines().find_map(|l| l.strip_prefix("Filename: "))?;
-    let file = file.replace("_amd64.deb", "_ppc64el.deb");
-    let base = if file.starts_with("pool/updates/") {
-        "http://deb.debian.org/debian-security"
-    } else {
-        "http://deb.debian.org/debian"
-    };
-    let deb = scratch.join("grub-ieee1275-bin.deb");
-    let unpacked = scratch.join("ppc");
+    let ppc = common::debian_ppc64el_grub_modules(scratch)?;
     let grub = scratch.join("grub");
-    let ok = |cmd: &mut Command| cmd.status().is_ok_and(|s| s.success());
-    let fetched = ok(Command::new("curl")
-        .args(["-sSf", "--max-time", "60", "-o"])
-        .arg(&deb)
-        .arg(format!("{base}/{file}")))
-        && ok(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&unpacked))
-        && ok(Command::new("cp").args(["-a", "/usr/lib/grub"]).arg(&grub))
-        && ok(Command::new("cp")
-            .arg("-a")
-            .arg(unpacked.join("usr/lib/grub/powerpc-ieee1275"))
-            .arg(&grub));
-    fetched.then_some(grub)
+    std::fs::create_dir(&grub).ok()?;
+    std::fs::rename(&ppc, grub.join("powerpc-ieee1275")).ok()?;
+    Some(grub)
 }
 
 #[test]
@@ -346,19 +327,7 @@ fn privileged_native_v2_disk_grub2_inst_prep() {
         assert_eq!(parts[i]["type"], ty, "{pt:#}");
     }
     let bytes = std::fs::read(&disk).unwrap();
-    let core = &bytes[(PREP.0 * 512) as usize..((PREP.0 + PREP.1) * 512) as usize];
-    assert_eq!(&core[..4], b"\x7fELF", "an ELF program");
-    assert_eq!((core[4], core[5]), (1, 2), "32-bit, big-endian");
-    assert_eq!(u16::from_be_bytes([core[18], core[19]]), 20, "PowerPC");
-    let prefix = b"(,msdos2)/boot/grub";
-    assert!(
-        core.windows(prefix.len()).any(|w| w == prefix),
-        "the prefix"
-    );
-    assert!(
-        bytes[..440].iter().all(|&b| b == 0),
-        "no boot code in the MBR"
-    );
+    common::assert_prep_core(&bytes, PREP, "(,msdos2)/boot/grub");
     assert!(
         bytes[(PPC_ROOT.0 * 512) as usize..].iter().all(|&b| b == 0),
         "nothing written past the PReP partition"
