@@ -694,37 +694,10 @@ impl PpcModules {
         if dir.is_dir() {
             return Some(PpcModules { installed: None });
         }
-        // The same source version as this machine's amd64 package, for ppc64el.
-        let show = output(Command::new("apt-cache").args(["show", "grub-ieee1275-bin"]));
-        let file = show.lines().find_map(|l| l.strip_prefix("Filename: "))?;
-        let file = file.replace("_amd64.deb", "_ppc64el.deb");
-        let base = if file.starts_with("pool/updates/") {
-            "http://deb.debian.org/debian-security"
-        } else {
-            "http://deb.debian.org/debian"
-        };
-        let deb = scratch.join("grub-ieee1275-bin_ppc64el.deb");
-        let got = Command::new("curl")
-            .args(["-sSf", "--max-time", "60", "-o"])
-            .arg(&deb)
-            .arg(format!("{base}/{file}"))
-            .status()
-            .ok()?;
-        let unpacked = scratch.join("ppc");
-        if !got.success()
-            || !Command::new("dpkg-deb")
-                .arg("-x")
-                .arg(&deb)
-                .arg(&unpacked)
-                .status()
-                .ok()?
-                .success()
-        {
-            return None;
-        }
+        let unpacked = common::debian_ppc64el_grub_modules(scratch)?;
         let status = Command::new("cp")
             .arg("-a")
-            .arg(unpacked.join("usr/lib/grub/powerpc-ieee1275"))
+            .arg(&unpacked)
             .arg(&dir)
             .status()
             .ok()?;
@@ -778,23 +751,7 @@ fn privileged_powerpc_ieee1275_core_goes_into_the_prep_partition() {
     );
     assert_eq!(parts[0]["size"].as_u64(), Some(8192));
     let bytes = std::fs::read(&img).unwrap();
-    let core = &bytes[2048 * 512..(2048 + 8192) * 512];
-    assert_eq!(&core[..4], b"\x7fELF", "an ELF program");
-    assert_eq!((core[4], core[5]), (1, 2), "32-bit, big-endian");
-    assert_eq!(
-        u16::from_be_bytes([core[18], core[19]]),
-        20,
-        "machine: PowerPC"
-    );
-    let prefix = b"(,msdos2)/boot/grub2";
-    assert!(
-        core.windows(prefix.len()).any(|w| w == prefix),
-        "the prefix"
-    );
-    assert!(
-        bytes[..440].iter().all(|&b| b == 0),
-        "no boot code in the MBR"
-    );
+    common::assert_prep_core(&bytes, (2048, 8192), "(,msdos2)/boot/grub2");
     assert_eq!(blkid(&img, 10240).0, "ext4");
 }
 

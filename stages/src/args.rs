@@ -167,6 +167,11 @@ impl<'a> Opts<'a> {
         }
     }
 
+    /// Every member of this object, in document order (for free-form sections).
+    pub fn entries(&self) -> impl Iterator<Item = (&'a str, &'a Value)> {
+        self.map.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
     fn get(&self, key: &str) -> Option<&'a Value> {
         match self.map.get(key) {
             None | Some(Value::Null) => None,

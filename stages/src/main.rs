@@ -47,6 +47,7 @@ mod fix_bls;
 mod fstab;
 mod groups;
 mod grub2;
+mod grub2_inst;
 mod hostname;
 mod kernel_cmdline;
 mod keymap;
@@ -60,10 +61,13 @@ mod qemu;
 mod script;
 mod selinux;
 mod sfdisk;
+mod sgdisk;
 mod systemd;
+mod systemd_unit;
 mod tar;
 mod test;
 mod timezone;
+mod tmpfilesd;
 mod truncate;
 mod untar;
 mod users;
@@ -92,6 +96,7 @@ const STAGES: &[(&str, StageFn)] = &[
     ("fstab", fstab::run),
     ("groups", groups::run),
     ("grub2", grub2::run),
+    ("grub2.inst", grub2_inst::run),
     ("hostname", hostname::run),
     ("kernel-cmdline", kernel_cmdline::run),
     ("keymap", keymap::run),
@@ -109,10 +114,14 @@ const STAGES: &[(&str, StageFn)] = &[
     ("script", script::run),
     ("selinux", selinux::run),
     ("sfdisk", sfdisk::run),
+    ("sgdisk", sgdisk::run),
     ("systemd", systemd::run),
+    ("systemd.unit", systemd_unit::run),
+    ("systemd.unit.create", systemd_unit::run_create),
     ("tar", tar::run),
     ("test", test::run),
     ("timezone", timezone::run),
+    ("tmpfilesd", tmpfilesd::run),
     ("truncate", truncate::run),
     ("untar", untar::run),
     ("users", users::run),

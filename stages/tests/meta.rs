@@ -47,6 +47,11 @@ const STAGES: &[&str] = &[
     "users",
     "yum",
     "zipl",
+    "grub2.inst",
+    "sgdisk",
+    "systemd.unit",
+    "systemd.unit.create",
+    "tmpfilesd",
 ];
 
 /// The stages that declare they need the network; every other one runs without.
@@ -83,6 +88,7 @@ const V2_ONLY: &[&str] = &[
     "sfdisk",
     "tar",
     "untar",
+    "sgdisk",
 ];
 
 fn meta(name: &str) -> Meta {
@@ -435,4 +441,123 @@ fn package_cases() -> Vec<Case> {
             false,
         ),
     ]
+}
+
+/// HEAD's options for the disk and unit-file stages (sgdisk, grub2.inst, tmpfilesd,
+/// systemd.unit, systemd.unit.create) pass their v2 schemas; wrong ones do not.
+#[test]
+fn v2_schemas_of_disk_and_unit_stages() {
+    let uuid = "D209C89E-EA5E-4FBD-B161-B461CCE297E0";
+    let core = json!({"type": "mkimage", "partlabel": "gpt", "filesystem": "ext4", "binary": "grub-mkimage"});
+    let cases: Vec<Case> = vec![
+        (
+            "sgdisk",
+            json!({"uuid": uuid, "label": "gpt", "quote_partition_name": false, "partitions": [
+                {"start": 2048, "size": 2048, "type": "21686148-6449-6E6F-744E-656564454649", "bootable": true,
+                 "name": "BIOS boot", "partnum": 1, "uuid": uuid, "attrs": [60]}]}),
+            true,
+        ),
+        ("sgdisk", json!({"uuid": uuid, "label": "dos"}), false),
+        ("sgdisk", json!({"label": "gpt"}), false),
+        (
+            "sgdisk",
+            json!({"uuid": uuid, "partitions": [{"attrs": [64]}]}),
+            false,
+        ),
+        (
+            "grub2.inst",
+            json!({"filename": "disk.img", "platform": "i386-pc", "location": 2048, "core": core,
+                   "prefix": {"type": "partition", "partlabel": "gpt", "number": 2, "path": "/grub2"}, "sector-size": 512}),
+            true,
+        ),
+        (
+            "grub2.inst",
+            json!({"filename": "disk.img", "platform": "powerpc-ieee1275", "location": 2048,
+                   "core": {"type": "mkimage", "partlabel": "dos", "filesystem": "xfs"},
+                   "prefix": {"path": "/boot/grub2"}}),
+            true,
+        ),
+        (
+            "grub2.inst",
+            json!({"filename": "d", "platform": "i386-pc", "core": {"type": "mkimage", "partlabel": "gpt", "filesystem": "vfat"},
+                   "prefix": {"path": "/boot/grub2"}}),
+            false,
+        ),
+        (
+            "grub2.inst",
+            json!({"filename": "d", "platform": "i386-pc", "core": core, "prefix": {"path": "boot"}}),
+            false,
+        ),
+        (
+            "tmpfilesd",
+            json!({"filename": "a.conf", "config": [{"type": "d", "path": "/x", "mode": "0755", "user": "root",
+                   "group": "root", "age": "10d", "argument": "-"}, {"type": "L+", "path": "/y"}]}),
+            true,
+        ),
+        (
+            "tmpfilesd",
+            json!({"filename": "a.conf", "config": []}),
+            false,
+        ),
+        (
+            "tmpfilesd",
+            json!({"filename": "a.conf", "config": [{"type": "d", "path": "/x", "mode": "755"}]}),
+            false,
+        ),
+        (
+            "tmpfilesd",
+            json!({"filename": "../a.conf", "config": [{"type": "d", "path": "/x"}]}),
+            false,
+        ),
+        (
+            "systemd.unit",
+            json!({"unit": "sshd.service", "dropin": "10-env.conf", "unit-type": "global", "config": {
+                "Unit": {"ConditionPathExists": "/etc/x"},
+                "Service": {"Environment": [{"key": "A", "value": "b"}]}}}),
+            true,
+        ),
+        (
+            "systemd.unit",
+            json!({"unit": "x.timer", "dropin": "a.conf", "config": {"Service": {"Environment": "A=b"}}}),
+            true,
+        ),
+        (
+            "systemd.unit",
+            json!({"unit": "x.mount", "dropin": "a.conf", "config": {}}),
+            false,
+        ),
+        (
+            "systemd.unit",
+            json!({"unit": "x.service", "dropin": "a.conf", "config": {"Service": {"ExecStart": ["/bin/x"]}}}),
+            false,
+        ),
+        (
+            "systemd.unit.create",
+            json!({"filename": "hello.service", "unit-path": "etc", "config": {
+                "Unit": {"Description": "hi", "After": ["a.target"]},
+                "Service": {"Type": "oneshot", "ExecStart": ["/bin/true"], "StandardOutput": "journal+console",
+                            "Environment": [{"key": "K", "value": "v"}]},
+                "Install": {"WantedBy": ["multi-user.target"]}}}),
+            true,
+        ),
+        (
+            "systemd.unit.create",
+            json!({"filename": "m.mount", "config": {"Mount": {"What": "/dev/x", "Where": "/x"}}}),
+            true,
+        ),
+        (
+            "systemd.unit.create",
+            json!({"filename": "m.mount", "config": {"Mount": {"What": "/dev/x", "Where": "/x"}, "Service": {}}}),
+            false,
+        ),
+        (
+            "systemd.unit.create",
+            json!({"filename": "x.service", "config": {"Unit": {}, "Service": {"StandardOutput": "file:/../x"}, "Install": {}}}),
+            false,
+        ),
+    ];
+    for (name, options, valid) in cases {
+        let v = jsonschema::validator_for(&v2_options_schema(name)).unwrap();
+        assert_eq!(v.is_valid(&options), valid, "{name}: {options}");
+    }
 }

@@ -379,3 +379,49 @@ pub fn debian_image_manifest(test: &str, hostname: &str, path: &Path) -> bool {
     }
     gen.status.success()
 }
+
+/// GRUB's powerpc-ieee1275 modules: Debian's ppc64el `grub-ieee1275-bin` of this machine's GRUB
+/// version, fetched from the Debian mirror (as the dpkg tests fetch their packages) and
+/// unpacked under `scratch`; the unpacked `usr/lib/grub/powerpc-ieee1275`. `None` without
+/// network.
+pub fn debian_ppc64el_grub_modules(scratch: &Path) -> Option<PathBuf> {
+    let show = output(Command::new("apt-cache").args(["show", "grub-ieee1275-bin"]));
+    let file = show.lines().find_map(|l| l.strip_prefix("Filename: "))?;
+    let file = file.replace("_amd64.deb", "_ppc64el.deb");
+    let base = if file.starts_with("pool/updates/") {
+        "http://deb.debian.org/debian-security"
+    } else {
+        "http://deb.debian.org/debian"
+    };
+    let deb = scratch.join("grub-ieee1275-bin_ppc64el.deb");
+    let unpacked = scratch.join("ppc");
+    let ok = |cmd: &mut Command| cmd.status().is_ok_and(|s| s.success());
+    let fetched = ok(Command::new("curl")
+        .args(["-sSf", "--max-time", "60", "-o"])
+        .arg(&deb)
+        .arg(format!("{base}/{file}")))
+        && ok(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&unpacked));
+    fetched.then(|| unpacked.join("usr/lib/grub/powerpc-ieee1275"))
+}
+
+/// Checks `disk` (its bytes) for GRUB for Open Firmware as a user would: a big-endian 32-bit
+/// PowerPC ELF carrying `prefix` at the start of the PReP partition `(start, size)` (sectors),
+/// and no boot code in the MBR (the firmware loads the core itself).
+pub fn assert_prep_core(disk: &[u8], (start, size): (u64, u64), prefix: &str) {
+    let core = &disk[(start * 512) as usize..((start + size) * 512) as usize];
+    assert_eq!(&core[..4], b"\x7fELF", "an ELF program");
+    assert_eq!((core[4], core[5]), (1, 2), "32-bit, big-endian");
+    assert_eq!(
+        u16::from_be_bytes([core[18], core[19]]),
+        20,
+        "machine: PowerPC"
+    );
+    assert!(
+        core.windows(prefix.len()).any(|w| w == prefix.as_bytes()),
+        "the prefix {prefix}"
+    );
+    assert!(
+        disk[..440].iter().all(|&b| b == 0),
+        "no boot code in the MBR"
+    );
+}
