@@ -98,6 +98,16 @@ impl Args {
         self.head()?.input(name)
     }
 
+    /// Whether the stage runs under osbuild HEAD's protocol (from a version 2 manifest).
+    pub fn is_head(&self) -> bool {
+        self.head.is_some()
+    }
+
+    /// The files of files input `name`: name and path of each; see [`Head::files`].
+    pub fn input_files(&self, name: &str) -> Result<Vec<(String, PathBuf)>, StageError> {
+        self.head()?.files(name)
+    }
+
     /// The one file of files input `name`.
     pub fn single_file(&self, name: &str) -> Result<PathBuf, StageError> {
         self.head()?.single_file(name)
@@ -298,6 +308,14 @@ impl<'a> Opts<'a> {
                 })
                 .collect(),
             Some(_) => Err(self.wrong_type(key, "an array of strings")),
+        }
+    }
+
+    /// An optional array of strings, `None` when absent.
+    pub fn opt_str_list(&self, key: &str) -> Result<Option<Vec<&'a str>>, StageError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(_) => self.str_list(key).map(Some),
         }
     }
 
