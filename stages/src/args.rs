@@ -125,6 +125,27 @@ impl Args {
         }
     }
 
+    /// The root location `loc` is in; see [`Head::location_root`].
+    pub fn location_root(&self, loc: &str) -> Result<PathBuf, StageError> {
+        self.head()?.location_root(&self.tree, loc)
+    }
+
+    /// An optional object whose values are strings (`{"tree:///etc": "system_u:..."}`), in
+    /// document order.
+    pub fn str_map(&self, key: &str) -> Result<Vec<(&str, &str)>, StageError> {
+        match self.options.get(key) {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(Value::Object(m)) => m
+                .iter()
+                .map(|(k, v)| match v {
+                    Value::String(s) => Ok((k.as_str(), s.as_str())),
+                    _ => Err(StageError::option(format!("{key}.{k}"), "must be a string")),
+                })
+                .collect(),
+            Some(_) => Err(StageError::option(key, "must be an object")),
+        }
+    }
+
     /// The files named by checksum in the required list option `key`, as paths of the
     /// `org.osbuild.files` source (`<sources>/org.osbuild.files/<checksum>`), each checked to
     /// be a well-formed checksum and present.

@@ -164,6 +164,17 @@ impl Head {
         Ok((root, path))
     }
 
+    /// The root location `loc` is in: the tree, a mount's or an input's directory (a bare
+    /// path is in the tree).
+    pub fn location_root(&self, tree: &Path, loc: &str) -> Result<PathBuf, StageError> {
+        if !loc.contains("://") {
+            return Ok(tree.to_path_buf());
+        }
+        self.root(tree, loc)
+            .map(|(root, _)| root.to_path_buf())
+            .map_err(|m| StageError::Other(format!("location {m}")))
+    }
+
     /// Resolves location `loc` (`tree:///p`, `mount://NAME/p`, `mount:///p`, `input://NAME/p`;
     /// a bare path is `tree://` + path) to a path inside its root. Symlinks are followed
     /// inside the root; the last component is followed only with `follow_last` (a link to be
