@@ -54,7 +54,8 @@ fn run_head(args: &Args) -> Result<i32, StageError> {
     let opts = args.opts();
     let target = opts.opt_str("target")?.unwrap_or("tree:///");
     let root = args.location_root(target)?;
-    let target_path = args.location(target, true)?;
+    // Without the `.` a trailing `/` leaves (setfiles would look up `/./etc`).
+    let target_path: std::path::PathBuf = args.location(target, true)?.components().collect();
     let file_contexts = opts.opt_str("file_contexts")?;
     let labels = args.str_map("labels")?;
     if file_contexts.is_none() && labels.is_empty() {
