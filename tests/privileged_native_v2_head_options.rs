@@ -47,7 +47,14 @@ impl Pinned {
 
     fn file(&mut self, path: &Path) -> String {
         let sum = sha256_file(path);
-        let url = format!("file://{}", path.display());
+        // apt's file names hold `%3a` for an epoch's colon: a URL spells `%` as `%25`.
+        let mut url = String::from("file://");
+        for c in path.to_str().expect("a UTF-8 path").chars() {
+            match c {
+                '%' | '#' | '?' | ' ' => url.push_str(&format!("%{:02X}", c as u32)),
+                c => url.push(c),
+            }
+        }
         self.items.insert(sum.clone(), json!(url));
         self.sums.push(sum.clone());
         sum
