@@ -122,7 +122,10 @@ fn trees_manifest(pinned: &mut Pinned, dir: &Path) -> Value {
         stage("mkdir", kernel_files.clone()),
         kernel("vmlinuz"),
         kernel("initrd.img"),
-        stage("truncate", json!({"filename": "/etc/debian_version", "size": "0"})),
+        stage(
+            "truncate",
+            json!({"filename": "/etc/debian_version", "size": "0"}),
+        ),
         copy_file(&group, "tree:///etc/group"),
         stage(
             "fstab",
@@ -251,8 +254,7 @@ fn privileged_native_v2_head_options_on_trees() {
          GRUB_SERIAL_COMMAND=\"serial --unit=0 --speed=115200\"\nGRUB_TERMINAL_INPUT=\"serial\"\n\
          GRUB_TERMINAL_OUTPUT=\"serial console\"\nGRUB_TIMEOUT_STYLE=menu\n"
     );
-    assert!(read(&t.join("boot/efi/EFI/debian/grub.cfg"))
-        .contains("--file /boot/grub/grub.cfg\n"));
+    assert!(read(&t.join("boot/efi/EFI/debian/grub.cfg")).contains("--file /boot/grub/grub.cfg\n"));
 
     // grub2 with BLS: HEAD's grub.cfg, environment block and the ESP's redirect.
     let b = out.join("bls");
@@ -276,7 +278,10 @@ fn privileged_native_v2_head_options_on_trees() {
         assert!(cfg.contains(line), "{line:?} not in {cfg}");
     }
     assert!(cfg.ends_with("save_env boot_success\n\nblscfg\n"), "{cfg}");
-    assert!(!cfg.contains("${serial}"), "compat_version 2 leaves no placeholder: {cfg}");
+    assert!(
+        !cfg.contains("${serial}"),
+        "compat_version 2 leaves no placeholder: {cfg}"
+    );
     assert_eq!(
         read(&b.join("boot/efi/EFI/fedora/grub.cfg")),
         "\nsearch --no-floppy --set prefix --file /grub2/grub.cfg\nset prefix=($prefix)/grub2\n\
@@ -299,7 +304,13 @@ fn validation_errors(env: &Env, manifest: &Value) -> Vec<String> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|e| format!("{}: {}", e["path"].as_str().unwrap_or("?"), e["message"].as_str().unwrap_or("?")))
+        .map(|e| {
+            format!(
+                "{}: {}",
+                e["path"].as_str().unwrap_or("?"),
+                e["message"].as_str().unwrap_or("?")
+            )
+        })
         .collect()
 }
 
@@ -313,7 +324,7 @@ fn privileged_native_v2_head_options_refused_by_name() {
     let manifest = json!({"version": "2", "pipelines": [{"name": "t", "stages": [
         stage("grub2", json!({"root_fs_uuid": ROOT_UUID, "config": {"timeout_style": "sideways"}})),
         stage("users", json!({"users": {"alice": {"expiredate": "soon"}}})),
-        with_files(stage("dpkg", json!({"packages": [sum.clone()]})), "packages", &[sum.clone()]),
+        with_files(stage("dpkg", json!({"packages": [sum.clone()]})), "packages", std::slice::from_ref(&sum)),
         stage("fstab", json!({"filesystems": [{"uuid": ROOT_UUID, "label": "root", "path": "/"}]}))
     ]}], "sources": {"org.osbuild.curl": {"items": {&sum: "file:///nonexistent"}}}});
     let errors = validation_errors(&env, &manifest);
@@ -325,11 +336,22 @@ fn privileged_native_v2_head_options_refused_by_name() {
     ];
     assert_eq!(errors.len(), want.len(), "{errors:#?}");
     for (got, path) in errors.iter().zip(want) {
-        assert!(got.starts_with(&format!("{path}: ")), "{got} is not at {path}");
+        assert!(
+            got.starts_with(&format!("{path}: ")),
+            "{got} is not at {path}"
+        );
     }
     assert!(errors[0].contains("\"sideways\""), "{}", errors[0]);
-    assert!(errors[1].contains("\"soon\" is not of type \"integer\""), "{}", errors[1]);
-    assert!(errors[2].contains("'packages' was unexpected"), "{}", errors[2]);
+    assert!(
+        errors[1].contains("\"soon\" is not of type \"integer\""),
+        "{}",
+        errors[1]
+    );
+    assert!(
+        errors[2].contains("'packages' was unexpected"),
+        "{}",
+        errors[2]
+    );
 
     // Valid for HEAD's schema, not implemented natively: the stage fails naming the option.
     let manifest = json!({"version": "2", "pipelines": [{"name": "t", "stages": [
@@ -385,16 +407,24 @@ fn privileged_native_v2_selinux_labels_and_excludes() {
     assert_eq!(code, 0, "{result:#}");
     let t = out.join("t");
     let label = |rel: &str| {
-        let path = std::ffi::CString::new(t.join(rel).into_os_string().into_encoded_bytes()).unwrap();
+        let path =
+            std::ffi::CString::new(t.join(rel).into_os_string().into_encoded_bytes()).unwrap();
         osbuild_sys::fs::get_xattr_nofollow(&path, c"security.selinux")
-            .map(|b| String::from_utf8_lossy(&b).trim_end_matches('\0').to_owned())
+            .map(|b| {
+                String::from_utf8_lossy(&b)
+                    .trim_end_matches('\0')
+                    .to_owned()
+            })
             .ok()
     };
     // setfiles' labels (with the NUL it writes) below the target, none on the excluded path;
     // HEAD's `labels` as given.
     assert_eq!(label("").as_deref(), Some("system_u:object_r:default_t:s0"));
     assert_eq!(label("etc").as_deref(), Some("system_u:object_r:etc_t:s0"));
-    assert_eq!(label("etc/file_contexts").as_deref(), Some("system_u:object_r:etc_t:s0"));
+    assert_eq!(
+        label("etc/file_contexts").as_deref(),
+        Some("system_u:object_r:etc_t:s0")
+    );
     assert_eq!(label("srv").as_deref(), Some("system_u:object_r:var_t:s0"));
     assert_eq!(label("etc/skip"), None, "excluded");
     assert_eq!(label("etc/skip/x"), None, "excluded");
@@ -417,8 +447,16 @@ fn required_debs() -> Result<Vec<PathBuf>, String> {
         let out = Command::new("apt-get")
             .env("LC_ALL", "C")
             .args(["-o", &format!("Dir::State::status={}", status.display())])
-            .args(["-o", &format!("Dir::Cache::archives={}", archives.display())])
-            .args(["-o", "Debug::NoLocking=1", "-o", "APT::Install-Recommends=false"])
+            .args([
+                "-o",
+                &format!("Dir::Cache::archives={}", archives.display()),
+            ])
+            .args([
+                "-o",
+                "Debug::NoLocking=1",
+                "-o",
+                "APT::Install-Recommends=false",
+            ])
             .args(["-o", "APT::Sandbox::User=root", "install", "-qq", "-y"])
             .args(extra)
             .args(["?priority(required)", "usr-is-merged", "systemd-sysv"])
@@ -530,7 +568,10 @@ fn privileged_native_v2_dpkg_files_input_users_and_systemd() {
         "bytes from a .deb\n"
     );
     assert_eq!(read(&t.join("etc/osbuild-headopts.conf")), "setting=1\n");
-    assert_eq!(read(&t.join("var/lib/osbuild-headopts.state")), "configured\n");
+    assert_eq!(
+        read(&t.join("var/lib/osbuild-headopts.state")),
+        "configured\n"
+    );
     let query = Command::new("dpkg-query")
         .arg(format!("--admindir={}", t.join("var/lib/dpkg").display()))
         .args(["-W", "-f", "${Package} ${Version} ${Status}\\n"])
@@ -544,7 +585,10 @@ fn privileged_native_v2_dpkg_files_input_users_and_systemd() {
     assert!(status.contains("libc6 "), "{status}");
     assert_eq!(status.lines().count(), debs.len() + 1, "{status}");
     assert!(ours.starts_with("sha256:"));
-    assert_eq!(std::fs::metadata(t.join("etc/machine-id")).unwrap().len(), 0);
+    assert_eq!(
+        std::fs::metadata(t.join("etc/machine-id")).unwrap().len(),
+        0
+    );
 
     // users: HEAD's name rule, keys then key, expiry and a forced password change.
     let passwd = read(&t.join("etc/passwd"));
@@ -564,7 +608,11 @@ fn privileged_native_v2_dpkg_files_input_users_and_systemd() {
         .unwrap_or_else(|| panic!("{shadow}"))
         .split(':')
         .collect();
-    assert_eq!((ada[2], ada[7]), ("0", "20000"), "last change 0 (expired), expiry day");
+    assert_eq!(
+        (ada[2], ada[7]),
+        ("0", "20000"),
+        "last change 0 (expired), expiry day"
+    );
 
     // systemd: enabled, masked, default target.
     let etc = t.join("etc/systemd/system");

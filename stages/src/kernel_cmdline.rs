@@ -33,12 +33,7 @@ pub fn run(args: &Args) -> Result<i32, StageError> {
             ));
         }
     }
-    tree::write_file(
-        &args.tree,
-        "etc/kernel/cmdline",
-        line.as_bytes(),
-        0o644,
-    )?;
+    tree::write_file(&args.tree, "etc/kernel/cmdline", line.as_bytes(), 0o644)?;
     Ok(0)
 }
 
@@ -55,7 +50,12 @@ fn default_max_size(arch: &str) -> usize {
 mod tests {
     #[test]
     fn limits_per_architecture() {
-        for (arch, max) in [("x86_64", 2048), ("arm", 1024), ("s390x", 4096), ("aarch64", 2048)] {
+        for (arch, max) in [
+            ("x86_64", 2048),
+            ("arm", 1024),
+            ("s390x", 4096),
+            ("aarch64", 2048),
+        ] {
             assert_eq!(super::default_max_size(arch), max, "{arch}");
         }
     }

@@ -316,7 +316,11 @@ fn heads_added_options() -> Vec<Case> {
             json!({"filesystems": [{"uuid": uuid, "label": "root", "path": "/"}]}),
             false,
         ),
-        ("fstab", json!({"filesystems": [{"uuid": uuid, "path": "/", "freq": "1"}]}), false),
+        (
+            "fstab",
+            json!({"filesystems": [{"uuid": uuid, "path": "/", "freq": "1"}]}),
+            false,
+        ),
         (
             "grub2",
             json!({"rootfs": {"label": "root"}, "bootfs": {"uuid": uuid}, "greenboot": true,
@@ -337,8 +341,16 @@ fn heads_added_options() -> Vec<Case> {
             json!({"users": {"a.b": {"keys": ["k"], "expiredate": 20000, "force_password_reset": true}}}),
             true,
         ),
-        ("users", json!({"users": {"a": {"expiredate": "soon"}}}), false),
-        ("groups", json!({"groups": {"a.b": {"gid": 7}}, "force": true}), true),
+        (
+            "users",
+            json!({"users": {"a": {"expiredate": "soon"}}}),
+            false,
+        ),
+        (
+            "groups",
+            json!({"groups": {"a.b": {"gid": 7}}, "force": true}),
+            true,
+        ),
         ("kernel-cmdline", json!({"kernel_cmdline_size": 1024}), true),
         ("kernel-cmdline", json!({"kernel_cmdline_size": 100}), false),
         (
@@ -351,7 +363,11 @@ fn heads_added_options() -> Vec<Case> {
             json!({"keymap": "us", "font": "f", "x11-keymap": {"layouts": ["us"]}}),
             true,
         ),
-        ("keymap", json!({"keymap": "us", "x11-keymap": {"layouts": []}}), false),
+        (
+            "keymap",
+            json!({"keymap": "us", "x11-keymap": {"layouts": []}}),
+            false,
+        ),
         ("locale", json!({"language": "C.UTF-8"}), true),
         (
             "selinux",

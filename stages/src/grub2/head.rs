@@ -149,7 +149,10 @@ impl GrubConfig {
 
     /// `/etc/default/grub` as HEAD writes it (`bls`: with `GRUB_ENABLE_BLSCFG=true`).
     pub fn defaults(&self, kernel_opts: &str, bls: bool) -> String {
-        let mut d = format!("GRUB_CMDLINE_LINUX=\"{kernel_opts}\"\nGRUB_TIMEOUT={}\n", self.timeout);
+        let mut d = format!(
+            "GRUB_CMDLINE_LINUX=\"{kernel_opts}\"\nGRUB_TIMEOUT={}\n",
+            self.timeout
+        );
         if bls {
             d.push_str("GRUB_ENABLE_BLSCFG=true\n");
         }
@@ -213,12 +216,15 @@ impl GrubConfig {
 impl HeadOptions {
     fn parse(args: &Args) -> Result<HeadOptions, StageError> {
         let o = args.opts();
-        let root = fs_id(&o, "rootfs", "root_fs_uuid")?
-            .ok_or_else(|| StageError::option("rootfs", "\"rootfs\" or \"root_fs_uuid\" is required"))?;
+        let root = fs_id(&o, "rootfs", "root_fs_uuid")?.ok_or_else(|| {
+            StageError::option("rootfs", "\"rootfs\" or \"root_fs_uuid\" is required")
+        })?;
         let legacy = match args.options.get("legacy") {
             None | Some(serde_json::Value::Null) | Some(serde_json::Value::Bool(false)) => None,
             Some(serde_json::Value::Bool(true)) => Some("i386-pc".to_owned()),
-            Some(serde_json::Value::String(p)) if !p.is_empty() && !p.contains('/') && p != ".." => {
+            Some(serde_json::Value::String(p))
+                if !p.is_empty() && !p.contains('/') && p != ".." =>
+            {
                 Some(p.clone())
             }
             Some(_) => {
@@ -355,7 +361,11 @@ fn bls_redirect(home: &str) -> String {
 fn bls_grubenv(o: &HeadOptions) -> Result<String, StageError> {
     let mut s = String::from("# GRUB Environment Block\n");
     if o.write_cmdline {
-        s.push_str(&format!("kernelopts=root={} {}\n", o.root.kernel_root(), o.kernel_opts));
+        s.push_str(&format!(
+            "kernelopts=root={} {}\n",
+            o.root.kernel_root(),
+            o.kernel_opts
+        ));
     }
     if let Some(e) = &o.saved_entry {
         s.push_str(&format!("saved_entry={e}\n"));
@@ -474,7 +484,11 @@ fn run_static(t: &Path, o: &HeadOptions) -> Result<(), StageError> {
         if u.install {
             install_efi(t, u, "boot/grub")?;
         }
-        let on_fs = if o.boot.is_some() { "/grub" } else { "/boot/grub" };
+        let on_fs = if o.boot.is_some() {
+            "/grub"
+        } else {
+            "/boot/grub"
+        };
         let esp_cfg = format!("boot/efi/EFI/{}/grub.cfg", u.vendor);
         tree::write_file(t, &esp_cfg, redirect_cfg(on_fs).as_bytes(), 0o644)?;
     }
