@@ -158,7 +158,8 @@ fn trees_manifest(pinned: &mut Pinned, dir: &Path) -> Value {
             json!({
                 "rootfs": {"label": "root"},
                 "kernel_opts": "ro console=ttyS0",
-                "uefi": {"vendor": "debian"},
+                "legacy": "i386-pc",
+                "uefi": {"vendor": "debian", "install": true},
                 "config": {"timeout": 3, "serial": "serial --unit=0 --speed=115200",
                            "terminal_input": ["serial"], "terminal_output": ["serial", "console"],
                            "distributor": "Debian", "timeout_style": "menu"}
@@ -255,6 +256,17 @@ fn privileged_native_v2_head_options_on_trees() {
          GRUB_TERMINAL_OUTPUT=\"serial console\"\nGRUB_TIMEOUT_STYLE=menu\n"
     );
     assert!(read(&t.join("boot/efi/EFI/debian/grub.cfg")).contains("--file /boot/grub/grub.cfg\n"));
+    // legacy: the build root's i386-pc modules; uefi.install without EFI programs in the build
+    // root: GRUB's EFI program built with grub-mkimage, at the removable-media path too.
+    assert!(t.join("boot/grub/i386-pc/normal.mod").is_file());
+    for efi in [
+        "boot/efi/EFI/debian/grubx64.efi",
+        "boot/efi/EFI/BOOT/BOOTX64.EFI",
+    ] {
+        let bytes = std::fs::read(t.join(efi)).unwrap();
+        assert_eq!(&bytes[..2], b"MZ", "{efi} is a PE program");
+    }
+    assert!(t.join("boot/grub/x86_64-efi/normal.mod").is_file());
 
     // grub2 with BLS: HEAD's grub.cfg, environment block and the ESP's redirect.
     let b = out.join("bls");
@@ -353,20 +365,60 @@ fn privileged_native_v2_head_options_refused_by_name() {
         errors[2]
     );
 
-    // Valid for HEAD's schema, not implemented natively: the stage fails naming the option.
-    let manifest = json!({"version": "2", "pipelines": [{"name": "t", "stages": [
-        stage("fstab", json!({"filesystems": [{"uuid": ROOT_UUID, "path": "/"}],
-                              "ostree": {"deployment": {"default": true}}}))
-    ]}]});
-    env.inspect(&manifest);
-    let out = env.dir.path().join("out");
-    let (result, code) = env.export_json(&["t"], &out, &[], &manifest.to_string());
-    assert_eq!(code, 1, "{result:#}");
-    let log = result["log"]["t"][0]["output"].as_str().unwrap_or_default();
-    assert!(
-        log.contains("org.osbuild.fstab: option \"ostree\": ostree deployments are not supported"),
-        "{result:#}"
+    // Valid for HEAD's schema, not done natively or not in this tree: the stage fails naming
+    // the option.
+    let kernel = stage(
+        "truncate",
+        json!({"filename": format!("/boot/vmlinuz-{KERNEL}"), "size": "1K"}),
     );
+    let boot = stage("mkdir", json!({"paths": [{"path": "/boot"}]}));
+    let cases = [
+        (
+            vec![stage(
+                "fstab",
+                json!({"filesystems": [{"uuid": ROOT_UUID, "path": "/"}],
+                       "ostree": {"deployment": {"default": true}}}),
+            )],
+            "org.osbuild.fstab: option \"ostree\": ostree deployments are not supported",
+        ),
+        (
+            vec![
+                boot.clone(),
+                kernel.clone(),
+                stage(
+                    "grub2",
+                    json!({"root_fs_uuid": ROOT_UUID, "greenboot": true}),
+                ),
+            ],
+            "org.osbuild.grub2: option \"greenboot\": needs a BLS tree",
+        ),
+        (
+            vec![
+                boot,
+                kernel,
+                stage(
+                    "grub2",
+                    json!({"root_fs_uuid": ROOT_UUID,
+                           "uefi": {"vendor": "debian", "install": true, "efi_src_dir": "/nonexistent"}}),
+                ),
+            ],
+            "org.osbuild.grub2: option \"uefi.efi_src_dir\": /nonexistent/BOOT is not a directory",
+        ),
+    ];
+    for (stages, message) in cases {
+        let manifest = json!({"version": "2", "pipelines": [{"name": "t", "stages": stages}]});
+        env.inspect(&manifest);
+        let out = env.dir.path().join("out");
+        let (result, code) = env.export_json(&["t"], &out, &[], &manifest.to_string());
+        assert_eq!(code, 1, "{result:#}");
+        let outputs: String = result["log"]["t"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s["output"].as_str())
+            .collect();
+        assert!(outputs.contains(message), "{message}: {result:#}");
+    }
 }
 
 #[test]
