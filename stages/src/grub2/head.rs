@@ -220,7 +220,9 @@ impl HeadOptions {
             StageError::option("rootfs", "\"rootfs\" or \"root_fs_uuid\" is required")
         })?;
         let legacy = match args.options.get("legacy") {
+            // HEAD installs modules only for a truthy value.
             None | Some(serde_json::Value::Null) | Some(serde_json::Value::Bool(false)) => None,
+            Some(serde_json::Value::String(p)) if p.is_empty() => None,
             Some(serde_json::Value::Bool(true)) => Some("i386-pc".to_owned()),
             Some(serde_json::Value::String(p))
                 if !p.is_empty() && !p.contains('/') && p != ".." =>
