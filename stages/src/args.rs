@@ -98,6 +98,16 @@ impl Args {
         self.head()?.input(name)
     }
 
+    /// Whether the stage runs under osbuild HEAD's protocol (from a version 2 manifest).
+    pub fn is_head(&self) -> bool {
+        self.head.is_some()
+    }
+
+    /// The files of files input `name`: name and path of each; see [`Head::files`].
+    pub fn input_files(&self, name: &str) -> Result<Vec<(String, PathBuf)>, StageError> {
+        self.head()?.files(name)
+    }
+
     /// The one file of files input `name`.
     pub fn single_file(&self, name: &str) -> Result<PathBuf, StageError> {
         self.head()?.single_file(name)
@@ -112,6 +122,27 @@ impl Args {
                 Err(self.head().expect_err("v10's protocol has no head"))
             }
             None => Head::default().location(&self.tree, loc, follow_last),
+        }
+    }
+
+    /// The root location `loc` is in; see [`Head::location_root`].
+    pub fn location_root(&self, loc: &str) -> Result<PathBuf, StageError> {
+        self.head()?.location_root(&self.tree, loc)
+    }
+
+    /// An optional object whose values are strings (`{"tree:///etc": "system_u:..."}`), in
+    /// document order.
+    pub fn str_map(&self, key: &str) -> Result<Vec<(&str, &str)>, StageError> {
+        match self.options.get(key) {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(Value::Object(m)) => m
+                .iter()
+                .map(|(k, v)| match v {
+                    Value::String(s) => Ok((k.as_str(), s.as_str())),
+                    _ => Err(StageError::option(format!("{key}.{k}"), "must be a string")),
+                })
+                .collect(),
+            Some(_) => Err(StageError::option(key, "must be an object")),
         }
     }
 
@@ -303,6 +334,14 @@ impl<'a> Opts<'a> {
                 })
                 .collect(),
             Some(_) => Err(self.wrong_type(key, "an array of strings")),
+        }
+    }
+
+    /// An optional array of strings, `None` when absent.
+    pub fn opt_str_list(&self, key: &str) -> Result<Option<Vec<&'a str>>, StageError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(_) => self.str_list(key).map(Some),
         }
     }
 

@@ -74,7 +74,7 @@ impl Deb {
 }
 
 pub fn run(args: &Args) -> Result<i32, StageError> {
-    let packages = args.source_files("packages")?;
+    let packages = packages(args)?;
     let modules = initramfs_modules(args)?;
     let mut debs = Vec::with_capacity(packages.len());
     for (c, path) in &packages {
@@ -148,6 +148,36 @@ pub fn run(args: &Args) -> Result<i32, StageError> {
     }
     println!("installed {} packages", debs.len());
     Ok(0)
+}
+
+/// The `.deb` files to install, by name (their checksum) and path: v10's `packages` option
+/// of checksums in the `org.osbuild.files` source, or under HEAD's protocol the files input
+/// `packages` (as HEAD's rpm stage takes its packages), all in the input's one directory.
+fn packages(args: &Args) -> Result<Vec<(String, PathBuf)>, StageError> {
+    if !args.is_head() {
+        return args.source_files("packages");
+    }
+    if args.options.contains_key("packages") {
+        return Err(StageError::option(
+            "packages",
+            "is v10's form: a version 2 manifest hands the .debs over as the files input \"packages\"",
+        ));
+    }
+    let files = args.input_files("packages")?;
+    if let Some((name, _)) = files.iter().find(|(n, _)| n.contains('/')) {
+        return Err(StageError::Other(format!(
+            "input \"packages\": file {name:?} must be a plain file name"
+        )));
+    }
+    for (name, path) in &files {
+        if !path.is_file() {
+            return Err(StageError::Other(format!(
+                "input \"packages\": {name} is not a file ({} does not exist)",
+                path.display()
+            )));
+        }
+    }
+    Ok(files)
 }
 
 /// The `initramfs.modules` option, validated as kernel module names.

@@ -24,6 +24,8 @@
 //! with the x86_64-efi modules next to the canonical configuration as `grub-install` leaves
 //! them.
 
+mod head;
+
 use std::path::Path;
 
 use serde_json::Value;
@@ -347,20 +349,7 @@ fn config(t: &Path, opts: &Options, bls: bool) -> Result<Config, StageError> {
             default: "GRUB_TIMEOUT=0\nGRUB_ENABLE_BLSCFG=true\n",
         });
     }
-    let boot = tree::tree_path(t, "boot")?;
-    let mut names: Vec<String> = std::fs::read_dir(&boot)
-        .map_err(|e| StageError::io("cannot read", &boot, e))?
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    let k = newest_kernel(&names).ok_or_else(|| {
-        StageError::option(
-            "root_fs_uuid",
-            "the tree has neither BLS entries (/boot/loader/entries) nor a kernel \
-             (/boot/vmlinuz-*): install a kernel before this stage",
-        )
-    })?;
+    let k = newest_kernel_of(t)?;
     let prefix = if opts.boot_fs_uuid.is_some() {
         ""
     } else {
@@ -376,6 +365,24 @@ fn config(t: &Path, opts: &Options, bls: bool) -> Result<Config, StageError> {
             prefix,
         ),
         default: "GRUB_TIMEOUT=0\n",
+    })
+}
+
+/// The newest kernel in the tree's `/boot`, or an error saying the tree has none.
+fn newest_kernel_of(t: &Path) -> Result<Kernel, StageError> {
+    let boot = tree::tree_path(t, "boot")?;
+    let mut names: Vec<String> = std::fs::read_dir(&boot)
+        .map_err(|e| StageError::io("cannot read", &boot, e))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    newest_kernel(&names).ok_or_else(|| {
+        StageError::option(
+            "root_fs_uuid",
+            "the tree has neither BLS entries (/boot/loader/entries) nor a kernel \
+             (/boot/vmlinuz-*): install a kernel before this stage",
+        )
     })
 }
 
@@ -421,11 +428,14 @@ fn write_esp_cfg(
 }
 
 pub fn run(args: &Args) -> Result<i32, StageError> {
-    let opts = Options::parse(args)?;
     let t = &args.tree;
     let bls = tree::tree_path(t, "boot/loader/entries")
         .map(|p| p.is_dir())
         .unwrap_or(false);
+    if args.is_head() {
+        return head::run(args, bls);
+    }
+    let opts = Options::parse(args)?;
     let config = config(t, &opts, bls)?;
     let canonical = format!("{}/grub.cfg", config.grub_dir);
 

@@ -96,8 +96,10 @@ impl Head {
         find(&self.inputs, name).ok_or_else(|| missing("input", name, &self.inputs))
     }
 
-    /// The file of input `name` when it holds exactly one (HEAD's qemu and untar stages).
-    pub fn single_file(&self, name: &str) -> Result<PathBuf, StageError> {
+    /// The files of files input `name`, in the order its input service listed them: each
+    /// name (a checksum for downloaded files) and its path in the input's directory. A name
+    /// that is not a plain relative path is refused.
+    pub fn files(&self, name: &str) -> Result<Vec<(String, PathBuf)>, StageError> {
         let input = self.input(name)?;
         let files = input
             .data
@@ -108,23 +110,34 @@ impl Head {
                     "input {name:?} is not a files input (no \"files\")"
                 ))
             })?;
-        let mut keys = files.keys();
-        let (Some(file), None) = (keys.next(), keys.next()) else {
+        files
+            .keys()
+            .map(|file| {
+                let relative = Path::new(file.trim_start_matches('/'));
+                let plain = relative.components().next().is_some()
+                    && relative
+                        .components()
+                        .all(|c| matches!(c, Component::Normal(_)));
+                if !plain {
+                    return Err(StageError::Other(format!(
+                        "input {name:?}: file {file:?} is not a plain path"
+                    )));
+                }
+                Ok((file.clone(), input.path.join(relative)))
+            })
+            .collect()
+    }
+
+    /// The file of input `name` when it holds exactly one (HEAD's qemu and untar stages).
+    pub fn single_file(&self, name: &str) -> Result<PathBuf, StageError> {
+        let mut files = self.files(name)?;
+        if files.len() != 1 {
             return Err(StageError::Other(format!(
                 "input {name:?} must hold exactly one file, it holds {}",
                 files.len()
             )));
-        };
-        let relative = Path::new(file.trim_start_matches('/'));
-        if !relative
-            .components()
-            .all(|c| matches!(c, Component::Normal(_)))
-        {
-            return Err(StageError::Other(format!(
-                "input {name:?}: file {file:?} is not a plain path"
-            )));
         }
-        Ok(input.path.join(relative))
+        Ok(files.remove(0).1)
     }
 
     /// The root a location's scheme and name stand for.
@@ -149,6 +162,17 @@ impl Head {
             return Err(format!("{loc:?}: the path must start with '/'"));
         }
         Ok((root, path))
+    }
+
+    /// The root location `loc` is in: the tree, a mount's or an input's directory (a bare
+    /// path is in the tree).
+    pub fn location_root(&self, tree: &Path, loc: &str) -> Result<PathBuf, StageError> {
+        if !loc.contains("://") {
+            return Ok(tree.to_path_buf());
+        }
+        self.root(tree, loc)
+            .map(|(root, _)| root.to_path_buf())
+            .map_err(|m| StageError::Other(format!("location {m}")))
     }
 
     /// Resolves location `loc` (`tree:///p`, `mount://NAME/p`, `mount:///p`, `input://NAME/p`;

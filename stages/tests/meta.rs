@@ -298,10 +298,91 @@ fn v2_schemas_accept_heads_options() {
         ("hostname", json!({"hostname": "h"}), true),
         ("timezone", json!({"zone": "UTC", "x": 1}), false),
     ];
+    let cases = cases.into_iter().chain(heads_added_options());
     for (name, options, valid) in cases {
         let v = jsonschema::validator_for(&v2_options_schema(name)).unwrap();
         assert_eq!(v.is_valid(&options), valid, "{name}: {options}");
     }
+}
+
+/// The options HEAD added to v10's stage names, in HEAD's shapes, and wrong ones.
+fn heads_added_options() -> Vec<Case> {
+    let uuid = "6e4ff95f-f662-45ee-a82a-bdf44a2d0b75";
+    vec![
+        ("dpkg", json!({"initramfs": {"modules": ["ext4"]}}), true),
+        ("dpkg", json!({"packages": []}), false),
+        (
+            "fstab",
+            json!({"filesystems": [{"label": "root", "path": "/"}, {"partlabel": "p", "path": "/srv"},
+                                   {"device": "/dev/vda1", "path": "/boot"}]}),
+            true,
+        ),
+        (
+            "fstab",
+            json!({"filesystems": [{"uuid": uuid, "label": "root", "path": "/"}]}),
+            false,
+        ),
+        (
+            "fstab",
+            json!({"filesystems": [{"uuid": uuid, "path": "/", "freq": "1"}]}),
+            false,
+        ),
+        (
+            "grub2",
+            json!({"rootfs": {"label": "root"}, "bootfs": {"uuid": uuid}, "greenboot": true,
+                   "saved_entry": "x", "write_defaults": false, "compat_version": 2,
+                   "uefi": {"vendor": "fedora", "unified": true, "efi_src_dir": "/usr/lib/efi"},
+                   "config": {"timeout": 5, "terminal": ["serial"], "timeout_style": "menu"}}),
+            true,
+        ),
+        ("grub2", json!({"kernel_opts": "ro"}), false),
+        (
+            "grub2",
+            json!({"root_fs_uuid": uuid, "config": {"timeout_style": "sideways"}}),
+            false,
+        ),
+        ("grub2", json!({"root_fs_uuid": uuid, "bios": true}), false),
+        (
+            "users",
+            json!({"users": {"a.b": {"keys": ["k"], "expiredate": 20000, "force_password_reset": true}}}),
+            true,
+        ),
+        (
+            "users",
+            json!({"users": {"a": {"expiredate": "soon"}}}),
+            false,
+        ),
+        (
+            "groups",
+            json!({"groups": {"a.b": {"gid": 7}}, "force": true}),
+            true,
+        ),
+        ("kernel-cmdline", json!({"kernel_cmdline_size": 1024}), true),
+        ("kernel-cmdline", json!({"kernel_cmdline_size": 100}), false),
+        (
+            "systemd",
+            json!({"masked_services": ["a.service"], "masked_generators": ["g"]}),
+            true,
+        ),
+        (
+            "keymap",
+            json!({"keymap": "us", "font": "f", "x11-keymap": {"layouts": ["us"]}}),
+            true,
+        ),
+        (
+            "keymap",
+            json!({"keymap": "us", "x11-keymap": {"layouts": []}}),
+            false,
+        ),
+        ("locale", json!({"language": "C.UTF-8"}), true),
+        (
+            "selinux",
+            json!({"labels": {"tree:///etc": "system_u:object_r:etc_t:s0"}, "target": "mount://root/",
+                   "exclude_paths": ["/sysroot"], "force_autorelabel": true}),
+            true,
+        ),
+        ("selinux", json!({"target": "tree:///"}), false),
+    ]
 }
 
 /// An options object for a stage, and whether its schema accepts it.
