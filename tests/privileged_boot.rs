@@ -5,7 +5,9 @@
 //! boot code and core, the ESP's files, fstab, grub.cfg), and a private QEMU (tests/boot/qemu.sh,
 //! TCG) boots it: BIOS under SeaBIOS, UEFI under OVMF (Debian's `ovmf`, a fresh copy of its
 //! variable store per boot), hybrid both ways. The probe unit must report no failed unit at
-//! multi-user and power the machine off, so QEMU exits 0.
+//! multi-user and power the machine off, so QEMU exits 0. The BIOS image is built a second
+//! time from `--format v2` (HEAD's pipelines os/image/qcow2, native v2 stages only), read
+//! back the same way and booted too.
 //!
 //! Time: the three manifests ask for the same packages (each kind's boot packages are passed
 //! to all three), so their dpkg and hostname stages are one tree: the first build checkpoints
@@ -282,12 +284,22 @@ fn finish_all(mut boots: Vec<Booting>) -> Vec<(String, Duration)> {
     done
 }
 
-/// Runs the generator for `boot` with `extra` packages; `None` (and a printed reason) when
+/// Runs the generator for `boot` (manifest `format` v1 or v2) with `extra` packages; `None` (and a printed reason) when
 /// apt cannot resolve them here.
-fn generate(env: &Env, boot: Boot, extra: &[&str]) -> Option<Value> {
-    let path = env.dir.path().join(format!("{}.json", boot.name()));
+fn generate(env: &Env, boot: Boot, format: &str, extra: &[&str]) -> Option<Value> {
+    let path = env
+        .dir
+        .path()
+        .join(format!("{}-{format}.json", boot.name()));
     let gen = Command::new(env!("CARGO_BIN_EXE_osbuild-mkmanifest-debian"))
-        .args(["--image", "--boot", boot.name(), "--boot-probe"])
+        .args([
+            "--image",
+            "--boot",
+            boot.name(),
+            "--boot-probe",
+            "--format",
+            format,
+        ])
         .args(["--hostname", "osbuild-boot", "--output"])
         .arg(&path)
         .args(extra)
@@ -345,6 +357,35 @@ fn build(env: &Env, manifest: &Value, args: &[&str]) -> (PathBuf, PathBuf) {
             .arg(&raw),
     );
     (raw, qcow)
+}
+
+/// Builds the v2 `manifest`, exporting its `qcow2` pipeline into DIR/v2, and returns a raw
+/// copy of the qcow2 (checked: qcow2 of the asked size, the same as the v1 image's).
+fn build_v2(env: &Env, manifest: &Value) -> PathBuf {
+    let out = env.dir.path().join("v2");
+    let (result, code) = env.export_json(&["qcow2"], &out, &[], &manifest.to_string());
+    assert_eq!(code, 0, "{result:#}");
+    assert_eq!(result["success"], true, "{result:#}");
+    let qcow = out.join("qcow2/disk.qcow2");
+    let info: Value = serde_json::from_str(&output(
+        Command::new("qemu-img")
+            .args(["info", "--output=json"])
+            .arg(&qcow),
+    ))
+    .unwrap();
+    assert_eq!(info["format"], "qcow2");
+    assert_eq!(
+        info["virtual-size"],
+        ImageOptions::for_boot(Boot::Bios).size
+    );
+    let raw = env.dir.path().join("disk-v2.raw");
+    output(
+        Command::new("qemu-img")
+            .args(["convert", "-O", "raw"])
+            .arg(&qcow)
+            .arg(&raw),
+    );
+    raw
 }
 
 fn partition_table(raw: &Path) -> Value {
@@ -522,11 +563,14 @@ fn privileged_debian_images_build_and_boot_bios_uefi_and_hybrid() {
     extra.dedup();
     let mut manifests = Vec::new();
     for boot in [Boot::Uefi, Boot::Hybrid, Boot::Bios] {
-        let Some(m) = generate(&env, boot, &extra) else {
+        let Some(m) = generate(&env, boot, "v1", &extra) else {
             return;
         };
         manifests.push((boot, m));
     }
+    let Some(bios_v2) = generate(&env, Boot::Bios, "v2", &extra) else {
+        return;
+    };
     let first = manifests[0].1["sources"]["org.osbuild.files"]["urls"]
         .as_object()
         .unwrap()
@@ -600,6 +644,21 @@ fn privileged_debian_images_build_and_boot_bios_uefi_and_hybrid() {
             boots.push(Booting::start(dir, &label, &qcow, Firmware::Uefi));
         }
     }
+    // The BIOS image again from the v2 manifest: native v2 stages only (dpkg from a files
+    // input, truncate, sfdisk, mkfs.ext4 and copy through loop devices and a mount,
+    // grub2.inst, qemu), the .debs from the same store's downloads.
+    let started = Instant::now();
+    let raw = build_v2(&env, &bios_v2);
+    build_times.push(("bios-v2", started.elapsed()));
+    check_bios_disk(&raw, &ImageOptions::for_boot(Boot::Bios));
+    std::fs::remove_file(&raw).unwrap();
+    let qcow = env.dir.path().join("v2/qcow2/disk.qcow2");
+    boots.push(Booting::start(
+        env.dir.path(),
+        "bios-v2-seabios",
+        &qcow,
+        Firmware::Bios,
+    ));
     let built = t0.elapsed();
     let boot_times = finish_all(boots);
 

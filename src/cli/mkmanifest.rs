@@ -83,6 +83,10 @@ pub struct DebianArgs {
     /// prints `IMGTEST-END failed=<failed units>` on the console and powers off.
     #[arg(long, requires = "image")]
     pub boot_probe: bool,
+    /// The manifest's format: v1 (osbuild v10's) or v2 (osbuild's current one: pipelines os,
+    /// image and one named after the image format, e.g. `--export qcow2`).
+    #[arg(long, value_name = "VERSION", default_value = "v1", value_parser = ["v1", "v2"])]
+    pub format: String,
     /// Write the manifest here instead of standard output.
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
@@ -117,6 +121,7 @@ pub fn run_debian(args: DebianArgs) -> anyhow::Result<()> {
             locale: args.locale,
             image,
         },
+        v2: args.format == "v2",
     };
     let generated = debian::generate(&request).context("cannot resolve the packages")?;
     eprintln!("{}", generated.summary());

@@ -49,6 +49,9 @@ pub enum DebianError {
     /// Nothing to resolve.
     #[error("no packages given")]
     NoPackages,
+    /// The request asks for what the chosen manifest format cannot express.
+    #[error("not supported: {0}")]
+    Unsupported(String),
 }
 
 /// One `.deb` to download, pinned by its SHA256.
@@ -415,6 +418,8 @@ pub struct Request {
     /// What the manifest holds besides the packages; an image without initrd modules gets
     /// [`IMAGE_INITRAMFS_MODULES`].
     pub manifest: ManifestOptions,
+    /// Write osbuild's current format (v2, [`super::debian_v2`]) instead of v10's.
+    pub v2: bool,
 }
 
 /// A generated manifest and the packages it installs.
@@ -457,7 +462,11 @@ pub fn generate(request: &Request) -> Result<Generated, DebianError> {
     }
     packages.extend(request.packages.iter().cloned());
     let debs = resolve(&packages, &request.resolve)?;
-    let manifest = manifest(&debs, &opts);
+    let manifest = if request.v2 {
+        super::debian_v2::manifest(&debs, &opts)?
+    } else {
+        manifest(&debs, &opts)
+    };
     Ok(Generated { manifest, debs })
 }
 
