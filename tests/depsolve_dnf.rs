@@ -384,8 +384,8 @@ fn mkmanifest_dnf_v2_pins_every_resolved_rpm_in_curl() {
         .values()
         .all(|r| *r == json!({"metadata": {"rpm.check_gpg": true}})));
 
-    // The manifest validates; until org.osbuild.rpm takes HEAD's v2 shape, the packages input
-    // is the one thing the libdir's schema refuses.
+    // The manifest validates; until org.osbuild.rpm takes HEAD's v2 shape, the rpm stage's
+    // shape (packages as an input, not an option) is the one thing the libdir refuses.
     let env = Env::new();
     let inspect = env.osbuild(&["--inspect"], &manifest.to_string());
     if rpm_speaks_head(&env.libdir) {
@@ -399,7 +399,9 @@ fn mkmanifest_dnf_v2_pins_every_resolved_rpm_in_curl() {
         let result: Value = serde_json::from_slice(&inspect.stdout).unwrap();
         assert_eq!(
             result["errors"],
-            json!([{"message": "Additional properties are not allowed ('inputs' was unexpected)",
+            json!([{"message": "\"packages\" is a required property",
+                    "path": "pipelines[0].stages[0].options"},
+                   {"message": "Additional properties are not allowed ('inputs' was unexpected)",
                     "path": "pipelines[0].stages[0]"}])
         );
     }
