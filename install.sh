@@ -12,7 +12,9 @@
 #                                        (P defaults to /usr/local; the polkit rules example goes
 #                                        to P/share/doc/osbuild, it is opt-in), the man pages under
 #                                        P/share/man/man1, bash, zsh and fish completions, and the
-#                                        sample manifests under P/share/doc/osbuild/examples
+#                                        sample manifests under P/share/doc/osbuild/examples,
+#                                        and the client-side depsolver (Python over python3-dnf,
+#                                        HEAD's protocol) as P/libexec/osbuild-depsolve-dnf
 #   ./install.sh uninstall [--prefix P] [--destdir D]
 #
 # The stage-side executables run inside build roots that may be another distribution, so they
@@ -88,6 +90,9 @@ lay_out_libdir() {
 }
 
 binaries=(osbuild osbuildd osbuildctl osbuild-mkmanifest-debian osbuild-mkmanifest-dnf)
+# Client-side programs run by users or their tools, not by osbuildd: into P/libexec, where
+# HEAD's clients look for them (osbuild-mkmanifest-dnf is built to look there too).
+libexec_tools=(osbuild-depsolve-dnf)
 # Service files, relative to the prefix.
 service_files=(
     share/dbus-1/system.d/org.osbuild.Builder1.conf
@@ -172,9 +177,11 @@ case "${1:-}" in
     install)
         shift; parse_prefix "$@"
         build_stage_side
-        OSBUILD_LIBDIR="$prefix/lib/osbuild" cargo build --quiet --release --bins -p osbuild
-        install -d "$destdir$prefix/bin"
+        OSBUILD_LIBDIR="$prefix/lib/osbuild" OSBUILD_DEPSOLVE_DNF="$prefix/libexec/osbuild-depsolve-dnf" \
+            cargo build --quiet --release --bins -p osbuild
+        install -d "$destdir$prefix/bin" "$destdir$prefix/libexec"
         for b in "${binaries[@]}"; do install -m 0755 "$target_dir/release/$b" "$destdir$prefix/bin/$b"; done
+        for t in "${libexec_tools[@]}"; do install -m 0755 "tools/$t" "$destdir$prefix/libexec/$t"; done
         rm -rf "$destdir$prefix/lib/osbuild"
         lay_out_libdir "$destdir$prefix/lib/osbuild"
         install_service_files
@@ -184,6 +191,7 @@ case "${1:-}" in
     uninstall)
         shift; parse_prefix "$@"
         for b in "${binaries[@]}"; do rm -f "$destdir$prefix/bin/$b"; done
+        for t in "${libexec_tools[@]}"; do rm -f "$destdir$prefix/libexec/$t"; done
         rm -rf "$destdir$prefix/lib/osbuild"
         for f in "${service_files[@]}"; do rm -f "$destdir$prefix/$f"; done
         rm -rf "$destdir$prefix/share/doc/osbuild"
@@ -191,7 +199,7 @@ case "${1:-}" in
         echo "uninstalled from $destdir$prefix"
         ;;
     *)
-        sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'
         exit 2
         ;;
 esac

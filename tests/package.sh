@@ -71,7 +71,7 @@ check "dpkg-buildpackage built ${deb##*/} in $(($(date +%s) - t0)) s"
 
 dpkg-deb -c "$deb" | awk '{print $6}' | sed 's|^\./|/|' > "$work/contents"
 for f in /usr/bin/osbuild /usr/bin/osbuildd /usr/bin/osbuildctl /usr/bin/osbuild-mkmanifest-debian \
-    /usr/bin/osbuild-mkmanifest-dnf /usr/lib/osbuild/libexec/osbuild-stages \
+    /usr/bin/osbuild-mkmanifest-dnf /usr/libexec/osbuild-depsolve-dnf /usr/lib/osbuild/libexec/osbuild-stages \
     /usr/lib/osbuild/stages/org.osbuild.hostname /usr/lib/osbuild/assemblers/org.osbuild.tar /usr/lib/systemd/system/osbuildd.service \
     /usr/lib/tmpfiles.d/osbuildd.conf /usr/lib/udev/rules.d/10-osbuildd-inhibitor.rules \
     /usr/share/dbus-1/system.d/org.osbuild.Builder1.conf \

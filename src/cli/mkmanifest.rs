@@ -9,7 +9,8 @@ use anyhow::Context;
 use clap::Parser;
 
 use crate::mkmanifest::debian;
-use crate::mkmanifest::dnf::{self, InstallOptions, Target};
+use crate::mkmanifest::depsolve::{self, DEFAULT_DEPSOLVER};
+use crate::mkmanifest::dnf::{self, InstallOptions, RepoSpec, Target};
 
 /// Print a v1 osbuild manifest that installs PACKAGES (and their dependencies, resolved by
 /// apt from this machine's configured repositories) into an empty tree, each .deb pinned by
@@ -128,10 +129,12 @@ pub fn run_debian(args: DebianArgs) -> anyhow::Result<()> {
     super::write_manifest(&generated.manifest, args.output.as_deref())
 }
 
-/// Print a v1 osbuild manifest that installs PACKAGES (resolved by dnf when the image is
-/// built) from the given repositories, each pinned by the sha256 of the repodata/repomd.xml
-/// this machine's dnf fetches now. Repositories are listed base URLs first, then metalinks,
-/// then mirrorlists.
+/// Print an osbuild manifest that installs PACKAGES from the given repositories. v1 (the
+/// default): resolved by dnf when the image is built, each repository pinned by the sha256 of
+/// the repodata/repomd.xml this machine's dnf fetches now (org.osbuild.dnf). v2: resolved now
+/// by osbuild-depsolve-dnf, each .rpm pinned by its checksum in org.osbuild.curl and
+/// installed by org.osbuild.rpm from a files input. Repositories are listed base URLs first,
+/// then metalinks, then mirrorlists.
 #[derive(Parser, Debug)]
 #[command(name = "osbuild-mkmanifest-dnf", version)]
 pub struct DnfArgs {
@@ -162,12 +165,51 @@ pub struct DnfArgs {
     /// Do not install weak dependencies (Recommends).
     #[arg(long)]
     pub no_weak_deps: bool,
+    /// The manifest's format: v1 (org.osbuild.dnf resolves at build time) or v2 (resolved
+    /// now, rpms pinned in org.osbuild.curl).
+    #[arg(long, value_name = "VERSION", default_value = "v1", value_parser = ["v1", "v2"])]
+    pub format: String,
+    /// The depsolver for --format v2 (HEAD's osbuild-depsolve-dnf protocol).
+    #[arg(long, value_name = "PROGRAM", default_value = DEFAULT_DEPSOLVER)]
+    pub depsolver: PathBuf,
+    /// Where the depsolver caches repository metadata (--format v2; default: a throwaway
+    /// directory).
+    #[arg(long, value_name = "DIR")]
+    pub cachedir: Option<PathBuf>,
     /// Write the manifest here instead of standard output.
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
 }
 
-/// `osbuild-mkmanifest-dnf`: pins the repositories and prints (or writes) the manifest.
+/// `osbuild-mkmanifest-dnf --format v2`: resolves now and pins every rpm.
+fn run_dnf_v2(
+    args: &DnfArgs,
+    repos: &[RepoSpec],
+    target: &Target,
+    install: &InstallOptions,
+) -> anyhow::Result<serde_json::Value> {
+    let packages = depsolve::depsolve(
+        &args.depsolver,
+        repos,
+        target,
+        install,
+        args.cachedir.as_deref(),
+    )
+    .context("cannot resolve the packages")?;
+    for p in &packages {
+        eprintln!("{} {}", p.nevra(), p.checksum);
+    }
+    let mut gpgkeys: Vec<String> = Vec::new();
+    for key in repos.iter().filter_map(|r| r.gpgkey.as_ref()) {
+        if !gpgkeys.contains(key) {
+            gpgkeys.push(key.clone());
+        }
+    }
+    Ok(depsolve::manifest_v2(&packages, &gpgkeys)?)
+}
+
+/// `osbuild-mkmanifest-dnf`: pins the repositories (v1) or the packages (v2) and prints (or
+/// writes) the manifest.
 pub fn run_dnf(args: DnfArgs) -> anyhow::Result<()> {
     let gpgkey = args
         .gpgkey
@@ -181,22 +223,22 @@ pub fn run_dnf(args: DnfArgs) -> anyhow::Result<()> {
         gpgkey.as_deref(),
     );
     let target = Target {
-        releasever: args.releasever,
-        basearch: args.basearch,
+        releasever: args.releasever.clone(),
+        basearch: args.basearch.clone(),
     };
+    let install = InstallOptions {
+        packages: args.packages.clone(),
+        exclude: args.exclude.clone(),
+        weak_deps: !args.no_weak_deps,
+    };
+    if args.format == "v2" {
+        let manifest = run_dnf_v2(&args, &repos, &target, &install)?;
+        return super::write_manifest(&manifest, args.output.as_deref());
+    }
     let checksums = dnf::pin(&repos, &target).context("cannot pin the repositories")?;
     for (r, c) in repos.iter().zip(&checksums) {
         eprintln!("{} {c}", r.url);
     }
-    let manifest = dnf::manifest(
-        &repos,
-        &checksums,
-        &target,
-        &InstallOptions {
-            packages: args.packages,
-            exclude: args.exclude,
-            weak_deps: !args.no_weak_deps,
-        },
-    )?;
+    let manifest = dnf::manifest(&repos, &checksums, &target, &install)?;
     super::write_manifest(&manifest, args.output.as_deref())
 }

@@ -83,6 +83,16 @@ pub enum DnfError {
         url: String,
         dir: PathBuf,
     },
+    #[error("cannot run the depsolver {program}: {source}")]
+    DepsolverSpawn {
+        program: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the depsolver {program} failed: {detail}")]
+    DepsolverOutput { program: PathBuf, detail: String },
+    #[error("the depsolver could not resolve the packages ({kind}): {reason}")]
+    Depsolve { kind: String, reason: String },
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
