@@ -159,7 +159,7 @@ impl Sources {
     pub fn new(
         index: &Index,
         store: &Store,
-        options: &BTreeMap<String, Value>,
+        options: &json::Map,
         secrets: Option<&Value>,
     ) -> Result<Self, SourceError> {
         let secrets = match secrets {
@@ -210,7 +210,7 @@ impl Sources {
         sources: &json::Map,
         secrets: Option<&Value>,
     ) -> Result<Self, SourceError> {
-        let options: BTreeMap<String, Value> = sources
+        let options: json::Map = sources
             .iter()
             .map(|(name, source)| {
                 let opts = source.get("options").cloned();

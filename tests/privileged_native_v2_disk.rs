@@ -393,11 +393,11 @@ fn privileged_native_v2_disk_bad_options_are_refused_by_path() {
         assert_eq!(out.status.code(), Some(2), "{name}");
         let report: Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(report["success"], false, "{name}: {report}");
-        let paths: Vec<&str> = report["errors"]
+        let paths: Vec<String> = report["errors"]
             .as_array()
             .unwrap()
             .iter()
-            .map(|e| e["path"].as_str().unwrap())
+            .map(|e| common::dotted_path(&e["path"]))
             .collect();
         let want = format!("pipelines[1].stages[1].{path}");
         assert!(

@@ -319,7 +319,7 @@ fn validation_errors(env: &Env, manifest: &Value) -> Vec<String> {
         .map(|e| {
             format!(
                 "{}: {}",
-                e["path"].as_str().unwrap_or("?"),
+                common::dotted_path(&e["path"]),
                 e["message"].as_str().unwrap_or("?")
             )
         })
@@ -594,7 +594,10 @@ fn privileged_native_v2_dpkg_files_input_users_and_systemd() {
         with_files(stage("dpkg", json!({})), "packages", &sums),
         stage(
             "users",
+            // zed before bob: users are made in the manifest's order, so zed gets the first
+            // free uid, as osbuild gives it (options keep their order on the way to a stage).
             json!({"users": {
+                "zed": {}, "bob": {},
                 "ada.l": {"uid": 1500, "home": "/home/ada.l", "shell": "/bin/bash",
                           "keys": ["ssh-ed25519 AAAA1 one"], "key": "ssh-ed25519 AAAA2 two",
                           "expiredate": 20000, "force_password_reset": true},
@@ -649,6 +652,8 @@ fn privileged_native_v2_dpkg_files_input_users_and_systemd() {
         "{passwd}"
     );
     assert!(t.join("home/ada.l").is_dir());
+    assert!(passwd.contains("zed:x:1000:1000:"), "{passwd}");
+    assert!(passwd.contains("bob:x:1001:1001:"), "{passwd}");
     assert_eq!(
         read(&t.join("home/ada.l/.ssh/authorized_keys")),
         "ssh-ed25519 AAAA1 one\nssh-ed25519 AAAA2 two\n"

@@ -61,7 +61,7 @@ fn privileged_foreign_stage_gets_v10_arguments_in_a_sandbox() {
     let args = std::fs::read_to_string(env.committed(&id, "args.json")).unwrap();
     assert_eq!(
         args,
-        r#"{"options": {"f": 1.0, "u": "caf\u00e9", "x": 1}, "sources": "/run/osbuild/sources", "tree": "/run/osbuild/tree"}"#
+        r#"{"tree": "/run/osbuild/tree", "sources": "/run/osbuild/sources", "options": {"x": 1, "u": "caf\u00e9", "f": 1.0}}"#
     );
     let facts = std::fs::read_to_string(env.committed(&id, "sandbox.txt")).unwrap();
     assert!(
@@ -301,7 +301,7 @@ fn privileged_big_integers_and_nan_in_options_survive_verbatim() {
         assert_eq!(out.status.code(), Some(0), "{stdout}");
         stdout
     };
-    let options = format!(r#""options": {{"big": {big}, "nan": NaN}}"#);
+    let options = format!(r#""options": {{"nan": NaN, "big": {big}}}"#);
     let result = build(&["--json"]);
     assert!(result.contains(&options), "{result}");
     let tree_id = result
@@ -316,7 +316,7 @@ fn privileged_big_integers_and_nan_in_options_survive_verbatim() {
     let args = std::fs::read_to_string(env.committed(&tree_id, "args.json")).unwrap();
     assert_eq!(
         args,
-        format!(r#"{{{options}, "sources": "/run/osbuild/sources", "tree": "/run/osbuild/tree"}}"#)
+        format!(r#"{{"tree": "/run/osbuild/tree", "sources": "/run/osbuild/sources", {options}}}"#)
     );
     assert_store_clean(&env);
 }

@@ -26,7 +26,7 @@ fn manifest() -> Value {
         "version": "2",
         "pipelines": [
             {"name": "base", "source-epoch": 1700000000,
-             "stages": [head_stage(json!({"name": "base", "write": {"hello": "world"}}))]},
+             "stages": [head_stage(json!({"write": {"hello": "world"}, "name": "base"}))]},
             {"name": "image", "stages": [image]},
             {"name": "unused", "stages": [head_stage(json!({"name": "unused"}))]}
         ]
@@ -95,6 +95,18 @@ fn privileged_v2_exports_inputs_and_heads_arguments_file() {
             "meta": {"id": stage_id(&inspected, 1)}
         })
     );
+    // Byte for byte as HEAD's json.dump writes it: keys in the order HEAD builds them, the
+    // inputs and the options in the manifest's order.
+    let text = read(&image.join("args/image.json"));
+    let want = format!(
+        "{{\"tree\": \"/run/osbuild/tree\", \"paths\": {{\"devices\": \"/dev\", \"inputs\": \
+         \"/run/osbuild/inputs\", \"mounts\": \"/run/osbuild/mounts\"}}, \"devices\": {{}}, \
+         \"inputs\": {{\"tree\": {{\"path\": \"/run/osbuild/inputs/tree\"}}, \"one\": {{\"path\": \
+         \"/run/osbuild/inputs/one\", \"data\": {{\"files\": {{\"hello\": {{}}}}}}}}}}, \"mounts\": {{}}, \
+         \"options\": {{\"name\": \"image\"}}, \"meta\": {{\"id\": \"{}\"}}}}",
+        stage_id(&inspected, 1)
+    );
+    assert_eq!(text, want);
     assert!(
         !image.join("args/base.json").exists(),
         "the image tree starts empty: base's files are only an input"
@@ -116,6 +128,11 @@ fn privileged_v2_exports_inputs_and_heads_arguments_file() {
     );
     let base_args: Value =
         serde_json::from_str(&read(&base_export.join("base/args/base.json"))).unwrap();
+    let base_text = read(&base_export.join("base/args/base.json"));
+    assert!(
+        base_text.contains(r#""options": {"write": {"hello": "world"}, "name": "base"}"#),
+        "options in the manifest's order: {base_text}"
+    );
     assert_eq!(
         base_args["meta"],
         json!({"id": stage_id(&inspected, 0), "source-epoch": 1700000000})

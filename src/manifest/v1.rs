@@ -12,7 +12,7 @@
 //! `json.dumps(x, sort_keys=True)` ([`json::dumps`]); `build` is the build pipeline's tree
 //! id or null, `base` the previous stage's id or null (the tree id for the assembler).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use sha2::{Digest, Sha256};
 
@@ -26,7 +26,7 @@ use crate::modules::{Index, ModuleKind};
 pub struct Manifest {
     pub pipeline: Pipeline,
     /// Source options by source name (`org.osbuild.files`: `{"urls": {...}}`).
-    pub sources: BTreeMap<String, Value>,
+    pub sources: Map,
 }
 
 /// A pipeline: an optional build pipeline, stages and an optional assembler.
@@ -235,7 +235,7 @@ fn without_runner(obj: &Map) -> Option<Map> {
         "warning: runner: ignored (osbuild v10 ignores a top-level runner; use pipeline.build.runner)"
     );
     let mut rest = obj.clone();
-    rest.remove("runner");
+    rest.shift_remove("runner");
     Some(rest)
 }
 
@@ -282,7 +282,7 @@ impl<'a> Checker<'a> {
     fn manifest(&mut self, doc: &Value) -> Manifest {
         let empty = Manifest {
             pipeline: Pipeline::default(),
-            sources: BTreeMap::new(),
+            sources: Map::new(),
         };
         let stripped = doc.as_object().and_then(without_runner).map(Value::Object);
         let doc = stripped.as_ref().unwrap_or(doc);
@@ -309,7 +309,7 @@ impl<'a> Checker<'a> {
             );
             (p, obj.get("sources"))
         };
-        let mut sources_map = BTreeMap::new();
+        let mut sources_map = Map::new();
         match sources {
             None => {}
             Some(Value::Object(s)) => {

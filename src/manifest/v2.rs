@@ -22,7 +22,8 @@
 mod check;
 mod schema;
 
-use std::collections::{BTreeMap, BTreeSet};
+use indexmap::IndexMap;
+use std::collections::BTreeSet;
 
 use sha2::{Digest, Sha256};
 
@@ -66,8 +67,8 @@ pub struct Stage {
     pub module: String,
     /// Always an object (a missing `options` is `{}`).
     pub options: Value,
-    /// By input name.
-    pub inputs: BTreeMap<String, Input>,
+    /// By input name, in the manifest's order (as HEAD hands them to the stage).
+    pub inputs: IndexMap<String, Input>,
     /// Parents before the devices that use them.
     pub devices: Vec<Device>,
     /// In manifest order.

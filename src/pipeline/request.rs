@@ -2,7 +2,7 @@
 //! tests): the manifest and what overrides it (sources, secrets, checkpoints, build
 //! environment). Each front end maps [`RequestError`] to its own exit codes or D-Bus errors.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fmt;
 
 use crate::id::ObjectId;
@@ -92,7 +92,7 @@ impl Request {
         }
         if let Some(text) = &overrides.sources {
             manifest.sources = match json::parse(text) {
-                Ok(Value::Object(map)) => map.into_iter().collect::<BTreeMap<_, _>>(),
+                Ok(Value::Object(map)) => map,
                 Ok(_) => return Err(RequestError::SourcesNotObject),
                 Err(e) => return Err(RequestError::SourcesNotJson(e)),
             };

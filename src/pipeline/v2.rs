@@ -455,7 +455,7 @@ impl<'a> V2Run<'a, '_> {
         let services =
             StageServices::open(stage, tree_guard.path(), env.shared.dev_dir(), &mounts_root)
                 .map_err(|e| BuildError::Input(format!("stage {}: {e}", stage.module)))?;
-        let arguments = json::dumps(&arguments(p, stage, &inputs, services.arguments()));
+        let arguments = json::dumps_in_order(&arguments(p, stage, &inputs, services.arguments()));
         let plan = ModuleRun {
             kind,
             module: &stage.module,

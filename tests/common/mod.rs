@@ -425,3 +425,18 @@ pub fn assert_prep_core(disk: &[u8], (start, size): (u64, u64), prefix: &str) {
         "no boot code in the MBR"
     );
 }
+
+/// A validation error's `path` (osbuild's list of keys and indices) in the form the messages
+/// use: `pipelines[1].stages[0].options.foo`.
+pub fn dotted_path(path: &serde_json::Value) -> String {
+    let mut out = String::new();
+    for segment in path.as_array().expect("a path is a list") {
+        match segment {
+            serde_json::Value::Number(i) => out.push_str(&format!("[{i}]")),
+            serde_json::Value::String(key) if out.is_empty() => out.push_str(key),
+            serde_json::Value::String(key) => out.push_str(&format!(".{key}")),
+            other => panic!("not a path segment: {other}"),
+        }
+    }
+    out
+}

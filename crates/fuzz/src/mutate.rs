@@ -173,7 +173,7 @@ fn change_node(rng: &mut Rng, node: &mut Value, donor: Value, may_nest: bool) ->
         }
         (3, Value::Object(m)) if !m.is_empty() && rng.one_in(2) => {
             let key = m.keys().nth(rng.below(m.len())).expect("a key").clone();
-            m.remove(&key);
+            m.shift_remove(&key);
         }
         (3, Value::Array(a)) if !a.is_empty() && rng.one_in(2) => {
             a.remove(rng.below(a.len()));

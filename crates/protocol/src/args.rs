@@ -1,9 +1,10 @@
 //! The arguments a stage or an assembler reads on stdin: `{"tree", "sources", "options"}` and
 //! `{"tree", "options", "output_dir"}`.
 //!
-//! The engine writes them with [`json::dumps`], as v10 does (`json.dumps(args)` with sorted
-//! keys), so the options are the hashed text: v10's Python modules read exactly that, big
-//! integers and `NaN` included. Our modules parse them with serde_json into [`Options`].
+//! The engine writes them with [`json::dumps_in_order`], as v10 does (`json.dumps(args)`):
+//! the options in the manifest's order (a stage that creates users in the order of its options
+//! gives them their uids in that order), big integers and `NaN` as written. Our modules parse
+//! them with serde_json (order kept) into [`Options`].
 
 use std::fmt;
 use std::path::PathBuf;
@@ -79,7 +80,7 @@ impl<'a> StageArgs<&'a Value> {
             m.insert("sources".into(), path_value(sources));
         }
         m.insert("options".into(), self.options.clone());
-        json::dumps(&Value::Object(m))
+        json::dumps_in_order(&Value::Object(m))
     }
 }
 
@@ -117,7 +118,7 @@ impl<'a> AssemblerArgs<&'a Value> {
         m.insert("tree".into(), path_value(&self.tree));
         m.insert("options".into(), self.options.clone());
         m.insert("output_dir".into(), path_value(&self.output_dir));
-        json::dumps(&Value::Object(m))
+        json::dumps_in_order(&Value::Object(m))
     }
 }
 
@@ -177,13 +178,14 @@ mod tests {
         .unwrap()
     }
 
+    /// v10's `json.dumps(args)`: its keys in v10's order, the options in the manifest's.
     #[test]
     fn stage_bytes() {
         let options = hashed_options();
         assert_eq!(
             StageArgs::in_sandbox(&options).to_json(),
             format!(
-                r#"{{"options": {{"big": {BIG}, "f": 1.0, "u": "caf\u00e9", "z": NaN}}, "sources": "/run/osbuild/sources", "tree": "/run/osbuild/tree"}}"#
+                r#"{{"tree": "/run/osbuild/tree", "sources": "/run/osbuild/sources", "options": {{"z": NaN, "big": {BIG}, "f": 1.0, "u": "caf\u00e9"}}}}"#
             )
         );
     }
@@ -194,7 +196,7 @@ mod tests {
         assert_eq!(
             AssemblerArgs::in_sandbox(&options).to_json(),
             format!(
-                r#"{{"options": {{"big": {BIG}, "f": 1.0, "u": "caf\u00e9", "z": NaN}}, "output_dir": "/run/osbuild/output", "tree": "/run/osbuild/tree"}}"#
+                r#"{{"tree": "/run/osbuild/tree", "options": {{"z": NaN, "big": {BIG}, "f": 1.0, "u": "caf\u00e9"}}, "output_dir": "/run/osbuild/output"}}"#
             )
         );
     }

@@ -8,12 +8,14 @@
 //! last one winning) and reports errors with a 1-based line and column.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
 
-/// A JSON object: keys sorted by code point, which is the byte order of UTF-8 strings and so
-/// the order Python's `sort_keys=True` produces.
-pub type Map = BTreeMap<String, Value>;
+/// A JSON object: keys in the order the document has them (a later duplicate replaces the
+/// value in place), as a Python dict built by `json.loads`. Modules get their options in this
+/// order, as osbuild gives them (a stage that creates users or writes sections in the order
+/// of its options depends on it); [`dumps`] sorts the keys, as every id needs. Two maps with
+/// the same entries are equal whatever their order.
+pub type Map = indexmap::IndexMap<String, Value>;
 
 /// How deep arrays and objects may nest before [`parse`] gives up (instead of overflowing
 /// the stack).
@@ -406,24 +408,29 @@ impl Parser<'_> {
             Some(b'[') => self.nested(Self::array),
             Some(b'"') => Ok(Value::String(self.string()?)),
             Some(b'-' | b'0'..=b'9') => self.number(),
-            _ => {
-                for (lit, v) in [
-                    ("null", Value::Null),
-                    ("true", Value::Bool(true)),
-                    ("false", Value::Bool(false)),
-                    ("NaN", Value::Float(f64::NAN)),
-                    ("Infinity", Value::Float(f64::INFINITY)),
-                ] {
-                    if self.eat_literal(lit) {
-                        return Ok(v);
-                    }
-                }
-                Err(self.error_at(
-                    self.pos,
-                    format!("expected a value, found {}", self.describe_here()),
-                ))
+            _ => self.literal(),
+        }
+    }
+
+    /// `null`, `true`, `false`, `NaN` or `Infinity`. Out of line: its table would otherwise
+    /// sit in the frame of every nesting level.
+    #[inline(never)]
+    fn literal(&mut self) -> Result<Value, ParseError> {
+        for (lit, v) in [
+            ("null", Value::Null),
+            ("true", Value::Bool(true)),
+            ("false", Value::Bool(false)),
+            ("NaN", Value::Float(f64::NAN)),
+            ("Infinity", Value::Float(f64::INFINITY)),
+        ] {
+            if self.eat_literal(lit) {
+                return Ok(v);
             }
         }
+        Err(self.error_at(
+            self.pos,
+            format!("expected a value, found {}", self.describe_here()),
+        ))
     }
 
     fn nested(
@@ -738,7 +745,7 @@ impl Tree for Value {
             Value::Float(f) => Node::Float(*f),
             Value::String(s) => Node::Str(s),
             Value::Array(a) => Node::Array(a),
-            Value::Object(m) => Node::Object(Box::new(m.iter())),
+            Value::Object(m) => Node::Object(Box::new(sorted_entries(m).into_iter())),
         }
     }
 }
@@ -758,11 +765,38 @@ impl Tree for serde_json::Value {
     }
 }
 
+/// The entries of `m` as Python's `sort_keys` orders them: by code point, which is the byte
+/// order of UTF-8.
+fn sorted_entries(m: &Map) -> Vec<(&String, &Value)> {
+    let mut entries: Vec<(&String, &Value)> = m.iter().collect();
+    entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    entries
+}
+
 /// Encodes as Python's `json.dumps(v, sort_keys=True)`, byte for byte.
 pub fn dumps(v: &Value) -> String {
     let mut out = String::new();
     write_compact(&mut out, v);
     out
+}
+
+/// Encodes as Python's `json.dumps(v)` (no `sort_keys`): objects keep the order of the
+/// document they came from. This is how osbuild hands a module its arguments, options in the
+/// manifest's order; scalars are written exactly as [`dumps`] writes them.
+pub fn dumps_in_order(v: &Value) -> String {
+    let mut out = String::new();
+    write_in_order(&mut out, v);
+    out
+}
+
+fn write_in_order(out: &mut String, v: &Value) {
+    match v {
+        Value::Array(a) => write_array(out, a, write_in_order),
+        Value::Object(m) => {
+            write_object(out, m.iter().map(|(k, v)| (k.as_str(), v)), write_in_order)
+        }
+        scalar => write_scalar(out, scalar.node()),
+    }
 }
 
 /// Encodes as Python's `json.dumps(v, indent=2, sort_keys=True)`, for people to read.
@@ -783,7 +817,8 @@ pub fn to_python<T: serde::Serialize + ?Sized>(v: &T) -> Result<String, serde_js
 
 /// A document whose objects keep their keys in the order given, as Python writes a dict built
 /// key by key without `sort_keys` (v10's build results). Its [`Ordered::Value`] leaves are
-/// written as [`dumps`] writes them, so options embedded in a result keep their exact text.
+/// written as [`dumps_in_order`] writes them: options embedded in a result appear as the
+/// manifest has them, as in v10's.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Ordered<'a> {
     Value(Cow<'a, Value>),
@@ -802,7 +837,7 @@ impl Ordered<'_> {
 
 fn write_ordered(out: &mut String, doc: &Ordered<'_>) {
     match doc {
-        Ordered::Value(v) => write_compact(out, v.as_ref()),
+        Ordered::Value(v) => write_in_order(out, v.as_ref()),
         Ordered::Array(items) => write_array(out, items, write_ordered),
         Ordered::Object(entries) => {
             write_object(out, entries.iter().map(|(k, v)| (*k, v)), write_ordered)
@@ -871,7 +906,7 @@ fn write_pretty(out: &mut String, v: &Value, level: usize) {
         }
         Value::Object(m) if !m.is_empty() => {
             out.push('{');
-            for (i, (k, item)) in m.iter().enumerate() {
+            for (i, (k, item)) in sorted_entries(m).into_iter().enumerate() {
                 if i > 0 {
                     out.push(',');
                 }
@@ -980,6 +1015,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn objects_keep_the_documents_order_and_ids_sort_it() {
+        // A duplicate key keeps its first place and its last value, as a Python dict does.
+        let v = parse(r#"{"b": 1, "a": {"d": 1, "c": 2}, "b": 3}"#).unwrap();
+        assert_eq!(dumps_in_order(&v), r#"{"b": 3, "a": {"d": 1, "c": 2}}"#);
+        assert_eq!(dumps(&v), r#"{"a": {"c": 2, "d": 1}, "b": 3}"#);
+        assert_eq!(
+            dumps_pretty(&v),
+            "{\n  \"a\": {\n    \"c\": 2,\n    \"d\": 1\n  },\n  \"b\": 3\n}"
+        );
+        assert_eq!(v, parse(r#"{"a": {"c": 2, "d": 1}, "b": 3}"#).unwrap());
+    }
+
+    #[test]
     fn dumps_matches_python() {
         // (input JSON, Python's json.dumps(json.loads(input), sort_keys=True))
         let cases = [
@@ -1078,6 +1126,11 @@ mod tests {
         assert!(e.message.contains("nested deeper than 512"), "{e}");
         let deep_obj = "{\"a\":".repeat(MAX_DEPTH + 1);
         assert!(parse(&deep_obj).unwrap_err().message.contains("nested"));
+        // The deepest object allowed is read, encoded both ways and dropped on a test
+        // thread's 2 MiB stack.
+        let ok_obj = "{\"a\":".repeat(MAX_DEPTH - 1) + "1" + &"}".repeat(MAX_DEPTH - 1);
+        let v = parse(&ok_obj).unwrap();
+        assert_eq!(dumps(&v), dumps_in_order(&v));
     }
 
     #[test]

@@ -261,7 +261,7 @@ mod tests {
         assert_eq!(
             text,
             format!(
-                r#"{{"success": true, "assembler": {{"name": "org.osbuild.noop", "id": "{b}", "options": {{"big": {big}, "f": 1e+100, "z": NaN}}, "success": true, "output": null}}}}"#
+                r#"{{"success": true, "assembler": {{"name": "org.osbuild.noop", "id": "{b}", "options": {{"z": NaN, "big": {big}, "f": 1e+100}}, "success": true, "output": null}}}}"#
             )
         );
         let back = PipelineResult::parse(&text).unwrap();

@@ -85,7 +85,8 @@ impl fmt::Display for RequestError {
 impl std::error::Error for RequestError {}
 
 impl Request<&Value> {
-    /// The stdin text, as v10 writes it (`json.dumps` with sorted keys).
+    /// The stdin text, as v10 writes it (`json.dumps`: keys in v10's order, the options in the
+    /// manifest's).
     pub fn to_json(&self) -> String {
         let path = |p: &PathBuf| Value::String(p.to_string_lossy().into_owned());
         let mut m = json::Map::new();
@@ -103,7 +104,7 @@ impl Request<&Value> {
         if self.unprivileged_caller {
             m.insert("unprivileged-caller".into(), Value::Bool(true));
         }
-        json::dumps(&Value::Object(m))
+        json::dumps_in_order(&Value::Object(m))
     }
 }
 
@@ -218,7 +219,7 @@ mod tests {
         .to_json();
         assert_eq!(
             text,
-            r#"{"cache": "/c", "checksums": [], "options": {}, "output": "/o", "secrets": {}, "unprivileged-caller": true}"#
+            r#"{"options": {}, "secrets": {}, "cache": "/c", "output": "/o", "checksums": [], "unprivileged-caller": true}"#
         );
         assert!(Request::parse(text.as_bytes()).unwrap().unprivileged_caller);
         let v10 = engine_request(&empty, &empty);
@@ -237,7 +238,7 @@ mod tests {
         let secrets = json::parse(r#"{"token": "s3cret"}"#).unwrap();
         assert_eq!(
             engine_request(&options, &secrets),
-            r#"{"cache": "/store/sources/org.osbuild.files", "checksums": ["sha256:00"], "options": {"n": 1e+100, "urls": {"sha256:00": "http://x/\u00e9"}}, "output": "/tmp/out", "secrets": {"token": "s3cret"}}"#
+            r#"{"options": {"urls": {"sha256:00": "http://x/\u00e9"}, "n": 1e+100}, "secrets": {"token": "s3cret"}, "cache": "/store/sources/org.osbuild.files", "output": "/tmp/out", "checksums": ["sha256:00"]}"#
         );
     }
 
@@ -282,7 +283,7 @@ mod tests {
         .to_json();
         assert_eq!(
             text,
-            r#"{"cache": "/c", "checksums": ["sha256:00"], "items": {"sha256:00": {"url": "http://x/a"}}, "options": {}, "output": "/o", "secrets": {}}"#
+            r#"{"options": {}, "secrets": {}, "cache": "/c", "output": "/o", "checksums": ["sha256:00"], "items": {"sha256:00": {"url": "http://x/a"}}}"#
         );
         let read = Request::parse(text.as_bytes()).unwrap();
         assert_eq!(read.items.unwrap()["sha256:00"]["url"], "http://x/a");

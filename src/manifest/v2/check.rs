@@ -426,12 +426,8 @@ impl Checker<'_> {
         refs
     }
 
-    fn inputs(
-        &mut self,
-        obj: &Map,
-        path: &JsonPath,
-    ) -> Option<std::collections::BTreeMap<String, Input>> {
-        let mut inputs = std::collections::BTreeMap::new();
+    fn inputs(&mut self, obj: &Map, path: &JsonPath) -> Option<indexmap::IndexMap<String, Input>> {
+        let mut inputs = indexmap::IndexMap::new();
         let Some(map) = self.map(obj, path, "inputs") else {
             return obj.get("inputs").is_none().then_some(inputs);
         };
