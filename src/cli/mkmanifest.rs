@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Parser;
 
-use crate::mkmanifest::debian;
+use crate::mkmanifest::{debian, debian_v2};
 use crate::mkmanifest::depsolve::{self, DEFAULT_DEPSOLVER};
 use crate::mkmanifest::dnf::{self, InstallOptions, RepoSpec, Target};
 
@@ -122,9 +122,12 @@ pub fn run_debian(args: DebianArgs) -> anyhow::Result<()> {
             locale: args.locale,
             image,
         },
-        v2: args.format == "v2",
     };
-    let generated = debian::generate(&request).context("cannot resolve the packages")?;
+    let write: debian::Writer = match args.format.as_str() {
+        "v2" => debian_v2::manifest,
+        _ => debian::write_v1,
+    };
+    let generated = debian::generate(&request, write).context("cannot resolve the packages")?;
     eprintln!("{}", generated.summary());
     super::write_manifest(&generated.manifest, args.output.as_deref())
 }

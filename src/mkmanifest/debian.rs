@@ -418,8 +418,15 @@ pub struct Request {
     /// What the manifest holds besides the packages; an image without initrd modules gets
     /// [`IMAGE_INITRAMFS_MODULES`].
     pub manifest: ManifestOptions,
-    /// Write osbuild's current format (v2, [`super::debian_v2`]) instead of v10's.
-    pub v2: bool,
+}
+
+/// What writes the manifest from the resolved packages: [`write_v1`] or, for osbuild's
+/// current format, `debian_v2::manifest`.
+pub type Writer = fn(&[PinnedDeb], &ManifestOptions) -> Result<Value, DebianError>;
+
+/// The v1 [`Writer`]: [`manifest`].
+pub fn write_v1(debs: &[PinnedDeb], opts: &ManifestOptions) -> Result<Value, DebianError> {
+    Ok(manifest(debs, opts))
 }
 
 /// A generated manifest and the packages it installs.
@@ -442,8 +449,8 @@ impl Generated {
 }
 
 /// Resolves what `request` asks for (the base system and an image's packages first) and
-/// writes the manifest.
-pub fn generate(request: &Request) -> Result<Generated, DebianError> {
+/// writes the manifest with `write`.
+pub fn generate(request: &Request, write: Writer) -> Result<Generated, DebianError> {
     let image = request.manifest.image.is_some();
     let mut packages: Vec<String> = Vec::new();
     if request.base || image {
@@ -462,11 +469,7 @@ pub fn generate(request: &Request) -> Result<Generated, DebianError> {
     }
     packages.extend(request.packages.iter().cloned());
     let debs = resolve(&packages, &request.resolve)?;
-    let manifest = if request.v2 {
-        super::debian_v2::manifest(&debs, &opts)?
-    } else {
-        manifest(&debs, &opts)
-    };
+    let manifest = write(&debs, &opts)?;
     Ok(Generated { manifest, debs })
 }
 
