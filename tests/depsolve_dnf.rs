@@ -397,6 +397,22 @@ fn mkmanifest_dnf_v2_pins_every_resolved_rpm_in_curl() {
     assert!(out.stdout.is_empty());
 }
 
+/// The v2 manifest `osbuild-mkmanifest-dnf` makes for `osbuild-app` from the fixture's
+/// repository.
+fn depsolved_manifest(f: &Fixture) -> Value {
+    let out = mkmanifest(f, &["--no-weak-deps", "osbuild-app"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Builds `manifest` exporting pipeline `os`: the result, the exit code and the tree's path.
+fn build_os(env: &Env, manifest: &Value) -> (Value, i32, PathBuf) {
+    let exported = env.dir.path().join("out");
+    let (result, code) = env.export_json(&["os"], &exported, &[], &manifest.to_string());
+    (result, code, exported.join("os"))
+}
+
 #[test]
 fn privileged_depsolved_manifest_builds_with_the_rpm_stage() {
     let test = "privileged_depsolved_manifest_builds_with_the_rpm_stage";
@@ -405,20 +421,7 @@ fn privileged_depsolved_manifest_builds_with_the_rpm_stage() {
     }
     let env = Env::new();
     let f = Fixture::new();
-    let out = mkmanifest(&f, &["--no-weak-deps", "osbuild-app"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let exported = env.dir.path().join("out");
-    let (result, code) = env.export_json(
-        &["os"],
-        &exported,
-        &[],
-        &String::from_utf8_lossy(&out.stdout),
-    );
+    let (result, code, tree) = build_os(&env, &depsolved_manifest(&f));
     assert_eq!(code, 0, "{result}");
     // The stage reports what it installed, as HEAD's does (and the imported key).
     let reported: Vec<Value> = result["metadata"]["os"]["org.osbuild.rpm"]["packages"]
@@ -429,7 +432,6 @@ fn privileged_depsolved_manifest_builds_with_the_rpm_stage() {
         .cloned()
         .collect();
     assert_eq!(nevras(&Value::Array(reported)), CLOSURE, "{result}");
-    let tree = exported.join("os");
     let dbpath = ["/usr/lib/sysimage/rpm", "/var/lib/rpm"]
         .into_iter()
         .find(|d| tree.join(d.trim_start_matches('/')).is_dir())
@@ -449,22 +451,14 @@ fn privileged_rpm_stage_refuses_a_package_signed_with_another_key() {
     }
     let env = Env::new();
     let f = Fixture::new();
-    let out = mkmanifest(&f, &["--no-weak-deps", "osbuild-app"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut manifest: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut manifest = depsolved_manifest(&f);
     // The packages must pass rpm.check_gpg against a key that did not sign them.
     let stranger = f.dir.path().join("stranger");
     std::fs::create_dir(&stranger).unwrap();
     let other_key = rpms::Signer::new(&stranger).public_key;
     manifest["pipelines"][0]["stages"][0]["options"]["gpgkeys"] = json!([other_key]);
 
-    let exported = env.dir.path().join("out");
-    let (result, code) = env.export_json(&["os"], &exported, &[], &manifest.to_string());
+    let (result, code, tree) = build_os(&env, &manifest);
     assert_eq!(code, 1, "{result}");
     // Whichever package is checked first is named, with its checksum.
     let text = result.to_string();
@@ -477,5 +471,5 @@ fn privileged_rpm_stage_refuses_a_package_signed_with_another_key() {
     });
     assert!(named, "the error names the package: {result}");
     assert!(text.contains("NOKEY"), "and why: {result}");
-    assert!(!exported.join("os").exists(), "nothing exported");
+    assert!(!tree.exists(), "nothing exported");
 }

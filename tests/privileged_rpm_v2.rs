@@ -61,7 +61,7 @@ fn build_opts_rpm(dir: &Path, key: &str) -> PathBuf {
     top.join("RPMS/noarch/osbuild-opts-1.0-1.noarch.rpm")
 }
 
-/// The manifest: `rpms` (path, check_gpg) served by `server` from `served`.
+/// The manifest installing `rpms` (path, rpm.check_gpg), fetched from `server`.
 fn manifest(server: &Server, rpms: &[(PathBuf, bool)], options: Value) -> Value {
     let mut items = serde_json::Map::new();
     let mut references = serde_json::Map::new();
@@ -83,31 +83,50 @@ fn manifest(server: &Server, rpms: &[(PathBuf, bool)], options: Value) -> Value 
     })
 }
 
-#[test]
-fn privileged_rpm_v2_applies_heads_options() {
-    let test = "privileged_rpm_v2_applies_heads_options";
+/// A scratch environment for `test`: the Env, its directory of served rpms and a signer;
+/// `None` (the test skips) unprivileged or without rpmbuild, rpmsign and gpg.
+fn setup(test: &str) -> Option<(Env, PathBuf, Signer)> {
     if !privileged(test) {
-        return;
+        return None;
     }
     if !(have("rpmbuild") && have("rpmsign") && have("gpg")) {
         eprintln!("skipping {test}: needs rpmbuild, rpmsign and gpg (apt: rpm gnupg)");
-        return;
+        return None;
     }
     let env = Env::new();
-    let work = env.dir.path().join("work");
-    let served = work.join("served");
+    let served = env.dir.path().join("work/served");
     std::fs::create_dir_all(&served).unwrap();
-    let signer = Signer::new(&work);
+    let signer = Signer::new(served.parent().unwrap());
+    Some((env, served, signer))
+}
+
+/// Builds `manifest` exporting pipeline `os`: the result, the exit code and the tree's path.
+fn build_os(env: &Env, manifest: &Value) -> (Value, i32, PathBuf) {
+    let exported = env.dir.path().join("out");
+    let out = exported.to_str().unwrap();
+    let (result, code) = env.build_json(
+        &["--export", "os", "--output-directory", out],
+        &manifest.to_string(),
+    );
+    (result, code, exported.join("os"))
+}
+
+#[test]
+fn privileged_rpm_v2_applies_heads_options() {
+    let Some((env, served, signer)) = setup("privileged_rpm_v2_applies_heads_options") else {
+        return;
+    };
+    let work = served.parent().unwrap();
     let tree_keys = work.join("tree-keys");
     std::fs::create_dir(&tree_keys).unwrap();
     let tree_key = Signer::new(&tree_keys).public_key;
     let mut rpms = Vec::new();
     for (rpm, check_gpg) in [
         (
-            rpms::build(&work, "osbuild-hello", "", "", Some(&signer)),
+            rpms::build(work, "osbuild-hello", "", "", Some(&signer)),
             true,
         ),
-        (build_opts_rpm(&work, &tree_key), false),
+        (build_opts_rpm(work, &tree_key), false),
     ] {
         let copy = served.join(rpm.file_name().unwrap());
         std::fs::copy(&rpm, &copy).unwrap();
@@ -125,15 +144,8 @@ fn privileged_rpm_v2_applies_heads_options() {
         "generic_env": {"OSBUILD_TEST": "v2"},
         "kernel_install_env": {"boot_root": "/boot/efi"}
     });
-    let m = manifest(&server, &rpms, options);
-    let exported = env.dir.path().join("out");
-    let out = exported.to_str().unwrap();
-    let (result, code) = env.build_json(
-        &["--export", "os", "--output-directory", out],
-        &m.to_string(),
-    );
+    let (result, code, tree) = build_os(&env, &manifest(&server, &rpms, options));
     assert_eq!(code, 0, "{result}");
-    let tree = exported.join("os");
 
     assert_eq!(
         rpms::installed(&tree, "/var/lib/rpm"),
@@ -184,19 +196,10 @@ fn privileged_rpm_v2_applies_heads_options() {
 #[test]
 fn privileged_rpm_v2_refuses_an_unsigned_package_it_must_check() {
     let test = "privileged_rpm_v2_refuses_an_unsigned_package_it_must_check";
-    if !privileged(test) {
+    let Some((env, served, signer)) = setup(test) else {
         return;
-    }
-    if !(have("rpmbuild") && have("gpg")) {
-        eprintln!("skipping {test}: needs rpmbuild and gpg (apt: rpm gnupg)");
-        return;
-    }
-    let env = Env::new();
-    let work = env.dir.path().join("work");
-    let served = work.join("served");
-    std::fs::create_dir_all(&served).unwrap();
-    let signer = Signer::new(&work);
-    let rpm = rpms::build(&work, "osbuild-unsigned", "", "", None);
+    };
+    let rpm = rpms::build(served.parent().unwrap(), "osbuild-unsigned", "", "", None);
     let copy = served.join(rpm.file_name().unwrap());
     std::fs::copy(&rpm, &copy).unwrap();
     let server = Server::serve_dir(&served);
@@ -205,14 +208,9 @@ fn privileged_rpm_v2_refuses_an_unsigned_package_it_must_check() {
         &[(copy.clone(), true)],
         json!({"gpgkeys": [signer.public_key]}),
     );
-    let exported = env.dir.path().join("out");
-    let out = exported.to_str().unwrap();
-    let (result, code) = env.build_json(
-        &["--export", "os", "--output-directory", out],
-        &m.to_string(),
-    );
+    let (result, code, tree) = build_os(&env, &m);
     assert_eq!(code, 1, "{result}");
-    assert!(!exported.join("os").exists(), "nothing exported");
+    assert!(!tree.exists(), "nothing exported");
     let sum = rpms::sha256_file(&copy);
     let text = result.to_string();
     assert!(
