@@ -401,6 +401,20 @@ impl Install<'_> {
             .is_ok_and(|s| s.success())
     }
 
+    /// The tags the build root's rpm knows (`rpm --querytags`).
+    fn known_tags(&self) -> Vec<String> {
+        command::tool("rpm")
+            .arg("--querytags")
+            .output()
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .split_whitespace()
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Writes the installed packages as the stage's metadata where the engine reads it.
     fn report_metadata(&self) -> Result<(), StageError> {
         let meta = Path::new(osbuild_protocol::paths::META_FILE);
@@ -415,7 +429,8 @@ impl Install<'_> {
     /// The installed packages, sorted by name, with what HEAD's stage reports of each.
     fn installed(&self) -> Result<Vec<Value>, StageError> {
         let mut query = self.tool("rpm");
-        query.args(["--query", "--all", "--queryformat", &metadata_format()]);
+        let format = metadata_format(&self.known_tags());
+        query.args(["--query", "--all", "--queryformat", &format]);
         let out = query.output().map_err(|source| StageError::Spawn {
             program: "rpm".into(),
             source,
@@ -445,15 +460,23 @@ const METADATA_TAGS: &[(&str, &str)] = &[
     ("sigmd5", "SIGMD5"),
     ("sha1header", "SHA1HEADER"),
     ("sha256header", "SHA256HEADER"),
+    ("sha3_256header", "SHA3_256HEADER"),
     ("sigpgp", "SIGPGP"),
     ("siggpg", "SIGGPG"),
 ];
 
-/// An rpm query format printing [`METADATA_TAGS`] tab-separated, one package a line.
-fn metadata_format() -> String {
+/// An rpm query format printing [`METADATA_TAGS`] tab-separated, one package a line; a tag
+/// the build root's rpm does not know (not in `known`, when that could be read) prints as
+/// absent.
+fn metadata_format(known: &[String]) -> String {
     let fields: Vec<String> = METADATA_TAGS
         .iter()
-        .map(|(_, tag)| format!("%|{tag}?{{%{{{tag}}}}}:{{(none)}}|"))
+        .map(
+            |(_, tag)| match known.is_empty() || known.iter().any(|k| k == tag) {
+                true => format!("%|{tag}?{{%{{{tag}}}}}:{{(none)}}|"),
+                false => "(none)".to_owned(),
+            },
+        )
         .collect();
     fields.join("\\t") + "\\n"
 }
@@ -634,15 +657,22 @@ mod tests {
 
     #[test]
     fn metadata_lines_become_objects() {
-        assert_eq!(
-            metadata_format().matches("\\t").count(),
-            METADATA_TAGS.len() - 1
+        let known: Vec<String> = ["NAME", "VERSION", "SIGMD5"].map(String::from).to_vec();
+        let format = metadata_format(&known);
+        assert_eq!(format.matches("\\t").count(), METADATA_TAGS.len() - 1);
+        assert!(
+            format.starts_with("%|NAME?{%{NAME}}:{(none)}|\\t%|VERSION?"),
+            "{format}"
         );
-        let line = "bash\t5.2\t1.fc39\t(none)\tx86_64\tabc\t(none)\t(none)\t(none)\t(none)";
+        assert!(
+            format.contains("\\t(none)\\t"),
+            "unknown tags print as absent: {format}"
+        );
+        let line = "bash\t5.2\t1.fc39\t(none)\tx86_64\tabc\t(none)\t(none)\t(none)\t(none)\t(none)";
         assert_eq!(
             package_metadata(line),
             json!({"name": "bash", "version": "5.2", "release": "1.fc39", "epoch": null,
-                   "arch": "x86_64", "sigmd5": "abc", "sha1header": null, "sha256header": null,
+                   "arch": "x86_64", "sigmd5": "abc", "sha1header": null, "sha256header": null, "sha3_256header": null,
                    "sigpgp": null, "siggpg": null})
         );
     }
