@@ -334,15 +334,6 @@ fn mkmanifest(f: &Fixture, extra: &[&str]) -> Output {
         .unwrap()
 }
 
-/// Whether the libdir's org.osbuild.rpm takes HEAD's v2 options and `packages` input.
-fn rpm_speaks_head(libdir: &Path) -> bool {
-    let meta: Value = serde_json::from_slice(
-        &std::fs::read(libdir.join("stages/org.osbuild.rpm.meta.json")).unwrap(),
-    )
-    .unwrap();
-    meta.get("schema_2").is_some()
-}
-
 #[test]
 fn mkmanifest_dnf_v2_pins_every_resolved_rpm_in_curl() {
     if !tools_present("mkmanifest_dnf_v2_pins_every_resolved_rpm_in_curl") {
@@ -384,27 +375,15 @@ fn mkmanifest_dnf_v2_pins_every_resolved_rpm_in_curl() {
         .values()
         .all(|r| *r == json!({"metadata": {"rpm.check_gpg": true}})));
 
-    // The manifest validates; until org.osbuild.rpm takes HEAD's v2 shape, the rpm stage's
-    // shape (packages as an input, not an option) is the one thing the libdir refuses.
+    // The manifest validates against the libdir's stages (org.osbuild.rpm's schema_2).
     let env = Env::new();
     let inspect = env.osbuild(&["--inspect"], &manifest.to_string());
-    if rpm_speaks_head(&env.libdir) {
-        assert_eq!(
-            inspect.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&inspect.stdout)
-        );
-    } else {
-        let result: Value = serde_json::from_slice(&inspect.stdout).unwrap();
-        assert_eq!(
-            result["errors"],
-            json!([{"message": "\"packages\" is a required property",
-                    "path": "pipelines[0].stages[0].options"},
-                   {"message": "Additional properties are not allowed ('inputs' was unexpected)",
-                    "path": "pipelines[0].stages[0]"}])
-        );
-    }
+    assert_eq!(
+        inspect.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&inspect.stdout)
+    );
 
     // What the depsolver refuses is an error naming its kind.
     let out = mkmanifest(&f, &["osbuild-app", "no-such-package"]);
@@ -418,6 +397,22 @@ fn mkmanifest_dnf_v2_pins_every_resolved_rpm_in_curl() {
     assert!(out.stdout.is_empty());
 }
 
+/// The v2 manifest `osbuild-mkmanifest-dnf` makes for `osbuild-app` from the fixture's
+/// repository.
+fn depsolved_manifest(f: &Fixture) -> Value {
+    let out = mkmanifest(f, &["--no-weak-deps", "osbuild-app"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Builds `manifest` exporting pipeline `os`: the result, the exit code and the tree's path.
+fn build_os(env: &Env, manifest: &Value) -> (Value, i32, PathBuf) {
+    let exported = env.dir.path().join("out");
+    let (result, code) = env.export_json(&["os"], &exported, &[], &manifest.to_string());
+    (result, code, exported.join("os"))
+}
+
 #[test]
 fn privileged_depsolved_manifest_builds_with_the_rpm_stage() {
     let test = "privileged_depsolved_manifest_builds_with_the_rpm_stage";
@@ -425,29 +420,18 @@ fn privileged_depsolved_manifest_builds_with_the_rpm_stage() {
         return;
     }
     let env = Env::new();
-    if !rpm_speaks_head(&env.libdir) {
-        eprintln!(
-            "skipping {test}: the libdir's org.osbuild.rpm has no schema_2 (HEAD's options) yet"
-        );
-        return;
-    }
     let f = Fixture::new();
-    let out = mkmanifest(&f, &["--no-weak-deps", "osbuild-app"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let exported = env.dir.path().join("out");
-    let (result, code) = env.export_json(
-        &["os"],
-        &exported,
-        &[],
-        &String::from_utf8_lossy(&out.stdout),
-    );
+    let (result, code, tree) = build_os(&env, &depsolved_manifest(&f));
     assert_eq!(code, 0, "{result}");
-    let tree = exported.join("os");
+    // The stage reports what it installed, as HEAD's does (and the imported key).
+    let reported: Vec<Value> = result["metadata"]["os"]["org.osbuild.rpm"]["packages"]
+        .as_array()
+        .expect("package metadata")
+        .iter()
+        .filter(|p| p["name"] != "gpg-pubkey")
+        .cloned()
+        .collect();
+    assert_eq!(nevras(&Value::Array(reported)), CLOSURE, "{result}");
     let dbpath = ["/usr/lib/sysimage/rpm", "/var/lib/rpm"]
         .into_iter()
         .find(|d| tree.join(d.trim_start_matches('/')).is_dir())
@@ -457,4 +441,35 @@ fn privileged_depsolved_manifest_builds_with_the_rpm_stage() {
         std::fs::read_to_string(tree.join("usr/share/osbuild-app/greeting")).unwrap(),
         "osbuild-app\n"
     );
+}
+
+#[test]
+fn privileged_rpm_stage_refuses_a_package_signed_with_another_key() {
+    let test = "privileged_rpm_stage_refuses_a_package_signed_with_another_key";
+    if !common::privileged(test) || !tools_present(test) {
+        return;
+    }
+    let env = Env::new();
+    let f = Fixture::new();
+    let mut manifest = depsolved_manifest(&f);
+    // The packages must pass rpm.check_gpg against a key that did not sign them.
+    let stranger = f.dir.path().join("stranger");
+    std::fs::create_dir(&stranger).unwrap();
+    let other_key = rpms::Signer::new(&stranger).public_key;
+    manifest["pipelines"][0]["stages"][0]["options"]["gpgkeys"] = json!([other_key]);
+
+    let (result, code, tree) = build_os(&env, &manifest);
+    assert_eq!(code, 1, "{result}");
+    // Whichever package is checked first is named, with its checksum.
+    let text = result.to_string();
+    let named = CLOSURE.iter().any(|nevra| {
+        let sum = rpms::sha256_file(&f.rpm(&format!("{nevra}.rpm")));
+        text.contains(&format!(
+            "package {nevra} ({sum}) failed its signature check against the given gpgkeys \
+             (rpm.check_gpg is set): "
+        ))
+    });
+    assert!(named, "the error names the package: {result}");
+    assert!(text.contains("NOKEY"), "and why: {result}");
+    assert!(!tree.exists(), "nothing exported");
 }

@@ -16,6 +16,7 @@
 //! - [`passwd`]: the tree's `/etc/passwd`;
 //! - [`firstboot`]: what `systemd-firstboot` validates and writes;
 //! - [`mounts`]: namespaces and API file systems for package managers;
+//! - [`rpm_head`]: `org.osbuild.rpm` under HEAD's protocol (used by the rpm stage);
 //! - [`rpmtree`]: what the rpm-based installers share about the tree;
 //! - [`sources_api`]: asking the host's sources for what they know.
 //!
@@ -31,6 +32,7 @@ mod head;
 mod mounts;
 mod passwd;
 mod rpm;
+mod rpm_head;
 mod rpmtree;
 mod sources_api;
 mod tree;

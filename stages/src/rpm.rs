@@ -9,6 +9,9 @@
 //! mounted into the tree (scriptlets need them, and get no network nor `CAP_SYS_ADMIN`), and a placeholder
 //! machine-id when the tree has none; afterwards the machine-id is left empty and
 //! `/var/lib/systemd/random-seed` removed, so no two images share them.
+//!
+//! Under HEAD's protocol (a version 2 manifest) the stage takes HEAD's options and files
+//! input instead: see [`crate::rpm_head`].
 
 use std::fs;
 use std::path::Path;
@@ -21,6 +24,9 @@ use crate::rpmtree::{self, MachineId};
 use crate::tree;
 
 pub fn run(args: &Args) -> Result<i32, StageError> {
+    if args.is_head() {
+        return crate::rpm_head::run(args);
+    }
     let opts = args.opts();
     let keys = opts.str_list("gpgkeys")?;
     let packages = args.source_files("packages")?;
