@@ -8,9 +8,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Parser;
 
-use crate::mkmanifest::{debian, debian_v2};
 use crate::mkmanifest::depsolve::{self, DEFAULT_DEPSOLVER};
 use crate::mkmanifest::dnf::{self, InstallOptions, RepoSpec, Target};
+use crate::mkmanifest::{debian, debian_v2};
 
 /// Print a v1 osbuild manifest that installs PACKAGES (and their dependencies, resolved by
 /// apt from this machine's configured repositories) into an empty tree, each .deb pinned by

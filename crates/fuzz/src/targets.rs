@@ -330,7 +330,11 @@ fn json_round_trip(text: &str) -> bool {
     let in_order = json::dumps_in_order(&v);
     let again = json::parse(&in_order).expect("dumps_in_order parses back");
     assert!(same(&v, &again), "dumps_in_order changed the value");
-    assert_eq!(json::dumps_in_order(&again), in_order, "dumps_in_order lost the order");
+    assert_eq!(
+        json::dumps_in_order(&again),
+        in_order,
+        "dumps_in_order lost the order"
+    );
     true
 }
 
