@@ -110,12 +110,7 @@ fn invalid_manifest_exits_2_listing_every_error_with_its_path() {
     assert_eq!(v["success"], false);
     assert_eq!(v["errors"].as_array().unwrap().len(), 3, "{v}");
     // Paths as osbuild's lists: keys and indices, as a client walks the document.
-    let paths: Vec<&serde_json::Value> = v["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| &e["path"])
-        .collect();
+    let paths = error_paths(&v);
     assert!(
         paths.contains(&&serde_json::json!([
             "pipeline", "stages", 0, "options", "hostname"
@@ -128,6 +123,12 @@ fn invalid_manifest_exits_2_listing_every_error_with_its_path() {
     );
 }
 
+/// The `path` of every error of a validation-error report.
+fn error_paths(report: &serde_json::Value) -> Vec<&serde_json::Value> {
+    let errors = report["errors"].as_array().expect("errors");
+    errors.iter().map(|e| &e["path"]).collect()
+}
+
 #[test]
 fn a_v2_error_path_keeps_a_key_with_dots_as_one_key() {
     let manifest = r#"{"version": "2",
@@ -136,12 +137,7 @@ fn a_v2_error_path_keeps_a_key_with_dots_as_one_key() {
     let (code, stdout, stderr) = osbuild(&["--inspect", "-"], manifest);
     assert_eq!(code, 2, "{stderr}");
     let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-    let paths: Vec<&serde_json::Value> = v["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| &e["path"])
-        .collect();
+    let paths = error_paths(&v);
     assert!(
         paths.contains(&&serde_json::json!([
             "sources",

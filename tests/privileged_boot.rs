@@ -328,33 +328,38 @@ fn package_names(manifest: &Value) -> Vec<String> {
         .collect()
 }
 
+/// Checks that `qcow` is a qcow2 of `size` bytes and converts it to the raw file `raw`.
+fn raw_copy(qcow: &Path, size: &Value, raw: PathBuf) -> PathBuf {
+    let info: Value = serde_json::from_str(&output(
+        Command::new("qemu-img")
+            .args(["info", "--output=json"])
+            .arg(qcow),
+    ))
+    .unwrap();
+    assert_eq!(info["format"], "qcow2");
+    assert_eq!(&info["virtual-size"], size);
+    output(
+        Command::new("qemu-img")
+            .args(["convert", "-O", "raw"])
+            .arg(qcow)
+            .arg(&raw),
+    );
+    raw
+}
+
 /// Builds `manifest` with the osbuild binary (with `args`) and returns the raw copy of its
 /// qcow2 (checked: qcow2 of the asked size) and the qcow2's store path.
 fn build(env: &Env, manifest: &Value, args: &[&str]) -> (PathBuf, PathBuf) {
     let (result, code) = env.build_json(args, &manifest.to_string());
     assert_eq!(code, 0, "{result:#}");
     assert_eq!(result["success"], true, "{result:#}");
-    let qcow = env.committed(result["output_id"].as_str().unwrap(), "disk.qcow2");
-    let info: Value = serde_json::from_str(&output(
-        Command::new("qemu-img")
-            .args(["info", "--output=json"])
-            .arg(&qcow),
-    ))
-    .unwrap();
-    assert_eq!(info["format"], "qcow2");
-    assert_eq!(
-        info["virtual-size"],
-        manifest["pipeline"]["assembler"]["options"]["size"]
-    );
-    let raw = env.dir.path().join(format!(
-        "disk-{}.raw",
-        result["output_id"].as_str().unwrap()
-    ));
-    output(
-        Command::new("qemu-img")
-            .args(["convert", "-O", "raw"])
-            .arg(&qcow)
-            .arg(&raw),
+    let output_id = result["output_id"].as_str().unwrap();
+    let qcow = env.committed(output_id, "disk.qcow2");
+    let size = &manifest["pipeline"]["assembler"]["options"]["size"];
+    let raw = raw_copy(
+        &qcow,
+        size,
+        env.dir.path().join(format!("disk-{output_id}.raw")),
     );
     (raw, qcow)
 }
@@ -366,26 +371,12 @@ fn build_v2(env: &Env, manifest: &Value) -> PathBuf {
     let (result, code) = env.export_json(&["qcow2"], &out, &[], &manifest.to_string());
     assert_eq!(code, 0, "{result:#}");
     assert_eq!(result["success"], true, "{result:#}");
-    let qcow = out.join("qcow2/disk.qcow2");
-    let info: Value = serde_json::from_str(&output(
-        Command::new("qemu-img")
-            .args(["info", "--output=json"])
-            .arg(&qcow),
-    ))
-    .unwrap();
-    assert_eq!(info["format"], "qcow2");
-    assert_eq!(
-        info["virtual-size"],
-        ImageOptions::for_boot(Boot::Bios).size
-    );
-    let raw = env.dir.path().join("disk-v2.raw");
-    output(
-        Command::new("qemu-img")
-            .args(["convert", "-O", "raw"])
-            .arg(&qcow)
-            .arg(&raw),
-    );
-    raw
+    let size = Value::from(ImageOptions::for_boot(Boot::Bios).size);
+    raw_copy(
+        &out.join("qcow2/disk.qcow2"),
+        &size,
+        env.dir.path().join("disk-v2.raw"),
+    )
 }
 
 fn partition_table(raw: &Path) -> Value {

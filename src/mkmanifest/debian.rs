@@ -532,8 +532,8 @@ pub fn manifest(debs: &[PinnedDeb], opts: &ManifestOptions) -> Value {
     })
 }
 
-/// The stages that make an installed tree bootable from `img`'s disk.
-fn image_stages(img: &ImageOptions) -> Vec<Value> {
+/// The options of the fstab and grub2 stages for `img`'s disk (the same in v1 and v2).
+pub(super) fn fstab_and_grub2_options(img: &ImageOptions) -> (Value, Value) {
     let mut filesystems = vec![json!({
         "uuid": img.root_fs_uuid, "vfs_type": "ext4", "path": "/",
         "options": "errors=remount-ro", "passno": 1
@@ -552,8 +552,14 @@ fn image_stages(img: &ImageOptions) -> Vec<Value> {
     if img.boot.has_esp() {
         grub["uefi"] = json!({"vendor": "debian", "install": true});
     }
+    (json!({"filesystems": filesystems}), grub)
+}
+
+/// The stages that make an installed tree bootable from `img`'s disk.
+fn image_stages(img: &ImageOptions) -> Vec<Value> {
+    let (fstab, grub) = fstab_and_grub2_options(img);
     let mut stages = vec![
-        json!({"name": "org.osbuild.fstab", "options": {"filesystems": filesystems}}),
+        json!({"name": "org.osbuild.fstab", "options": fstab}),
         json!({"name": "org.osbuild.grub2", "options": grub}),
     ];
     if img.probe {

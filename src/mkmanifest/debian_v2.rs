@@ -13,8 +13,8 @@
 use serde_json::{json, Map, Value};
 
 use super::debian::{
-    Boot, DebianError, ImageOptions, ManifestOptions, PinnedDeb, BIOS_BOOT_TYPE, ESP_TYPE,
-    LINUX_FS_TYPE, PROBE_UNIT,
+    fstab_and_grub2_options, Boot, DebianError, ImageOptions, ManifestOptions, PinnedDeb,
+    BIOS_BOOT_TYPE, ESP_TYPE, LINUX_FS_TYPE, PROBE_UNIT,
 };
 
 /// Where the first partition starts, in 512-byte sectors (1 MiB, as every tool aligns).
@@ -84,28 +84,8 @@ fn os_pipeline(debs: &[PinnedDeb], opts: &ManifestOptions) -> Value {
 
 /// fstab and GRUB's configuration for `img` (and the probe unit), as the v1 manifest's.
 fn boot_stages(img: &ImageOptions) -> Vec<Value> {
-    let mut filesystems = vec![json!({
-        "uuid": img.root_fs_uuid, "vfs_type": "ext4", "path": "/",
-        "options": "errors=remount-ro", "passno": 1
-    })];
-    if img.boot.has_esp() {
-        filesystems.push(json!({
-            "uuid": img.esp_fs_uuid, "vfs_type": "vfat", "path": "/boot/efi",
-            "options": "umask=0077", "passno": 2
-        }));
-    }
-    let mut grub = json!({
-        "root_fs_uuid": img.root_fs_uuid,
-        "kernel_opts": img.kernel_cmdline(),
-        "legacy": if img.boot == Boot::Uefi { json!(false) } else { json!("i386-pc") },
-    });
-    if img.boot.has_esp() {
-        grub["uefi"] = json!({"vendor": "debian", "install": true});
-    }
-    let mut stages = vec![
-        stage("fstab", json!({"filesystems": filesystems})),
-        stage("grub2", grub),
-    ];
+    let (fstab, grub) = fstab_and_grub2_options(img);
+    let mut stages = vec![stage("fstab", fstab), stage("grub2", grub)];
     if img.probe {
         stages.push(probe_stage());
     }
