@@ -17,7 +17,6 @@ use std::process::Command;
 use osbuild::hostsvc::{HostError, StageServices};
 use osbuild::json;
 use osbuild::manifest::{self, v2, Document};
-use osbuild::mount::enter_private_namespace;
 use osbuild_sys::mount::{Mount, MsFlags};
 
 const MIB: u64 = 1024 * 1024;
@@ -27,14 +26,7 @@ fn privileged(test: &str, f: impl FnOnce() + Send) {
     if !common::privileged(test) {
         return;
     }
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            enter_private_namespace().expect("private mount namespace");
-            f()
-        })
-        .join()
-        .unwrap_or_else(|p| std::panic::resume_unwind(p));
-    });
+    common::in_private_namespace(f);
 }
 
 /// A build's directories: the tree holding `disk.img`, a tmpfs `/dev` and the mounts root.

@@ -2,6 +2,8 @@
 //! that entered a private mount namespace, so nothing can leak to the host; crash and
 //! concurrency tests re-run this binary as child processes (selected by `STORE_TEST_CHILD`).
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -20,18 +22,6 @@ fn is_root() -> bool {
         eprintln!("skipped: needs root (mounts and namespaces)");
         false
     }
-}
-
-/// Runs `f` in a thread of its own in a private mount namespace.
-fn in_namespace<F: FnOnce() + Send>(f: F) {
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            enter_private_namespace().expect("private mount namespace");
-            f()
-        })
-        .join()
-        .unwrap_or_else(|p| std::panic::resume_unwind(p));
-    });
 }
 
 fn scratch() -> tempfile::TempDir {
@@ -85,7 +75,7 @@ fn privileged_commit_layout_vectors_and_snapshots() {
         return;
     }
     let dir = scratch();
-    in_namespace(|| {
+    common::in_private_namespace(|| {
         let store = Store::open(dir.path()).unwrap();
         for sub in ["objects", "refs", "tmp", "sources"] {
             assert!(store.root().join(sub).is_dir(), "{sub}");
@@ -179,7 +169,7 @@ fn privileged_readers_xor_writer() {
         return;
     }
     let dir = scratch();
-    in_namespace(|| {
+    common::in_private_namespace(|| {
         let store = Store::open(dir.path()).unwrap();
         let obj = store.new_object(None).unwrap();
         let r1 = obj.read().unwrap();
@@ -226,7 +216,7 @@ fn privileged_failed_and_dropped_objects_leave_nothing() {
         return;
     }
     let dir = scratch();
-    in_namespace(|| {
+    common::in_private_namespace(|| {
         let store = Store::open(dir.path()).unwrap();
         let obj = store.new_object(None).unwrap();
         {
@@ -292,7 +282,7 @@ fn privileged_copy_preserves_metadata() {
         return;
     }
     let dir = scratch();
-    in_namespace(|| {
+    common::in_private_namespace(|| {
         let store = Store::open(dir.path()).unwrap();
         let obj = store.new_object(None).unwrap();
         {
@@ -337,7 +327,7 @@ fn privileged_prune_lru_and_held_objects() {
         return;
     }
     let dir = scratch();
-    in_namespace(|| {
+    common::in_private_namespace(|| {
         let store = Store::open(dir.path()).unwrap();
         for n in 1..=3u8 {
             let obj = store.new_object(None).unwrap();

@@ -440,3 +440,16 @@ pub fn dotted_path(path: &serde_json::Value) -> String {
     }
     out
 }
+
+/// Runs `f` on a thread of its own in a private mount namespace (gone with the thread), so
+/// the mounts it makes never reach the host; a panic in `f` is the caller's.
+pub fn in_private_namespace<F: FnOnce() + Send>(f: F) {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            osbuild::mount::enter_private_namespace().expect("private mount namespace");
+            f()
+        })
+        .join()
+        .unwrap_or_else(|p| std::panic::resume_unwind(p));
+    });
+}
