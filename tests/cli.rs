@@ -256,6 +256,34 @@ fn generated_uefi_and_hybrid_manifests_pass_inspect_and_bad_options_do_not() {
     );
 }
 
+/// What a v2 Debian manifest cannot hold is refused before apt is asked anything.
+#[test]
+fn the_v2_debian_generator_refuses_what_it_cannot_write_before_resolving() {
+    for (args, want) in [
+        (
+            &["--image-format", "raw.xz"][..],
+            r#"image format "raw.xz" in a v2 manifest"#,
+        ),
+        (
+            &["--boot", "uefi", "--image-size", "100M"][..],
+            "leaving no room for the root",
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_osbuild-mkmanifest-debian"))
+            .args(["--format", "v2", "--image"])
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains(want), "{args:?}: {stderr}");
+        assert!(
+            !stderr.contains("apt"),
+            "refused before resolving: {stderr}"
+        );
+    }
+}
+
 #[test]
 fn version_is_the_osbuild_interface_images_checks_and_cache_names_the_store() {
     // osbuild/images reads `osbuild --version` as "osbuild N" and compares N with a minimum.

@@ -127,6 +127,8 @@ pub fn run_debian(args: DebianArgs) -> anyhow::Result<()> {
         "v2" => debian_v2::manifest,
         _ => debian::write_v1,
     };
+    // What the format cannot write is said before apt runs (the same writer, no packages).
+    write(&[], &request.manifest)?;
     let generated = debian::generate(&request, write).context("cannot resolve the packages")?;
     eprintln!("{}", generated.summary());
     super::write_manifest(&generated.manifest, args.output.as_deref())

@@ -30,7 +30,7 @@ pub fn manifest(debs: &[PinnedDeb], opts: &ManifestOptions) -> Result<Value, Deb
     }
     let mut pipelines = vec![os_pipeline(debs, opts)];
     if let Some(img) = &opts.image {
-        pipelines.push(image_pipeline(img));
+        pipelines.push(image_pipeline(img)?);
         if let Some(convert) = convert_pipeline(img)? {
             pipelines.push(convert);
         }
@@ -128,32 +128,41 @@ struct Partition {
 /// The partitions of `img`'s disk: for BIOS one bootable Linux partition on an MBR; for UEFI
 /// and hybrid the GPT of the v1 manifest (a BIOS boot partition for hybrid, the ESP, root).
 /// The root fills the disk (GPT keeps its last 33 sectors for the backup table).
-fn partitions(img: &ImageOptions) -> Vec<Partition> {
-    let sectors = img.size / 512;
-    if img.boot == Boot::Bios {
-        let size = sectors - FIRST_SECTOR;
-        let entry = json!({"start": FIRST_SECTOR, "size": size, "type": "83", "bootable": true});
-        return vec![Partition {
-            start: FIRST_SECTOR,
-            size,
-            entry,
-        }];
-    }
+fn partitions(img: &ImageOptions) -> Result<Vec<Partition>, DebianError> {
     let mut sizes = Vec::new();
     if img.boot == Boot::Hybrid {
         sizes.push((2048, BIOS_BOOT_TYPE, "BIOS boot"));
     }
-    sizes.push((img.esp_size / 512, ESP_TYPE, "EFI System"));
-    let used: u64 = sizes.iter().map(|(size, _, _)| size).sum();
-    sizes.push((sectors - 34 - FIRST_SECTOR - used, LINUX_FS_TYPE, "root"));
+    if img.boot.has_esp() {
+        sizes.push((img.esp_size / 512, ESP_TYPE, "EFI System"));
+    }
+    // Before the root: the first MiB and the partitions above; after it, GPT's backup.
+    let backup = if img.boot == Boot::Bios { 0 } else { 34 };
+    let taken = FIRST_SECTOR + backup + sizes.iter().map(|(size, _, _)| size).sum::<u64>();
+    let root = match (img.size / 512).checked_sub(taken) {
+        Some(root) if root > 0 => root,
+        _ => {
+            return Err(DebianError::Unsupported(format!(
+                "an image of {} bytes: the partition table and the partitions before the root \
+                 take {} bytes, leaving no room for the root",
+                img.size,
+                taken * 512
+            )))
+        }
+    };
+    sizes.push((root, LINUX_FS_TYPE, "root"));
     let mut parts = Vec::new();
     let mut start = FIRST_SECTOR;
     for (size, kind, name) in sizes {
-        let entry = json!({"start": start, "size": size, "type": kind, "name": name});
+        let entry = if img.boot == Boot::Bios {
+            json!({"start": start, "size": size, "type": "83", "bootable": true})
+        } else {
+            json!({"start": start, "size": size, "type": kind, "name": name})
+        };
         parts.push(Partition { start, size, entry });
         start += size;
     }
-    parts
+    Ok(parts)
 }
 
 /// A loop device over partition `p` of the raw disk.
@@ -162,8 +171,8 @@ fn loopback(p: &Partition) -> Value {
            "options": {"filename": RAW, "start": p.start, "size": p.size, "lock": true}})
 }
 
-fn image_pipeline(img: &ImageOptions) -> Value {
-    let parts = partitions(img);
+fn image_pipeline(img: &ImageOptions) -> Result<Value, DebianError> {
+    let parts = partitions(img)?;
     let root = parts.last().expect("a disk has a root partition");
     let esp = img.boot.has_esp().then(|| &parts[parts.len() - 2]);
     let label = if img.boot == Boot::Bios { "dos" } else { "gpt" };
@@ -214,7 +223,7 @@ fn image_pipeline(img: &ImageOptions) -> Value {
     if img.boot != Boot::Uefi {
         stages.push(grub2_inst(img, &parts));
     }
-    json!({"name": "image", "stages": stages})
+    Ok(json!({"name": "image", "stages": stages}))
 }
 
 /// GRUB's i386-pc boot code into the MBR and its core after it (BIOS: in the gap before the
@@ -389,5 +398,23 @@ mod tests {
         };
         let err = manifest(&[], &opts).unwrap_err().to_string();
         assert!(err.contains("\"raw.xz\""), "{err}");
+    }
+
+    #[test]
+    fn a_disk_too_small_for_its_root_is_refused() {
+        for (boot, size) in [(Boot::Bios, 1 << 20), (Boot::Uefi, 100 << 20)] {
+            let opts = ManifestOptions {
+                image: Some(ImageOptions {
+                    size,
+                    ..ImageOptions::for_boot(boot)
+                }),
+                ..ManifestOptions::default()
+            };
+            let err = manifest(&[], &opts).unwrap_err().to_string();
+            assert!(
+                err.contains("leaving no room for the root"),
+                "{boot:?}: {err}"
+            );
+        }
     }
 }
