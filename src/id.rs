@@ -16,6 +16,16 @@ fn is_sha256_hex(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
+/// `bytes` in lowercase hex.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(2 * bytes.len());
+    for b in bytes {
+        write!(s, "{b:02x}").expect("writing to a String cannot fail");
+    }
+    s
+}
+
 macro_rules! hex_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
@@ -34,12 +44,7 @@ macro_rules! hex_id {
 
             /// Builds the id from a finished SHA-256 digest.
             pub fn from_digest(digest: &[u8]) -> Self {
-                use std::fmt::Write;
-                let mut s = String::with_capacity(64);
-                for b in digest {
-                    write!(s, "{b:02x}").expect("writing to a String cannot fail");
-                }
-                Self(s)
+                Self(hex(digest))
             }
 
             pub fn as_str(&self) -> &str {
@@ -77,6 +82,12 @@ hex_id!(
 hex_id!(
     /// The v10 treesum: a hash of a tree's content and metadata, naming `objects/<treesum>`.
     Treesum
+);
+
+hex_id!(
+    /// The name of a build root's kept set-up, `setups/<key>` (see `buildroot::setup`): a
+    /// hash of what the set-up depends on.
+    SetUpKey
 );
 
 #[cfg(test)]

@@ -253,8 +253,8 @@ fn privileged_stage_sees_the_sandbox_hostname_not_the_hosts() {
     assert_store_clean(&env);
 }
 
-/// The first stage of a pipeline pays for the build root's set-up (ldconfig, sysusers,
-/// tmpfiles, which warns a lot in a sandbox), yet its output is its own and nothing else.
+/// The build root's set-up (ldconfig, sysusers, tmpfiles, which warns a lot in a sandbox) runs
+/// before the first stage, apart from it: each stage's output is its own and nothing else.
 #[test]
 fn privileged_the_first_stages_output_is_exactly_its_own() {
     if !privileged("privileged_the_first_stages_output_is_exactly_its_own") {
@@ -280,6 +280,99 @@ fn privileged_the_first_stages_output_is_exactly_its_own() {
             "Not doing anything with these options: {\"second\":2}\n"
         ]
     );
+    assert_store_clean(&env);
+}
+
+/// The runner's set-up of a build root is made once and kept in the store: a later build on
+/// the same build root gets a copy of that `/etc` instead of running the set-up again.
+#[test]
+fn privileged_the_build_roots_set_up_is_kept_for_later_builds() {
+    if !privileged("privileged_the_build_roots_set_up_is_kept_for_later_builds") {
+        return;
+    }
+    let env = Env::new();
+    let record = |round: u32| {
+        let manifest = json!({"pipeline": {"stages": [
+            {"name": "org.osbuild.test.record", "options": {"round": round}}
+        ]}});
+        let id = env.inspect(&manifest)["pipeline"]["stages"][0]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let (result, code) = env.build_json(&["--checkpoint", &id], &manifest.to_string());
+        assert_eq!(code, 0, "{result}");
+        std::fs::read_to_string(env.committed(&id, "sandbox.txt")).unwrap()
+    };
+    let first = record(1);
+    assert!(
+        first.contains("\nusers=root"),
+        "sysusers made root:\n{first}"
+    );
+    let kept = env.store_entries("setups");
+    assert_eq!(kept.len(), 1, "one build root, one set-up: {kept:?}");
+    let etc = env.store.join("setups").join(&kept[0]);
+    let marker = std::fs::read_to_string(etc.join(".osbuild-runner-setup")).unwrap();
+    assert!(
+        !marker.contains("ca-trust"),
+        "no network, no CA trust: {marker}"
+    );
+    if std::path::Path::new("/usr/sbin/ldconfig").exists() {
+        assert!(
+            etc.join("ld.so.cache").is_file(),
+            "ldconfig's cache is kept"
+        );
+    }
+
+    // A user only the kept copy has: the next build's /etc comes from it, not a new set-up.
+    let mut passwd = std::fs::read_to_string(etc.join("passwd")).unwrap();
+    passwd.push_str("kept-set-up-witness:x:4242:4242::/:/bin/false\n");
+    std::fs::write(etc.join("passwd"), passwd).unwrap();
+    let second = record(2);
+    assert!(
+        second.contains(" kept-set-up-witness"),
+        "the kept set-up was used:\n{second}"
+    );
+    assert_eq!(env.store_entries("setups"), kept);
+    assert_store_clean(&env);
+}
+
+/// A set-up that fails fails the build before any stage, naming the runner, the tool's
+/// output and its status, and leaves nothing behind (no kept set-up either).
+#[test]
+fn privileged_a_failing_set_up_is_named_and_leaves_nothing() {
+    if !privileged("privileged_a_failing_set_up_is_named_and_leaves_nothing") {
+        return;
+    }
+    let env = Env::new();
+    let manifest = json!({"pipeline": {
+        "build": {
+            "pipeline": {"stages": [
+                {"name": "org.osbuild.test.minimal-root"},
+                {"name": "org.osbuild.test.broken-ldconfig"}
+            ]},
+            "runner": "org.osbuild.debian"
+        },
+        "stages": [{"name": "org.osbuild.test.say"}]
+    }});
+    // Checkpointed, the broken build root is a committed tree: a set-up of it could be kept.
+    let build_tree = env.inspect(&manifest)["pipeline"]["build"]["pipeline"]["stages"][1]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let out = env.osbuild(&["--checkpoint", &build_tree], &manifest.to_string());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(
+        stderr
+            .contains("the build root's set-up by runner org.osbuild.debian failed (exit status 1")
+            && stderr.contains("BROKEN-LDCONFIG-MARKER"),
+        "{stderr}"
+    );
+    assert!(!stdout.contains("OUTPUT-MARKER"), "no stage ran:\n{stdout}");
+    // Only the host's set-up, which the build pipeline's own stages ran in, is kept.
+    assert_eq!(env.store_entries("setups").len(), 1);
+    assert_eq!(env.store_entries("refs"), [build_tree]);
     assert_store_clean(&env);
 }
 

@@ -14,6 +14,10 @@
 //! 3. `exec`s the stage with the remaining arguments, so the stage's exit status (or signal)
 //!    is the runner's; if that fails: a message naming the path and the error, exit 127.
 //!
+//! Called as `org.osbuild.NAME --set-up` ([`osbuild_protocol::runner::SET_UP_ARG`]) it does
+//! step 2 alone and exits (0, or 1 after printing a fatal failure): the engine runs that once
+//! per build root, before any module, and keeps the `/etc` it leaves for later builds.
+//!
 //! Modules:
 //! - [`names`]: every runner name, its osbuild alias structure and its flavour (`--list`);
 //! - [`stdio`]: the `setup-stdio` client;
@@ -80,9 +84,16 @@ pub fn run(argv: &[OsString]) -> i32 {
         return EXIT_RUNNER_FAILED;
     };
     let Some(stage) = argv.get(1) else {
-        eprintln!("usage: {invoked} STAGE [ARG...]  (runs STAGE in this build root)");
+        eprintln!(
+            "usage: {invoked} STAGE [ARG...]  (runs STAGE in this build root)\n       \
+             {invoked} {}  (sets this build root up, and exits)",
+            osbuild_protocol::runner::SET_UP_ARG
+        );
         return EXIT_RUNNER_FAILED;
     };
+    if stage == osbuild_protocol::runner::SET_UP_ARG {
+        return set_up_only(&invoked, runner.flavor);
+    }
 
     // osbuild HEAD's protocol gives a module its arguments in a file and its stdio through
     // bubblewrap; v10's asks for them on the API socket.
@@ -99,19 +110,15 @@ pub fn run(argv: &[OsString]) -> i32 {
     }
     std::env::remove_var(SOCKET_ENV);
 
-    let steps = runner.flavor.steps();
-    if std::env::var_os("container").is_some_and(|v| !v.is_empty()) {
-        if let Err(e) = set_up_once(runner.flavor) {
-            if let setup::SetupError::ToolFailed { output, .. } = &e {
-                eprint!("{output}");
-            }
-            eprintln!("{invoked}: build root setup failed: {e}");
-            return EXIT_SETUP_FAILED;
+    if in_sandbox() {
+        if let Err(status) = set_up_or_report(&invoked, runner.flavor) {
+            return status;
         }
     } else {
         eprintln!(
             "{invoked}: warning: $container is not set, so this is not a build root sandbox; \
-             skipping the build root setup ({steps:?}) to leave this system alone"
+             skipping the build root setup ({:?}) to leave this system alone",
+            runner.flavor.steps()
         );
     }
 
@@ -126,44 +133,87 @@ pub fn run(argv: &[OsString]) -> i32 {
     EXIT_EXEC_FAILED
 }
 
-/// Marks a build root whose `/etc` was already set up (the engine keeps one `/etc` for all the
-/// modules of a pipeline, so only the first pays for ldconfig, sysusers and tmpfiles).
+/// Whether this runs in a container (every container manager sets `$container`).
+fn in_sandbox() -> bool {
+    std::env::var_os("container").is_some_and(|v| !v.is_empty())
+}
+
+/// `RUNNER --set-up`: the build root's set-up alone, refused outside a sandbox.
+fn set_up_only(invoked: &str, flavor: names::Flavor) -> i32 {
+    if !in_sandbox() {
+        eprintln!(
+            "{invoked}: {} changes /etc, so it runs only in a build root sandbox \
+             ($container is not set)",
+            osbuild_protocol::runner::SET_UP_ARG
+        );
+        return EXIT_RUNNER_FAILED;
+    }
+    match set_up_or_report(invoked, flavor) {
+        Ok(()) => 0,
+        Err(status) => status,
+    }
+}
+
+/// [`set_up_once`], printing a fatal failure (the tool's output, then what failed); the exit
+/// status to end with when it failed.
+fn set_up_or_report(invoked: &str, flavor: names::Flavor) -> Result<(), i32> {
+    set_up_once(flavor).map_err(|e| {
+        if let setup::SetupError::ToolFailed { output, .. } = &e {
+            eprint!("{output}");
+        }
+        eprintln!("{invoked}: build root setup failed: {e}");
+        EXIT_SETUP_FAILED
+    })
+}
+
+/// Marks a build root whose `/etc` was already set up, and how far (`FLAVOR` or
+/// `FLAVOR ca-trust`): the engine sets a build root up once with `--set-up`, keeps that `/etc`
+/// and gives every later module of that build root a copy of it, marker included.
 const SETUP_MARKER: &str = "/etc/.osbuild-runner-setup";
 
 /// What the set-up tools whose failure is tolerated printed ([`setup::Setup::log`]): kept in
 /// the build root's `/etc` for debugging, never in a stage's output.
 const SETUP_LOG: &str = "/etc/.osbuild-runner-setup.log";
 
-/// Runs the flavour's set-up unless this build root already had it. CA trust is only built
-/// when the sandbox has a network interface besides loopback: without network nothing uses it,
-/// and it is the slowest step by far (about 2 s).
+/// Runs what the flavour's set-up still lacks in this build root: all of it the first time,
+/// except the CA trust steps, which only a sandbox with a network interface besides loopback
+/// needs (without network nothing uses them, and they are the slowest by far, about 2 s): they
+/// run the first time a module with the network runs here.
 fn set_up_once(flavor: names::Flavor) -> Result<(), setup::SetupError> {
-    let done = format!("{flavor:?}\n");
-    if std::fs::read_to_string(SETUP_MARKER).is_ok_and(|m| m == done) {
-        return Ok(());
-    }
+    let base = format!("{flavor:?}");
+    let with_ca = format!("{base} ca-trust");
+    let marker = std::fs::read_to_string(SETUP_MARKER).unwrap_or_default();
+    let marker = marker.trim_end();
+    let ca_done = marker == with_ca;
+    let base_done = ca_done || marker == base;
     let network = has_network();
     let steps: Vec<setup::Step> = flavor
         .steps()
         .iter()
         .copied()
-        .filter(|s| {
-            network
-                || !matches!(
-                    s,
-                    setup::Step::UpdateCaTrust | setup::Step::UpdateCaCertificates
-                )
+        .filter(|s| match s.is_ca_trust() {
+            true => network && !ca_done,
+            false => !base_done,
         })
         .collect();
+    if steps.is_empty() {
+        return Ok(());
+    }
     let setup = setup::Setup::new("/");
     setup.run_all(&steps)?;
     // Best effort, both: the log is for debugging only, and without the marker the next module
     // simply sets up again.
     let log = setup.log();
     if !log.is_empty() {
-        let _ = std::fs::write(SETUP_LOG, log);
+        use std::io::Write;
+        let _ = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(SETUP_LOG)
+            .and_then(|mut f| f.write_all(log.as_bytes()));
     }
-    let _ = std::fs::write(SETUP_MARKER, done);
+    let done = if network || ca_done { with_ca } else { base };
+    let _ = std::fs::write(SETUP_MARKER, format!("{done}\n"));
     Ok(())
 }
 

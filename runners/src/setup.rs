@@ -60,6 +60,13 @@ pub enum Step {
     MinimalPasswd,
 }
 
+impl Step {
+    /// The steps that build the CA trust store (only a sandbox with a network uses it).
+    pub fn is_ca_trust(self) -> bool {
+        matches!(self, Step::UpdateCaTrust | Step::UpdateCaCertificates)
+    }
+}
+
 impl Flavor {
     /// The steps of this flavour, in order.
     pub fn steps(self) -> &'static [Step] {

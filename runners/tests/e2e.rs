@@ -173,11 +173,113 @@ fn unknown_name_and_usage_are_2() {
 }
 
 #[test]
+fn set_up_alone_is_refused_outside_a_sandbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(link(dir.path(), "org.osbuild.debian"))
+        .arg("--set-up")
+        .env_remove("container")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--set-up changes /etc, so it runs only in a build root sandbox"),
+        "{err}"
+    );
+}
+
+#[test]
 fn list_is_names_txt() {
     let out = Command::new(BIN).arg("--list").output().unwrap();
     assert!(out.status.success());
     let want = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/names.txt")).unwrap();
     assert_eq!(String::from_utf8(out.stdout).unwrap(), want);
+}
+
+/// bubblewrap's arguments for a sandbox of the host's `/` with `etc` as its `/etc`, where
+/// `dir` and the runner binary are visible.
+fn sandbox_args(dir: &Path, etc: &Path) -> Vec<String> {
+    let d = dir.to_str().unwrap();
+    let bin_dir = Path::new(BIN).parent().unwrap().to_str().unwrap();
+    let mut args: Vec<&str> = vec!["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"];
+    args.extend([
+        "--tmpfs", "/run", "--tmpfs", "/var", "--tmpfs", "/tmp", "--bind", d, d,
+    ]);
+    // The runner binary lives in the checkout, which may itself be under /var or /tmp.
+    args.extend(["--ro-bind", bin_dir, bin_dir]);
+    args.extend(["--bind", etc.to_str().unwrap(), "/etc"]);
+    args.extend(["--unshare-pid", "--unshare-ipc", "--die-with-parent"]);
+    args.extend(["--setenv", "container", "bwrap-osbuild"]);
+    args.extend(["--setenv", "PATH", "/usr/sbin:/usr/bin"]);
+    args.into_iter().map(str::to_owned).collect()
+}
+
+/// `RUNNER --set-up` in a real sandbox: the set-up alone, silent, marked done; the module run
+/// after it in the same build root does not set up again.
+#[test]
+fn privileged_set_up_alone_then_a_stage() {
+    let Ok(bwrap) = which("bwrap") else {
+        eprintln!("skipped: bwrap is not installed");
+        return;
+    };
+    if !osbuild_sys::is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let etc = dir.path().join("etc");
+    fs::create_dir(&etc).unwrap();
+    let runner = link(dir.path(), "org.osbuild.debian");
+    let out = Command::new(&bwrap)
+        .args(sandbox_args(dir.path(), &etc))
+        .arg("--unshare-net")
+        .arg("--")
+        .arg(&runner)
+        .arg("--set-up")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        (out.stdout.as_slice(), out.stderr.as_slice()),
+        (&b""[..], &b""[..])
+    );
+    assert_eq!(
+        fs::read_to_string(etc.join(".osbuild-runner-setup")).unwrap(),
+        "Ubuntu\n",
+        "set up without network, so without CA trust"
+    );
+    let passwd = etc.join("passwd");
+    let made = fs::metadata(&passwd).unwrap().modified().unwrap();
+
+    // A module with the host's network (as the test server needs) finds the build root set
+    // up, and adds only the CA trust.
+    let stage = script(dir.path(), "stage", "echo stage ran; exit 0");
+    let run = run_with_server(
+        Command::new(&bwrap)
+            .args(sandbox_args(dir.path(), &etc))
+            .arg("--")
+            .arg(&runner)
+            .arg(&stage),
+        dir.path(),
+        "",
+    );
+    assert!(run.output.status.success(), "{:?}", run.output);
+    assert_eq!(run.stage_stdout, "stage ran\n");
+    assert_eq!(
+        fs::metadata(&passwd).unwrap().modified().unwrap(),
+        made,
+        "not set up again"
+    );
+    assert_eq!(
+        fs::read_to_string(etc.join(".osbuild-runner-setup")).unwrap(),
+        "Ubuntu ca-trust\n"
+    );
+    if Path::new("/usr/sbin/update-ca-certificates").exists() {
+        assert!(
+            etc.join("ssl/certs/ca-certificates.crt").exists(),
+            "CA trust built"
+        );
+    }
 }
 
 /// The Debian runner's setup inside a real bubblewrap sandbox whose `/etc` is a directory the

@@ -22,6 +22,7 @@ mod netns;
 mod prepare;
 mod remoteloop;
 mod seccomp;
+mod setup;
 
 use std::ffi::OsString;
 use std::io::Read;
@@ -41,6 +42,7 @@ pub use api::{ApiServer, SourcesHandler, SourcesServer};
 pub use head_api::HeadApiServer;
 pub use prepare::{ModuleRun, Protocol, SharedRoot};
 pub use remoteloop::LoopServer;
+pub use setup::{set_up_key, SetUpRoot};
 
 /// Capabilities every module keeps: osbuild's `DEFAULT_CAPABILITIES` without `CAP_SYS_ADMIN`
 /// (with it, a module could mount a fresh procfs, whose /proc/sys no read-only bind covers,
@@ -166,6 +168,8 @@ pub struct Sandbox {
     pub libdir: PathBuf,
     /// The runner's file name in `libdir/runners`.
     pub runner: String,
+    /// What runs: a stage or an assembler (`module`, with the tree), or for
+    /// [`ModuleKind::Runner`] the runner's set-up of the build root alone (no tree).
     pub kind: ModuleKind,
     pub module: String,
     /// Prepared private `/dev` (see [`dev::DevDir`]).
@@ -307,6 +311,7 @@ impl Sandbox {
                     push(&[&"--bind", output, &OUTPUT_DIR]);
                 }
             }
+            ModuleKind::Runner => {}
             _ => push(&[&"--bind", &self.tree, &TREE_DIR]),
         }
         if let Some(sources) = &self.sources {
@@ -321,7 +326,10 @@ impl Sandbox {
             push(&[&"--seccomp", &fd.to_string()]);
         }
         let runner = format!("{LIB_DIR}/runners/{}", self.runner);
-        let module = format!("{LIB_DIR}/{}/{}", self.kind.dir_name(), self.module);
+        let module = match self.kind {
+            ModuleKind::Runner => osbuild_protocol::runner::SET_UP_ARG.to_owned(),
+            kind => format!("{LIB_DIR}/{}/{}", kind.dir_name(), self.module),
+        };
         push(&[&"--", &runner, &module]);
         a
     }

@@ -79,6 +79,17 @@ impl SharedRoot {
     pub fn dev_dir(&self) -> &Path {
         self.dev.path()
     }
+
+    /// The build root's `/etc` on the host, where the runner's set-up lands.
+    pub fn etc_dir(&self) -> &Path {
+        &self.etc
+    }
+
+    /// Empties `/etc` again (after a set-up could only be copied in part).
+    pub fn empty_etc(&self) -> Result<(), BuildRootError> {
+        std::fs::remove_dir_all(&self.etc).map_err(io_err("emptying the build root's /etc"))?;
+        std::fs::create_dir(&self.etc).map_err(io_err("creating the build root's /etc"))
+    }
 }
 
 impl ModuleRun<'_> {

@@ -12,6 +12,8 @@ use std::process::{Command, Stdio};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
+use crate::id::hex;
+
 /// How a repository is located.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Location {
@@ -198,10 +200,6 @@ fn cache_dir(cache: &Path, i: usize) -> Option<PathBuf> {
         let rest = name.strip_prefix(&prefix)?;
         (rest.len() == 16 && rest.bytes().all(|b| b.is_ascii_hexdigit())).then(|| e.path())
     })
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Options of the stage besides repositories and target.

@@ -12,6 +12,7 @@
 //! One deliberate difference: a build pipeline is only built when something will run in it
 //! (v10 built it even when the tree was cached and no assembler followed).
 
+mod buildenv;
 mod request;
 mod result;
 mod v2;
@@ -22,13 +23,14 @@ use std::time::Instant;
 
 use osbuild_protocol::args::{AssemblerArgs, StageArgs};
 
-use crate::buildroot::{BuildRoot, BuildRootError, Cancel, ModuleRun, SharedRoot, SourcesHandler};
+use crate::buildroot::{BuildRoot, BuildRootError, Cancel, ModuleRun, SourcesHandler};
 use crate::events::{Event, Monitor};
 use crate::id::ObjectId;
 use crate::manifest::{Pipeline, Stage};
 use crate::modules::{Index, ModuleError, ModuleKind, RunnerError};
 use crate::sources::{SourceError, Sources};
-use crate::store::{Object, ObjectKind, Store, StoreError, TempDir};
+use crate::store::{Object, ObjectKind, Store, StoreError};
+use buildenv::{BuildEnv, Root};
 
 pub use request::{Overrides, Request, RequestError, Secrets};
 pub use result::{ModuleResult, PipelineResult};
@@ -76,6 +78,19 @@ pub enum BuildError {
     /// A module's description (its capabilities) could not be read.
     #[error(transparent)]
     Module(#[from] ModuleError),
+    /// The runner's set-up of the build root failed, before any module ran.
+    #[error(
+        "the build root's set-up by runner {runner} failed ({status}; build root {}){}",
+        root.display(),
+        last_lines(output)
+    )]
+    SetUp {
+        runner: String,
+        root: PathBuf,
+        status: String,
+        /// What the runner printed.
+        output: String,
+    },
     #[error("aborted")]
     Cancelled,
     /// The build itself broke (its thread panicked, or could not start); a bug, not a result.
@@ -135,7 +150,7 @@ impl Builder<'_> {
             return Ok(result);
         };
         if let Some(assembler) = &pipeline.assembler {
-            let env = build_root.env(self.store)?;
+            let env = build_root.env(self, &runner)?;
             let r = run.assemble(assembler, env, &tree, &runner)?;
             result.success = r.success;
             if r.success {
@@ -155,44 +170,14 @@ impl Builder<'_> {
     }
 }
 
-/// The build root a pipeline's modules run in (the host, or a build pipeline's tree, kept alive
-/// here) and what its modules share.
-struct BuildEnv {
-    tree: Option<Object>,
-    shared: SharedRoot,
-    /// Owns the shared directories; dropped last, after `/dev` is unmounted.
-    _scratch: TempDir,
-}
-
-impl BuildEnv {
-    fn new(store: &Store, tree: Option<Object>) -> Result<Self, BuildError> {
-        let scratch = store.tempdir("buildenv")?;
-        let shared = SharedRoot::new(scratch.path())?;
-        Ok(Self {
-            tree,
-            shared,
-            _scratch: scratch,
-        })
-    }
-}
-
-/// A pipeline's build root, set up (namespace, `/dev`, `/etc`) only once a module runs in it,
-/// so a cached build costs no set-up at all.
-enum Root {
-    /// The host (`None`) or a build pipeline's tree.
-    Pending(Option<Object>),
-    Ready(BuildEnv),
-}
-
-impl Root {
-    fn env(&mut self, store: &Store) -> Result<&BuildEnv, BuildError> {
-        if let Root::Pending(tree) = self {
-            *self = Root::Ready(BuildEnv::new(store, tree.take())?);
-        }
-        match self {
-            Root::Ready(env) => Ok(env),
-            Root::Pending(_) => unreachable!("set up just above"),
-        }
+/// The end of a module's output for an error message: its last lines, after a colon and a
+/// newline; nothing when it printed nothing.
+fn last_lines(output: &str) -> String {
+    const LINES: usize = 20;
+    let lines: Vec<&str> = output.lines().collect();
+    match lines.len() {
+        0 => String::new(),
+        n => format!(":\n{}", lines[n.saturating_sub(LINES)..].join("\n")),
     }
 }
 
@@ -259,7 +244,7 @@ impl<'a> Run<'a, '_> {
         let tree = store.new_object(resume.map(|i| &pipeline.stages[i].id))?;
         let first = resume.map_or(0, |i| i + 1);
         let mut stages = Vec::new();
-        let env = build_root.env(store)?;
+        let env = build_root.env(self.b, runner)?;
         for (index, stage) in pipeline.stages.iter().enumerate().skip(first) {
             let at = Position {
                 depth,

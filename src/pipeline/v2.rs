@@ -390,7 +390,7 @@ impl<'a> V2Run<'a, '_> {
         first: usize,
     ) -> Result<bool, BuildError> {
         let store = self.b.store;
-        let env = root.env(store)?;
+        let env = root.env(self.b, runner)?;
         for (index, stage) in p.stages.iter().enumerate().skip(first) {
             let at = Position {
                 depth: 0,

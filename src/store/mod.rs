@@ -12,6 +12,8 @@
 //!                                     seconds}; the file's mtime is the last use
 //! STORE/meta/tmp.lock                 shared while a tmp/ entry is created and locked,
 //!                                     exclusive while `Store::open` sweeps dead entries
+//! STORE/setups/<key>/                 a build root's `/etc` after the runner's set-up, kept
+//!                                     for later builds on that build root (`setups`)
 //! ```
 //!
 //! Locking (flock, so it covers threads of one process and separate processes alike):
@@ -35,6 +37,7 @@ mod lock;
 mod object;
 mod prune;
 mod refs;
+mod setups;
 mod stage_meta;
 mod treesum;
 mod verify;

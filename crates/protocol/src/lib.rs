@@ -7,6 +7,7 @@
 //!
 //! - [`paths`]: in-sandbox directories and API socket names.
 //! - [`args`]: a stage's or an assembler's arguments on stdin.
+//! - [`runner`]: how a runner is called (a module, or the build root's set-up alone).
 //! - [`stdio`]: the runner's `setup-stdio` call on the `osbuild` socket.
 //! - [`sources_api`]: a stage asking the host's sources for files.
 //! - [`remoteloop`]: an assembler asking the host for a loop device.
@@ -23,6 +24,7 @@ pub mod meta;
 pub mod paths;
 pub mod remoteloop;
 pub mod result;
+pub mod runner;
 pub mod source;
 pub mod sources_api;
 pub mod stdio;
