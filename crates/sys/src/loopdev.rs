@@ -26,6 +26,8 @@ nix::ioctl_none_bad!(flush_buffers, BLKFLSBUF);
 
 /// The block device major number of loop devices.
 const LOOP_MAJOR: u64 = 7;
+/// How long a release waits for the kernel to detach a device another process still has open.
+const DETACH_WAIT: Duration = Duration::from_secs(5);
 /// How often [`LoopDevice::attach`] tries again when another process takes the free device.
 const ATTACH_ATTEMPTS: usize = 20;
 
@@ -87,7 +89,8 @@ impl fmt::Display for DetachError {
 /// A loop device bound to a backing file (with autoclear), detached when dropped.
 #[derive(Debug)]
 pub struct LoopDevice {
-    file: File,
+    /// Open until the device is released (then closed, so that autoclear can detach it).
+    file: Option<File>,
     number: u32,
     rdev: u64,
     attached: bool,
@@ -163,7 +166,7 @@ impl LoopDevice {
                 Err(e) => return Err(errno_step("LOOP_CONFIGURE")(e)),
             }
             let device = LoopDevice {
-                file,
+                file: Some(file),
                 number: n as u32,
                 rdev,
                 attached: true,
@@ -191,7 +194,7 @@ impl LoopDevice {
     /// Takes an exclusive `flock` on the device (as udev and systemd-repart honour), held
     /// until the device is dropped; `WouldBlock` when someone else holds one.
     pub fn lock(&self) -> io::Result<()> {
-        self.file.try_lock().map_err(|e| match e {
+        self.file().try_lock().map_err(|e| match e {
             std::fs::TryLockError::WouldBlock => io::ErrorKind::WouldBlock.into(),
             std::fs::TryLockError::Error(e) => e,
         })
@@ -226,24 +229,52 @@ impl LoopDevice {
         self.release()
     }
 
+    fn file(&self) -> &File {
+        self.file
+            .as_ref()
+            .expect("the device is open until released")
+    }
+
+    /// Detaches the device, and returns once it is (after our descriptor is closed, the kernel
+    /// detaches it when no other process has it open either: a moment later when udev or a
+    /// tool holds it, as `LOOP_CLR_FD` of a device in use only marks it for autoclear), so
+    /// that a released device is a free one. Waits at most [`DETACH_WAIT`] for that.
     fn release(&mut self) -> Result<(), DetachError> {
         if !std::mem::take(&mut self.attached) {
             return Ok(());
         }
+        let fd = self.file().as_raw_fd();
         // Written pages of the device's buffer cache could be lost when the backing file
         // goes (osbuild saw it with 5.13); write them first.
         // SAFETY: BLKFLSBUF on the block device descriptor we own takes no argument.
-        let _ = unsafe { flush_buffers(self.file.as_raw_fd()) };
+        let _ = unsafe { flush_buffers(fd) };
+        let mut cleared = false;
         for _ in 0..50 {
             // SAFETY: LOOP_CLR_FD on the loop device descriptor we own takes no argument.
-            match unsafe { clr_fd(self.file.as_raw_fd()) } {
+            match unsafe { clr_fd(fd) } {
                 // ENXIO: already detached (autoclear).
-                Ok(_) | Err(Errno::ENXIO) => return Ok(()),
+                Ok(_) | Err(Errno::ENXIO) => {
+                    cleared = true;
+                    break;
+                }
                 Err(Errno::EBUSY) => std::thread::sleep(Duration::from_millis(100)),
                 Err(e) => return Err(DetachError::Failed(e)),
             }
         }
-        Err(DetachError::StillBusy)
+        drop(self.file.take());
+        if !cleared {
+            return Err(DetachError::StillBusy);
+        }
+        // `/sys/block/loopN/loop` exists while the device is bound to a file.
+        let bound = format!("/sys/block/loop{}/loop", self.number);
+        let deadline = std::time::Instant::now() + DETACH_WAIT;
+        while std::path::Path::new(&bound).exists() {
+            if std::time::Instant::now() >= deadline {
+                return Err(DetachError::StillBusy);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Ok(())
     }
 }
 
