@@ -66,7 +66,7 @@ hook='#!/bin/sh
 . /usr/share/initramfs-tools/hook-functions
 for m in '"$modules"'; do force_load "$m"; done'
 t=$(now)
-mmdebstrap --quiet --variant=custom --include="$include" \
+mmdebstrap ${MMDEBSTRAP_VERBOSE:+--verbose} --variant=custom --include="$include" \
     --hook-dir=/usr/share/mmdebstrap/hooks/file-mirror-automount \
     --setup-hook='mkdir -p "$1/etc/initramfs-tools/conf.d" "$1/etc/initramfs-tools/hooks"' \
     --setup-hook='echo MODULES=list > "$1/etc/initramfs-tools/conf.d/osbuild.conf"' \
