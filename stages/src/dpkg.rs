@@ -14,6 +14,11 @@
 //!
 //! A tree that already has a dpkg database only gets step 3's unpack and configure.
 //!
+//! Kernel images (and what depends on them) are unpacked and configured last, after everything
+//! else is configured: their postinst makes the initramfs with every hook in place, and the
+//! initramfs-tools trigger, already processed, finds no initramfs to make again (it would
+//! otherwise make it twice).
+//!
 //! The tree's dpkg runs in a private mount and network namespace of this stage: `/proc`,
 //! `/sys` and `/dev` are mounted into the tree and the sources directory is bound read-only at
 //! [`DEBS_DIR`], all unmounted (or gone with the namespace) when the stage ends; maintainer
@@ -130,17 +135,21 @@ pub fn run(args: &Args) -> Result<i32, StageError> {
             debs: &debs,
             debs_dir: &mounts.files_in_tree,
         };
-        if bootstrap {
+        let rest = if bootstrap {
             let (core, rest) = split_core(&debs);
             dpkg.run("install core packages", &["--force-depends", "-i"], &core)?;
-            if !rest.is_empty() {
-                dpkg.run("unpack", &["--force-depends", "--unpack"], &rest)?;
-            }
+            rest
         } else {
-            let all: Vec<&Deb> = debs.iter().collect();
-            dpkg.run("unpack", &["--force-depends", "--unpack"], &all)?;
+            debs.iter().collect()
+        };
+        let (rest, kernels) = kernels_last(rest);
+        for (step, group) in [("", rest), (" kernels", kernels)] {
+            if !group.is_empty() {
+                let unpack = format!("unpack{step}");
+                dpkg.run(&unpack, &["--force-depends", "--unpack"], &group)?;
+                dpkg.run("configure", &["--configure", "-a"], &[])?;
+            }
         }
-        dpkg.run("configure", &["--configure", "-a"], &[])?;
         drop(mounts);
     }
 
@@ -302,7 +311,7 @@ fn merged_usr(tree: &Path, debs: &[Deb]) -> Result<(), StageError> {
 
 /// Extracts what the tree's dpkg needs to run (see [`bootstrap`]), several packages at once;
 /// every package, one at a time, when the old way is asked for
-/// ([`bootstrap::serial_requested`]).
+/// ([`bootstrap::old_way_requested`]).
 fn extract_for_dpkg(
     tree: &Path,
     debs: &[Deb],
@@ -312,7 +321,7 @@ fn extract_for_dpkg(
         .iter()
         .zip(packages.iter().map(|(_, p)| p.as_path()))
         .collect();
-    if bootstrap::serial_requested() {
+    if bootstrap::old_way_requested() {
         println!("extracting all {} packages, one at a time", pairs.len());
         return pairs
             .iter()
@@ -370,6 +379,28 @@ fn extract(path: &Path, tree: &Path, deb: &Deb) -> Result<(), StageError> {
         return Err(failed(format!("tar {}", command::describe_status(st))));
     }
     Ok(())
+}
+
+/// `debs` without and with the kernel images and what depends on them (see
+/// [`bootstrap::kernels_and_dependents`]); all in the first part when the old way is asked for.
+fn kernels_last(debs: Vec<&Deb>) -> (Vec<&Deb>, Vec<&Deb>) {
+    if bootstrap::old_way_requested() {
+        return (debs, Vec::new());
+    }
+    let named: Vec<(&str, &Relations)> = debs
+        .iter()
+        .map(|d| (d.name.as_str(), &d.relations))
+        .collect();
+    let late = bootstrap::kernels_and_dependents(&named);
+    let (mut first, mut last) = (Vec::new(), Vec::new());
+    for (i, d) in debs.into_iter().enumerate() {
+        if late.contains(&i) {
+            last.push(d);
+        } else {
+            first.push(d);
+        }
+    }
+    (first, last)
 }
 
 /// The core packages present (in [`CORE`] order) and the others (in option order).

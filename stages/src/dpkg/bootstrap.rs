@@ -70,6 +70,31 @@ pub fn hand_extracted(packages: &[(&str, &Relations)], core: &[&str]) -> BTreeSe
     set
 }
 
+/// Indices of the kernel images (`linux-image-*`) in `packages` and of every package depending
+/// on one, directly or not.
+pub fn kernels_and_dependents(packages: &[(&str, &Relations)]) -> BTreeSet<usize> {
+    let mut late: BTreeSet<usize> = (0..packages.len())
+        .filter(|&i| packages[i].0.starts_with("linux-image-"))
+        .collect();
+    loop {
+        let names: Vec<&str> = late.iter().map(|&i| packages[i].0).collect();
+        let more: Vec<usize> = (0..packages.len())
+            .filter(|i| !late.contains(i))
+            .filter(|&i| {
+                packages[i]
+                    .1
+                    .depends
+                    .iter()
+                    .any(|d| names.contains(&d.as_str()))
+            })
+            .collect();
+        if more.is_empty() {
+            return late;
+        }
+        late.extend(more);
+    }
+}
+
 /// How many jobs run at once: one per core the stage may use.
 pub fn jobs() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -110,9 +135,10 @@ pub fn each_parallel<T: Sync, R: Send>(
     Ok(out)
 }
 
-/// Whether the old bootstrap is asked for (every package extracted by hand, one at a time):
-/// kept so that a test can compare its tree with the one the fast path makes.
-pub fn serial_requested() -> bool {
+/// Whether the old way is asked for (every package extracted by hand, one at a time, and the
+/// kernels unpacked with the rest): kept so that a test can compare its tree with the one the
+/// fast path makes.
+pub fn old_way_requested() -> bool {
     std::env::var_os("OSBUILD_DPKG_SERIAL_BOOTSTRAP").is_some_and(|v| v == "1")
 }
 
@@ -173,6 +199,25 @@ mod tests {
                 "mawk"
             ]
         );
+    }
+
+    #[test]
+    fn kernels_and_what_needs_them_go_last() {
+        let rel = |d: &str| Relations::parse("", "", d, "");
+        let pkgs = [
+            (
+                "linux-image-amd64",
+                rel("linux-image-6.1.0-57-amd64 (= 6.1.192-3)"),
+            ),
+            ("initramfs-tools", rel("initramfs-tools-core")),
+            ("linux-image-6.1.0-57-amd64", rel("kmod, linux-base")),
+            ("kmod", rel("")),
+            ("firmware-helper", rel("linux-image-amd64")),
+        ];
+        let refs: Vec<(&str, &Relations)> = pkgs.iter().map(|(n, r)| (*n, r)).collect();
+        let got: Vec<usize> = kernels_and_dependents(&refs).into_iter().collect();
+        assert_eq!(got, [0, 2, 4]);
+        assert!(kernels_and_dependents(&refs[1..2]).is_empty());
     }
 
     #[test]
