@@ -8,7 +8,7 @@
 #           sources/org.osbuild.files), so nothing is downloaded
 # TREE      keep the installed tree here (default: a temporary directory, removed)
 # Prints, one per line, `step seconds`: mmdebstrap (the same packages from a local flat
-# repository of those .debs, the same initramfs module list), tree (hostname, fstab, grub.cfg,
+# repository of those .debs, merged /usr, the same initramfs module list), tree (hostname, fstab, grub.cfg,
 # the probe unit), disk (truncate, sfdisk, mkfs.ext4 -d, grub-mkimage + boot.img, qemu-img
 # convert -c as a person types it), total.
 set -euo pipefail
@@ -19,7 +19,12 @@ for tool in mmdebstrap dpkg-scanpackages sfdisk mkfs.ext4 grub-mkimage qemu-img;
     command -v "$tool" >/dev/null || { echo "bench/mmdebstrap-image.sh: needs $tool" >&2; exit 1; }
 done
 work=$(mktemp -d /var/tmp/osbuild-bench-mmdebstrap.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+# A failed mmdebstrap may leave its bind mounts: unmount, and never delete across a mount.
+cleanup() {
+    findmnt -rn -o TARGET | { grep "^$work/" || true; } | sort -r | xargs -r umount -l
+    rm -rf --one-file-system "$work"
+}
+trap cleanup EXIT
 tree=${4:-$work/tree}
 now() { date +%s.%N; }
 since() { echo "$(now) - $1" | bc -l | xargs printf '%.2f'; }
@@ -67,6 +72,7 @@ hook='#!/bin/sh
 for m in '"$modules"'; do force_load "$m"; done'
 t=$(now)
 mmdebstrap ${MMDEBSTRAP_VERBOSE:+--verbose} --variant=custom --include="$include" \
+    --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
     --hook-dir=/usr/share/mmdebstrap/hooks/file-mirror-automount \
     --setup-hook='mkdir -p "$1/etc/initramfs-tools/conf.d" "$1/etc/initramfs-tools/hooks"' \
     --setup-hook='echo MODULES=list > "$1/etc/initramfs-tools/conf.d/osbuild.conf"' \
