@@ -13,10 +13,9 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use osbuild::mkmanifest::debian::{self, PinnedDeb, ResolveOptions};
 use sha2::{Digest, Sha256};
@@ -37,9 +36,17 @@ fn image_packages() -> Result<Vec<(PinnedDeb, PathBuf)>, String> {
     let empty = tempfile::NamedTempFile::new().map_err(|e| e.to_string())?;
     let out = Command::new("apt-get")
         .env("LC_ALL", "C")
-        .args(["-o", &format!("Dir::State::status={}", empty.path().display())])
+        .args([
+            "-o",
+            &format!("Dir::State::status={}", empty.path().display()),
+        ])
         .args(["-o", &format!("Dir::Cache::archives={CACHE}")])
-        .args(["-o", "Debug::NoLocking=1", "-o", "APT::Install-Recommends=false"])
+        .args([
+            "-o",
+            "Debug::NoLocking=1",
+            "-o",
+            "APT::Install-Recommends=false",
+        ])
         .args(["-o", "APT::Sandbox::User=root"])
         .args(["install", "-qq", "-y", "--download-only", "--"])
         .args(&names)
@@ -81,21 +88,10 @@ fn dpkg_stage(tree: &Path, sources: &Path, sums: &[String], env: &[(&str, &str)]
             "initramfs": {"modules": debian::IMAGE_INITRAMFS_MODULES},
         },
     });
-    let mut child = Command::new(common::built_libdir().join("stages/org.osbuild.dpkg"))
-        .env("SOURCE_DATE_EPOCH", "1700000000")
-        .envs(env.iter().copied())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(args.to_string().as_bytes())
-        .unwrap();
-    let out = common::wait_within(child, std::time::Duration::from_secs(900), "the dpkg stage");
+    let mut cmd = Command::new(common::built_libdir().join("stages/org.osbuild.dpkg"));
+    cmd.env("SOURCE_DATE_EPOCH", "1700000000")
+        .envs(env.iter().copied());
+    let out = common::run_with_stdin(cmd, &args.to_string());
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
@@ -176,13 +172,27 @@ fn privileged_dpkg_fast_bootstrap_makes_the_same_tree() {
     let sums: Vec<String> = debs.iter().map(|(d, _)| d.checksum()).collect();
 
     let old = work.path().join("old");
-    let out = dpkg_stage(&old, &sources, &sums, &[("OSBUILD_DPKG_SERIAL_BOOTSTRAP", "1")]);
-    assert!(out.contains(&format!("extracting all {} packages", sums.len())), "{out}");
+    let out = dpkg_stage(
+        &old,
+        &sources,
+        &sums,
+        &[("OSBUILD_DPKG_SERIAL_BOOTSTRAP", "1")],
+    );
+    assert!(
+        out.contains(&format!("extracting all {} packages", sums.len())),
+        "{out}"
+    );
     let new = work.path().join("new");
     let out = dpkg_stage(&new, &sources, &sums, &[]);
     let hand = out
         .lines()
-        .find_map(|l| l.strip_prefix("extracting ")?.split(' ').next()?.parse::<usize>().ok())
+        .find_map(|l| {
+            l.strip_prefix("extracting ")?
+                .split(' ')
+                .next()?
+                .parse::<usize>()
+                .ok()
+        })
         .unwrap_or_else(|| panic!("no extraction line: {out}"));
     assert!(hand < sums.len(), "every package extracted by hand: {out}");
 
@@ -195,7 +205,11 @@ fn privileged_dpkg_fast_bootstrap_makes_the_same_tree() {
         .take(20)
         .map(|k| format!("{k}: old {:?}, new {:?}", a.get(k), b.get(k)))
         .collect();
-    assert!(differ.is_empty(), "the trees differ:\n{}", differ.join("\n"));
+    assert!(
+        differ.is_empty(),
+        "the trees differ:\n{}",
+        differ.join("\n")
+    );
 
     let modules = initrd_modules(&old);
     assert!(
