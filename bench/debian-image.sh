@@ -68,7 +68,11 @@ resolve=$(since "$t")
 t=$(now); out_a=$(build "$work/a.json"); cold=$(since "$t")
 tree_b=$(python3 -c "import json,sys; print(json.load(sys.stdin)['pipeline']['stages'][-1]['id'])" \
     < <("$bin/osbuild" --libdir "$lib" --inspect "$work/b.json"))
-t=$(now); out_b=$(build "$work/b.json" "$tree_b"); cached=$(since "$t")
+if [ "$smoke" = 1 ]; then
+    out_b=$out_a cached=skipped
+else
+    t=$(now); out_b=$(build "$work/b.json" "$tree_b"); cached=$(since "$t")
+fi
 qcow=$store/refs/$out_b/disk.qcow2
 
 echo "packages:          $(cat "$work/resolve.log")"
