@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Bootable Debian 12 image benchmark (not a test). As root, with apt lists and a mirror:
 #   bench/debian-image.sh [--no-boot]
+#   bench/debian-image.sh --smoke   CI: debug build, one run of ours and the peer, no boot, no
+#                                   assembler floor; checks that it all works, asserts no timing
 # Times, on an empty store (no downloaded .debs, no trees):
 #   resolve   osbuild-mkmanifest-debian --image --boot-probe (apt --print-uris)
 #   cold      osbuild: download 111 .debs, dpkg stage (checkpointed), fstab, grub2, probe,
@@ -8,21 +10,36 @@
 #   cached    the same image with another hostname: the dpkg tree comes from the store, the
 #             later stages and the assembler run again
 #   boot      private QEMU (tests/boot/qemu.sh, TCG, -smp 2) to the probe's poweroff
+# Then, with the .debs cached, the whole image against its peer, interleaved, medians of
+# $ROUNDS (default 3) runs, with the ratios:
+#   ours      osbuild on a store holding only the downloaded sources: every stage and the
+#             assembler; split by the module headers of its log into the dpkg stage, the
+#             other stages and the assembler (with the commit)
+#   peer      bench/mmdebstrap-image.sh: mmdebstrap with the same packages from a local
+#             repository of the same .debs, the same files written by hand, sfdisk, mkfs.ext4 -d,
+#             grub-mkimage, qemu-img convert -c; its mmdebstrap step against our dpkg stage
 # Then, on the finished tree, the qemu assembler against its floor, interleaved, medians of
-# $ROUNDS (default 3) runs, with the ratio:
+# $ROUNDS runs, with the ratio:
 #   assembler osbuild with the tree in the store: the qemu assembler alone (sandbox, sfdisk,
 #             mkfs.ext4 -d, grub, qemu-img convert, commit)
 #   floor     by hand on the same tree: mkfs.ext4 -d into a sparse raw file at the root
 #             partition's offset, then qemu-img convert -O qcow2 with the assembler's flags
 set -euo pipefail
 cd "$(dirname "$0")/.."
-boot=1
-[ "${1:-}" = --no-boot ] && boot=0
+boot=1 smoke=0 profile=release
+case "${1:-}" in
+    --no-boot) boot=0 ;;
+    --smoke) boot=0 smoke=1 profile=debug ROUNDS=1 ;;
+esac
 [ "$(id -u)" = 0 ] || { echo "bench/debian-image.sh: needs root" >&2; exit 1; }
 
 ./install.sh libdir target/libdir >/dev/null
-cargo build --quiet --release --bin osbuild --bin osbuild-mkmanifest-debian
-bin=${CARGO_TARGET_DIR:-target}/release
+if [ "$smoke" = 1 ]; then
+    cargo build --quiet --bin osbuild --bin osbuild-mkmanifest-debian
+else
+    cargo build --quiet --release --bin osbuild --bin osbuild-mkmanifest-debian
+fi
+bin=${CARGO_TARGET_DIR:-target}/$profile
 work=$(mktemp -d /var/tmp/osbuild-bench-image.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 store=$work/store
@@ -51,7 +68,11 @@ resolve=$(since "$t")
 t=$(now); out_a=$(build "$work/a.json"); cold=$(since "$t")
 tree_b=$(python3 -c "import json,sys; print(json.load(sys.stdin)['pipeline']['stages'][-1]['id'])" \
     < <("$bin/osbuild" --libdir "$lib" --inspect "$work/b.json"))
-t=$(now); out_b=$(build "$work/b.json" "$tree_b"); cached=$(since "$t")
+if [ "$smoke" = 1 ]; then
+    out_b=$out_a cached=skipped
+else
+    t=$(now); out_b=$(build "$work/b.json" "$tree_b"); cached=$(since "$t")
+fi
 qcow=$store/refs/$out_b/disk.qcow2
 
 echo "packages:          $(cat "$work/resolve.log")"
@@ -69,8 +90,61 @@ if [ "$boot" = 1 ]; then
     echo "boot to poweroff:  ${bt} s   ($(grep -a -o 'IMGTEST-END failed=0' "$work/serial.log"))"
 fi
 
-# The assembler against its floor on the same tree.
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+ratio() { echo "$1 / $2" | bc -l | xargs printf '%.2f'; }
+rounds=${ROUNDS:-3}
+
+# The whole image with the .debs cached, against the peer.
+split() { # the log on stdin: seconds per module header (dpkg, stages, assembler), then total
+    python3 -c '
+import re, sys, time
+start = last = time.monotonic(); cur = None; spent = {"dpkg": 0.0, "stages": 0.0, "assembler": 0.0}
+head = re.compile(r"^(Assembler )?org\.osbuild\.([\w.-]+): [0-9a-f]{64}$")
+for line in sys.stdin:
+    m = head.match(line.strip())
+    if m:
+        now = time.monotonic()
+        if cur: spent[cur] += now - last
+        cur, last = ("assembler" if m.group(1) else "dpkg" if m.group(2) == "dpkg" else "stages"), now
+now = time.monotonic()
+if cur: spent[cur] += now - last
+print(" ".join("%.2f" % v for v in spent.values()), "%.2f" % (now - start))'
+}
+ours_run() { # prints: dpkg stages assembler total
+    local s=$work/e2e-store
+    rm -rf "$s" && mkdir -p "$s" && cp -al "$store/sources" "$s/sources"
+    "$bin/osbuild" --store "$s" --libdir "$lib" "$work/a.json" 2>&1 | tee "$work/e2e.log" | split
+    grep -q '^output id: [0-9a-f]' "$work/e2e.log" || { tail -30 "$work/e2e.log" >&2; exit 1; }
+    rm -rf "$s"
+}
+peer_run() { # prints: mmdebstrap total
+    bench/mmdebstrap-image.sh "$work/a.json" "$store/sources/org.osbuild.files" "$work/peer.qcow2" \
+        >"$work/peer.log" 2>&1 || { tail -30 "$work/peer.log" >&2; exit 1; }
+    rm -f "$work/peer.qcow2"
+    echo "$(awk '$1 == "mmdebstrap" {print $2}' "$work/peer.log") $(awk '$1 == "total" {print $2}' "$work/peer.log")"
+}
+o_dpkg=() o_stages=() o_asm=() o_total=() p_mm=() p_total=()
+for _ in $(seq "$rounds"); do
+    read -r a b c d < <(ours_run)
+    [ -n "$d" ] || { echo "bench/debian-image.sh: our build failed" >&2; exit 1; }
+    o_dpkg+=("$a") o_stages+=("$b") o_asm+=("$c") o_total+=("$d")
+    read -r a b < <(peer_run)
+    [ -n "$b" ] || { echo "bench/debian-image.sh: the peer failed" >&2; exit 1; }
+    p_mm+=("$a") p_total+=("$b")
+done
+med() { printf '%s\n' "$@" | median; }
+ot=$(med "${o_total[@]}") pt=$(med "${p_total[@]}") od=$(med "${o_dpkg[@]}") pm=$(med "${p_mm[@]}")
+echo "ours, .debs cached: ${ot} s   (median of ${o_total[*]}; load $(cut -d' ' -f1-3 /proc/loadavg))"
+echo "  dpkg stage:       ${od} s   (median of ${o_dpkg[*]})"
+echo "  other stages:     $(med "${o_stages[@]}") s   (median of ${o_stages[*]})"
+echo "  assembler+commit: $(med "${o_asm[@]}") s   (median of ${o_asm[*]})"
+echo "peer (mmdebstrap):  ${pt} s   (median of ${p_total[*]})"
+echo "  mmdebstrap:       ${pm} s   (median of ${p_mm[*]})"
+echo "ours / peer:        $(ratio "$ot" "$pt")   (goal <= 0.5)"
+echo "dpkg / mmdebstrap:  $(ratio "$od" "$pm")   (goal <= 0.6)"
+[ "$smoke" = 1 ] && exit 0
+
+# The assembler against its floor on the same tree.
 read -r size start uuid < <(python3 -c '
 import json,sys
 o = json.load(open(sys.argv[1]))["pipeline"]["assembler"]["options"]
@@ -99,7 +173,6 @@ assembler_run() {
     build "$work/b.json" >/dev/null
     since "$t"
 }
-rounds=${ROUNDS:-3}
 floors=() asms=()
 for _ in $(seq "$rounds"); do
     asms+=("$(assembler_run)")
@@ -109,4 +182,4 @@ fm=$(printf '%s\n' "${floors[@]}" | median)
 am=$(printf '%s\n' "${asms[@]}" | median)
 echo "qemu assembler:    ${am} s   (median of ${asms[*]}; tree in the store)"
 echo "floor:             ${fm} s   (median of ${floors[*]}; mkfs.ext4 -d + qemu-img convert -c -W -m 16)"
-echo "assembler / floor: $(echo "$am / $fm" | bc -l | xargs printf '%.2f')"
+echo "assembler / floor: $(ratio "$am" "$fm")"

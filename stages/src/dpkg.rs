@@ -5,12 +5,19 @@
 //! does it, with no apt and no network:
 //! 1. merged /usr first (`bin`, `sbin`, `lib` and, where the ABI wants it, `lib64` are
 //!    symlinks into `usr/`);
-//! 2. every package's files are extracted with the build root's `dpkg-deb` and `tar`, which
-//!    gives the tree a shell, libc and dpkg of its own;
+//! 2. the essential set, [`CORE`] and what they depend on ([`bootstrap`]) are extracted with
+//!    the build root's `dpkg-deb` and `tar`, several at once, which gives the tree a shell,
+//!    libc and dpkg of its own;
 //! 3. an empty dpkg database, then the tree's own dpkg, chrooted into the tree, installs the
-//!    core packages ([`CORE`]) first, unpacks the rest and configures everything.
+//!    core packages first, unpacks the rest (every package outside step 2's set is unpacked
+//!    once, by dpkg) and configures everything.
 //!
 //! A tree that already has a dpkg database only gets step 3's unpack and configure.
+//!
+//! Kernel images (and what depends on them) are unpacked and configured last, after everything
+//! else is configured: their postinst makes the initramfs with every hook in place, and the
+//! initramfs-tools trigger, already processed, finds no initramfs to make again (it would
+//! otherwise make it twice).
 //!
 //! The tree's dpkg runs in a private mount and network namespace of this stage: `/proc`,
 //! `/sys` and `/dev` are mounted into the tree and the sources directory is bound read-only at
@@ -34,6 +41,10 @@ use crate::command;
 use crate::error::StageError;
 use crate::mounts::{isolate, Mounts};
 use crate::tree;
+
+mod bootstrap;
+
+use bootstrap::Relations;
 
 /// Packages installed before everything else when bootstrapping: the account database, the
 /// filesystem layout, dpkg itself and what maintainer scripts of everything else rely on.
@@ -64,6 +75,7 @@ struct Deb {
     name: String,
     version: String,
     arch: String,
+    relations: Relations,
 }
 
 impl Deb {
@@ -76,10 +88,9 @@ impl Deb {
 pub fn run(args: &Args) -> Result<i32, StageError> {
     let packages = packages(args)?;
     let modules = initramfs_modules(args)?;
-    let mut debs = Vec::with_capacity(packages.len());
-    for (c, path) in &packages {
-        debs.push(read_control(c, path)?);
-    }
+    let debs = bootstrap::each_parallel(&packages, bootstrap::jobs(), |(c, path)| {
+        read_control(c, path)
+    })?;
     let files = packages
         .first()
         .and_then(|(_, p)| p.parent())
@@ -98,9 +109,7 @@ pub fn run(args: &Args) -> Result<i32, StageError> {
     if bootstrap {
         println!("bootstrapping an empty tree from {} packages", debs.len());
         merged_usr(tree, &debs)?;
-        for (deb, (_, path)) in debs.iter().zip(&packages) {
-            extract(path, tree, deb)?;
-        }
+        extract_for_dpkg(tree, &debs, &packages)?;
         for dir in ["var/lib/dpkg/info", "var/lib/dpkg/updates"] {
             tree::create_dirs(tree, dir, 0o755)?;
         }
@@ -126,17 +135,21 @@ pub fn run(args: &Args) -> Result<i32, StageError> {
             debs: &debs,
             debs_dir: &mounts.files_in_tree,
         };
-        if bootstrap {
+        let rest = if bootstrap {
             let (core, rest) = split_core(&debs);
             dpkg.run("install core packages", &["--force-depends", "-i"], &core)?;
-            if !rest.is_empty() {
-                dpkg.run("unpack", &["--force-depends", "--unpack"], &rest)?;
-            }
+            rest
         } else {
-            let all: Vec<&Deb> = debs.iter().collect();
-            dpkg.run("unpack", &["--force-depends", "--unpack"], &all)?;
+            debs.iter().collect()
+        };
+        let (rest, kernels) = kernels_last(rest);
+        for (step, group) in [("", rest), (" kernels", kernels)] {
+            if !group.is_empty() {
+                let unpack = format!("unpack{step}");
+                dpkg.run(&unpack, &["--force-depends", "--unpack"], &group)?;
+                dpkg.run("configure", &["--configure", "-a"], &[])?;
+            }
         }
-        dpkg.run("configure", &["--configure", "-a"], &[])?;
         drop(mounts);
     }
 
@@ -221,7 +234,12 @@ fn initramfs_modules(args: &Args) -> Result<Vec<String>, StageError> {
         .collect()
 }
 
-/// Parses `dpkg-deb --show` output in our format: `name\tversion\tarch`.
+/// `dpkg-deb --showformat` for [`parse_show`].
+const SHOW_FORMAT: &str = "--showformat=${Package}\\t${Version}\\t${Architecture}\\t\
+     ${Essential}\\t${Pre-Depends}\\t${Depends}\\t${Provides}\\n";
+
+/// Parses `dpkg-deb --show` output in our format: `name\tversion\tarch` and optionally
+/// `\tessential\tpre-depends\tdepends\tprovides`.
 fn parse_show(checksum: &str, text: &str) -> Option<Deb> {
     let line = text.lines().next()?;
     let mut f = line.split('\t');
@@ -229,23 +247,23 @@ fn parse_show(checksum: &str, text: &str) -> Option<Deb> {
     if name.is_empty() || version.is_empty() {
         return None;
     }
+    let mut rest = || f.next().unwrap_or("");
+    let (essential, pre_depends, depends, provides) = (rest(), rest(), rest(), rest());
     Some(Deb {
         checksum: checksum.to_string(),
         name: name.to_string(),
         version: version.to_string(),
         arch: arch.to_string(),
+        relations: Relations::parse(essential, pre_depends, depends, provides),
     })
 }
 
 /// Reads a package's name, version and architecture with the build root's `dpkg-deb`.
 fn read_control(checksum: &str, path: &Path) -> Result<Deb, StageError> {
     let mut cmd = command::tool("dpkg-deb");
-    cmd.args([
-        "--show",
-        "--showformat=${Package}\\t${Version}\\t${Architecture}\\n",
-    ])
-    .arg(path)
-    .stderr(Stdio::piped());
+    cmd.args(["--show", SHOW_FORMAT])
+        .arg(path)
+        .stderr(Stdio::piped());
     let out = cmd.output().map_err(|source| StageError::Spawn {
         program: "dpkg-deb".into(),
         source,
@@ -291,6 +309,41 @@ fn merged_usr(tree: &Path, debs: &[Deb]) -> Result<(), StageError> {
     Ok(())
 }
 
+/// Extracts what the tree's dpkg needs to run (see [`bootstrap`]), several packages at once;
+/// every package, one at a time, when the old way is asked for
+/// ([`bootstrap::old_way_requested`]).
+fn extract_for_dpkg(
+    tree: &Path,
+    debs: &[Deb],
+    packages: &[(String, PathBuf)],
+) -> Result<(), StageError> {
+    let pairs: Vec<(&Deb, &Path)> = debs
+        .iter()
+        .zip(packages.iter().map(|(_, p)| p.as_path()))
+        .collect();
+    if bootstrap::old_way_requested() {
+        println!("extracting all {} packages, one at a time", pairs.len());
+        return pairs
+            .iter()
+            .try_for_each(|(deb, path)| extract(path, tree, deb));
+    }
+    let named: Vec<(&str, &Relations)> = debs
+        .iter()
+        .map(|d| (d.name.as_str(), &d.relations))
+        .collect();
+    let chosen: Vec<(&Deb, &Path)> = bootstrap::hand_extracted(&named, CORE)
+        .into_iter()
+        .map(|i| pairs[i])
+        .collect();
+    let jobs = bootstrap::jobs();
+    println!(
+        "extracting {} packages for dpkg to run ({jobs} at once)",
+        chosen.len()
+    );
+    bootstrap::each_parallel(&chosen, jobs, |(deb, path)| extract(path, tree, deb))?;
+    Ok(())
+}
+
 /// `dpkg-deb --fsys-tarfile DEB | tar -x --keep-directory-symlink -C TREE`.
 fn extract(path: &Path, tree: &Path, deb: &Deb) -> Result<(), StageError> {
     let mut deb_cmd = command::tool("dpkg-deb");
@@ -326,6 +379,28 @@ fn extract(path: &Path, tree: &Path, deb: &Deb) -> Result<(), StageError> {
         return Err(failed(format!("tar {}", command::describe_status(st))));
     }
     Ok(())
+}
+
+/// `debs` without and with the kernel images and what depends on them (see
+/// [`bootstrap::kernels_and_dependents`]); all in the first part when the old way is asked for.
+fn kernels_last(debs: Vec<&Deb>) -> (Vec<&Deb>, Vec<&Deb>) {
+    if bootstrap::old_way_requested() {
+        return (debs, Vec::new());
+    }
+    let named: Vec<(&str, &Relations)> = debs
+        .iter()
+        .map(|d| (d.name.as_str(), &d.relations))
+        .collect();
+    let late = bootstrap::kernels_and_dependents(&named);
+    let (mut first, mut last) = (Vec::new(), Vec::new());
+    for (i, d) in debs.into_iter().enumerate() {
+        if late.contains(&i) {
+            last.push(d);
+        } else {
+            first.push(d);
+        }
+    }
+    (first, last)
 }
 
 /// The core packages present (in [`CORE`] order) and the others (in option order).
@@ -586,6 +661,7 @@ mod tests {
             name: name.into(),
             version: "1.0".into(),
             arch: "amd64".into(),
+            relations: Relations::default(),
         }
     }
 
@@ -625,6 +701,15 @@ mod tests {
             ("libc6", "2.36-9+deb12u10", "amd64")
         );
         assert_eq!(got.describe(), "libc6 2.36-9+deb12u10 (sha256:x)");
+        assert_eq!(got.relations, Relations::default());
+        let got = parse_show(
+            "c",
+            "dash\t0.5.12-2\tamd64\tyes\tlibc6 (>= 2.34)\tdebianutils\tsh\n",
+        )
+        .unwrap();
+        assert!(got.relations.essential);
+        assert_eq!(got.relations.depends, ["libc6", "debianutils"]);
+        assert_eq!(got.relations.provides, ["sh"]);
         for bad in ["", "\n", "libc6\n", "\t1.0\tall\n"] {
             assert!(parse_show("c", bad).is_none(), "{bad:?}");
         }
