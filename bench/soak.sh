@@ -5,12 +5,18 @@
 # after every kill, and compares every output with the same manifest built alone.
 #
 #   sudo bench/soak.sh [BUILDS] [PARALLEL] [SEED]     (the figures are printed as JSON)
+#   SOAK_BIN=DIR sudo bench/soak.sh ...   uses osbuild, osbuildd and osbuildctl from DIR (say,
+#                                         copies of another build, to compare two) unbuilt
 #
 # Needs: dbus-daemon, busctl, python3; no polkitd (root is allowed without it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target=${CARGO_TARGET_DIR:-target}
-cargo build --quiet --release --bin osbuild --bin osbuildd --bin osbuildctl
+bin=${SOAK_BIN:-}
+if [ -z "$bin" ]; then
+    cargo build --quiet --release --bin osbuild --bin osbuildd --bin osbuildctl
+    bin=$target/release
+fi
 [ -e "$target/libdir/stages/org.osbuild.noop" ] || ./install.sh libdir "$target/libdir" >/dev/null
 
 work=$(mktemp -d /var/tmp/osbuild-soak-XXXXXX)
@@ -28,4 +34,4 @@ start_private_bus "$work"
 
 cp -a "$target/libdir" "$work/lib"
 cp tests/stages/* "$work/lib/stages/"
-python3 bench/soak.py "$(realpath "$target/release")" "$work/lib" "$work" "${1:-200}" "${2:-8}" "${3:-1}"
+python3 bench/soak.py "$(realpath "$bin")" "$work/lib" "$work" "${1:-200}" "${2:-8}" "${3:-1}"

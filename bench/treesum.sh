@@ -1,6 +1,8 @@
 #!/bin/bash
-# Benchmark (not a test): treesum throughput vs openssl, the commit of a 2 GiB sparse raw image,
-# and object initialisation vs cp -a. Needs root (mounts).
+# Benchmark (not a test): treesum throughput vs openssl, the commit of a 2 GiB sparse raw image
+# vs openssl hashing it, and object initialisation vs cp -a. Needs root (mounts). Each figure is
+# the median of interleaved runs (ours, then the peer's); the load average is printed beside it
+# (the machine may be shared), and so is our CPU time (user+sys), which load does not change.
 #   bench/treesum.sh           builds a ~1 GiB tree once under /var/tmp (cached), then reports
 #   bench/treesum.sh --smoke   CI: debug build, a small tree and image in a temporary directory,
 #                              one run each; checks that it all works, asserts no timing
@@ -45,23 +47,48 @@ echo "tree: $TREE, $files files, $((bytes / 1048576)) MiB of file data"
 # Warm the page cache so both sides read from memory.
 find "$TREE" -type f -print0 | xargs -0 cat > /dev/null
 
-best() { sort -n | head -1; }
-t_openssl=$(for _ in $(seq "$runs"); do
-    s=$(date +%s.%N); (cd "$TREE" && find . -type f -print0 | xargs -0 cat | openssl dgst -sha256 >/dev/null)
-    e=$(date +%s.%N); echo "$e - $s" | bc; done | best)
-t_ours=$(for _ in $(seq "$runs"); do "$BIN" treesum "$TREE" | awk '{print $3}'; done | best)
+median() { sort -n | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
+load() { cut -d' ' -f1-3 /proc/loadavg; }
+now() { date +%s.%N; }
+# `secs CMD...`: runs CMD, prints its wall seconds; its CPU seconds (user+sys) go to $CACHE/cpu.
+secs() {
+    local TIMEFORMAT='%R %U %S' t
+    t=$( { time "$@" > /dev/null; } 2>&1 )
+    echo "$t" | awk '{print $2 + $3}' >> "$CACHE/cpu"
+    echo "$t" | awk '{print $1}'
+}
+openssl_tree() { (cd "$TREE" && find . -type f -print0 | xargs -0 cat | openssl dgst -sha256); }
+: > "$CACHE/ours.times"; : > "$CACHE/openssl.times"; : > "$CACHE/cpu"
+echo "load before: $(load)"
+for _ in $(seq "$runs"); do
+    secs "$BIN" treesum "$TREE" >> "$CACHE/ours.times"
+    s=$(now); openssl_tree > /dev/null; e=$(now); echo "$e - $s" | bc >> "$CACHE/openssl.times"
+done
+t_ours=$(median < "$CACHE/ours.times")
+t_openssl=$(median < "$CACHE/openssl.times")
+cpu_ours=$(median < "$CACHE/cpu")
 mbs() { echo "scale=1; $bytes / 1048576 / $1" | bc; }
-echo "treesum:        $(mbs "$t_ours") MB/s (${t_ours}s)"
-echo "openssl sha256: $(mbs "$t_openssl") MB/s (${t_openssl}s)"
+echo "treesum:        $(mbs "$t_ours") MiB/s (${t_ours}s, cpu ${cpu_ours}s; load $(load))"
+echo "openssl sha256: $(mbs "$t_openssl") MiB/s (${t_openssl}s)"
 echo "ratio:          $(echo "scale=2; $t_openssl / $t_ours" | bc)"
 
 # A raw disk image as an assembler leaves it: mostly holes. Its commit hashes every byte, but
-# reads only the data (a fresh store each run).
-t_sparse=$(for _ in $(seq "$runs"); do
+# reads only the data (a fresh store each run); the peer hashes the same image with openssl.
+"$BIN" write-sparse "$CACHE/sparse.raw" "$sparse_mib"
+: > "$CACHE/commit.times"; : > "$CACHE/openssl-sparse.times"
+for _ in $(seq "$runs"); do
     s=$(mktemp -d "$CACHE/sparse-store.XXXX")
-    "$BIN" commit-sparse "$s" "$sparse_mib" | awk '{print $2}'
-    rm -rf "$s"; done | best)
-echo "commit of a ${sparse_mib} MiB sparse raw image: ${t_sparse}s"
+    "$BIN" commit-sparse "$s" "$sparse_mib" | awk '{print $2}' >> "$CACHE/commit.times"
+    rm -rf "$s"
+    s=$(now); openssl dgst -sha256 "$CACHE/sparse.raw" > /dev/null; e=$(now)
+    echo "$e - $s" | bc >> "$CACHE/openssl-sparse.times"
+done
+rm -f "$CACHE/sparse.raw"
+t_commit=$(median < "$CACHE/commit.times")
+t_openssl_sparse=$(median < "$CACHE/openssl-sparse.times")
+echo "commit of a ${sparse_mib} MiB sparse raw image: ${t_commit}s (load $(load))"
+echo "openssl sha256 of the same image:          ${t_openssl_sparse}s"
+echo "ratio:                                      $(echo "scale=2; $t_openssl_sparse / $t_commit" | bc)"
 
 if [ ! -e "$CACHE/.store-done" ]; then
     rm -rf "$STORE"
@@ -69,7 +96,7 @@ if [ ! -e "$CACHE/.store-done" ]; then
     touch "$CACHE/.store-done"
 fi
 obj=$(readlink -f "$STORE/refs/$(printf 'be%.0s' $(seq 32))")
-# Alternate the two so that both see the same machine load; keep the best of three each.
+# Alternate the two so that both see the same machine load; the median of each.
 : > "$CACHE/cp.times"; : > "$CACHE/init.times"
 for _ in $(seq "$runs"); do
     sync; "$BIN" init "$STORE" | awk '{print $2}' >> "$CACHE/init.times"
@@ -77,7 +104,7 @@ for _ in $(seq "$runs"); do
     sync; s=$(date +%s.%N); cp -a --reflink=auto "$obj/." "$dst"; e=$(date +%s.%N)
     rm -rf "$dst"; echo "$e - $s" | bc >> "$CACHE/cp.times"
 done
-t_cp=$(best < "$CACHE/cp.times")
-t_init=$(best < "$CACHE/init.times")
+t_cp=$(median < "$CACHE/cp.times")
+t_init=$(median < "$CACHE/init.times")
 echo "object init (new_object+write): ${t_init}s"
 echo "cp -a --reflink=auto:           ${t_cp}s"

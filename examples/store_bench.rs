@@ -7,6 +7,7 @@
 //! - `store_bench commit-sparse STORE MIB`: writes a sparse raw image of MIB MiB into a new
 //!   object (data in its first 32nd, then 1 MiB every 64 MiB, like a fresh filesystem;
 //!   untimed), times its commit, prints `commit <seconds>`.
+//! - `store_bench write-sparse FILE MIB`: writes that sparse raw image to FILE (for a peer).
 
 use std::path::Path;
 use std::time::Instant;
@@ -70,9 +71,12 @@ fn main() -> Result<()> {
             store.commit(&obj, &bench_id(), ObjectKind::Tree)?;
             println!("commit {:.3}", t.elapsed().as_secs_f64());
         }
+        ["write-sparse", file, mib] => {
+            write_sparse_image(Path::new(file), mib.parse().context("MIB")?)?;
+        }
         _ => bail!(
             "usage: store_bench treesum DIR | import DIR STORE | init STORE \
-             | commit-sparse STORE MIB"
+             | commit-sparse STORE MIB | write-sparse FILE MIB"
         ),
     }
     Ok(())

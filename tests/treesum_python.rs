@@ -203,3 +203,46 @@ fn treesum_matches_python_on_sparse_files_and_many_entries() {
     let ours = treesum(t).unwrap();
     assert_eq!(ours.as_str(), python_treesum(t));
 }
+
+/// Files around the sizes where the readers cut their chunks (256 KiB) and a file larger than
+/// the read-ahead (16 MiB) before many small ones: the same digest as Python's, and (as root,
+/// all files owned by uid 0) a fixed value, so a change of how files are read cannot move a
+/// single byte of what is hashed.
+#[test]
+fn treesum_pinned_across_chunk_and_read_ahead_sizes() {
+    let dir = scratch();
+    let t = dir.path();
+    let pattern = |len: usize, seed: u32| -> Vec<u8> {
+        (0..len as u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761).wrapping_add(seed) >> 13) as u8)
+            .collect()
+    };
+    const CHUNK: usize = 256 * 1024;
+    for (i, len) in [CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK, 3 * CHUNK - 70]
+        .into_iter()
+        .enumerate()
+    {
+        file(
+            t,
+            format!("c{i}").as_bytes(),
+            &pattern(len, i as u32),
+            0o644,
+        );
+    }
+    file(t, b"d-big", &pattern(20 << 20, 99), 0o600);
+    for i in 0..300u32 {
+        let len = (i as usize * 331) % 5000;
+        file(t, format!("e{i:03}").as_bytes(), &pattern(len, i), 0o644);
+    }
+    let ours = treesum(t).unwrap();
+    assert_eq!(ours.as_str(), python_treesum(t));
+    if root() {
+        // The value of the implementation before the read-ahead work, and of Python.
+        assert_eq!(
+            ours.as_str(),
+            "9c2152be329b0f3c5edf44153f70a6e1db0cfcd5f15d4a0674e06ff9fc676c05"
+        );
+    } else {
+        eprintln!("skipped the pinned value: it needs files owned by uid 0");
+    }
+}

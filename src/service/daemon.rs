@@ -60,8 +60,17 @@ pub struct Args {
     pub idle_exit: Option<u64>,
 }
 
+/// The async runtime's worker threads.
+const RUNTIME_WORKERS: usize = 2;
+/// malloc arenas of the daemon: as many as the runtime has workers.
+const MALLOC_ARENAS: u32 = RUNTIME_WORKERS as u32;
+
 /// Runs the daemon; returns its exit code.
 pub fn main(args: Args) -> i32 {
+    // Before any thread: two malloc arenas for all threads (the runtime's workers, a build
+    // thread per job, the treesum threads of its commits) instead of one per thread, each
+    // keeping its own freed memory.
+    osbuild_sys::alloc::tune_for_daemon(MALLOC_ARENAS);
     super::log::init();
     match run(args) {
         Ok(()) => 0,
@@ -95,7 +104,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     };
     let svc = Service::new(store, index, limits, Authority::Polkit);
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(RUNTIME_WORKERS)
         .enable_all()
         .build()
         .context("starting the async runtime")?;

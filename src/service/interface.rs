@@ -341,6 +341,9 @@ pub(super) async fn finish(
         }
         });
     }
+    // What the build freed goes back to the system: a daemon between builds holds what it
+    // keeps (the jobs on the bus), not the peak of the last build.
+    osbuild_sys::alloc::release_free_memory();
     let (svc, conn, id) = (svc.clone(), conn.clone(), job.id);
     tokio::spawn(async move {
         tokio::time::sleep(svc.scheduler.limits().keep_finished).await;

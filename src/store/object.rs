@@ -118,11 +118,7 @@ impl Store {
         }
         let (ts, size, lock) = match (&state.base, state.initialized) {
             (Some(base), false) => self.committed_base(base)?,
-            _ => {
-                let (ts, size) = treesum::treesum_and_size(&obj.tree)?;
-                let lock = self.publish_tree(&obj.tree, &ts)?;
-                (ts, size, lock)
-            }
+            _ => self.hash_and_publish(&obj.tree)?,
         };
         self.set_ref(&obj.workdir, id, &ts, kind, size)?;
 
@@ -152,15 +148,42 @@ impl Store {
         Ok((base.treesum.clone(), size, lock))
     }
 
-    /// Moves `tree` to `objects/<ts>`, or discards it when that object exists already.
-    /// Returns a lock on the object that is now in the store.
-    fn publish_tree(&self, tree: &Path, ts: &Treesum) -> Result<ObjectLock, StoreError> {
-        let dest = self.object_path(ts);
+    /// Hashes `tree` and moves it to `objects/<ts>` ([`Self::publish_tree`]); its treesum,
+    /// size and a lock on the object now in the store.
+    ///
+    /// Durable before it is named: after a power cut, objects/<ts> is whole or absent. One
+    /// syncfs writes back the tree's data (stages never fsync: dpkg runs with unsafe-io). It
+    /// runs while the tree is hashed, as nothing writes to the tree during a commit: a commit
+    /// takes the longer of the two, not their sum.
+    fn hash_and_publish(&self, tree: &Path) -> Result<(Treesum, u64, ObjectLock), StoreError> {
         let ours = ObjectLock::on_tree(tree)?;
-        // Durable before it is named: after a power cut, objects/<ts> is whole or absent. One
-        // syncfs writes back the tree's data (stages never fsync: dpkg runs with unsafe-io).
-        ours.sync_filesystem()
-            .map_err(|e| StoreError::io("flush the tree to disk", tree, e))?;
+        let (hashed, synced) = std::thread::scope(|s| {
+            let sync = std::thread::Builder::new()
+                .name("store-sync".into())
+                .spawn_scoped(s, || ours.sync_filesystem());
+            let hashed = treesum::treesum_and_size(tree);
+            let synced = match sync {
+                Ok(t) => t.join().map_err(|_| StoreError::Panic("syncfs thread")),
+                // No thread to spare: write back after hashing.
+                Err(_) => Ok(ours.sync_filesystem()),
+            };
+            (hashed, synced)
+        });
+        let (ts, size) = hashed?;
+        synced?.map_err(|e| StoreError::io("flush the tree to disk", tree, e))?;
+        let lock = self.publish_tree(tree, &ts, ours)?;
+        Ok((ts, size, lock))
+    }
+
+    /// Moves `tree` (locked by `ours`, written back) to `objects/<ts>`, or discards it when
+    /// that object exists already. Returns a lock on the object that is now in the store.
+    fn publish_tree(
+        &self,
+        tree: &Path,
+        ts: &Treesum,
+        ours: ObjectLock,
+    ) -> Result<ObjectLock, StoreError> {
+        let dest = self.object_path(ts);
         loop {
             match std::fs::rename(tree, &dest) {
                 Ok(()) => {

@@ -17,17 +17,19 @@
 //! Speed: the digest is one SHA-256 stream, so one thread (the caller's) hashes, in order, what
 //! the others produce ahead of it: a walker thread lists and sorts the directories and hands
 //! the other entries, up to [`BATCH`] consecutive ones of a directory at a time, to a pool of
-//! reader threads (stat, label, open, read), each batch's bytes coming back on a channel of
-//! its own that the walker queues in tree order. At most [`IN_FLIGHT`] batches are queued and
-//! each holds at most three [`CHUNK`]s, which bounds the memory. A sparse file's holes are not
-//! read: the hasher is fed zeros for them (`SEEK_DATA`/`SEEK_HOLE`). `sha2` uses the CPU's SHA
-//! extensions when present.
+//! reader threads (open, stat, label, read), each batch's bytes coming back on a channel of
+//! its own that the walker queues in tree order. A reader starts a batch only while less than
+//! [`AHEAD`] bytes wait for the hasher, and a batch holds at most three [`CHUNK`]s, which
+//! bounds the memory; the hasher hands the emptied chunks back for reuse. Read-ahead by bytes
+//! (not by batches) lets the readers list and read thousands of small files while the hasher
+//! is busy with a big one. A sparse file's holes are not read: the hasher is fed zeros for
+//! them (`SEEK_DATA`/`SEEK_HOLE`). `sha2` uses the CPU's SHA extensions when present.
 
 use std::ffi::{CStr, OsStr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard};
 
 use nix::dir::Type;
 use nix::errno::Errno;
@@ -40,8 +42,12 @@ use crate::id::Treesum;
 
 /// The most bytes of one entry sent to the hasher at once.
 const CHUNK: usize = 256 * 1024;
-/// Entries queued for the hasher ahead of the one it hashes.
-const IN_FLIGHT: usize = 32;
+/// Bytes read but not hashed yet, at most (plus what the batches being read hold).
+const AHEAD: usize = 16 << 20;
+/// Messages queued for the hasher (the bytes are bounded by [`AHEAD`]; this bounds the walker).
+const IN_FLIGHT: usize = 4096;
+/// Emptied chunks kept for reuse.
+const SPARE_CHUNKS: usize = 16;
 /// Entries of a directory that one reader takes at once (handing each on its own costs more
 /// in thread wake-ups than reading a small file).
 const BATCH: usize = 64;
@@ -62,14 +68,15 @@ pub(crate) fn treesum_and_size(path: &Path) -> Result<(Treesum, u64), StoreError
     let (piece_tx, piece_rx) = mpsc::sync_channel::<Msg>(IN_FLIGHT);
     let (job_tx, job_rx) = mpsc::channel::<Job>();
     let job_rx = Mutex::new(job_rx);
+    let flow = Flow::default();
     std::thread::scope(|s| {
         let spawn_err = |e| StoreError::io("start a treesum thread", path, e);
         let mut threads = Vec::new();
         for _ in 0..readers {
-            let jobs = &job_rx;
+            let (jobs, flow) = (&job_rx, &flow);
             let t = std::thread::Builder::new()
                 .name("treesum-read".into())
-                .spawn_scoped(s, move || read_entries(jobs))
+                .spawn_scoped(s, move || read_entries(jobs, flow))
                 .map_err(spawn_err)?;
             threads.push(t);
         }
@@ -77,6 +84,7 @@ pub(crate) fn treesum_and_size(path: &Path) -> Result<(Treesum, u64), StoreError
         let walker = Walker {
             pieces: piece_tx,
             jobs: job_tx,
+            flow: &flow,
         };
         threads.push(
             std::thread::Builder::new()
@@ -84,10 +92,11 @@ pub(crate) fn treesum_and_size(path: &Path) -> Result<(Treesum, u64), StoreError
                 .spawn_scoped(s, move || walker.walk(root, root_path))
                 .map_err(spawn_err)?,
         );
-        let mut hash = Hash::default();
+        let mut hash = Hash::new(&flow);
         let hashed = piece_rx.iter().try_for_each(|m| hash.consume(m));
-        // On an error, the walker and readers stop at their next send.
+        // On an error, the walker and readers stop at their next send (or wait for room).
         drop(piece_rx);
+        flow.stop();
         for t in threads {
             t.join().map_err(|_| StoreError::Panic("treesum thread"))?;
         }
@@ -109,19 +118,102 @@ enum Msg {
     Failed(StoreError),
 }
 
+/// How far the readers may read ahead of the hasher, and the chunks it hands back.
+struct Flow {
+    /// Bytes sent to the hasher and not hashed yet; `None` once the hasher stopped.
+    queued: Mutex<Option<usize>>,
+    hashed: Condvar,
+    spare: Mutex<Vec<Vec<u8>>>,
+}
+
+impl Default for Flow {
+    fn default() -> Self {
+        Flow {
+            queued: Mutex::new(Some(0)),
+            hashed: Condvar::new(),
+            spare: Mutex::default(),
+        }
+    }
+}
+
+impl Flow {
+    fn queued(&self) -> MutexGuard<'_, Option<usize>> {
+        self.queued.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits until less than [`AHEAD`] bytes wait for the hasher; false when it stopped.
+    fn wait_for_room(&self) -> bool {
+        let mut queued = self.queued();
+        loop {
+            match *queued {
+                None => return false,
+                Some(n) if n < AHEAD => return true,
+                Some(_) => {
+                    queued = self.hashed.wait(queued).unwrap_or_else(|p| p.into_inner());
+                }
+            }
+        }
+    }
+
+    fn sent(&self, bytes: usize) {
+        if let Some(n) = self.queued().as_mut() {
+            *n += bytes;
+        }
+    }
+
+    /// The hasher is done with `chunk`: its bytes leave the queue, the chunk is kept for reuse.
+    fn hashed(&self, mut chunk: Vec<u8>) {
+        if let Some(n) = self.queued().as_mut() {
+            *n = n.saturating_sub(chunk.len());
+        }
+        self.hashed.notify_all();
+        if chunk.capacity() >= CHUNK {
+            chunk.clear();
+            let mut spare = self.spare.lock().unwrap_or_else(|p| p.into_inner());
+            if spare.len() < SPARE_CHUNKS {
+                spare.push(chunk);
+            }
+        }
+    }
+
+    /// An empty chunk: a reused one when there is one.
+    fn chunk(&self) -> Vec<u8> {
+        let reused = self.spare.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        reused.unwrap_or_else(|| Vec::with_capacity(CHUNK))
+    }
+
+    /// The hasher stopped: readers waiting for room give up.
+    fn stop(&self) {
+        *self.queued() = None;
+        self.hashed.notify_all();
+    }
+}
+
 /// The hashing side: the digest, and the disk usage.
-#[derive(Default)]
-struct Hash {
+struct Hash<'f> {
     sha: Sha256,
     size: u64,
     seen_links: std::collections::HashSet<(u64, u64)>,
+    flow: &'f Flow,
 }
 
-impl Hash {
+impl<'f> Hash<'f> {
+    fn new(flow: &'f Flow) -> Self {
+        Hash {
+            sha: Sha256::new(),
+            size: 0,
+            seen_links: Default::default(),
+            flow,
+        }
+    }
+
     fn consume(&mut self, msg: Msg) -> Result<(), StoreError> {
         static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
         match msg {
-            Msg::Bytes(b) => self.sha.update(&b),
+            Msg::Bytes(b) => {
+                self.sha.update(&b);
+                self.flow.hashed(b);
+            }
             Msg::Zeros(mut n) => {
                 while n > 0 {
                     let k = n.min(ZEROS.len() as u64) as usize;
@@ -145,12 +237,13 @@ impl Hash {
 }
 
 /// Lists the tree and queues its entries in order: directories itself, the others as [`Job`]s.
-struct Walker {
+struct Walker<'f> {
     pieces: mpsc::SyncSender<Msg>,
     jobs: mpsc::Sender<Job>,
+    flow: &'f Flow,
 }
 
-impl Walker {
+impl Walker<'_> {
     fn walk(self, root: Arc<OwnedFd>, root_path: Arc<PathBuf>) {
         if let Err(e) = self.dir(root, root_path) {
             // The hasher reports it once it has hashed everything before it.
@@ -176,7 +269,7 @@ impl Walker {
             let queued = if is_dir {
                 self.queue(&dir, &dir_path, &mut batch) && self.subdir(&dir, &dir_path, &name)?
             } else {
-                batch.push(name);
+                batch.push((name, kind));
                 batch.len() < BATCH || self.queue(&dir, &dir_path, &mut batch)
             };
             if !queued {
@@ -188,7 +281,12 @@ impl Walker {
 
     /// Hands the entries in `batch` to a reader (if there are any) and queues their place in
     /// the hash; false when the hasher stopped listening.
-    fn queue(&self, dir: &Arc<OwnedFd>, dir_path: &Arc<PathBuf>, batch: &mut Vec<Vec<u8>>) -> bool {
+    fn queue(
+        &self,
+        dir: &Arc<OwnedFd>,
+        dir_path: &Arc<PathBuf>,
+        batch: &mut Vec<TypedName>,
+    ) -> bool {
         if batch.is_empty() {
             return true;
         }
@@ -196,7 +294,7 @@ impl Walker {
         let job = Job {
             dir: dir.clone(),
             dir_path: dir_path.clone(),
-            names: std::mem::take(batch),
+            entries: std::mem::take(batch),
             out,
         };
         // The readers outlive the walker; the send fails only if they all panicked, and then
@@ -212,6 +310,7 @@ impl Walker {
         let label = selinux_label(fd.as_fd(), &path)?;
         let mut json = Vec::with_capacity(128);
         metadata_json(&mut json, &st, name, label.as_deref());
+        self.flow.sent(json.len());
         let sent = self
             .pieces
             .send(Msg::Usage(st.st_blocks as u64 * 512, Vec::new()))
@@ -225,28 +324,36 @@ impl Walker {
 struct Job {
     dir: Arc<OwnedFd>,
     dir_path: Arc<PathBuf>,
-    names: Vec<Vec<u8>>,
+    /// Names, with their types where the directory listing said them.
+    entries: Vec<TypedName>,
     out: mpsc::SyncSender<Msg>,
 }
 
 /// A reader thread: takes jobs until the walker is done.
-fn read_entries(jobs: &Mutex<mpsc::Receiver<Job>>) {
+fn read_entries(jobs: &Mutex<mpsc::Receiver<Job>>, flow: &Flow) {
     loop {
+        // Wait for room before taking a job, holding the queue: the jobs start in tree order,
+        // so the bytes that fill the room are all of jobs started earlier, which the hasher
+        // takes first.
         let job = match jobs.lock() {
-            Ok(rx) => rx.recv(),
-            Err(_) => return,
+            Ok(rx) if flow.wait_for_room() => rx.recv(),
+            _ => return,
         };
         let Ok(job) = job else { return };
         let mut out = Out {
             tx: &job.out,
+            flow,
             buf: Vec::new(),
             usage: 0,
             links: Vec::new(),
         };
-        let done = job.names.iter().try_fold(true, |open, name| match open {
-            true => entry(&job, name, &mut out),
-            false => Ok(false),
-        });
+        let done = job
+            .entries
+            .iter()
+            .try_fold(true, |open, (name, kind)| match open {
+                true => entry(&job, name, *kind, &mut out),
+                false => Ok(false),
+            });
         match done {
             Ok(true) => out.finish(),
             Ok(false) => {}
@@ -258,37 +365,47 @@ fn read_entries(jobs: &Mutex<mpsc::Receiver<Job>>) {
 }
 
 /// Hashes one entry: its metadata JSON, then the link target or the file's content.
-/// `Ok(false)` when the hasher stopped listening.
-fn entry(job: &Job, name: &[u8], out: &mut Out<'_>) -> Result<bool, StoreError> {
+/// `kind` is its type as the directory listing said it. `Ok(false)` when the hasher stopped
+/// listening.
+fn entry(
+    job: &Job,
+    name: &[u8],
+    kind: Option<Type>,
+    out: &mut Out<'_>,
+) -> Result<bool, StoreError> {
     let dir = job.dir.as_fd();
     let path = || job.dir_path.join(OsStr::from_bytes(name));
+    if kind == Some(Type::File) {
+        // Open first and stat the descriptor: one path lookup instead of two. O_NONBLOCK: if
+        // it became a fifo since the listing, opening it must not wait for a writer.
+        match openat(dir, name, FILE_FLAGS | OFlag::O_NONBLOCK, Mode::empty()) {
+            Ok(fd) => {
+                let st = fstat(&fd).map_err(|e| StoreError::io("stat", &path(), e.into()))?;
+                if st.st_mode & libc::S_IFMT == libc::S_IFREG {
+                    return regular(fd, &st, name, &path, out);
+                }
+            }
+            // Replaced by a symlink since the listing (O_NOFOLLOW).
+            Err(Errno::ELOOP) => {}
+            Err(e) => return Err(StoreError::io("open", &path(), e.into())),
+        }
+    }
     let st = fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW)
         .map_err(|e| StoreError::io("stat", &path(), e.into()))?;
-    out.account(&st);
     let fmt = st.st_mode & libc::S_IFMT;
-    let mut json = Vec::with_capacity(128);
     match fmt {
         libc::S_IFLNK => {
+            out.account(&st);
             let label = selinux_label_nofollow(dir, name, &path())?;
+            let mut json = Vec::with_capacity(128);
             metadata_json(&mut json, &st, name, label.as_deref());
             let target = nix::fcntl::readlinkat(dir, name)
                 .map_err(|e| StoreError::io("read the link", &path(), e.into()))?;
             Ok(out.push(&json) && out.push(target.as_bytes()))
         }
         libc::S_IFREG => {
-            let fd = open_at(dir, name, OFlag::empty(), &path())?;
-            let label = selinux_label(fd.as_fd(), &path())?;
-            metadata_json(&mut json, &st, name, label.as_deref());
-            if !out.push(&json) {
-                return Ok(false);
-            }
-            let sparse = (st.st_blocks as u64) * 512 < st.st_size as u64;
-            let read = if sparse {
-                out.sparse(fd.as_fd())
-            } else {
-                out.dense(fd.as_fd())
-            };
-            read.map_err(|e| StoreError::io("read", &path(), e.into()))
+            let fd = open_at(dir, name, OFlag::O_NONBLOCK, &path())?;
+            regular(fd, &st, name, &path, out)
         }
         _ => Err(StoreError::UnexpectedFileType {
             path: path(),
@@ -297,10 +414,36 @@ fn entry(job: &Job, name: &[u8], out: &mut Out<'_>) -> Result<bool, StoreError> 
     }
 }
 
+/// Hashes a regular file `fd` whose status is `st`: its metadata JSON, then its content.
+fn regular(
+    fd: OwnedFd,
+    st: &FileStat,
+    name: &[u8],
+    path: &dyn Fn() -> PathBuf,
+    out: &mut Out<'_>,
+) -> Result<bool, StoreError> {
+    out.account(st);
+    let label = label_or_none(osbuild_sys::fs::get_xattr(fd.as_fd(), SELINUX_XATTR))
+        .map_err(|e| StoreError::io("read the SELinux label of", &path(), e.into()))?;
+    let mut json = Vec::with_capacity(128);
+    metadata_json(&mut json, st, name, label.as_deref());
+    if !out.push(&json) {
+        return Ok(false);
+    }
+    let size = st.st_size as u64;
+    let read = if (st.st_blocks as u64) * 512 < size {
+        out.sparse(fd.as_fd())
+    } else {
+        out.dense(fd.as_fd(), size)
+    };
+    read.map_err(|e| StoreError::io("read", &path(), e.into()))
+}
+
 /// What one job sends the hasher: bytes packed into [`CHUNK`]s, zeros for holes, and the disk
 /// usage at the end. Each method returns false when the hasher stopped listening.
 struct Out<'a> {
     tx: &'a mpsc::SyncSender<Msg>,
+    flow: &'a Flow,
     buf: Vec<u8>,
     usage: u64,
     links: Vec<((u64, u64), u64)>,
@@ -320,7 +463,8 @@ impl Out<'_> {
         if self.buf.is_empty() {
             return true;
         }
-        let full = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
+        let full = std::mem::replace(&mut self.buf, self.flow.chunk());
+        self.flow.sent(full.len());
         self.tx.send(Msg::Bytes(full)).is_ok()
     }
 
@@ -330,7 +474,7 @@ impl Out<'_> {
             return None;
         }
         if self.buf.capacity() == 0 {
-            self.buf.reserve_exact(CHUNK);
+            self.buf = self.flow.chunk();
         }
         Some(CHUNK - self.buf.len())
     }
@@ -351,15 +495,23 @@ impl Out<'_> {
         }
     }
 
-    /// Reads `fd` to its end.
-    fn dense(&mut self, fd: BorrowedFd<'_>) -> Result<bool, Errno> {
+    /// Reads `fd`, of `size` bytes when it was stat-ed, to its end. A short read that
+    /// completes `size` is the end: no read(2) just to see zero bytes.
+    fn dense(&mut self, fd: BorrowedFd<'_>, size: u64) -> Result<bool, Errno> {
+        let mut total = 0u64;
         loop {
             let Some(room) = self.room() else {
                 return Ok(false);
             };
             match osbuild_sys::fs::read_appending(fd, &mut self.buf, room) {
                 Ok(0) => return Ok(true),
-                Ok(_) | Err(Errno::EINTR) => {}
+                Ok(n) => {
+                    total += n as u64;
+                    if n < room && total == size {
+                        return Ok(true);
+                    }
+                }
+                Err(Errno::EINTR) => {}
                 Err(e) => return Err(e),
             }
         }
@@ -373,7 +525,9 @@ impl Out<'_> {
                 Ok(Some(data)) => data,
                 Ok(None) => break,
                 // No hole support here after all: read it all.
-                Err(Errno::EINVAL | Errno::EOPNOTSUPP) if pos == 0 => return self.dense(fd),
+                Err(Errno::EINVAL | Errno::EOPNOTSUPP) if pos == 0 => {
+                    return self.dense(fd, u64::MAX)
+                }
                 Err(e) => return Err(e),
             };
             let end = osbuild_sys::fs::seek_hole(fd, data)?;
@@ -435,14 +589,15 @@ fn open_at(
     flags: OFlag,
     path: &Path,
 ) -> Result<OwnedFd, StoreError> {
-    openat(
-        dir,
-        name,
-        OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW | OFlag::O_NOCTTY | flags,
-        Mode::empty(),
-    )
-    .map_err(|e| StoreError::io("open", path, e.into()))
+    openat(dir, name, FILE_FLAGS | flags, Mode::empty())
+        .map_err(|e| StoreError::io("open", path, e.into()))
 }
+
+/// How entries of the tree are opened: read-only, never following a symlink.
+const FILE_FLAGS: OFlag = OFlag::O_RDONLY
+    .union(OFlag::O_CLOEXEC)
+    .union(OFlag::O_NOFOLLOW)
+    .union(OFlag::O_NOCTTY);
 
 /// The names in a directory (without `.` and `..`), in directory order.
 pub(crate) fn list_names(dir: BorrowedFd<'_>, path: &Path) -> Result<Vec<Vec<u8>>, StoreError> {
@@ -570,7 +725,8 @@ const SELINUX_XATTR: &CStr = c"security.selinux";
 
 /// The SELinux label of `fd`, `None` when it has none or the filesystem has no labels.
 fn selinux_label(fd: BorrowedFd<'_>, path: &Path) -> Result<Option<Vec<u8>>, StoreError> {
-    label_or_none(osbuild_sys::fs::get_xattr(fd, SELINUX_XATTR), path)
+    label_or_none(osbuild_sys::fs::get_xattr(fd, SELINUX_XATTR))
+        .map_err(|e| StoreError::io("read the SELinux label of", path, e.into()))
 }
 
 fn selinux_label_nofollow(
@@ -583,20 +739,16 @@ fn selinux_label_nofollow(
     proc_path.extend_from_slice(name);
     let c_path = std::ffi::CString::new(proc_path)
         .map_err(|_| StoreError::io("read the SELinux label of", path, Errno::EINVAL.into()))?;
-    label_or_none(
-        osbuild_sys::fs::get_xattr_nofollow(&c_path, SELINUX_XATTR),
-        path,
-    )
+    label_or_none(osbuild_sys::fs::get_xattr_nofollow(&c_path, SELINUX_XATTR))
+        .map_err(|e| StoreError::io("read the SELinux label of", path, e.into()))
 }
 
-fn label_or_none(
-    label: Result<Vec<u8>, Errno>,
-    path: &Path,
-) -> Result<Option<Vec<u8>>, StoreError> {
+/// A label, `None` when there is none or the filesystem has no labels.
+fn label_or_none(label: Result<Vec<u8>, Errno>) -> Result<Option<Vec<u8>>, Errno> {
     match label {
         Ok(label) => Ok(Some(label)),
         Err(Errno::ENODATA | Errno::ENOTSUP) => Ok(None),
-        Err(e) => Err(StoreError::io("read the SELinux label of", path, e.into())),
+        Err(e) => Err(e),
     }
 }
 

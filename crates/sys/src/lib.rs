@@ -5,6 +5,7 @@
 //! [`process::Child`] (kill and reap), [`mount::Mount`] (unmount), [`loopdev::LoopDevice`]
 //! (detach), [`lock::Flock`] (unlock). Small and static-safe: the module binaries link it.
 
+pub mod alloc;
 pub mod caps;
 pub mod fs;
 pub mod lock;
