@@ -347,13 +347,18 @@ fn read_entries(jobs: &Mutex<mpsc::Receiver<Job>>, flow: &Flow) {
             usage: 0,
             links: Vec::new(),
         };
-        let done = job
-            .entries
-            .iter()
-            .try_fold(true, |open, (name, kind)| match open {
-                true => entry(&job, name, *kind, &mut out),
-                false => Ok(false),
-            });
+        // A panic (a bug) fails this entry's place in the hash instead of ending the thread:
+        // a closed entry would be hashed as if complete, and with every reader gone the
+        // hasher would wait for the queued jobs forever.
+        let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            job.entries
+                .iter()
+                .try_fold(true, |open, (name, kind)| match open {
+                    true => entry(&job, name, *kind, &mut out),
+                    false => Ok(false),
+                })
+        }))
+        .unwrap_or(Err(StoreError::Panic("treesum reader")));
         match done {
             Ok(true) => out.finish(),
             Ok(false) => {}
