@@ -537,6 +537,38 @@ fn check_gpt_disk(raw: &Path, img: &ImageOptions) -> u64 {
     root_at
 }
 
+/// Checks the disk of a `boot` image from its raw copy (removed after) and starts booting its
+/// qcow2: under SeaBIOS unless UEFI-only, under OVMF unless BIOS-only (`LABEL-seabios`,
+/// `LABEL-ovmf`).
+fn check_and_boot(dir: &Path, boot: Boot, label: &str, raw: &Path, qcow: &Path) -> Vec<Booting> {
+    let img = ImageOptions::for_boot(boot);
+    match boot {
+        Boot::Bios => check_bios_disk(raw, &img),
+        Boot::Uefi | Boot::Hybrid => {
+            check_gpt_disk(raw, &img);
+        }
+    }
+    std::fs::remove_file(raw).unwrap();
+    let mut boots = Vec::new();
+    if boot != Boot::Uefi {
+        boots.push(Booting::start(
+            dir,
+            &format!("{label}-seabios"),
+            qcow,
+            Firmware::Bios,
+        ));
+    }
+    if boot != Boot::Bios {
+        boots.push(Booting::start(
+            dir,
+            &format!("{label}-ovmf"),
+            qcow,
+            Firmware::Uefi,
+        ));
+    }
+    boots
+}
+
 #[test]
 fn privileged_debian_images_build_and_boot_bios_uefi_and_hybrid() {
     let name = "privileged_debian_images_build_and_boot_bios_uefi_and_hybrid";
@@ -622,23 +654,13 @@ fn privileged_debian_images_build_and_boot_bios_uefi_and_hybrid() {
         };
         let (raw, qcow) = build(&env, manifest, args);
         build_times.push((boot.name().to_owned(), started.elapsed()));
-        let img = ImageOptions::for_boot(*boot);
-        match boot {
-            Boot::Bios => check_bios_disk(&raw, &img),
-            Boot::Uefi | Boot::Hybrid => {
-                check_gpt_disk(&raw, &img);
-            }
-        }
-        std::fs::remove_file(&raw).unwrap();
-        let dir = env.dir.path();
-        if *boot != Boot::Uefi {
-            let label = format!("{}-seabios", boot.name());
-            boots.push(Booting::start(dir, &label, &qcow, Firmware::Bios));
-        }
-        if *boot != Boot::Bios {
-            let label = format!("{}-ovmf", boot.name());
-            boots.push(Booting::start(dir, &label, &qcow, Firmware::Uefi));
-        }
+        boots.extend(check_and_boot(
+            env.dir.path(),
+            *boot,
+            boot.name(),
+            &raw,
+            &qcow,
+        ));
     }
     // The three images again from the v2 manifests: native v2 stages only (dpkg from a files
     // input, truncate, sfdisk, mkfs.ext4, mkfs.fat and copy through loop devices and mounts
@@ -660,31 +682,7 @@ fn privileged_debian_images_build_and_boot_bios_uefi_and_hybrid() {
         let (raw, qcow) = build_v2(&env, *boot, manifest, args);
         let label = format!("{}-v2", boot.name());
         build_times.push((label.clone(), started.elapsed()));
-        let img = ImageOptions::for_boot(*boot);
-        match boot {
-            Boot::Bios => check_bios_disk(&raw, &img),
-            Boot::Uefi | Boot::Hybrid => {
-                check_gpt_disk(&raw, &img);
-            }
-        }
-        std::fs::remove_file(&raw).unwrap();
-        let dir = env.dir.path();
-        if *boot != Boot::Uefi {
-            boots.push(Booting::start(
-                dir,
-                &format!("{label}-seabios"),
-                &qcow,
-                Firmware::Bios,
-            ));
-        }
-        if *boot != Boot::Bios {
-            boots.push(Booting::start(
-                dir,
-                &format!("{label}-ovmf"),
-                &qcow,
-                Firmware::Uefi,
-            ));
-        }
+        boots.extend(check_and_boot(env.dir.path(), *boot, &label, &raw, &qcow));
     }
     let built = t0.elapsed();
     let boot_times = finish_all(boots);

@@ -57,34 +57,24 @@ fn on_fat(mut stage: Value) -> Value {
     stage
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-/// `bytes` in base64, by coreutils' `base64`.
-fn base64(dir: &Path, bytes: &[u8]) -> String {
-    let file = dir.join("base64-input");
+/// The `org.osbuild.inline` item of `bytes`: its checksum (`sha256:...`, by coreutils'
+/// `sha256sum`) and its base64 (by `base64`).
+fn inline_item(dir: &Path, bytes: &[u8]) -> (String, String) {
+    let file = dir.join("inline-item");
     std::fs::write(&file, bytes).unwrap();
-    output(Command::new("base64").arg("-w0").arg(&file))
+    let sum = output(Command::new("sha256sum").arg(&file));
+    let hex = sum.split(' ').next().unwrap();
+    let encoded = output(Command::new("base64").arg("-w0").arg(&file));
+    (format!("sha256:{hex}"), encoded)
 }
 
-/// A copy stage through the fat mount of `files` (input references and destinations).
-fn copy(files: &[(&str, Vec<u8>)]) -> Value {
+/// A copy stage through the fat mount of `files` (input checksums and destinations).
+fn copy(files: &[(&str, String)]) -> Value {
     let paths: Vec<Value> = files
         .iter()
-        .map(|(to, data)| {
-            json!({"from": format!("input://files/sha256:{}", sha256_hex(data)),
-                   "to": format!("mount://efi/{to}")})
-        })
+        .map(|(to, sum)| json!({"from": format!("input://files/{sum}"), "to": format!("mount://efi/{to}")}))
         .collect();
-    let refs: Vec<String> = files
-        .iter()
-        .map(|(_, d)| format!("sha256:{}", sha256_hex(d)))
-        .collect();
+    let refs: Vec<&String> = files.iter().map(|(_, sum)| sum).collect();
     let mut copy = on_fat(stage("copy", json!({"paths": paths})));
     copy["inputs"] = json!({"files": {"type": "org.osbuild.files",
                                      "origin": "org.osbuild.source", "references": refs}});
@@ -93,14 +83,12 @@ fn copy(files: &[(&str, Vec<u8>)]) -> Value {
 
 /// The image pipeline: disk, partition, mkfs.fat, mkdir and two copies through the fat mount.
 fn manifest(dir: &Path) -> Value {
-    let files = files();
     let mut items = serde_json::Map::new();
-    for (_, data) in &files {
-        let encoded = base64(dir, data);
-        items.insert(
-            format!("sha256:{}", sha256_hex(data)),
-            json!({"encoding": "base64", "data": encoded}),
-        );
+    let mut files = Vec::new();
+    for (path, data) in self::files() {
+        let (sum, encoded) = inline_item(dir, &data);
+        items.insert(sum.clone(), json!({"encoding": "base64", "data": encoded}));
+        files.push((path, sum));
     }
     let mut sfdisk = stage(
         "sfdisk",
