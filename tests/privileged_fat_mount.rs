@@ -5,7 +5,8 @@
 //! case, brackets, nested), size and byte, and the filesystem's label and serial. On a kernel
 //! without vfat (our CI's) the mount stages through mtools; elsewhere it is the kernel's.
 //! A stage failing with the fat mount leaves no mount, loop device or staging directory, and
-//! a staged tree FAT cannot hold is refused by name when the mount is released.
+//! a staged tree FAT cannot hold is refused by name when the mount is released; a read-only
+//! fat mount refuses writes and writes nothing back.
 
 mod common;
 
@@ -278,11 +279,19 @@ fn privileged_fat_mount_refuses_what_fat_cannot_hold() {
         let services = StageServices::open(&stage(fat.clone()), &tree, &dev, &mounts).unwrap();
         std::fs::write(mounts.join("kept"), "kept\n").unwrap();
         services.release().unwrap();
+        // Read-only: the stage cannot write, and nothing is written back.
+        let mut read_only = fat.clone();
+        read_only[0]["options"] = json!({"readonly": true});
+        let services = StageServices::open(&stage(read_only), &tree, &dev, &mounts).unwrap();
+        let refused = std::fs::write(mounts.join("new"), "x").unwrap_err();
+        assert_eq!(refused.raw_os_error(), Some(libc::EROFS), "{refused}");
+        services.release().unwrap();
         let services = StageServices::open(&stage(fat), &tree, &dev, &mounts).unwrap();
         assert_eq!(
             std::fs::read_to_string(mounts.join("kept")).unwrap(),
             "kept\n"
         );
+        assert!(!mounts.join("new").exists());
         match std::os::unix::fs::symlink("kept", mounts.join("link")) {
             // The kernel's vfat refuses at once.
             Err(e) => {
