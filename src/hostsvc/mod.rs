@@ -4,7 +4,8 @@
 //! - [`devices`]: `org.osbuild.loopback` ([`OpenDevice`]: a loop device on a file of the tree,
 //!   its nodes in the build root's private `/dev`).
 //! - [`mounts`]: `org.osbuild.{ext4,xfs,fat,btrfs,bind,noop}` ([`Mounted`]: a mount below the
-//!   stage's mounts directory, or a bind into the tree).
+//!   stage's mounts directory, or a bind into the tree); [`fat_staging`] stands in for `vfat`
+//!   where the kernel has none.
 //! - [`StageServices`]: one stage's devices (parents first) and mounts (in manifest order),
 //!   released in reverse (mounts, then devices) on every way out: an error half-way, a panic,
 //!   or the end of the stage.
@@ -16,6 +17,7 @@
 //! the mounts directory) or `{}`. Paths from the manifest never leave their tree: see [`paths`].
 
 pub mod devices;
+mod fat_staging;
 pub mod mounts;
 mod paths;
 mod stack;

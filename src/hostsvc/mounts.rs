@@ -6,7 +6,9 @@
 //! `norecovery`, `uid`, `gid`, `umask`, `shortname`, `subvol`, `compress` as the filesystem's
 //! own options, in HEAD's order). Releasing it flushes the filesystem (`syncfs`), unmounts it
 //! synchronously (a failed write-back is never hidden by a lazy detach) and removes the
-//! scratch directories the mount made. A bind mounts `mount://X` (in `root`) on `tree://Y`
+//! scratch directories the mount made. A kernel without `vfat` gets `org.osbuild.fat` through
+//! a staging directory filled and written back with mtools ([`super::fat_staging`]; its doc
+//! says which options mean nothing there). A bind mounts `mount://X` (in `root`) on `tree://Y`
 //! (in the tree), as HEAD reads those locations: only the first path word counts.
 
 use std::path::{Path, PathBuf};
@@ -14,6 +16,7 @@ use std::path::{Path, PathBuf};
 use nix::errno::Errno;
 use osbuild_sys::mount::{Mount, MsFlags};
 
+use super::fat_staging::{self, FatStaging};
 use super::{paths, HostError, OpenDevice};
 use crate::json::{Map, Value};
 
@@ -41,6 +44,8 @@ pub struct Mounted {
 #[derive(Debug)]
 enum Kind {
     Filesystem(Option<Mount>),
+    /// A FAT filesystem staged in a directory (no `vfat` in the kernel).
+    FatStaged(Option<FatStaging>),
     Bind(Option<Mount>),
     Noop,
 }
@@ -142,6 +147,16 @@ fn filesystem(
         true => MsFlags::MS_RDONLY,
         false => MsFlags::empty(),
     };
+    // The staging directory goes beside the mounts directory, out of the stage's sight.
+    let staged = |mut mounted: Mounted| {
+        let scratch = root.parent().unwrap_or(root);
+        let staging = FatStaging::mount(module, source, &mountpoint, scratch, plan.read_only)?;
+        mounted.kind = Kind::FatStaged(Some(staging));
+        Ok(mounted)
+    };
+    if plan.fstype == "vfat" && fat_staging::in_use() {
+        return staged(mounted);
+    }
     let attempt = |flags| Mount::device_with(source, plan.fstype, &mountpoint, flags, &plan.data);
     let made = match attempt(flags) {
         // A write-protected device mounts read-only, as mount(8) falls back.
@@ -151,6 +166,9 @@ fn filesystem(
                 source.display()
             );
             attempt(MsFlags::MS_RDONLY)
+        }
+        Err(f) if plan.fstype == "vfat" && fat_staging::kernel_lacks_vfat(f.errno) => {
+            return staged(mounted);
         }
         made => made,
     };
@@ -244,15 +262,31 @@ impl Mounted {
     }
 }
 
-impl Drop for Mounted {
-    fn drop(&mut self) {
-        let released = match &mut self.kind {
+impl Mounted {
+    /// Releases the mount now: flushed and unmounted, a staged FAT filesystem written back.
+    /// A failure names the module; the scratch directories go when `self` is dropped.
+    pub fn release(mut self) -> Result<(), HostError> {
+        self.unmount()
+    }
+
+    fn unmount(&mut self) -> Result<(), HostError> {
+        let unmounted = match &mut self.kind {
             Kind::Filesystem(owner) => owner.take().map(Mount::flush_and_unmount),
             Kind::Bind(owner) => owner.take().map(Mount::unmount),
+            Kind::FatStaged(staged) => return staged.take().map_or(Ok(()), |mut s| s.release()),
             Kind::Noop => None,
         };
-        if let Some(Err(e)) = released {
-            tracing::warn!("{}: releasing a mount: {e}", self.module);
+        match unmounted {
+            Some(Err(e)) => Err(HostError::io(&self.module, "releasing the mount")(e.into())),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        if let Err(e) = self.unmount() {
+            tracing::warn!("{e}");
         }
         for dir in self.created.drain(..).rev() {
             let _ = std::fs::remove_dir(dir);

@@ -138,10 +138,32 @@ fn mount_one(
     mount(&m.module, source, partition, target, root, tree, &m.options)
 }
 
+impl Mounts {
+    /// Releases the mounts last-first, all of them; the first failure, named by its mount.
+    fn release(&mut self) -> Result<(), HostError> {
+        let mut first = Ok(());
+        while let Some((name, mounted)) = self.mounted.pop() {
+            match mounted.release() {
+                Err(e) if first.is_ok() => {
+                    first = Err(HostError::Mount {
+                        name,
+                        source: Box::new(e),
+                    })
+                }
+                Err(e) => tracing::warn!("mount {name:?}: {e}"),
+                Ok(()) => {}
+            }
+        }
+        first
+    }
+}
+
 impl Drop for Mounts {
     fn drop(&mut self) {
-        while let Some(mounted) = self.mounted.pop() {
-            drop(mounted);
+        while let Some((name, mounted)) = self.mounted.pop() {
+            if let Err(e) = mounted.release() {
+                tracing::warn!("mount {name:?}: {e}");
+            }
         }
     }
 }
@@ -166,6 +188,13 @@ impl StageServices {
         let devices = Devices::open(&stage.devices, tree, dev_dir)?;
         let mounts = Mounts::mount(&stage.mounts, &devices, mounts_root, tree)?;
         Ok(Self { mounts, devices })
+    }
+
+    /// Releases everything now (mounts, then devices), reporting what failed: a mount whose
+    /// data did not reach its device (a flush, a staged FAT written back) makes the stage's
+    /// result wrong, which dropping only logs.
+    pub fn release(mut self) -> Result<(), HostError> {
+        self.mounts.release()
     }
 
     /// The `devices` and `mounts` entries of HEAD's arguments file.
