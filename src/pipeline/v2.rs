@@ -482,6 +482,13 @@ impl<'a> V2Run<'a, '_> {
         let sandbox = plan.prepare(scratch.path())?;
         let started = Instant::now();
         let run = self.run_sandbox(stage, &sandbox, &v10_args, at)?;
+        // What a successful stage wrote must reach its devices (a flush, a staged FAT written
+        // back); after a failure, the stage's own error is the one to report.
+        if run.success() {
+            services
+                .release()
+                .map_err(|e| BuildError::Input(format!("stage {}: {e}", stage.module)))?;
+        }
         self.finish_stage(stage, run, &scratch.path().join("meta"), started)
     }
 
