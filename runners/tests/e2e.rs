@@ -214,18 +214,26 @@ fn sandbox_args(dir: &Path, etc: &Path) -> Vec<String> {
     args.into_iter().map(str::to_owned).collect()
 }
 
+/// bubblewrap, when it is installed and this runs as root (else why not, printed).
+fn bwrap_as_root() -> Option<PathBuf> {
+    let Ok(bwrap) = which("bwrap") else {
+        eprintln!("skipped: bwrap is not installed");
+        return None;
+    };
+    if !osbuild_sys::is_root() {
+        eprintln!("skipped: needs root");
+        return None;
+    }
+    Some(bwrap)
+}
+
 /// `RUNNER --set-up` in a real sandbox: the set-up alone, silent, marked done; the module run
 /// after it in the same build root does not set up again.
 #[test]
 fn privileged_set_up_alone_then_a_stage() {
-    let Ok(bwrap) = which("bwrap") else {
-        eprintln!("skipped: bwrap is not installed");
+    let Some(bwrap) = bwrap_as_root() else {
         return;
     };
-    if !osbuild_sys::is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
     let etc = dir.path().join("etc");
     fs::create_dir(&etc).unwrap();
@@ -286,52 +294,22 @@ fn privileged_set_up_alone_then_a_stage() {
 /// test can inspect afterwards. Needs root (or user namespaces) and bwrap.
 #[test]
 fn privileged_debian_setup_in_bwrap() {
-    let Ok(bwrap) = which("bwrap") else {
-        eprintln!("skipped: bwrap is not installed");
+    let Some(bwrap) = bwrap_as_root() else {
         return;
     };
-    if !osbuild_sys::is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
     let etc = dir.path().join("etc");
     fs::create_dir(&etc).unwrap();
     fs::write(etc.join("nsswitch.conf"), "hosts: files resolve\n").unwrap();
     let runner = link(dir.path(), "org.osbuild.debian");
     let stage = script(dir.path(), "stage", "echo stage ran; exit 0");
-    let d = dir.path().to_str().unwrap();
-    let bin_dir = Path::new(BIN).parent().unwrap().to_str().unwrap();
+    // No --unshare-net here: the client autobinds to an *abstract* address, and abstract
+    // addresses belong to a network namespace, so a host-side server cannot reply into a
+    // sandbox with its own network namespace (the engine has to send the reply from a socket
+    // created in the sandbox's namespace).
     let run = run_with_server(
         Command::new(bwrap)
-            .args([
-                "--ro-bind",
-                "/",
-                "/",
-                "--dev",
-                "/dev",
-                "--proc",
-                "/proc",
-                "--tmpfs",
-                "/run",
-            ])
-            .args(["--tmpfs", "/var", "--tmpfs", "/tmp", "--bind", d, d])
-            // The runner binary lives in the checkout, which may itself be under /var or /tmp.
-            .args(["--ro-bind", bin_dir, bin_dir])
-            .args(["--bind", etc.to_str().unwrap(), "/etc"])
-            // No --unshare-net here: the client autobinds to an *abstract* address, and abstract
-            // addresses belong to a network namespace, so a host-side server cannot reply into
-            // a sandbox with its own network namespace (the engine has to send the reply from
-            // a socket created in the sandbox's namespace).
-            .args(["--unshare-pid", "--unshare-ipc", "--die-with-parent"])
-            .args([
-                "--setenv",
-                "container",
-                "bwrap-osbuild",
-                "--setenv",
-                "PATH",
-                "/usr/sbin:/usr/bin",
-            ])
+            .args(sandbox_args(dir.path(), &etc))
             .arg("--")
             .arg(&runner)
             .arg(&stage),
