@@ -214,6 +214,16 @@ fn sandbox_args(dir: &Path, etc: &Path) -> Vec<String> {
     args.into_iter().map(str::to_owned).collect()
 }
 
+/// Runs `runner stage` in the sandbox of [`sandbox_args`] with a server handing over its stdio.
+fn run_in_sandbox(bwrap: &Path, dir: &Path, etc: &Path, runner: &Path, stage: &Path) -> Run {
+    let mut cmd = Command::new(bwrap);
+    cmd.args(sandbox_args(dir, etc))
+        .arg("--")
+        .arg(runner)
+        .arg(stage);
+    run_with_server(&mut cmd, dir, "")
+}
+
 /// bubblewrap, when it is installed and this runs as root (else why not, printed).
 fn bwrap_as_root() -> Option<PathBuf> {
     let Ok(bwrap) = which("bwrap") else {
@@ -262,15 +272,7 @@ fn privileged_set_up_alone_then_a_stage() {
     // A module with the host's network (as the test server needs) finds the build root set
     // up, and adds only the CA trust.
     let stage = script(dir.path(), "stage", "echo stage ran; exit 0");
-    let run = run_with_server(
-        Command::new(&bwrap)
-            .args(sandbox_args(dir.path(), &etc))
-            .arg("--")
-            .arg(&runner)
-            .arg(&stage),
-        dir.path(),
-        "",
-    );
+    let run = run_in_sandbox(&bwrap, dir.path(), &etc, &runner, &stage);
     assert!(run.output.status.success(), "{:?}", run.output);
     assert_eq!(run.stage_stdout, "stage ran\n");
     assert_eq!(
@@ -307,15 +309,7 @@ fn privileged_debian_setup_in_bwrap() {
     // addresses belong to a network namespace, so a host-side server cannot reply into a
     // sandbox with its own network namespace (the engine has to send the reply from a socket
     // created in the sandbox's namespace).
-    let run = run_with_server(
-        Command::new(bwrap)
-            .args(sandbox_args(dir.path(), &etc))
-            .arg("--")
-            .arg(&runner)
-            .arg(&stage),
-        dir.path(),
-        "",
-    );
+    let run = run_in_sandbox(&bwrap, dir.path(), &etc, &runner, &stage);
     assert!(
         run.output.status.success(),
         "{:?} {}",
