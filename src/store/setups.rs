@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use super::copy::copy_tree;
-use super::lock::remove_tree;
+use super::lock::{remove_tree, sync_dir};
 use super::{Store, StoreError};
 use crate::id::SetUpKey;
 
@@ -42,8 +42,16 @@ impl Store {
         let copy = staging.path().join("etc");
         std::fs::create_dir(&copy).map_err(|e| StoreError::io("create", &copy, e))?;
         copy_tree(etc, &copy)?;
+        // Durable before it is named, as an object is: a set-up cut short by a power loss
+        // would otherwise be copied into every later build on this build root. (Rare: once
+        // per build root.)
+        let fd = std::fs::File::open(&copy).map_err(|e| StoreError::io("open", &copy, e))?;
+        nix::unistd::syncfs(&fd).map_err(|e| StoreError::io("flush to disk", &copy, e.into()))?;
         match std::fs::rename(&copy, &kept) {
-            Ok(()) => mark_used(&kept),
+            Ok(()) => {
+                sync_dir(parent)?;
+                mark_used(&kept);
+            }
             // Kept meanwhile by another build (a directory is not replaced by a rename).
             Err(e) if kept.is_dir() => tracing::debug!("set-up {key} kept already: {e}"),
             Err(e) => return Err(StoreError::io("keep the set-up as", &kept, e)),
