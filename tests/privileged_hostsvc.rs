@@ -31,8 +31,9 @@ fn privileged(test: &str, f: impl FnOnce() + Send) {
 
 /// A build's directories: the tree holding `disk.img`, a tmpfs `/dev` and the mounts root.
 struct Scratch {
-    dir: tempfile::TempDir,
+    // Fields drop in this order: the tmpfs goes before the directory it is mounted on.
     _dev: Mount,
+    dir: tempfile::TempDir,
 }
 
 impl Scratch {
@@ -45,7 +46,7 @@ impl Scratch {
             std::fs::create_dir(dir.path().join(sub)).unwrap();
         }
         let dev = Mount::filesystem("tmpfs", &dir.path().join("dev"), MsFlags::MS_NOSUID).unwrap();
-        Scratch { dir, _dev: dev }
+        Scratch { _dev: dev, dir }
     }
     fn tree(&self) -> PathBuf {
         self.dir.path().join("tree")
