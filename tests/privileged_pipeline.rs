@@ -70,6 +70,15 @@ fn privileged_foreign_stage_gets_v10_arguments_in_a_sandbox() {
     );
     assert!(facts.contains("usr=ro\n"), "{facts}");
     assert!(facts.contains("sources=yes\n"), "{facts}");
+    // The build root (the host here) lends its mke2fs.conf, whole, or none when it has none.
+    let mke2fs = match std::fs::read("/etc/mke2fs.conf") {
+        Ok(bytes) => osbuild::id::hex(&<sha2::Sha256 as sha2::Digest>::digest(bytes)),
+        Err(_) => String::new(),
+    };
+    assert!(
+        facts.contains(&format!("mke2fs.conf={mke2fs}\n")),
+        "{facts}"
+    );
     assert!(
         facts.contains("net=lo\n"),
         "only loopback in the network namespace:\n{facts}"
@@ -196,6 +205,7 @@ fn privileged_a_hostile_stage_cannot_reach_the_host() {
         "remount_sys_rw": "EPERM",
         "remount_proc_sys_rw": "EPERM",
         "core_pattern": "EROFS",
+        "writable_proc_entries": "ok []",
         "user_namespace": "EPERM",
         "abstract_socket": "ECONNREFUSED",
     });

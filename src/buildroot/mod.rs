@@ -69,15 +69,13 @@ pub const DEFAULT_CAPABILITIES: &[Capability] = &[
     Capability::CAP_SYS_RESOURCE,
 ];
 
-/// Parts of the sandbox's /proc that reach the kernel as a whole (sysctls, SysRq, interrupt
-/// and bus settings), bound read-only over the sandbox's own /proc.
-const PROC_READ_ONLY: &[&str] = &[
-    "/proc/sys",
-    "/proc/sysrq-trigger",
-    "/proc/irq",
-    "/proc/bus",
-    "/proc/fs",
-];
+/// Parts of the sandbox's /proc that reach the kernel as a whole, bound read-only over the
+/// sandbox's own /proc. bubblewrap's `--proc` itself binds sysrq-trigger, irq and bus read-only
+/// whenever access(2) says they are writable; it does not cover these two: access(2) does not
+/// say /proc/sys is writable as root (/proc/sys/kernel/core_pattern would run a program as the
+/// host's root), and /proc/fs is not on its list. (Each bind costs bubblewrap a read of the
+/// mount table: binding those three again cost every sandbox ~0.5 ms.)
+const PROC_READ_ONLY: &[&str] = &["/proc/sys", "/proc/fs"];
 
 /// The default capabilities and `extra` that this process's bounding set still has.
 /// bubblewrap keeps *every* capability when asked to add one that the bounding set lacks (as
@@ -99,8 +97,10 @@ const ROOT_DIRS: &[&str] = &["usr", "bin", "sbin", "lib", "lib32", "lib64", "lib
 /// The host's name resolution, for modules that declare they need the network.
 const NETWORK_FILES: &[&str] = &["/etc/resolv.conf", "/etc/hosts"];
 
-/// Single configuration files of the build tree that tools in the sandbox need.
-const ROOT_FILES: &[&str] = &["etc/mke2fs.conf", "etc/selinux"];
+/// Configuration of the build tree that tools in the sandbox need and that is too big to copy
+/// into its /etc (SELinux policy: tens of MiB), bound read-only when the build tree has it.
+/// Small files are copied instead (see `SharedRoot::copy_root_config`).
+const ROOT_CONFIG_DIRS: &[&str] = &["etc/selinux"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildRootError {
@@ -287,17 +287,11 @@ impl Sandbox {
         }
         push(&[&"--tmpfs", &"/run", &"--tmpfs", &"/tmp"]);
         push(&[&"--bind", &self.var, &"/var"]);
-        push(&[&"--proc", &"/proc", &"--ro-bind", &"/sys", &"/sys"]);
-        // bubblewrap covers these only when access(2) says they are writable, which it does
-        // not say of /proc/sys as root: /proc/sys/kernel/core_pattern would run a program as
-        // the host's root.
-        for dir in PROC_READ_ONLY {
-            push(&[&"--ro-bind-try", dir, dir]);
-        }
-        push(&[&"--ro-bind-try", &"/sys/fs/selinux", &"/sys/fs/selinux"]);
-        for file in ROOT_FILES {
-            let dst = format!("/{file}");
-            push(&[&"--ro-bind-try", &self.root.join(file), &dst]);
+        for dir in ROOT_CONFIG_DIRS {
+            let src = self.root.join(dir);
+            if src.is_dir() {
+                push(&[&"--ro-bind", &src, &format!("/{dir}")]);
+            }
         }
         push(&[&"--ro-bind", &self.libdir, &LIB_DIR]);
         if let Some(package) = &self.python_package {
@@ -322,6 +316,13 @@ impl Sandbox {
                 push(&[&arg]);
             }
         }
+        // Last: every bind makes bubblewrap read the whole mount table, and /sys brings a
+        // dozen mounts (cgroups) into it.
+        push(&[&"--proc", &"/proc", &"--ro-bind", &"/sys", &"/sys"]);
+        for dir in PROC_READ_ONLY {
+            push(&[&"--ro-bind-try", dir, dir]);
+        }
+        push(&[&"--ro-bind-try", &"/sys/fs/selinux", &"/sys/fs/selinux"]);
         if let Some(fd) = seccomp {
             push(&[&"--seccomp", &fd.to_string()]);
         }

@@ -32,6 +32,9 @@ impl SharedRoot {
     }
 }
 
+/// Files of the build tree's `/etc` that tools in the sandbox need (mke2fs reads its defaults).
+const ROOT_CONFIG_FILES: &[&str] = &["mke2fs.conf"];
+
 /// One stage or assembler to run, as the pipeline decided it.
 pub struct ModuleRun<'a> {
     pub kind: ModuleKind,
@@ -83,6 +86,28 @@ impl SharedRoot {
     /// The build root's `/etc` on the host, where the runner's set-up lands.
     pub fn etc_dir(&self) -> &Path {
         &self.etc
+    }
+
+    /// Copies the build tree's small configuration files that tools in the sandbox need
+    /// (`etc/mke2fs.conf`) from `root` into `/etc`, replacing what the set-up left there: once
+    /// per build root, where a read-only bind would cost every module's sandbox a mount.
+    pub fn copy_root_config(&self, root: &Path) -> Result<(), BuildRootError> {
+        for name in ROOT_CONFIG_FILES {
+            let (src, dst) = (root.join("etc").join(name), self.etc.join(name));
+            // Whatever is there is not the build tree's (a set-up kept by an older version
+            // holds the empty file bubblewrap bound the real one over).
+            match std::fs::remove_file(&dst) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(io_err(format!("replacing {}", dst.display()))(e));
+                }
+                _ => {}
+            }
+            if std::fs::symlink_metadata(&src).is_ok_and(|m| m.is_file()) {
+                std::fs::copy(&src, &dst)
+                    .map_err(io_err(format!("copying {} into /etc", src.display())))?;
+            }
+        }
+        Ok(())
     }
 
     /// Empties `/etc` again (after a set-up could only be copied in part).

@@ -54,7 +54,7 @@ impl BuildEnv {
         };
         if let Some(key) = &key {
             if self.restore(b, key)? {
-                return Ok(());
+                return Ok(self.shared.copy_root_config(root)?);
             }
         }
         let scratch = b.store.tempdir("setup")?;
@@ -93,7 +93,7 @@ impl BuildEnv {
                 tracing::warn!("cannot keep the build root's set-up for later builds: {e}");
             }
         }
-        Ok(())
+        Ok(self.shared.copy_root_config(root)?)
     }
 
     /// Copies the kept set-up `key` into the shared `/etc`; false (and `/etc` empty) when
