@@ -431,9 +431,7 @@ struct SourceIo {
 
 impl SourceIo {
     fn start(child: &mut Child, request: String) -> Self {
-        let stdin = child.std().stdin.take();
-        let stdout = child.std().stdout.take();
-        let stderr = child.std().stderr.take();
+        let (stdin, stdout, stderr) = child.take_pipes();
         let writer = std::thread::spawn(move || {
             if let Some(mut stdin) = stdin {
                 let _ = stdin.write_all(request.as_bytes());

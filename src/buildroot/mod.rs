@@ -28,13 +28,14 @@ use std::ffi::OsString;
 use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::PathBuf;
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use osbuild_sys::caps::Capability;
 use osbuild_sys::process::Child;
+use osbuild_sys::spawn::Exec;
 
 use crate::modules::ModuleKind;
 
@@ -481,25 +482,25 @@ impl BuildRoot {
 fn spawn_bubblewrap(sandbox: &Sandbox, writer: OwnedFd) -> Result<Child, BuildRootError> {
     let filter = seccomp::filter_pipe().map_err(BuildRootError::Seccomp)?;
     let argv = sandbox.argv(Some(filter.as_raw_fd()));
-    let mut cmd = Command::new(&argv[0]);
-    cmd.args(&argv[1..])
-        .env_clear()
-        .envs(sandbox.env())
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(dup(&writer)?))
-        .stderr(Stdio::from(writer));
+    let env: Vec<(OsString, OsString)> = sandbox
+        .env()
+        .into_iter()
+        .map(|(k, v)| (k.into(), v.into()))
+        .collect();
+    let null = std::fs::File::open("/dev/null").map_err(io_err("opening /dev/null"))?;
     let netns = sandbox
         .netns
         .as_ref()
         .map(|n| n.try_clone_fd())
         .transpose()
         .map_err(io_err("duplicating the network namespace"))?;
+    let exec = Exec::new(&argv, &env, [null.into(), dup(&writer)?, writer])
+        .map_err(BuildRootError::Spawn)?
+        .keep(vec![filter])
+        .in_network_namespace(netns);
     // bwrap dies with this thread: spawn and wait here, on the caller's own thread.
-    osbuild_sys::process::tie_to_thread(&mut cmd, netns);
-    osbuild_sys::process::inherit_only(&mut cmd, vec![filter]);
-    let child = Child::spawn(&mut cmd).map_err(BuildRootError::Spawn)?;
-    drop(cmd); // closes our copies of the pipe's write end
-    Ok(child)
+    exec.spawn().map_err(BuildRootError::Spawn)
+    // `exec` drops here: our copies of the pipe's write end close
 }
 
 /// Waits until the sandbox ends, reading its output: its status, and whether it was killed

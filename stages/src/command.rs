@@ -62,7 +62,7 @@ pub fn run_with_input(cmd: &mut Command, input: &[u8]) -> Result<(), StageError>
     };
     cmd.stdin(Stdio::piped());
     let mut child = Child::spawn(cmd).map_err(spawn_err)?;
-    if let Some(mut stdin) = child.std().stdin.take() {
+    if let (Some(mut stdin), _, _) = child.take_pipes() {
         // A tool that exits early closes its end; its status says why.
         let _ = stdin.write_all(input);
     }

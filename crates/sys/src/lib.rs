@@ -2,7 +2,7 @@
 //! crate, each with its `// SAFETY:` reason, and every other crate forbids `unsafe`.
 //!
 //! It is built on rustix, nix and caps and holds owners whose `Drop` releases what they hold:
-//! [`process::Child`] (kill and reap), [`mount::Mount`] (unmount), [`loopdev::LoopDevice`]
+//! [`process::Child`] (kill and reap; started from a `Command` or by [`spawn::Exec`]), [`mount::Mount`] (unmount), [`loopdev::LoopDevice`]
 //! (detach), [`lock::Flock`] (unlock). Small and static-safe: the module binaries link it.
 
 pub mod alloc;
@@ -15,6 +15,7 @@ pub mod net;
 pub mod process;
 pub mod signal;
 pub mod socket;
+pub mod spawn;
 
 pub use nix::errno::Errno;
 

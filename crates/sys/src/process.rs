@@ -90,11 +90,18 @@ pub fn chroot_before_exec(
 }
 
 /// A running child process that is killed and reaped when dropped (an error or a cancel), with
-/// a pidfd that becomes readable when it exits.
+/// a pidfd that becomes readable when it exits. Started from a [`Command`] ([`Child::spawn`])
+/// or without copying this process ([`crate::spawn::Exec::spawn`]).
 #[derive(Debug)]
 pub struct Child {
-    inner: std::process::Child,
+    pid: libc::pid_t,
     pidfd: OwnedFd,
+    /// Set once reaped.
+    status: Option<ExitStatus>,
+    /// The pipes a [`Command`] asked for.
+    stdin: Option<std::process::ChildStdin>,
+    stdout: Option<std::process::ChildStdout>,
+    stderr: Option<std::process::ChildStderr>,
 }
 
 impl Child {
@@ -104,7 +111,13 @@ impl Child {
         let pid =
             rustix::process::Pid::from_raw(inner.id() as i32).expect("a child's pid is positive");
         match rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()) {
-            Ok(pidfd) => Ok(Self { inner, pidfd }),
+            Ok(pidfd) => {
+                let mut child = Self::from_raw(pid.as_raw_nonzero().get(), pidfd);
+                child.stdin = inner.stdin.take();
+                child.stdout = inner.stdout.take();
+                child.stderr = inner.stderr.take();
+                Ok(child) // reaped by `child`, not by `inner` (whose drop does not wait)
+            }
             Err(e) => {
                 let _ = inner.kill();
                 let _ = inner.wait();
@@ -113,9 +126,32 @@ impl Child {
         }
     }
 
-    /// The std handle, for its stdin/stdout/stderr pipes.
-    pub fn std(&mut self) -> &mut std::process::Child {
-        &mut self.inner
+    /// Owns the unreaped child `pid`, with its pidfd.
+    pub(crate) fn from_raw(pid: libc::pid_t, pidfd: OwnedFd) -> Self {
+        Self {
+            pid,
+            pidfd,
+            status: None,
+            stdin: None,
+            stdout: None,
+            stderr: None,
+        }
+    }
+
+    /// Its process id.
+    pub fn id(&self) -> libc::pid_t {
+        self.pid
+    }
+
+    /// Its stdin, stdout and stderr pipes, for the ones its [`Command`] asked for (once).
+    pub fn take_pipes(
+        &mut self,
+    ) -> (
+        Option<std::process::ChildStdin>,
+        Option<std::process::ChildStdout>,
+        Option<std::process::ChildStderr>,
+    ) {
+        (self.stdin.take(), self.stdout.take(), self.stderr.take())
     }
 
     /// Readable once the child has exited (poll it beside other descriptors).
@@ -125,18 +161,47 @@ impl Child {
 
     /// The exit status if the child has exited (it is then reaped).
     pub fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
-        self.inner.try_wait()
+        self.reap(libc::WNOHANG)
     }
 
     /// Waits for the child to exit.
     pub fn wait(&mut self) -> io::Result<ExitStatus> {
-        self.inner.wait()
+        loop {
+            if let Some(status) = self.reap(0)? {
+                return Ok(status);
+            }
+        }
+    }
+
+    /// waitpid(2) with `options`, once reaped the status kept.
+    fn reap(&mut self, options: libc::c_int) -> io::Result<Option<ExitStatus>> {
+        if self.status.is_some() {
+            return Ok(self.status);
+        }
+        let mut raw: libc::c_int = 0;
+        // SAFETY: waitpid(2) on our own unreaped child (its pid cannot be reused before we
+        // reap it), writing only `raw`.
+        let got = unsafe { libc::waitpid(self.pid, &mut raw, options) };
+        match got {
+            0 => Ok(None),
+            pid if pid == self.pid => {
+                self.status = Some(ExitStatus::from_raw(raw));
+                Ok(self.status)
+            }
+            _ => {
+                let e = io::Error::last_os_error();
+                match e.kind() {
+                    io::ErrorKind::Interrupted => Ok(None),
+                    _ => Err(e),
+                }
+            }
+        }
     }
 
     /// Reads the child's piped stdout and stderr to their ends (concurrently, so neither pipe
     /// fills up), then waits for it. On a read error the child is killed and reaped.
     pub fn wait_with_output(mut self) -> io::Result<Output> {
-        let (stdout, stderr) = (self.inner.stdout.take(), self.inner.stderr.take());
+        let (_, stdout, stderr) = self.take_pipes();
         let (stdout, stderr) = std::thread::scope(|s| {
             let stderr = s.spawn(|| read_to_end(stderr));
             let stdout = read_to_end(stdout);
@@ -170,7 +235,7 @@ impl Child {
 
     /// A pidfd of the child's first child, if it has one.
     fn first_child(&self) -> Option<OwnedFd> {
-        let pid = self.inner.id();
+        let pid = self.pid;
         let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
         let first: i32 = children.split_whitespace().next()?.parse().ok()?;
         let first = rustix::process::Pid::from_raw(first)?;
@@ -186,9 +251,9 @@ impl Child {
 
     /// Kills the child (if still running) and reaps it.
     pub fn kill(&mut self) {
-        if !matches!(self.inner.try_wait(), Ok(Some(_))) {
-            let _ = self.inner.kill();
-            let _ = self.inner.wait();
+        if !matches!(self.try_wait(), Ok(Some(_))) {
+            let _ = rustix::process::pidfd_send_signal(&self.pidfd, rustix::process::Signal::KILL);
+            let _ = self.wait();
         }
     }
 }
