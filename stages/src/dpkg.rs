@@ -43,6 +43,7 @@ use crate::mounts::{isolate, Mounts};
 use crate::tree;
 
 mod bootstrap;
+mod plain;
 
 use bootstrap::Relations;
 
@@ -60,6 +61,9 @@ const CORE: &[&str] = &[
 
 /// Where the sources' files appear inside the tree while dpkg runs.
 const DEBS_DIR: &str = ".osbuild-dpkg";
+
+/// Where the kernels' `.deb`s with uncompressed data are made while dpkg runs (see `plain`).
+const PLAIN_DIR: &str = ".osbuild-dpkg-plain";
 
 /// The `policy-rc.d` that tells invoke-rc.d (and deb-systemd-invoke) not to start anything.
 const POLICY_RC_D: &str = "#!/bin/sh\n# written by org.osbuild.dpkg while it runs\nexit 101\n";
@@ -143,13 +147,26 @@ pub fn run(args: &Args) -> Result<i32, StageError> {
             debs.iter().collect()
         };
         let (rest, kernels) = kernels_last(rest);
-        for (step, group) in [("", rest), (" kernels", kernels)] {
-            if !group.is_empty() {
-                let unpack = format!("unpack{step}");
-                dpkg.run(&unpack, &["--force-depends", "--unpack"], &group)?;
-                dpkg.run("configure", &["--configure", "-a"], &[])?;
-            }
+        // Decompressed on a spare core while dpkg works through the rest.
+        let mut ahead = plain_ahead(tree, &packages, &kernels)?;
+        if !rest.is_empty() {
+            dpkg.run("unpack", &["--force-depends", "--unpack"], &rest)?;
+            dpkg.run("configure", &["--configure", "-a"], &[])?;
         }
+        if !kernels.is_empty() {
+            let plain = ahead.as_mut().map(plain::Ahead::finish).unwrap_or_default();
+            let files: Vec<String> = kernels
+                .iter()
+                .map(|d| match plain.contains(&d.checksum) {
+                    true => format!("/{PLAIN_DIR}/{}", d.checksum),
+                    false => dpkg.file(d),
+                })
+                .collect();
+            let args = ["--force-depends", "--unpack"];
+            dpkg.run_files("unpack kernels", &args, &files, kernels.len())?;
+            dpkg.run("configure", &["--configure", "-a"], &[])?;
+        }
+        drop(ahead);
         drop(mounts);
     }
 
@@ -381,6 +398,24 @@ fn extract(path: &Path, tree: &Path, deb: &Deb) -> Result<(), StageError> {
     Ok(())
 }
 
+/// Starts writing the `kernels`' `.deb`s with uncompressed data into the tree's
+/// [`PLAIN_DIR`]; none when there are no kernels.
+fn plain_ahead(
+    tree: &Path,
+    packages: &[(String, PathBuf)],
+    kernels: &[&Deb],
+) -> Result<Option<plain::Ahead>, StageError> {
+    if kernels.is_empty() {
+        return Ok(None);
+    }
+    let sources: Vec<(String, PathBuf)> = kernels
+        .iter()
+        .filter_map(|d| packages.iter().find(|(c, _)| *c == d.checksum).cloned())
+        .collect();
+    let dir = tree::tree_path(tree, PLAIN_DIR)?;
+    plain::Ahead::start(dir, sources).map(Some)
+}
+
 /// `debs` without and with the kernel images and what depends on them (see
 /// [`bootstrap::kernels_and_dependents`]); all in the first part when the old way is asked for.
 fn kernels_last(debs: Vec<&Deb>) -> (Vec<&Deb>, Vec<&Deb>) {
@@ -486,23 +521,36 @@ impl Dpkg<'_> {
         Ok(cmd)
     }
 
-    /// Runs dpkg with `args` and the files of `debs`; on failure names the packages dpkg
-    /// reported.
+    /// The path of `deb`'s file inside the tree.
+    fn file(&self, deb: &Deb) -> String {
+        format!("{}/{}", self.debs_dir, deb.checksum)
+    }
+
+    /// Runs dpkg with `args` and the files of `debs` (all packages' count when none are
+    /// given); on failure names the packages dpkg reported.
     fn run(&self, step: &str, args: &[&str], debs: &[&Deb]) -> Result<(), StageError> {
-        println!(
-            "dpkg: {step} ({} packages)",
-            if debs.is_empty() {
-                self.debs.len()
-            } else {
-                debs.len()
-            }
-        );
+        let files: Vec<String> = debs.iter().map(|d| self.file(d)).collect();
+        let count = if debs.is_empty() {
+            self.debs.len()
+        } else {
+            debs.len()
+        };
+        self.run_files(step, args, &files, count)
+    }
+
+    /// Runs dpkg with `args` and `files` (paths inside the tree), saying it works on `count`
+    /// packages.
+    fn run_files(
+        &self,
+        step: &str,
+        args: &[&str],
+        files: &[String],
+        count: usize,
+    ) -> Result<(), StageError> {
+        println!("dpkg: {step} ({count} packages)");
         let _ = std::io::stdout().flush();
         let mut cmd = self.command()?;
-        cmd.args(args);
-        for d in debs {
-            cmd.arg(format!("{}/{}", self.debs_dir, d.checksum));
-        }
+        cmd.args(args).args(files);
         cmd.stderr(Stdio::piped());
         let mut child = cmd.spawn().map_err(|source| StageError::Spawn {
             program: "dpkg (in the tree)".into(),
