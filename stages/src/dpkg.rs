@@ -17,7 +17,9 @@
 //! Kernel images (and what depends on them) are unpacked and configured last, after everything
 //! else is configured: their postinst makes the initramfs with every hook in place, and the
 //! initramfs-tools trigger, already processed, finds no initramfs to make again (it would
-//! otherwise make it twice).
+//! otherwise make it twice). Meanwhile a thread rewrites their `.deb`s with the data stored
+//! uncompressed ([`plain`]), so that their unpack, the last serial step before the
+//! initramfs, only writes files.
 //!
 //! The tree's dpkg runs in a private mount and network namespace of this stage: `/proc`,
 //! `/sys` and `/dev` are mounted into the tree and the sources directory is bound read-only at
