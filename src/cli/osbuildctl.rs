@@ -20,9 +20,7 @@ use crate::json;
 use crate::manifest;
 use crate::modules::Index;
 pub use crate::service::client::{error_reply, Builder1Proxy, JobProxy};
-use crate::service::client::{
-    JobFinishedStream, StageFinishedStream, StageOutputStream, StageStartedStream,
-};
+use crate::service::client::{JobFinished, StageFinished, StageOutput, StageStarted};
 use crate::service::wire::BuildOptions;
 
 /// Build OS images through the osbuildd service.
@@ -357,17 +355,15 @@ struct BuildRequest {
     detach: bool,
 }
 
-/// The signals about jobs, subscribed to before `Build` so none can be missed: the manager's,
-/// and the job objects' `DownloadProgress` (from the daemon's unique name: any connection may
-/// send us a unicast signal, only the daemon's count).
+/// The signals about jobs, subscribed to before `Build` so none can be missed: the manager's
+/// and the job objects' (`DownloadProgress`), from the daemon's unique name (any connection may
+/// send us a unicast signal, only the daemon's count), on one stream: in the order the daemon
+/// sent them (a stream per signal would let a stage's lines come after its end, or after the
+/// job's).
 struct JobSignals<'a> {
-    started: StageStartedStream,
-    output: StageOutputStream,
-    finished: StageFinishedStream,
-    done: JobFinishedStream,
+    signals: zbus::MessageStream,
     /// The daemon's bus name changing hands: `None` when it went away.
     owner: zbus::proxy::OwnerChangedStream<'a>,
-    downloads: zbus::MessageStream,
 }
 
 impl<'a> JobSignals<'a> {
@@ -385,20 +381,15 @@ impl<'a> JobSignals<'a> {
         let rule = zbus::MatchRule::builder()
             .msg_type(zbus::message::Type::Signal)
             .sender(daemon)
-            .interface(JOB_INTERFACE)
-            .member("DownloadProgress")
             .build()?;
         Ok(JobSignals {
-            started: proxy.receive_stage_started().await?,
-            output: proxy.receive_stage_output().await?,
-            finished: proxy.receive_stage_finished().await?,
-            done: proxy.receive_job_finished().await?,
+            signals: zbus::MessageStream::for_match_rule(rule, conn, None).await?,
             owner: proxy.inner().receive_owner_changed().await?,
-            downloads: zbus::MessageStream::for_match_rule(rule, conn, None).await?,
         })
     }
 }
 
+const MANAGER_INTERFACE: &str = "org.osbuild.Builder1";
 const JOB_INTERFACE: &str = "org.osbuild.Builder1.Job";
 
 /// A `DownloadProgress` signal of `job`: its source and figures.
@@ -484,34 +475,10 @@ async fn follow(
     let mut cancelled = false;
     loop {
         tokio::select! {
-            Some(sig) = s.started.next() => {
-                let Ok(a) = sig.args() else { continue };
-                if a.job != job.as_ref() { continue; }
-                let name = qualified(a.pipeline, a.name);
-                display.stage_started(&name, a.stage_id, a.index, a.total);
-            }
-            Some(Ok(msg)) = s.downloads.next() => {
-                if let Some((source, d)) = download_of(&msg, job) {
-                    display.download(&source, d);
+            Some(Ok(msg)) = s.signals.next() => {
+                if let Some(ending) = job_signal(conn, job, display, msg, cancelled).await? {
+                    return Ok(ending);
                 }
-            }
-            Some(sig) = s.output.next() => {
-                let Ok(a) = sig.args() else { continue };
-                if a.job != job.as_ref() { continue; }
-                display.line(a.line);
-            }
-            Some(sig) = s.finished.next() => {
-                let Ok(a) = sig.args() else { continue };
-                if a.job != job.as_ref() { continue; }
-                display.stage_finished(&qualified(a.pipeline, a.name), a.success, a.seconds);
-            }
-            Some(sig) = s.done.next() => {
-                let Ok(a) = sig.args() else { continue };
-                if a.job != job.as_ref() { continue; }
-                let j = JobProxy::builder(conn).path(job.clone()).build().await?;
-                let result = j.get_result().await.map_err(explain)?;
-                let summary = a.result.to_owned();
-                return Ok(Ending { success: a.success, result, summary, cancelled });
             }
             Some(owner) = s.owner.next() => {
                 if owner.is_none() {
@@ -533,6 +500,81 @@ async fn follow(
             }
         }
     }
+}
+
+/// Shows one of the daemon's signals if it is about `job`; its ending once it has ended.
+async fn job_signal(
+    conn: &Connection,
+    job: &OwnedObjectPath,
+    display: &mut Display,
+    msg: zbus::Message,
+    cancelled: bool,
+) -> anyhow::Result<Option<Ending>> {
+    let header = msg.header();
+    let interface = header
+        .interface()
+        .map(|i| i.to_string())
+        .unwrap_or_default();
+    let member = header.member().map(|m| m.to_string()).unwrap_or_default();
+    let member = match interface.as_str() {
+        MANAGER_INTERFACE | JOB_INTERFACE => member,
+        _ => return Ok(None),
+    };
+    match member.as_str() {
+        "StageStarted" => {
+            let Some(a) = StageStarted::from_message(msg) else {
+                return Ok(None);
+            };
+            let Ok(a) = a.args() else { return Ok(None) };
+            if a.job == job.as_ref() {
+                let name = qualified(a.pipeline, a.name);
+                display.stage_started(&name, a.stage_id, a.index, a.total);
+            }
+        }
+        "StageOutput" => {
+            let Some(a) = StageOutput::from_message(msg) else {
+                return Ok(None);
+            };
+            let Ok(a) = a.args() else { return Ok(None) };
+            if a.job == job.as_ref() {
+                display.line(a.line);
+            }
+        }
+        "StageFinished" => {
+            let Some(a) = StageFinished::from_message(msg) else {
+                return Ok(None);
+            };
+            let Ok(a) = a.args() else { return Ok(None) };
+            if a.job == job.as_ref() {
+                display.stage_finished(&qualified(a.pipeline, a.name), a.success, a.seconds);
+            }
+        }
+        "DownloadProgress" => {
+            if let Some((source, d)) = download_of(&msg, job) {
+                display.download(&source, d);
+            }
+        }
+        "JobFinished" => {
+            let Some(a) = JobFinished::from_message(msg) else {
+                return Ok(None);
+            };
+            let Ok(a) = a.args() else { return Ok(None) };
+            if a.job == job.as_ref() {
+                let j = JobProxy::builder(conn).path(job.clone()).build().await?;
+                let result = j.get_result().await.map_err(explain)?;
+                let summary = a.result.to_owned();
+                let success = a.success;
+                return Ok(Some(Ending {
+                    success,
+                    result,
+                    summary,
+                    cancelled,
+                }));
+            }
+        }
+        _ => {}
+    }
+    Ok(None)
 }
 
 /// Prints the outcome, writes the output when asked, and returns the exit code.
