@@ -24,14 +24,14 @@ pub(super) fn open_dir_fd(path: &Path) -> Result<OwnedFd, Errno> {
     )
 }
 
-/// Removes a directory tree that may have had mounts below it: detaches them first and refuses
-/// to delete anything if that fails.
 /// Makes the entries of directory `path` (a rename into it) durable: fsync(2) of the directory.
 pub(super) fn sync_dir(path: &Path) -> Result<(), StoreError> {
     let fd = open_dir_fd(path).map_err(errno_io("open", path))?;
     nix::unistd::fsync(fd).map_err(errno_io("flush to disk", path))
 }
 
+/// Removes a directory tree that may have had mounts below it: detaches them first and refuses
+/// to delete anything if that fails.
 pub(super) fn remove_tree(path: &Path) {
     if let Err(e) = crate::mount::detach_all_under(path) {
         tracing::error!("not removing {}: {e}", path.display());
