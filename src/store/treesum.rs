@@ -870,6 +870,51 @@ mod tests {
         }
     }
 
+    /// With the read-ahead full, the batch the hasher takes goes on, a later one waits until
+    /// the hasher takes it, and every waiting reader gives up when the hasher stops.
+    #[test]
+    fn read_ahead_waits_only_for_later_batches() {
+        use std::thread::ScopedJoinHandle;
+        use std::time::{Duration, Instant};
+        let finishes = |t: &ScopedJoinHandle<bool>| {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !t.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            t.is_finished()
+        };
+        let flow = Flow::default();
+        flow.sent(&Vec::with_capacity(AHEAD));
+        flow.next_batch();
+        std::thread::scope(|s| {
+            // However it fails, the waiting threads are let go (or the scope waits forever).
+            struct Stop<'a>(&'a Flow);
+            impl Drop for Stop<'_> {
+                fn drop(&mut self) {
+                    self.0.stop();
+                }
+            }
+            let _stop = Stop(&flow);
+            let taken = s.spawn(|| flow.wait_for_room(1));
+            assert!(finishes(&taken), "the hasher's batch goes on");
+            assert!(taken.join().unwrap());
+            let later = s.spawn(|| flow.wait_for_room(2));
+            let new = s.spawn(|| flow.wait_for_room(u64::MAX));
+            std::thread::sleep(Duration::from_millis(100));
+            assert!(
+                !later.is_finished(),
+                "batch 2 waits while the hasher takes batch 1"
+            );
+            assert!(!new.is_finished(), "no new batch starts");
+            flow.next_batch();
+            assert!(finishes(&later), "batch 2 goes on once the hasher takes it");
+            assert!(later.join().unwrap());
+            flow.stop();
+            assert!(finishes(&new), "a reader gives up when the hasher stops");
+            assert!(!new.join().unwrap());
+        });
+    }
+
     #[test]
     fn surrogateescape_decoding() {
         let cases: [(&[u8], Vec<u32>); 4] = [
