@@ -572,7 +572,7 @@ impl Out<'_> {
             let Some(room) = self.room() else {
                 return Ok(false);
             };
-            match osbuild_sys::fs::read_appending(fd, &mut self.buf, room) {
+            match osbuild_sys::fs::read_appending(fd, self.buf, room) {
                 Ok(0) => return Ok(true),
                 Ok(n) => {
                     total += n as u64;
@@ -609,7 +609,7 @@ impl Out<'_> {
                     return Ok(false);
                 };
                 let want = (room as u64).min(end - pos) as usize;
-                match osbuild_sys::fs::pread_appending(fd, &mut self.buf, want, pos) {
+                match osbuild_sys::fs::pread_appending(fd, self.buf, want, pos) {
                     // The file shrank: what the hasher has is the file.
                     Ok(0) => return self.sparse_end(fd, pos),
                     Ok(n) => pos += n as u64,
