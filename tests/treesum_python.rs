@@ -246,3 +246,37 @@ fn treesum_pinned_across_chunk_and_read_ahead_sizes() {
         eprintln!("skipped the pinned value: it needs files owned by uid 0");
     }
 }
+
+/// Batches (up to 64 entries of one directory) bigger than the read-ahead (16 MiB), one behind
+/// the other, and small files after them: readers far ahead wait for the hasher at every
+/// chunk while it takes an earlier batch. The digest is Python's, and it comes within a
+/// deadline.
+#[test]
+fn treesum_of_batches_bigger_than_the_read_ahead() {
+    let dir = scratch();
+    let t = dir.path();
+    for (d, seed) in [("a", 1u32), ("b", 2), ("c", 3)] {
+        std::fs::create_dir(t.join(d)).unwrap();
+        let data: Vec<u8> = (0..(18u32 << 20))
+            .map(|i| (i.wrapping_mul(2_246_822_519).wrapping_add(seed) >> 11) as u8)
+            .collect();
+        file(&t.join(d), b"big", &data, 0o644);
+        for i in 0..100u32 {
+            let len = (i as usize * 7919) % 40_000;
+            file(
+                &t.join(d),
+                format!("s{i:03}").as_bytes(),
+                &data[..len],
+                0o644,
+            );
+        }
+    }
+    let root = t.to_owned();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(treesum(&root)));
+    let ours = rx
+        .recv_timeout(std::time::Duration::from_secs(120))
+        .expect("treesum finishes within two minutes")
+        .unwrap();
+    assert_eq!(ours.as_str(), python_treesum(t));
+}

@@ -18,12 +18,15 @@
 //! the others produce ahead of it: a walker thread lists and sorts the directories and hands
 //! the other entries, up to [`BATCH`] consecutive ones of a directory at a time, to a pool of
 //! reader threads (open, stat, label, read), each batch's bytes coming back on a channel of
-//! its own that the walker queues in tree order. A reader starts a batch only while less than
-//! [`AHEAD`] bytes wait for the hasher, and a batch holds at most three [`CHUNK`]s, which
-//! bounds the memory; the hasher hands the emptied chunks back for reuse. Read-ahead by bytes
-//! (not by batches) lets the readers list and read thousands of small files while the hasher
-//! is busy with a big one. A sparse file's holes are not read: the hasher is fed zeros for
-//! them (`SEEK_DATA`/`SEEK_HOLE`). `sha2` uses the CPU's SHA extensions when present.
+//! its own that the walker queues in tree order. A reader starts a batch, and sends each
+//! [`CHUNK`] of it, only while less than [`AHEAD`] bytes wait for the hasher, except for the
+//! batch the hasher is taking, which [`BATCH_QUEUE`] bounds instead; so every reader keeps
+//! reading ahead (a batch waits for no one but the hasher) and the memory stays bounded. The
+//! hasher hands the emptied chunks back for reuse (a new one costs page faults and clearing).
+//! Read-ahead by bytes (not by batches) lets the readers list and read thousands of small
+//! files while the hasher is busy with a big one. A sparse file's holes are not read: the
+//! hasher is fed zeros for them (`SEEK_DATA`/`SEEK_HOLE`). `sha2` uses the CPU's SHA
+//! extensions when present.
 
 use std::ffi::{CStr, OsStr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -42,12 +45,19 @@ use crate::id::Treesum;
 
 /// The most bytes of one entry sent to the hasher at once.
 const CHUNK: usize = 256 * 1024;
-/// Bytes read but not hashed yet, at most (plus what the batches being read hold).
+/// Bytes (of buffer capacity) read but not hashed yet, at most, counting neither the batch
+/// the hasher is taking nor one chunk per reader.
 const AHEAD: usize = 16 << 20;
+/// Messages of one batch queued for the hasher, at most: this bounds the batch it is taking
+/// (which [`AHEAD`] does not) to about 2 MiB.
+const BATCH_QUEUE: usize = 8;
 /// Messages queued for the hasher (the bytes are bounded by [`AHEAD`]; this bounds the walker).
-const IN_FLIGHT: usize = 4096;
-/// Emptied chunks kept for reuse.
-const SPARE_CHUNKS: usize = 16;
+/// One per directory and per batch: the walker of a tree of 5,000 directories and 150,000
+/// files lists it all while the hasher is busy with the first big files.
+const IN_FLIGHT: usize = 8192;
+/// Emptied chunks kept for reuse: as many as can be in flight, so that none is allocated
+/// (and its pages faulted in and cleared) again.
+const SPARE_CHUNKS: usize = AHEAD / CHUNK + BATCH_QUEUE * (MAX_READERS + 1);
 /// Entries of a directory that one reader takes at once (handing each on its own costs more
 /// in thread wake-ups than reading a small file).
 const BATCH: usize = 64;
@@ -85,6 +95,7 @@ pub(crate) fn treesum_and_size(path: &Path) -> Result<(Treesum, u64), StoreError
             pieces: piece_tx,
             jobs: job_tx,
             flow: &flow,
+            batches: Default::default(),
         };
         threads.push(
             std::thread::Builder::new()
@@ -113,6 +124,8 @@ enum Msg {
     /// Disk usage: bytes of entries that are not hard links, and `((st_dev, st_ino), bytes)`
     /// of those that may be (counted once).
     Usage(u64, Vec<((u64, u64), u64)>),
+    /// A directory's metadata JSON and disk usage.
+    Dir(Vec<u8>, u64),
     /// The messages of one [`Job`], from a reader thread (never `Entry` again).
     Entry(mpsc::Receiver<Msg>),
     Failed(StoreError),
@@ -120,16 +133,25 @@ enum Msg {
 
 /// How far the readers may read ahead of the hasher, and the chunks it hands back.
 struct Flow {
-    /// Bytes sent to the hasher and not hashed yet; `None` once the hasher stopped.
-    queued: Mutex<Option<usize>>,
+    /// `None` once the hasher stopped.
+    ahead: Mutex<Option<Ahead>>,
     hashed: Condvar,
     spare: Mutex<Vec<Vec<u8>>>,
+}
+
+/// What the readers have sent and where the hasher is.
+#[derive(Default)]
+struct Ahead {
+    /// Bytes (of buffer capacity) sent to the hasher and not hashed yet.
+    queued: usize,
+    /// The batch the hasher is taking: batches are numbered from 1 in tree order.
+    head: u64,
 }
 
 impl Default for Flow {
     fn default() -> Self {
         Flow {
-            queued: Mutex::new(Some(0)),
+            ahead: Mutex::new(Some(Ahead::default())),
             hashed: Condvar::new(),
             spare: Mutex::default(),
         }
@@ -137,34 +159,41 @@ impl Default for Flow {
 }
 
 impl Flow {
-    fn queued(&self) -> MutexGuard<'_, Option<usize>> {
-        self.queued.lock().unwrap_or_else(|p| p.into_inner())
+    fn ahead(&self) -> MutexGuard<'_, Option<Ahead>> {
+        self.ahead.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Waits until less than [`AHEAD`] bytes wait for the hasher; false when it stopped.
-    fn wait_for_room(&self) -> bool {
-        let mut queued = self.queued();
+    /// Waits until less than [`AHEAD`] bytes wait for the hasher or it is taking `batch`
+    /// (whose reader must never wait for the bytes of later ones); false when it stopped.
+    fn wait_for_room(&self, batch: u64) -> bool {
+        let mut ahead = self.ahead();
         loop {
-            match *queued {
+            match &*ahead {
                 None => return false,
-                Some(n) if n < AHEAD => return true,
-                Some(_) => {
-                    queued = self.hashed.wait(queued).unwrap_or_else(|p| p.into_inner());
-                }
+                Some(a) if a.queued < AHEAD || a.head >= batch => return true,
+                Some(_) => ahead = self.hashed.wait(ahead).unwrap_or_else(|p| p.into_inner()),
             }
         }
     }
 
-    fn sent(&self, bytes: usize) {
-        if let Some(n) = self.queued().as_mut() {
-            *n += bytes;
+    fn sent(&self, chunk: &Vec<u8>) {
+        if let Some(a) = self.ahead().as_mut() {
+            a.queued += chunk.capacity();
         }
+    }
+
+    /// The hasher starts on the next batch.
+    fn next_batch(&self) {
+        if let Some(a) = self.ahead().as_mut() {
+            a.head += 1;
+        }
+        self.hashed.notify_all();
     }
 
     /// The hasher is done with `chunk`: its bytes leave the queue, the chunk is kept for reuse.
     fn hashed(&self, mut chunk: Vec<u8>) {
-        if let Some(n) = self.queued().as_mut() {
-            *n = n.saturating_sub(chunk.len());
+        if let Some(a) = self.ahead().as_mut() {
+            a.queued = a.queued.saturating_sub(chunk.capacity());
         }
         self.hashed.notify_all();
         if chunk.capacity() >= CHUNK {
@@ -184,7 +213,7 @@ impl Flow {
 
     /// The hasher stopped: readers waiting for room give up.
     fn stop(&self) {
-        *self.queued() = None;
+        *self.ahead() = None;
         self.hashed.notify_all();
     }
 }
@@ -221,6 +250,11 @@ impl<'f> Hash<'f> {
                     n -= k as u64;
                 }
             }
+            Msg::Dir(json, usage) => {
+                self.size += usage;
+                self.sha.update(&json);
+                self.flow.hashed(json);
+            }
             Msg::Usage(bytes, links) => {
                 self.size += bytes;
                 for (key, bytes) in links {
@@ -229,7 +263,10 @@ impl<'f> Hash<'f> {
                     }
                 }
             }
-            Msg::Entry(rx) => return rx.iter().try_for_each(|m| self.consume(m)),
+            Msg::Entry(rx) => {
+                self.flow.next_batch();
+                return rx.iter().try_for_each(|m| self.consume(m));
+            }
             Msg::Failed(e) => return Err(e),
         }
         Ok(())
@@ -241,6 +278,8 @@ struct Walker<'f> {
     pieces: mpsc::SyncSender<Msg>,
     jobs: mpsc::Sender<Job>,
     flow: &'f Flow,
+    /// Batches queued so far.
+    batches: std::cell::Cell<u64>,
 }
 
 impl Walker<'_> {
@@ -290,8 +329,10 @@ impl Walker<'_> {
         if batch.is_empty() {
             return true;
         }
-        let (out, entry) = mpsc::sync_channel(2);
+        let (out, entry) = mpsc::sync_channel(BATCH_QUEUE);
+        self.batches.set(self.batches.get() + 1);
         let job = Job {
+            number: self.batches.get(),
             dir: dir.clone(),
             dir_path: dir_path.clone(),
             entries: std::mem::take(batch),
@@ -310,18 +351,17 @@ impl Walker<'_> {
         let label = selinux_label(fd.as_fd(), &path)?;
         let mut json = Vec::with_capacity(128);
         metadata_json(&mut json, &st, name, label.as_deref());
-        self.flow.sent(json.len());
-        let sent = self
-            .pieces
-            .send(Msg::Usage(st.st_blocks as u64 * 512, Vec::new()))
-            .is_ok()
-            && self.pieces.send(Msg::Bytes(json)).is_ok();
+        self.flow.sent(&json);
+        let usage = st.st_blocks as u64 * 512;
+        let sent = self.pieces.send(Msg::Dir(json, usage)).is_ok();
         Ok(sent && self.dir(Arc::new(fd), Arc::new(path))?)
     }
 }
 
 /// Consecutive entries of one directory (none of them a directory) for a reader thread.
 struct Job {
+    /// Its place in the hash: the hasher takes batch 1 first.
+    number: u64,
     dir: Arc<OwnedFd>,
     dir_path: Arc<PathBuf>,
     /// Names, with their types where the directory listing said them.
@@ -331,19 +371,23 @@ struct Job {
 
 /// A reader thread: takes jobs until the walker is done.
 fn read_entries(jobs: &Mutex<mpsc::Receiver<Job>>, flow: &Flow) {
+    // Kept from one job to the next: a chunk being filled, and a scratch buffer.
+    let (mut buf, mut json) = (Vec::new(), Vec::with_capacity(256));
     loop {
         // Wait for room before taking a job, holding the queue: the jobs start in tree order,
         // so the bytes that fill the room are all of jobs started earlier, which the hasher
         // takes first.
         let job = match jobs.lock() {
-            Ok(rx) if flow.wait_for_room() => rx.recv(),
+            Ok(rx) if flow.wait_for_room(u64::MAX) => rx.recv(),
             _ => return,
         };
         let Ok(job) = job else { return };
         let mut out = Out {
             tx: &job.out,
+            batch: job.number,
             flow,
-            buf: Vec::new(),
+            buf: &mut buf,
+            json: &mut json,
             usage: 0,
             links: Vec::new(),
         };
@@ -402,11 +446,9 @@ fn entry(
         libc::S_IFLNK => {
             out.account(&st);
             let label = selinux_label_nofollow(dir, name, &path())?;
-            let mut json = Vec::with_capacity(128);
-            metadata_json(&mut json, &st, name, label.as_deref());
             let target = nix::fcntl::readlinkat(dir, name)
                 .map_err(|e| StoreError::io("read the link", &path(), e.into()))?;
-            Ok(out.push(&json) && out.push(target.as_bytes()))
+            Ok(out.metadata(&st, name, label.as_deref()) && out.push(target.as_bytes()))
         }
         libc::S_IFREG => {
             let fd = open_at(dir, name, OFlag::O_NONBLOCK, &path())?;
@@ -430,9 +472,7 @@ fn regular(
     out.account(st);
     let label = label_or_none(osbuild_sys::fs::get_xattr(fd.as_fd(), SELINUX_XATTR))
         .map_err(|e| StoreError::io("read the SELinux label of", &path(), e.into()))?;
-    let mut json = Vec::with_capacity(128);
-    metadata_json(&mut json, st, name, label.as_deref());
-    if !out.push(&json) {
+    if !out.metadata(st, name, label.as_deref()) {
         return Ok(false);
     }
     let size = st.st_size as u64;
@@ -448,8 +488,13 @@ fn regular(
 /// usage at the end. Each method returns false when the hasher stopped listening.
 struct Out<'a> {
     tx: &'a mpsc::SyncSender<Msg>,
+    /// The job's number.
+    batch: u64,
     flow: &'a Flow,
-    buf: Vec<u8>,
+    /// The chunk being filled.
+    buf: &'a mut Vec<u8>,
+    /// Scratch space for an entry's metadata JSON.
+    json: &'a mut Vec<u8>,
     usage: u64,
     links: Vec<((u64, u64), u64)>,
 }
@@ -464,12 +509,24 @@ impl Out<'_> {
         }
     }
 
+    /// Sends an entry's metadata JSON.
+    fn metadata(&mut self, st: &FileStat, name: &[u8], label: Option<&[u8]>) -> bool {
+        let mut json = std::mem::take(self.json);
+        metadata_json(&mut json, st, name, label);
+        let sent = self.push(&json);
+        *self.json = json;
+        sent
+    }
+
     fn flush(&mut self) -> bool {
         if self.buf.is_empty() {
             return true;
         }
-        let full = std::mem::replace(&mut self.buf, self.flow.chunk());
-        self.flow.sent(full.len());
+        if !self.flow.wait_for_room(self.batch) {
+            return false;
+        }
+        let full = std::mem::replace(self.buf, self.flow.chunk());
+        self.flow.sent(&full);
         self.tx.send(Msg::Bytes(full)).is_ok()
     }
 
@@ -479,14 +536,21 @@ impl Out<'_> {
             return None;
         }
         if self.buf.capacity() == 0 {
-            self.buf = self.flow.chunk();
+            *self.buf = self.flow.chunk();
         }
         Some(CHUNK - self.buf.len())
     }
 
     fn push(&mut self, bytes: &[u8]) -> bool {
+        // A chunk never grows past CHUNK (unless `bytes` alone is bigger).
+        if self.buf.len() + bytes.len() > CHUNK && !self.flush() {
+            return false;
+        }
+        if self.buf.capacity() == 0 {
+            *self.buf = self.flow.chunk();
+        }
         self.buf.extend_from_slice(bytes);
-        self.buf.len() < CHUNK || self.flush()
+        true
     }
 
     fn zeros(&mut self, n: u64) -> bool {
@@ -508,7 +572,7 @@ impl Out<'_> {
             let Some(room) = self.room() else {
                 return Ok(false);
             };
-            match osbuild_sys::fs::read_appending(fd, &mut self.buf, room) {
+            match osbuild_sys::fs::read_appending(fd, self.buf, room) {
                 Ok(0) => return Ok(true),
                 Ok(n) => {
                     total += n as u64;
@@ -545,7 +609,7 @@ impl Out<'_> {
                     return Ok(false);
                 };
                 let want = (room as u64).min(end - pos) as usize;
-                match osbuild_sys::fs::pread_appending(fd, &mut self.buf, want, pos) {
+                match osbuild_sys::fs::pread_appending(fd, self.buf, want, pos) {
                     // The file shrank: what the hasher has is the file.
                     Ok(0) => return self.sparse_end(fd, pos),
                     Ok(n) => pos += n as u64,
@@ -804,6 +868,51 @@ mod tests {
             metadata_json(&mut out, &st, name, label);
             assert_eq!(String::from_utf8(out).unwrap(), want);
         }
+    }
+
+    /// With the read-ahead full, the batch the hasher takes goes on, a later one waits until
+    /// the hasher takes it, and every waiting reader gives up when the hasher stops.
+    #[test]
+    fn read_ahead_waits_only_for_later_batches() {
+        use std::thread::ScopedJoinHandle;
+        use std::time::{Duration, Instant};
+        let finishes = |t: &ScopedJoinHandle<bool>| {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !t.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            t.is_finished()
+        };
+        let flow = Flow::default();
+        flow.sent(&Vec::with_capacity(AHEAD));
+        flow.next_batch();
+        std::thread::scope(|s| {
+            // However it fails, the waiting threads are let go (or the scope waits forever).
+            struct Stop<'a>(&'a Flow);
+            impl Drop for Stop<'_> {
+                fn drop(&mut self) {
+                    self.0.stop();
+                }
+            }
+            let _stop = Stop(&flow);
+            let taken = s.spawn(|| flow.wait_for_room(1));
+            assert!(finishes(&taken), "the hasher's batch goes on");
+            assert!(taken.join().unwrap());
+            let later = s.spawn(|| flow.wait_for_room(2));
+            let new = s.spawn(|| flow.wait_for_room(u64::MAX));
+            std::thread::sleep(Duration::from_millis(100));
+            assert!(
+                !later.is_finished(),
+                "batch 2 waits while the hasher takes batch 1"
+            );
+            assert!(!new.is_finished(), "no new batch starts");
+            flow.next_batch();
+            assert!(finishes(&later), "batch 2 goes on once the hasher takes it");
+            assert!(later.join().unwrap());
+            flow.stop();
+            assert!(finishes(&new), "a reader gives up when the hasher stops");
+            assert!(!new.join().unwrap());
+        });
     }
 
     #[test]
