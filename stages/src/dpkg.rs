@@ -17,9 +17,7 @@
 //! Kernel images (and what depends on them) are unpacked and configured last, after everything
 //! else is configured: their postinst makes the initramfs with every hook in place, and the
 //! initramfs-tools trigger, already processed, finds no initramfs to make again (it would
-//! otherwise make it twice). Meanwhile a thread rewrites their `.deb`s with the data stored
-//! uncompressed ([`plain`]), so that their unpack, the last serial step before the
-//! initramfs, only writes files.
+//! otherwise make it twice).
 //!
 //! The tree's dpkg runs in a private mount and network namespace of this stage: `/proc`,
 //! `/sys` and `/dev` are mounted into the tree and the sources directory is bound read-only at
@@ -45,7 +43,6 @@ use crate::mounts::{isolate, Mounts};
 use crate::tree;
 
 mod bootstrap;
-mod plain;
 
 use bootstrap::Relations;
 
@@ -63,9 +60,6 @@ const CORE: &[&str] = &[
 
 /// Where the sources' files appear inside the tree while dpkg runs.
 const DEBS_DIR: &str = ".osbuild-dpkg";
-
-/// Where the kernels' `.deb`s with uncompressed data are made while dpkg runs (see `plain`).
-const PLAIN_DIR: &str = ".osbuild-dpkg-plain";
 
 /// The `policy-rc.d` that tells invoke-rc.d (and deb-systemd-invoke) not to start anything.
 const POLICY_RC_D: &str = "#!/bin/sh\n# written by org.osbuild.dpkg while it runs\nexit 101\n";
@@ -149,26 +143,13 @@ pub fn run(args: &Args) -> Result<i32, StageError> {
             debs.iter().collect()
         };
         let (rest, kernels) = kernels_last(rest);
-        // Decompressed on a spare core while dpkg works through the rest.
-        let mut ahead = plain_ahead(tree, &packages, &kernels)?;
-        if !rest.is_empty() {
-            dpkg.run("unpack", &["--force-depends", "--unpack"], &rest)?;
-            dpkg.run("configure", &["--configure", "-a"], &[])?;
+        for (step, group) in [("", rest), (" kernels", kernels)] {
+            if !group.is_empty() {
+                let unpack = format!("unpack{step}");
+                dpkg.run(&unpack, &["--force-depends", "--unpack"], &group)?;
+                dpkg.run("configure", &["--configure", "-a"], &[])?;
+            }
         }
-        if !kernels.is_empty() {
-            let plain = ahead.as_mut().map(plain::Ahead::finish).unwrap_or_default();
-            let files: Vec<String> = kernels
-                .iter()
-                .map(|d| match plain.contains(&d.checksum) {
-                    true => format!("/{PLAIN_DIR}/{}", d.checksum),
-                    false => dpkg.file(d),
-                })
-                .collect();
-            let args = ["--force-depends", "--unpack"];
-            dpkg.run_files("unpack kernels", &args, &files, kernels.len())?;
-            dpkg.run("configure", &["--configure", "-a"], &[])?;
-        }
-        drop(ahead);
         drop(mounts);
     }
 
@@ -400,24 +381,6 @@ fn extract(path: &Path, tree: &Path, deb: &Deb) -> Result<(), StageError> {
     Ok(())
 }
 
-/// Starts writing the `kernels`' `.deb`s with uncompressed data into the tree's
-/// [`PLAIN_DIR`]; none when there are no kernels.
-fn plain_ahead(
-    tree: &Path,
-    packages: &[(String, PathBuf)],
-    kernels: &[&Deb],
-) -> Result<Option<plain::Ahead>, StageError> {
-    if kernels.is_empty() {
-        return Ok(None);
-    }
-    let sources: Vec<(String, PathBuf)> = kernels
-        .iter()
-        .filter_map(|d| packages.iter().find(|(c, _)| *c == d.checksum).cloned())
-        .collect();
-    let dir = tree::tree_path(tree, PLAIN_DIR)?;
-    plain::Ahead::start(dir, sources).map(Some)
-}
-
 /// `debs` without and with the kernel images and what depends on them (see
 /// [`bootstrap::kernels_and_dependents`]); all in the first part when the old way is asked for.
 fn kernels_last(debs: Vec<&Deb>) -> (Vec<&Deb>, Vec<&Deb>) {
@@ -523,36 +486,23 @@ impl Dpkg<'_> {
         Ok(cmd)
     }
 
-    /// The path of `deb`'s file inside the tree.
-    fn file(&self, deb: &Deb) -> String {
-        format!("{}/{}", self.debs_dir, deb.checksum)
-    }
-
-    /// Runs dpkg with `args` and the files of `debs` (all packages' count when none are
-    /// given); on failure names the packages dpkg reported.
+    /// Runs dpkg with `args` and the files of `debs`; on failure names the packages dpkg
+    /// reported.
     fn run(&self, step: &str, args: &[&str], debs: &[&Deb]) -> Result<(), StageError> {
-        let files: Vec<String> = debs.iter().map(|d| self.file(d)).collect();
-        let count = if debs.is_empty() {
-            self.debs.len()
-        } else {
-            debs.len()
-        };
-        self.run_files(step, args, &files, count)
-    }
-
-    /// Runs dpkg with `args` and `files` (paths inside the tree), saying it works on `count`
-    /// packages.
-    fn run_files(
-        &self,
-        step: &str,
-        args: &[&str],
-        files: &[String],
-        count: usize,
-    ) -> Result<(), StageError> {
-        println!("dpkg: {step} ({count} packages)");
+        println!(
+            "dpkg: {step} ({} packages)",
+            if debs.is_empty() {
+                self.debs.len()
+            } else {
+                debs.len()
+            }
+        );
         let _ = std::io::stdout().flush();
         let mut cmd = self.command()?;
-        cmd.args(args).args(files);
+        cmd.args(args);
+        for d in debs {
+            cmd.arg(format!("{}/{}", self.debs_dir, d.checksum));
+        }
         cmd.stderr(Stdio::piped());
         let mut child = cmd.spawn().map_err(|source| StageError::Spawn {
             program: "dpkg (in the tree)".into(),
