@@ -103,6 +103,11 @@ const NETWORK_FILES: &[&str] = &["/etc/resolv.conf", "/etc/hosts"];
 /// Small files are copied instead (see `SharedRoot::copy_root_config`).
 const ROOT_CONFIG_DIRS: &[&str] = &["etc/selinux"];
 
+/// Whether `path` is a directory (`dir`) or a regular file itself, not a symlink to one.
+fn is_real(path: &std::path::Path, dir: bool) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| if dir { m.is_dir() } else { m.is_file() })
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum BuildRootError {
     #[error("the build root has no /usr at {0}: is the build pipeline's tree a real OS tree?")]
@@ -290,7 +295,8 @@ impl Sandbox {
         push(&[&"--bind", &self.var, &"/var"]);
         for dir in ROOT_CONFIG_DIRS {
             let src = self.root.join(dir);
-            if src.is_dir() {
+            // Only the build tree's own directory, never one a symlink leads to on the host.
+            if is_real(&self.root.join("etc"), true) && is_real(&src, true) {
                 push(&[&"--ro-bind", &src, &format!("/{dir}")]);
             }
         }
@@ -956,6 +962,33 @@ mod tests {
             !argv.iter().any(|a| a == "/sbin"),
             "absent dirs are not mounted"
         );
+    }
+
+    /// The build tree's /etc/selinux is bound when the tree has one of its own; not when
+    /// `etc` or `etc/selinux` is a symlink, which would lead to a host directory.
+    #[test]
+    fn selinux_policy_only_from_the_build_tree_itself() {
+        let elsewhere = tempfile::tempdir().unwrap();
+        std::fs::create_dir(elsewhere.path().join("selinux")).unwrap();
+        let tree = |etc: &dyn Fn(&std::path::Path)| {
+            let root = tempfile::tempdir().unwrap();
+            etc(root.path());
+            let mut p = plan(ModuleKind::Stage);
+            p.root = root.path().to_owned();
+            let bound = strings(&p.argv(None)).iter().any(|a| a == "/etc/selinux");
+            (root, bound)
+        };
+        let (_r, own) = tree(&|r| std::fs::create_dir_all(r.join("etc/selinux")).unwrap());
+        assert!(own);
+        let (_r, linked_etc) =
+            tree(&|r| std::os::unix::fs::symlink(elsewhere.path(), r.join("etc")).unwrap());
+        assert!(!linked_etc);
+        let (_r, linked_dir) = tree(&|r| {
+            std::fs::create_dir(r.join("etc")).unwrap();
+            std::os::unix::fs::symlink(elsewhere.path().join("selinux"), r.join("etc/selinux"))
+                .unwrap();
+        });
+        assert!(!linked_dir);
     }
 
     #[test]

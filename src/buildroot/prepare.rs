@@ -102,7 +102,9 @@ impl SharedRoot {
                 }
                 _ => {}
             }
-            if std::fs::symlink_metadata(&src).is_ok_and(|m| m.is_file()) {
+            // Neither `etc` nor the file may be a symlink: it would lead out of the build
+            // tree, into the host's files.
+            if super::is_real(&root.join("etc"), true) && super::is_real(&src, false) {
                 std::fs::copy(&src, &dst)
                     .map_err(io_err(format!("copying {} into /etc", src.display())))?;
             }
