@@ -202,9 +202,12 @@ fn serve(
                 let reply = stdio::Reply::IN_ORDER.to_wire();
                 // In the reply's order: stdin, stdout, stderr.
                 let fds = [stdin.as_fd(), stdout.as_fd(), stdout.as_fd()];
-                match socket::send(&sock, reply.as_bytes(), &fds, Some(&peer)) {
-                    Ok(_) => requested.store(true, Ordering::SeqCst),
-                    Err(e) => tracing::warn!("API socket: replying to setup-stdio: {e}"),
+                // Set before the reply leaves: the runner may run its module and end, and the
+                // engine read this, before this thread gets to run again after the send.
+                requested.store(true, Ordering::SeqCst);
+                if let Err(e) = socket::send(&sock, reply.as_bytes(), &fds, Some(&peer)) {
+                    requested.store(false, Ordering::SeqCst);
+                    tracing::warn!("API socket: replying to setup-stdio: {e}");
                 }
             }
             (Some(stdio::SETUP_STDIO), None) => {
