@@ -516,12 +516,8 @@ async fn job_signal(
         .map(|i| i.to_string())
         .unwrap_or_default();
     let member = header.member().map(|m| m.to_string()).unwrap_or_default();
-    let member = match interface.as_str() {
-        MANAGER_INTERFACE | JOB_INTERFACE => member,
-        _ => return Ok(None),
-    };
-    match member.as_str() {
-        "StageStarted" => {
+    match (interface.as_str(), member.as_str()) {
+        (MANAGER_INTERFACE, "StageStarted") => {
             let Some(a) = StageStarted::from_message(msg) else {
                 return Ok(None);
             };
@@ -531,7 +527,7 @@ async fn job_signal(
                 display.stage_started(&name, a.stage_id, a.index, a.total);
             }
         }
-        "StageOutput" => {
+        (MANAGER_INTERFACE, "StageOutput") => {
             let Some(a) = StageOutput::from_message(msg) else {
                 return Ok(None);
             };
@@ -540,7 +536,7 @@ async fn job_signal(
                 display.line(a.line);
             }
         }
-        "StageFinished" => {
+        (MANAGER_INTERFACE, "StageFinished") => {
             let Some(a) = StageFinished::from_message(msg) else {
                 return Ok(None);
             };
@@ -549,12 +545,12 @@ async fn job_signal(
                 display.stage_finished(&qualified(a.pipeline, a.name), a.success, a.seconds);
             }
         }
-        "DownloadProgress" => {
+        (JOB_INTERFACE, "DownloadProgress") => {
             if let Some((source, d)) = download_of(&msg, job) {
                 display.download(&source, d);
             }
         }
-        "JobFinished" => {
+        (MANAGER_INTERFACE, "JobFinished") => {
             let Some(a) = JobFinished::from_message(msg) else {
                 return Ok(None);
             };
