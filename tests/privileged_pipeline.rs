@@ -293,6 +293,27 @@ fn privileged_the_first_stages_output_is_exactly_its_own() {
     assert_store_clean(&env);
 }
 
+/// Each stage gets an empty `/var` and `/var/tmp` of the usual modes, whatever the stage
+/// before it left there (the directories are reused, emptied, between a build root's modules).
+#[test]
+fn privileged_each_stage_gets_an_empty_var_whatever_the_last_one_left() {
+    if !privileged("privileged_each_stage_gets_an_empty_var_whatever_the_last_one_left") {
+        return;
+    }
+    let env = Env::new();
+    let manifest = json!({"pipeline": {"stages": [
+        {"name": "org.osbuild.test.litter", "options": {"i": 1}},
+        {"name": "org.osbuild.test.litter", "options": {"i": 2}},
+        {"name": "org.osbuild.test.litter", "options": {"i": 3}}
+    ]}});
+    let (result, code) = env.build_json(&[], &manifest.to_string());
+    assert_eq!(code, 0, "{result}");
+    for stage in result["stages"].as_array().unwrap() {
+        assert_eq!(stage["output"], "var 755: tmp \nvar/tmp 1777: \n", "{result}");
+    }
+    assert_store_clean(&env);
+}
+
 /// The runner's set-up of a build root is made once and kept in the store: a later build on
 /// the same build root gets a copy of that `/etc` instead of running the set-up again.
 #[test]

@@ -21,6 +21,7 @@ mod head_api;
 mod netns;
 mod prepare;
 mod remoteloop;
+mod scratch;
 mod seccomp;
 mod setup;
 
@@ -43,6 +44,7 @@ pub use api::{ApiServer, SourcesHandler, SourcesServer};
 pub use head_api::HeadApiServer;
 pub use prepare::{ModuleRun, Protocol, SharedRoot};
 pub use remoteloop::LoopServer;
+pub use scratch::ModuleDir;
 pub use setup::{set_up_key, SetUpRoot};
 
 /// Capabilities every module keeps: osbuild's `DEFAULT_CAPABILITIES` without `CAP_SYS_ADMIN`

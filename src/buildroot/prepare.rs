@@ -3,32 +3,45 @@
 //! ([`ModuleRun::prepare`]). The pipeline decides *what* runs; this decides how its sandbox
 //! is laid out on disk.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use osbuild_sys::caps::Capability;
 
+use super::scratch::{ModuleDir, ModuleScratch};
 use super::{io_err, BuildRootError, DevDir, HeadLayout, NetNs, Sandbox};
 use crate::modules::ModuleKind;
 
 /// What the modules of one pipeline share: a private `/dev`, an `/etc` where the runner's
-/// set-up lands once, and a loopback-only network namespace. The directories live in a
-/// scratch directory the caller owns and removes after dropping this (`/dev` is unmounted
-/// first).
+/// set-up lands once, a loopback-only network namespace, and the directory each module's own
+/// directories are made in, in turn. The directories live in a scratch directory the caller
+/// owns and removes after dropping this (`/dev` is unmounted first).
 pub struct SharedRoot {
     dev: DevDir,
     etc: PathBuf,
     netns: Arc<NetNs>,
+    module: ModuleScratch,
 }
 
 impl SharedRoot {
-    /// Creates `dev/` (mounted) and `etc/` in `scratch`, and the network namespace.
+    /// Creates `dev/` (mounted), `etc/` and `module/` in `scratch`, and the network namespace.
     pub fn new(scratch: &Path) -> Result<Self, BuildRootError> {
         let dev = DevDir::new(&make_dir(scratch, "dev")?)?;
         let etc = make_dir(scratch, "etc")?;
+        let module = ModuleScratch::new(scratch)?;
         let netns = Arc::new(NetNs::new()?);
-        Ok(Self { dev, etc, netns })
+        Ok(Self {
+            dev,
+            etc,
+            netns,
+            module,
+        })
+    }
+
+    /// The directory for the next module's own directories, emptied (see the scratch module),
+    /// held until dropped.
+    pub fn module_dir(&self) -> Result<ModuleDir<'_>, BuildRootError> {
+        self.module.take()
     }
 }
 
@@ -120,29 +133,28 @@ impl SharedRoot {
 }
 
 impl ModuleRun<'_> {
-    /// Where a module of HEAD's protocol finds its mounts: mounts are made here before
-    /// [`ModuleRun::prepare`], which binds the directory into the sandbox.
-    pub fn mounts_dir(scratch: &Path) -> PathBuf {
-        scratch.join("mounts")
+    /// Where a module of HEAD's protocol finds its mounts (`dir` is its [`ModuleDir`]'s path):
+    /// mounts are made here before [`ModuleRun::prepare`], which binds the directory into the
+    /// sandbox.
+    pub fn mounts_dir(dir: &Path) -> PathBuf {
+        dir.join("mounts")
     }
 }
 
 impl ModuleRun<'_> {
-    /// Creates the module's private directories in `scratch` (`var/`, `var/tmp` with mode
-    /// 1777, `api/`, and `sources/` for a stage) and the [`Sandbox`] that runs it.
-    pub fn prepare(&self, scratch: &Path) -> Result<Sandbox, BuildRootError> {
-        let var = make_dir(scratch, "var")?;
-        let api = make_dir(scratch, "api")?;
-        let var_tmp = make_dir(&var, "tmp")?;
-        std::fs::set_permissions(&var_tmp, std::fs::Permissions::from_mode(0o1777))
-            .map_err(io_err("chmod /var/tmp"))?;
+    /// Makes the module's private directories in `dir` (`var/`, `var/tmp` with mode 1777,
+    /// `api/`, and `sources/` for a stage) and the [`Sandbox`] that runs it.
+    pub fn prepare(&self, dir: &ModuleDir) -> Result<Sandbox, BuildRootError> {
+        let var = dir.make_dir("var")?;
+        dir.make_dir("var/tmp")?;
+        let api = dir.make_dir("api")?;
         let sources = (self.kind == ModuleKind::Stage)
-            .then(|| make_dir(scratch, "sources"))
+            .then(|| dir.make_dir("sources"))
             .transpose()?;
         let head = match self.protocol {
             Protocol::V10 => None,
             Protocol::Head { arguments, inputs } => {
-                Some(head_layout(scratch, &api, arguments, inputs)?)
+                Some(head_layout(dir, &api, arguments, inputs)?)
             }
         };
         Ok(Sandbox {
@@ -173,21 +185,21 @@ impl ModuleRun<'_> {
 /// already, with mounts in it), the empty `meta` file, and `api/arguments` (read-only inside,
 /// since the API directory is).
 fn head_layout(
-    scratch: &Path,
+    dir: &ModuleDir,
     api: &Path,
     arguments: &str,
     inputs: &[(String, PathBuf)],
 ) -> Result<HeadLayout, BuildRootError> {
-    let inputs_dir = make_dir(scratch, "inputs")?;
+    let inputs_dir = dir.make_dir("inputs")?;
     for (name, _) in inputs {
         make_dir(&inputs_dir, name)?;
     }
     // Made (with the stage's mounts in it) before the sandbox is prepared.
-    let mounts_dir = ModuleRun::mounts_dir(scratch);
+    let mounts_dir = ModuleRun::mounts_dir(dir.path());
     if !mounts_dir.is_dir() {
-        make_dir(scratch, "mounts")?;
+        dir.make_dir("mounts")?;
     }
-    let meta_file = scratch.join("meta");
+    let meta_file = dir.path().join("meta");
     std::fs::write(&meta_file, b"").map_err(io_err("creating the metadata file"))?;
     let args_file = api.join(osbuild_protocol::paths::ARGUMENTS_NAME);
     std::fs::write(&args_file, arguments).map_err(io_err("writing the arguments file"))?;

@@ -57,7 +57,7 @@ impl BuildEnv {
                 return Ok(self.shared.copy_root_config(root)?);
             }
         }
-        let scratch = b.store.tempdir("setup")?;
+        let dir = self.shared.module_dir()?;
         let plan = ModuleRun {
             kind: ModuleKind::Runner,
             module: runner,
@@ -74,7 +74,7 @@ impl BuildEnv {
             protocol: Protocol::V10,
             timeout: None,
         };
-        let sandbox = plan.prepare(scratch.path())?;
+        let sandbox = plan.prepare(&dir)?;
         let run = match BuildRoot::run(&sandbox, "", &b.cancel, &mut |_| {}) {
             Err(BuildRootError::Cancelled) => return Err(BuildError::Cancelled),
             other => other?,

@@ -386,8 +386,8 @@ impl<'a> Run<'a, '_> {
         at: Position,
     ) -> Result<ModuleResult, BuildError> {
         let kind = plan.kind;
-        let scratch = self.b.store.tempdir("module")?;
-        let sandbox = plan.prepare(scratch.path())?;
+        let dir = plan.shared.module_dir()?;
+        let sandbox = plan.prepare(&dir)?;
         if let Some(dir) = &sandbox.sources {
             self.sources.expose(dir).map_err(BuildError::Source)?;
         }

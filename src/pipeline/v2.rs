@@ -27,7 +27,7 @@ use crate::json::{self, Map, Value};
 use crate::manifest::v2::{Input, Manifest, Origin, Pipeline, Stage};
 use crate::modules::ModuleKind;
 use crate::sources::{SourceError, Sources};
-use crate::store::{Object, ObjectKind, ReadGuard, Store, TempDir};
+use crate::store::{Object, ObjectKind, ReadGuard, Store};
 
 /// The most metadata a stage may report (HEAD's rpm stage lists every package: ~1 MiB for
 /// a large image).
@@ -435,11 +435,11 @@ impl<'a> V2Run<'a, '_> {
             });
         }
         let head = b.index.speaks_head(kind, &stage.module);
-        let scratch = b.store.tempdir("module")?;
+        let dir = env.shared.module_dir()?;
         // Objects first, then the guards that borrow them, dropped in reverse.
         let input_objects = self.input_objects(stage)?;
         let mut input_guards = Vec::new();
-        let inputs = self.map_inputs(stage, &scratch, &input_objects, &mut input_guards)?;
+        let inputs = self.map_inputs(stage, dir.path(), &input_objects, &mut input_guards)?;
         let binds: Vec<(String, PathBuf)> = inputs
             .iter()
             .map(|m| (m.name.clone(), m.host.clone()))
@@ -449,7 +449,7 @@ impl<'a> V2Run<'a, '_> {
         let build_guard = env.tree.as_ref().map(Object::read).transpose()?;
         let tree_guard = tree.write()?;
         // Devices and mounts live until the sandbox is gone, and go before the tree's guard.
-        let mounts_root = ModuleRun::mounts_dir(scratch.path());
+        let mounts_root = ModuleRun::mounts_dir(dir.path());
         std::fs::create_dir(&mounts_root)
             .map_err(|e| BuildError::Input(format!("creating {}: {e}", mounts_root.display())))?;
         let services =
@@ -479,7 +479,7 @@ impl<'a> V2Run<'a, '_> {
             },
             timeout: self.request.stage_timeout,
         };
-        let sandbox = plan.prepare(scratch.path())?;
+        let sandbox = plan.prepare(&dir)?;
         let started = Instant::now();
         let run = self.run_sandbox(stage, &sandbox, &v10_args, at)?;
         // What a successful stage wrote must reach its devices (a flush, a staged FAT written
@@ -489,7 +489,7 @@ impl<'a> V2Run<'a, '_> {
                 .release()
                 .map_err(|e| BuildError::Input(format!("stage {}: {e}", stage.module)))?;
         }
-        self.finish_stage(stage, run, &scratch.path().join("meta"), started)
+        self.finish_stage(stage, run, &dir.path().join("meta"), started)
     }
 
     /// What a stage's run leaves: its metadata kept, the monitor told, its log entry.
@@ -647,7 +647,7 @@ impl<'a> V2Run<'a, '_> {
     fn map_inputs<'o>(
         &self,
         stage: &Stage,
-        scratch: &TempDir,
+        scratch: &Path,
         objects: &'o [(String, Object)],
         guards: &mut Vec<ReadGuard<'o>>,
     ) -> Result<Vec<MappedInput>, BuildError> {
@@ -660,7 +660,7 @@ impl<'a> V2Run<'a, '_> {
             if name.contains(['/', '\0']) {
                 return Err(what("an input name must not contain '/'"));
             }
-            let host = scratch.path().join(format!("input-{}", mapped.len()));
+            let host = scratch.join(format!("input-{}", mapped.len()));
             std::fs::create_dir(&host)
                 .map_err(|e| what(&format!("creating {}: {e}", host.display())))?;
             let tree_of =
