@@ -309,7 +309,10 @@ fn privileged_each_stage_gets_an_empty_var_whatever_the_last_one_left() {
     let (result, code) = env.build_json(&[], &manifest.to_string());
     assert_eq!(code, 0, "{result}");
     for stage in result["stages"].as_array().unwrap() {
-        assert_eq!(stage["output"], "var 755: tmp \nvar/tmp 1777: \n", "{result}");
+        assert_eq!(
+            stage["output"], "var 755: tmp \nvar/tmp 1777: \n",
+            "{result}"
+        );
     }
     assert_store_clean(&env);
 }

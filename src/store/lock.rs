@@ -37,7 +37,7 @@ pub(super) fn remove_tree(path: &Path) {
         tracing::error!("not removing {}: {e}", path.display());
         return;
     }
-    if let Err(e) = std::fs::remove_dir_all(path) {
+    if let Err(e) = super::remove::remove_dir_all(path) {
         if e.kind() != io::ErrorKind::NotFound {
             tracing::warn!("cannot remove {}: {e}", path.display());
         }

@@ -37,6 +37,7 @@ mod lock;
 mod object;
 mod prune;
 mod refs;
+mod remove;
 mod setups;
 mod stage_meta;
 mod treesum;
