@@ -1,9 +1,9 @@
 //! The dpkg stage's tree does not depend on how its bootstrap gets the packages on disk: the
 //! fast path (only what dpkg needs extracted by hand, several at once; everything else unpacked
 //! once, by dpkg) and the old one (`OSBUILD_DPKG_SERIAL_BOOTSTRAP=1`: every package extracted by
-//! hand, one at a time, then unpacked again by dpkg) make the same tree from the bootable image's
-//! packages: the same paths, modes, owners, sizes, contents and symlink targets, and an initrd
-//! holding the same modules.
+//! hand, one at a time, then unpacked again by dpkg; control fields read with one dpkg-deb each)
+//! make the same tree from the bootable image's packages: the same paths, modes, owners, sizes,
+//! contents and symlink targets, and an initrd holding the same modules.
 //!
 //! Two code paths in one test rather than a committed listing: the listing follows the Debian
 //! mirror's point releases, so it could not be kept as test data. Needs root, apt package lists

@@ -43,6 +43,7 @@ use crate::mounts::{isolate, Mounts};
 use crate::tree;
 
 mod bootstrap;
+mod control;
 
 use bootstrap::Relations;
 
@@ -88,9 +89,7 @@ impl Deb {
 pub fn run(args: &Args) -> Result<i32, StageError> {
     let packages = packages(args)?;
     let modules = initramfs_modules(args)?;
-    let debs = bootstrap::each_parallel(&packages, bootstrap::jobs(), |(c, path)| {
-        read_control(c, path)
-    })?;
+    let debs = read_controls(&packages)?;
     let files = packages
         .first()
         .and_then(|(_, p)| p.parent())
@@ -255,6 +254,45 @@ fn parse_show(checksum: &str, text: &str) -> Option<Deb> {
         version: version.to_string(),
         arch: arch.to_string(),
         relations: Relations::parse(essential, pre_depends, depends, provides),
+    })
+}
+
+/// Every package's control fields: all at once ([`control::read_all`]), else (or when the old
+/// way is asked for, [`bootstrap::old_way_requested`]) with one `dpkg-deb --show` each.
+fn read_controls(packages: &[(String, PathBuf)]) -> Result<Vec<Deb>, StageError> {
+    let paths: Vec<&Path> = packages.iter().map(|(_, p)| p.as_path()).collect();
+    let at_once = (!bootstrap::old_way_requested()).then(|| control::read_all(&paths));
+    let fast = at_once.flatten().and_then(|all| {
+        all.iter()
+            .zip(packages)
+            .map(|(f, (checksum, _))| deb_of(checksum, f))
+            .collect::<Option<Vec<Deb>>>()
+    });
+    match fast {
+        Some(debs) => Ok(debs),
+        None => bootstrap::each_parallel(packages, bootstrap::jobs(), |(c, path)| {
+            read_control(c, path)
+        }),
+    }
+}
+
+/// The [`Deb`] of control fields `f`, `None` without a name or version.
+fn deb_of(checksum: &str, f: &control::Fields) -> Option<Deb> {
+    let (name, version) = (f.get("Package"), f.get("Version"));
+    if name.is_empty() || version.is_empty() {
+        return None;
+    }
+    Some(Deb {
+        checksum: checksum.to_owned(),
+        name: name.to_owned(),
+        version: version.to_owned(),
+        arch: f.get("Architecture").to_owned(),
+        relations: Relations::parse(
+            f.get("Essential"),
+            f.get("Pre-Depends"),
+            f.get("Depends"),
+            f.get("Provides"),
+        ),
     })
 }
 
@@ -654,6 +692,80 @@ fn audit(tree: &Path) -> Result<(), StageError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// Builds a `.deb` in `dir` with `control` as its control file and `-Z compressor`.
+    fn build_deb(dir: &Path, name: &str, control: &str, compressor: &str) -> (String, PathBuf) {
+        let root = dir.join(format!("{name}-root"));
+        fs::create_dir_all(root.join("DEBIAN")).unwrap();
+        fs::create_dir_all(root.join("usr/share/doc")).unwrap();
+        fs::write(root.join("DEBIAN/control"), control).unwrap();
+        let postinst = root.join("DEBIAN/postinst");
+        fs::write(&postinst, "#!/bin/sh\nexit 0\n").unwrap();
+        fs::set_permissions(&postinst, fs::Permissions::from_mode(0o755)).unwrap();
+        fs::write(root.join("usr/share/doc/file"), name.repeat(3000)).unwrap();
+        let deb = dir.join(format!("{name}.deb"));
+        let out = Command::new("dpkg-deb")
+            .args(["--root-owner-group", &format!("-Z{compressor}"), "--build"])
+            .arg(&root)
+            .arg(&deb)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (format!("sha256:{name}"), deb)
+    }
+
+    /// The control fields read all at once are those `dpkg-deb --show` gives, and a package
+    /// of another compression makes the stage ask dpkg-deb for every package.
+    #[test]
+    fn controls_read_at_once_are_dpkg_debs() {
+        let dir = tempfile::tempdir().unwrap();
+        let controls = [
+            "Package: one\nVersion: 1:2.3-4\nArchitecture: amd64\nMaintainer: m <m@x>\n\
+             Essential: yes\nPre-Depends: libc6 (>= 2.36)\nDepends: two,\n three (<< 5) | four:any\n\
+             Description: first\n more text\n",
+            "Package: two\nVersion: 0.1\nArchitecture: all\nMaintainer: m <m@x>\n\
+             Provides: four (= 1), five\nDescription: second\n",
+            "Package: three\nVersion: 7\nArchitecture: amd64\nMaintainer: m <m@x>\nDescription: third\n",
+        ];
+        let xz: Vec<(String, PathBuf)> = ["one", "two", "three"]
+            .iter()
+            .zip(controls)
+            .map(|(n, c)| build_deb(dir.path(), n, c, "xz"))
+            .collect();
+        let by_dpkg_deb: Vec<Deb> = xz
+            .iter()
+            .map(|(c, p)| read_control(c, p).unwrap())
+            .collect();
+        let paths: Vec<&Path> = xz.iter().map(|(_, p)| p.as_path()).collect();
+        assert!(
+            control::read_all(&paths).is_some(),
+            "the xz packages are read at once"
+        );
+        assert_eq!(read_controls(&xz).unwrap(), by_dpkg_deb);
+        assert!(by_dpkg_deb[0].relations.essential);
+        assert_eq!(
+            by_dpkg_deb[0].relations.depends,
+            ["libc6", "two", "three", "four"]
+        );
+
+        let mut mixed = xz.clone();
+        mixed.push(build_deb(
+            dir.path(),
+            "gz",
+            &controls[2].replace("three", "gz"),
+            "gzip",
+        ));
+        let paths: Vec<&Path> = mixed.iter().map(|(_, p)| p.as_path()).collect();
+        assert!(control::read_all(&paths).is_none());
+        let all = read_controls(&mixed).unwrap();
+        assert_eq!(all[..3], by_dpkg_deb[..]);
+        assert_eq!(all[3].name, "gz");
+    }
 
     fn deb(name: &str) -> Deb {
         Deb {
