@@ -4,9 +4,10 @@
 //! module. On a filesystem mounted with `discard`, each removed directory waits for a discard;
 //! the five per stage were the largest file-system cost of a stage that does nothing.
 //!
-//! A module may change what it was given read-write (`/var`: its content, its mode, its owner);
-//! what is kept for the next module is only what is exactly as [`ModuleDir::make_dir`] made it,
-//! emptied. Anything else is removed and made again.
+//! A module may change what it was given read-write (`/var`: its content, its mode, its owner,
+//! its extended attributes such as a default ACL); what is kept for the next module is only
+//! what is exactly as [`ModuleDir::make_dir`] made it, emptied. Anything else is removed and
+//! made again.
 
 use std::fs::{self, Metadata};
 use std::io::ErrorKind;
@@ -98,13 +99,28 @@ impl ModuleDir<'_> {
     }
 }
 
-/// True when `path` is a directory (not a symlink) of `mode` and `owner`.
+/// True when `path` is a directory (not a symlink) of `mode` and `owner` with no extended
+/// attribute but the SELinux label every new file gets where SELinux is on.
 fn is_kept(path: &Path, mode: u32, owner: (u32, u32)) -> bool {
-    fs::symlink_metadata(path).is_ok_and(|m| pristine(&m, mode, owner))
+    let Ok(dir) = open_dir(path) else {
+        return false;
+    };
+    let plain = osbuild_sys::fs::xattr_names(&dir)
+        .is_ok_and(|names| names.iter().all(|n| n == b"security.selinux"));
+    plain && dir.metadata().is_ok_and(|m| pristine(&m, mode, owner))
 }
 
 fn pristine(m: &Metadata, mode: u32, owner: (u32, u32)) -> bool {
     m.file_type().is_dir() && m.mode() & 0o7777 == mode && (m.uid(), m.gid()) == owner
+}
+
+/// Opens the directory `path` itself, never through a symlink.
+fn open_dir(path: &Path) -> std::io::Result<fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
 }
 
 /// Empties the module directory `dir`: the kept directories stay (emptied) when they are as
@@ -259,6 +275,25 @@ mod tests {
         assert_eq!(listing(d.path()), ["api 755", "sources 755", "var 755"]);
         d.make_dir("var/tmp").unwrap();
         assert!(listing(d.path()).contains(&"var/tmp 1777".to_owned()));
+    }
+
+    #[test]
+    fn a_kept_directory_with_a_default_acl_is_made_again() {
+        let parent = tempfile::tempdir().unwrap();
+        let scratch = ModuleScratch::new(parent.path()).unwrap();
+        make_module_dirs(&scratch.take().unwrap());
+        let var = parent.path().join("module/var");
+        let dir = open_dir(&var).unwrap();
+        // A user.* attribute stands for any: tmpfs and ext4 both take it from root.
+        if osbuild_sys::fs::set_xattr(&dir, c"user.left", b"by a stage").is_err() {
+            return; // a filesystem without user attributes
+        }
+        drop(dir);
+        let d = scratch.take().unwrap();
+        assert_eq!(listing(d.path()), ["api 755", "sources 755"]);
+        d.make_dir("var").unwrap();
+        let names = osbuild_sys::fs::xattr_names(open_dir(&var).unwrap()).unwrap();
+        assert!(names.iter().all(|n| n == b"security.selinux"), "{names:?}");
     }
 
     #[test]
