@@ -24,6 +24,11 @@ use nix::unistd::{unlinkat, UnlinkatFlags};
 /// Threads that remove at once; they mostly wait on the device, not on a core.
 const THREADS: usize = 8;
 
+/// Directories removed by the calling thread alone before the others start: most trees
+/// removed (a build's temporary directories) are small, and starting threads would cost them
+/// more than it saves.
+const ALONE: usize = 32;
+
 /// A directory whose entries are being removed.
 struct Node {
     fd: OwnedFd,
@@ -70,12 +75,17 @@ pub(super) fn remove_dir_all(path: &Path) -> std::io::Result<()> {
         ready: Condvar::new(),
     };
     std::thread::scope(|s| {
-        for _ in 1..THREADS {
-            s.spawn(|| work(&queue));
+        queue.done(empty(&root, &queue));
+        let mut removed = 0;
+        while let Some(task) = queue.next() {
+            queue.done(remove_subdir(task, &queue));
+            removed += 1;
+            if removed == ALONE {
+                for _ in 1..THREADS {
+                    s.spawn(|| work(&queue));
+                }
+            }
         }
-        let listed = empty(&root, &queue);
-        queue.done(listed);
-        work(&queue);
     });
     drop(root);
     if let Some(e) = queue
@@ -125,19 +135,23 @@ impl Queue {
     }
 }
 
+/// A helper thread: removes subdirectories until there are none left (an error leaves tasks
+/// queued: their nodes and descriptors go with the queue).
 fn work(queue: &Queue) {
-    while let Some((parent, name)) = queue.next() {
-        let result = open_dir(parent.fd.as_fd(), name.as_c_str()).and_then(|fd| {
-            let node = Arc::new(Node {
-                fd,
-                parent: Some((parent, name)),
-                pending: AtomicUsize::new(1),
-            });
-            empty(&node, queue)
-        });
-        queue.done(result);
+    while let Some(task) = queue.next() {
+        queue.done(remove_subdir(task, queue));
     }
-    // An error leaves tasks queued: their nodes (and descriptors) go with the queue.
+}
+
+/// Opens the subdirectory of `task` and empties it (see [`empty`]).
+fn remove_subdir((parent, name): Task, queue: &Queue) -> nix::Result<()> {
+    let fd = open_dir(parent.fd.as_fd(), name.as_c_str())?;
+    let node = Arc::new(Node {
+        fd,
+        parent: Some((parent, name)),
+        pending: AtomicUsize::new(1),
+    });
+    empty(&node, queue)
 }
 
 /// Removes the files in `node`, queues its subdirectories, and removes it when nothing is
