@@ -513,15 +513,8 @@ fn privileged_native_v2_qcow2_with_zstd_clusters() {
         qcow2("bad", json!({"type": "qcow2", "compression": false, "compression_type": "zstd"})),
     ]});
     env.inspect(&bad);
-    let (result, code) = env.build_json(
-        &[
-            "--export",
-            "bad",
-            "--output-directory",
-            env.dir.path().join("bad").to_str().unwrap(),
-        ],
-        &bad.to_string(),
-    );
+    let (result, code) =
+        env.export_json(&["bad"], &env.dir.path().join("bad"), &[], &bad.to_string());
     assert_eq!(code, 1, "{result:#}");
     let output = result["log"]["bad"][0]["output"]
         .as_str()
