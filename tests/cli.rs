@@ -284,6 +284,71 @@ fn the_v2_debian_generator_refuses_what_it_cannot_write_before_resolving() {
     }
 }
 
+/// `--qcow2-compression zstd` reaches the qemu assembler (v1) or stage (v2) as an option their
+/// schemas accept; without it the manifest and its ids are as before; with another image
+/// format it is refused before apt is asked anything.
+#[test]
+fn zstd_qcow2_clusters_are_an_option_the_schemas_accept() {
+    use osbuild::mkmanifest::debian::{self, ImageOptions, ManifestOptions};
+    use osbuild::mkmanifest::debian_v2;
+    let opts = |zstd: bool| ManifestOptions {
+        image: Some(ImageOptions {
+            qcow2_zstd: zstd,
+            ..ImageOptions::default()
+        }),
+        ..Default::default()
+    };
+    let ids = |m: &serde_json::Value| {
+        let (code, stdout, stderr) = osbuild(&["--inspect", "-"], &m.to_string());
+        assert_eq!(code, 0, "{stderr}");
+        let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        let stages: Vec<String> = v["pipeline"]["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["id"].as_str().unwrap().to_owned())
+            .collect();
+        (stages, v["pipeline"]["assembler"]["id"].clone())
+    };
+    let (zlib, zstd) = (
+        debian::manifest(&[], &opts(false)),
+        debian::manifest(&[], &opts(true)),
+    );
+    let asm = |m: &serde_json::Value| m["pipeline"]["assembler"]["options"].clone();
+    assert!(asm(&zlib).get("qcow2_compression").is_none(), "{zlib}");
+    assert_eq!(asm(&zstd)["qcow2_compression"], "zstd");
+    let (zlib_ids, zstd_ids) = (ids(&zlib), ids(&zstd));
+    assert_eq!(zlib_ids.0, zstd_ids.0, "the same stages");
+    assert_ne!(zlib_ids.1, zstd_ids.1, "another output");
+    let deb = debian::PinnedDeb {
+        url: "http://deb.example/pool/a_1_amd64.deb".into(),
+        filename: "a_1_amd64.deb".into(),
+        size: 1000,
+        sha256: "a".repeat(64),
+    };
+    let v2 = debian_v2::manifest(&[deb], &opts(true)).unwrap();
+    let (code, stdout, stderr) = osbuild(&["--inspect", "-"], &v2.to_string());
+    assert_eq!(code, 0, "{stdout}{stderr}");
+
+    for format in ["v1", "v2"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_osbuild-mkmanifest-debian"))
+            .args(["--format", format, "--image", "--image-format", "vmdk"])
+            .args(["--qcow2-compression", "zstd"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{format}: {stderr}");
+        assert!(
+            stderr.contains(r#"--qcow2-compression zstd needs --image-format qcow2 (not "vmdk")"#),
+            "{format}: {stderr}"
+        );
+        assert!(
+            !stderr.contains("apt"),
+            "refused before resolving: {stderr}"
+        );
+    }
+}
+
 #[test]
 fn version_is_the_osbuild_interface_images_checks_and_cache_names_the_store() {
     // osbuild/images reads `osbuild --version` as "osbuild N" and compares N with a minimum.

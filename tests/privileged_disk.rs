@@ -85,9 +85,15 @@ fn tree(dir: &Path) -> PathBuf {
 
 /// Runs the built qemu assembler directly; returns (exit code, stderr).
 fn qemu(tree: &Path, out: &Path, options: &Value) -> (i32, String) {
+    qemu_with_env(tree, out, options, &[])
+}
+
+/// [`qemu`] with `env` added to the assembler's environment.
+fn qemu_with_env(tree: &Path, out: &Path, options: &Value, env: &[(&str, &str)]) -> (i32, String) {
     let args = json!({"tree": tree, "options": options, "output_dir": out});
-    let bin = built_libdir().join("assemblers/org.osbuild.qemu");
-    let res = run_with_stdin(Command::new(bin), &args.to_string());
+    let mut cmd = Command::new(built_libdir().join("assemblers/org.osbuild.qemu"));
+    cmd.envs(env.iter().copied());
+    let res = run_with_stdin(cmd, &args.to_string());
     (
         res.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&res.stderr).into_owned(),
@@ -309,6 +315,141 @@ fn privileged_every_format_has_the_right_virtual_size() {
         .output()
         .unwrap();
     assert_eq!(xz.stdout.len() as u64, size);
+    assert_no_loop_devices(dir.path());
+}
+
+/// `qemu-img info --output=json` of the qcow2 `image`.
+fn qcow2_info(image: &Path) -> Value {
+    serde_json::from_str(&output(
+        Command::new("qemu-img")
+            .args(["info", "--output=json", "-f", "qcow2"])
+            .arg(image),
+    ))
+    .unwrap()
+}
+
+/// `qemu-img convert` of the qcow2 `image` to the raw file `raw`.
+fn qcow2_to_raw(image: &Path, raw: &Path) {
+    output(
+        Command::new("qemu-img")
+            .args(["convert", "-f", "qcow2", "-O", "raw"])
+            .arg(image)
+            .arg(raw),
+    );
+}
+
+/// `qcow2_compression` zstd: a qcow2 whose header says zstd and whose guest disk is byte for
+/// byte the zlib image's (both made under one `SOURCE_DATE_EPOCH`, so the raw disks are the
+/// same); without the epoch (the parallel `-W` writer) a clean qcow2 with the partition table
+/// and the files; the option with another format or an unknown type is refused by name.
+#[test]
+fn privileged_qcow2_with_zstd_clusters_holds_the_same_disk() {
+    if !privileged("privileged_qcow2_with_zstd_clusters_holds_the_same_disk") {
+        return;
+    }
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    let t = tree(dir.path());
+    // Something compressible beyond the metadata: 4 MiB of text.
+    let line = "the quick brown fox jumps over the lazy dog\n";
+    std::fs::write(t.join("etc/text"), line.repeat((4 << 20) / line.len())).unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let root_uuid = "0b0bcafe-0000-4000-8000-000000000001";
+    let options = |name: &str, compression: Option<&str>| {
+        let mut o = json!({"format": "qcow2", "filename": name, "ptuuid": "0x0b0bcafe",
+            "size": 64u64 << 20, "root_fs_uuid": root_uuid});
+        if let Some(c) = compression {
+            o["qcow2_compression"] = json!(c);
+        }
+        o
+    };
+    let epoch = [("SOURCE_DATE_EPOCH", "1700000000")];
+    for (name, compression) in [("zlib.qcow2", None), ("zstd.qcow2", Some("zstd"))] {
+        let (code, err) = qemu_with_env(&t, &out, &options(name, compression), &epoch);
+        assert_eq!(code, 0, "{name}: {err}");
+    }
+    let compression_type =
+        |info: &Value| info["format-specific"]["data"]["compression-type"].clone();
+    assert_eq!(
+        compression_type(&qcow2_info(&out.join("zlib.qcow2"))),
+        "zlib"
+    );
+    assert_eq!(
+        compression_type(&qcow2_info(&out.join("zstd.qcow2"))),
+        "zstd"
+    );
+    let (zlib_raw, zstd_raw) = (dir.path().join("zlib.raw"), dir.path().join("zstd.raw"));
+    qcow2_to_raw(&out.join("zlib.qcow2"), &zlib_raw);
+    qcow2_to_raw(&out.join("zstd.qcow2"), &zstd_raw);
+    assert!(
+        std::fs::read(&zlib_raw).unwrap() == std::fs::read(&zstd_raw).unwrap(),
+        "the zstd image's guest disk differs from the zlib image's"
+    );
+
+    // The parallel writer (no epoch): a clean zstd qcow2 holding the table and the files.
+    let (code, err) = qemu(&t, &out, &options("fast.qcow2", Some("zstd")));
+    assert_eq!(code, 0, "{err}");
+    let fast = out.join("fast.qcow2");
+    let info = qcow2_info(&fast);
+    assert_eq!(compression_type(&info), "zstd", "{info:#}");
+    assert_eq!(info["virtual-size"].as_u64(), Some(64 << 20));
+    output(
+        Command::new("qemu-img")
+            .args(["check", "-f", "qcow2"])
+            .arg(&fast),
+    );
+    let raw = dir.path().join("fast.raw");
+    qcow2_to_raw(&fast, &raw);
+    let table = |raw: &Path| {
+        let mut t = sfdisk_json(raw)["partitiontable"].clone();
+        t["device"] = Value::Null;
+        for p in t["partitions"].as_array_mut().unwrap() {
+            p["node"] = Value::Null;
+        }
+        t
+    };
+    assert_eq!(table(&raw), table(&zlib_raw), "the same partition table");
+    let p = &sfdisk_json(&raw)["partitiontable"]["partitions"][0];
+    let (start, size) = (p["start"].as_u64().unwrap(), p["size"].as_u64().unwrap());
+    assert_eq!(
+        ext4_cat(&raw, start, size, "/etc/hello", dir.path()),
+        "hello\n"
+    );
+    let text = ext4_cat(&raw, start, size, "/etc/text", dir.path());
+    assert!(
+        text.len() > 4_000_000 && text.starts_with(line),
+        "/etc/text"
+    );
+
+    // Refused by name, with nothing written.
+    for (format, compression, want) in [
+        (
+            "vmdk",
+            "zstd",
+            r#"invalid option "qcow2_compression": only applies to format "qcow2", not "vmdk""#,
+        ),
+        (
+            "raw",
+            "zlib",
+            r#"invalid option "qcow2_compression": only applies to format "qcow2", not "raw""#,
+        ),
+        (
+            "qcow2",
+            "lz4",
+            r#"invalid option "qcow2_compression": "lz4" is not one of zlib, zstd"#,
+        ),
+    ] {
+        let mut o = options("bad", Some(compression));
+        o["format"] = json!(format);
+        let (code, err) = qemu(&t, &out, &o);
+        assert_eq!(code, 1, "{format} {compression}: {err}");
+        assert!(err.contains(want), "{format} {compression}: {err}");
+    }
+    assert_eq!(
+        files_in(&out),
+        ["fast.qcow2", "zlib.qcow2", "zstd.qcow2"],
+        "nothing else written"
+    );
     assert_no_loop_devices(dir.path());
 }
 

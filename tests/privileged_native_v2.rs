@@ -454,6 +454,81 @@ fn privileged_native_v2_xfs_btrfs_and_image_formats() {
     );
 }
 
+/// The qemu stage's qcow2 `compression_type` zstd: the header says zstd and the guest disk is
+/// the zlib qcow2's (`qemu-img compare`); zstd without compression is refused by the stage,
+/// naming the option, before qemu-img runs.
+#[test]
+fn privileged_native_v2_qcow2_with_zstd_clusters() {
+    if !privileged("privileged_native_v2_qcow2_with_zstd_clusters") {
+        return;
+    }
+    const PART: (u64, u64) = (2048, 63488);
+    let disk = vec![
+        stage("truncate", json!({"filename": "disk.raw", "size": "32M"})),
+        with(
+            stage(
+                "sfdisk",
+                json!({"label": "dos", "uuid": "0x1234abcd", "partitions": [{"start": PART.0, "size": PART.1, "type": "83"}]}),
+            ),
+            "devices",
+            json!({"device": {"type": "org.osbuild.loopback", "options": {"filename": "disk.raw"}}}),
+        ),
+        with(
+            stage("mkfs.ext4", json!({"uuid": ROOT_FS_UUID, "label": "root"})),
+            "devices",
+            common::loopback_devices(&[("device", PART)]),
+        ),
+    ];
+    let qcow2 = |name: &str, format: Value| {
+        let mut qemu = stage("qemu", json!({"filename": "disk.qcow2", "format": format}));
+        qemu["inputs"] = json!({"image": pipeline_input("files", "disk", Some("disk.raw"))});
+        json!({"name": name, "stages": [qemu]})
+    };
+    let manifest = json!({"version": "2", "pipelines": [
+        {"name": "disk", "stages": disk},
+        qcow2("zlib", json!({"type": "qcow2"})),
+        qcow2("zstd", json!({"type": "qcow2", "compat": "1.1", "compression_type": "zstd"})),
+    ]});
+    let env = Env::new();
+    let out = build(&env, &manifest, &["zlib", "zstd"]);
+    let (zlib, zstd) = (out.join("zlib/disk.qcow2"), out.join("zstd/disk.qcow2"));
+    let compression_type =
+        |p: &Path| qemu_info(p)["format-specific"]["data"]["compression-type"].clone();
+    assert_eq!(compression_type(&zlib), "zlib");
+    assert_eq!(compression_type(&zstd), "zstd");
+    let compare = Command::new("qemu-img")
+        .args(["compare", "-f", "qcow2", "-F", "qcow2"])
+        .arg(&zlib)
+        .arg(&zstd)
+        .output()
+        .unwrap();
+    assert!(
+        compare.status.success(),
+        "the same guest disk: {}",
+        String::from_utf8_lossy(&compare.stdout)
+    );
+
+    let bad = json!({"version": "2", "pipelines": [
+        {"name": "disk", "stages": [stage("truncate", json!({"filename": "disk.raw", "size": "1M"}))]},
+        qcow2("bad", json!({"type": "qcow2", "compression": false, "compression_type": "zstd"})),
+    ]});
+    env.inspect(&bad);
+    let (result, code) =
+        env.export_json(&["bad"], &env.dir.path().join("bad"), &[], &bad.to_string());
+    assert_eq!(code, 1, "{result:#}");
+    let output = result["log"]["bad"][0]["output"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        output.contains(r#"option "format.compression_type": zstd compresses clusters, but "compression" is false"#),
+        "{result:#}"
+    );
+    assert!(
+        !output.contains("qemu-img"),
+        "refused before qemu-img ran: {output}"
+    );
+}
+
 /// `sb_agcount` of the XFS superblock at `start` sectors (a big-endian u32 at byte 88).
 fn xfs_agcount(disk: &Path, start: u64) -> u32 {
     let mut f = std::fs::File::open(disk).unwrap();

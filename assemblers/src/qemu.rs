@@ -11,6 +11,8 @@
 //!   (see [`crate::image::filesystem`]).
 //! - A bootable partition gets one `bootable` flag (v10 repeated it once per field).
 //! - `bootloader.platform` may also be `x86_64-efi` (see [`crate::image::grub`]).
+//! - `qcow2_compression` zstd writes a qcow2 with zstd clusters (see
+//!   [`crate::image::convert`]); without it the image is v10's zlib qcow2.
 //! - The image is built under a temporary name in the output directory and renamed into place;
 //!   a failure leaves nothing behind.
 
@@ -19,7 +21,7 @@ use std::path::Path;
 use serde_json::{Map, Value};
 
 use crate::args::{image_size, required, Arguments};
-use crate::image::convert::{convert, Format};
+use crate::image::convert::{convert, Format, Qcow2Compression};
 use crate::image::grub::{self, Bootloader};
 use crate::image::options::{self, check_keys};
 use crate::image::output::{check_filename, TempFile};
@@ -32,6 +34,8 @@ use crate::AssemblerError;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QemuOptions {
     pub format: Format,
+    /// How a qcow2's clusters are compressed.
+    pub qcow2_compression: Qcow2Compression,
     pub filename: String,
     /// Bytes, a multiple of 512.
     pub size: u64,
@@ -46,6 +50,7 @@ impl QemuOptions {
             options,
             &[
                 "format",
+                "qcow2_compression",
                 "filename",
                 "ptuuid",
                 "size",
@@ -58,6 +63,7 @@ impl QemuOptions {
             "options",
         )?;
         let format = options::format(options)?;
+        let qcow2_compression = options::qcow2_compression(options, format)?;
         let filename = required(options, "filename")?;
         check_filename(&filename)?;
         let ptuuid = required(options, "ptuuid")?;
@@ -66,6 +72,7 @@ impl QemuOptions {
         let bootloader = options::bootloader(options, table.pttype)?;
         Ok(QemuOptions {
             format,
+            qcow2_compression,
             filename,
             size,
             table,
@@ -98,7 +105,12 @@ pub fn assemble(args: &Arguments) -> Result<(), AssemblerError> {
         image.path(),
         &args.tree,
     )?;
-    convert(opts.format, image, &args.output_dir.join(&opts.filename))
+    convert(
+        opts.format,
+        opts.qcow2_compression,
+        image,
+        &args.output_dir.join(&opts.filename),
+    )
 }
 
 /// `sfdisk --part-uuid` calls that give each of the `count` partitions of a GPT a UUID derived
@@ -139,7 +151,19 @@ mod tests {
 
     #[test]
     fn option_errors_table() {
-        let cases: [(String, &str); 10] = [
+        let cases: [(String, &str); 13] = [
+            (
+                format!(r#"{{{BASE}, "size": 512, "root_fs_uuid": "u", "qcow2_compression": "lz4"}}"#),
+                r#"invalid option "qcow2_compression": "lz4" is not one of zlib, zstd"#,
+            ),
+            (
+                r#"{"format": "vmdk", "filename": "d", "ptuuid": "x", "size": 512, "root_fs_uuid": "u", "qcow2_compression": "zstd"}"#.into(),
+                r#"invalid option "qcow2_compression": only applies to format "qcow2", not "vmdk""#,
+            ),
+            (
+                r#"{"format": "raw", "filename": "d", "ptuuid": "x", "size": 512, "root_fs_uuid": "u", "qcow2_compression": "zlib"}"#.into(),
+                r#"only applies to format "qcow2", not "raw""#,
+            ),
             (
                 format!(r#"{{{BASE}, "size": 1000, "root_fs_uuid": "u"}}"#),
                 r#"invalid option "size": 1000 is not a multiple of 512 bytes (the sector size); use 1024"#,
@@ -193,6 +217,26 @@ mod tests {
                 Ok(o) => panic!("{json}: accepted {o:?}"),
             }
         }
+    }
+
+    #[test]
+    fn qcow2_compression_is_zlib_unless_asked() {
+        let o = |extra: &str| {
+            opts(&format!(
+                r#"{{{BASE}, "size": 512, "root_fs_uuid": "u"{extra}}}"#
+            ))
+            .unwrap()
+            .qcow2_compression
+        };
+        assert_eq!(o(""), Qcow2Compression::Zlib);
+        assert_eq!(
+            o(r#", "qcow2_compression": "zlib""#),
+            Qcow2Compression::Zlib
+        );
+        assert_eq!(
+            o(r#", "qcow2_compression": "zstd""#),
+            Qcow2Compression::Zstd
+        );
     }
 
     #[test]

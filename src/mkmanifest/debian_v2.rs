@@ -252,6 +252,9 @@ fn grub2_inst(img: &ImageOptions, parts: &[Partition]) -> Value {
 fn convert_pipeline(img: &ImageOptions) -> Result<Option<Value>, DebianError> {
     let format = match img.format.as_str() {
         "raw" => return Ok(None),
+        "qcow2" if img.qcow2_zstd => {
+            json!({"type": "qcow2", "compat": "1.1", "compression_type": "zstd"})
+        }
         "qcow2" => json!({"type": "qcow2", "compat": "1.1"}),
         "vdi" | "vmdk" | "vpc" | "vhdx" => json!({"type": img.format}),
         other => {
@@ -353,11 +356,32 @@ mod tests {
         let qemu = &m["pipelines"][2]["stages"][0];
         assert_eq!(qemu["options"]["filename"], "disk.qcow2");
         assert_eq!(
+            qemu["options"]["format"],
+            json!({"type": "qcow2", "compat": "1.1"}),
+            "zlib clusters unless asked"
+        );
+        assert_eq!(
             qemu["inputs"]["image"]["references"]["name:image"]["file"],
             "disk.raw"
         );
         let os = stage_types(&m["pipelines"][0]);
         assert_eq!(os.last(), Some(&"org.osbuild.systemd.unit.create"));
+    }
+
+    #[test]
+    fn zstd_clusters_are_the_qemu_stages_compression_type() {
+        let opts = ManifestOptions {
+            image: Some(ImageOptions {
+                qcow2_zstd: true,
+                ..ImageOptions::default()
+            }),
+            ..ManifestOptions::default()
+        };
+        let m = manifest(&[], &opts).unwrap();
+        assert_eq!(
+            m["pipelines"][2]["stages"][0]["options"]["format"],
+            json!({"type": "qcow2", "compat": "1.1", "compression_type": "zstd"})
+        );
     }
 
     #[test]

@@ -6,6 +6,11 @@
 //! thread pool runs them): the same guest-visible disk, clusters in the order their
 //! compression finishes. In a reproducible build (`SOURCE_DATE_EPOCH`) the writes stay in
 //! order: serial, but the same bytes every time.
+//!
+//! `compression_type` zstd compresses a qcow2's clusters with zstd instead of zlib (about 5x
+//! faster to write); such a qcow2 needs compat 1.1 and a reader of qemu 5.1 or later, so it
+//! is asked for, never the default, and its contradictions are refused here by name before
+//! qemu-img runs.
 
 use crate::args::{Args, Opts};
 use crate::command;
@@ -55,11 +60,16 @@ fn format_arguments<'a>(f: &Opts<'a>) -> Result<(&'a str, Vec<String>), StageErr
     let mut o = Vec::new();
     match kind {
         "qcow2" => {
-            if f.bool_or("compression", true)? {
+            let compression = f.bool_or("compression", true)?;
+            if compression {
                 argv.push("-c".to_owned());
             }
-            if let Some(compat) = f.opt_str("compat")?.filter(|c| !c.is_empty()) {
+            let compat = f.opt_str("compat")?.filter(|c| !c.is_empty());
+            if let Some(compat) = compat {
                 o.push(format!("compat={compat}"));
+            }
+            if qcow2_zstd(f, compression, compat)? {
+                o.push("compression_type=zstd".to_owned());
             }
         }
         "vmdk" => {
@@ -95,6 +105,28 @@ fn format_arguments<'a>(f: &Opts<'a>) -> Result<(&'a str, Vec<String>), StageErr
     Ok((kind, argv))
 }
 
+/// Whether the qcow2's `compression_type` is zstd (zlib, qemu-img's default, adds nothing);
+/// zstd needs `compression` on and a compat level that has the header field (1.1).
+fn qcow2_zstd(f: &Opts<'_>, compression: bool, compat: Option<&str>) -> Result<bool, StageError> {
+    if f.choice("compression_type", &["zlib", "zstd"], Some("zlib"))? == "zlib" {
+        return Ok(false);
+    }
+    let name = f.name("compression_type");
+    if !compression {
+        return Err(StageError::option(
+            name,
+            "zstd compresses clusters, but \"compression\" is false: drop one of them",
+        ));
+    }
+    if let Some(old @ ("0.10" | "v2")) = compat {
+        return Err(StageError::option(
+            name,
+            format!("zstd needs qcow2 compat 1.1, but \"compat\" is {old:?}"),
+        ));
+    }
+    Ok(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,6 +148,30 @@ mod tests {
             (
                 json!({"type": "qcow2", "compression": false, "compat": "0.10"}),
                 Ok("qcow2: -o compat=0.10"),
+            ),
+            (
+                json!({"type": "qcow2", "compression_type": "zlib"}),
+                Ok("qcow2: -c"),
+            ),
+            (
+                json!({"type": "qcow2", "compression_type": "zstd"}),
+                Ok("qcow2: -c -o compression_type=zstd"),
+            ),
+            (
+                json!({"type": "qcow2", "compression_type": "zstd", "compat": "1.1"}),
+                Ok("qcow2: -c -o compat=1.1,compression_type=zstd"),
+            ),
+            (
+                json!({"type": "qcow2", "compression_type": "zstd", "compression": false}),
+                Err("option \"format.compression_type\": zstd compresses clusters, but \"compression\" is false"),
+            ),
+            (
+                json!({"type": "qcow2", "compression_type": "zstd", "compat": "0.10"}),
+                Err("option \"format.compression_type\": zstd needs qcow2 compat 1.1, but \"compat\" is \"0.10\""),
+            ),
+            (
+                json!({"type": "qcow2", "compression_type": "lz4"}),
+                Err("option \"format.compression_type\": \"lz4\" is not one of"),
             ),
             (json!({"type": "vdi"}), Ok("vdi: ")),
             (json!({"type": "vhdx"}), Ok("vhdx: ")),

@@ -232,6 +232,16 @@ fn v2_schemas_accept_heads_options() {
         ),
         (
             "qemu",
+            json!({"filename": "disk.qcow2", "format": {"type": "qcow2", "compat": "1.1", "compression_type": "zstd"}}),
+            true,
+        ),
+        (
+            "qemu",
+            json!({"filename": "disk.qcow2", "format": {"type": "qcow2", "compression_type": "lz4"}}),
+            false,
+        ),
+        (
+            "qemu",
             json!({"filename": "d.vmdk", "format": {"type": "vmdk", "subformat": "streamOptimized", "adapter_type": "lsilogic", "compat6": true}}),
             true,
         ),

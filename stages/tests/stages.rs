@@ -337,3 +337,28 @@ fn systemd_enables_disables_and_sets_default() {
         "option \"enabled_services\": is required",
     );
 }
+
+/// zstd clusters that cannot be are refused by the stage, naming the option, before it reads
+/// its input or runs qemu-img.
+#[test]
+fn qemu_refuses_zstd_clusters_without_compression_or_with_compat_0_10() {
+    let t = Tree::new();
+    for (format, message) in [
+        (
+            json!({"type": "qcow2", "compression": false, "compression_type": "zstd"}),
+            r#"org.osbuild.qemu: option "format.compression_type": zstd compresses clusters, but "compression" is false"#,
+        ),
+        (
+            json!({"type": "qcow2", "compat": "0.10", "compression_type": "zstd"}),
+            r#"org.osbuild.qemu: option "format.compression_type": zstd needs qcow2 compat 1.1, but "compat" is "0.10""#,
+        ),
+    ] {
+        fails(
+            "org.osbuild.qemu",
+            &t.root,
+            json!({"filename": "disk.qcow2", "format": format}),
+            message,
+        );
+    }
+    assert_eq!(std::fs::read_dir(&t.root).unwrap().count(), 0);
+}

@@ -5,6 +5,10 @@
 //! compress on several cores (about 3x faster on two): the same guest-visible disk, but the
 //! clusters land in the order their compression finishes. Under `SOURCE_DATE_EPOCH` (a
 //! reproducible build) the writes stay in order, serial but the same bytes every time.
+//!
+//! A qcow2's clusters are compressed with zlib unless the options ask for zstd
+//! ([`Qcow2Compression`]): about 5x faster to write and a little smaller, but only qemu 5.1
+//! and later (and other readers that know the qcow2 `compression type` header field) read it.
 
 use std::fs::File;
 use std::io::{Seek, SeekFrom};
@@ -41,6 +45,14 @@ impl Format {
         Self::ALL.iter().find(|(n, _)| *n == s).map(|(_, f)| *f)
     }
 
+    /// The format's name in the options.
+    pub fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, f)| *f == self)
+            .map_or("?", |(n, _)| n)
+    }
+
     /// `qemu-img convert` arguments for speed: parallel compression, unless the output must be
     /// reproducible (see the module's documentation).
     pub fn parallel_args(self, reproducible: bool) -> &'static [&'static str] {
@@ -62,8 +74,47 @@ impl Format {
     }
 }
 
-/// Writes `output` in `format` from the raw image (which is renamed for raw, else removed).
-pub fn convert(format: Format, raw: TempFile, output: &Path) -> Result<(), AssemblerError> {
+/// How a compressed qcow2's clusters are compressed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Qcow2Compression {
+    /// The qcow2 default, which every reader knows.
+    #[default]
+    Zlib,
+    /// Needs qcow2 compat 1.1 (qemu-img's default) and a reader of qemu 5.1 or later.
+    Zstd,
+}
+
+impl Qcow2Compression {
+    /// The names the options accept.
+    pub const NAMES: &'static str = "zlib, zstd";
+
+    /// The compression named `s` in the options.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "zlib" => Some(Qcow2Compression::Zlib),
+            "zstd" => Some(Qcow2Compression::Zstd),
+            _ => None,
+        }
+    }
+
+    /// `qemu-img convert` arguments choosing it (zlib is qemu-img's default: none, so a
+    /// manifest that does not ask gets the same command as before).
+    pub fn qemu_img_args(self) -> &'static [&'static str] {
+        match self {
+            Qcow2Compression::Zlib => &[],
+            Qcow2Compression::Zstd => &["-o", "compression_type=zstd"],
+        }
+    }
+}
+
+/// Writes `output` in `format` from the raw image (which is renamed for raw, else removed);
+/// a qcow2's clusters compressed with `clusters`.
+pub fn convert(
+    format: Format,
+    clusters: Qcow2Compression,
+    raw: TempFile,
+    output: &Path,
+) -> Result<(), AssemblerError> {
     if format == Format::Raw {
         return raw.persist(output);
     }
@@ -76,6 +127,9 @@ pub fn convert(format: Format, raw: TempFile, output: &Path) -> Result<(), Assem
         Some(flags) => {
             let mut a: Vec<String> = vec!["convert".into(), "-f".into(), "raw".into()];
             a.extend(flags.iter().map(|s| s.to_string()));
+            if format == Format::Qcow2 {
+                a.extend(clusters.qemu_img_args().iter().map(|s| s.to_string()));
+            }
             let reproducible = reproducible::source_epoch().is_some();
             a.extend(
                 format
@@ -135,5 +189,17 @@ mod tests {
         assert!(Format::Qcow2.parallel_args(true).is_empty());
         assert!(Format::Vmdk.parallel_args(false).is_empty());
         assert!(Format::parse("raw.xz").unwrap().qemu_img_args().is_none());
+        assert_eq!(Format::RawXz.name(), "raw.xz");
+    }
+
+    #[test]
+    fn qcow2_compression_types() {
+        assert_eq!(Qcow2Compression::default(), Qcow2Compression::Zlib);
+        assert!(Qcow2Compression::Zlib.qemu_img_args().is_empty());
+        assert_eq!(
+            Qcow2Compression::parse("zstd").unwrap().qemu_img_args(),
+            ["-o", "compression_type=zstd"]
+        );
+        assert_eq!(Qcow2Compression::parse("lz4"), None);
     }
 }

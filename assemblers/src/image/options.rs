@@ -5,7 +5,7 @@
 use serde_json::{Map, Value};
 
 use crate::args::{invalid, required, string};
-use crate::image::convert::Format;
+use crate::image::convert::{Format, Qcow2Compression};
 use crate::image::filesystem::{Filesystem, FsType};
 use crate::image::grub::Bootloader;
 use crate::image::partition::{Partition, PartitionTable, PtType};
@@ -32,6 +32,32 @@ pub fn format(options: &Map<String, Value>) -> Result<Format, AssemblerError> {
             format!("{f:?} is not one of raw, raw.xz, qcow2, vdi, vmdk, vpc"),
         )
     })
+}
+
+/// The optional `qcow2_compression` (zlib unless given), which only a qcow2 `format` takes.
+pub fn qcow2_compression(
+    options: &Map<String, Value>,
+    format: Format,
+) -> Result<Qcow2Compression, AssemblerError> {
+    let Some(name) = string(options, "qcow2_compression")? else {
+        return Ok(Qcow2Compression::default());
+    };
+    let compression = Qcow2Compression::parse(&name).ok_or_else(|| {
+        invalid(
+            "qcow2_compression",
+            format!("{name:?} is not one of {}", Qcow2Compression::NAMES),
+        )
+    })?;
+    if format != Format::Qcow2 {
+        return Err(invalid(
+            "qcow2_compression",
+            format!(
+                "only applies to format \"qcow2\", not {:?}; remove it",
+                format.name()
+            ),
+        ));
+    }
+    Ok(compression)
 }
 
 /// The filesystem type named `name` in option `key`, one of `allowed`.
