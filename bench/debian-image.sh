@@ -136,9 +136,12 @@ compression_type() { # compression_type QCOW2: zlib or zstd, as qemu-img reads i
 ours_run() { # ours_run MANIFEST CLUSTERS (zlib|zstd), prints: dpkg stages assembler total
     local s=$work/e2e-store out got
     settle
-    rm -rf "$s" && mkdir -p "$s" && cp -al "$store/sources" "$s/sources"
+    rm -rf "$s"
+    mkdir "$s"
+    cp -al "$store/sources" "$s/sources"
     cp -a "$store/setups" "$s/setups"
-    "$bin/osbuild" --store "$s" --libdir "$lib" "$1" 2>&1 | tee "$work/e2e.log" | split
+    "$bin/osbuild" --store "$s" --libdir "$lib" "$1" 2>&1 | tee "$work/e2e.log" | split ||
+        { tail -30 "$work/e2e.log" >&2; exit 1; }
     out=$(sed -n 's/^output id: \([0-9a-f]*\)$/\1/p' "$work/e2e.log")
     [ -n "$out" ] || { tail -30 "$work/e2e.log" >&2; exit 1; }
     got=$(compression_type "$s/refs/$out/disk.qcow2")
@@ -154,13 +157,17 @@ peer_run() { # prints: mmdebstrap total
 }
 o_dpkg=() o_stages=() o_asm=() o_total=() p_mm=() p_total=() z_asm=() z_total=()
 for _ in $(seq "$rounds"); do
-    read -r a b c d < <(ours_run "$work/a.json" zlib)
+    # Not `< <(...)`: a failing run must stop the script, not go by as empty figures.
+    ours_run "$work/a.json" zlib >"$work/run"
+    read -r a b c d <"$work/run"
     [ -n "$d" ] || { echo "bench/debian-image.sh: our build failed" >&2; exit 1; }
     o_dpkg+=("$a") o_stages+=("$b") o_asm+=("$c") o_total+=("$d")
-    read -r a b < <(peer_run)
+    peer_run >"$work/run"
+    read -r a b <"$work/run"
     [ -n "$b" ] || { echo "bench/debian-image.sh: the peer failed" >&2; exit 1; }
     p_mm+=("$a") p_total+=("$b")
-    read -r a b c d < <(ours_run "$work/a-zstd.json" zstd)
+    ours_run "$work/a-zstd.json" zstd >"$work/run"
+    read -r a b c d <"$work/run"
     [ -n "$d" ] || { echo "bench/debian-image.sh: our zstd build failed" >&2; exit 1; }
     z_asm+=("$c") z_total+=("$d")
 done
