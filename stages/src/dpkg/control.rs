@@ -15,7 +15,7 @@ use std::process::Stdio;
 
 use crate::command;
 
-/// The control fields the stage reads, by name; `None` for an absent field.
+/// The fields of one control file, `(name, value)` in their order.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Fields {
     pub values: Vec<(String, String)>,
