@@ -34,6 +34,9 @@ fn mode_of(rel: &str) -> u32 {
 #[derive(Debug)]
 pub struct ModuleScratch {
     path: PathBuf,
+    /// The owner the engine gives what it makes (the module directory's own, which no module
+    /// can change: it is never bound into a sandbox).
+    owner: (u32, u32),
     in_use: Mutex<()>,
 }
 
@@ -48,8 +51,10 @@ impl ModuleScratch {
     pub fn new(parent: &Path) -> Result<Self, BuildRootError> {
         let path = parent.join("module");
         fs::create_dir(&path).map_err(io_err(format!("creating {}", path.display())))?;
+        let m = fs::symlink_metadata(&path).map_err(io_err(format!("stat {}", path.display())))?;
         Ok(Self {
             path,
+            owner: (m.uid(), m.gid()),
             in_use: Mutex::new(()),
         })
     }
@@ -61,7 +66,7 @@ impl ModuleScratch {
             context: format!("{} is in use by another module", self.path.display()),
             source: ErrorKind::ResourceBusy.into(),
         })?;
-        empty(&self.path)?;
+        empty(&self.path, self.owner)?;
         Ok(ModuleDir {
             path: &self.path,
             _in_use: in_use,
@@ -76,27 +81,23 @@ impl ModuleDir<'_> {
     }
 
     /// `name` below the module directory: made with the mode it is kept with, or the one kept
-    /// from the previous module (empty, with that mode: see [`ModuleScratch::take`]).
+    /// from the previous module ([`ModuleScratch::take`] left only kept directories exactly as
+    /// they were made, emptied, and no module has run since).
     pub fn make_dir(&self, name: &str) -> Result<PathBuf, BuildRootError> {
-        let mode = mode_of(name);
         let path = self.path.join(name);
         match fs::create_dir(&path) {
-            Ok(()) => fs::set_permissions(&path, fs::Permissions::from_mode(mode))
+            Ok(()) => fs::set_permissions(&path, fs::Permissions::from_mode(mode_of(name)))
                 .map_err(io_err(format!("chmod {}", path.display())))?,
-            Err(e)
-                if e.kind() == ErrorKind::AlreadyExists && is_kept(&path, mode, self.owner()?) => {}
+            Err(e) if e.kind() == ErrorKind::AlreadyExists && is_kept_name(name) => {}
             Err(e) => return Err(io_err(format!("creating {}", path.display()))(e)),
         }
         Ok(path)
     }
+}
 
-    /// The owner the engine gives what it makes (the module directory's own, which no module
-    /// can change: it is never bound into a sandbox).
-    fn owner(&self) -> Result<(u32, u32), BuildRootError> {
-        let m = fs::symlink_metadata(self.path)
-            .map_err(io_err(format!("stat {}", self.path.display())))?;
-        Ok((m.uid(), m.gid()))
-    }
+/// Whether `rel` (relative to the module directory) is one of the directories kept.
+fn is_kept_name(rel: &str) -> bool {
+    rel == "var/tmp" || KEPT.contains(&rel)
 }
 
 /// True when `path` is a directory (not a symlink) of `mode` and `owner` with no extended
@@ -125,9 +126,7 @@ fn open_dir(path: &Path) -> std::io::Result<fs::File> {
 
 /// Empties the module directory `dir`: the kept directories stay (emptied) when they are as
 /// they were made; everything else goes, after any mount left below it is detached.
-fn empty(dir: &Path) -> Result<(), BuildRootError> {
-    let m = fs::symlink_metadata(dir).map_err(io_err(format!("stat {}", dir.display())))?;
-    let owner = (m.uid(), m.gid());
+fn empty(dir: &Path, owner: (u32, u32)) -> Result<(), BuildRootError> {
     let mut doomed = Vec::new();
     for entry in read_dir(dir)? {
         let name = entry.file_name();
