@@ -237,24 +237,31 @@ fn initramfs_modules(args: &Args) -> Result<Vec<String>, StageError> {
 const SHOW_FORMAT: &str = "--showformat=${Package}\\t${Version}\\t${Architecture}\\t\
      ${Essential}\\t${Pre-Depends}\\t${Depends}\\t${Provides}\\n";
 
+/// The fields [`SHOW_FORMAT`] prints, in its order.
+const SHOW_FIELDS: &[&str] = &[
+    "Package",
+    "Version",
+    "Architecture",
+    "Essential",
+    "Pre-Depends",
+    "Depends",
+    "Provides",
+];
+
 /// Parses `dpkg-deb --show` output in our format: `name\tversion\tarch` and optionally
 /// `\tessential\tpre-depends\tdepends\tprovides`.
 fn parse_show(checksum: &str, text: &str) -> Option<Deb> {
     let line = text.lines().next()?;
-    let mut f = line.split('\t');
-    let (name, version, arch) = (f.next()?, f.next()?, f.next()?);
-    if name.is_empty() || version.is_empty() {
+    let values: Vec<&str> = line.split('\t').collect();
+    if values.len() < 3 {
         return None;
     }
-    let mut rest = || f.next().unwrap_or("");
-    let (essential, pre_depends, depends, provides) = (rest(), rest(), rest(), rest());
-    Some(Deb {
-        checksum: checksum.to_string(),
-        name: name.to_string(),
-        version: version.to_string(),
-        arch: arch.to_string(),
-        relations: Relations::parse(essential, pre_depends, depends, provides),
-    })
+    let values = SHOW_FIELDS
+        .iter()
+        .zip(values)
+        .map(|(n, v)| ((*n).to_owned(), v.to_owned()))
+        .collect();
+    deb_of(checksum, &control::Fields { values })
 }
 
 /// Every package's control fields: all at once ([`control::read_all`]), else (or when the old

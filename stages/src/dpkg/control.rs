@@ -86,7 +86,11 @@ fn xz_decompress(data: &[u8]) -> Option<Vec<u8>> {
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
     let mut child = cmd.spawn().ok()?;
-    let mut stdin = child.stdin.take()?;
+    let Some(mut stdin) = child.stdin.take() else {
+        let _ = child.kill();
+        let _ = child.wait();
+        return None;
+    };
     let data = data.to_vec();
     // Written from a thread: xz's output would otherwise fill its pipe while we write.
     let writer = std::thread::spawn(move || std::io::Write::write_all(&mut stdin, &data));
