@@ -229,12 +229,7 @@ fn privileged_mbr_bios_gpt_bios_boot_and_gpt_uefi() {
     let (code, err) = qemu(&t, &out, &uefi);
     assert_eq!(code, 0, "{err}");
     let raw = dir.path().join("uefi.raw");
-    output(
-        Command::new("qemu-img")
-            .args(["convert", "-O", "raw"])
-            .arg(out.join("uefi.qcow2"))
-            .arg(&raw),
-    );
+    qcow2_to_raw(&out.join("uefi.qcow2"), &raw);
     assert_eq!(
         blkid(&raw, 2048),
         ("vfat".into(), "7B77-95E7".into(), "ESP".into())
@@ -282,12 +277,7 @@ fn privileged_every_format_has_the_right_virtual_size() {
                     "bootloader": {"type": "none"}}),
         );
         assert_eq!(code, 0, "{format}: {err}");
-        let info: Value = serde_json::from_str(&output(
-            Command::new("qemu-img")
-                .args(["info", "--output=json", "-f", driver])
-                .arg(out.join(&name)),
-        ))
-        .unwrap();
+        let info = image_info(&out.join(&name), driver);
         assert_eq!(
             info["virtual-size"].as_u64(),
             Some(size),
@@ -318,14 +308,19 @@ fn privileged_every_format_has_the_right_virtual_size() {
     assert_no_loop_devices(dir.path());
 }
 
-/// `qemu-img info --output=json` of the qcow2 `image`.
-fn qcow2_info(image: &Path) -> Value {
+/// `qemu-img info --output=json` of `image`, read with the format `driver`.
+fn image_info(image: &Path, driver: &str) -> Value {
     serde_json::from_str(&output(
         Command::new("qemu-img")
-            .args(["info", "--output=json", "-f", "qcow2"])
+            .args(["info", "--output=json", "-f", driver])
             .arg(image),
     ))
     .unwrap()
+}
+
+/// `qemu-img info --output=json` of the qcow2 `image`.
+fn qcow2_info(image: &Path) -> Value {
+    image_info(image, "qcow2")
 }
 
 /// `qemu-img convert` of the qcow2 `image` to the raw file `raw`.
@@ -576,12 +571,7 @@ fn build_raw(env: &Env, manifest: &Value, filename: &str) -> PathBuf {
     assert_eq!(code, 0, "{result:#}");
     let qcow = env.committed(result["output_id"].as_str().unwrap(), filename);
     let raw = env.dir.path().join("d.raw");
-    output(
-        Command::new("qemu-img")
-            .args(["convert", "-O", "raw"])
-            .arg(&qcow)
-            .arg(&raw),
-    );
+    qcow2_to_raw(&qcow, &raw);
     raw
 }
 

@@ -252,10 +252,13 @@ fn grub2_inst(img: &ImageOptions, parts: &[Partition]) -> Value {
 fn convert_pipeline(img: &ImageOptions) -> Result<Option<Value>, DebianError> {
     let format = match img.format.as_str() {
         "raw" => return Ok(None),
-        "qcow2" if img.qcow2_zstd => {
-            json!({"type": "qcow2", "compat": "1.1", "compression_type": "zstd"})
+        "qcow2" => {
+            let mut format = json!({"type": "qcow2", "compat": "1.1"});
+            if img.qcow2_zstd {
+                format["compression_type"] = json!("zstd");
+            }
+            format
         }
-        "qcow2" => json!({"type": "qcow2", "compat": "1.1"}),
         "vdi" | "vmdk" | "vpc" | "vhdx" => json!({"type": img.format}),
         other => {
             return Err(DebianError::Unsupported(format!(
