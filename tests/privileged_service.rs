@@ -509,6 +509,18 @@ fn privileged_service_sigkilled_daemon_leaves_nothing_behind() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(!processes_matching("sleep 600").is_empty());
+    // The follower's job exists (the first build's, the sleeping one's, then its own): it
+    // subscribed to the daemon before asking for it, so it can see the daemon go. Killed any
+    // earlier, it finds no daemon at all (ServiceUnknown) instead.
+    let jobs = |f: &Fixture| {
+        let o = f.ctl(None, &["jobs"]);
+        String::from_utf8_lossy(&o.stdout).lines().count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while jobs(&f) < 3 {
+        assert!(Instant::now() < deadline, "the follower's job never came");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let pid = nix::unistd::Pid::from_raw(f.daemon_pid() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
     let _ = f.daemon.take();
