@@ -171,10 +171,9 @@ fn privileged_clients_download_progress_reaches_the_owner_only_and_osbuildctl_sh
 
 /// examples/desktop-client.py, copied where the users can read it.
 fn desktop_client(f: &Fixture) -> String {
-    use std::os::unix::fs::PermissionsExt;
     let dest = f.env.dir.path().join("desktop-client.py");
-    std::fs::copy(repo().join("examples/desktop-client.py"), &dest).unwrap();
-    std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let script = std::fs::read(repo().join("examples/desktop-client.py")).unwrap();
+    osbuild_sys::process::write_executable(&dest, &script, 0o755).unwrap();
     dest.to_string_lossy().into_owned()
 }
 

@@ -909,9 +909,7 @@ printf '%s\n' "$args" > "$target/zipl-args"
 echo "stub boot map" > "$target/bootmap"
 printf 'ZIPL-IPL' | dd of="$base" conv=notrunc status=none
 "#;
-        std::fs::write(ZIPL, script).unwrap();
-        std::fs::set_permissions(ZIPL, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .unwrap();
+        osbuild_sys::process::write_executable(Path::new(ZIPL), script.as_bytes(), 0o755).unwrap();
         StubZipl
     }
 }

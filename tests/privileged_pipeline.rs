@@ -175,9 +175,9 @@ fn privileged_a_hostile_stage_cannot_reach_the_host() {
     let _listener = std::os::unix::net::UnixListener::bind_addr(&addr).unwrap();
     let core_pattern = std::fs::read("/proc/sys/kernel/core_pattern").unwrap();
     let stages = env.libdir.join("stages");
-    std::fs::copy(
-        stages.join("org.osbuild.test.escape"),
-        stages.join("org.osbuild.test.escape-admin"),
+    osbuild_sys::process::copy_executable(
+        &stages.join("org.osbuild.test.escape"),
+        &stages.join("org.osbuild.test.escape-admin"),
     )
     .unwrap();
     std::fs::write(

@@ -446,8 +446,8 @@ mod tests {
     fn script(root: &Path, rel: &str, body: &str) {
         let p = root.join(rel);
         fs::create_dir_all(p.parent().unwrap()).unwrap();
-        fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
-        fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+        let text = format!("#!/bin/sh\n{body}\n");
+        osbuild_sys::process::write_executable(&p, text.as_bytes(), 0o755).unwrap();
     }
 
     fn mode(p: &Path) -> u32 {

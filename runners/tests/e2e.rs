@@ -4,7 +4,6 @@ mod common;
 
 use std::fs;
 use std::io::{Read, Seek, Write};
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -25,8 +24,8 @@ fn link(dir: &Path, name: &str) -> PathBuf {
 
 fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
     let p = dir.join(name);
-    fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
-    fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+    let text = format!("#!/bin/sh\n{body}\n");
+    osbuild_sys::process::write_executable(&p, text.as_bytes(), 0o755).unwrap();
     p
 }
 

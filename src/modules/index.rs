@@ -128,8 +128,7 @@ impl Index {
 #[cfg(test)]
 pub(super) fn write_exec(path: &Path, content: &str) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, content).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    osbuild_sys::process::write_executable(path, content.as_bytes(), 0o755).unwrap();
 }
 
 #[cfg(test)]

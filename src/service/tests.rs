@@ -2,7 +2,6 @@
 //! errors, the queue, cancel rules, unexport, and the introspection XML in `dbus/`.
 
 use std::collections::HashMap;
-use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,8 +45,7 @@ fn libdir(root: &std::path::Path) -> std::path::PathBuf {
         lib.join("inputs/org.osbuild.tree"),
         lib.join(format!("runners/org.osbuild.{}", describe_os(&os))),
     ] {
-        std::fs::write(&f, "#!/bin/sh\ncat >/dev/null\n").unwrap();
-        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o755)).unwrap();
+        osbuild_sys::process::write_executable(&f, b"#!/bin/sh\ncat >/dev/null\n", 0o755).unwrap();
     }
     lib
 }

@@ -233,14 +233,10 @@ fn privileged_firewall_runs_the_tree_tool() {
     }
     let t = Tree::new();
     t.install_sh();
-    t.write(
-        "usr/bin/firewall-offline-cmd",
-        "#!/bin/sh\nfor a in \"$@\"; do echo \"$a\"; done > /args\n",
-    );
-    use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(
-        t.path("usr/bin/firewall-offline-cmd"),
-        fs::Permissions::from_mode(0o755),
+    osbuild_sys::process::write_executable(
+        &t.path("usr/bin/firewall-offline-cmd"),
+        b"#!/bin/sh\nfor a in \"$@\"; do echo \"$a\"; done > /args\n",
+        0o755,
     )
     .unwrap();
     ok(

@@ -63,7 +63,8 @@ impl Env {
                 .join(kind);
             for entry in std::fs::read_dir(test_modules).unwrap() {
                 let entry = entry.unwrap();
-                std::fs::copy(entry.path(), libdir.join(kind).join(entry.file_name())).unwrap();
+                let dest = libdir.join(kind).join(entry.file_name());
+                osbuild_sys::process::copy_executable(&entry.path(), &dest).unwrap();
             }
         }
         let store = dir.path().join("store");

@@ -263,7 +263,6 @@ impl Campaign {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
 
     /// A stand-in worker: from `--start 0` it starts inputs 0, 1 and 2 and dies by SIGSEGV in
     /// input 2 (as a stack overflow would kill it); from a later start it hangs on input 4;
@@ -281,8 +280,7 @@ esac
     fn crashes_hangs_and_panics_are_counted_written_and_skipped() {
         let dir = tempfile::tempdir().unwrap();
         let exe = dir.path().join("worker");
-        std::fs::write(&exe, FAKE_WORKER).unwrap();
-        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+        osbuild_sys::process::write_executable(&exe, FAKE_WORKER.as_bytes(), 0o755).unwrap();
         let campaign = Campaign {
             targets: vec![Target::by_name("json").unwrap()],
             iterations: 8,

@@ -4,7 +4,6 @@
 //! sources that the v2 vectors name (executables without a meta file accept any options).
 //! Removed when dropped.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use osbuild::modules::Index;
@@ -53,8 +52,7 @@ pub struct Libdir {
 }
 
 fn write_executable(path: &Path) -> std::io::Result<()> {
-    std::fs::write(path, "#!/bin/sh\nexit 1\n")?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+    osbuild_sys::process::write_executable(path, b"#!/bin/sh\nexit 1\n", 0o755)
 }
 
 fn write_kind(root: &Path, kind: &str, metas: &[(&str, &str)]) -> std::io::Result<()> {

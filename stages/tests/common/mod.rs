@@ -73,7 +73,8 @@ impl Tree {
         for f in files {
             let dest = self.root.join(f.trim_start_matches('/'));
             fs::create_dir_all(dest.parent().unwrap()).unwrap();
-            fs::copy(&f, &dest).unwrap_or_else(|e| panic!("copy {f}: {e}"));
+            osbuild_sys::process::copy_executable(Path::new(&f), &dest)
+                .unwrap_or_else(|e| panic!("copy {f}: {e}"));
         }
     }
 
