@@ -293,6 +293,46 @@ fn privileged_the_first_stages_output_is_exactly_its_own() {
     assert_store_clean(&env);
 }
 
+/// A stage's sandbox is started while the stage before it runs, but the stage itself runs
+/// only once that one has ended, sees what it left in the tree, and never runs after a
+/// failure: its sandbox is killed, and nothing of it is left.
+#[test]
+fn privileged_each_stage_runs_after_the_one_before_has_ended_and_never_after_a_failure() {
+    if !privileged(
+        "privileged_each_stage_runs_after_the_one_before_has_ended_and_never_after_a_failure",
+    ) {
+        return;
+    }
+    let env = Env::new();
+    let manifest = json!({"pipeline": {"stages": [
+        {"name": "org.osbuild.test.order", "options": {"name": "a"}},
+        {"name": "org.osbuild.test.order", "options": {"name": "b"}},
+        {"name": "org.osbuild.test.order", "options": {"name": "c", "fail": true}},
+        {"name": "org.osbuild.test.say"}
+    ]}});
+    let (result, code) = env.build_json(&[], &manifest.to_string());
+    assert_eq!(code, 1, "{result}");
+    let outputs: Vec<&str> = result["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["output"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        outputs,
+        [
+            "a start\na end\n",
+            "a start\na end\nb start\nb end\n",
+            "a start\na end\nb start\nb end\nc start\nc end\n"
+        ],
+        "{result}"
+    );
+    assert!(!result.to_string().contains("OUTPUT-MARKER"), "{result}");
+    let store = env.store.to_string_lossy().into_owned();
+    assert_eq!(processes_matching(&store), Vec::<String>::new());
+    assert_store_clean(&env);
+}
+
 /// Each stage gets an empty `/var` and `/var/tmp` of the usual modes, whatever the stage
 /// before it left there (the directories are reused, emptied, between a build root's modules).
 #[test]

@@ -23,9 +23,6 @@ use osbuild_sys::Errno;
 /// Where the API socket is inside the build root.
 pub const API_SOCKET: &str = paths::OSBUILD_API;
 
-/// How long the runner waits for the host's reply before giving up.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
-
 /// Largest reply accepted (v10 replies are about 40 bytes).
 const MAX_REPLY: usize = 4096;
 /// Most descriptors accepted in one reply (v10 sends 3).
@@ -85,18 +82,24 @@ pub struct StdioFds {
 }
 
 /// Asks the host for the stage's stdio and makes it the process's fds 0, 1 and 2.
+///
+/// Waits as long as the host takes: the engine starts a stage's sandbox while the stage
+/// before it runs, and answers when that one has finished, however long it ran. A host that
+/// never answers kills the sandbox instead (its timeout, a cancel, or its own end, since
+/// bubblewrap dies with it).
 pub fn setup_stdio(socket: &Path) -> Result<(), StdioError> {
-    let fds = request_stdio(socket, DEFAULT_TIMEOUT)?;
+    let fds = request_stdio(socket, None)?;
     osbuild_sys::process::install_stdio(&fds.stdin, &fds.stdout, &fds.stderr)
         .map_err(os_err("dup2"))
 }
 
 /// Does the `setup-stdio` exchange and returns the received descriptors, without installing
-/// them. Descriptors the reply does not name are closed.
-pub fn request_stdio(socket: &Path, timeout: Duration) -> Result<StdioFds, StdioError> {
+/// them. Descriptors the reply does not name are closed. Without a `timeout`, waits for the
+/// reply as long as it takes.
+pub fn request_stdio(socket: &Path, timeout: Option<Duration>) -> Result<StdioFds, StdioError> {
     let addr = sockaddr(socket)?;
-    let sock = socket::connect_autobound(&addr, Some(timeout))
-        .map_err(|f| os_err(f.step.name())(f.errno))?;
+    let sock =
+        socket::connect_autobound(&addr, timeout).map_err(|f| os_err(f.step.name())(f.errno))?;
     let request = stdio::Request::setup_stdio().to_wire();
     socket::send(&sock, request.as_bytes(), &[], None).map_err(os_err("send"))?;
 
@@ -202,7 +205,8 @@ mod tests {
     #[test]
     fn missing_socket_is_a_connect_error() {
         let dir = tempfile::tempdir().unwrap();
-        let err = request_stdio(&dir.path().join("nope"), Duration::from_secs(1)).unwrap_err();
+        let err =
+            request_stdio(&dir.path().join("nope"), Some(Duration::from_secs(1))).unwrap_err();
         let text = err.to_string();
         assert!(text.starts_with("connect failed: "), "{text}");
         assert!(text.contains("No such file or directory"), "{text}");

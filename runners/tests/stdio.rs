@@ -29,7 +29,7 @@ fn handover_dup2s_the_named_descriptors() {
         r#"{"stdin": 2, "stdout": 0, "stderr": 1}"#,
         common::owned(&[&out_w, &err_w, &args]),
     );
-    let fds = request_stdio(&sock, Duration::from_secs(10)).unwrap();
+    let fds = request_stdio(&sock, Some(Duration::from_secs(10))).unwrap();
     let req = server.join().unwrap();
     drop((out_w, err_w, args));
     assert_eq!(req.payload, r#"{"method": "setup-stdio"}"#);
@@ -78,7 +78,7 @@ fn bad_replies_are_named() {
         let sock = dir.path().join("osbuild");
         let null = File::open("/dev/null").unwrap();
         let server = common::serve_once(&sock, reply, common::owned(&vec![&null; nfds]));
-        let err = request_stdio(&sock, Duration::from_secs(10)).unwrap_err();
+        let err = request_stdio(&sock, Some(Duration::from_secs(10))).unwrap_err();
         server.join().unwrap();
         assert!(err.to_string().contains(want), "{reply}: {err}");
     }
@@ -89,6 +89,6 @@ fn silent_host_times_out() {
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("osbuild");
     let _server = std::os::unix::net::UnixDatagram::bind(&sock).unwrap();
-    let err = request_stdio(&sock, Duration::from_millis(200)).unwrap_err();
+    let err = request_stdio(&sock, Some(Duration::from_millis(200))).unwrap_err();
     assert!(err.to_string().contains("no reply from the host"), "{err}");
 }

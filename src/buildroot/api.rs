@@ -17,7 +17,7 @@ use std::io::{Seek, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -44,18 +44,24 @@ impl SocketThread {
         netns: Option<&NetNs>,
         serve: impl FnOnce(OwnedFd, &AtomicBool) + Send + 'static,
     ) -> Result<Self, BuildRootError> {
-        let netns = netns.map(NetNs::try_clone_fd).transpose();
-        let netns = netns.map_err(io_err("duplicating the namespace descriptor"))?;
-        // Bound on a short-lived thread, so no thread of ours stays in the sandbox's namespace.
-        let sock = std::thread::scope(|s| {
-            s.spawn(|| bind_socket(&path, netns))
-                .join()
-                .unwrap_or_else(|_| {
-                    Err(io_err(format!("binding {}", path.display()))(
-                        std::io::Error::other("the thread died"),
-                    ))
-                })
-        })?;
+        let sock = match netns {
+            None => bind_socket(&path, None)?,
+            Some(netns) => {
+                let netns = netns.try_clone_fd();
+                let netns = netns.map_err(io_err("duplicating the namespace descriptor"))?;
+                // Bound on a short-lived thread, so no thread of ours stays in the sandbox's
+                // namespace.
+                std::thread::scope(|s| {
+                    s.spawn(|| bind_socket(&path, Some(netns)))
+                        .join()
+                        .unwrap_or_else(|_| {
+                            Err(io_err(format!("binding {}", path.display()))(
+                                std::io::Error::other("the thread died"),
+                            ))
+                        })
+                })?
+            }
+        };
         let wake = sock
             .try_clone()
             .map_err(io_err(format!("duplicating the socket {}", path.display())))?;
@@ -87,20 +93,77 @@ impl Drop for SocketThread {
     }
 }
 
+/// Holds the answer to `setup-stdio` until opened. The runner touches nothing before it has
+/// its stdio, so a sandbox held here can be started while the module before it still runs.
+#[derive(Clone, Default)]
+pub struct Gate(Arc<(Mutex<GateState>, Condvar)>);
+
+#[derive(Clone, Copy, PartialEq, Default)]
+enum GateState {
+    #[default]
+    Held,
+    Open,
+    /// The server is going away: a held request is never answered.
+    Abandoned,
+}
+
+impl Gate {
+    /// A gate that lets every request through.
+    pub fn open_now() -> Self {
+        let gate = Self::default();
+        gate.set(GateState::Open);
+        gate
+    }
+
+    /// Lets the held (and any later) request through.
+    pub fn open(&self) {
+        self.set(GateState::Open);
+    }
+
+    fn set(&self, to: GateState) {
+        let (state, changed) = &*self.0;
+        let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+        if *st != GateState::Abandoned {
+            *st = to;
+        }
+        changed.notify_all();
+    }
+
+    /// Waits until the gate opens (true) or is abandoned (false).
+    fn pass(&self) -> bool {
+        let (state, changed) = &*self.0;
+        let st = state.lock().unwrap_or_else(|p| p.into_inner());
+        let st = changed
+            .wait_while(st, |s| *s == GateState::Held)
+            .unwrap_or_else(|p| p.into_inner());
+        *st == GateState::Open
+    }
+}
+
 /// Serves one sandbox's `osbuild` endpoint until dropped.
 pub struct ApiServer {
+    gate: Gate,
     _socket: SocketThread,
     requested: Arc<AtomicBool>,
 }
 
+impl Drop for ApiServer {
+    /// Frees a serving thread held at the gate, so that dropping the socket can join it.
+    fn drop(&mut self) {
+        self.gate.set(GateState::Abandoned);
+    }
+}
+
 impl ApiServer {
-    /// Binds `<dir>/osbuild` and serves it on a thread. With `netns`, the socket lives in that
-    /// network namespace (the sandbox's), where the runner's reply address is.
+    /// Binds `<dir>/osbuild` and serves it on a thread, answering `setup-stdio` once `gate` is
+    /// open. With `netns`, the socket lives in that network namespace (the sandbox's), where
+    /// the runner's reply address is.
     pub fn start(
         dir: &Path,
         args: &str,
         output: &OwnedFd,
         netns: Option<&NetNs>,
+        gate: Gate,
     ) -> Result<Self, BuildRootError> {
         let stdin = args_fd(args)?;
         let stdout = output
@@ -108,13 +171,15 @@ impl ApiServer {
             .map_err(io_err("duplicating the output pipe"))?;
         let requested = Arc::new(AtomicBool::new(false));
         let flag = requested.clone();
+        let held = gate.clone();
         let socket = SocketThread::spawn(
             "osbuild-api",
             dir.join(paths::OSBUILD_SOCKET),
             netns,
-            move |sock, stop| serve(sock, stdin, stdout, stop, &flag),
+            move |sock, stop| serve(sock, Stdio { stdin, stdout }, stop, &flag, &held),
         )?;
         Ok(Self {
+            gate,
             _socket: socket,
             requested,
         })
@@ -178,13 +243,14 @@ fn receive_up_to(sock: &OwnedFd, size: usize) -> nix::Result<Request> {
     })
 }
 
-fn serve(
-    sock: OwnedFd,
+/// What `setup-stdio` hands over: the arguments file, and the output pipe's write end.
+struct Stdio {
     stdin: OwnedFd,
     stdout: OwnedFd,
-    stop: &AtomicBool,
-    requested: &AtomicBool,
-) {
+}
+
+fn serve(sock: OwnedFd, stdio: Stdio, stop: &AtomicBool, requested: &AtomicBool, gate: &Gate) {
+    let Stdio { stdin, stdout } = stdio;
     while !stop.load(Ordering::SeqCst) {
         let req = match receive(&sock) {
             Ok(_) if stop.load(Ordering::SeqCst) => break,
@@ -199,6 +265,9 @@ fn serve(
         let method = stdio::Request::parse(&req.payload).map(|r| r.method);
         match (method.as_deref(), req.peer) {
             (Some(stdio::SETUP_STDIO), Some(peer)) => {
+                if !gate.pass() {
+                    break;
+                }
                 let reply = stdio::Reply::IN_ORDER.to_wire();
                 // In the reply's order: stdin, stdout, stderr.
                 let fds = [stdin.as_fd(), stdout.as_fd(), stdout.as_fd()];
@@ -273,5 +342,57 @@ fn serve_sources(sock: OwnedFd, handler: &SourcesHandler, stop: &AtomicBool) {
         if let Err(e) = socket::send(&sock, reply.as_bytes(), &[], Some(&peer)) {
             tracing::warn!("sources API: replying: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sends `setup-stdio` to the server at `path`; whether a reply with three descriptors came
+    /// within `wait`.
+    fn ask(path: &Path, wait: Duration) -> bool {
+        let addr = UnixAddr::new(path).unwrap();
+        let sock = socket::connect_autobound(&addr, Some(wait)).unwrap();
+        let request = stdio::Request::setup_stdio().to_wire();
+        socket::send(&sock, request.as_bytes(), &[], None).unwrap();
+        let mut buf = [0u8; 1024];
+        // Room for the credentials SO_PASSCRED adds, besides the three descriptors.
+        socket::receive(&sock, &mut buf, 16).is_ok_and(|r| r.fds.len() == 3)
+    }
+
+    #[test]
+    fn a_held_runner_gets_its_stdio_only_once_the_gate_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_reader, writer) = nix::unistd::pipe().unwrap();
+        let gate = Gate::default();
+        let server = ApiServer::start(dir.path(), "{}", &writer, None, gate.clone()).unwrap();
+        let path = dir.path().join(paths::OSBUILD_SOCKET);
+        assert!(
+            !ask(&path, Duration::from_millis(300)),
+            "answered while held"
+        );
+        assert!(!server.stdio_requested());
+        gate.open();
+        assert!(ask(&path, Duration::from_secs(10)), "no answer once open");
+        assert!(server.stdio_requested());
+    }
+
+    #[test]
+    fn dropping_a_server_whose_runner_is_held_ends_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_reader, writer) = nix::unistd::pipe().unwrap();
+        let server = ApiServer::start(dir.path(), "{}", &writer, None, Gate::default()).unwrap();
+        let path = dir.path().join(paths::OSBUILD_SOCKET);
+        assert!(!ask(&path, Duration::from_millis(100)));
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            drop(server);
+            let _ = done.send(());
+        });
+        finished
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the serving thread, held at the gate, was not freed");
+        assert!(!path.exists(), "the socket file is removed");
     }
 }

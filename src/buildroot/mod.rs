@@ -40,7 +40,7 @@ use osbuild_sys::spawn::Exec;
 
 use crate::modules::ModuleKind;
 
-pub use api::{ApiServer, SourcesHandler, SourcesServer};
+pub use api::{ApiServer, Gate, SourcesHandler, SourcesServer};
 pub use head_api::HeadApiServer;
 pub use prepare::{ModuleRun, Protocol, SharedRoot};
 pub use remoteloop::LoopServer;
@@ -432,6 +432,18 @@ impl BuildRoot {
         cancel: &Cancel,
         on_line: &mut dyn FnMut(&str),
     ) -> Result<RunResult, BuildRootError> {
+        Self::start(sandbox, args, sources, Gate::open_now())?.finish(sandbox, cancel, on_line)
+    }
+
+    /// Starts the sandbox. Its module runs once `gate` is open: until then a v10 runner waits
+    /// for its stdio, having done nothing (HEAD's protocol has no such wait: give it an open
+    /// gate). [`Started::finish`] opens the gate and waits for the end.
+    pub fn start(
+        sandbox: &Sandbox,
+        args: &str,
+        sources: Option<SourcesHandler>,
+        gate: Gate,
+    ) -> Result<Started, BuildRootError> {
         if !sandbox.root.join("usr").is_dir() {
             return Err(BuildRootError::NoUsr(sandbox.root.clone()));
         }
@@ -443,25 +455,72 @@ impl BuildRoot {
                 args,
                 &writer,
                 sandbox.netns.as_deref(),
+                gate.clone(),
             )?),
             Some(_) => Api::Head(HeadApiServer::start(&sandbox.api)?),
         };
-        let _sources_server = sources
+        let sources = sources
             .map(|h| SourcesServer::start(&sandbox.api, h, sandbox.netns.as_deref()))
             .transpose()?;
-        // Assemblers may ask for loop devices; the server detaches them all when dropped, on
-        // every way out of this function (after the sandbox is gone).
-        let _loops = match sandbox.kind {
+        // Assemblers may ask for loop devices; the server detaches them all when dropped
+        // (after the sandbox is gone).
+        let loops = match sandbox.kind {
             ModuleKind::Assembler => {
                 Some(LoopServer::start(&sandbox.api, sandbox.netns.as_deref())?)
             }
             _ => None,
         };
+        let child = spawn_bubblewrap(sandbox, writer)?;
+        let output = OutputReader::new(reader)?;
+        Ok(Started {
+            child: Unfinished(Some(child)),
+            output,
+            gate,
+            server,
+            _sources: sources,
+            _loops: loops,
+        })
+    }
+}
 
-        // Dropping the child (any early return below) kills and reaps it.
-        let mut child = spawn_bubblewrap(sandbox, writer)?;
-        let mut output = OutputReader::new(reader)?;
-        let (status, timed_out) = wait_for(&mut child, &mut output, sandbox, cancel, on_line)?;
+/// A sandbox started by [`BuildRoot::start`]. Dropping it unfinished kills the sandbox and
+/// waits until every process in it is gone, then stops its servers (the fields drop in this
+/// order).
+pub struct Started {
+    child: Unfinished,
+    output: OutputReader,
+    gate: Gate,
+    server: Api,
+    _sources: Option<SourcesServer>,
+    _loops: Option<LoopServer>,
+}
+
+impl Started {
+    /// Lets the module run, and returns when the sandbox is gone: every process in it has
+    /// died (PID namespace), and its API sockets are closed. The timeout counts from here.
+    pub fn finish(
+        self,
+        sandbox: &Sandbox,
+        cancel: &Cancel,
+        on_line: &mut dyn FnMut(&str),
+    ) -> Result<RunResult, BuildRootError> {
+        let Started {
+            mut child,
+            mut output,
+            gate,
+            server,
+            _sources,
+            _loops,
+        } = self;
+        let mut child = child
+            .0
+            .take()
+            .expect("a started sandbox has its bubblewrap");
+        gate.open();
+        let waited = wait_for(&mut child, &mut output, sandbox, cancel, on_line);
+        // Gone before the servers stop: killed and reaped if the wait failed.
+        drop(child);
+        let (status, timed_out) = waited?;
         // The v10 server holds the last write end outside the sandbox: once it is gone, EOF
         // comes as soon as the (already dead) sandbox processes have released theirs.
         let (connected, exception) = match server {
@@ -482,6 +541,17 @@ impl BuildRoot {
             connected,
             exception,
         })
+    }
+}
+
+/// The bubblewrap of a sandbox that was started and not finished.
+struct Unfinished(Option<Child>);
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            child.kill_with_pid_namespace(SANDBOX_EXIT_TIMEOUT);
+        }
     }
 }
 

@@ -4,6 +4,9 @@
 //! module. On a filesystem mounted with `discard`, each removed directory waits for a discard;
 //! the five per stage were the largest file-system cost of a stage that does nothing.
 //!
+//! There are two of them (`module`, and `module-next` made when first needed): the next
+//! stage's sandbox is started while the current stage runs, each in its own.
+//!
 //! A module may change what it was given read-write (`/var`: its content, its mode, its owner,
 //! its extended attributes such as a default ACL); what is kept for the next module is only
 //! what is exactly as [`ModuleDir::make_dir`] made it, emptied. Anything else is removed and
@@ -30,13 +33,19 @@ fn mode_of(rel: &str) -> u32 {
     }
 }
 
-/// A build root's module directory (see the module's documentation).
+/// A build root's module directories (see the module's documentation).
 #[derive(Debug)]
 pub struct ModuleScratch {
-    path: PathBuf,
+    slots: [Slot; 2],
     /// The owner the engine gives what it makes (the module directory's own, which no module
     /// can change: it is never bound into a sandbox).
     owner: (u32, u32),
+}
+
+/// One module directory, held by one module at a time.
+#[derive(Debug)]
+struct Slot {
+    path: PathBuf,
     in_use: Mutex<()>,
 }
 
@@ -47,28 +56,47 @@ pub struct ModuleDir<'a> {
 }
 
 impl ModuleScratch {
-    /// Creates `parent/module`; it goes when `parent` is removed.
+    /// Creates `parent/module` (`parent/module-next` is made when first taken); they go when
+    /// `parent` is removed.
     pub fn new(parent: &Path) -> Result<Self, BuildRootError> {
         let path = parent.join("module");
         fs::create_dir(&path).map_err(io_err(format!("creating {}", path.display())))?;
         let m = fs::symlink_metadata(&path).map_err(io_err(format!("stat {}", path.display())))?;
-        Ok(Self {
+        let slot = |path| Slot {
             path,
-            owner: (m.uid(), m.gid()),
             in_use: Mutex::new(()),
+        };
+        Ok(Self {
+            slots: [slot(path), slot(parent.join("module-next"))],
+            owner: (m.uid(), m.gid()),
         })
     }
 
-    /// The directory, emptied of what the previous module left. One module at a time: a second
-    /// taker while the first holds it is a bug, reported instead of waited for.
+    /// A free module directory, emptied of what the previous module left. Two modules at a
+    /// time (one running, the next started): a third taker is a bug, reported instead of
+    /// waited for.
     pub fn take(&self) -> Result<ModuleDir<'_>, BuildRootError> {
-        let in_use = self.in_use.try_lock().map_err(|_| BuildRootError::Io {
-            context: format!("{} is in use by another module", self.path.display()),
-            source: ErrorKind::ResourceBusy.into(),
-        })?;
-        empty(&self.path, self.owner)?;
+        let (slot, in_use) = self
+            .slots
+            .iter()
+            .find_map(|s| s.in_use.try_lock().ok().map(|guard| (s, guard)))
+            .ok_or_else(|| BuildRootError::Io {
+                context: format!(
+                    "{} and {} are in use by other modules",
+                    self.slots[0].path.display(),
+                    self.slots[1].path.display()
+                ),
+                source: ErrorKind::ResourceBusy.into(),
+            })?;
+        match fs::create_dir(&slot.path) {
+            Err(e) if e.kind() != ErrorKind::AlreadyExists => {
+                return Err(io_err(format!("creating {}", slot.path.display()))(e));
+            }
+            _ => {}
+        }
+        empty(&slot.path, self.owner)?;
         Ok(ModuleDir {
-            path: &self.path,
+            path: &slot.path,
             _in_use: in_use,
         })
     }
@@ -296,13 +324,21 @@ mod tests {
     }
 
     #[test]
-    fn one_module_at_a_time() {
+    fn two_modules_at_a_time_each_in_its_own_directory() {
         let parent = tempfile::tempdir().unwrap();
         let scratch = ModuleScratch::new(parent.path()).unwrap();
         let first = scratch.take().unwrap();
-        let second = scratch.take().err().expect("taken twice").to_string();
-        assert!(second.contains("in use by another module"), "{second}");
+        let second = scratch.take().unwrap();
+        assert_eq!(first.path(), parent.path().join("module"));
+        assert_eq!(second.path(), parent.path().join("module-next"));
+        fs::write(second.path().join("left"), "").unwrap();
+        let third = scratch.take().err().expect("taken three times").to_string();
+        assert!(third.contains("in use by other modules"), "{third}");
+        drop(second);
+        let again = scratch.take().unwrap();
+        assert_eq!(again.path(), parent.path().join("module-next"));
+        assert_eq!(listing(again.path()), Vec::<String>::new());
         drop(first);
-        scratch.take().unwrap();
+        assert_eq!(scratch.take().unwrap().path(), parent.path().join("module"));
     }
 }

@@ -23,7 +23,9 @@ use std::time::Instant;
 
 use osbuild_protocol::args::{AssemblerArgs, StageArgs};
 
-use crate::buildroot::{BuildRoot, BuildRootError, Cancel, ModuleRun, SourcesHandler};
+use crate::buildroot::{
+    BuildRoot, BuildRootError, Cancel, Gate, ModuleDir, ModuleRun, Sandbox, SourcesHandler, Started,
+};
 use crate::events::{Event, Monitor};
 use crate::id::ObjectId;
 use crate::manifest::{Pipeline, Stage};
@@ -242,54 +244,119 @@ impl<'a> Run<'a, '_> {
 
         let resume = pipeline.stages.iter().rposition(|s| store.contains(&s.id));
         let tree = store.new_object(resume.map(|i| &pipeline.stages[i].id))?;
-        let first = resume.map_or(0, |i| i + 1);
+        let mut first = resume.map_or(0, |i| i + 1);
         let mut stages = Vec::new();
         let env = build_root.env(self.b, runner)?;
-        for (index, stage) in pipeline.stages.iter().enumerate().skip(first) {
+        let total = pipeline.stages.len();
+        while first < total {
+            // Up to and including the next stage whose tree is committed.
+            let end = (first..total)
+                .find(|&i| self.commits(&pipeline.stages[i].id))
+                .map_or(total, |i| i + 1);
             let at = Position {
                 depth,
-                index,
-                total: pipeline.stages.len(),
+                index: first,
+                total,
             };
-            let r = self.run_stage(stage, env, &tree, runner, at)?;
-            let ok = r.success;
-            stages.push(r);
+            let ok = self.run_stages(
+                &pipeline.stages[first..end],
+                env,
+                &tree,
+                runner,
+                at,
+                &mut stages,
+            )?;
             if !ok {
                 result.success = false;
                 result.stages = Some(stages);
                 return Ok((result, None));
             }
-            if self.request.checkpoints.contains(&stage.id) || self.b.commit.also_commit(&stage.id)
-            {
+            let last = &pipeline.stages[end - 1].id;
+            if self.commits(last) {
                 self.clamp_times(&tree)?;
-                store.commit(&tree, &stage.id, ObjectKind::Tree)?;
+                store.commit(&tree, last, ObjectKind::Tree)?;
             }
+            first = end;
         }
         result.stages = Some(stages);
         result.tree_id = pipeline.tree_id().map(ObjectId::to_string);
         Ok((result, Some((build_root, tree))))
     }
 
-    fn run_stage(
+    /// Whether the tree after stage `id` is committed (a checkpoint, or the policy's choice).
+    fn commits(&self, id: &ObjectId) -> bool {
+        self.request.checkpoints.contains(id) || self.b.commit.also_commit(id)
+    }
+
+    /// Runs `stages` (the first at `at`) one after the other on one writable view of `tree`,
+    /// adding their results to `results`; false at the first that fails, and no stage after
+    /// it runs. Each stage's sandbox is started while the stage before it runs, and held
+    /// until that one has finished (see [`BuildRoot::start`]): bubblewrap's few milliseconds
+    /// of namespaces and mounts overlap the previous stage instead of following it.
+    fn run_stages(
         &mut self,
-        stage: &Stage,
+        stages: &[Stage],
         env: &BuildEnv,
         tree: &Object,
         runner: &str,
         at: Position,
-    ) -> Result<ModuleResult, BuildError> {
-        let args = StageArgs::in_sandbox(&stage.options).to_json();
+        results: &mut Vec<ModuleResult>,
+    ) -> Result<bool, BuildError> {
         let build_guard = env.tree.as_ref().map(Object::read).transpose()?;
-        let root = build_guard.as_ref().map_or(Path::new("/"), |g| g.path());
         let tree_guard = tree.write()?;
-        let plan = self.plan(ModuleKind::Stage, stage, env, runner)?;
-        let plan = ModuleRun {
-            root,
+        let view = View {
+            root: build_guard.as_ref().map_or(Path::new("/"), |g| g.path()),
             root_is_build_tree: build_guard.is_some(),
             tree: tree_guard.path(),
+        };
+        let mut next = None;
+        for (k, stage) in stages.iter().enumerate() {
+            let current = match next.take() {
+                Some(started) => started,
+                None => self.start_stage(stage, env, runner, &view, Gate::open_now())?,
+            };
+            // A stage that cannot be started early is started again in its turn, which
+            // reports why it cannot.
+            next = stages.get(k + 1).and_then(|s| {
+                self.start_stage(s, env, runner, &view, Gate::default())
+                    .ok()
+            });
+            let at = Position {
+                index: at.index + k,
+                ..at
+            };
+            let r = self.finish_module(stage, current, at)?;
+            let ok = r.success;
+            results.push(r);
+            if !ok {
+                // Dropping `next` kills its sandbox before its stage ever ran.
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Starts `stage`'s sandbox on `view`; its stage runs once `gate` is open.
+    fn start_stage<'e>(
+        &self,
+        stage: &'e Stage,
+        env: &'e BuildEnv,
+        runner: &'e str,
+        view: &View<'e>,
+        gate: Gate,
+    ) -> Result<StartedModule<'e>, BuildError>
+    where
+        'a: 'e,
+    {
+        let args = StageArgs::in_sandbox(&stage.options).to_json();
+        let plan = self.plan(ModuleKind::Stage, stage, env, runner)?;
+        let plan = ModuleRun {
+            root: view.root,
+            root_is_build_tree: view.root_is_build_tree,
+            tree: view.tree,
             ..plan
         };
-        self.run_module(stage, plan, &args, at)
+        self.start_module(plan, &args, gate)
     }
 
     fn assemble(
@@ -321,7 +388,8 @@ impl<'a> Run<'a, '_> {
                 index: 0,
                 total: 1,
             };
-            self.run_module(assembler, plan, &args, at)?
+            let started = self.start_module(plan, &args, Gate::open_now())?;
+            self.finish_module(assembler, started, at)?
         };
         if r.success {
             self.clamp_times(&output)?;
@@ -377,20 +445,41 @@ impl<'a> Run<'a, '_> {
         })
     }
 
-    /// Runs one module in its own sandbox, telling the monitor about it.
-    fn run_module(
-        &mut self,
-        module: &Stage,
-        plan: ModuleRun<'_>,
+    /// Starts one module's sandbox (see [`BuildRoot::start`]) in a module directory of its own.
+    fn start_module<'e>(
+        &self,
+        plan: ModuleRun<'e>,
         args: &str,
-        at: Position,
-    ) -> Result<ModuleResult, BuildError> {
-        let kind = plan.kind;
+        gate: Gate,
+    ) -> Result<StartedModule<'e>, BuildError> {
         let dir = plan.shared.module_dir()?;
         let sandbox = plan.prepare(&dir)?;
         if let Some(dir) = &sandbox.sources {
             self.sources.expose(dir).map_err(BuildError::Source)?;
         }
+        // The stage's sources API: files land in its own sources directory, read-only inside.
+        let sources_api = sandbox.sources.clone().map(|dir| {
+            let (sources, cancel) = (self.sources.clone(), self.b.cancel.clone());
+            let handler: SourcesHandler =
+                Arc::new(move |request: &[u8]| sources.api_reply(request, &dir, &cancel));
+            handler
+        });
+        let started = BuildRoot::start(&sandbox, args, sources_api, gate)?;
+        Ok(StartedModule {
+            started,
+            sandbox,
+            _dir: dir,
+        })
+    }
+
+    /// Lets a started module run to its end, telling the monitor about it.
+    fn finish_module(
+        &mut self,
+        module: &Stage,
+        started: StartedModule<'_>,
+        at: Position,
+    ) -> Result<ModuleResult, BuildError> {
+        let kind = started.sandbox.kind;
         self.monitor.event(Event::ModuleStarted {
             kind,
             name: &module.name,
@@ -400,19 +489,16 @@ impl<'a> Run<'a, '_> {
             index: at.index,
             total: at.total,
         });
-        let started = Instant::now();
+        let begun = Instant::now();
         let monitor = &mut *self.monitor;
-        // The stage's sources API: files land in its own sources directory, read-only inside.
-        let sources_api = sandbox.sources.clone().map(|dir| {
-            let (sources, cancel) = (self.sources.clone(), self.b.cancel.clone());
-            let handler: SourcesHandler =
-                Arc::new(move |request: &[u8]| sources.api_reply(request, &dir, &cancel));
-            handler
+        let StartedModule {
+            started,
+            sandbox,
+            _dir,
+        } = started;
+        let run = started.finish(&sandbox, &self.b.cancel, &mut |line| {
+            monitor.event(Event::Output { line })
         });
-        let run =
-            BuildRoot::run_with_sources(&sandbox, args, sources_api, &self.b.cancel, &mut |line| {
-                monitor.event(Event::Output { line })
-            });
         let run = match run {
             Err(BuildRootError::Cancelled) => return Err(BuildError::Cancelled),
             other => other?,
@@ -422,7 +508,7 @@ impl<'a> Run<'a, '_> {
             name: &module.name,
             id: &module.id,
             success: run.success(),
-            seconds: started.elapsed().as_secs_f64(),
+            seconds: begun.elapsed().as_secs_f64(),
             error: None,
             metadata: None,
         });
@@ -431,6 +517,22 @@ impl<'a> Run<'a, '_> {
         }
         Ok(result::module_result(module, &run))
     }
+}
+
+/// The trees a stage's sandbox is made of: the build root (`/` or a build pipeline's tree)
+/// and the tree the stage writes.
+struct View<'g> {
+    root: &'g Path,
+    root_is_build_tree: bool,
+    tree: &'g Path,
+}
+
+/// A module's sandbox, started, and the module directory it holds. The sandbox goes first
+/// when dropped, then the directory is free for another module.
+struct StartedModule<'e> {
+    started: Started,
+    sandbox: Sandbox,
+    _dir: ModuleDir<'e>,
 }
 
 /// Where a module stands in the build, for its events: `index` of `total` within its

@@ -25,6 +25,10 @@ struct State {
     readers: usize,
     writer: bool,
     seq: u64,
+    /// Empty mountpoints in the work directory that unmounted views left: the next view takes
+    /// one instead of making a directory (removing one waits for a discard on a filesystem
+    /// mounted with `discard`, about 0.1-0.6 ms, once per stage otherwise).
+    spare: Vec<PathBuf>,
 }
 
 /// A working tree: empty or a lazy copy of a committed object; read through read-only bind
@@ -73,6 +77,7 @@ impl Store {
                 initialized,
                 readers: 0,
                 writer: false,
+                spare: Vec::new(),
                 seq: 0,
             }),
         })
@@ -238,7 +243,11 @@ impl Object {
         self.state().base.as_ref().map(|b| b.id.clone())
     }
 
+    /// An empty directory to mount a view on: a spare one, or a new one named after the view.
     fn mountpoint(&self, kind: &str, seq: u64) -> Result<PathBuf, StoreError> {
+        if let Some(mp) = self.state().spare.pop() {
+            return Ok(mp);
+        }
         let mp = self.workdir.path().join(format!("{kind}-{seq}"));
         std::fs::create_dir(&mp).map_err(|e| StoreError::io("create", &mp, e))?;
         Ok(mp)
@@ -296,15 +305,21 @@ impl Object {
     }
 }
 
-fn unmount_and_rmdir(mount: Option<BindMount>) {
-    if let Some(m) = mount {
-        let mp = m.path().to_owned();
-        match m.unmount() {
-            Ok(()) => {
-                let _ = std::fs::remove_dir(&mp);
-            }
-            Err(e) => tracing::error!("{e}"),
+/// Unmounts `m`; its mountpoint, empty again, unless unmounting failed (logged).
+fn unmount(m: BindMount) -> Option<PathBuf> {
+    let mp = m.path().to_owned();
+    match m.unmount() {
+        Ok(()) => Some(mp),
+        Err(e) => {
+            tracing::error!("{e}");
+            None
         }
+    }
+}
+
+fn unmount_and_rmdir(mount: Option<BindMount>) {
+    if let Some(mp) = mount.and_then(unmount) {
+        let _ = std::fs::remove_dir(&mp);
     }
 }
 
@@ -338,7 +353,7 @@ impl<'a, const WRITABLE: bool> ObjectMount<'a, WRITABLE> {
                 Ok(self)
             }
             Err(e) => {
-                let _ = std::fs::remove_dir(&mp);
+                self.obj.state().spare.push(mp);
                 Err(e.into())
             }
         }
@@ -352,8 +367,9 @@ impl<'a, const WRITABLE: bool> ObjectMount<'a, WRITABLE> {
 
 impl<const WRITABLE: bool> Drop for ObjectMount<'_, WRITABLE> {
     fn drop(&mut self) {
-        unmount_and_rmdir(self.mount.take());
+        let spare = self.mount.take().and_then(unmount);
         let mut st = self.obj.state();
+        st.spare.extend(spare);
         if WRITABLE {
             st.writer = false;
         } else {
