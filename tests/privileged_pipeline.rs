@@ -21,6 +21,16 @@ fn ids(result: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Each stage's output, in the order the stages ran.
+fn stage_outputs(result: &Value) -> Vec<&str> {
+    result["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["output"].as_str().unwrap())
+        .collect()
+}
+
 fn assert_store_clean(env: &Env) {
     assert_eq!(
         env.store_entries("tmp"),
@@ -277,12 +287,7 @@ fn privileged_the_first_stages_output_is_exactly_its_own() {
     ]}});
     let (result, code) = env.build_json(&[], &manifest.to_string());
     assert_eq!(code, 0, "{result}");
-    let outputs: Vec<&str> = result["stages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["output"].as_str().unwrap())
-        .collect();
+    let outputs = stage_outputs(&result);
     assert_eq!(
         outputs,
         [
@@ -312,12 +317,7 @@ fn privileged_each_stage_runs_after_the_one_before_has_ended_and_never_after_a_f
     ]}});
     let (result, code) = env.build_json(&[], &manifest.to_string());
     assert_eq!(code, 1, "{result}");
-    let outputs: Vec<&str> = result["stages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["output"].as_str().unwrap())
-        .collect();
+    let outputs = stage_outputs(&result);
     assert_eq!(
         outputs,
         [
