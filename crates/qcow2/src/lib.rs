@@ -1,0 +1,181 @@
+//! A compressed qcow2 writer: what `qemu-img convert -O qcow2 -c` makes from a raw disk image,
+//! compressed on every core, and the same bytes whatever the number of threads.
+//!
+//! The image is qcow2 version 3 (compat 1.1) with 64 KiB clusters, 16-bit refcounts, zlib
+//! (raw deflate) compression, no backing file, no snapshots, no extended L2 entries. Every
+//! guest cluster that holds data is compressed; an all-zero one is left unallocated (it reads
+//! as zeros), and one whose deflate stream would not be smaller than a cluster is stored whole,
+//! as qemu-img does. Only the raw image's data is read: its holes are skipped
+//! (`SEEK_DATA`/`SEEK_HOLE`), so a sparse 2 GiB image costs what its data costs.
+//!
+//! - [`layout`]: the file as data (L2 entries, refcounts, tables, header); no I/O.
+//! - [`cluster`]: reading, zero-testing and deflating one guest cluster.
+//! - [`ordered`]: workers in parallel, one sink in order, a bounded window between.
+
+#![forbid(unsafe_code)]
+
+pub mod cluster;
+pub mod layout;
+pub mod ordered;
+
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::ops::Range;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use cluster::{Cluster, Deflater};
+use layout::{Map, CLUSTER_SIZE};
+
+/// What a conversion wrote.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// The guest disk's size: the raw image's, rounded up to 512 bytes.
+    pub virtual_size: u64,
+    /// Guest clusters stored compressed.
+    pub compressed: u64,
+    /// Guest clusters stored whole (their deflate stream was no smaller).
+    pub stored: u64,
+    /// Guest clusters with data extents but only zeros, left unallocated.
+    pub zero: u64,
+    /// The qcow2 file's size.
+    pub file_size: u64,
+}
+
+/// Writes `out` (created or truncated) as a compressed qcow2 of the raw image `raw`,
+/// compressing on `threads` threads (at least one). Every error names the file and, for
+/// reads and writes, the byte offset.
+pub fn write_compressed(raw: &Path, out: &Path, threads: usize) -> io::Result<Summary> {
+    let named = |path: &Path, e: io::Error| {
+        io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+    };
+    let raw_file = File::open(raw).map_err(|e| named(raw, e))?;
+    let size = raw_file.metadata().map_err(|e| named(raw, e))?.len();
+    let extents = data_extents(&raw_file, size).map_err(|e| named(raw, e))?;
+    let out_file = File::create(out).map_err(|e| named(out, e))?;
+    let mut sink = Sink::new(out_file, size.next_multiple_of(512)).map_err(|e| named(out, e))?;
+    let mut read_error = None;
+    let written = ordered::ordered_map(
+        clusters(extents),
+        threads,
+        Deflater::default,
+        |deflater, guest| (guest, deflater.cluster(&raw_file, guest)),
+        |(guest, cluster)| match cluster {
+            Ok(cluster) => sink.put(guest, cluster),
+            Err(e) => {
+                read_error = Some(named(raw, e));
+                Err(io::Error::other("stopped"))
+            }
+        },
+    );
+    if let Some(e) = read_error {
+        return Err(e);
+    }
+    written.map_err(|e| named(out, e))?;
+    sink.finish().map_err(|e| named(out, e))
+}
+
+/// The byte ranges of `file` that hold data, up to `size` (the whole file where the file
+/// system cannot tell).
+fn data_extents(file: &File, size: u64) -> io::Result<Vec<Range<u64>>> {
+    let mut extents = Vec::new();
+    let mut at = 0;
+    while at < size {
+        let start = match osbuild_sys::fs::seek_data(file, at) {
+            Ok(Some(start)) => start,
+            Ok(None) => break,
+            Err(e) if matches!(io::Error::from(e).kind(), io::ErrorKind::InvalidInput) => {
+                return Ok(vec![0..size]);
+            }
+            Err(e) => return Err(io::Error::new(io::Error::from(e).kind(), format!("seeking data at byte {at}: {e}"))),
+        };
+        let end = osbuild_sys::fs::seek_hole(file, start)
+            .map_err(|e| io::Error::new(io::Error::from(e).kind(), format!("seeking a hole at byte {start}: {e}")))?
+            .min(size);
+        if start < end {
+            extents.push(start..end);
+        }
+        at = end.max(start + 1);
+    }
+    Ok(extents)
+}
+
+/// The guest clusters that `extents` touch, ascending, each once.
+fn clusters(extents: Vec<Range<u64>>) -> impl Iterator<Item = u64> + Send {
+    let mut last = None;
+    extents
+        .into_iter()
+        .flat_map(|r| r.start / CLUSTER_SIZE..r.end.div_ceil(CLUSTER_SIZE))
+        .filter(move |&c| {
+            let new = last.is_none_or(|l| c > l);
+            last = Some(c);
+            new
+        })
+}
+
+/// The qcow2 being written: the data appended in guest order, then the tables and header.
+struct Sink {
+    out: BufWriter<File>,
+    /// Where the next byte written to `out` lands.
+    at: u64,
+    map: Map,
+    summary: Summary,
+}
+
+impl Sink {
+    fn new(mut out: File, virtual_size: u64) -> io::Result<Self> {
+        out.seek(SeekFrom::Start(CLUSTER_SIZE))?;
+        Ok(Sink {
+            out: BufWriter::with_capacity(1 << 20, out),
+            at: CLUSTER_SIZE,
+            map: Map::new(virtual_size),
+            summary: Summary {
+                virtual_size,
+                ..Summary::default()
+            },
+        })
+    }
+
+    fn put(&mut self, guest: u64, cluster: Cluster) -> io::Result<()> {
+        match cluster {
+            Cluster::Zero => {
+                self.summary.zero += 1;
+                Ok(())
+            }
+            Cluster::Compressed(stream) => {
+                self.summary.compressed += 1;
+                let at = self.map.place_compressed(guest, stream.len() as u64)?;
+                self.append(at, &stream)
+            }
+            Cluster::Stored(bytes) => {
+                self.summary.stored += 1;
+                let at = self.map.place_stored(guest);
+                self.append(at, &bytes)
+            }
+        }
+    }
+
+    /// Writes `bytes` at `offset`, at or after the end of what was written (zeros between).
+    fn append(&mut self, offset: u64, bytes: &[u8]) -> io::Result<()> {
+        let gap = offset - self.at;
+        let result = io::copy(&mut io::repeat(0).take(gap), &mut self.out)
+            .and_then(|_| self.out.write_all(bytes));
+        self.at = offset + bytes.len() as u64;
+        result.map_err(|e| io::Error::new(e.kind(), format!("writing at byte {offset}: {e}")))
+    }
+
+    /// Appends the tables, then writes the header: only a finished file is a qcow2.
+    fn finish(mut self) -> io::Result<Summary> {
+        let mut summary = self.summary;
+        let metadata = self.map.finish();
+        self.append(metadata.tables_offset, &metadata.tables)?;
+        let out = self
+            .out
+            .into_inner()
+            .map_err(|e| io::Error::new(e.error().kind(), format!("writing: {}", e.error())))?;
+        out.write_all_at(&metadata.header, 0)
+            .map_err(|e| io::Error::new(e.kind(), format!("writing the header: {e}")))?;
+        summary.file_size = self.at;
+        Ok(summary)
+    }
+}
