@@ -80,7 +80,10 @@ impl Map {
             })?;
         }
         let extra_sectors = last_sector - first_sector;
-        self.set_l2(guest, COMPRESSED | (extra_sectors << SECTORS_SHIFT) | offset);
+        self.set_l2(
+            guest,
+            COMPRESSED | (extra_sectors << SECTORS_SHIFT) | offset,
+        );
         self.next = offset + len;
         Ok(offset)
     }
@@ -121,13 +124,17 @@ impl Map {
     pub fn finish(&self) -> Metadata {
         let first = self.data_end() / CLUSTER_SIZE;
         let l1_size = self.virtual_size.div_ceil(CLUSTER_SIZE * L2_ENTRIES);
-        let l1_clusters = (l1_size * 8).div_ceil(CLUSTER_SIZE).max(1);
+        let l1_clusters = (l1_size * 8).div_ceil(CLUSTER_SIZE);
         let l2_count = self.l2.len() as u64;
         let before_refcounts = first + l2_count + l1_clusters;
         let (table_clusters, blocks) = refcount_structure(before_refcounts);
         let total = before_refcounts + table_clusters + blocks;
 
-        let l1_offset = (first + l2_count) * CLUSTER_SIZE;
+        // An empty disk has no L1 table (qemu-img writes offset 0 too).
+        let l1_offset = match l1_size {
+            0 => 0,
+            _ => (first + l2_count) * CLUSTER_SIZE,
+        };
         let table_offset = before_refcounts * CLUSTER_SIZE;
         let blocks_offset = table_offset + table_clusters * CLUSTER_SIZE;
 
@@ -138,19 +145,19 @@ impl Map {
             push_u64s(&mut tables, entries);
         }
         push_u64s(&mut tables, &l1);
-        pad_to_cluster(&mut tables);
+        pad_to_clusters(&mut tables, l2_count + l1_clusters);
         let block_offsets: Vec<u64> = (0..blocks)
             .map(|b| blocks_offset + b * CLUSTER_SIZE)
             .collect();
         push_u64s(&mut tables, &block_offsets);
-        pad_to_cluster(&mut tables);
+        pad_to_clusters(&mut tables, l2_count + l1_clusters + table_clusters);
         let mut refcounts = self.refcounts.clone();
         refcounts.resize(first as usize, 0);
         refcounts.resize(total as usize, 1);
         for count in &refcounts {
             tables.extend_from_slice(&count.to_be_bytes());
         }
-        pad_to_cluster(&mut tables);
+        pad_to_clusters(&mut tables, total - first);
 
         let header = Header {
             virtual_size: self.virtual_size,
@@ -187,8 +194,10 @@ fn push_u64s(out: &mut Vec<u8>, values: &[u64]) {
     }
 }
 
-fn pad_to_cluster(out: &mut Vec<u8>) {
-    out.resize((out.len() as u64).next_multiple_of(CLUSTER_SIZE) as usize, 0);
+/// Zeros up to the end of the tables' `clusters`th cluster.
+fn pad_to_clusters(out: &mut Vec<u8>, clusters: u64) {
+    debug_assert!(out.len() as u64 <= clusters * CLUSTER_SIZE);
+    out.resize((clusters * CLUSTER_SIZE) as usize, 0);
 }
 
 /// The header fields that vary; the rest are fixed: version 3, no backing file, no
@@ -246,9 +255,9 @@ mod tests {
         assert_eq!(map.place_compressed(0, 1000).unwrap(), CLUSTER_SIZE);
         assert_eq!(map.l2[&0][0], COMPRESSED | (1 << 54) | CLUSTER_SIZE);
         // The next starts inside the previous one's last sector, and crosses into cluster 2.
-        let at = map.place_compressed(1, CLUSTER_SIZE - 1000).unwrap();
+        let at = map.place_compressed(1, CLUSTER_SIZE - 900).unwrap();
         assert_eq!(at, CLUSTER_SIZE + 1000);
-        let extra = (2 * CLUSTER_SIZE - 1) / 512 - (CLUSTER_SIZE + 1000) / 512;
+        let extra = (2 * CLUSTER_SIZE + 99) / 512 - (CLUSTER_SIZE + 1000) / 512;
         assert_eq!(map.l2[&0][1], COMPRESSED | (extra << 54) | at);
         assert_eq!(map.refcounts, [1, 2, 1]);
         // A stored cluster goes to the next boundary, with its refcount of one.

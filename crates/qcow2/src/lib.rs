@@ -46,9 +46,8 @@ pub struct Summary {
 /// compressing on `threads` threads (at least one). Every error names the file and, for
 /// reads and writes, the byte offset.
 pub fn write_compressed(raw: &Path, out: &Path, threads: usize) -> io::Result<Summary> {
-    let named = |path: &Path, e: io::Error| {
-        io::Error::new(e.kind(), format!("{}: {e}", path.display()))
-    };
+    let named =
+        |path: &Path, e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", path.display()));
     let raw_file = File::open(raw).map_err(|e| named(raw, e))?;
     let size = raw_file.metadata().map_err(|e| named(raw, e))?.len();
     let extents = data_extents(&raw_file, size).map_err(|e| named(raw, e))?;
@@ -87,10 +86,20 @@ fn data_extents(file: &File, size: u64) -> io::Result<Vec<Range<u64>>> {
             Err(e) if matches!(io::Error::from(e).kind(), io::ErrorKind::InvalidInput) => {
                 return Ok(vec![0..size]);
             }
-            Err(e) => return Err(io::Error::new(io::Error::from(e).kind(), format!("seeking data at byte {at}: {e}"))),
+            Err(e) => {
+                return Err(io::Error::new(
+                    io::Error::from(e).kind(),
+                    format!("seeking data at byte {at}: {e}"),
+                ))
+            }
         };
         let end = osbuild_sys::fs::seek_hole(file, start)
-            .map_err(|e| io::Error::new(io::Error::from(e).kind(), format!("seeking a hole at byte {start}: {e}")))?
+            .map_err(|e| {
+                io::Error::new(
+                    io::Error::from(e).kind(),
+                    format!("seeking a hole at byte {start}: {e}"),
+                )
+            })?
             .min(size);
         if start < end {
             extents.push(start..end);
