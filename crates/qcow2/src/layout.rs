@@ -141,7 +141,7 @@ impl Map {
         let mut tables = Vec::with_capacity(((total - first) * CLUSTER_SIZE) as usize);
         let mut l1 = vec![0u64; l1_size as usize];
         for (n, (index, entries)) in self.l2.iter().enumerate() {
-            l1[*index as usize] = COPIED | (first + n as u64) * CLUSTER_SIZE;
+            l1[*index as usize] = COPIED | ((first + n as u64) * CLUSTER_SIZE);
             push_u64s(&mut tables, entries);
         }
         push_u64s(&mut tables, &l1);
@@ -262,7 +262,7 @@ mod tests {
         assert_eq!(map.refcounts, [1, 2, 1]);
         // A stored cluster goes to the next boundary, with its refcount of one.
         assert_eq!(map.place_stored(3), 3 * CLUSTER_SIZE);
-        assert_eq!(map.l2[&0][3], COPIED | 3 * CLUSTER_SIZE);
+        assert_eq!(map.l2[&0][3], COPIED | (3 * CLUSTER_SIZE));
         assert_eq!(map.refcounts, [1, 2, 1, 1]);
         assert_eq!(map.data_end(), 4 * CLUSTER_SIZE);
     }
@@ -297,9 +297,9 @@ mod tests {
         assert_eq!(u32::from_be_bytes(h[100..104].try_into().unwrap()), 112);
         let t = &m.tables;
         assert_eq!(be64(t, 0), COMPRESSED | c);
-        assert_eq!(be64(t, c), COPIED | 2 * c);
-        assert_eq!(be64(t, 2 * c), COPIED | 3 * c);
-        assert_eq!(be64(t, 2 * c + 8), COPIED | 4 * c);
+        assert_eq!(be64(t, c), COPIED | (2 * c));
+        assert_eq!(be64(t, 2 * c), COPIED | (3 * c));
+        assert_eq!(be64(t, 2 * c + 8), COPIED | (4 * c));
         assert_eq!(be64(t, 3 * c), 7 * c); // the refcount block
         let counts: Vec<u16> = (0..9).map(|i| be16(t, 4 * c + 2 * i)).collect();
         assert_eq!(counts, [1, 1, 1, 1, 1, 1, 1, 1, 0]);

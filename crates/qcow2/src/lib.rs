@@ -84,7 +84,7 @@ fn data_extents(file: &File, size: u64) -> io::Result<Vec<Range<u64>>> {
             Ok(Some(start)) => start,
             Ok(None) => break,
             Err(e) if matches!(io::Error::from(e).kind(), io::ErrorKind::InvalidInput) => {
-                return Ok(vec![0..size]);
+                return Ok(std::iter::once(0..size).collect());
             }
             Err(e) => {
                 return Err(io::Error::new(
