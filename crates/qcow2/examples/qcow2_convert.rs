@@ -21,11 +21,11 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         },
-        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        None => osbuild_qcow2::available_threads(),
     };
     match osbuild_qcow2::write_compressed(Path::new(raw), Path::new(out), threads) {
         Ok(s) => {
-            println!("{s:?}");
+            println!("{s}");
             ExitCode::SUCCESS
         }
         Err(e) => {
