@@ -76,26 +76,50 @@ pub fn write_compressed(raw: &Path, out: &Path, threads: usize) -> io::Result<Su
     let size = raw_file.metadata().map_err(|e| named(raw, e))?.len();
     let extents = data_extents(&raw_file, size).map_err(|e| named(raw, e))?;
     let out_file = File::create(out).map_err(|e| named(out, e))?;
-    let mut sink = Sink::new(out_file, size.next_multiple_of(512)).map_err(|e| named(out, e))?;
+    let written = convert(&raw_file, extents, out_file, size, threads);
+    if written.is_err() {
+        // Half a qcow2 (no header yet) is of no use to anyone.
+        let _ = std::fs::remove_file(out);
+    }
+    written.map_err(|(file, e)| named(if file == Side::Raw { raw } else { out }, e))
+}
+
+/// Which file an error is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Raw,
+    Out,
+}
+
+/// Compresses the clusters of `extents` of `raw` into `out`.
+fn convert(
+    raw: &File,
+    extents: Vec<Range<u64>>,
+    out: File,
+    size: u64,
+    threads: usize,
+) -> Result<Summary, (Side, io::Error)> {
+    let on = |side| move |e| (side, e);
+    let mut sink = Sink::new(out, size.next_multiple_of(512)).map_err(on(Side::Out))?;
     let mut read_error = None;
     let written = ordered::ordered_map(
         clusters(extents),
         threads,
         Deflater::default,
-        |deflater, guest| (guest, deflater.cluster(&raw_file, guest)),
+        |deflater, guest| (guest, deflater.cluster(raw, guest)),
         |(guest, cluster)| match cluster {
             Ok(cluster) => sink.put(guest, cluster),
             Err(e) => {
-                read_error = Some(named(raw, e));
-                Err(io::Error::other("stopped"))
+                read_error = Some(e);
+                Err(io::Error::other("stopped at a read error"))
             }
         },
     );
     if let Some(e) = read_error {
-        return Err(e);
+        return Err((Side::Raw, e));
     }
-    written.map_err(|e| named(out, e))?;
-    sink.finish().map_err(|e| named(out, e))
+    written.map_err(on(Side::Out))?;
+    sink.finish().map_err(on(Side::Out))
 }
 
 /// The byte ranges of `file` that hold data, up to `size` (the whole file where the file

@@ -46,6 +46,7 @@ where
             let tx = tx.clone();
             let (feed, room, state, work) = (&feed, &room, &state, &work);
             scope.spawn(move || {
+                let _stop = StopOnPanic(feed, room);
                 let mut own = state();
                 while let Some((seq, item)) = take(feed, room, window) {
                     if tx.send((seq, work(&mut own, item))).is_err() {
@@ -73,6 +74,19 @@ where
         }
         result
     })
+}
+
+/// Stops the other workers when its worker panics: its result will never come, so without
+/// this they would wait for room in the window forever, and the sink for them.
+struct StopOnPanic<'a, I>(&'a Mutex<Feed<I>>, &'a Condvar);
+
+impl<I> Drop for StopOnPanic<'_, I> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.lock().unwrap_or_else(|e| e.into_inner()).stop = true;
+            self.1.notify_all();
+        }
+    }
 }
 
 /// The next item and its sequence number, once the window has room; None when the items
@@ -121,6 +135,23 @@ mod tests {
             .unwrap();
             assert_eq!(got, (0..200).map(|i| i * 3).collect::<Vec<_>>());
         }
+    }
+
+    #[test]
+    fn a_panicking_worker_ends_the_map_with_its_panic() {
+        let outcome = std::panic::catch_unwind(|| {
+            ordered_map(
+                0..1000u64,
+                2,
+                || (),
+                |_, i| {
+                    assert_ne!(i, 5, "worker panics");
+                    i
+                },
+                |_| Ok(()),
+            )
+        });
+        assert!(outcome.is_err());
     }
 
     #[test]

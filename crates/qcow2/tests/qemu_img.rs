@@ -190,4 +190,6 @@ fn errors_name_the_file() {
         err.starts_with(&format!("{}: ", dir.path().display())),
         "{err}"
     );
+    assert!(err.contains("at byte 0"), "{err}");
+    assert!(!out.exists(), "half a qcow2 is removed");
 }
