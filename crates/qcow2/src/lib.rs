@@ -236,3 +236,31 @@ impl Sink {
         Ok(summary)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn extents_touch_each_cluster_once() {
+        let c = CLUSTER_SIZE;
+        let extents = vec![0..100, 200..c + 1, 3 * c..3 * c + 1, 3 * c + 5..5 * c];
+        assert_eq!(clusters(extents).collect::<Vec<_>>(), [0, 1, 3, 4]);
+    }
+
+    #[test]
+    fn holes_are_not_data() {
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all_at(b"x", 10 << 20).unwrap();
+        f.write_all(b"head").unwrap();
+        let size = f.metadata().unwrap().len();
+        let extents = data_extents(&f, size).unwrap();
+        // The file system says where the data is, in blocks: two extents, far apart.
+        assert_eq!(extents.len(), 2, "{extents:?}");
+        assert_eq!(extents[0].start, 0);
+        assert!(extents[0].end < 1 << 20, "{extents:?}");
+        assert_eq!(extents[1].end, size);
+        assert!(extents[1].start > 9 << 20, "{extents:?}");
+    }
+}
