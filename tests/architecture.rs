@@ -18,6 +18,7 @@ const CRATES: &[&str] = &[
     "runners",
     "sources",
     "crates/protocol",
+    "crates/qcow2",
     "crates/docgen",
     "crates/fuzz",
 ];

@@ -1,8 +1,9 @@
 //! Reproducible builds as root: the same manifest built twice, in two empty stores, more than a
 //! second apart, with `SOURCE_DATE_EPOCH` in `osbuild`'s environment, gives the same tree
 //! (treesum), the same tar archive, the same ext4 filesystem image and the same qcow2 and raw
-//! disks with a GPT, an ESP and an ext4 root (sha256 of each file). Built the same way without an epoch, the images differ: the
-//! comparison can fail.
+//! disks with a GPT, an ESP and an ext4 root (sha256 of each file); the qcow2 (our own writer's)
+//! passes `qemu-img check` and holds the raw disk's bytes. Built the same way without an epoch,
+//! the images differ: the comparison can fail.
 
 mod common;
 
@@ -109,6 +110,33 @@ fn privileged_the_same_manifest_and_epoch_give_the_same_bytes() {
     assert_eq!(tree_a, tree_b, "the same treesum");
     assert_eq!(sums_a, sums_b, "the same tar, ext4, qcow2 and raw bytes");
 
+    // The qcow2 is a clean image of the very disk the raw assembler wrote.
+    let (qcow2, raw) = (
+        committed_file(&env_a, "disk.qcow2"),
+        committed_file(&env_a, "disk.raw"),
+    );
+    let check = Command::new("qemu-img")
+        .args(["check", "-f", "qcow2"])
+        .arg(&qcow2)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+    let compare = Command::new("qemu-img")
+        .args(["compare", "-f", "raw", "-F", "qcow2"])
+        .args([&raw, &qcow2])
+        .output()
+        .unwrap();
+    assert!(
+        compare.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&compare.stdout),
+        String::from_utf8_lossy(&compare.stderr)
+    );
+
     // The epoch reached the stage, and the tree's times are clamped to it.
     let tree_id = {
         let raw = sums_a.iter().find(|(f, _)| f == "root.ext4").unwrap();
@@ -134,6 +162,15 @@ fn privileged_the_same_manifest_and_epoch_give_the_same_bytes() {
             .as_secs(),
         EPOCH.parse::<u64>().unwrap()
     );
+}
+
+/// The committed output `file` of one of `env`'s builds.
+fn committed_file(env: &Env, file: &str) -> std::path::PathBuf {
+    std::fs::read_dir(env.store.join("refs"))
+        .unwrap()
+        .map(|e| e.unwrap().path().join(file))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| panic!("no output holds {file}"))
 }
 
 #[test]
