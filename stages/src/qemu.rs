@@ -5,8 +5,7 @@
 //! no `compat`, no `compression_type`) is written by our own writer ([`osbuild_qcow2`]): the
 //! clusters compressed on every core and appended in the disk's order, so the same bytes every
 //! time (a reproducible build needs nothing else), in about half the time of qemu-img's
-//! parallel writer on two cores (`bench/qcow2.sh`). Everything else is `qemu-img convert`,
-//! and so is that qcow2 when the stage's environment has `OSBUILD_QCOW2_WRITER=qemu-img`.
+//! parallel writer on two cores (`bench/qcow2.sh`). Everything else is `qemu-img convert`.
 //!
 //! qemu-img writes a compressed qcow2 with out-of-order writes and 16 coroutines (`-W -m 16`),
 //! so the clusters are compressed on every core (the coroutines bound how many at once; qemu's
@@ -35,7 +34,7 @@ pub fn run(args: &Args) -> Result<i32, StageError> {
     extra.extend(parallel_arguments(kind, &extra, reproducible));
     let source = args.single_file("image")?;
     let target = tree::tree_path(&args.tree, filename.trim_start_matches('/'))?;
-    if ours(kind, &format)? && !osbuild_qcow2::qemu_img_asked() {
+    if ours(kind, &format)? {
         let threads = osbuild_qcow2::available_threads();
         let summary = osbuild_qcow2::write_compressed(&source, &target, threads)
             .map_err(|e| StageError::Other(format!("writing the qcow2: {e}")))?;

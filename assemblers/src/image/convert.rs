@@ -6,9 +6,6 @@
 //! order: the same bytes every time, so a reproducible build (`SOURCE_DATE_EPOCH`) needs
 //! nothing else; about half the time of `qemu-img convert -c -W -m 16` and 0.4x its CPU time on
 //! two cores (`bench/qcow2.sh`).
-//! `OSBUILD_QCOW2_WRITER=qemu-img` in the assembler's environment takes qemu-img's way instead:
-//! 16 coroutines and out-of-order writes (`-W -m 16`), or, under `SOURCE_DATE_EPOCH`, writes
-//! in order, serial but the same bytes every time.
 //!
 //! A qcow2's clusters are compressed with zlib unless the options ask for zstd
 //! ([`Qcow2Compression`]; qemu-img writes those): about 5x faster to write than zlib with
@@ -129,9 +126,7 @@ pub fn convert(
     )));
     match format.qemu_img_args() {
         None => compress_xz(raw.path(), tmp.path())?,
-        Some(_) if ours(format, clusters, osbuild_qcow2::qemu_img_asked()) => {
-            write_qcow2(raw.path(), tmp.path())?
-        }
+        Some(_) if ours(format, clusters) => write_qcow2(raw.path(), tmp.path())?,
         Some(flags) => {
             let mut a: Vec<String> = vec!["convert".into(), "-f".into(), "raw".into()];
             a.extend(flags.iter().map(|s| s.to_string()));
@@ -155,9 +150,9 @@ pub fn convert(
     tmp.persist(output)
 }
 
-/// Whether our writer makes this output: a qcow2 of zlib clusters, unless qemu-img is asked for.
-fn ours(format: Format, clusters: Qcow2Compression, qemu_img_asked: bool) -> bool {
-    format == Format::Qcow2 && clusters == Qcow2Compression::Zlib && !qemu_img_asked
+/// Whether our writer makes this output: a qcow2 of zlib clusters.
+fn ours(format: Format, clusters: Qcow2Compression) -> bool {
+    format == Format::Qcow2 && clusters == Qcow2Compression::Zlib
 }
 
 /// The compressed qcow2 `out` of `raw`, on every core.
@@ -215,12 +210,11 @@ mod tests {
     }
 
     #[test]
-    fn zlib_qcow2s_are_ours_unless_qemu_img_is_asked() {
+    fn zlib_qcow2s_are_ours() {
         use Qcow2Compression::{Zlib, Zstd};
-        assert!(ours(Format::Qcow2, Zlib, false));
-        assert!(!ours(Format::Qcow2, Zlib, true));
-        assert!(!ours(Format::Qcow2, Zstd, false));
-        assert!(!ours(Format::Vmdk, Zlib, false));
+        assert!(ours(Format::Qcow2, Zlib));
+        assert!(!ours(Format::Qcow2, Zstd));
+        assert!(!ours(Format::Vmdk, Zlib));
     }
 
     #[test]

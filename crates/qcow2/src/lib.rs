@@ -27,15 +27,6 @@ use std::path::Path;
 use cluster::{Cluster, Deflater};
 use layout::{Map, CLUSTER_SIZE};
 
-/// The environment variable that, set to `qemu-img`, sends the callers (the qemu assembler and
-/// stage) back to `qemu-img convert -c` (to compare the two).
-pub const WRITER_ENV: &str = "OSBUILD_QCOW2_WRITER";
-
-/// Whether the environment asks for qemu-img instead of this writer ([`WRITER_ENV`]).
-pub fn qemu_img_asked() -> bool {
-    std::env::var_os(WRITER_ENV).is_some_and(|v| v == "qemu-img")
-}
-
 /// The threads to compress on: one per core this process may run on.
 pub fn available_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
