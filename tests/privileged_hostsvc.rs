@@ -269,20 +269,25 @@ fn write_through_partition_devices(s: &Scratch, root_fs: &str, boot_fs: &str) ->
     assert_eq!(s.mounted().len(), 2, "{:?}", s.mounted());
     std::fs::write(s.mounts().join("hello"), "root data\n").unwrap();
     std::fs::write(s.mounts().join("boot/hello"), "boot data\n").unwrap();
+    // Each lock file by its inode: once released, a device may at once be taken (and
+    // locked again) by another test running beside this one.
     let locks: Vec<_> = held
         .iter()
         .map(|node| {
-            udev_lock(
+            let lock = udev_lock(
                 std::fs::metadata(Path::new("/dev").join(node))
                     .unwrap()
                     .rdev(),
-            )
+            );
+            let ino = std::fs::metadata(&lock).unwrap().ino();
+            (lock, ino)
         })
         .collect();
     drop(services);
     s.assert_released();
-    for lock in locks {
-        assert!(!lock.exists(), "{} outlived its device", lock.display());
+    for (lock, ino) in locks {
+        let ours = std::fs::metadata(&lock).is_ok_and(|m| m.ino() == ino);
+        assert!(!ours, "{} outlived its device", lock.display());
     }
     parts
 }
