@@ -46,13 +46,14 @@ pub struct ModuleScratch {
 #[derive(Debug)]
 struct Slot {
     path: PathBuf,
-    in_use: Mutex<()>,
+    /// Held while a module uses the directory; whether the directory exists yet.
+    made: Mutex<bool>,
 }
 
 /// The module directory, empty, held by one module until dropped.
 pub struct ModuleDir<'a> {
     path: &'a Path,
-    _in_use: MutexGuard<'a, ()>,
+    _in_use: MutexGuard<'a, bool>,
 }
 
 impl ModuleScratch {
@@ -62,12 +63,12 @@ impl ModuleScratch {
         let path = parent.join("module");
         fs::create_dir(&path).map_err(io_err(format!("creating {}", path.display())))?;
         let m = fs::symlink_metadata(&path).map_err(io_err(format!("stat {}", path.display())))?;
-        let slot = |path| Slot {
+        let slot = |path, made| Slot {
             path,
-            in_use: Mutex::new(()),
+            made: Mutex::new(made),
         };
         Ok(Self {
-            slots: [slot(path), slot(parent.join("module-next"))],
+            slots: [slot(path, true), slot(parent.join("module-next"), false)],
             owner: (m.uid(), m.gid()),
         })
     }
@@ -76,10 +77,10 @@ impl ModuleScratch {
     /// time (one running, the next started): a third taker is a bug, reported instead of
     /// waited for.
     pub fn take(&self) -> Result<ModuleDir<'_>, BuildRootError> {
-        let (slot, in_use) = self
+        let (slot, mut made) = self
             .slots
             .iter()
-            .find_map(|s| s.in_use.try_lock().ok().map(|guard| (s, guard)))
+            .find_map(|s| s.made.try_lock().ok().map(|guard| (s, guard)))
             .ok_or_else(|| BuildRootError::Io {
                 context: format!(
                     "{} and {} are in use by other modules",
@@ -88,16 +89,15 @@ impl ModuleScratch {
                 ),
                 source: ErrorKind::ResourceBusy.into(),
             })?;
-        match fs::create_dir(&slot.path) {
-            Err(e) if e.kind() != ErrorKind::AlreadyExists => {
-                return Err(io_err(format!("creating {}", slot.path.display()))(e));
-            }
-            _ => {}
+        if !*made {
+            fs::create_dir(&slot.path)
+                .map_err(io_err(format!("creating {}", slot.path.display())))?;
+            *made = true;
         }
         empty(&slot.path, self.owner)?;
         Ok(ModuleDir {
             path: &slot.path,
-            _in_use: in_use,
+            _in_use: made,
         })
     }
 }
